@@ -1,0 +1,217 @@
+%% The HouseParty API for erl users; 'Elixir.HouseParty' gives iex users the same calls.
+%%
+%% Rooms and people are Python GenServers on the pods' Python nodes, registered in
+%% hp_registry as {room, Name} and {person, Name} and started through hp_python, so
+%% placement follows the ring. Groups: house_party_rooms, house_party_people.
+%%
+%% Worker protocol (gen_server calls to the Python workers):
+%%   room:   {enter, Person} -> ok | {error, destination_full}
+%%           {leave, Person} -> ok
+%%           who_is_in       -> {ok, [Person]}              (sorted)
+%%           {dump}          -> {ok, {Room, [Person]}}      (the seed's multi_call reply)
+%%           {set_max, Max}  -> ok | {error, {too_many_people, Count}}
+%%   person: {walk_into, Room} -> ok | {error, destination_full} | {error, {unknown_room, Room}}
+%%           where_is          -> Room | nil
+%%           room_log          -> [{DateTime, Room}]        (newest first)
+%% The person runs its own move (enter, leave, log); this module only finds or starts
+%% the person and asks it. Every input is checked before anything is changed.
+-module(houseparty).
+
+-export([add_rooms/1, add_rooms/2, set_room_max/2, walk_into/2, dump/0, who_is_in/1,
+         where_is/1, get_person_room_log/1, rooms/0]).
+
+-define(ROOMS, house_party_rooms).
+-define(PEOPLE, house_party_people).
+-define(DEFAULT_MAX, 10).
+-define(CALL_TIMEOUT, 5000).
+%% A name may be between owners for a moment (handoff, restart after a node loss);
+%% calls retry for this long before giving up.
+-define(RETRY_FOR_MS, 15000).
+
+-type name() :: atom().
+-type error() :: {error, destination_full | {unknown_room, name()} | {bad_name, term()}
+                         | {bad_max, term()} | {too_many_people, non_neg_integer()}
+                         | {unavailable, term()}}.
+-export_type([name/0, error/0]).
+
+%% --- rooms ----------------------------------------------------------------------------
+
+-spec add_rooms([name()]) -> ok | error().
+add_rooms(Rooms) ->
+    add_rooms(Rooms, #{}).
+
+%% Opts: #{max => pos_integer()}, the max of rooms created by this call.
+-spec add_rooms([name()] | name(), #{max => pos_integer()}) -> ok | error().
+add_rooms(Room, Opts) when is_atom(Room) ->
+    add_rooms([Room], Opts);
+add_rooms(Rooms, Opts) when is_list(Rooms), is_map(Opts) ->
+    Max = maps:get(max, Opts, ?DEFAULT_MAX),
+    maybe_all([fun() -> check_names(Rooms) end, fun() -> check_max(Max) end],
+              fun() -> foreach_ok(fun(R) -> ensure_room(R, Max) end, Rooms) end);
+add_rooms(Rooms, _Opts) ->
+    {error, {bad_name, Rooms}}.
+
+-spec set_room_max(name(), pos_integer()) -> ok | error().
+set_room_max(Room, Max) ->
+    maybe_all([fun() -> check_name(Room) end, fun() -> check_max(Max) end],
+              fun() -> room_call(Room, {set_max, Max}) end).
+
+-spec rooms() -> [name()].
+rooms() ->
+    lists:sort(maps:keys(dump())).
+
+-spec who_is_in(name()) -> [name()] | error().
+who_is_in(Room) ->
+    maybe_all([fun() -> check_name(Room) end],
+              fun() ->
+                      case room_call(Room, who_is_in) of
+                          {ok, People} -> People;
+                          Error -> Error
+                      end
+              end).
+
+%% The seed's dump: a multi_call over the room group, so one slow or dying room
+%% costs its own entry, never the whole answer.
+-spec dump() -> #{name() => [name()]}.
+dump() ->
+    Replies = hp_registry:multi_call(?ROOMS, {dump}, ?CALL_TIMEOUT),
+    maps:from_list([{Room, People} || {ok, {Room, People}} <- Replies]).
+
+%% --- people ---------------------------------------------------------------------------
+
+%% Walks people in order into Room and stops at the first refusal.
+-spec walk_into(name(), [name()] | name()) -> ok | error().
+walk_into(Room, Person) when is_atom(Person) ->
+    walk_into(Room, [Person]);
+walk_into(Room, People) when is_list(People) ->
+    maybe_all([fun() -> check_name(Room) end, fun() -> check_names(People) end,
+               fun() -> check_room_exists(Room) end],
+              fun() -> foreach_ok(fun(P) -> walk_one(Room, P) end, People) end);
+walk_into(_Room, People) ->
+    {error, {bad_name, People}}.
+
+-spec where_is(name()) -> name() | nil | error().
+where_is(Person) ->
+    maybe_all([fun() -> check_name(Person) end],
+              fun() ->
+                      case hp_registry:whereis_name({person, Person}) of
+                          undefined -> nil;
+                          _ -> person_call(Person, where_is)
+                      end
+              end).
+
+-spec get_person_room_log(name()) -> [{term(), name()}] | error().
+get_person_room_log(Person) ->
+    maybe_all([fun() -> check_name(Person) end],
+              fun() ->
+                      case hp_registry:whereis_name({person, Person}) of
+                          undefined -> [];
+                          _ -> person_call(Person, room_log)
+                      end
+              end).
+
+%% --- internals ------------------------------------------------------------------------
+
+walk_one(Room, Person) ->
+    case ensure_person(Person) of
+        ok -> person_call(Person, {walk_into, Room});
+        Error -> Error
+    end.
+
+ensure_room(Room, Max) ->
+    ensure_worker({room, Room}, room, Room, [Max], ?ROOMS).
+
+ensure_person(Person) ->
+    ensure_worker({person, Person}, person, Person, [], ?PEOPLE).
+
+ensure_worker(Key, Kind, Name, Args, Group) ->
+    case hp_registry:whereis_name(Key) of
+        Pid when is_pid(Pid) ->
+            ok;
+        undefined ->
+            case hp_registry:whereis_or_register_name(Key, hp_python, start_worker,
+                                                      [Kind, Name, Args]) of
+                {ok, Pid} ->
+                    %% Joining twice is harmless: a concurrent first use by another
+                    %% caller ends in the same single membership.
+                    ok = hp_registry:join(Group, Pid);
+                {error, Reason} ->
+                    {error, {unavailable, Reason}}
+            end
+    end.
+
+check_room_exists(Room) ->
+    case hp_registry:whereis_name({room, Room}) of
+        undefined -> {error, {unknown_room, Room}};
+        _ -> ok
+    end.
+
+room_call(Room, Request) ->
+    call_name({room, Room}, Request, {error, {unknown_room, Room}}).
+
+person_call(Person, Request) ->
+    call_name({person, Person}, Request, {error, {unavailable, {person, Person}}}).
+
+%% Calls a registered worker, riding out a handoff or a restart: the name may point to
+%% nothing, or to a process that exits under the call, for a short while.
+call_name(Key, Request, IfAbsent) ->
+    call_name(Key, Request, IfAbsent, erlang:monotonic_time(millisecond) + ?RETRY_FOR_MS).
+
+call_name(Key, Request, IfAbsent, Deadline) ->
+    Retry = fun(Reason) ->
+                    case erlang:monotonic_time(millisecond) < Deadline of
+                        true ->
+                            timer:sleep(50),
+                            call_name(Key, Request, IfAbsent, Deadline);
+                        false ->
+                            {error, {unavailable, Reason}}
+                    end
+            end,
+    case hp_registry:whereis_name(Key) of
+        undefined when element(1, Key) =:= room ->
+            IfAbsent;
+        undefined ->
+            Retry(undefined);
+        Pid ->
+            try
+                gen_server:call(Pid, Request, ?CALL_TIMEOUT)
+            catch
+                exit:{Reason, {gen_server, call, _}} ->
+                    Retry(Reason)
+            end
+    end.
+
+check_names(Names) when is_list(Names) ->
+    case [N || N <- Names, check_name(N) =/= ok] of
+        [] -> ok;
+        [Bad | _] -> {error, {bad_name, Bad}}
+    end;
+check_names(Names) ->
+    {error, {bad_name, Names}}.
+
+%% nil marks "nowhere" in where_is, and booleans are not names in Python.
+check_name(Name) when is_atom(Name), Name =/= nil, Name =/= undefined,
+                      Name =/= true, Name =/= false ->
+    ok;
+check_name(Name) ->
+    {error, {bad_name, Name}}.
+
+check_max(Max) when is_integer(Max), Max >= 1 -> ok;
+check_max(Max) -> {error, {bad_max, Max}}.
+
+%% Runs every check before the action, so a bad argument changes nothing.
+maybe_all([], Action) ->
+    Action();
+maybe_all([Check | Rest], Action) ->
+    case Check() of
+        ok -> maybe_all(Rest, Action);
+        Error -> Error
+    end.
+
+foreach_ok(_Fun, []) ->
+    ok;
+foreach_ok(Fun, [X | Rest]) ->
+    case Fun(X) of
+        ok -> foreach_ok(Fun, Rest);
+        Error -> Error
+    end.

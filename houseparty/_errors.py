@@ -1,0 +1,82 @@
+"""The exception tree of ``houseparty`` (``py_nodes`` keeps its own, see ``py_nodes._errors``).
+
+::
+
+    HousePartyError                  base of everything this package raises
+    ├── ClusterError                 the local cluster runner cannot do what was asked
+    │   ├── ErlangMissing            erl/epmd are not installed
+    │   ├── AlreadyRunning           a live cluster already owns the run folder
+    │   ├── NotRunning               no live cluster in the run folder
+    │   └── PortInUse                a port the cluster needs is taken
+    ├── ConnectError                 the cluster cannot be reached (down, or wrong cookie)
+    └── ApiError                     the cluster refused a request; ``.reason`` is the term
+        ├── UnknownRoom              the room was never added
+        ├── DestinationFull          the room is at its max
+        └── BadArgument              a name of the wrong type, or a bad ``max``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AlreadyRunning",
+    "ApiError",
+    "BadArgument",
+    "ClusterError",
+    "ConnectError",
+    "DestinationFull",
+    "ErlangMissing",
+    "HousePartyError",
+    "NotRunning",
+    "PortInUse",
+    "UnknownRoom",
+]
+
+
+class HousePartyError(Exception):
+    """Base of every error raised by houseparty."""
+
+
+class ClusterError(HousePartyError):
+    """The local cluster runner cannot do what was asked."""
+
+
+class ErlangMissing(ClusterError):
+    """erl or epmd cannot be found."""
+
+
+class AlreadyRunning(ClusterError):
+    """A live cluster already owns the run folder."""
+
+
+class NotRunning(ClusterError):
+    """No live cluster in the run folder."""
+
+
+class PortInUse(ClusterError):
+    """A port the cluster needs is already taken."""
+
+
+class ConnectError(HousePartyError):
+    """The cluster cannot be reached: it is down, or the cookie is wrong."""
+
+
+class ApiError(HousePartyError):
+    """The cluster refused a request."""
+
+    def __init__(self, reason: Any, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class UnknownRoom(ApiError):
+    """The room was never added."""
+
+
+class DestinationFull(ApiError):
+    """The room is at its max."""
+
+
+class BadArgument(ApiError):
+    """A name of the wrong type, or a bad ``max``."""

@@ -1,0 +1,427 @@
+"""A local cluster: N pods on 127.0.0.1, each a sidecar ``sidecar<i>`` and a Python node ``py<i>``.
+
+The run folder holds ``cluster.json`` (what runs, with OS pids) and one log file per node, so
+that ``up``, ``down``, ``pod stop|kill|start`` and ``status`` can be separate invocations.
+Graceful stops send SIGTERM, as Kubernetes does: first to the Python node, which asks its
+sidecar to drain every process to the other pods, then to the sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from houseparty._errors import AlreadyRunning, ErlangMissing, NotRunning, PortInUse
+
+__all__ = [
+    "DEFAULT_BASE_PORT",
+    "LocalCluster",
+    "PodSpec",
+    "default_run_dir",
+    "resolve_cookie",
+    "sidecar_ebin",
+]
+
+DEFAULT_BASE_PORT = 9100
+HOST = "127.0.0.1"
+_STATE_FILE = "cluster.json"
+
+
+def default_run_dir() -> Path:
+    env = os.environ.get("HOUSEPARTY_RUN_DIR")
+    return Path(env) if env else Path.home() / ".houseparty" / "local"
+
+
+def resolve_cookie(explicit: str | None) -> str:
+    """``--cookie``, else ``HOUSEPARTY_COOKIE``, else ``~/.erlang.cookie`` (created as erl does)."""
+    if explicit:
+        return explicit
+    env = os.environ.get("HOUSEPARTY_COOKIE")
+    if env:
+        return env
+    path = Path.home() / ".erlang.cookie"
+    if not path.exists():
+        # erl makes 20 upper-case letters, readable by the owner only.
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        path.write_text("".join(secrets.choice(alphabet) for _ in range(20)))
+        path.chmod(0o400)
+    return path.read_text().strip()
+
+
+def sidecar_ebin() -> Path:
+    """The compiled sidecar: ``HP_SIDECAR_EBIN``, else the checkout's rebar3 build."""
+    env = os.environ.get("HP_SIDECAR_EBIN")
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parent.parent
+    return root / "_build" / "default" / "lib" / "houseparty_sidecar" / "ebin"
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    """Names and ports of pod ``index`` (1-based) of a local cluster."""
+
+    index: int
+    base_port: int = DEFAULT_BASE_PORT
+
+    @property
+    def sidecar_node(self) -> str:
+        return f"sidecar{self.index}@{HOST}"
+
+    @property
+    def python_node(self) -> str:
+        return f"py{self.index}@{HOST}"
+
+    @property
+    def sidecar_port(self) -> int:
+        return self.base_port + 3 * (self.index - 1)
+
+    @property
+    def python_port(self) -> int:
+        return self.sidecar_port + 1
+
+    @property
+    def health_port(self) -> int:
+        return self.sidecar_port + 2
+
+
+@dataclass
+class _PodState:
+    index: int
+    sidecar_pid: int | None = None
+    python_pid: int | None = None
+
+
+@dataclass
+class _ClusterState:
+    pods: int
+    cookie: str
+    base_port: int
+    started_at: float
+    supervisor_pid: int
+    pod_states: dict[int, _PodState] = field(default_factory=dict)
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it so it reads as gone.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return _proc_state(pid) not in ("Z", None)
+    return done == 0
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()[0]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+class LocalCluster:
+    """Starts, stops and inspects the pods of one run folder."""
+
+    def __init__(self, run_dir: Path | None = None) -> None:
+        self.run_dir = run_dir or default_run_dir()
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / _STATE_FILE
+
+    def log_path(self, node: str) -> Path:
+        return self.run_dir / "logs" / f"{node.split('@')[0]}.log"
+
+    def _load(self) -> _ClusterState | None:
+        try:
+            raw = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return None
+        pods = {int(k): _PodState(**v) for k, v in raw.pop("pod_states").items()}
+        return _ClusterState(**raw, pod_states=pods)
+
+    def _save(self, state: _ClusterState) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        data = asdict(state)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(self.state_path)
+
+    def state(self) -> _ClusterState:
+        """The running cluster's state; NotRunning when there is none."""
+        state = self._load()
+        if state is None or not any(self._pod_alive(p) for p in state.pod_states.values()):
+            raise NotRunning(f"no local cluster is running (run folder {self.run_dir})")
+        return state
+
+    def _pod_alive(self, pod: _PodState) -> bool:
+        return _alive(pod.sidecar_pid) or _alive(pod.python_pid)
+
+    def is_running(self) -> bool:
+        try:
+            self.state()
+        except NotRunning:
+            return False
+        return True
+
+    # -- start -----------------------------------------------------------------------------
+
+    @staticmethod
+    def check_erlang() -> None:
+        missing = [tool for tool in ("erl", "epmd") if shutil.which(tool) is None]
+        if missing:
+            raise ErlangMissing(
+                f"{' and '.join(missing)} not found on PATH: install Erlang/OTP "
+                "(scripts/setup.sh does it: apt-get install erlang-nox erlang-dev)"
+            )
+        if not (sidecar_ebin() / "houseparty_sidecar.app").exists():
+            raise ErlangMissing(
+                f"the sidecar is not compiled ({sidecar_ebin()} has no houseparty_sidecar.app): "
+                "run scripts/setup.sh or `rebar3 compile`"
+            )
+
+    def up(
+        self,
+        pods: int = 3,
+        cookie: str | None = None,
+        base_port: int = DEFAULT_BASE_PORT,
+        progress: Callable[[str], None] | None = None,
+        timeout: float = 60.0,
+    ) -> _ClusterState:
+        """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs."""
+        self.check_erlang()
+        existing = self._load()
+        if existing is not None:
+            if any(self._pod_alive(p) for p in existing.pod_states.values()):
+                raise AlreadyRunning(
+                    f"a local cluster is already running (run folder {self.run_dir}); "
+                    "`houseparty down` stops it"
+                )
+            # A stale run folder: its processes are gone. Keep the old logs apart.
+            stale = self.run_dir.with_name(self.run_dir.name + f".stale-{int(time.time())}")
+            self.run_dir.rename(stale)
+            if progress:
+                progress(f"moved the stale run folder to {stale}")
+        specs = [PodSpec(i, base_port) for i in range(1, pods + 1)]
+        for spec in specs:
+            for port in (spec.sidecar_port, spec.python_port, spec.health_port):
+                if not _port_free(port):
+                    raise PortInUse(
+                        f"port {port} on {HOST} (pod {spec.index}) is in use; "
+                        "choose other ports with --base-port"
+                    )
+        subprocess.run(["epmd", "-daemon"], check=True)
+        state = _ClusterState(
+            pods=pods,
+            cookie=resolve_cookie(cookie),
+            base_port=base_port,
+            started_at=time.time(),
+            supervisor_pid=os.getpid(),
+            pod_states={s.index: _PodState(s.index) for s in specs},
+        )
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._save(state)
+        try:
+            for spec in specs:
+                self._spawn_pod(state, spec)
+                if progress:
+                    progress(f"started pod {spec.index}")
+            self._save(state)
+            self.wait_ready(state, specs, progress, timeout)
+        except BaseException:
+            self.down()
+            raise
+        return state
+
+    def _env(self, state: _ClusterState, spec: PodSpec) -> dict[str, str]:
+        peers = ",".join(PodSpec(i, state.base_port).sidecar_node for i in range(1, state.pods + 1))
+        env = dict(os.environ)
+        env.update(
+            HOUSEPARTY_COOKIE=state.cookie,
+            POD_IP=HOST,
+            HP_SIDECAR_NODE=spec.sidecar_node,
+            HP_PYTHON_NODE=spec.python_node,
+            HP_SIDECAR_DIST_PORT=str(spec.sidecar_port),
+            HP_PYTHON_DIST_PORT=str(spec.python_port),
+            HP_HEALTH_PORT=str(spec.health_port),
+            HP_CLUSTER_STRATEGY="epmd",
+            HP_CLUSTER_HOSTS=peers,
+            HP_POLL_INTERVAL_MS="1000",
+            # The cookie stays out of argv, where `ps` would show it.
+            ERL_FLAGS=f"-setcookie {state.cookie}",
+        )
+        return env
+
+    def _spawn_pod(self, state: _ClusterState, spec: PodSpec) -> None:
+        env = self._env(state, spec)
+        sidecar_cmd = [
+            "erl", "-name", spec.sidecar_node, "-noshell", "-noinput",
+            "+t", "5000000", "+P", "5000000",
+            "-kernel", "inet_dist_listen_min", str(spec.sidecar_port),
+            "inet_dist_listen_max", str(spec.sidecar_port),
+            "-pa", str(sidecar_ebin()),
+            "-eval", "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
+        ]  # fmt: skip
+        python_cmd = [sys.executable, "-m", "houseparty.pod"]
+        pod = state.pod_states[spec.index]
+        pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
+        pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
+
+    @staticmethod
+    def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> int:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal reaches only `houseparty up`
+            )
+        return proc.pid
+
+    def wait_ready(
+        self,
+        state: _ClusterState,
+        specs: list[PodSpec],
+        progress: Callable[[str], None] | None,
+        timeout: float,
+    ) -> None:
+        """Wait until every pod's sidecar says ready: joined, with its Python node connected."""
+        deadline = time.monotonic() + timeout
+        pending = {s.index: s for s in specs}
+        while pending:
+            for index, spec in list(pending.items()):
+                pod = state.pod_states[index]
+                if not (_alive(pod.sidecar_pid) and _alive(pod.python_pid)):
+                    raise NotRunning(
+                        f"pod {index} exited during start; see {self.log_path(spec.sidecar_node)} "
+                        f"and {self.log_path(spec.python_node)}"
+                    )
+                if self.ready(spec):
+                    del pending[index]
+                    if progress:
+                        progress(f"pod {index} ready")
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"pods {sorted(pending)} not ready after {timeout:.0f}s")
+            if pending:
+                time.sleep(0.2)
+
+    @staticmethod
+    def ready(spec: PodSpec) -> bool:
+        url = f"http://{HOST}:{spec.health_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    # -- stop ------------------------------------------------------------------------------
+
+    def pods(self) -> Iterator[tuple[PodSpec, _PodState]]:
+        state = self.state()
+        for index, pod in sorted(state.pod_states.items()):
+            yield PodSpec(index, state.base_port), pod
+
+    def _pod(self, index: int) -> tuple[_ClusterState, _PodState]:
+        state = self.state()
+        if index not in state.pod_states:
+            raise NotRunning(f"pod {index} is not part of this cluster (pods 1..{state.pods})")
+        return state, state.pod_states[index]
+
+    def stop_pod(self, index: int, timeout: float = 120.0) -> None:
+        """Drain pod ``index``: SIGTERM the Python node, then the sidecar, and wait for both."""
+        state, pod = self._pod(index)
+        _terminate(pod.python_pid, timeout)
+        _terminate(pod.sidecar_pid, timeout)
+        pod.python_pid = pod.sidecar_pid = None
+        self._save(state)
+
+    def kill_pod(self, index: int) -> None:
+        """SIGKILL both nodes of pod ``index``: its state is lost, its names restart elsewhere."""
+        state, pod = self._pod(index)
+        for pid in (pod.python_pid, pod.sidecar_pid):
+            _signal(pid, signal.SIGKILL)
+        for pid in (pod.python_pid, pod.sidecar_pid):
+            _wait_gone(pid, 10.0)
+        pod.python_pid = pod.sidecar_pid = None
+        self._save(state)
+
+    def start_pod(self, index: int, timeout: float = 60.0) -> None:
+        """Bring a stopped or killed pod back; it rejoins and takes its share of names."""
+        state, pod = self._pod(index)
+        if self._pod_alive(pod):
+            raise AlreadyRunning(f"pod {index} is running")
+        spec = PodSpec(index, state.base_port)
+        self._spawn_pod(state, spec)
+        self._save(state)
+        self.wait_ready(state, [spec], None, timeout)
+
+    def down(self, timeout: float = 120.0) -> None:
+        """Stop every pod gracefully, the last one without anywhere to drain to."""
+        state = self._load()
+        if state is None:
+            raise NotRunning(f"no local cluster is running (run folder {self.run_dir})")
+        for pod in state.pod_states.values():
+            _terminate(pod.python_pid, timeout)
+            _terminate(pod.sidecar_pid, timeout)
+            pod.python_pid = pod.sidecar_pid = None
+        self.state_path.unlink(missing_ok=True)
+
+
+def _signal(pid: int | None, sig: signal.Signals) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _terminate(pid: int | None, timeout: float) -> None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL what is left."""
+    _signal(pid, signal.SIGTERM)
+    if not _wait_gone(pid, timeout):
+        _signal(pid, signal.SIGKILL)
+        _wait_gone(pid, 5.0)
