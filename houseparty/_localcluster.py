@@ -8,6 +8,7 @@ sidecar to drain every process to the other pods, then to the sidecar.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -30,6 +31,7 @@ __all__ = [
     "LocalCluster",
     "PodSpec",
     "default_run_dir",
+    "elixir_ebins",
     "resolve_cookie",
     "sidecar_ebin",
 ]
@@ -67,6 +69,15 @@ def sidecar_ebin() -> Path:
         return Path(env)
     root = Path(__file__).resolve().parent.parent
     return root / "_build" / "default" / "lib" / "houseparty_sidecar" / "ebin"
+
+
+def elixir_ebins() -> list[Path]:
+    """Elixir's own code, which a sidecar needs on its path for ``iex --remsh`` into it."""
+    elixir = shutil.which("elixir")
+    if elixir is None:
+        return []
+    lib = Path(os.path.realpath(elixir)).parent.parent / "lib"
+    return [lib / app / "ebin" for app in ("elixir", "iex", "logger") if (lib / app).is_dir()]
 
 
 @dataclass(frozen=True)
@@ -291,7 +302,7 @@ class LocalCluster:
             "+t", "5000000", "+P", "5000000",
             "-kernel", "inet_dist_listen_min", str(spec.sidecar_port),
             "inet_dist_listen_max", str(spec.sidecar_port),
-            "-pa", str(sidecar_ebin()),
+            "-pa", str(sidecar_ebin()), *(str(p) for p in elixir_ebins()),
             "-eval", "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
         ]  # fmt: skip
         python_cmd = [sys.executable, "-m", "houseparty.pod"]
@@ -404,10 +415,8 @@ class LocalCluster:
 def _signal(pid: int | None, sig: signal.Signals) -> None:
     if pid is None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _wait_gone(pid: int | None, timeout: float) -> bool:
