@@ -4,6 +4,7 @@ Python processes hosted here are addressed, called, linked and monitored by
 Erlang and Elixir code exactly as BEAM processes are.
 """
 
+from py_nodes._codec import decode, decode_prefix, encode
 from py_nodes._errors import (
     CallExit,
     CallTimeout,
@@ -21,8 +22,24 @@ from py_nodes._errors import (
     PyNodesError,
     TermError,
 )
+from py_nodes._terms import (
+    Atom,
+    BitString,
+    ExactKey,
+    ExportFun,
+    FrozenList,
+    FrozenMap,
+    Fun,
+    ImproperList,
+    Pid,
+    Port,
+    Reference,
+    atom,
+)
 
 __all__ = [
+    "Atom",
+    "BitString",
     "CallExit",
     "CallTimeout",
     "ConnectionLost",
@@ -31,11 +48,24 @@ __all__ = [
     "DistributionError",
     "EncodeError",
     "EpmdError",
+    "ExactKey",
+    "ExportFun",
+    "FrozenList",
+    "FrozenMap",
+    "Fun",
     "HandshakeError",
+    "ImproperList",
     "NoProc",
     "NodeDown",
+    "Pid",
+    "Port",
     "ProcessError",
     "ProtocolError",
     "PyNodesError",
+    "Reference",
     "TermError",
+    "atom",
+    "decode",
+    "decode_prefix",
+    "encode",
 ]
