@@ -1,0 +1,90 @@
+#!/bin/sh
+# Entry point of a pod's BEAM sidecar container.
+#
+#   entrypoint-sidecar.sh COMMAND [ARGS...]
+#   (on Kubernetes: /opt/houseparty_sidecar/bin/houseparty_sidecar foreground)
+#
+# It reads the pod's environment contract (deploy/README.md), fills in every default so
+# that the release and the application see one complete environment, refuses to start
+# without a cookie, then execs COMMAND so that the BEAM is PID 1's direct replacement and
+# receives SIGTERM itself (init:stop/0, which drains the pod's processes).
+#
+# Upper-case names in this script are the contract's variables and nothing else;
+# the script's own variables are lower case.
+set -eu
+
+me=entrypoint-sidecar
+fail() {
+    echo "$me: $*" >&2
+    exit 64
+}
+
+[ "$#" -gt 0 ] || fail "usage: $me COMMAND [ARGS...]"
+[ -n "${HOUSEPARTY_COOKIE:-}" ] ||
+    fail "HOUSEPARTY_COOKIE is not set; on Kubernetes it comes from the Secret houseparty-cookie (key: cookie)"
+
+: "${POD_IP:=127.0.0.1}"
+: "${HP_SIDECAR_NODE:=sidecar@$POD_IP}"
+: "${HP_PYTHON_NODE:=py@$POD_IP}"
+: "${HP_SIDECAR_DIST_PORT:=9100}"
+: "${HP_PYTHON_DIST_PORT:=9101}"
+: "${HP_HEALTH_PORT:=8080}"
+: "${HP_CLUSTER_STRATEGY:=local_epmd}"
+: "${HP_CLUSTER_HOSTS:=}"
+: "${HP_K8S_SERVICE:=}"
+: "${HP_K8S_SELECTOR:=app=houseparty}"
+: "${HP_K8S_MODE:=endpointslices}"
+: "${HP_NODE_BASENAME:=sidecar}"
+: "${HP_POLL_INTERVAL_MS:=5000}"
+: "${HP_PLACEMENT_WHITELIST:=^sidecar}"
+: "${HP_PLACEMENT_BLACKLIST:=}"
+sa_namespace_file=/var/run/secrets/kubernetes.io/serviceaccount/namespace
+if [ -z "${HP_K8S_NAMESPACE:-}" ] && [ -r "$sa_namespace_file" ]; then
+    HP_K8S_NAMESPACE=$(cat "$sa_namespace_file")
+fi
+: "${HP_K8S_NAMESPACE:=}"
+
+check_node() { # name value
+    case "$2" in
+        ?*@?*) ;;
+        *) fail "$1 must look like name@host, got '$2'" ;;
+    esac
+}
+check_port() { # name value
+    case "$2" in
+        '' | *[!0-9]*) fail "$1 must be a TCP port number, got '$2'" ;;
+    esac
+    [ "$2" -ge 1 ] && [ "$2" -le 65535 ] || fail "$1 must be within 1..65535, got '$2'"
+}
+check_node HP_SIDECAR_NODE "$HP_SIDECAR_NODE"
+check_node HP_PYTHON_NODE "$HP_PYTHON_NODE"
+check_port HP_SIDECAR_DIST_PORT "$HP_SIDECAR_DIST_PORT"
+check_port HP_PYTHON_DIST_PORT "$HP_PYTHON_DIST_PORT"
+check_port HP_HEALTH_PORT "$HP_HEALTH_PORT"
+case "$HP_CLUSTER_STRATEGY" in
+    epmd | local_epmd | k8s_dns | k8s_api) ;;
+    *) fail "HP_CLUSTER_STRATEGY must be epmd, local_epmd, k8s_dns or k8s_api, got '$HP_CLUSTER_STRATEGY'" ;;
+esac
+case "$HP_K8S_MODE" in
+    endpointslices | pods) ;;
+    *) fail "HP_K8S_MODE must be endpointslices or pods, got '$HP_K8S_MODE'" ;;
+esac
+if [ "$HP_CLUSTER_STRATEGY" = k8s_dns ] && [ -z "$HP_K8S_SERVICE" ]; then
+    fail "HP_CLUSTER_STRATEGY=k8s_dns needs HP_K8S_SERVICE (the headless service's DNS name)"
+fi
+
+export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_SIDECAR_DIST_PORT \
+    HP_PYTHON_DIST_PORT HP_HEALTH_PORT HP_CLUSTER_STRATEGY HP_CLUSTER_HOSTS HP_K8S_SERVICE \
+    HP_K8S_NAMESPACE HP_K8S_SELECTOR HP_K8S_MODE HP_NODE_BASENAME HP_POLL_INTERVAL_MS \
+    HP_PLACEMENT_WHITELIST HP_PLACEMENT_BLACKLIST
+
+# The release's vm.args holds ${HP_SIDECAR_NODE}, ${HOUSEPARTY_COOKIE} and
+# ${HP_SIDECAR_DIST_PORT}; relx substitutes them when asked to, and writes the result next
+# to the original unless told otherwise. The root filesystem is read-only on Kubernetes,
+# so the result (and any crash dump) goes to a fresh directory under /tmp.
+run_dir=$(mktemp -d /tmp/houseparty_sidecar.XXXXXX)
+export RELX_REPLACE_OS_VARS=true
+export RELX_OUT_FILE_PATH="$run_dir"
+export ERL_CRASH_DUMP="$run_dir/erl_crash.dump"
+
+exec "$@"

@@ -1,0 +1,394 @@
+"""The kustomize base in deploy/k8s: schema validation and cross-checks between the
+manifests, the entry-point scripts, the image and the environment contract."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from kubernetes_validate.utils import all_versions, latest_version
+
+from tests.deploy._deploy import (
+    DEPLOY,
+    K8S,
+    Manifest,
+    containers,
+    contract_variables,
+    env_names,
+    load_base_files,
+    parse_dockerfile,
+    render_base,
+    render_with_kubectl,
+    script_env_reads,
+    selects,
+    the,
+)
+
+OLDEST = "1.29"  # native sidecars (initContainers[].restartPolicy: Always)
+NEWEST = latest_version()
+VERSIONS = [OLDEST, NEWEST]
+
+FILES = load_base_files()
+DOCS = [(name, i, doc) for name, docs in FILES.items() for i, doc in enumerate(docs)]
+RENDERED = render_base()
+
+
+def pod_spec(docs: list[Manifest]) -> dict[str, Any]:
+    spec: dict[str, Any] = the(docs, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def container(docs: list[Manifest], name: str) -> dict[str, Any]:
+    found = [c for c in containers(the(docs, "Deployment")) if c["name"] == name]
+    assert len(found) == 1, f"no single container {name!r}"
+    return found[0]
+
+
+def validate(doc: Manifest, version: str) -> None:
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        path = ".".join(str(p) for p in e.path)
+        raise AssertionError(f"{doc['kind']} @ {path}: {e.message} (k8s {version})") from e
+
+
+# -- schemas --------------------------------------------------------------------------
+
+
+def test_the_newest_schema_set_is_newer_than_the_oldest_supported_cluster() -> None:
+    assert "1.29.0" in all_versions()
+    assert tuple(map(int, NEWEST.split(".")[:2])) > (1, 29)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    ("file", "index", "doc"), DOCS, ids=[f"{f}#{i}" for f, i, _ in DOCS]
+)
+def test_every_base_document_is_valid_strictly(
+    file: str, index: int, doc: Manifest, version: str
+) -> None:
+    validate(doc, version)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_rendered_base_is_valid_strictly(version: str) -> None:
+    for doc in RENDERED:
+        validate(doc, version)
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    broken = copy.deepcopy(the(RENDERED, "Deployment"))
+    broken["spec"]["template"]["spec"]["containers"][0]["restartPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, OLDEST, strict=True)
+
+
+def test_native_sidecars_do_not_validate_before_1_29_schemas() -> None:
+    # The reason for the 1.29 floor: on 1.27 restartPolicy is not a container field.
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(the(RENDERED, "Deployment"), "1.27", strict=True)
+
+
+def test_the_python_render_matches_kubectl_kustomize() -> None:
+    by_kubectl = render_with_kubectl()
+    if by_kubectl is None:
+        pytest.skip("kubectl is not installed; the Python render is used alone")
+
+    def key(d: Manifest) -> tuple[str, str]:
+        return d["kind"], d["metadata"]["name"]
+
+    assert {key(d): d for d in by_kubectl} == {key(d): d for d in RENDERED}
+
+
+def test_the_kustomization_lists_every_base_file_but_the_secret_example() -> None:
+    import yaml
+
+    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    assert listed == set(FILES) - {"secret.example.yaml"}
+
+
+# -- workload, Service, PDB -------------------------------------------------------------
+
+
+def test_the_workload_selects_its_own_pods() -> None:
+    deploy = the(RENDERED, "Deployment")
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert selects(deploy["spec"]["selector"], labels)
+
+
+def test_the_headless_service_selects_the_pods_and_publishes_not_ready_ones() -> None:
+    labels = the(RENDERED, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = the(RENDERED, "Service")
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert selects({"matchLabels": service["spec"]["selector"]}, labels)
+
+
+def test_the_endpointslice_selector_matches_the_service_labels() -> None:
+    # EndpointSlices carry their Service's labels; k8s_api lists them by HP_K8S_SELECTOR.
+    sidecar = container(RENDERED, "sidecar")
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert env["HP_K8S_MODE"] == "endpointslices"
+    key, _, value = env["HP_K8S_SELECTOR"].partition("=")
+    assert the(RENDERED, "Service")["metadata"]["labels"].get(key) == value
+
+
+def test_service_ports_target_named_container_ports() -> None:
+    named = {p["name"]: p["containerPort"] for c in containers(the(RENDERED, "Deployment"))
+             for p in c.get("ports", [])}
+    for port in the(RENDERED, "Service")["spec"]["ports"]:
+        assert port["targetPort"] in named, port
+        assert named[port["targetPort"]] == port["port"], port
+
+
+def test_the_pdb_selects_the_pods_and_allows_one_disruption() -> None:
+    labels = the(RENDERED, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pdb = the(RENDERED, "PodDisruptionBudget")
+    assert selects(pdb["spec"]["selector"], labels)
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_rollouts_replace_one_pod_at_a_time_without_losing_capacity() -> None:
+    strategy = the(RENDERED, "Deployment")["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def test_the_workload_choice_is_explained() -> None:
+    text = (K8S / "deployment.yaml").read_text()
+    assert "not a StatefulSet" in text
+    assert "Deployment, not StatefulSet" in (DEPLOY / "README.md").read_text()
+
+
+# -- RBAC -------------------------------------------------------------------------------
+
+
+def test_the_role_binding_binds_the_pods_service_account() -> None:
+    sa = the(RENDERED, "ServiceAccount")
+    binding = the(RENDERED, "RoleBinding")
+    role = the(RENDERED, "Role")
+    assert pod_spec(RENDERED)["serviceAccountName"] == sa["metadata"]["name"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]
+    }
+    assert binding["subjects"] == [{
+        "kind": "ServiceAccount",
+        "name": sa["metadata"]["name"],
+        "namespace": sa["metadata"]["namespace"],
+    }]
+
+
+def test_the_role_grants_what_k8s_api_and_status_read_and_no_more() -> None:
+    granted = set()
+    for rule in the(RENDERED, "Role")["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames/nonResourceURLs"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    granted.add((group, resource, verb))
+    assert granted == {
+        ("", "pods", "get"),
+        ("", "pods", "list"),
+        ("discovery.k8s.io", "endpointslices", "list"),
+    }
+    assert not [d for d in RENDERED if d["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
+
+
+# -- containers -------------------------------------------------------------------------
+
+
+def test_the_sidecar_is_a_native_sidecar_running_the_release_in_the_foreground() -> None:
+    spec = pod_spec(RENDERED)
+    [sidecar] = spec["initContainers"]
+    assert sidecar["name"] == "sidecar"
+    assert sidecar["restartPolicy"] == "Always"
+    release_bin = "/opt/houseparty_sidecar/bin/houseparty_sidecar"
+    assert sidecar["command"][1:] == [release_bin, "foreground"]
+    assert [c["name"] for c in spec["containers"]] == ["python"]
+    assert container(RENDERED, "python")["command"][1:] == ["houseparty", "pod-node"]
+
+
+def test_both_containers_run_the_one_image() -> None:
+    images = {c["image"] for c in containers(the(RENDERED, "Deployment"))}
+    assert len(images) == 1
+
+
+def test_the_commands_run_files_the_image_installs() -> None:
+    final = parse_dockerfile(DEPLOY / "Dockerfile")[-1]
+    installed: set[str] = set()
+    for copy_ in final.all("COPY"):
+        words = [w for w in copy_.words() if not w.startswith("--")]
+        *sources, dest = words
+        for src in sources:
+            installed.add(dest if not dest.endswith("/") else dest + PurePosixPath(src).name)
+    for c in containers(the(RENDERED, "Deployment")):
+        program = c["command"][0]
+        assert program in installed, f"{c['name']}: {program} is not installed by the image"
+        # the script shipped is the one in deploy/
+        assert (DEPLOY / PurePosixPath(program).name).is_file()
+    release_home = "/opt/houseparty_sidecar"
+    assert release_home in installed
+    assert container(RENDERED, "sidecar")["command"][1].startswith(release_home + "/bin/")
+
+
+def ports_of(c: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+
+
+def test_the_pinned_ports_are_named_and_match_the_environment() -> None:
+    sidecar, python = container(RENDERED, "sidecar"), container(RENDERED, "python")
+    assert ports_of(sidecar) == {"epmd": 4369, "dist-sidecar": 9100, "health": 8080}
+    assert ports_of(python) == {"dist-python": 9101}
+    sidecar_env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    python_env = {e["name"]: e.get("value") for e in python["env"]}
+    assert int(sidecar_env["HP_SIDECAR_DIST_PORT"]) == ports_of(sidecar)["dist-sidecar"]
+    assert int(sidecar_env["HP_HEALTH_PORT"]) == ports_of(sidecar)["health"]
+    assert int(python_env["HP_PYTHON_DIST_PORT"]) == ports_of(python)["dist-python"]
+
+
+def test_probes_use_named_ports_of_their_own_container() -> None:
+    probed = 0
+    for c in containers(the(RENDERED, "Deployment")):
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = c.get(kind)
+            if probe is None:
+                continue
+            probed += 1
+            port = probe["httpGet"]["port"]
+            assert isinstance(port, str) and port in ports_of(c), (c["name"], kind, port)
+    assert probed == 3
+
+
+def test_readiness_is_readyz_and_liveness_is_lenient() -> None:
+    sidecar = container(RENDERED, "sidecar")
+    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert sidecar["startupProbe"]["httpGet"]["path"] == "/healthz"
+    live = sidecar["livenessProbe"]
+    assert live["httpGet"]["path"] == "/healthz"
+    assert live["failureThreshold"] * live["periodSeconds"] >= 60
+
+
+# -- environment ------------------------------------------------------------------------
+
+SCRIPTS = {
+    "entrypoint-sidecar.sh": DEPLOY / "entrypoint-sidecar.sh",
+    "entrypoint-python.sh": DEPLOY / "entrypoint-python.sh",
+    "drain.sh": DEPLOY / "drain.sh",
+}
+
+
+def scripts_run_by(c: dict[str, Any]) -> list[str]:
+    names = [PurePosixPath(c["command"][0]).name]
+    pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+    if pre_stop:
+        names.append(PurePosixPath(pre_stop[0]).name)
+    return names
+
+
+def test_each_container_sets_only_variables_its_scripts_read() -> None:
+    for c in containers(the(RENDERED, "Deployment")):
+        reads = set().union(*(script_env_reads(SCRIPTS[s]) for s in scripts_run_by(c)))
+        assert env_names(c) <= reads, f"{c['name']} sets unread {env_names(c) - reads}"
+        assert "HOUSEPARTY_COOKIE" in env_names(c)
+        assert "POD_IP" in env_names(c)
+
+
+def test_the_scripts_read_exactly_the_contract() -> None:
+    contract = set(contract_variables())
+    reads = {name: script_env_reads(path) for name, path in SCRIPTS.items()}
+    for name, used in reads.items():
+        assert used <= contract, f"{name} reads undocumented {used - contract}"
+    assert set().union(*reads.values()) == contract
+    # The sidecar's entry point exports the complete environment the application reads.
+    assert reads["entrypoint-sidecar.sh"] == contract
+
+
+_DEFAULT = re.compile(r'^: "\$\{([A-Z0-9_]+):=(.*)\}"$', re.M)
+
+
+def test_the_scripts_defaults_are_the_contracts() -> None:
+    contract = contract_variables()
+    checked = 0
+    for path in SCRIPTS.values():
+        for name, default in _DEFAULT.findall(path.read_text()):
+            documented = contract[name]
+            if documented.startswith("read from"):
+                continue
+            assert default == ("" if documented == '""' else documented), name
+            checked += 1
+    assert checked >= len(contract) - 2
+
+
+def test_the_downward_api_feeds_the_pod_ip_and_namespace() -> None:
+    for c in containers(the(RENDERED, "Deployment")):
+        refs = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+                for e in c["env"] if "fieldRef" in e.get("valueFrom", {})}
+        assert refs["POD_IP"] == "status.podIP"
+        if "HP_K8S_NAMESPACE" in env_names(c):
+            assert refs["HP_K8S_NAMESPACE"] == "metadata.namespace"
+
+
+def test_the_cookie_comes_from_a_key_of_the_example_secret() -> None:
+    [secret] = FILES["secret.example.yaml"]
+    for c in containers(the(RENDERED, "Deployment")):
+        [cookie] = [e for e in c["env"] if e["name"] == "HOUSEPARTY_COOKIE"]
+        assert "value" not in cookie
+        ref = cookie["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"]
+        assert ref["key"] in secret.get("stringData", {}) | secret.get("data", {})
+    assert secret["metadata"]["namespace"] == the(RENDERED, "Deployment")["metadata"]["namespace"]
+
+
+# -- termination ------------------------------------------------------------------------
+
+
+def drain_budget_s() -> int:
+    m = re.search(r"^timeout_s=(\d+)$", SCRIPTS["drain.sh"].read_text(), re.M)
+    assert m, "drain.sh states its budget as timeout_s=N"
+    return int(m.group(1))
+
+
+def test_the_python_container_drains_in_its_pre_stop_hook() -> None:
+    python = container(RENDERED, "python")
+    assert scripts_run_by(python) == ["entrypoint-python.sh", "drain.sh"]
+    assert "lifecycle" not in container(RENDERED, "sidecar")  # its SIGTERM drains
+
+
+def test_the_grace_period_exceeds_the_drain_budget() -> None:
+    grace = pod_spec(RENDERED)["terminationGracePeriodSeconds"]
+    # After the preStop drain: the Python node's SIGTERM, then the sidecar's stop.
+    assert grace >= drain_budget_s() + 15
+
+
+# -- security and resources -------------------------------------------------------------
+
+
+def test_pods_run_as_the_images_non_root_user() -> None:
+    final = parse_dockerfile(DEPLOY / "Dockerfile")[-1]
+    user = [u.args for u in final.all("USER")][-1].split(":")[0]
+    ctx = pod_spec(RENDERED)["securityContext"]
+    assert ctx["runAsNonRoot"] is True
+    assert ctx["runAsUser"] == int(user) != 0
+
+
+def test_containers_are_locked_down_with_only_tmp_writable() -> None:
+    volumes = {v["name"]: v for v in pod_spec(RENDERED)["volumes"]}
+    for c in containers(the(RENDERED, "Deployment")):
+        ctx = c["securityContext"]
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["readOnlyRootFilesystem"] is True
+        assert ctx["capabilities"]["drop"] == ["ALL"]
+        assert "add" not in ctx["capabilities"]
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        assert set(mounts) == {"/tmp"}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def test_containers_request_and_limit_resources() -> None:
+    for c in containers(the(RENDERED, "Deployment")):
+        assert {"cpu", "memory"} <= set(c["resources"]["requests"]), c["name"]
+        assert "memory" in c["resources"]["limits"], c["name"]
