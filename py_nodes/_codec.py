@@ -27,7 +27,7 @@ Python                             Erlang (tag)                                d
 ``Reference``                      NEWER_REFERENCE_EXT 90 (decode also         ``Reference``
                                    NEW_REFERENCE_EXT 114, REFERENCE_EXT 101)
 ``Port``                           NEW_PORT_EXT 89, V4_PORT_EXT 120 if the id   ``Port``
-                                   needs more than 32 bits (decode also
+                                   needs more than 28 bits, as OTP (decode also
                                    PORT_EXT 102)
 ``ExportFun``                      EXPORT_EXT 113                              ``ExportFun``
 ``Fun``                            NEW_FUN_EXT 112, its raw bytes verbatim      ``Fun``
@@ -214,8 +214,6 @@ def _big(buf: bytes, pos: int, n: int) -> tuple[Any, int]:
     end = pos + 1 + n
     if end > len(buf):
         _fail("truncated big integer")
-    if sign > 1:
-        _fail("bad big integer sign")
     v = int.from_bytes(buf[pos + 1 : end], "little")
     return (-v if sign else v), end
 
@@ -435,7 +433,7 @@ def _d_pid(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
 
 def _d_newer_ref(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     n = (buf[pos] << 8) | buf[pos + 1]
-    if not 1 <= n <= 5:
+    if n > 5:
         _fail("bad reference length")
     node, pos = _read_atom(buf, pos + 2)
     words = struct.unpack_from(f">{n + 1}I", buf, pos)
@@ -444,7 +442,7 @@ def _d_newer_ref(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
 
 def _d_new_ref(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     n = (buf[pos] << 8) | buf[pos + 1]
-    if not 1 <= n <= 5:
+    if n > 5:
         _fail("bad reference length")
     node, pos = _read_atom(buf, pos + 2)
     creation = buf[pos]
@@ -479,9 +477,10 @@ def _d_port(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
 def _d_export(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     m, pos = _read_atom(buf, pos)
     f, pos = _read_atom(buf, pos)
-    if buf[pos] != 97:
-        _fail("export fun arity is not a small integer")
-    return ExportFun(m, f, buf[pos + 1]), pos + 2
+    arity, pos = _read_int(buf, pos)
+    if not 0 <= arity < 256:
+        _fail("bad export fun arity")
+    return ExportFun(m, f, arity), pos
 
 
 def _read_int(buf: bytes, pos: int) -> tuple[int, int]:
@@ -930,8 +929,8 @@ def _e_pid(t: Pid, out: bytearray, depth: int) -> None:
 def _e_ref(t: Reference, out: bytearray, depth: int) -> None:
     ids = t.ids
     n = len(ids)
-    if not 1 <= n <= 5:
-        raise EncodeError("a reference has 1 to 5 ids")
+    if n > 5:
+        raise EncodeError("a reference has at most 5 ids")
     out += b"Z"
     out += _p_u16(n)
     out += t.node._ext
@@ -939,7 +938,7 @@ def _e_ref(t: Reference, out: bytearray, depth: int) -> None:
 
 
 def _e_port(t: Port, out: bytearray, depth: int) -> None:
-    if 0 <= t.id <= 0xFFFFFFFF:
+    if 0 <= t.id <= 0xFFFFFFF:  # 28 bits, as OTP does: larger ids go V4 (byte-identical)
         out += b"Y"
         out += t.node._ext
         out += _p_2u32(t.id, t.creation)

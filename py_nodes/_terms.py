@@ -122,7 +122,7 @@ class Pid:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """An Erlang reference (NEWER_REFERENCE_EXT); ``ids`` has 1 to 5 32-bit words."""
+    """An Erlang reference (NEWER_REFERENCE_EXT); ``ids`` has up to 5 32-bit words."""
 
     node: Atom
     creation: int
@@ -134,7 +134,7 @@ class Reference:
 
 @dataclass(frozen=True, slots=True)
 class Port:
-    """An Erlang port identifier (NEW_PORT_EXT, or V4_PORT_EXT when ``id`` needs 64 bits)."""
+    """An Erlang port identifier: NEW_PORT_EXT, or V4_PORT_EXT when ``id`` exceeds 28 bits."""
 
     node: Atom
     id: int
