@@ -1,0 +1,750 @@
+"""The node: processes, names, links, monitors and routing over distribution peers.
+
+Every state change happens on the event loop thread, synchronously, in the order the
+events arrive; nothing here awaits except connecting, :meth:`Node.call` and start/stop.
+The bookkeeping that makes lost connections behave as in Erlang:
+
+* ``_remote_links[node]``: ``(local pid, remote pid)`` links across that connection;
+* ``_remote_monitors[node]``: ``ref -> local watcher`` for monitors we hold there;
+* ``_peer_monitors[node]``: ``ref -> local target`` for monitors that node holds on us.
+
+When a connection goes, local processes linked to its pids get exit ``noconnection``,
+local monitors of its processes get ``DOWN noconnection``, and its monitors on our
+processes are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from py_nodes import _epmd, _rpc
+from py_nodes._connection import DEFAULT_MAX_FRAME_SIZE
+from py_nodes._control import (
+    AliasSend,
+    ControlEvent,
+    Demonitor,
+    Exit,
+    Exit2,
+    Link,
+    Monitor,
+    MonitorExit,
+    RegSend,
+    Send,
+    SpawnRequest,
+    Unlink,
+    UnlinkId,
+    UnlinkIdAck,
+)
+from py_nodes._errors import CallExit, CallTimeout, NodeDown, NoProc, PyNodesError
+from py_nodes._genserver import GEN_CALL, GEN_CAST, GenServer, NoReply, Reply
+from py_nodes._peer import PeerProtocol
+from py_nodes._process import NORMAL, Process
+from py_nodes._terms import Atom, ImproperList, Pid, Reference
+
+__all__ = ["Node"]
+
+log = logging.getLogger("py_nodes.node")
+
+P = TypeVar("P", bound=Process)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DOWN = Atom("DOWN")
+PROCESS = Atom("process")
+NOPROC = Atom("noproc")
+NOCONNECTION = Atom("noconnection")
+SHUTDOWN = Atom("shutdown")
+ALIAS = Atom("alias")
+YES = Atom("yes")
+IS_AUTH = Atom("is_auth")
+NET_KERNEL = Atom("net_kernel")
+
+
+class _NetKernel(GenServer):
+    """Answers ``net_adm:ping/1``: ``{is_auth, Node}`` -> ``yes``."""
+
+    __slots__ = ()
+
+    def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Reply | NoReply:
+        if type(request) is tuple and len(request) == 2 and request[0] is IS_AUTH:
+            return Reply(YES)
+        return NoReply()
+
+
+class _Caller(Process):
+    """The short-lived process behind one :meth:`Node.call` from Python."""
+
+    __slots__ = ("future", "ref")
+
+    future: asyncio.Future[Any]
+    ref: Reference | None
+
+    def handle_message(self, message: Any) -> None:
+        if type(message) is not tuple or self.future.done():
+            return
+        if len(message) == 2 and message[0] == self.ref:
+            self.future.set_result(message[1])
+        elif len(message) == 5 and message[0] is DOWN and message[1] == self.ref:
+            reason = message[4]
+            exc: Exception
+            if reason is NOPROC:
+                exc = NoProc(f"no process {message[3]!r}")
+            elif reason is NOCONNECTION:
+                exc = NodeDown(f"no connection to the node of {message[3]!r}")
+            else:
+                exc = CallExit(reason)
+            self.future.set_exception(exc)
+
+
+def _name_atom(name: Atom | str) -> Atom:
+    if type(name) is Atom:
+        return name
+    if isinstance(name, str):
+        return Atom(name)
+    raise TypeError(f"a process name must be an Atom or a str, not {type(name).__name__}")
+
+
+class Node:
+    """A hidden Erlang node hosting Python processes. See the package docstring."""
+
+    def __init__(
+        self,
+        name: str,
+        cookie: str,
+        *,
+        port: int = 0,
+        listen_host: str = "0.0.0.0",
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        net_ticktime: float = 60.0,
+        handshake_timeout: float = 10.0,
+        epmd_port: int = _epmd.EPMD_PORT,
+    ) -> None:
+        alive, sep, host = name.partition("@")
+        if not sep or not alive or not host:
+            raise ValueError(f"node name must look like name@host, not {name!r}")
+        self.name = name
+        self.alive_name = alive
+        self.host = host
+        self.atom = Atom(name)
+        self.cookie = cookie
+        self.port = port
+        self.listen_host = listen_host
+        self.max_frame_size = max_frame_size
+        self.net_ticktime = net_ticktime
+        self.handshake_timeout = handshake_timeout
+        self.epmd_port = epmd_port
+        self.creation = secrets.randbits(32) or 1
+        self._pid_ids = itertools.count(1)
+        self._ref_ids = itertools.count(1)
+        self._ref_salt = secrets.randbits(32)
+        self._procs: dict[Pid, Process] = {}
+        self._names: dict[Atom, Pid] = {}
+        self._peers: dict[str, PeerProtocol] = {}
+        self._connecting: dict[str, asyncio.Task[bool]] = {}
+        self._outbox: dict[str, list[ControlEvent]] = {}
+        self._remote_links: dict[str, set[tuple[Pid, Pid]]] = {}
+        self._remote_monitors: dict[str, dict[Reference, Pid]] = {}
+        self._peer_monitors: dict[str, dict[Reference, Pid]] = {}
+        self._exposed: dict[tuple[str, str], Callable[..., Any]] = {}
+        self._dirty: list[PeerProtocol] = []
+        self._dispatching = False
+        self._flush_handle: asyncio.Handle | None = None
+        self._server: asyncio.Server | None = None
+        self._registration: _epmd.EpmdRegistration | None = None
+        self._system_pid: Pid | None = None
+        self.started = False
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen, register with epmd (starting it if needed), start ``net_kernel``."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: PeerProtocol(self), self.listen_host, self.port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        try:
+            self._registration = await _epmd.register(
+                self.alive_name, self.port, epmd_port=self.epmd_port
+            )
+        except BaseException:
+            self._server.close()
+            raise
+        self.creation = self._registration.creation or self.creation
+        self.started = True
+        self._system_pid = self.spawn(_NetKernel, name=NET_KERNEL)
+        log.info("node %s up on port %d (creation %d)", self.name, self.port, self.creation)
+
+    async def stop(self) -> None:
+        """Stop every process (reason ``shutdown``), close connections, leave epmd."""
+        for proc in list(self._procs.values()):
+            proc._terminate(SHUTDOWN)
+        self._flush_dirty()
+        for task in list(self._connecting.values()):
+            task.cancel()
+        for peer in list(self._peers.values()):
+            if peer.transport is not None:
+                peer.transport.close()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+        if self._registration is not None:
+            await self._registration.close()
+            self._registration = None
+        self.started = False
+        log.info("node %s stopped", self.name)
+
+    # -- processes --------------------------------------------------------------------------
+
+    def _new_pid(self) -> Pid:
+        return Pid(self.atom, next(self._pid_ids), 0, self.creation)
+
+    def make_ref(self) -> Reference:
+        n = next(self._ref_ids)
+        return Reference(
+            self.atom, self.creation, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, self._ref_salt)
+        )
+
+    def spawn(self, cls: type[P], *args: Any, name: Atom | str | None = None) -> Pid:
+        """Start ``cls`` (a Process or GenServer subclass), call its ``init(*args)``.
+
+        Raises what ``init`` raises (the process then never existed), or ValueError if
+        ``name`` is taken.
+        """
+        proc = cls()
+        pid = self._new_pid()
+        proc._attach(self, pid)
+        self._procs[pid] = proc
+        try:
+            if name is not None:
+                self.register(name, pid)
+            proc.init(*args)
+        except BaseException:
+            proc._alive = False
+            self._procs.pop(pid, None)
+            if proc.name is not None:
+                self._names.pop(proc.name, None)
+            raise
+        return pid
+
+    def process(self, pid: Pid) -> Process | None:
+        """The local process object behind ``pid`` (None if gone)."""
+        return self._procs.get(pid)
+
+    def processes(self) -> list[Pid]:
+        return list(self._procs)
+
+    def register(self, name: Atom | str, pid: Pid) -> None:
+        atom = _name_atom(name)
+        proc = self._procs.get(pid)
+        if proc is None:
+            raise NoProc(f"no local process {pid!r}")
+        if atom in self._names or proc.name is not None:
+            raise ValueError(f"{atom.name} is already registered, or {pid!r} has a name")
+        self._names[atom] = pid
+        proc.name = atom
+
+    def unregister(self, name: Atom | str) -> None:
+        pid = self._names.pop(_name_atom(name), None)
+        proc = self._procs.get(pid) if pid is not None else None
+        if proc is not None:
+            proc.name = None
+
+    def whereis(self, name: Atom | str) -> Pid | None:
+        return self._names.get(_name_atom(name))
+
+    def registered(self) -> list[Atom]:
+        return list(self._names)
+
+    def _process_exited(self, proc: Process, reason: Any) -> None:
+        pid = proc.pid
+        self._procs.pop(pid, None)
+        if proc.name is not None and self._names.get(proc.name) == pid:
+            del self._names[proc.name]
+        links, proc._links = proc._links, None
+        for other in links or ():
+            if other.node is self.atom:
+                target = self._procs.get(other)
+                if target is not None:
+                    target._exit_signal(pid, reason, link=True)
+            else:
+                node_name = other.node.name
+                self._remote_links.get(node_name, set()).discard((pid, other))
+                self._send_remote(node_name, Exit(pid, other, reason))
+        watchers, proc._monitored_by = proc._monitored_by, None
+        for ref, (watcher, ident) in (watchers or {}).items():
+            if watcher.node is self.atom:
+                wproc = self._procs.get(watcher)
+                if wproc is not None:
+                    if wproc._monitoring is not None:
+                        wproc._monitoring.pop(ref, None)
+                    down_ident = (ident, self.atom) if type(ident) is Atom else ident
+                    wproc._deliver((DOWN, ref, PROCESS, down_ident, reason))
+            else:
+                node_name = watcher.node.name
+                self._peer_monitors.get(node_name, {}).pop(ref, None)
+                self._send_remote(node_name, MonitorExit(ident, watcher, ref, reason))
+        monitoring, proc._monitoring = proc._monitoring, None
+        for ref, target in (monitoring or {}).items():
+            self._drop_monitor(pid, ref, target)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send(self, dest: Any, message: Any, *, sender: Pid | None = None) -> None:
+        """Send to a Pid, a local name (Atom/str), ``(name, node)`` or an alias ref.
+
+        Like Erlang's ``!``: never fails for a missing process; a message to an
+        unreachable node is dropped.
+        """
+        kind = type(dest)
+        if kind is Pid:
+            if dest.node is self.atom:
+                proc = self._procs.get(dest)
+                if proc is not None:
+                    proc._deliver(message)
+            else:
+                self._send_remote(dest.node.name, Send(dest, message))
+        elif kind is tuple and len(dest) == 2:
+            name, node = _name_atom(dest[0]), dest[1]
+            node_name = node.name if type(node) is Atom else str(node)
+            if node_name == self.name:
+                self.send(name, message, sender=sender)
+            else:
+                self._send_remote(
+                    node_name, RegSend(sender or self._sender(), name, message)
+                )
+        elif kind is Reference:
+            if dest.node is not self.atom:
+                self._send_remote(
+                    dest.node.name, AliasSend(sender or self._sender(), dest, message)
+                )
+        else:
+            pid = self._names.get(_name_atom(dest))
+            if pid is None:
+                raise NoProc(f"no process registered as {dest!r}")
+            self.send(pid, message, sender=sender)
+
+    def _sender(self) -> Pid:
+        if self._system_pid is None:
+            raise PyNodesError("the node is not started")
+        return self._system_pid
+
+    def cast(self, dest: Any, request: Any) -> None:
+        """``gen_server:cast``: never fails."""
+        with contextlib.suppress(NoProc):
+            self.send(dest, (GEN_CAST, request))
+
+    def reply(self, from_: tuple[Any, Any], value: Any, *, sender: Pid | None = None) -> None:
+        """Answer a ``gen_server:call`` whose ``From`` is ``from_``."""
+        pid, tag = from_
+        if type(tag) is ImproperList and len(tag.items) == 1 and tag.items[0] is ALIAS:
+            alias = tag.tail
+            if type(alias) is Reference and alias.node is not self.atom:
+                self._send_remote(
+                    alias.node.name, AliasSend(sender or self._sender(), alias, (tag, value))
+                )
+                return
+        self.send(pid, (tag, value), sender=sender)
+
+    async def call(self, dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
+        """``gen_server:call(dest, request, timeout)`` from Python.
+
+        Raises :class:`NoProc` (no such process), :class:`NodeDown` (node
+        unreachable or lost), :class:`CallTimeout`, or :class:`CallExit` (the callee
+        exited; ``.reason`` is the exit reason).
+        """
+        loop = asyncio.get_running_loop()
+        caller = _Caller()
+        pid = self._new_pid()
+        caller._attach(self, pid)
+        caller.future = loop.create_future()
+        caller.ref = None
+        self._procs[pid] = caller
+        try:
+            ref = self.monitor(pid, dest)
+            caller.ref = ref
+            if not caller.future.done():
+                self.send(dest, (GEN_CALL, (pid, ref), request), sender=pid)
+            try:
+                return await asyncio.wait_for(caller.future, timeout)
+            except TimeoutError:
+                raise CallTimeout(f"no reply from {dest!r} within {timeout}s") from None
+        finally:
+            caller._terminate(NORMAL, run_terminate=False)
+
+    async def ping(self, node_name: str, timeout: float = 5.0) -> bool:
+        """``net_adm:ping``: True when ``node_name`` answers (``pong``)."""
+        try:
+            answer = await self.call((NET_KERNEL, node_name), (IS_AUTH, self.atom), timeout)
+        except PyNodesError:
+            return False
+        return answer is YES or answer is True
+
+    # -- links, monitors and exit signals ------------------------------------------------------
+
+    def link(self, a: Pid, b: Pid) -> None:
+        """Link local process ``a`` with ``b`` (local or remote)."""
+        proc = self._procs.get(a)
+        if proc is None:
+            raise NoProc(f"no local process {a!r}")
+        if a == b:
+            return
+        if proc._links is None:
+            proc._links = set()
+        if b in proc._links:
+            return
+        if b.node is self.atom:
+            other = self._procs.get(b)
+            if other is None:
+                proc._exit_signal(b, NOPROC, link=False)
+                return
+            proc._links.add(b)
+            if other._links is None:
+                other._links = set()
+            other._links.add(a)
+        else:
+            proc._links.add(b)
+            node_name = b.node.name
+            self._remote_links.setdefault(node_name, set()).add((a, b))
+            self._send_remote(node_name, Link(a, b))
+
+    def unlink(self, a: Pid, b: Pid) -> None:
+        proc = self._procs.get(a)
+        if proc is None or proc._links is None or b not in proc._links:
+            return
+        proc._links.discard(b)
+        if b.node is self.atom:
+            other = self._procs.get(b)
+            if other is not None and other._links is not None:
+                other._links.discard(a)
+        else:
+            node_name = b.node.name
+            self._remote_links.get(node_name, set()).discard((a, b))
+            self._send_remote(node_name, UnlinkId(next(self._ref_ids), a, b))
+
+    def exit(self, pid: Pid, reason: Any, *, sender: Pid | None = None) -> None:
+        """``exit(Pid, Reason)``: an exit signal (``kill`` cannot be trapped)."""
+        from_pid = sender or self._sender()
+        if pid.node is self.atom:
+            proc = self._procs.get(pid)
+            if proc is not None:
+                proc._exit_signal(from_pid, reason, link=False)
+        else:
+            self._send_remote(pid.node.name, Exit2(from_pid, pid, reason))
+
+    def monitor(self, watcher: Pid, target: Any) -> Reference:
+        """Monitor ``target`` (pid, local name, or ``(name, node)``) from local ``watcher``.
+
+        The watcher later receives ``('DOWN', Ref, process, Pid | (Name, Node), Reason)``.
+        """
+        wproc = self._procs.get(watcher)
+        if wproc is None:
+            raise NoProc(f"no local process {watcher!r}")
+        ref = self.make_ref()
+        kind = type(target)
+        remote_node: str | None = None
+        remote_target: Pid | Atom | None = None
+        ident: Any = target
+        if kind is Pid:
+            if target.node is not self.atom:
+                remote_node, remote_target = target.node.name, target
+        elif kind is tuple and len(target) == 2:
+            name = _name_atom(target[0])
+            node_name = target[1].name if type(target[1]) is Atom else str(target[1])
+            ident = (name, Atom(node_name))
+            if node_name != self.name:
+                remote_node, remote_target = node_name, name
+            else:
+                target = name
+        else:
+            target = _name_atom(target)
+            ident = (target, self.atom)
+        if wproc._monitoring is None:
+            wproc._monitoring = {}
+        if remote_node is not None:
+            assert remote_target is not None
+            wproc._monitoring[ref] = ident
+            self._remote_monitors.setdefault(remote_node, {})[ref] = watcher
+            self._send_remote(remote_node, Monitor(watcher, remote_target, ref))
+            return ref
+        pid = target if type(target) is Pid else self._names.get(target)
+        tproc = self._procs.get(pid) if pid is not None else None
+        if tproc is None:
+            wproc._deliver((DOWN, ref, PROCESS, ident, NOPROC))
+            return ref
+        wproc._monitoring[ref] = tproc.pid
+        if tproc._monitored_by is None:
+            tproc._monitored_by = {}
+        tproc._monitored_by[ref] = (watcher, target)
+        return ref
+
+    def demonitor(self, watcher: Pid, ref: Reference) -> None:
+        wproc = self._procs.get(watcher)
+        if wproc is None or wproc._monitoring is None:
+            return
+        target = wproc._monitoring.pop(ref, None)
+        if target is not None:
+            self._drop_monitor(watcher, ref, target)
+
+    def _drop_monitor(self, watcher: Pid, ref: Reference, target: Pid | tuple[Atom, Atom]) -> None:
+        if type(target) is Pid and target.node is self.atom:
+            tproc = self._procs.get(target)
+            if tproc is not None and tproc._monitored_by is not None:
+                tproc._monitored_by.pop(ref, None)
+            return
+        node_name = target.node.name if type(target) is Pid else target[1].name
+        if self._remote_monitors.get(node_name, {}).pop(ref, None) is not None:
+            remote = target if type(target) is Pid else target[0]
+            self._send_remote(node_name, Demonitor(watcher, remote, ref))
+
+    def monitor_count(self) -> int:
+        """Monitors currently held on and by this node's processes (for leak checks)."""
+        count = sum(len(m) for m in self._remote_monitors.values())
+        count += sum(len(m) for m in self._peer_monitors.values())
+        for proc in self._procs.values():
+            count += len(proc._monitored_by or ()) + len(proc._monitoring or ())
+        return count
+
+    # -- erpc ---------------------------------------------------------------------------------
+
+    def expose(
+        self, module: str, function: str, fn: Callable[..., Any] | None = None
+    ) -> Any:
+        """Make ``fn`` reachable as ``module:function`` by ``erpc:call``/``rpc:call``.
+
+        Usable as ``node.expose("m", "f", fn)`` or as a decorator ``@node.expose("m", "f")``.
+        ``fn`` may be ``async``. Arguments arrive as decoded terms.
+        """
+        if fn is None:
+
+            def decorator(f: F) -> F:
+                self._exposed[(module, function)] = f
+                return f
+
+            return decorator
+        self._exposed[(module, function)] = fn
+        return fn
+
+    def exposed(self, module: str, function: str) -> Callable[..., Any] | None:
+        return self._exposed.get((module, function))
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def nodes(self) -> list[str]:
+        """Names of the nodes connected now."""
+        return list(self._peers)
+
+    async def connect(self, node_name: str) -> bool:
+        """Connect to ``node_name`` (no-op when connected); True when up."""
+        if node_name in self._peers:
+            return True
+        task = self._connecting.get(node_name)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._connect(node_name))
+            self._connecting[node_name] = task
+        return await asyncio.shield(task)
+
+    def disconnect(self, node_name: str) -> bool:
+        """``erlang:disconnect_node``: drop the connection; True if there was one."""
+        peer = self._peers.get(node_name)
+        if peer is None:
+            return False
+        peer.abort("disconnected on request")
+        return True
+
+    async def _connect(self, node_name: str) -> bool:
+        try:
+            alive, _, host = node_name.partition("@")
+            address = await _epmd.port_please(alive, host=host, epmd_port=self.epmd_port)
+            if address is None:
+                raise NodeDown(f"epmd on {host} does not know {alive}")
+            loop = asyncio.get_running_loop()
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: PeerProtocol(self, node_name), host, address.port),
+                self.handshake_timeout,
+            )
+            ok = await proto.up
+        except (OSError, PyNodesError, TimeoutError) as exc:
+            log.warning("cannot connect to %s: %s", node_name, exc)
+            ok = False
+        finally:
+            self._connecting.pop(node_name, None)
+        if not ok and node_name not in self._peers:
+            self._node_down(node_name)
+        return node_name in self._peers
+
+    def _handshake_status(self, peer: PeerProtocol, peer_name: str) -> str:
+        if not self.started or peer_name == self.name:
+            return "not_allowed"
+        if peer_name in self._peers:
+            return "alive"
+        if peer_name in self._connecting:
+            # Simultaneous connect: the node with the greater name keeps its own attempt.
+            return "nok" if self.name > peer_name else "ok_simultaneous"
+        return "ok"
+
+    def _peer_up(self, peer: PeerProtocol) -> None:
+        name = peer.peer_name
+        assert name is not None
+        old = self._peers.get(name)
+        self._peers[name] = peer
+        if old is not None and old is not peer:
+            old.abort("replaced by a new connection from the same node")
+        log.info("connected to %s", name)
+        for event in self._outbox.pop(name, ()):
+            peer.send(event)
+        self._flush_dirty()
+
+    def _peer_lost(self, peer: PeerProtocol) -> None:
+        name = peer.peer_name
+        if name is None or self._peers.get(name) is not peer:
+            return
+        del self._peers[name]
+        log.info("connection to %s lost", name)
+        self._node_down(name)
+
+    def _node_down(self, name: str) -> None:
+        self._outbox.pop(name, None)
+        for local, remote in self._remote_links.pop(name, ()):
+            proc = self._procs.get(local)
+            if proc is not None:
+                proc._exit_signal(remote, NOCONNECTION, link=True)
+        for ref, watcher in self._remote_monitors.pop(name, {}).items():
+            wproc = self._procs.get(watcher)
+            if wproc is not None and wproc._monitoring is not None:
+                ident = wproc._monitoring.pop(ref, None)
+                wproc._deliver((DOWN, ref, PROCESS, ident, NOCONNECTION))
+        for ref, target in self._peer_monitors.pop(name, {}).items():
+            tproc = self._procs.get(target)
+            if tproc is not None and tproc._monitored_by is not None:
+                tproc._monitored_by.pop(ref, None)
+
+    def _send_remote(self, node_name: str, event: ControlEvent) -> None:
+        peer = self._peers.get(node_name)
+        if peer is not None:
+            peer.send(event)
+            return
+        if not self.started:
+            return
+        self._outbox.setdefault(node_name, []).append(event)
+        if node_name not in self._connecting:
+            task = asyncio.get_running_loop().create_task(self._connect(node_name))
+            self._connecting[node_name] = task
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush_handle = None
+        dirty = self._dirty
+        if dirty:
+            self._dirty = []
+            for peer in dirty:
+                peer.flush()
+
+    # -- incoming control messages ----------------------------------------------------------------
+
+    def _dispatch_event(self, peer: PeerProtocol, event: ControlEvent) -> None:
+        kind = type(event)
+        if kind is Send:
+            proc = self._procs.get(event.to_pid)  # type: ignore[union-attr]
+            if proc is not None:
+                proc._deliver(event.message)  # type: ignore[union-attr]
+        elif kind is RegSend:
+            pid = self._names.get(event.to_name)  # type: ignore[union-attr]
+            if pid is not None:
+                proc = self._procs.get(pid)
+                if proc is not None:
+                    proc._deliver(event.message)  # type: ignore[union-attr]
+        elif kind is Monitor:
+            self._on_monitor(peer, event)  # type: ignore[arg-type]
+        elif kind is Demonitor:
+            self._on_demonitor(peer, event)  # type: ignore[arg-type]
+        else:
+            self._dispatch_other(peer, event)
+
+    def _on_monitor(self, peer: PeerProtocol, event: Monitor) -> None:
+        target = event.target
+        pid = target if type(target) is Pid else self._names.get(target)  # type: ignore[arg-type]
+        proc = self._procs.get(pid) if pid is not None else None
+        if proc is None:
+            peer.send(MonitorExit(target, event.from_pid, event.ref, NOPROC))
+            return
+        if proc._monitored_by is None:
+            proc._monitored_by = {}
+        proc._monitored_by[event.ref] = (event.from_pid, target)
+        assert peer.peer_name is not None
+        monitors = self._peer_monitors.get(peer.peer_name)
+        if monitors is None:
+            monitors = self._peer_monitors[peer.peer_name] = {}
+        monitors[event.ref] = proc.pid
+
+    def _on_demonitor(self, peer: PeerProtocol, event: Demonitor) -> None:
+        assert peer.peer_name is not None
+        monitors = self._peer_monitors.get(peer.peer_name)
+        pid = monitors.pop(event.ref, None) if monitors else None
+        if pid is not None:
+            proc = self._procs.get(pid)
+            if proc is not None and proc._monitored_by is not None:
+                proc._monitored_by.pop(event.ref, None)
+
+    def _dispatch_other(self, peer: PeerProtocol, event: ControlEvent) -> None:
+        peer_name = peer.peer_name
+        assert peer_name is not None
+        match event:
+            case AliasSend():
+                pass  # we hand out no aliases: a reply to an abandoned request, drop it
+            case Link(from_pid, to_pid):
+                proc = self._procs.get(to_pid)
+                if proc is None:
+                    peer.send(Exit(to_pid, from_pid, NOPROC))
+                    return
+                if proc._links is None:
+                    proc._links = set()
+                proc._links.add(from_pid)
+                self._remote_links.setdefault(peer_name, set()).add((to_pid, from_pid))
+            case Exit(from_pid, to_pid, reason):
+                self._remote_links.get(peer_name, set()).discard((to_pid, from_pid))
+                proc = self._procs.get(to_pid)
+                if proc is not None:
+                    proc._exit_signal(from_pid, reason, link=True)
+            case Exit2(from_pid, to_pid, reason):
+                proc = self._procs.get(to_pid)
+                if proc is not None:
+                    proc._exit_signal(from_pid, reason, link=False)
+            case UnlinkId(unlink_id, from_pid, to_pid):
+                self._drop_remote_link(peer_name, to_pid, from_pid)
+                peer.send(UnlinkIdAck(unlink_id, to_pid, from_pid))
+            case Unlink(from_pid, to_pid):
+                self._drop_remote_link(peer_name, to_pid, from_pid)
+            case MonitorExit(from_proc, to_pid, ref, reason):
+                if self._remote_monitors.get(peer_name, {}).pop(ref, None) is None:
+                    return
+                proc = self._procs.get(to_pid)
+                if proc is not None and proc._monitoring is not None:
+                    ident = proc._monitoring.pop(ref, None)
+                    if ident is None:
+                        ident = from_proc
+                    proc._deliver((DOWN, ref, PROCESS, ident, reason))
+            case SpawnRequest():
+                _rpc.spawn_request(self, peer, event)
+            case _:
+                pass  # UNLINK_ID_ACK, GROUP_LEADER, SPAWN_REPLY: nothing to do
+
+    def _drop_remote_link(self, peer_name: str, local: Pid, remote: Pid) -> None:
+        self._remote_links.get(peer_name, set()).discard((local, remote))
+        proc = self._procs.get(local)
+        if proc is not None and proc._links is not None:
+            proc._links.discard(remote)
+
+    @staticmethod
+    def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
+        return inspect.iscoroutinefunction(fn)
