@@ -1,12 +1,23 @@
-%% The houseparty_sidecar application: starts the top supervisor.
+%% The houseparty_sidecar application: reads the pod's environment, starts the top
+%% supervisor, and on a graceful stop drains the registry before anything stops, so every
+%% name moves with its state to its new owner before this node leaves.
 -module(houseparty_sidecar_app).
 -behaviour(application).
 
--export([start/2, stop/1]).
+-export([start/2, prep_stop/1, stop/1]).
 
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
+    ok = hp_config:apply_os_env(),
     houseparty_sidecar_sup:start_link().
+
+-spec prep_stop(term()) -> term().
+prep_stop(State) ->
+    try hp_registry:drain()
+    catch Class:Reason ->
+            logger:error("houseparty_sidecar: drain failed: ~p:~p", [Class, Reason])
+    end,
+    State.
 
 -spec stop(term()) -> ok.
 stop(_State) ->

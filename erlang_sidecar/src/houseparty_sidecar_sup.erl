@@ -1,4 +1,6 @@
-%% Top supervisor: the registry first (names survive membership churn), then membership.
+%% Top supervisor: the registry first (it must outlive membership so a stop can drain
+%% through it), then cluster membership, then the health endpoint. Children stop in
+%% reverse order.
 -module(houseparty_sidecar_sup).
 -behaviour(supervisor).
 
@@ -10,5 +12,9 @@ start_link() ->
 
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
-    Children = [],
+    Children = [hp_registry:child_spec(),
+                #{id => hp_cluster_sup, start => {hp_cluster_sup, start_link, []},
+                  type => supervisor, shutdown => infinity},
+                #{id => hp_health, start => {hp_health, start_link, []},
+                  type => worker, shutdown => 5000}],
     {ok, {#{strategy => one_for_one, intensity => 5, period => 10}, Children}}.

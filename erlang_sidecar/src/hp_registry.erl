@@ -1,0 +1,319 @@
+%% A distributed process registry with swarm's API and return values, and the via
+%% callbacks so that {via, hp_registry, Name} works with gen_server.
+%%
+%% A name lives on its owner: hp_ring:key_to_node(Name, Ring) over the placement sidecars
+%% (hidden Python nodes never take part). The owner's hp_registry_server holds it in ETS;
+%% a lookup on the owner reads ETS, a lookup elsewhere is one erpc to the owner. The pid
+%% may live on any node (usually the owner's pod Python node); it is monitored, so a name
+%% never outlives its process.
+%%
+%% Lookups that miss while names are moving do not give up at once:
+%%   - on a node that is not the owner (its ring is newer or older than the caller's):
+%%     the lookup follows the owner it names, at most ?MAX_HOPS times;
+%%   - on the owner, while peers may still hand names to it (a join, a drain, a heal):
+%%     it asks those peers, which keep each name until the owner holds it;
+%%   - on a name reserved for a start or a handoff: it waits, at most ?PENDING_WAIT_MS.
+%%
+%% Names registered with an MFA are restarted from it on a new owner when theirs goes
+%% away; names registered with a bare pid (register_name/2, the via callbacks) are not,
+%% as in swarm.
+%%
+%% Groups are kept per node: a pid that has a name joins on the name's owner (and moves
+%% with the name); any other pid joins on the caller's node. members/1 asks every
+%% placement node in parallel and skips those that do not answer in time.
+-module(hp_registry).
+
+-export([register_name/2, register_name/4, whereis_name/1, whereis_or_register_name/4,
+         unregister_name/1, registered/0, send/2,
+         join/2, leave/2, members/1, publish/2, multi_call/2, multi_call/3,
+         drain/0, start_link/0, child_spec/0]).
+%% Run by erpc on the owner.
+-export([local_lookup/2, peek/1, register_here/5, local_members/1, local_registered/0]).
+
+-define(SERVER, hp_registry_server).
+-define(NAMES, hp_registry_names).
+-define(PENDING, hp_registry_pending).
+-define(GROUPS, hp_registry_groups).
+-define(MAX_HOPS, 3).
+-define(PENDING_WAIT_MS, 2000).
+-define(RPC_TIMEOUT, 5000).
+-define(FANOUT_TIMEOUT, 2000).
+-define(MULTI_CALL_TIMEOUT, 5000).
+
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    hp_registry_server:start_link().
+
+-spec child_spec() -> supervisor:child_spec().
+child_spec() ->
+    #{id => hp_registry, start => {hp_registry, start_link, []},
+      type => worker, shutdown => 10000, modules => [hp_registry_server]}.
+
+%% --- names -----------------------------------------------------------------------------
+
+%% Registers Pid under Name. Such a name is not restarted elsewhere if its owner goes.
+-spec register_name(term(), pid()) -> yes | no.
+register_name(Name, Pid) when is_pid(Pid) ->
+    case at_owner(Name, {register_pid, Name, Pid}, 0) of
+        yes -> yes;
+        _ -> no
+    end.
+
+%% Starts apply(M, F, A) on Name's owner node and registers the pid it returns
+%% ({ok, Pid}). {error, {already_registered, Pid}} when the name is taken.
+-spec register_name(term(), module(), atom(), list()) -> {ok, pid()} | {error, term()}.
+register_name(Name, M, F, A) when is_atom(M), is_atom(F), is_list(A) ->
+    case owner(Name) of
+        {error, no_nodes} ->
+            {error, no_node_available};
+        Owner when Owner =:= node() ->
+            register_here(Name, M, F, A, 0);
+        Owner ->
+            rpc_to(Owner, register_here, [Name, M, F, A, 0], {error, {nodedown, Owner}})
+    end.
+
+-spec whereis_name(term()) -> pid() | undefined.
+whereis_name(Name) ->
+    lookup(Name, 0).
+
+-spec whereis_or_register_name(term(), module(), atom(), list()) ->
+          {ok, pid()} | {error, term()}.
+whereis_or_register_name(Name, M, F, A) ->
+    case whereis_name(Name) of
+        Pid when is_pid(Pid) ->
+            {ok, Pid};
+        undefined ->
+            case register_name(Name, M, F, A) of
+                {error, {already_registered, Pid}} -> {ok, Pid};
+                Other -> Other
+            end
+    end.
+
+-spec unregister_name(term()) -> ok.
+unregister_name(Name) ->
+    _ = at_owner(Name, {unregister, Name}, 0),
+    ok.
+
+%% Every name of the cluster with its pid (nodes that do not answer in time are left out).
+-spec registered() -> [{term(), pid()}].
+registered() ->
+    Replies = erpc:multicall(placement_nodes(), ?MODULE, local_registered, [], ?FANOUT_TIMEOUT),
+    lists:ukeysort(1, lists:append([L || {ok, L} <- Replies])).
+
+%% Sends Msg to the process registered as Name; exits {badarg, {Name, Msg}} when there
+%% is none, like the via protocol expects.
+-spec send(term(), term()) -> ok.
+send(Name, Msg) ->
+    case whereis_name(Name) of
+        undefined -> exit({badarg, {Name, Msg}});
+        Pid -> Pid ! Msg, ok
+    end.
+
+%% --- groups ----------------------------------------------------------------------------
+
+-spec join(term(), pid()) -> ok.
+join(Group, Pid) when is_pid(Pid) ->
+    Replies = erpc:multicall(placement_nodes(), gen_server, call,
+                             [?SERVER, {join, Group, Pid, if_named}], ?FANOUT_TIMEOUT),
+    case lists:member({ok, ok}, Replies) of
+        true -> ok;
+        false -> gen_server:call(?SERVER, {join, Group, Pid, always})
+    end.
+
+-spec leave(term(), pid()) -> ok.
+leave(Group, Pid) when is_pid(Pid) ->
+    _ = erpc:multicall(placement_nodes(), gen_server, call, [?SERVER, {leave, Group, Pid}],
+                       ?FANOUT_TIMEOUT),
+    ok.
+
+-spec members(term()) -> [pid()].
+members(Group) ->
+    Replies = erpc:multicall(placement_nodes(), ?MODULE, local_members, [Group],
+                             ?FANOUT_TIMEOUT),
+    lists:usort(lists:append([L || {ok, L} <- Replies])).
+
+-spec publish(term(), term()) -> ok.
+publish(Group, Msg) ->
+    [Pid ! Msg || Pid <- members(Group)],
+    ok.
+
+-spec multi_call(term(), term()) -> [term()].
+multi_call(Group, Msg) ->
+    multi_call(Group, Msg, ?MULTI_CALL_TIMEOUT).
+
+%% gen_server:call to every member at once; the replies that arrive within Timeout, in
+%% no particular order. Dead and slow members are left out and the caller never exits:
+%% the calls run in a collector process, so late replies die with it.
+-spec multi_call(term(), term(), timeout()) -> [term()].
+multi_call(Group, Msg, Timeout) ->
+    Members = members(Group),
+    {_, Mon} = spawn_monitor(fun() -> exit({hp_replies, collect(Members, Msg, Timeout)}) end),
+    receive
+        {'DOWN', Mon, process, _, {hp_replies, Replies}} -> Replies;
+        {'DOWN', Mon, process, _, _} -> []
+    end.
+
+%% --- leaving ---------------------------------------------------------------------------
+
+%% Hands every name of this node (with its state) to its new owner and takes the node out
+%% of placement. Called by the application's prep_stop; the pod's Python node may call it
+%% before it exits.
+-spec drain() -> ok.
+drain() ->
+    gen_server:call(?SERVER, drain, infinity).
+
+%% --- run on the owner ------------------------------------------------------------------
+
+-spec local_lookup(term(), non_neg_integer()) -> pid() | undefined.
+local_lookup(Name, Hops) ->
+    case peek(Name) of
+        Pid when is_pid(Pid) ->
+            Pid;
+        undefined ->
+            Me = node(),
+            case owner(Name) of
+                Me -> ask_settling(Name);
+                {error, no_nodes} -> undefined;
+                Other when Hops < ?MAX_HOPS -> remote_lookup(Other, Name, Hops + 1);
+                _ -> undefined
+            end
+    end.
+
+%% This node's entry for Name, waiting out a start or handoff in progress.
+-spec peek(term()) -> pid() | undefined.
+peek(Name) ->
+    peek(Name, erlang:monotonic_time(millisecond) + ?PENDING_WAIT_MS).
+
+-spec register_here(term(), module(), atom(), list(), non_neg_integer()) ->
+          {ok, pid()} | {error, term()}.
+register_here(Name, M, F, A, Hops) ->
+    case held_by_settling_peer(Name) of
+        Pid when is_pid(Pid) ->
+            %% Race: register during handoff: the previous owner still holds the name.
+            {error, {already_registered, Pid}};
+        undefined ->
+            case hp_handoff:reserve(Name, check) of
+                {reserved, Ref} ->
+                    hp_handoff:start_and_commit(Name, Ref, {M, F, A}, [], none);
+                {already_registered, Pid} ->
+                    {error, {already_registered, Pid}};
+                {redirect, {error, no_nodes}} ->
+                    {error, no_node_available};
+                {redirect, Owner} when Hops < ?MAX_HOPS, Owner =/= node() ->
+                    rpc_to(Owner, register_here, [Name, M, F, A, Hops + 1],
+                           {error, {nodedown, Owner}});
+                {redirect, _} ->
+                    {error, no_node_available};
+                {error, _} = Error ->
+                    Error
+            end
+    end.
+
+-spec local_members(term()) -> [pid()].
+local_members(Group) ->
+    ets:select(?GROUPS, [{{{Group, '$1'}}, [], ['$1']}]).
+
+-spec local_registered() -> [{term(), pid()}].
+local_registered() ->
+    ets:select(?NAMES, [{{'$1', '$2', '_', '_'}, [], [{{'$1', '$2'}}]}]).
+
+%% --- via-callbacks are register_name/2, unregister_name/1, whereis_name/1, send/2 -----
+
+%% --- internal --------------------------------------------------------------------------
+
+owner(Name) ->
+    hp_ring:key_to_node(Name, hp_registry_server:ring()).
+
+placement_nodes() ->
+    lists:usort([node() | hp_ring:nodes(hp_registry_server:ring())]).
+
+lookup(Name, Hops) ->
+    case owner(Name) of
+        {error, no_nodes} -> undefined;
+        Owner when Owner =:= node() -> local_lookup(Name, Hops);
+        Owner -> remote_lookup(Owner, Name, Hops)
+    end.
+
+remote_lookup(Node, Name, Hops) ->
+    rpc_to(Node, local_lookup, [Name, Hops], undefined).
+
+rpc_to(Node, F, Args, IfDown) ->
+    try erpc:call(Node, ?MODULE, F, Args, ?RPC_TIMEOUT)
+    catch
+        error:{erpc, _} -> IfDown;
+        exit:{exception, _} -> IfDown;
+        exit:{signal, _} -> IfDown
+    end.
+
+%% Calls the registry on Name's owner, following redirects of a ring that changed.
+at_owner(_Name, _Request, Hops) when Hops > ?MAX_HOPS ->
+    {error, no_owner};
+at_owner(Name, Request, Hops) ->
+    case owner(Name) of
+        {error, no_nodes} ->
+            {error, no_nodes};
+        Owner ->
+            call_owner(Owner, Name, Request, Hops)
+    end.
+
+call_owner(Owner, Name, Request, Hops) ->
+    try gen_server:call({?SERVER, Owner}, Request, ?RPC_TIMEOUT) of
+        {redirect, Next} when is_atom(Next), Next =/= Owner, Hops < ?MAX_HOPS ->
+            call_owner(Next, Name, Request, Hops + 1);
+        {redirect, _} ->
+            {error, no_owner};
+        Reply ->
+            Reply
+    catch
+        exit:_ -> {error, {nodedown, Owner}}
+    end.
+
+peek(Name, Deadline) ->
+    case ets:lookup(?NAMES, Name) of
+        [{_, Pid, _, _}] ->
+            case node(Pid) =:= node() andalso not is_process_alive(Pid) of
+                true -> undefined;             %% dead, its DOWN not yet handled
+                false -> Pid
+            end;
+        [] ->
+            case ets:member(?PENDING, Name) andalso
+                erlang:monotonic_time(millisecond) < Deadline of
+                true ->
+                    timer:sleep(2),
+                    peek(Name, Deadline);
+                false ->
+                    undefined
+            end
+    end.
+
+%% On the owner, after a miss: the peers that may still hand names to us keep each name
+%% until we hold it, so one of us has it. Checked again here after they answer, since
+%% the name may have arrived in between.
+ask_settling(Name) ->
+    case held_by_settling_peer(Name) of
+        Pid when is_pid(Pid) -> Pid;
+        undefined -> peek(Name, 0)
+    end.
+
+held_by_settling_peer(Name) ->
+    case hp_registry_server:settling() of
+        [] ->
+            undefined;
+        Peers ->
+            hp_registry_plan:first_pid(
+              erpc:multicall(Peers, ?MODULE, peek, [Name], ?FANOUT_TIMEOUT))
+    end.
+
+collect([], _Msg, _Timeout) ->
+    [];
+collect(Members, Msg, Timeout) ->
+    Deadline = erlang:monotonic_time(millisecond) + Timeout,
+    Requests = [gen_server:send_request(Pid, Msg) || Pid <- Members],
+    lists:foldl(
+      fun(Req, Acc) ->
+              Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+              case gen_server:receive_response(Req, Left) of
+                  {reply, Reply} -> [Reply | Acc];
+                  _ -> Acc                     %% timeout or {error, _}: dead or slow
+              end
+      end, [], Requests).

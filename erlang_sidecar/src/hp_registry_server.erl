@@ -1,0 +1,480 @@
+%% The registry process of one sidecar node: the owner of this node's share of the names.
+%%
+%% Every sidecar runs one, registered locally as hp_registry_server. They find each other
+%% with a hello handshake and each keeps its own hp_ring over the peers that answered:
+%%
+%%   nodeup(N) / start      ->  {hello, Me} to {hp_registry_server, N}
+%%   {hello, From}          ->  add From to the ring, reply {hello_ack, Me}
+%%   {hello_ack, From}      ->  add From to the ring
+%%   call {leaving, From}   ->  From drains: drop it from the ring, expect its handoffs
+%%   {handoff_done, From}   ->  From finished handing names over after a ring change
+%%   nodedown(N)            ->  drop N; restart its names here from their replicas
+%%
+%% A name lives in the ETS tables of the node that owns it on the ring. Reads go straight
+%% to ETS (hp_registry:local_lookup/2); every write goes through this process, which
+%% serializes them:
+%%
+%%   call {reserve, Name, Mode}          -> {reserved, Ref} | {already_registered, Pid}
+%%                                          | {redirect, Owner} | {error, Reason}
+%%   call {commit, Name, Ref, Pid, MFA, Groups} -> ok
+%%   call {abort, Name, Ref}             -> ok
+%%   call {register_pid, Name, Pid}      -> yes | no | {redirect, Owner}
+%%   call {unregister, Name}             -> ok | {redirect, Owner}
+%%   call {handed_off, Name, Pid}        -> ok      (the new owner holds it now)
+%%   call {join, Group, Pid, IfNamed}    -> ok | not_named
+%%   call {leave, Group, Pid}            -> ok
+%%   cast {replica_put, Owner, Name, MFA, Groups} / {replica_del, Owner, Name}
+%%   cast {replica_reset, Owner, Entries}   the owner's full set for this node
+%%
+%% A registration with an MFA is copied (name, MFA, groups) to the next node on the ring,
+%% the successor, so that when the owner dies the successor can restart it. Every pid
+%% (names and groups) is monitored; DOWN drops what it held. Handoff work never runs in
+%% this process: hp_handoff workers do it and report back with the calls above.
+-module(hp_registry_server).
+-behaviour(gen_server).
+
+-export([start_link/0, ring/0, settling/0, info/0]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-define(SERVER, ?MODULE).
+-define(NAMES, hp_registry_names).      %% {Name, Pid, MFA | undefined, Groups}
+-define(PIDX, hp_registry_pidx).        %% {{Pid, {name, Name} | {group, Group}}}
+-define(GROUPS, hp_registry_groups).    %% {{Group, Pid}}
+-define(MONS, hp_registry_mons).        %% {Pid, MonitorRef}
+-define(REPLICAS, hp_registry_replicas).%% {Name, Owner, MFA, Groups}
+-define(PENDING, hp_registry_pending).  %% {Name, Ref}: being started or handed over
+-define(META, hp_registry_meta).        %% {ring, Ring}, {settling, #{Node => Deadline}}
+-define(SETTLE_MS, 30000).
+-define(REBALANCE_DELAY_MS, 100).
+
+-record(state, {
+    peers = [] :: [node()],                     %% ordset, other sidecars in the ring
+    draining = false :: boolean(),
+    reservations = #{} :: #{term() => {reference(), reference(), [gen_server:from()]}},
+    res_mons = #{} :: #{reference() => term()}, %% monitor of the reserving process
+    rebalance_timer = undefined :: undefined | reference(),
+    rebalancer = undefined :: undefined | pid(),
+    rebalance_again = false :: boolean()
+}).
+
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    gen_server:start_link({local, ?SERVER}, ?MODULE, [], []).
+
+%% The ring as this node sees it (for callers on this node; no message to the server).
+-spec ring() -> hp_ring:ring().
+ring() ->
+    try ets:lookup_element(?META, ring, 2)
+    catch error:badarg -> hp_ring:new()
+    end.
+
+%% Nodes that may still hand names over to this one, with their deadline passed out.
+-spec settling() -> [node()].
+settling() ->
+    Now = erlang:monotonic_time(millisecond),
+    try ets:lookup_element(?META, settling, 2) of
+        Map -> [N || {N, Deadline} <- maps:to_list(Map), Deadline > Now]
+    catch error:badarg -> []
+    end.
+
+-spec info() -> #{atom() => term()}.
+info() ->
+    gen_server:call(?SERVER, info).
+
+%% --- gen_server ------------------------------------------------------------------------
+
+-spec init([]) -> {ok, #state{}}.
+init([]) ->
+    process_flag(trap_exit, true),
+    Opts = [named_table, protected, {read_concurrency, true}],
+    ets:new(?NAMES, [set | Opts]),
+    ets:new(?PIDX, [ordered_set | Opts]),
+    ets:new(?GROUPS, [ordered_set | Opts]),
+    ets:new(?MONS, [set | Opts]),
+    ets:new(?REPLICAS, [set | Opts]),
+    ets:new(?PENDING, [set | Opts]),
+    ets:new(?META, [set | Opts]),
+    ets:insert(?META, [{ring, hp_ring:new([node()])}, {settling, #{}}]),
+    ok = net_kernel:monitor_nodes(true, [{node_type, visible}]),
+    [hello(N) || N <- nodes(), placement(N)],
+    {ok, #state{}}.
+
+-spec handle_call(term(), gen_server:from(), #state{}) ->
+          {reply, term(), #state{}} | {noreply, #state{}}.
+handle_call({reserve, Name, Mode}, {Caller, _} = From, State) ->
+    Owner = hp_ring:key_to_node(Name, ring()),
+    Reserved = maps:find(Name, State#state.reservations),
+    if
+        State#state.draining ->
+            {reply, {redirect, Owner}, State};
+        Mode =:= check, Owner =/= node() ->
+            %% Race: the caller routed with a ring older or newer than ours.
+            {reply, {redirect, Owner}, State};
+        true ->
+            case {ets:lookup(?NAMES, Name), Reserved} of
+                {[{_, Pid, _, _}], _} ->
+                    {reply, {already_registered, Pid}, State};
+                {[], {ok, {Ref, Mon, Waiters}}} ->
+                    %% Race: concurrent register of the same name (from any node). The
+                    %% owner serializes: the later caller waits for the first one's
+                    %% commit (then sees its pid) or abort (then tries again).
+                    Rs = (State#state.reservations)#{Name => {Ref, Mon, [From | Waiters]}},
+                    {noreply, State#state{reservations = Rs}};
+                {[], error} ->
+                    Ref = make_ref(),
+                    Mon = erlang:monitor(process, Caller),
+                    ets:insert(?PENDING, {Name, Ref}),
+                    {reply, {reserved, Ref},
+                     State#state{reservations = (State#state.reservations)#{Name => {Ref, Mon, []}},
+                                 res_mons = (State#state.res_mons)#{Mon => Name}}}
+            end
+    end;
+handle_call({commit, Name, Ref, Pid, MFA, Groups}, _From, State) ->
+    case maps:find(Name, State#state.reservations) of
+        {ok, {Ref, Mon, Waiters}} ->
+            insert_name(Name, Pid, MFA, Groups),
+            [join_local(G, Pid) || G <- Groups],
+            replicate(Name, MFA, Groups),
+            [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters],
+            {reply, ok, release(Name, Mon, State)};
+        _ ->
+            {reply, {error, not_reserved}, State}
+    end;
+handle_call({abort, Name, Ref}, _From, State) ->
+    case maps:find(Name, State#state.reservations) of
+        {ok, {Ref, Mon, Waiters}} ->
+            [gen_server:reply(W, retry) || W <- Waiters],
+            {reply, ok, release(Name, Mon, State)};
+        _ ->
+            {reply, ok, State}
+    end;
+handle_call({register_pid, Name, Pid}, _From, State) ->
+    Owner = hp_ring:key_to_node(Name, ring()),
+    if
+        State#state.draining; Owner =/= node() ->
+            {reply, {redirect, Owner}, State};
+        true ->
+            case ets:member(?NAMES, Name) orelse maps:is_key(Name, State#state.reservations) of
+                true ->
+                    {reply, no, State};
+                false ->
+                    insert_name(Name, Pid, undefined, []),
+                    {reply, yes, State}
+            end
+    end;
+handle_call({unregister, Name}, _From, State) ->
+    case ets:lookup(?NAMES, Name) of
+        [{_, Pid, MFA, _}] ->
+            delete_name(Name, Pid, MFA),
+            {reply, ok, State};
+        [] ->
+            case hp_ring:key_to_node(Name, ring()) of
+                Owner when Owner =/= node(), is_atom(Owner) -> {reply, {redirect, Owner}, State};
+                _ -> {reply, ok, State}
+            end
+    end;
+handle_call({handed_off, Name, Pid}, _From, State) ->
+    case ets:lookup(?NAMES, Name) of
+        [{_, Pid, _, _}] ->
+            %% The replica at our successor is left alone: the new owner's replica_put
+            %% for the same name may be racing it, and a stale one is harmless (a
+            %% restart from it finds the name taken) until the next replica_reset.
+            ets:delete(?NAMES, Name),
+            unindex(Pid, {name, Name});
+        _ ->
+            %% Race: DOWN (or an unregister) got here first; nothing left to drop.
+            ok
+    end,
+    {reply, ok, State};
+handle_call({join, Group, Pid, IfNamed}, _From, State) ->
+    Named = ets:select(?PIDX, [{{{Pid, {name, '$1'}}}, [], ['$1']}]),
+    case {Named, IfNamed} of
+        {[], if_named} ->
+            {reply, not_named, State};
+        _ ->
+            join_local(Group, Pid),
+            [update_groups(N, fun(Gs) -> lists:usort([Group | Gs]) end) || N <- Named],
+            {reply, ok, State}
+    end;
+handle_call({leave, Group, Pid}, _From, State) ->
+    ets:delete(?GROUPS, {Group, Pid}),
+    unindex(Pid, {group, Group}),
+    Named = ets:select(?PIDX, [{{{Pid, {name, '$1'}}}, [], ['$1']}]),
+    [update_groups(N, fun(Gs) -> lists:delete(Group, Gs) end) || N <- Named],
+    {reply, ok, State};
+handle_call({leaving, From}, _From, State) ->
+    {reply, ok, mark_settling(From, remove_peer(From, State))};
+handle_call(drain, From, #state{draining = false} = State) ->
+    ets:insert(?META, {ring, hp_ring:new(State#state.peers)}),
+    Peers = State#state.peers,
+    spawn_link(fun() -> gen_server:reply(From, hp_handoff:drain(Peers)) end),
+    {noreply, cancel_rebalance(State#state{draining = true})};
+handle_call(drain, _From, State) ->
+    {reply, ok, State};
+handle_call(info, _From, State) ->
+    {reply, #{peers => State#state.peers, draining => State#state.draining,
+              names => ets:info(?NAMES, size), replicas => ets:info(?REPLICAS, size),
+              settling => settling(), memory_words =>
+                  lists:sum([ets:info(T, memory) || T <- [?NAMES, ?PIDX, ?MONS, ?REPLICAS]])},
+     State};
+handle_call(_Other, _From, State) ->
+    {reply, {error, bad_request}, State}.
+
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast({hello, From}, #state{draining = true} = State) when is_atom(From) ->
+    %% Race: a node comes up while this one drains. It must not place names here, so it
+    %% gets no hello_ack and this node stays out of its ring.
+    {noreply, State};
+handle_cast({hello, From}, State) when is_atom(From) ->
+    gen_server:cast({?SERVER, From}, {hello_ack, node()}),
+    {noreply, add_peer(From, State)};
+handle_cast({hello_ack, From}, #state{draining = false} = State) when is_atom(From) ->
+    {noreply, add_peer(From, State)};
+handle_cast({replica_put, Owner, Name, MFA, Groups}, State) ->
+    ets:insert(?REPLICAS, {Name, Owner, MFA, Groups}),
+    {noreply, State};
+handle_cast({replica_del, Owner, Name}, State) ->
+    ets:match_delete(?REPLICAS, {Name, Owner, '_', '_'}),
+    {noreply, State};
+handle_cast({replica_reset, Owner, Entries}, State) ->
+    ets:match_delete(?REPLICAS, {'_', Owner, '_', '_'}),
+    ets:insert(?REPLICAS, [{N, Owner, MFA, Gs} || {N, MFA, Gs} <- Entries]),
+    {noreply, State};
+handle_cast({handoff_done, From}, State) ->
+    [{settling, S}] = ets:lookup(?META, settling),
+    ets:insert(?META, {settling, maps:remove(From, S)}),
+    {noreply, State};
+handle_cast({restarted, Dead, Names}, State) ->
+    [ets:match_delete(?REPLICAS, {N, Dead, '_', '_'}) || N <- Names],
+    {noreply, State};
+handle_cast(_Other, State) ->
+    {noreply, State}.
+
+-spec handle_info(term(), #state{}) -> {noreply, #state{}}.
+handle_info({nodeup, Node, _}, State) ->
+    case placement(Node) of
+        true -> hello(Node);
+        false -> ok
+    end,
+    {noreply, State};
+handle_info({nodedown, Node, _}, State) ->
+    [{settling, S}] = ets:lookup(?META, settling),
+    ets:insert(?META, {settling, maps:remove(Node, S)}),
+    case lists:member(Node, State#state.peers) of
+        true ->
+            State1 = remove_peer(Node, State),
+            Ring = ring(),
+            Replicas = ets:match_object(?REPLICAS, {'_', Node, '_', '_'}),
+            spawn_link(fun() -> hp_handoff:restart_replicas(Node, Replicas, Ring) end),
+            {noreply, State1};
+        false ->
+            {noreply, State}
+    end;
+handle_info({'DOWN', Mon, process, Pid, _Reason}, State) ->
+    case maps:take(Mon, State#state.res_mons) of
+        {Name, ResMons} ->
+            %% The reserving process died between reserve and commit.
+            {ok, {_Ref, Mon, Waiters}} = maps:find(Name, State#state.reservations),
+            [gen_server:reply(W, retry) || W <- Waiters],
+            {noreply, release(Name, Mon, State#state{res_mons = ResMons})};
+        error ->
+            pid_down(Pid, Mon),
+            {noreply, State}
+    end;
+handle_info(rebalance, State) ->
+    {noreply, start_rebalance(State#state{rebalance_timer = undefined})};
+handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->
+    State1 = State#state{rebalancer = undefined},
+    case State1#state.rebalance_again of
+        true ->
+            %% The ring changed under the run: go again before saying we are done,
+            %% or a peer would stop asking us while names are still on their way.
+            {noreply, start_rebalance(State1#state{rebalance_again = false})};
+        false ->
+            [gen_server:cast({?SERVER, P}, {handoff_done, node()}) || P <- State#state.peers],
+            resync_replicas(State#state.peers),
+            {noreply, State1}
+    end;
+handle_info({'EXIT', Pid, Reason}, #state{rebalancer = Pid} = State) when Reason =/= normal ->
+    logger:warning("hp_registry: rebalance failed: ~p", [Reason]),
+    {noreply, State#state{rebalancer = undefined}};
+handle_info(_Other, State) ->
+    {noreply, State}.
+
+-spec terminate(term(), #state{}) -> ok.
+terminate(_Reason, _State) ->
+    ok.
+
+%% --- internal --------------------------------------------------------------------------
+
+placement(Node) ->
+    try hp_config:placement_node(Node)
+    catch error:undef -> true
+    end.
+
+hello(Node) ->
+    gen_server:cast({?SERVER, Node}, {hello, node()}).
+
+add_peer(Node, State) when Node =:= node() ->
+    State;
+add_peer(Node, #state{peers = Peers} = State) ->
+    case ordsets:is_element(Node, Peers) orelse not placement(Node) of
+        true ->
+            State;
+        false ->
+            Peers1 = ordsets:add_element(Node, Peers),
+            ets:insert(?META, {ring, hp_ring:new([node() | Peers1])}),
+            %% The new peer may hold names that are now ours (a join, a healed netsplit):
+            %% lookups that miss here ask it until it says handoff_done.
+            schedule_rebalance(mark_settling(Node, State#state{peers = Peers1}))
+    end.
+
+remove_peer(Node, #state{peers = Peers} = State) ->
+    case ordsets:is_element(Node, Peers) of
+        false ->
+            State;
+        true ->
+            Peers1 = ordsets:del_element(Node, Peers),
+            Ring = case State#state.draining of
+                       true -> hp_ring:new(Peers1);
+                       false -> hp_ring:new([node() | Peers1])
+                   end,
+            ets:insert(?META, {ring, Ring}),
+            schedule_rebalance(State#state{peers = Peers1})
+    end.
+
+mark_settling(Node, State) ->
+    [{settling, S}] = ets:lookup(?META, settling),
+    ets:insert(?META, {settling, S#{Node => erlang:monotonic_time(millisecond) + ?SETTLE_MS}}),
+    State.
+
+schedule_rebalance(#state{draining = true} = State) ->
+    State;
+schedule_rebalance(#state{rebalance_timer = undefined} = State) ->
+    %% A burst of ring changes (a heal brings several nodes back) makes one rebalance.
+    State#state{rebalance_timer = erlang:send_after(?REBALANCE_DELAY_MS, self(), rebalance)};
+schedule_rebalance(State) ->
+    State.
+
+cancel_rebalance(#state{rebalance_timer = undefined} = State) ->
+    State;
+cancel_rebalance(#state{rebalance_timer = T} = State) ->
+    _ = erlang:cancel_timer(T),
+    State#state{rebalance_timer = undefined}.
+
+start_rebalance(#state{draining = true} = State) ->
+    State;
+start_rebalance(#state{rebalancer = undefined} = State) ->
+    Self = self(),
+    Pid = spawn_link(fun() -> hp_handoff:rebalance(), Self ! {rebalanced, self()} end),
+    State#state{rebalancer = Pid};
+start_rebalance(State) ->
+    State#state{rebalance_again = true}.
+
+release(Name, Mon, State) ->
+    erlang:demonitor(Mon, [flush]),
+    ets:delete(?PENDING, Name),
+    State#state{reservations = maps:remove(Name, State#state.reservations),
+                res_mons = maps:remove(Mon, State#state.res_mons)}.
+
+insert_name(Name, Pid, MFA, Groups) ->
+    ets:insert(?NAMES, {Name, Pid, MFA, Groups}),
+    index(Pid, {name, Name}).
+
+delete_name(Name, Pid, MFA) ->
+    ets:delete(?NAMES, Name),
+    unindex(Pid, {name, Name}),
+    case MFA of
+        undefined -> ok;
+        _ -> cast_successor(Name, {replica_del, node(), Name})
+    end.
+
+join_local(Group, Pid) ->
+    ets:insert(?GROUPS, {{Group, Pid}}),
+    index(Pid, {group, Group}).
+
+update_groups(Name, Fun) ->
+    case ets:lookup(?NAMES, Name) of
+        [{_, Pid, MFA, Groups}] ->
+            Groups1 = Fun(Groups),
+            ets:insert(?NAMES, {Name, Pid, MFA, Groups1}),
+            replicate(Name, MFA, Groups1);
+        [] ->
+            ok
+    end.
+
+replicate(_Name, undefined, _Groups) ->
+    ok;
+replicate(Name, MFA, Groups) ->
+    cast_successor(Name, {replica_put, node(), Name, MFA, Groups}).
+
+cast_successor(Name, Msg) ->
+    case hp_registry_plan:successor(Name, ring(), node()) of
+        none -> ok;
+        Node -> gen_server:cast({?SERVER, Node}, Msg)
+    end.
+
+%% Every pid is monitored once, however many names and groups it holds.
+index(Pid, Tag) ->
+    ets:insert(?PIDX, {{Pid, Tag}}),
+    case ets:member(?MONS, Pid) of
+        true -> ok;
+        false -> ets:insert(?MONS, {Pid, erlang:monitor(process, Pid)})
+    end.
+
+unindex(Pid, Tag) ->
+    ets:delete(?PIDX, {Pid, Tag}),
+    case ets:next(?PIDX, {Pid, 0}) of
+        {Pid, _} -> ok;
+        _ -> drop_monitor(Pid)
+    end.
+
+drop_monitor(Pid) ->
+    case ets:lookup(?MONS, Pid) of
+        [{_, Mon}] ->
+            erlang:demonitor(Mon, [flush]),
+            ets:delete(?MONS, Pid);
+        [] ->
+            ok
+    end.
+
+pid_down(Pid, Mon) ->
+    case ets:lookup(?MONS, Pid) of
+        [{_, Mon}] ->
+            ets:delete(?MONS, Pid),
+            Tags = ets:select(?PIDX, [{{{Pid, '$1'}}, [], ['$1']}]),
+            lists:foreach(
+              fun({name, Name} = Tag) ->
+                      ets:delete(?PIDX, {Pid, Tag}),
+                      case ets:lookup(?NAMES, Name) of
+                          [{_, Pid, MFA, _}] -> delete_name(Name, Pid, MFA);
+                          %% Race: DOWN arriving after re-registration: the name
+                          %% already points to a newer pid, which keeps it.
+                          _ -> ok
+                      end;
+                 ({group, Group} = Tag) ->
+                      ets:delete(?PIDX, {Pid, Tag}),
+                      ets:delete(?GROUPS, {Group, Pid})
+              end, Tags);
+        _ ->
+            %% A monitor dropped while its DOWN was already queued.
+            ok
+    end.
+
+%% After a ring change: each peer gets the full set of replicas it must hold for us, so
+%% replicas of moved or unregistered names disappear. Runs in this process so no
+%% replica_put of a concurrent commit can be overtaken by an older full set.
+resync_replicas(Peers) ->
+    Ring = ring(),
+    Me = node(),
+    BySucc = ets:foldl(
+               fun({_, _, undefined, _}, Acc) -> Acc;
+                  ({Name, _Pid, MFA, Groups}, Acc) ->
+                       case hp_registry_plan:successor(Name, Ring, Me) of
+                           none -> Acc;
+                           S -> maps:update_with(S, fun(L) -> [{Name, MFA, Groups} | L] end,
+                                                 [{Name, MFA, Groups}], Acc)
+                       end
+               end, #{}, ?NAMES),
+    [gen_server:cast({?SERVER, P}, {replica_reset, Me, maps:get(P, BySucc, [])}) || P <- Peers],
+    ok.

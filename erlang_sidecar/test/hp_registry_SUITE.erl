@@ -1,0 +1,321 @@
+%% hp_registry across real sidecar nodes: each test case starts its own peers on
+%% 127.0.0.1 (unique names, a random cookie), runs houseparty_sidecar on each with the epmd
+%% strategy listing them, and talks to them over the peers' standard_io, so this node
+%% is never part of their cluster.
+-module(hp_registry_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-export([all/0, suite/0, init_per_testcase/2, end_per_testcase/2]).
+-export([names_across_nodes/1, concurrent_register/1, via_callbacks/1,
+         groups_and_multi_call/1, join_rebalances/1, graceful_stop_drains/1,
+         kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1]).
+
+-define(W, hp_test_worker).
+
+suite() ->
+    [{timetrap, {minutes, 3}}].
+
+all() ->
+    [names_across_nodes, concurrent_register, via_callbacks, groups_and_multi_call,
+     join_rebalances, graceful_stop_drains, kill_restarts_from_mfa,
+     netsplit_heals_to_one_copy, python_not_connected].
+
+init_per_testcase(Case, Config) ->
+    Tag = atom_to_list(Case),
+    Unique = integer_to_list(erlang:unique_integer([positive])) ++ "x"
+        ++ integer_to_list(rand:uniform(1 bsl 30)),
+    Names = [list_to_atom("sidecar_reg" ++ Unique ++ "_" ++ integer_to_list(I)
+                          ++ "@127.0.0.1") || I <- lists:seq(1, 4)],
+    Cookie = "c" ++ Unique,
+    Base = [{tag, Tag}, {all_nodes, Names}, {cookie, Cookie} | Config],
+    Nodes = lists:sublist(Names, 3),
+    Peers = [start_sidecar(N, Nodes, Base) || N <- Nodes],
+    wait_cluster(Peers),
+    [{peers, Peers} | Base].
+
+end_per_testcase(_Case, Config) ->
+    [catch peer:stop(P) || {P, _} <- ?config(peers, Config) ++ extra_peers()],
+    erase(extra_peers),
+    ok.
+
+%% --- cases -----------------------------------------------------------------------------
+
+%% 10k names registered from all three nodes, then looked up from each: every lookup of
+%% a name gives the same live pid, which runs on the name's owner.
+names_across_nodes(Config) ->
+    [{A, _}, {B, _}, {C, _}] = Peers = ?config(peers, Config),
+    Ranges = [{A, 1, 3334}, {B, 3335, 6667}, {C, 6668, 10000}],
+    Failures = pmap(fun({P, From, To}) -> call(P, ?W, register_many, [n, From, To]) end, Ranges),
+    ?assertEqual([[], [], []], Failures),
+    Views = [call(P, ?W, lookup_many, [n, 1, 10000]) || {P, _} <- Peers],
+    [View | _] = Views,
+    ?assertEqual([View, View, View], Views),
+    ?assertEqual(10000, call(A, ?W, unique_pids, [View])),
+    ?assertEqual(10000, length(call(B, hp_registry, registered, []))),
+    %% A name taken answers with its pid; whereis_or_register returns it too.
+    P7 = lists:nth(7, View),
+    ?assertEqual({error, {already_registered, P7}},
+                 call(C, hp_registry, register_name, [{n, 7}, ?W, start_link_unlinked, [x]])),
+    ?assertEqual({ok, P7},
+                 call(A, hp_registry, whereis_or_register_name, [{n, 7}, ?W, start_link_unlinked, [x]])),
+    %% unregister: gone everywhere.
+    ok = call(B, hp_registry, unregister_name, [{n, 7}]),
+    ?assertEqual([undefined, undefined, undefined],
+                 [call(P, hp_registry, whereis_name, [{n, 7}]) || {P, _} <- Peers]),
+    %% A bare pid on another node: yes, then no; dropped when it dies.
+    {ok, Bare} = call(C, ?W, start_link_unlinked, [bare]),
+    ?assertEqual(yes, call(A, hp_registry, register_name, [bare, Bare])),
+    ?assertEqual(no, call(B, hp_registry, register_name, [bare, Bare])),
+    ?assertEqual(Bare, call(B, hp_registry, whereis_name, [bare])),
+    ok = call(A, hp_registry, send, [bare, {swarm, die}]),
+    wait_until(fun() -> call(B, hp_registry, whereis_name, [bare]) =:= undefined end),
+    ?assertMatch({'EXIT', {badarg, {bare, hi}}}, call(C, erlang, apply,
+                                                      [fun() -> catch hp_registry:send(bare, hi) end, []])),
+    %% A process killed drops its name at once.
+    P9 = lists:nth(9, View),
+    call(A, erlang, exit, [P9, kill]),
+    wait_until(fun() -> [undefined, undefined, undefined] =:=
+                            [call(P, hp_registry, whereis_name, [{n, 9}]) || {P, _} <- Peers] end).
+
+%% The same name registered at once from every node: one process wins, everyone sees it.
+concurrent_register(Config) ->
+    Peers = ?config(peers, Config),
+    Results = pmap(fun({P, _}) ->
+                           [call(P, hp_registry, whereis_or_register_name,
+                                 [{race, I}, ?W, start_link_unlinked, [{race, I}]]) || I <- lists:seq(1, 200)]
+                   end, Peers ++ Peers),
+    [First | _] = Results,
+    ?assert(lists:all(fun(R) -> R =:= First end, Results)),
+    ?assert(lists:all(fun({ok, P}) -> is_pid(P) end, First)),
+    {A, _} = hd(Peers),
+    Copies = lists:sum([length(call(P, ?W, copies, [{race, I}])) || {P, _} <- Peers, I <- lists:seq(1, 200)]),
+    ?assertEqual(200, Copies),
+    ?assertEqual(200, call(A, ?W, unique_pids, [[P || {ok, P} <- First]])).
+
+via_callbacks(Config) ->
+    [{A, _}, {B, _}, {C, _}] = ?config(peers, Config),
+    {ok, Pid} = call(B, ?W, start_via, [via1]),
+    ?assertEqual({error, {already_started, Pid}}, call(C, ?W, start_via, [via1])),
+    ?assertEqual({via1, 0, node(Pid)},
+                 call(A, gen_server, call, [{via, hp_registry, via1}, get])),
+    ?assertEqual(1, call(C, gen_server, call, [{via, hp_registry, via1}, incr])),
+    ok = call(A, gen_server, cast, [{via, hp_registry, via1}, {swarm, end_handoff, 41}]),
+    ?assertEqual(42, call(B, gen_server, call, [{via, hp_registry, via1}, incr])),
+    ok = call(C, gen_server, stop, [{via, hp_registry, via1}]),
+    wait_until(fun() -> call(A, hp_registry, whereis_name, [via1]) =:= undefined end).
+
+%% multi_call gets the replies of the live, quick members; a dead member and a slow one
+%% are left out and the caller goes on.
+groups_and_multi_call(Config) ->
+    [{A, _}, {B, _}, {C, _}] = Peers = ?config(peers, Config),
+    Quick = [begin
+                 {ok, P} = call(Node, hp_registry, register_name,
+                                [{g, I}, ?W, start_link_unlinked, [{g, I}]]),
+                 ok = call(Node, hp_registry, join, [room, P]),
+                 P
+             end || {{Node, _}, I} <- lists:zip(Peers, [1, 2, 3])],
+    {ok, Slow} = call(B, ?W, start_link_unlinked, [slow, #{delay => 3000}]),
+    ok = call(C, hp_registry, join, [room, Slow]),
+    {ok, Dead} = call(A, ?W, start_link_unlinked, [dead]),
+    ok = call(A, hp_registry, join, [room, Dead]),
+    All = lists:sort(Quick ++ [Slow, Dead]),
+    ?assertEqual([All, All, All], [call(P, hp_registry, members, [room]) || {P, _} <- Peers]),
+    %% Killed right before the call: may still be listed, must not answer nor crash us.
+    call(A, erlang, exit, [Dead, kill]),
+    T0 = erlang:monotonic_time(millisecond),
+    Replies = call(B, hp_registry, multi_call, [room, {ping, t}, 1000]),
+    Took = erlang:monotonic_time(millisecond) - T0,
+    ?assertEqual(lists:sort([{pong, t, {g, I}} || I <- [1, 2, 3]]), lists:sort(Replies)),
+    ?assert(Took < 2500),
+    ?assertEqual([], call(C, hp_registry, multi_call, [nobody, x, 100])),
+    wait_until(fun() -> not lists:member(Dead, call(C, hp_registry, members, [room])) end),
+    ok = call(A, hp_registry, leave, [room, Slow]),
+    ?assertEqual(lists:sort(Quick), call(B, hp_registry, members, [room])),
+    %% A member's memberships go with its name when the name moves.
+    ok = call(C, hp_registry, publish, [room, {swarm, die}]),
+    wait_until(fun() -> [] =:= call(A, hp_registry, members, [room]) end).
+
+%% A fourth node joins: the names it now owns move to it, state intact, and answer from
+%% every node.
+join_rebalances(Config) ->
+    [{A, _}, {B, _} | _] = Peers = ?config(peers, Config),
+    N = 2000,
+    [] = call(A, ?W, register_many, [j, 1, N]),
+    ok = call(B, ?W, incr_many, [j, 1, N]),
+    ok = call(A, hp_registry, join, [joined, call(A, hp_registry, whereis_name, [{j, 1}])]),
+    D = lists:last(?config(all_nodes, Config)),
+    Peer4 = start_sidecar(D, ?config(all_nodes, Config), Config),
+    put(extra_peers, [Peer4]),
+    All = Peers ++ [Peer4],
+    wait_cluster(All),
+    wait_settled(All),
+    {P4, _} = Peer4,
+    States = call(P4, ?W, get_many, [j, 1, N]),
+    ?assertEqual([{{j, I}, I rem 5} || I <- lists:seq(1, N)],
+                 [{Name, Count} || {Name, Count, _} <- States]),
+    OnD = [I || {{j, I}, _, Node} <- States, Node =:= D],
+    ct:pal("~p of ~p names moved to the new node", [length(OnD), N]),
+    ?assert(length(OnD) > N div 8),
+    Views = [call(P, ?W, lookup_many, [j, 1, N]) || {P, _} <- All],
+    ?assertEqual(1, length(lists:usort(Views))),
+    ?assertEqual(N, call(A, ?W, unique_pids, [hd(Views)])),
+    ?assertEqual([hd(hd(Views))], call(P4, hp_registry, members, [joined])).
+
+%% init:stop on a node holding names: it drains first, so every name keeps its state.
+graceful_stop_drains(Config) ->
+    [{A, _}, {B, NodeB}, {C, _}] = ?config(peers, Config),
+    N = 2000,
+    [] = call(A, ?W, register_many, [s, 1, N]),
+    ok = call(C, ?W, incr_many, [s, 1, N]),
+    OnB = length([x || {_, _, Node} <- call(C, ?W, get_many, [s, 1, N]), Node =:= NodeB]),
+    ?assert(OnB > 0),
+    peer:cast(B, init, stop, []),
+    wait_until(fun() -> not lists:member(NodeB, call(A, erlang, nodes, [])) end),
+    States = call(A, ?W, get_many, [s, 1, N]),
+    ?assertEqual([{{s, I}, I rem 5} || I <- lists:seq(1, N)],
+                 [{Name, Count} || {Name, Count, _} <- States]),
+    ?assertEqual([], [x || {_, _, Node} <- States, Node =:= NodeB]),
+    ?assertEqual(call(A, ?W, lookup_many, [s, 1, N]), call(C, ?W, lookup_many, [s, 1, N])),
+    ?assert(maps:get(end_handoff, call(A, ?W, events, []), 0)
+            + maps:get(end_handoff, call(C, ?W, events, []), 0) >= OnB).
+
+%% A node killed: its names restart from their MFA on their new owners (state reset).
+kill_restarts_from_mfa(Config) ->
+    [{A, _}, {B, NodeB}, {C, _}] = ?config(peers, Config),
+    N = 2000,
+    [] = call(A, ?W, register_many, [k, 1, N]),
+    ok = call(C, ?W, incr_many, [k, 1, N]),
+    Before = call(C, ?W, get_many, [k, 1, N]),
+    OnB = [Name || {Name, _, Node} <- Before, Node =:= NodeB],
+    ?assert(length(OnB) > 0),
+    peer:cast(B, erlang, halt, []),
+    wait_until(fun() -> not lists:member(NodeB, call(A, erlang, nodes, [])) end),
+    wait_until(fun() -> not lists:member(undefined, call(C, ?W, lookup_many, [k, 1, N])) end),
+    After = call(A, ?W, get_many, [k, 1, N]),
+    Expected = [case lists:member(Name, OnB) of
+                    true -> {Name, 0};
+                    false -> {Name, Count}
+                end || {Name, Count, _} <- Before],
+    ?assertEqual(Expected, [{Name, Count} || {Name, Count, _} <- After]),
+    ?assertEqual(call(A, ?W, lookup_many, [k, 1, N]), call(C, ?W, lookup_many, [k, 1, N])).
+
+%% A cut between one node and the two others, names registered on both sides meanwhile,
+%% then the heal: one copy of each name survives and the losers resolve into the winners.
+netsplit_heals_to_one_copy(Config) ->
+    [{A, _}, {B, NodeB}, {_, NodeC}] = Peers = ?config(peers, Config),
+    N = 300,
+    [] = call(A, ?W, register_many, [p, 1, N]),
+    ok = call(B, ?W, incr_many, [p, 1, N]),
+    call(A, erlang, disconnect_node, [NodeB]),
+    call(A, erlang, disconnect_node, [NodeC]),
+    wait_until(fun() -> call(A, erlang, nodes, []) =:= [] end),
+    %% Each side brings back what it can see and takes new names of its own.
+    wait_until(fun() -> not lists:member(undefined, call(B, ?W, lookup_many, [p, 1, N])) end),
+    [] = call(A, ?W, register_many, [q, 1, 100]),
+    [] = call(B, ?W, register_many, [q, 1, 100]),
+    true = call(A, net_kernel, connect_node, [NodeB]),
+    true = call(A, net_kernel, connect_node, [NodeC]),
+    wait_cluster(Peers),
+    wait_settled(Peers),
+    wait_until(fun() ->
+                       lists:all(fun(I) -> copies(Peers, {q, I}) =:= 1 end, lists:seq(1, 100))
+                           andalso lists:all(fun(I) -> copies(Peers, {p, I}) =:= 1 end, lists:seq(1, N))
+               end),
+    Views = [call(P, ?W, lookup_many, [q, 1, 100]) ++ call(P, ?W, lookup_many, [p, 1, N])
+             || {P, _} <- Peers],
+    ?assertEqual(1, length(lists:usort(Views))),
+    ?assertNot(lists:member(undefined, hd(Views))),
+    Events = [call(P, ?W, events, []) || {P, _} <- Peers],
+    Total = fun(E) -> lists:sum([maps:get(E, M, 0) || M <- Events]) end,
+    ct:pal("events after heal: ~p", [Events]),
+    ?assert(Total(resolve_conflict) >= 100),
+    ?assert(Total(die) >= 100).
+
+python_not_connected(Config) ->
+    [{A, _}, {B, _} | _] = ?config(peers, Config),
+    call(A, application, unset_env, [houseparty_sidecar, python_node]),
+    ?assertEqual({error, no_python_node}, call(A, hp_python, start_worker, [room, den, []])),
+    Missing = list_to_atom("py_missing" ++ integer_to_list(rand:uniform(1 bsl 30)) ++ "@127.0.0.1"),
+    call(B, application, set_env, [houseparty_sidecar, python_node, Missing]),
+    T0 = erlang:monotonic_time(millisecond),
+    ?assertEqual({error, no_python_node}, call(B, hp_python, start_worker, [room, den, []])),
+    ?assert(erlang:monotonic_time(millisecond) - T0 < 5000),
+    [call(P, application, set_env, [houseparty_sidecar, python_node, Missing])
+     || {P, _} <- ?config(peers, Config)],
+    ?assertEqual({error, no_python_node},
+                 call(A, hp_registry, register_name, [{room, den}, hp_python, start_worker,
+                                                      [room, den, []]])),
+    ?assertEqual(undefined, call(B, hp_registry, whereis_name, [{room, den}])).
+
+%% --- helpers ---------------------------------------------------------------------------
+
+start_sidecar(Node, Hosts, Config) ->
+    [Name, Host] = string:split(atom_to_list(Node), "@"),
+    Paths = lists:usort([filename:dirname(code:which(M)) || M <- [hp_registry, ?W]]),
+    {ok, Peer, Node} = peer:start(#{name => Name, host => Host, longnames => true,
+                                    connection => standard_io,
+                                    args => ["-setcookie", ?config(cookie, Config),
+                                             "-kernel", "dist_auto_connect", "once",
+                                             "-kernel", "prevent_overlapping_partitions", "false",
+                                             "-pa" | Paths]}),
+    ok = peer:call(Peer, application, load, [houseparty_sidecar]),
+    Env = [{topologies, [{houseparty, #{strategy => hp_strategy_epmd,
+                                        config => #{hosts => Hosts,
+                                                    polling_interval => 600000}}}]},
+           {health_port, 0},
+           {placement_whitelist, ["^sidecar_reg"]},
+           {placement_blacklist, []}],
+    [ok = peer:call(Peer, application, set_env, [houseparty_sidecar, K, V]) || {K, V} <- Env],
+    ok = peer:call(Peer, ?W, init_node, []),
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [houseparty_sidecar], 30000),
+    %% Join by hand as well: the cluster strategy may poll later than we want to wait.
+    [peer:call(Peer, net_kernel, connect_node, [H]) || H <- Hosts, H =/= Node],
+    {Peer, Node}.
+
+extra_peers() ->
+    case get(extra_peers) of
+        undefined -> [];
+        L -> L
+    end.
+
+call(Peer, M, F, A) ->
+    peer:call(Peer, M, F, A, 60000).
+
+%% Every registry lists every other node as a peer.
+wait_cluster(Peers) ->
+    Nodes = [N || {_, N} <- Peers],
+    wait_until(fun() ->
+                       lists:all(fun({P, N}) ->
+                                         maps:get(peers, call(P, hp_registry_server, info, []))
+                                             =:= lists:sort(Nodes -- [N])
+                                 end, Peers)
+               end).
+
+%% No registry still expects names from a peer.
+wait_settled(Peers) ->
+    wait_until(fun() ->
+                       lists:all(fun({P, _}) ->
+                                         maps:get(settling, call(P, hp_registry_server, info, [])) =:= []
+                                 end, Peers)
+               end).
+
+copies(Peers, Name) ->
+    lists:sum([length(call(P, ?W, copies, [Name])) || {P, _} <- Peers]).
+
+wait_until(Fun) ->
+    wait_until(Fun, 300).
+
+wait_until(Fun, 0) ->
+    ?assert(Fun());
+wait_until(Fun, Tries) ->
+    case Fun() of
+        true -> ok;
+        false -> timer:sleep(100), wait_until(Fun, Tries - 1)
+    end.
+
+pmap(Fun, Items) ->
+    Parent = self(),
+    Pids = [spawn_link(fun() -> Parent ! {self(), Fun(I)} end) || I <- Items],
+    [receive {P, R} -> R end || P <- Pids].

@@ -1,0 +1,139 @@
+%% A worker for the registry tests: a counter that speaks swarm's handoff protocol, and
+%% helpers the suite runs on the peers (bulk registration, lookups, observed events).
+%%
+%%   call get                     -> {Name, Count, node()}
+%%   call incr                    -> Count + 1
+%%   call {ping, Tag}             -> {pong, Tag, Name} after the worker's delay
+%%   call {swarm, begin_handoff}  -> {resume, Count}
+%%   cast {swarm, end_handoff, C} -> takes C
+%%   cast {swarm, resolve_conflict, C} -> keeps the larger count
+%%   info {swarm, die}            -> stops
+%% Every begin_handoff, end_handoff, resolve_conflict and die is counted in the public
+%% table hp_test_events of the node, and every live copy is listed in hp_test_copies.
+-module(hp_test_worker).
+-behaviour(gen_server).
+
+-export([start_link_unlinked/1, start_link_unlinked/2, start_via/1]).
+-export([init_node/0, events/0, copies/1, register_many/3, lookup_many/3, incr_many/3,
+         get_many/3, unique_pids/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-spec start_link_unlinked(term()) -> {ok, pid()}.
+start_link_unlinked(Name) ->
+    start_link_unlinked(Name, #{}).
+
+-spec start_link_unlinked(term(), map()) -> {ok, pid()}.
+start_link_unlinked(Name, Opts) ->
+    gen_server:start(?MODULE, {Name, Opts}, []).
+
+-spec start_via(term()) -> {ok, pid()} | {error, term()}.
+start_via(Name) ->
+    gen_server:start({via, hp_registry, Name}, ?MODULE, {Name, #{}}, []).
+
+%% Tables that outlive the workers, owned by a process that waits forever.
+-spec init_node() -> ok.
+init_node() ->
+    Parent = self(),
+    spawn(fun() ->
+                  ets:new(hp_test_events, [named_table, public, set]),
+                  ets:new(hp_test_copies, [named_table, public, bag]),
+                  Parent ! tables_ready,
+                  receive stop -> ok end
+          end),
+    receive tables_ready -> ok end.
+
+-spec events() -> #{atom() => integer()}.
+events() ->
+    maps:from_list(ets:tab2list(hp_test_events)).
+
+-spec copies(term()) -> [pid()].
+copies(Name) ->
+    [P || {_, P} <- ets:lookup(hp_test_copies, Name), is_process_alive(P)].
+
+%% Registers Prefix-I for I in From..To with 32 concurrent callers; returns the failures.
+-spec register_many(term(), integer(), integer()) -> [term()].
+register_many(Prefix, From, To) ->
+    pmap(fun(I) ->
+                 Name = {Prefix, I},
+                 hp_registry:register_name(Name, ?MODULE, start_link_unlinked, [Name])
+         end, lists:seq(From, To), 32, fun({ok, P}) -> is_pid(P); (_) -> false end).
+
+-spec lookup_many(term(), integer(), integer()) -> [pid() | undefined].
+lookup_many(Prefix, From, To) ->
+    [hp_registry:whereis_name({Prefix, I}) || I <- lists:seq(From, To)].
+
+%% Name I is incremented I rem 5 times.
+-spec incr_many(term(), integer(), integer()) -> ok.
+incr_many(Prefix, From, To) ->
+    [[gen_server:call(hp_registry:whereis_name({Prefix, I}), incr)
+      || _ <- lists:seq(1, I rem 5)] || I <- lists:seq(From, To)],
+    ok.
+
+-spec get_many(term(), integer(), integer()) -> [term()].
+get_many(Prefix, From, To) ->
+    [try gen_server:call({via, hp_registry, {Prefix, I}}, get, 5000)
+     catch exit:Reason -> {I, exit, Reason}
+     end || I <- lists:seq(From, To)].
+
+-spec unique_pids([pid() | undefined]) -> non_neg_integer().
+unique_pids(Pids) ->
+    length(lists:usort([P || P <- Pids, is_pid(P), is_process_alive_anywhere(P)])).
+
+%% --- gen_server ------------------------------------------------------------------------
+
+-spec init({term(), map()}) -> {ok, map()}.
+init({Name, Opts}) ->
+    catch ets:insert(hp_test_copies, {Name, self()}),
+    {ok, #{name => Name, count => 0, delay => maps:get(delay, Opts, 0)}}.
+
+-spec handle_call(term(), gen_server:from(), map()) -> {reply, term(), map()}.
+handle_call(get, _From, #{name := Name, count := C} = S) ->
+    {reply, {Name, C, node()}, S};
+handle_call(incr, _From, #{count := C} = S) ->
+    {reply, C + 1, S#{count := C + 1}};
+handle_call({ping, Tag}, _From, #{name := Name, delay := Delay} = S) ->
+    timer:sleep(Delay),
+    {reply, {pong, Tag, Name}, S};
+handle_call({swarm, begin_handoff}, _From, #{count := C} = S) ->
+    note(begin_handoff),
+    {reply, {resume, C}, S}.
+
+-spec handle_cast(term(), map()) -> {noreply, map()}.
+handle_cast({swarm, end_handoff, C}, S) ->
+    note(end_handoff),
+    {noreply, S#{count := C}};
+handle_cast({swarm, resolve_conflict, C}, #{count := Mine} = S) ->
+    note(resolve_conflict),
+    {noreply, S#{count := max(C, Mine)}}.
+
+-spec handle_info(term(), map()) -> {noreply, map()} | {stop, normal, map()}.
+handle_info({swarm, die}, S) ->
+    note(die),
+    {stop, normal, S};
+handle_info(_Other, S) ->
+    {noreply, S}.
+
+-spec terminate(term(), map()) -> ok.
+terminate(_Reason, #{name := Name}) ->
+    catch ets:delete_object(hp_test_copies, {Name, self()}),
+    ok.
+
+%% --- internal --------------------------------------------------------------------------
+
+note(Event) ->
+    catch ets:update_counter(hp_test_events, Event, 1, {Event, 0}).
+
+is_process_alive_anywhere(P) when node(P) =:= node() ->
+    is_process_alive(P);
+is_process_alive_anywhere(P) ->
+    try erpc:call(node(P), erlang, is_process_alive, [P], 2000)
+    catch _:_ -> false
+    end.
+
+pmap(Fun, Items, Width, Ok) ->
+    Batches = hp_registry_plan:chunks(Items, max(1, (length(Items) + Width - 1) div Width)),
+    Parent = self(),
+    Pids = [spawn_link(fun() ->
+                               Parent ! {self(), [{I, R} || I <- B, R <- [Fun(I)], not Ok(R)]}
+                       end) || B <- Batches],
+    lists:append([receive {P, Failures} -> Failures end || P <- Pids]).
