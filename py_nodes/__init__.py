@@ -1,7 +1,62 @@
 """py_nodes: an Erlang distribution node written in Python.
 
 Python processes hosted here are addressed, called, linked and monitored by
-Erlang and Elixir code exactly as BEAM processes are.
+Erlang and Elixir code exactly as BEAM processes are. The node is *hidden* (epmd
+node type 72, no PUBLISHED flag): ``erl`` lists it in ``nodes(hidden)``.
+
+Node::
+
+    node = Node("py1@127.0.0.1", cookie="secret", port=0,      # 0: any free port
+                max_frame_size=64 * 2**20, net_ticktime=60.0, handshake_timeout=10.0)
+    await node.start()            # listen, register with epmd (started if absent)
+    await node.stop()             # stop processes (reason shutdown), close, unregister
+
+Processes (all synchronous unless marked ``await``)::
+
+    pid = node.spawn(MyServer, *init_args, name="echo")   # -> Pid; init(*args) runs now
+    node.register(name, pid); node.unregister(name); node.whereis(name) -> Pid | None
+    node.send(dest, msg)          # dest: Pid | name | (name, node) | alias Reference
+    node.cast(dest, request)      # gen_server:cast
+    await node.call(dest, request, timeout=5.0)   # gen_server:call, to BEAM or Python
+    await node.ping("erl@127.0.0.1") -> bool
+    node.link(a, b); node.unlink(a, b); node.exit(pid, reason)
+    ref = node.monitor(watcher_pid, target); node.demonitor(watcher_pid, ref)
+    node.expose("module", "function", fn)  # or @node.expose("module", "function")
+
+``node.call`` raises :class:`NoProc`, :class:`NodeDown`, :class:`CallTimeout` or
+:class:`CallExit` (``.reason`` is the callee's exit reason).
+
+GenServer (state as attributes, set in ``init``)::
+
+    class Counter(GenServer):
+        def init(self, start):
+            self.n = start
+        def handle_call(self, request, from_):        # -> Reply | NoReply | Stop
+            self.n += 1
+            return Reply(self.n)
+        def handle_cast(self, request): ...           # -> None | NoReply | Stop
+        def handle_info(self, message): ...           # -> None | NoReply | Stop
+        def terminate(self, reason): ...
+
+``Stop(reason, reply=value)`` stops (answering a call first). ``NoReply()`` defers the
+answer: call ``self.reply(from_, value)`` later. Handlers run synchronously when their
+message is delivered; a process costs no asyncio Task while idle. To call another
+server from a handler, make the handler ``async def`` (the process is busy until it
+returns, later messages wait in its mailbox), or return ``NoReply()`` and reply from a
+Task of your own. A raising handler stops only its process, with exit reason
+``{python_error, <<"Type: message">>}``.
+
+Plain processes subclass :class:`Process` (``handle_message``) or use
+:class:`MailboxProcess` (``await proc.receive(timeout)``). Set ``self.trap_exit = True``
+to receive exits as ``('EXIT', From, Reason)``; monitors deliver
+``('DOWN', Ref, process, Pid | (Name, Node), Reason)``.
+
+erpc/rpc: ``erpc:call(Node, M, F, A)``, ``rpc:call`` and ``erpc:multicall`` reach only
+exposed functions (sync or async). A raising function gives the caller
+``error:{exception, {python_error, <<"Type: message">>}, Stack}`` (``{badrpc, {'EXIT',
+...}}`` from rpc); an unexposed one ``undef``, as in Erlang.
+
+Terms: see :mod:`py_nodes._codec` for the Python <-> Erlang mapping.
 """
 
 from py_nodes._codec import decode, decode_prefix, encode
@@ -22,6 +77,9 @@ from py_nodes._errors import (
     PyNodesError,
     TermError,
 )
+from py_nodes._genserver import GenServer, NoReply, Reply, Stop
+from py_nodes._node import Node
+from py_nodes._process import MailboxProcess, Process
 from py_nodes._terms import (
     Atom,
     BitString,
@@ -53,16 +111,23 @@ __all__ = [
     "FrozenList",
     "FrozenMap",
     "Fun",
+    "GenServer",
     "HandshakeError",
     "ImproperList",
+    "MailboxProcess",
     "NoProc",
+    "NoReply",
+    "Node",
     "NodeDown",
     "Pid",
     "Port",
+    "Process",
     "ProcessError",
     "ProtocolError",
     "PyNodesError",
     "Reference",
+    "Reply",
+    "Stop",
     "TermError",
     "atom",
     "decode",

@@ -93,7 +93,7 @@ class GenServer(Process):
             size = len(message)
             if size == 3 and message[0] is GEN_CALL:
                 from_ = message[1]
-                outcome = self.handle_call(message[2], from_)
+                outcome: Any = self.handle_call(message[2], from_)
                 if inspect.iscoroutine(outcome):
                     return self._finish_async(outcome, from_)
                 self._apply(outcome, from_)

@@ -292,8 +292,8 @@ class Node:
                 self._peer_monitors.get(node_name, {}).pop(ref, None)
                 self._send_remote(node_name, MonitorExit(ident, watcher, ref, reason))
         monitoring, proc._monitoring = proc._monitoring, None
-        for ref, target in (monitoring or {}).items():
-            self._drop_monitor(pid, ref, target)
+        for ref, monitored in (monitoring or {}).items():
+            self._drop_monitor(pid, ref, monitored)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -499,9 +499,12 @@ class Node:
             if tproc is not None and tproc._monitored_by is not None:
                 tproc._monitored_by.pop(ref, None)
             return
-        node_name = target.node.name if type(target) is Pid else target[1].name
+        remote: Pid | Atom
+        if isinstance(target, Pid):
+            node_name, remote = target.node.name, target
+        else:
+            node_name, remote = target[1].name, target[0]
         if self._remote_monitors.get(node_name, {}).pop(ref, None) is not None:
-            remote = target if type(target) is Pid else target[0]
             self._send_remote(node_name, Demonitor(watcher, remote, ref))
 
     def monitor_count(self) -> int:
@@ -731,9 +734,7 @@ class Node:
                 proc = self._procs.get(to_pid)
                 if proc is not None and proc._monitoring is not None:
                     ident = proc._monitoring.pop(ref, None)
-                    if ident is None:
-                        ident = from_proc
-                    proc._deliver((DOWN, ref, PROCESS, ident, reason))
+                    proc._deliver((DOWN, ref, PROCESS, ident or from_proc, reason))
             case SpawnRequest():
                 _rpc.spawn_request(self, peer, event)
             case _:

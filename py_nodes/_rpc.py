@@ -83,7 +83,7 @@ def spawn_request(node: Node, peer: PeerProtocol, request: SpawnRequest) -> None
         module, function, args = request.args
         _run(node, module, function, args, lambda _reason: finish(NORMAL), None)
     else:
-        stack = [(request.module, request.function, request.args, [])]
+        stack: list[Any] = [(request.module, request.function, request.args, [])]
         finish((UNDEF, stack))
 
 
@@ -99,7 +99,7 @@ def _run(node: Node, module: Any, function: Any, args: Any, finish: Any, ref: An
         except ValueError:
             pass  # no signature (a builtin): let the call decide
     if fn is None:
-        stack = [(module, function, args, [])]
+        stack: list[Any] = [(module, function, args, [])]
         finish((ref, ERROR, UNDEF, stack))
         return
     stack = [(module, function, len(args), [])]

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     try:
-        import uvloop  # type: ignore[import-not-found]  # optional, faster event loop
+        import uvloop  # optional, a faster event loop
     except ImportError:
         asyncio.run(run(args.name, args.cookie, args.port))
     else:
