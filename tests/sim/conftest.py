@@ -1,0 +1,3 @@
+from tests.sim.fixtures import pod_cluster
+
+__all__ = ["pod_cluster"]
