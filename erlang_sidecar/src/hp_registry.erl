@@ -12,7 +12,8 @@
 %%     the lookup follows the owner it names, at most ?MAX_HOPS times;
 %%   - on the owner, while peers may still hand names to it (a join, a drain, a heal):
 %%     it asks those peers, which keep each name until the owner holds it;
-%%   - on a name reserved for a start or a handoff: it waits, at most ?PENDING_WAIT_MS.
+%%   - on a name reserved for a start or a handoff: it waits, at most ?PENDING_WAIT_MS;
+%%   - on the caller's node, for a while after its ring changed: it asks every node.
 %%
 %% Names registered with an MFA are restarted from it on a new owner when theirs goes
 %% away; names registered with a bare pid (register_name/2, the via callbacks) are not,
@@ -228,10 +229,23 @@ placement_nodes() ->
     lists:usort([node() | hp_ring:nodes(hp_registry_server:ring())]).
 
 lookup(Name, Hops) ->
-    case owner(Name) of
-        {error, no_nodes} -> undefined;
-        Owner when Owner =:= node() -> local_lookup(Name, Hops);
-        Owner -> remote_lookup(Owner, Name, Hops)
+    Found = case owner(Name) of
+                {error, no_nodes} -> undefined;
+                Owner when Owner =:= node() -> local_lookup(Name, Hops);
+                Owner -> remote_lookup(Owner, Name, Hops)
+            end,
+    case Found =:= undefined andalso hp_registry_server:unsettled() of
+        true ->
+            %% Race: a miss right after a ring change. The owner may not know yet every
+            %% node that still holds names for it (it joined a moment ago and has not
+            %% heard from all of them); every holder keeps a name until its new owner
+            %% has it, so asking every node we know is enough.
+            Nodes = lists:usort(hp_ring:nodes(hp_registry_server:ring())
+                                ++ hp_registry_server:settling()),
+            hp_registry_plan:first_pid(erpc:multicall(Nodes, ?MODULE, peek, [Name],
+                                                      ?FANOUT_TIMEOUT));
+        false ->
+            Found
     end.
 
 remote_lookup(Node, Name, Hops) ->

@@ -33,7 +33,7 @@
 -module(hp_registry_server).
 -behaviour(gen_server).
 
--export([start_link/0, ring/0, settling/0, info/0]).
+-export([start_link/0, ring/0, settling/0, unsettled/0, info/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(SERVER, ?MODULE).
@@ -77,6 +77,15 @@ settling() ->
     catch error:badarg -> []
     end.
 
+%% Whether names may still be moving as far as this node can tell: a peer is expected to
+%% hand names over, or the ring changed less than ?SETTLE_MS ago.
+-spec unsettled() -> boolean().
+unsettled() ->
+    Changed = try ets:lookup_element(?META, ring_changed, 2)
+              catch error:badarg -> 0
+              end,
+    erlang:monotonic_time(millisecond) - Changed < ?SETTLE_MS orelse settling() =/= [].
+
 -spec info() -> #{atom() => term()}.
 info() ->
     gen_server:call(?SERVER, info).
@@ -94,7 +103,8 @@ init([]) ->
     ets:new(?REPLICAS, [set | Opts]),
     ets:new(?PENDING, [set | Opts]),
     ets:new(?META, [set | Opts]),
-    ets:insert(?META, [{ring, hp_ring:new([node()])}, {settling, #{}}]),
+    ets:insert(?META, [{ring, hp_ring:new([node()])}, {settling, #{}},
+                       {ring_changed, erlang:monotonic_time(millisecond) - ?SETTLE_MS}]),
     ok = net_kernel:monitor_nodes(true, [{node_type, visible}]),
     [hello(N) || N <- nodes(), placement(N)],
     {ok, #state{}}.
@@ -205,7 +215,7 @@ handle_call({leave, Group, Pid}, _From, State) ->
 handle_call({leaving, From}, _From, State) ->
     {reply, ok, mark_settling(From, remove_peer(From, State))};
 handle_call(drain, From, #state{draining = false} = State) ->
-    ets:insert(?META, {ring, hp_ring:new(State#state.peers)}),
+    set_ring(hp_ring:new(State#state.peers)),
     Peers = State#state.peers,
     spawn_link(fun() -> gen_server:reply(From, hp_handoff:drain(Peers)) end),
     {noreply, cancel_rebalance(State#state{draining = true})};
@@ -323,7 +333,7 @@ add_peer(Node, #state{peers = Peers} = State) ->
             State;
         false ->
             Peers1 = ordsets:add_element(Node, Peers),
-            ets:insert(?META, {ring, hp_ring:new([node() | Peers1])}),
+            set_ring(hp_ring:new([node() | Peers1])),
             %% The new peer may hold names that are now ours (a join, a healed netsplit):
             %% lookups that miss here ask it until it says handoff_done.
             schedule_rebalance(mark_settling(Node, State#state{peers = Peers1}))
@@ -339,9 +349,12 @@ remove_peer(Node, #state{peers = Peers} = State) ->
                        true -> hp_ring:new(Peers1);
                        false -> hp_ring:new([node() | Peers1])
                    end,
-            ets:insert(?META, {ring, Ring}),
+            set_ring(Ring),
             schedule_rebalance(State#state{peers = Peers1})
     end.
+
+set_ring(Ring) ->
+    ets:insert(?META, [{ring, Ring}, {ring_changed, erlang:monotonic_time(millisecond)}]).
 
 mark_settling(Node, State) ->
     [{settling, S}] = ets:lookup(?META, settling),

@@ -15,7 +15,7 @@
 
 -export([start_link_unlinked/1, start_link_unlinked/2, start_via/1]).
 -export([init_node/0, events/0, copies/1, register_many/3, lookup_many/3, incr_many/3,
-         get_many/3, unique_pids/1]).
+         get_many/3, unique_pids/1, watch_lookups/2, watch_result/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -spec start_link_unlinked(term()) -> {ok, pid()}.
@@ -78,6 +78,24 @@ get_many(Prefix, From, To) ->
 -spec unique_pids([pid() | undefined]) -> non_neg_integer().
 unique_pids(Pids) ->
     length(lists:usort([P || P <- Pids, is_pid(P), is_process_alive_anywhere(P)])).
+
+%% Looks up Prefix-1..N over and over until watch_result/1; counts the misses.
+-spec watch_lookups(term(), pos_integer()) -> pid().
+watch_lookups(Prefix, N) ->
+    spawn(fun() -> watch(Prefix, N, 0, []) end).
+
+-spec watch_result(pid()) -> {Rounds :: non_neg_integer(), Misses :: [term()]}.
+watch_result(Watcher) ->
+    Watcher ! {stop, self()},
+    receive {watched, Rounds, Misses} -> {Rounds, Misses} after 30000 -> timeout end.
+
+watch(Prefix, N, Rounds, Misses) ->
+    receive
+        {stop, From} -> From ! {watched, Rounds, Misses}
+    after 0 ->
+            New = [I || I <- lists:seq(1, N), hp_registry:whereis_name({Prefix, I}) =:= undefined],
+            watch(Prefix, N, Rounds + 1, Misses ++ New)
+    end.
 
 %% --- gen_server ------------------------------------------------------------------------
 
