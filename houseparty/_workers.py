@@ -1,0 +1,301 @@
+"""Room and person workers: Python GenServers placed by the sidecar's registry.
+
+Each pod's Python node runs one :class:`WorkerStarter`, registered as ``hp_workers``. The
+sidecar's ``hp_python:start_worker(Kind, Name, Args)`` asks it for a new worker with
+``{start, Kind, Name, Args}``; the registry names the worker ``{room, Name}`` or
+``{person, Name}``. Workers refer to each other by those names, never by pid: a pid
+changes when a worker moves to another pod.
+
+Handoff follows swarm's protocol verbatim:
+
+============================== ======= =====================================================
+``{swarm, begin_handoff}``      call    ``{resume, State}``: the state travels to the new pod
+``{swarm, end_handoff, State}`` cast    the new worker takes the state over
+``{swarm, resolve_conflict, S}`` cast   two copies met after a netsplit: merge (see below)
+``{swarm, die}``                info    stop
+============================== ======= =====================================================
+
+Conflict merges are deterministic, whichever copy wins:
+
+* a room keeps the larger ``max`` and the union of both people lists;
+* a person keeps the union of both logs, ordered by time, and stands in the room of the
+  newest entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from py_nodes import CallExit, CallTimeout, GenServer, NodeDown, NoProc, NoReply, Reply, Stop
+from py_nodes._terms import Atom, Pid
+
+__all__ = [
+    "DEFAULT_MAX",
+    "PersonWorker",
+    "RoomWorker",
+    "WorkerStarter",
+    "datetime_term",
+    "registry_whereis",
+]
+
+DEFAULT_MAX = 10
+
+OK = Atom("ok")
+ERROR = Atom("error")
+NIL = Atom("nil")
+SWARM = Atom("swarm")
+BEGIN_HANDOFF = Atom("begin_handoff")
+END_HANDOFF = Atom("end_handoff")
+RESOLVE_CONFLICT = Atom("resolve_conflict")
+DIE = Atom("die")
+RESUME = Atom("resume")
+ROOM = Atom("room")
+PERSON = Atom("person")
+ENTER = Atom("enter")
+LEAVE = Atom("leave")
+WHO_IS_IN = Atom("who_is_in")
+DUMP = Atom("dump")
+SET_MAX = Atom("set_max")
+WALK_INTO = Atom("walk_into")
+WHERE_IS = Atom("where_is")
+ROOM_LOG = Atom("room_log")
+MAX = Atom("max")
+PEOPLE = Atom("people")
+LOG = Atom("log")
+START = Atom("start")
+DESTINATION_FULL = (ERROR, Atom("destination_full"))
+
+# A name may be between pods for a moment (handoff, restart after a node loss).
+RETRY_FOR_S = 15.0
+RETRY_PAUSE_S = 0.05
+
+_DATETIME = Atom("Elixir.DateTime")
+_CALENDAR_ISO = Atom("Elixir.Calendar.ISO")
+_STRUCT = Atom("__struct__")
+_DT_FIELDS = tuple(
+    Atom(n) for n in ("year", "month", "day", "hour", "minute", "second")
+)  # fmt: skip
+
+
+def datetime_term(micros: int) -> dict[Atom, Any]:
+    """An Elixir ``%DateTime{}`` in UTC for ``micros`` since the epoch, as iex prints it."""
+    dt = datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
+    term: dict[Atom, Any] = {
+        _STRUCT: _DATETIME,
+        Atom("calendar"): _CALENDAR_ISO,
+        Atom("microsecond"): (micros % 1_000_000, 6),
+        Atom("std_offset"): 0,
+        Atom("utc_offset"): 0,
+        Atom("time_zone"): "Etc/UTC",
+        Atom("zone_abbr"): "UTC",
+    }
+    for key, value in zip(_DT_FIELDS, dt.timetuple()[:6], strict=True):
+        term[key] = value
+    return term
+
+
+def _now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+async def registry_whereis(server: GenServer, sidecar: Atom, key: tuple[Atom, Atom]) -> Pid | None:
+    """``hp_registry:whereis_name(Key)`` on this pod's sidecar, through its rpc server."""
+    request = (Atom("call"), Atom("hp_registry"), Atom("whereis_name"), [key], server.pid)
+    pid = await server.call((Atom("rex"), sidecar), request, 10.0)
+    return pid if isinstance(pid, Pid) else None
+
+
+async def _call_name(server: GenServer, sidecar: Atom, key: tuple[Atom, Atom], request: Any) -> Any:
+    """Call the worker registered as ``key``, riding out a handoff; None if it is not there."""
+    deadline = time.monotonic() + RETRY_FOR_S
+    while True:
+        pid = await registry_whereis(server, sidecar, key)
+        if pid is None:
+            return None
+        try:
+            return await server.call(pid, request, 5.0)
+        except (NoProc, CallExit, NodeDown, CallTimeout):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(RETRY_PAUSE_S)
+
+
+class _HandoffWorker(GenServer):
+    """Swarm's handoff for both kinds of worker.
+
+    Once a worker has given its state away (``begin_handoff``), it must not change it
+    any more: the copy on the new pod is the live one. Calls that still reach the old
+    copy get no answer; they see it exit at ``{swarm, die}`` and retry by name.
+    """
+
+    __slots__ = ("handed_off",)
+
+    handed_off: bool
+
+    def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        if getattr(self, "handed_off", False):
+            return NoReply()
+        if request == (SWARM, BEGIN_HANDOFF):
+            self.handed_off = True
+            return Reply((RESUME, self.state_term()))
+        return self.handle_request(request)
+
+    def handle_cast(self, request: Any) -> None:
+        if type(request) is tuple and len(request) == 3 and request[0] is SWARM:
+            if request[1] is END_HANDOFF:
+                self.take_state(request[2])
+            elif request[1] is RESOLVE_CONFLICT:
+                self.merge_state(request[2])
+
+    def handle_info(self, message: Any) -> Stop | None:
+        if message == (SWARM, DIE):
+            return Stop(Atom("shutdown"))
+        return None
+
+    def handle_request(self, request: Any) -> Any:
+        return Stop((Atom("unexpected_call"), request), reply=(ERROR, Atom("unexpected_call")))
+
+    def state_term(self) -> dict[Atom, Any]:
+        raise NotImplementedError
+
+    def take_state(self, state: Any) -> None:
+        raise NotImplementedError
+
+    def merge_state(self, state: Any) -> None:
+        raise NotImplementedError
+
+
+class RoomWorker(_HandoffWorker):
+    """A room: its people (sorted names) and its ``max``."""
+
+    __slots__ = ("max", "people", "room")
+
+    room: Atom
+    max: int
+    people: list[Atom]
+
+    def init(self, room: Atom, max_people: int = DEFAULT_MAX) -> None:
+        self.room = room
+        self.max = max_people
+        self.people = []
+
+    def handle_request(self, request: Any) -> Any:
+        if type(request) is tuple and request:
+            tag = request[0]
+            if tag is ENTER:
+                person = request[1]
+                if person in self.people:
+                    return Reply(OK)
+                if len(self.people) >= self.max:
+                    return Reply(DESTINATION_FULL)
+                self.people.append(person)
+                self.people.sort(key=str)
+                return Reply(OK)
+            if tag is LEAVE:
+                if request[1] in self.people:
+                    self.people.remove(request[1])
+                return Reply(OK)
+            if tag is DUMP:
+                return Reply((OK, (self.room, list(self.people))))
+            if tag is SET_MAX:
+                if len(self.people) > request[1]:
+                    return Reply((ERROR, (Atom("too_many_people"), len(self.people))))
+                self.max = request[1]
+                return Reply(OK)
+        elif request is WHO_IS_IN:
+            return Reply((OK, list(self.people)))
+        return super().handle_request(request)
+
+    def state_term(self) -> dict[Atom, Any]:
+        return {MAX: self.max, PEOPLE: list(self.people)}
+
+    def take_state(self, state: Any) -> None:
+        self.max = state[MAX]
+        self.people = sorted(state[PEOPLE], key=str)
+
+    def merge_state(self, state: Any) -> None:
+        self.max = max(self.max, state[MAX])
+        self.people = sorted(set(self.people) | set(state[PEOPLE]), key=str)
+
+
+class PersonWorker(_HandoffWorker):
+    """A person: the room they stand in and their log of ``(micros, room)``, oldest first."""
+
+    __slots__ = ("log", "person", "room", "sidecar")
+
+    person: Atom
+    sidecar: Atom
+    room: Atom | None
+    log: list[tuple[int, Atom]]
+
+    def init(self, person: Atom, sidecar: Atom) -> None:
+        self.person = person
+        self.sidecar = sidecar
+        self.room = None
+        self.log = []
+
+    def handle_request(self, request: Any) -> Any:
+        if type(request) is tuple and len(request) == 2 and request[0] is WALK_INTO:
+            return self._walk_into(request[1])
+        if request is WHERE_IS:
+            return Reply(self.room if self.room is not None else NIL)
+        if request is ROOM_LOG:
+            return Reply([(datetime_term(us), room) for us, room in reversed(self.log)])
+        return super().handle_request(request)
+
+    async def _walk_into(self, room: Atom) -> Reply:
+        # The person runs its own move: enter the new room, leave the old one, log it.
+        # Being async, the worker takes its next message only once the move is done.
+        if room is self.room:
+            return Reply(OK)
+        entered = await _call_name(self, self.sidecar, (ROOM, room), (ENTER, self.person))
+        if entered is None:
+            return Reply((ERROR, (Atom("unknown_room"), room)))
+        if entered is not OK:
+            return Reply(entered)
+        if self.room is not None:
+            await _call_name(self, self.sidecar, (ROOM, self.room), (LEAVE, self.person))
+        self.room = room
+        self.log.append((_now_micros(), room))
+        return Reply(OK)
+
+    def state_term(self) -> dict[Atom, Any]:
+        return {LOG: list(self.log)}
+
+    def take_state(self, state: Any) -> None:
+        self.log = [(int(us), room) for us, room in state[LOG]]
+        self.room = self.log[-1][1] if self.log else None
+
+    def merge_state(self, state: Any) -> None:
+        theirs = {(int(us), room) for us, room in state[LOG]}
+        self.log = sorted(set(self.log) | theirs, key=lambda e: (e[0], str(e[1])))
+        self.room = self.log[-1][1] if self.log else None
+
+
+class WorkerStarter(GenServer):
+    """``hp_workers``: starts rooms and people for the sidecar's ``hp_python``."""
+
+    __slots__ = ("sidecar",)
+
+    sidecar: Atom
+
+    def init(self, sidecar: Atom) -> None:
+        self.sidecar = sidecar
+
+    def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Reply:
+        if type(request) is tuple and len(request) == 4 and request[0] is START:
+            _, kind, name, args = request
+            if not isinstance(name, Atom):
+                return Reply((ERROR, (Atom("bad_name"), name)))
+            if kind is ROOM:
+                max_people = args[0] if args else DEFAULT_MAX
+                if type(max_people) is not int or max_people < 1:
+                    return Reply((ERROR, (Atom("bad_max"), max_people)))
+                return Reply((OK, self.node.spawn(RoomWorker, name, max_people)))
+            if kind is PERSON:
+                return Reply((OK, self.node.spawn(PersonWorker, name, self.sidecar)))
+            return Reply((ERROR, (Atom("unknown_kind"), kind)))
+        return Reply((ERROR, (Atom("bad_request"), request)))

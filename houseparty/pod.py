@@ -1,0 +1,105 @@
+"""The pod's Python node: ``python -m houseparty.pod`` (also ``houseparty pod-node``).
+
+It reads the pod's environment (``HOUSEPARTY_COOKIE``, ``POD_IP``, ``HP_PYTHON_NODE``,
+``HP_SIDECAR_NODE``, ``HP_PYTHON_DIST_PORT``), starts a hidden node with ``hp_workers``
+registered, and connects to its sidecar. On SIGTERM it asks the sidecar to drain, so that
+every worker of this pod moves to the other pods with its state, and exits after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from houseparty._workers import WorkerStarter
+from py_nodes import Node, PyNodesError
+from py_nodes._terms import Atom
+
+__all__ = ["PodConfig", "main", "run_pod"]
+
+log = logging.getLogger("houseparty.pod")
+
+DRAIN_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class PodConfig:
+    cookie: str
+    python_node: str
+    sidecar_node: str
+    python_port: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> PodConfig:
+        env = dict(os.environ if env is None else env)
+        cookie = env.get("HOUSEPARTY_COOKIE")
+        if not cookie:
+            raise SystemExit("HOUSEPARTY_COOKIE is not set: the pod cannot join its cluster")
+        pod_ip = env.get("POD_IP", "127.0.0.1")
+        return cls(
+            cookie=cookie,
+            python_node=env.get("HP_PYTHON_NODE", f"py@{pod_ip}"),
+            sidecar_node=env.get("HP_SIDECAR_NODE", f"sidecar@{pod_ip}"),
+            python_port=int(env.get("HP_PYTHON_DIST_PORT", "9101")),
+        )
+
+
+async def _connect(node: Node, sidecar: str, stop: asyncio.Event) -> None:
+    """Keep trying until the sidecar answers: it may start after us."""
+    while not stop.is_set():
+        if await node.ping(sidecar, timeout=2.0):
+            log.info("connected to sidecar %s", sidecar)
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _drain(node: Node, sidecar: str) -> None:
+    group_leader = node.whereis("hp_workers")
+    request: tuple[Any, ...] = (Atom("call"), Atom("hp_registry"), Atom("drain"), [], group_leader)
+    try:
+        result = await node.call((Atom("rex"), Atom(sidecar)), request, DRAIN_TIMEOUT_S)
+        log.info("drain on %s: %r", sidecar, result)
+    except PyNodesError as exc:
+        log.error("drain on %s failed: %s", sidecar, exc)
+
+
+async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
+    node = Node(config.python_node, cookie=config.cookie, port=config.python_port)
+    await node.start()
+    node.spawn(WorkerStarter, Atom(config.sidecar_node), name="hp_workers")
+    log.info("python node %s up, sidecar %s", config.python_node, config.sidecar_node)
+    try:
+        await _connect(node, config.sidecar_node, stop)
+        await stop.wait()
+        log.info("stopping: draining this pod's workers through %s", config.sidecar_node)
+        await _drain(node, config.sidecar_node)
+    finally:
+        await node.stop()
+    log.info("stopped")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    config = PodConfig.from_env()
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_pod(config, stop)
+
+    asyncio.run(runner())
+
+
+if __name__ == "__main__":
+    main()
