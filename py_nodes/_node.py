@@ -508,12 +508,28 @@ class Node:
             self._send_remote(node_name, Demonitor(watcher, remote, ref))
 
     def monitor_count(self) -> int:
-        """Monitors currently held on and by this node's processes (for leak checks)."""
-        count = sum(len(m) for m in self._remote_monitors.values())
-        count += sum(len(m) for m in self._peer_monitors.values())
-        for proc in self._procs.values():
-            count += len(proc._monitored_by or ()) + len(proc._monitoring or ())
-        return count
+        """Monitors held by our processes plus those remote processes hold on ours.
+
+        Every index is counted, so a leak anywhere shows (0 means none at all).
+        """
+        held = sum(len(proc._monitoring or ()) for proc in self._procs.values())
+        held_remote = sum(len(m) for m in self._remote_monitors.values())
+        held_local = sum(
+            1
+            for proc in self._procs.values()
+            for target in (proc._monitoring or {}).values()
+            if type(target) is Pid and target.node is self.atom
+        )
+        on_us = sum(len(m) for m in self._peer_monitors.values())
+        on_us_local = sum(
+            1
+            for proc in self._procs.values()
+            for watcher, _ in (proc._monitored_by or {}).values()
+            if watcher.node is not self.atom
+        )
+        # Each monitor is in two indexes; take the larger count of each pair so that a
+        # leak in either shows.
+        return max(held, held_local + held_remote) + max(on_us, on_us_local)
 
     # -- erpc ---------------------------------------------------------------------------------
 

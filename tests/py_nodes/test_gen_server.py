@@ -78,7 +78,8 @@ async def test_erl_calls_python_gen_server(erl: ErlNode, cookie: str) -> None:
         # by pid too: Python sends its pid to erl first
         await erl.eval("register(inbox, self())")
         node.send((Atom("inbox"), erl.name), pid)
-        assert await erl.eval("GotPid = receive GotX -> GotX after 5000 -> none end, is_pid(GotPid)") is True
+        got = await erl.eval("GotPid = receive GotX -> GotX after 5000 -> none end, is_pid(GotPid)")
+        assert got is True
         assert await erl.eval("gen_server:call(GotPid, get)") == [1, Atom("two")]
 
 
@@ -87,7 +88,8 @@ async def test_deferred_reply_and_stop(erl: ErlNode, cookie: str) -> None:
         node.spawn(Store, name="store")
         dest = f"{{store, {q(node)}}}"
         await erl.eval(
-            f"Self = self(), spawn(fun() -> Self ! {{got, gen_server:call({dest}, {{later, 7}})}} end)"
+            f"Self = self(),"
+            f" spawn(fun() -> Self ! {{got, gen_server:call({dest}, {{later, 7}})}} end)"
         )
         await asyncio.sleep(0.2)
         await erl.eval(f"gen_server:cast({dest}, release)")
