@@ -78,10 +78,11 @@ export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_SIDECAR_DIST_P
     HP_K8S_NAMESPACE HP_K8S_SELECTOR HP_K8S_MODE HP_NODE_BASENAME HP_POLL_INTERVAL_MS \
     HP_PLACEMENT_WHITELIST HP_PLACEMENT_BLACKLIST
 
-# The release's vm.args holds ${HP_SIDECAR_NODE}, ${HOUSEPARTY_COOKIE} and
-# ${HP_SIDECAR_DIST_PORT}; relx substitutes them when asked to, and writes the result next
-# to the original unless told otherwise. The root filesystem is read-only on Kubernetes,
-# so the result (and any crash dump) goes to a fresh directory under /tmp.
+# The release's vm.args.src holds ${HP_SIDECAR_NODE}, ${HOUSEPARTY_COOKIE} and
+# ${HP_SIDECAR_DIST_PORT}; the relx start script substitutes them at every start (a plain
+# vm.args only with RELX_REPLACE_OS_VARS) and writes the result next to the original
+# unless RELX_OUT_FILE_PATH names a directory. The root filesystem is read-only on
+# Kubernetes, so the result (and any crash dump) goes to a fresh directory under /tmp.
 run_dir=$(mktemp -d /tmp/houseparty_sidecar.XXXXXX)
 export RELX_REPLACE_OS_VARS=true
 export RELX_OUT_FILE_PATH="$run_dir"
