@@ -55,10 +55,11 @@ Notes:
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from py_nodes._errors import DecodeError, EncodeError
@@ -74,6 +75,9 @@ from py_nodes._terms import (
     Pid,
     Port,
     Reference,
+    make_pid,
+    make_port,
+    make_ref,
 )
 
 __all__ = [
@@ -101,6 +105,8 @@ _i32 = struct.Struct(">i").unpack_from
 _u64 = struct.Struct(">Q").unpack_from
 _f64 = struct.Struct(">d").unpack_from
 _3u32 = struct.Struct(">III").unpack_from
+_REF_WORDS = [struct.Struct(f">{n + 1}I").unpack_from for n in range(6)]
+_REF_IDS = [struct.Struct(f">{n}I").unpack_from for n in range(6)]
 _2u32 = struct.Struct(">II").unpack_from
 _QI = struct.Struct(">QI").unpack_from
 _IB = struct.Struct(">IB").unpack_from
@@ -113,6 +119,7 @@ _p_3u32 = struct.Struct(">III").pack
 _p_2u32 = struct.Struct(">II").pack
 _p_QI = struct.Struct(">QI").pack
 _p_IB = struct.Struct(">IB").pack
+_REF_PACK = [struct.Struct(f">{n + 1}I").pack for n in range(6)]
 
 _TRUE_UTF8 = b"true"
 _FALSE_UTF8 = b"false"
@@ -297,10 +304,23 @@ def _d_small_tuple(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
         raise _TooDeep
     depth += 1
     dec = _DEC
+    acache = _atom_cache_utf8
     items: list[Any] = []
     app = items.append
     for _ in range(n):
-        t, pos = dec[buf[pos]](buf, pos + 1, depth)
+        tag = buf[pos]
+        if tag == 119:
+            end = pos + 2 + buf[pos + 1]
+            t = acache.get(buf[pos + 2 : end])
+            if t is not None:
+                app(t)
+                pos = end
+                continue
+        elif tag == 97:
+            app(buf[pos + 1])
+            pos += 2
+            continue
+        t, pos = dec[tag](buf, pos + 1, depth)
         app(t)
     return tuple(items), pos
 
@@ -314,10 +334,23 @@ def _d_large_tuple(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
         raise _TooDeep
     depth += 1
     dec = _DEC
+    acache = _atom_cache_utf8
     items: list[Any] = []
     app = items.append
     for _ in range(n):
-        t, pos = dec[buf[pos]](buf, pos + 1, depth)
+        tag = buf[pos]
+        if tag == 119:
+            end = pos + 2 + buf[pos + 1]
+            t = acache.get(buf[pos + 2 : end])
+            if t is not None:
+                app(t)
+                pos = end
+                continue
+        elif tag == 97:
+            app(buf[pos + 1])
+            pos += 2
+            continue
+        t, pos = dec[tag](buf, pos + 1, depth)
         app(t)
     return tuple(items), pos
 
@@ -331,10 +364,23 @@ def _d_list(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
         raise _TooDeep
     depth += 1
     dec = _DEC
+    acache = _atom_cache_utf8
     items: list[Any] = []
     app = items.append
     for _ in range(n):
-        t, pos = dec[buf[pos]](buf, pos + 1, depth)
+        tag = buf[pos]
+        if tag == 119:
+            end = pos + 2 + buf[pos + 1]
+            t = acache.get(buf[pos + 2 : end])
+            if t is not None:
+                app(t)
+                pos = end
+                continue
+        elif tag == 97:
+            app(buf[pos + 1])
+            pos += 2
+            continue
+        t, pos = dec[tag](buf, pos + 1, depth)
         app(t)
     if buf[pos] == 106:
         return items, pos + 1
@@ -362,9 +408,17 @@ def _d_map(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
         raise _TooDeep
     depth += 1
     dec = _DEC
+    acache = _atom_cache_utf8
     d: dict[Any, Any] = {}
     for _ in range(n):
-        k, pos = dec[buf[pos]](buf, pos + 1, depth)
+        k = None
+        if buf[pos] == 119:
+            end = pos + 2 + buf[pos + 1]
+            k = acache.get(buf[pos + 2 : end])
+            if k is not None:
+                pos = end
+        if k is None:
+            k, pos = dec[buf[pos]](buf, pos + 1, depth)
         v, pos = dec[buf[pos]](buf, pos + 1, depth)
         try:
             d[k] = v
@@ -419,25 +473,49 @@ def _disambiguate(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
 # Identifiers and funs
 
 
+_PID_CACHE_MAX = 4096
+_pid_cache: dict[bytes, Pid] = {}
+
+
 def _d_new_pid(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    start = pos
+    if buf[pos] == 119:  # the usual node atom: cache the whole pid by its bytes
+        end = pos + 14 + buf[pos + 1]
+        p = _pid_cache.get(buf[pos:end])
+        if p is not None:
+            return p, end
     node, pos = _read_atom(buf, pos)
     i, s, c = _3u32(buf, pos)
-    return Pid(node, i, s, c), pos + 12
+    p = make_pid(node, i, s, c)
+    pos += 12
+    if buf[start] == 119 and len(_pid_cache) < _PID_CACHE_MAX:
+        _pid_cache[buf[start:pos]] = p
+    return p, pos
 
 
 def _d_pid(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     node, pos = _read_atom(buf, pos)
     i, s = _2u32(buf, pos)
-    return Pid(node, i, s, buf[pos + 8]), pos + 9
+    return make_pid(node, i, s, buf[pos + 8]), pos + 9
 
 
 def _d_newer_ref(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     n = (buf[pos] << 8) | buf[pos + 1]
     if n > 5:
         _fail("bad reference length")
-    node, pos = _read_atom(buf, pos + 2)
-    words = struct.unpack_from(f">{n + 1}I", buf, pos)
-    return Reference(node, words[0], words[1:]), pos + 4 + 4 * n
+    pos += 2
+    node = None
+    if buf[pos] == 119:
+        end = pos + 2 + buf[pos + 1]
+        node = _atom_cache_utf8.get(buf[pos + 2 : end])
+        if node.__class__ is Atom:
+            pos = end
+        else:
+            node = None
+    if node is None:
+        node, pos = _read_atom(buf, pos)
+    words = _REF_WORDS[n](buf, pos)
+    return make_ref(node, words[0], words[1:]), pos + 4 + 4 * n
 
 
 def _d_new_ref(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
@@ -446,32 +524,32 @@ def _d_new_ref(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
         _fail("bad reference length")
     node, pos = _read_atom(buf, pos + 2)
     creation = buf[pos]
-    ids = struct.unpack_from(f">{n}I", buf, pos + 1)
-    return Reference(node, creation, ids), pos + 1 + 4 * n
+    ids = _REF_IDS[n](buf, pos + 1)
+    return make_ref(node, creation, ids), pos + 1 + 4 * n
 
 
 def _d_ref(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     node, pos = _read_atom(buf, pos)
     i, c = _IB(buf, pos)
-    return Reference(node, c, (i,)), pos + 5
+    return make_ref(node, c, (i,)), pos + 5
 
 
 def _d_new_port(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     node, pos = _read_atom(buf, pos)
     i, c = _2u32(buf, pos)
-    return Port(node, i, c), pos + 8
+    return make_port(node, i, c), pos + 8
 
 
 def _d_v4_port(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     node, pos = _read_atom(buf, pos)
     i, c = _QI(buf, pos)
-    return Port(node, i, c), pos + 12
+    return make_port(node, i, c), pos + 12
 
 
 def _d_port(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     node, pos = _read_atom(buf, pos)
     i, c = _IB(buf, pos)
-    return Port(node, i, c), pos + 5
+    return make_port(node, i, c), pos + 5
 
 
 def _d_export(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
@@ -711,9 +789,15 @@ def _decode_versioned(buf: bytes, pos: int) -> tuple[Any, int]:
 
 def decode(data: bytes | bytearray | memoryview) -> Any:
     """Decode one complete term (starting with the 131 version byte); all input must be used."""
-    buf = _as_bytes(data)
+    buf = data if data.__class__ is bytes else _as_bytes(data)
     try:
-        term, pos = _decode_versioned(buf, 0)
+        if buf[0] == VERSION and buf[1] != 80:
+            try:
+                term, pos = _DEC[buf[1]](buf, 2, 0)
+            except _TooDeep:
+                term, pos = _decode_iter(buf, 1, 0)
+        else:
+            term, pos = _decode_versioned(buf, 0)
     except DecodeError:
         raise
     except Exception as e:
@@ -725,15 +809,18 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
 
 def decode_prefix(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[Any, int]:
     """Decode one term (with its 131) at ``offset``; return it and the offset just after it."""
-    buf = _as_bytes(data)
+    buf = data if data.__class__ is bytes else _as_bytes(data)
     if offset < 0 or offset >= len(buf):
         raise DecodeError("offset out of range")
     try:
-        return _decode_versioned(buf, offset)
+        term, pos = _decode_versioned(buf, offset)
     except DecodeError:
         raise
     except Exception as e:
         raise DecodeError(f"malformed external term: {type(e).__name__}: {e}") from None
+    if pos > len(buf):
+        raise DecodeError("truncated term")
+    return term, pos
 
 
 # ----------------------------------------------------------------------------------------------
@@ -832,14 +919,16 @@ def _e_tuple(t: tuple[Any, ...], out: bytearray, depth: int) -> None:
     else:
         out += b"i"
         out += _p_u32(n)
-    if depth >= MAX_DEPTH:
-        raise EncodeError("term nested too deeply")
+    if depth >= _FAST_DEPTH:
+        raise _TooDeep
     depth += 1
     enc = _ENC
     for x in t:
         c = x.__class__
         if c is Atom:
             out += x._ext
+        elif c is int and 0 <= x < 256:
+            out += _SMALL_INTS[x]
         else:
             f = enc.get(c)
             if f is None:
@@ -868,14 +957,16 @@ def _e_list(t: Any, out: bytearray, depth: int) -> None:
 
 
 def _e_items(t: Any, out: bytearray, depth: int) -> None:
-    if depth >= MAX_DEPTH:
-        raise EncodeError("term nested too deeply")
+    if depth >= _FAST_DEPTH:
+        raise _TooDeep
     depth += 1
     enc = _ENC
     for x in t:
         c = x.__class__
         if c is Atom:
             out += x._ext
+        elif c is int and 0 <= x < 256:
+            out += _SMALL_INTS[x]
         else:
             f = enc.get(c)
             if f is None:
@@ -897,8 +988,8 @@ def _e_improper(t: ImproperList, out: bytearray, depth: int) -> None:
 def _e_dict(t: Any, out: bytearray, depth: int) -> None:
     out += b"t"
     out += _p_u32(len(t))
-    if depth >= MAX_DEPTH:
-        raise EncodeError("term nested too deeply")
+    if depth >= _FAST_DEPTH:
+        raise _TooDeep
     depth += 1
     enc = _ENC
     for k, v in t.items():
@@ -934,7 +1025,7 @@ def _e_ref(t: Reference, out: bytearray, depth: int) -> None:
     out += b"Z"
     out += _p_u16(n)
     out += t.node._ext
-    out += struct.pack(f">{n + 1}I", t.creation, *ids)
+    out += _REF_PACK[n](t.creation, *ids)
 
 
 def _e_port(t: Port, out: bytearray, depth: int) -> None:
@@ -1010,11 +1101,81 @@ def _enc(t: Any, out: bytearray, depth: int) -> None:
     f(t, out, depth)
 
 
+class _Raw:
+    """Bytes the iterative encoder writes as they are (list trailers)."""
+
+    __slots__ = ("b",)
+
+    def __init__(self, b: bytes) -> None:
+        self.b = b
+
+
+_RAW_NIL = _Raw(b"j")
+
+
+def _enc_iter(term: Any, out: bytearray) -> None:
+    """Encode without recursion (for terms nested deeper than ``_FAST_DEPTH``)."""
+    stack: list[Iterator[Any]] = [iter((term,))]
+    enc = _ENC
+    while stack:
+        for t in stack[-1]:
+            c = t.__class__
+            if c is _Raw:
+                out += t.b
+                continue
+            if c is ExactKey:
+                stack.append(iter((t.term,)))
+                break
+            f = enc.get(c)
+            if f is None:
+                f = _enc_lookup(t)
+            children: Iterator[Any] | None = None
+            if f is _e_tuple:
+                n = len(t)
+                if n < 256:
+                    out += b"h"
+                    out.append(n)
+                else:
+                    out += b"i"
+                    out += _p_u32(n)
+                children = iter(t)
+            elif f is _e_list:
+                n = len(t)
+                if n == 0 or (n < 0x10000 and all(x.__class__ is int and 0 <= x < 256 for x in t)):
+                    f(t, out, 0)
+                    continue
+                out += b"l"
+                out += _p_u32(n)
+                children = itertools.chain(t, (_RAW_NIL,))
+            elif f is _e_dict:
+                out += b"t"
+                out += _p_u32(len(t))
+                children = itertools.chain.from_iterable(t.items())
+            elif f is _e_improper:
+                if t.items:
+                    out += b"l"
+                    out += _p_u32(len(t.items))
+                children = itertools.chain(t.items, (t.tail,))
+            else:
+                f(t, out, 0)  # leaves do not recurse
+                continue
+            if len(stack) >= MAX_DEPTH:
+                raise EncodeError("term nested too deeply")
+            stack.append(children)
+            break
+        else:
+            stack.pop()
+
+
 def encode(term: Any) -> bytes:
     """Encode ``term`` to external term format, with the leading 131 version byte."""
     out = bytearray(b"\x83")
     try:
-        _enc(term, out, 0)
+        try:
+            _enc(term, out, 0)
+        except (_TooDeep, RecursionError):
+            out = bytearray(b"\x83")
+            _enc_iter(term, out)
     except EncodeError:
         raise
     except (struct.error, OverflowError, ValueError) as e:

@@ -383,3 +383,70 @@ class ExactKey:
 
     def __reduce__(self) -> tuple[type[ExactKey], tuple[Any]]:
         return (ExactKey, (self.term,))
+
+
+# ----------------------------------------------------------------------------------------------
+# Fast construction for the decoder.  A frozen dataclass's __init__ costs about 1 us in
+# CPython 3.11; building a plain slotted twin and switching its class gives the very same
+# frozen object 3x faster.  If the layouts ever stop matching, the plain constructors are used.
+
+
+class _PidTwin:
+    __slots__ = ("creation", "id", "node", "serial")
+
+    def __init__(self, node: Atom, id: int, serial: int, creation: int) -> None:
+        self.node = node
+        self.id = id
+        self.serial = serial
+        self.creation = creation
+
+
+class _RefTwin:
+    __slots__ = ("creation", "ids", "node")
+
+    def __init__(self, node: Atom, creation: int, ids: tuple[int, ...]) -> None:
+        self.node = node
+        self.creation = creation
+        self.ids = ids
+
+
+class _PortTwin:
+    __slots__ = ("creation", "id", "node")
+
+    def __init__(self, node: Atom, id: int, creation: int) -> None:
+        self.node = node
+        self.id = id
+        self.creation = creation
+
+
+def _fast_pid(node: Atom, id: int, serial: int, creation: int) -> Pid:
+    p: Any = _PidTwin(node, id, serial, creation)
+    p.__class__ = Pid
+    return p  # type: ignore[no-any-return]
+
+
+def _fast_ref(node: Atom, creation: int, ids: tuple[int, ...]) -> Reference:
+    r: Any = _RefTwin(node, creation, ids)
+    r.__class__ = Reference
+    return r  # type: ignore[no-any-return]
+
+
+def _fast_port(node: Atom, id: int, creation: int) -> Port:
+    p: Any = _PortTwin(node, id, creation)
+    p.__class__ = Port
+    return p  # type: ignore[no-any-return]
+
+
+make_pid: Any = Pid
+make_ref: Any = Reference
+make_port: Any = Port
+try:
+    _n = Atom("nonode@nohost")
+    if (
+        _fast_pid(_n, 1, 2, 3) == Pid(_n, 1, 2, 3)
+        and _fast_ref(_n, 1, (2,)) == Reference(_n, 1, (2,))
+        and _fast_port(_n, 1, 2) == Port(_n, 1, 2)
+    ):
+        make_pid, make_ref, make_port = _fast_pid, _fast_ref, _fast_port
+except TypeError:  # pragma: no cover - layouts differ on this Python
+    pass

@@ -421,17 +421,20 @@ def test_decode_prefix_does_not_read_past_a_truncated_atom() -> None:
 def test_deep_nesting_decodes(n: int) -> None:
     lists = b"\x83" + b"l\x00\x00\x00\x01" * n + b"j" + b"j" * n
     t = decode(lists)
+    assert encode(t) == lists
     for _ in range(n):
         assert type(t) is list and len(t) == 1
         t = t[0]
     assert t == []
     tuples = b"\x83" + b"h\x02a\x01" * n + b"j"
     t = decode(tuples)
+    assert encode(t) == tuples
     for _ in range(n):
         t = t[1]
     assert t == []
     maps = b"\x83" + b"t\x00\x00\x00\x01a\x01" * n + b"j"
     t = decode(maps)
+    assert encode(t) == maps
     for _ in range(n):
         t = t[1]
     assert t == []
@@ -459,6 +462,7 @@ def test_deep_improper_tails_decode() -> None:
         t = t.items[0]
         depth += 1
     assert depth == n and t == A("a")
+    assert encode(decode(data)) == data
     tail_chain = b"\x83" + b"l\x00\x00\x00\x01a\x01" * n + b"j"
     assert decode(tail_chain) == [1] * n
 
@@ -473,6 +477,14 @@ def test_too_deep_or_cyclic_python_value_is_an_encode_error() -> None:
         deep = [deep]
     with pytest.raises(EncodeError):
         encode(deep)
+
+
+def test_iterative_encoder_matches_recursive(monkeypatch: pytest.MonkeyPatch) -> None:
+    term = [(A("a"), {FrozenList([1]): [ImproperList((1, 2), 3)], ExactKey(1): (), 2: {}}),
+            [], [1, 2], [1, 300], ImproperList((), A("t")), b"x", tuple(range(300)), "s", None]
+    ext = encode(term)
+    monkeypatch.setattr(_codec, "_FAST_DEPTH", 0)
+    assert encode(term) == ext
 
 
 def test_iterative_and_recursive_decoders_agree(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -568,6 +580,11 @@ def test_round_trip_iterative(term: Any) -> None:
     finally:
         _codec._FAST_DEPTH = old
     assert exact(it) == exact(rec)
+    _codec._FAST_DEPTH = 0
+    try:
+        assert encode(term) == ext
+    finally:
+        _codec._FAST_DEPTH = old
 
 
 def _only_decode_error(data: bytes) -> None:

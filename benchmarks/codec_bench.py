@@ -1,0 +1,110 @@
+"""Encode / decode rate of py_nodes' codec for gen_server call frames, next to Erlang's own.
+
+    .venv/bin/python benchmarks/codec_bench.py [seconds-per-measure]
+
+Measures, for a typical gen_server call term and its reply, ops/s of ``encode`` and ``decode``
+in this Python, and of ``term_to_binary`` / ``binary_to_term`` in ``erl -noshell`` (if ``erl``
+is on PATH) on the very same bytes, and prints them side by side.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from py_nodes._codec import decode, decode_prefix, encode
+from py_nodes._terms import Atom, Pid, Reference
+
+NODE = Atom("py@localhost")
+ME = Pid(Atom("erl@localhost"), 93, 0, 1700000000)
+REF = Reference(Atom("erl@localhost"), 1700000000, (178_443, 3_290_759_169, 2_051_014_657))
+CALL = (Atom("$gen_call"), (ME, REF), (Atom("echo"), b"hello", 42))
+REPLY = (REF, (Atom("ok"), b"hello", 42))
+CONTROL = (22, ME, Pid(NODE, 12, 0, 3))  # SEND_SENDER
+CASES: dict[str, Any] = {"call": CALL, "reply": REPLY, "control": CONTROL}
+
+
+def rate(fn: Callable[[], Any], seconds: float) -> float:
+    n = 0
+    batch = 1000
+    t0 = time.perf_counter()
+    while True:
+        for _ in range(batch):
+            fn()
+        n += batch
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return n / dt
+
+
+def erlang_rates(bins: dict[str, bytes], seconds: float) -> dict[str, tuple[float, float]]:
+    erl = shutil.which("erl")
+    if erl is None:
+        return {}
+    cases = ", ".join(
+        f'{{"{k}", <<{",".join(str(b) for b in v)}>>}}' for k, v in bins.items()
+    )
+    ms = int(seconds * 1000)
+    script = f"""
+        Rate = fun(F) ->
+            T0 = erlang:monotonic_time(microsecond),
+            Loop = fun L(N) ->
+                [F() || _ <- lists:seq(1, 1000)],
+                Dt = erlang:monotonic_time(microsecond) - T0,
+                if Dt >= {ms} * 1000 -> (N + 1000) * 1000000 / Dt; true -> L(N + 1000) end
+            end,
+            Loop(0)
+        end,
+        lists:foreach(fun({{Name, Bin}}) ->
+            T = binary_to_term(Bin),
+            Enc = Rate(fun() -> term_to_binary(T) end),
+            Dec = Rate(fun() -> binary_to_term(Bin) end),
+            io:format("~s ~f ~f~n", [Name, Enc, Dec])
+        end, [{cases}]),
+        halt().
+    """
+    out = subprocess.run(
+        [erl, "-noshell", "-eval", script], capture_output=True, text=True, timeout=600
+    ).stdout
+    res = {}
+    for line in out.splitlines():
+        name, enc, dec = line.split()
+        res[name] = (float(enc), float(dec))
+    return res
+
+
+def main() -> None:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    bins = {name: encode(t) for name, t in CASES.items()}
+    frame = b"p" + bins["control"] + bins["call"]
+    erl = erlang_rates(bins, seconds)
+    print(f"{'term':<10}{'bytes':>6}  {'py encode/s':>12}{'py decode/s':>12}"
+          f"  {'erl t2b/s':>12}{'erl b2t/s':>12}  {'enc ratio':>9}{'dec ratio':>9}")
+    for name, t in CASES.items():
+        b = bins[name]
+        enc = rate(lambda t=t: encode(t), seconds)
+        dec = rate(lambda b=b: decode(b), seconds)
+        e_enc, e_dec = erl.get(name, (float("nan"), float("nan")))
+        print(f"{name:<10}{len(b):>6}  {enc:>12,.0f}{dec:>12,.0f}  {e_enc:>12,.0f}{e_dec:>12,.0f}"
+              f"  {enc / e_enc:>9.3f}{dec / e_dec:>9.3f}")
+
+    def split_frame() -> None:
+        _, off = decode_prefix(frame, 1)
+        decode_prefix(frame, off)
+
+    print(f"\nframe 112+control+call ({len(frame)} bytes): "
+          f"{rate(split_frame, seconds):,.0f} decode_prefix pairs/s")
+    bad = b"\x83" + bytes(b ^ 0x55 for b in bins["call"][1:])
+    print(f"python {sys.version.split()[0]}; erl: {'yes' if erl else 'not found'}; "
+          f"sanity: {decode(bins['call']) == CALL}, {len(bad)}")
+
+
+if __name__ == "__main__":
+    main()
