@@ -43,8 +43,12 @@
 -define(MONS, hp_registry_mons).        %% {Pid, MonitorRef}
 -define(REPLICAS, hp_registry_replicas).%% {Name, Owner, MFA, Groups}
 -define(PENDING, hp_registry_pending).  %% {Name, Ref}: being started or handed over
--define(META, hp_registry_meta).        %% {ring, Ring}, {settling, #{Node => Deadline}}
+-define(META, hp_registry_meta).        %% {settling, #{Node => Deadline}}, {ring_changed, T}
 -define(SETTLE_MS, 30000).
+%% The ring is read on every call of the API, so it is a persistent term (no copy per
+%% read); it changes only when membership does.
+-define(RING_KEY, {?MODULE, ring}).
+-define(EMPTY_RING, hp_ring:new()).
 -define(REBALANCE_DELAY_MS, 100).
 
 -record(state, {
@@ -64,9 +68,8 @@ start_link() ->
 %% The ring as this node sees it (for callers on this node; no message to the server).
 -spec ring() -> hp_ring:ring().
 ring() ->
-    try ets:lookup_element(?META, ring, 2)
-    catch error:badarg -> hp_ring:new()
-    end.
+    persistent_term:get(?RING_KEY, ?EMPTY_RING).
+
 
 %% Nodes that may still hand names over to this one, with their deadline passed out.
 -spec settling() -> [node()].
@@ -103,8 +106,9 @@ init([]) ->
     ets:new(?REPLICAS, [set | Opts]),
     ets:new(?PENDING, [set | Opts]),
     ets:new(?META, [set | Opts]),
-    ets:insert(?META, [{ring, hp_ring:new([node()])}, {settling, #{}},
+    ets:insert(?META, [{settling, #{}},
                        {ring_changed, erlang:monotonic_time(millisecond) - ?SETTLE_MS}]),
+    persistent_term:put(?RING_KEY, hp_ring:new([node()])),
     ok = net_kernel:monitor_nodes(true, [{node_type, visible}]),
     [hello(N) || N <- nodes(), placement(N)],
     {ok, #state{}}.
@@ -313,6 +317,7 @@ handle_info(_Other, State) ->
 
 -spec terminate(term(), #state{}) -> ok.
 terminate(_Reason, _State) ->
+    _ = persistent_term:erase(?RING_KEY),
     ok.
 
 %% --- internal --------------------------------------------------------------------------
@@ -354,7 +359,8 @@ remove_peer(Node, #state{peers = Peers} = State) ->
     end.
 
 set_ring(Ring) ->
-    ets:insert(?META, [{ring, Ring}, {ring_changed, erlang:monotonic_time(millisecond)}]).
+    persistent_term:put(?RING_KEY, Ring),
+    ets:insert(?META, {ring_changed, erlang:monotonic_time(millisecond)}).
 
 mark_settling(Node, State) ->
     [{settling, S}] = ets:lookup(?META, settling),
