@@ -86,14 +86,16 @@ class PodSpec:
 
     index: int
     base_port: int = DEFAULT_BASE_PORT
+    # Appended to node names so that several clusters can share one epmd (tests).
+    tag: str = ""
 
     @property
     def sidecar_node(self) -> str:
-        return f"sidecar{self.index}@{HOST}"
+        return f"sidecar{self.index}{self.tag}@{HOST}"
 
     @property
     def python_node(self) -> str:
-        return f"py{self.index}@{HOST}"
+        return f"py{self.index}{self.tag}@{HOST}"
 
     @property
     def sidecar_port(self) -> int:
@@ -120,6 +122,7 @@ class _ClusterState:
     pods: int
     cookie: str
     base_port: int
+    tag: str
     started_at: float
     supervisor_pid: int
     pod_states: dict[int, _PodState] = field(default_factory=dict)
@@ -230,6 +233,7 @@ class LocalCluster:
         base_port: int = DEFAULT_BASE_PORT,
         progress: Callable[[str], None] | None = None,
         timeout: float = 60.0,
+        tag: str = "",
     ) -> _ClusterState:
         """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs."""
         self.check_erlang()
@@ -245,7 +249,7 @@ class LocalCluster:
             self.run_dir.rename(stale)
             if progress:
                 progress(f"moved the stale run folder to {stale}")
-        specs = [PodSpec(i, base_port) for i in range(1, pods + 1)]
+        specs = [PodSpec(i, base_port, tag) for i in range(1, pods + 1)]
         for spec in specs:
             for port in (spec.sidecar_port, spec.python_port, spec.health_port):
                 if not _port_free(port):
@@ -258,6 +262,7 @@ class LocalCluster:
             pods=pods,
             cookie=resolve_cookie(cookie),
             base_port=base_port,
+            tag=tag,
             started_at=time.time(),
             supervisor_pid=os.getpid(),
             pod_states={s.index: _PodState(s.index) for s in specs},
@@ -277,7 +282,9 @@ class LocalCluster:
         return state
 
     def _env(self, state: _ClusterState, spec: PodSpec) -> dict[str, str]:
-        peers = ",".join(PodSpec(i, state.base_port).sidecar_node for i in range(1, state.pods + 1))
+        peers = ",".join(
+            PodSpec(i, state.base_port, state.tag).sidecar_node for i in range(1, state.pods + 1)
+        )
         env = dict(os.environ)
         env.update(
             HOUSEPARTY_COOKIE=state.cookie,
@@ -364,7 +371,7 @@ class LocalCluster:
     def pods(self) -> Iterator[tuple[PodSpec, _PodState]]:
         state = self.state()
         for index, pod in sorted(state.pod_states.items()):
-            yield PodSpec(index, state.base_port), pod
+            yield PodSpec(index, state.base_port, state.tag), pod
 
     def _pod(self, index: int) -> tuple[_ClusterState, _PodState]:
         state = self.state()
@@ -383,7 +390,9 @@ class LocalCluster:
     def kill_pod(self, index: int) -> None:
         """SIGKILL both nodes of pod ``index``: its state is lost, its names restart elsewhere."""
         state, pod = self._pod(index)
-        for pid in (pod.python_pid, pod.sidecar_pid):
+        # The sidecar first: were the Python node to die first, the sidecar could see its
+        # workers go down one by one and drop their names instead of restarting them.
+        for pid in (pod.sidecar_pid, pod.python_pid):
             _signal(pid, signal.SIGKILL)
         for pid in (pod.python_pid, pod.sidecar_pid):
             _wait_gone(pid, 10.0)
@@ -395,7 +404,7 @@ class LocalCluster:
         state, pod = self._pod(index)
         if self._pod_alive(pod):
             raise AlreadyRunning(f"pod {index} is running")
-        spec = PodSpec(index, state.base_port)
+        spec = PodSpec(index, state.base_port, state.tag)
         self._spawn_pod(state, spec)
         self._save(state)
         self.wait_ready(state, [spec], None, timeout)
