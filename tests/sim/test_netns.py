@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tests.sim import (
 from tests.sim._netns import _alive, _links
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(shutil.which("erl") is None, reason="erl is not installed")
 TICK = 4  # net_ticktime of every node here: a cut pod is noticed in 4..5 s
 MakeCluster = Callable[[int], PodCluster]
 
