@@ -87,7 +87,7 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
         kubernetes_validate.validate(broken, OLDEST, strict=True)
 
 
-def test_native_sidecars_do_not_validate_before_1_29_schemas() -> None:
+def test_native_sidecars_do_not_validate_against_1_27_schemas() -> None:
     # The reason for the 1.29 floor: on 1.27 restartPolicy is not a container field.
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(the(RENDERED, "Deployment"), "1.27", strict=True)
