@@ -33,7 +33,9 @@
 -spec from_env(#{string() => string()}) -> #{atom() => term()}.
 from_env(Env) when is_map(Env) ->
     PodIp = env("POD_IP", Env, "127.0.0.1"),
-    #{topologies => [{houseparty, topology(PodIp, Env)}],
+    %% The name itself is vm.args' business; a bad one is still worth naming here.
+    _ = node_name("HP_SIDECAR_NODE", env("HP_SIDECAR_NODE", Env, "sidecar@" ++ PodIp)),
+    #{topologies => [{houseparty, topology(Env)}],
       python_node => node_name("HP_PYTHON_NODE", env("HP_PYTHON_NODE", Env, "py@" ++ PodIp)),
       placement_whitelist => regexes("HP_PLACEMENT_WHITELIST", Env, ?DEFAULT_WHITELIST),
       placement_blacklist => regexes("HP_PLACEMENT_BLACKLIST", Env, []),
@@ -72,7 +74,7 @@ placement_node(Node, White, Black) ->
 
 %% Internal: topologies
 
-topology(PodIp, Env) ->
+topology(Env) ->
     Interval = positive("HP_POLL_INTERVAL_MS", env("HP_POLL_INTERVAL_MS", Env, "5000")),
     Basename = basename(env("HP_NODE_BASENAME", Env, "sidecar")),
     Common = #{polling_interval => Interval},
@@ -82,8 +84,8 @@ topology(PodIp, Env) ->
                      || H <- split_list(env("HP_CLUSTER_HOSTS", Env, ""))],
             #{strategy => hp_strategy_epmd, config => Common#{hosts => Hosts}};
         "local_epmd" ->
-            #{strategy => hp_strategy_local_epmd,
-              config => Common#{basename => Basename, host => host_of_self(PodIp, Env)}};
+            %% The host is this node's own, known once it runs (hp_strategy_local_epmd).
+            #{strategy => hp_strategy_local_epmd, config => Common#{basename => Basename}};
         "k8s_dns" ->
             case env("HP_K8S_SERVICE", Env, "") of
                 "" -> bad("HP_K8S_SERVICE", "", "k8s_dns needs the headless service name");
@@ -112,11 +114,6 @@ topology(PodIp, Env) ->
             bad("HP_CLUSTER_STRATEGY", Other, "epmd, local_epmd, k8s_dns or k8s_api")
     end.
 
-%% local_epmd lists the epmd of this host: the host part of the sidecar's own name.
-host_of_self(PodIp, Env) ->
-    Self = node_name("HP_SIDECAR_NODE", env("HP_SIDECAR_NODE", Env, "sidecar@" ++ PodIp)),
-    [_, Host] = string:split(atom_to_list(Self), "@"),
-    Host.
 
 api_url(Env) ->
     case {env("KUBERNETES_SERVICE_HOST", Env, ""), env("KUBERNETES_SERVICE_PORT", Env, "443")} of

@@ -15,14 +15,12 @@ defaults_test() ->
     ?assertEqual(["^sidecar"], maps:get(placement_whitelist, C)),
     ?assertEqual([], maps:get(placement_blacklist, C)),
     ?assertEqual(#{strategy => hp_strategy_local_epmd,
-                   config => #{polling_interval => 5000, basename => "sidecar",
-                               host => "127.0.0.1"}},
+                   config => #{polling_interval => 5000, basename => "sidecar"}},
                  topology(#{})).
 
 pod_ip_sets_the_default_names_test() ->
     Env = #{"POD_IP" => "10.244.1.17"},
-    ?assertEqual('py@10.244.1.17', maps:get(python_node, hp_config:from_env(Env))),
-    ?assertMatch(#{config := #{host := "10.244.1.17"}}, topology(Env)).
+    ?assertEqual('py@10.244.1.17', maps:get(python_node, hp_config:from_env(Env))).
 
 explicit_names_win_test() ->
     Env = #{"POD_IP" => "10.0.0.1", "HP_PYTHON_NODE" => "py3@127.0.0.1",
@@ -31,7 +29,7 @@ explicit_names_win_test() ->
     C = hp_config:from_env(Env),
     ?assertEqual('py3@127.0.0.1', maps:get(python_node, C)),
     ?assertEqual(18083, maps:get(health_port, C)),
-    ?assertMatch(#{config := #{host := "127.0.0.1", polling_interval := 250}}, topology(Env)).
+    ?assertMatch(#{config := #{polling_interval := 250}}, topology(Env)).
 
 epmd_strategy_test() ->
     ?assertEqual(#{strategy => hp_strategy_epmd,
