@@ -91,7 +91,7 @@ __all__ = [
 VERSION = 131
 
 #: Upper bound on the declared uncompressed size of a compressed term (bytes).
-MAX_UNCOMPRESSED_SIZE = 256 * 1024 * 1024
+MAX_UNCOMPRESSED_SIZE = 64 * 1024 * 1024
 
 #: Deepest nesting of compound terms accepted by ``decode`` and ``encode``.
 MAX_DEPTH = 5000
@@ -488,7 +488,9 @@ def _d_new_pid(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
     i, s, c = _3u32(buf, pos)
     p = make_pid(node, i, s, c)
     pos += 12
-    if buf[start] == 119 and len(_pid_cache) < _PID_CACHE_MAX:
+    if buf[start] == 119:
+        if len(_pid_cache) >= _PID_CACHE_MAX:
+            _pid_cache.clear()
         _pid_cache[buf[start:pos]] = p
     return p, pos
 
@@ -591,11 +593,9 @@ def _d_new_fun(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
         pid, p = _d_pid(buf, p + 1, depth)
     else:
         _fail("fun without a pid")
-    # The free variables are decoded within the fun's bytes only.
-    sub = buf[:end]
     free = []
     for _ in range(num_free):
-        t, p = _decode_at(sub, p, depth + 1)
+        t, p = _decode_at(buf, p, depth + 1)
         free.append(t)
     if p != end:
         _fail("fun size does not match its contents")
