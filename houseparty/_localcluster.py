@@ -317,12 +317,12 @@ class LocalCluster:
         pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
         pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
 
-    @staticmethod
-    def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> int:
+    def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> int:
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 cmd,
                 env=env,
+                cwd=self.run_dir,  # crash dumps land next to the logs
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,123 @@
+"""The seed's rules under bad input and under many concurrent clients."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+
+import pytest
+
+from houseparty import AsyncHouseParty, BadArgument, DestinationFull, UnknownRoom
+from py_nodes._terms import Atom
+from tests.houseparty.conftest import Cluster
+from tests.py_nodes.conftest import ErlNode
+
+
+def test_bad_input_changes_nothing(cluster: Cluster) -> None:
+    with cluster.client() as hp:
+        hp.add_rooms(["kitchen", "den"])
+        hp.walk_into("kitchen", ["kid"])
+        before = hp.dump()
+        with pytest.raises(UnknownRoom):
+            hp.walk_into("garage", ["kid", "play"])
+        with pytest.raises(BadArgument):
+            hp.walk_into("den", ["play", 5])  # type: ignore[list-item]
+        with pytest.raises(BadArgument):
+            hp.walk_into("den", 5)  # type: ignore[arg-type]
+        with pytest.raises(BadArgument):
+            hp.add_rooms(["attic", ""])
+        with pytest.raises(BadArgument):
+            hp.add_rooms(["attic"], max=0)
+        with pytest.raises(BadArgument):
+            hp.set_room_max("den", -3)
+        with pytest.raises(UnknownRoom):
+            hp.set_room_max("garage", 3)
+        assert hp.dump() == before
+        assert hp.where_is("play") is None
+
+        hp.add_rooms(["closet"], max=1)
+        hp.walk_into("closet", "kid")
+        with pytest.raises(DestinationFull):
+            hp.walk_into("closet", "play")
+        hp.walk_into("kitchen", ["play", "sidney"])
+        with pytest.raises(BadArgument, match="more than that max"):
+            hp.set_room_max("kitchen", 1)
+        assert hp.who_is_in("kitchen") == ["play", "sidney"]
+        hp.set_room_max("closet", 2)
+        hp.walk_into("closet", "play")
+        assert hp.who_is_in("closet") == ["kid", "play"]
+        assert hp.who_is_in("kitchen") == ["sidney"]
+
+
+def test_bad_input_from_erl(cluster: Cluster) -> None:
+    erl = ErlNode(cluster.cookie)
+    s = cluster.sidecars[0]
+    try:
+        call = lambda expr: erl.eval_sync(f"rpc:call('{s}', houseparty, {expr})")  # noqa: E731
+        assert str(call("add_rooms, [[kitchen]]")) == "ok"
+        bad = call('walk_into, [kitchen, [kid, <<"play">>]]')
+        assert bad == (Atom("error"), (Atom("bad_name"), b"play"))
+        assert str(call("where_is, [kid]")) == "nil"
+        bad_rooms = call('add_rooms, [[attic, "cellar"]]')
+        assert str(bad_rooms[0]) == "error"
+        assert sorted(str(r) for r in call("dump, []")) == ["kitchen"]
+        assert str(call("add_rooms, [[attic], #{max => 0}]")[1][0]) == "bad_max"
+        assert str(call("who_is_in, [garage]")[1][0]) == "unknown_room"
+    finally:
+        erl.stop()
+
+
+def test_concurrent_random_walks_keep_the_invariants(cluster: Cluster) -> None:
+    rooms = [f"room_{i}" for i in range(6)]
+    people = [f"person_{i}" for i in range(30)]
+    max_people = 4
+
+    async def client(sidecar: str, seed: int, walks: int) -> tuple[int, int]:
+        rng = random.Random(seed)
+        done = refused = 0
+        async with AsyncHouseParty(sidecar, cookie=cluster.cookie) as hp:
+
+            async def walker() -> None:
+                nonlocal done, refused
+                for _ in range(walks):
+                    try:
+                        await hp.walk_into(rng.choice(rooms), rng.choice(people))
+                        done += 1
+                    except DestinationFull:
+                        refused += 1
+
+            await asyncio.gather(*(walker() for _ in range(4)))
+        return done, refused
+
+    async def scenario() -> list[tuple[int, int]]:
+        async with AsyncHouseParty(cluster.sidecars[0], cookie=cluster.cookie) as hp:
+            await hp.add_rooms(rooms, max=max_people)
+        return await asyncio.gather(
+            *(client(s, seed, 100) for seed, s in enumerate(cluster.sidecars))
+        )
+
+    results = asyncio.run(scenario())
+    assert sum(d + r for d, r in results) == 3 * 4 * 100
+    assert sum(r for _d, r in results) > 0, "no walk was ever refused: the rooms never filled"
+
+    with cluster.client(2) as hp:
+        dump = hp.dump()
+        assert sorted(dump) == rooms
+        listed: dict[str, str] = {}
+        for room, inside in dump.items():
+            assert len(inside) <= max_people, (room, inside)
+            assert inside == sorted(inside)
+            for person in inside:
+                assert person not in listed, f"{person} is in {listed[person]} and {room}"
+                listed[person] = room
+        for person in people:
+            room = hp.where_is(person)
+            assert room == listed.get(person), person
+            log = hp.get_person_room_log(person)
+            if room is None:
+                assert log == []
+            else:
+                assert log[0][1] == room
+                # No entry repeats the room before it: walking into one's own room logs nothing.
+                assert all(a[1] != b[1] for a, b in itertools.pairwise(log)), log
