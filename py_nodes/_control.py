@@ -284,49 +284,39 @@ def decode_frame(frame: bytes | bytearray | memoryview) -> ControlEvent:
         raise ProtocolError(f"malformed control message {ctrl!r}: {exc}") from exc
 
 
-def _control(event: ControlEvent) -> tuple[tuple[Any, ...], Any]:
-    # Trace tokens are never sent: we do not trace.
-    match event:
-        case Send(to_pid, message, None):
-            return (2, _UNDEFINED, to_pid), message
-        case Send(to_pid, message, sender):
-            return (22, sender, to_pid), message
-        case RegSend(from_pid, to_name, message):
-            return (6, from_pid, _UNDEFINED, to_name), message
-        case AliasSend(from_pid, alias, message):
-            return (33, from_pid, alias), message
-        case Link(f, t):
-            return (1, f, t), _NO_MESSAGE
-        case Exit(f, t, reason):
-            return (3, f, t, reason), _NO_MESSAGE
-        case Exit2(f, t, reason):
-            return (8, f, t, reason), _NO_MESSAGE
-        case Unlink(f, t):
-            return (4, f, t), _NO_MESSAGE
-        case UnlinkId(i, f, t):
-            return (35, i, f, t), _NO_MESSAGE
-        case UnlinkIdAck(i, f, t):
-            return (36, i, f, t), _NO_MESSAGE
-        case GroupLeader(f, t):
-            return (7, f, t), _NO_MESSAGE
-        case Monitor(f, target, ref):
-            return (19, f, target, ref), _NO_MESSAGE
-        case Demonitor(f, target, ref):
-            return (20, f, target, ref), _NO_MESSAGE
-        case MonitorExit(f, t, ref, reason):
-            return (21, f, t, ref, reason), _NO_MESSAGE
-        case SpawnRequest(req, f, gl, m, fn, arity, opts, args):
-            return (29, req, f, gl, (m, fn, arity), opts), args
-        case SpawnReply(req, t, flags, result):
-            return (31, req, t, flags, result), _NO_MESSAGE
-    raise TypeError(f"cannot send {event!r}")
+# type -> (control tuple, message) builders. Trace tokens are never sent: we do not trace.
+_ENCODERS: dict[type, Callable[[Any], tuple[tuple[Any, ...], Any]]] = {
+    Send: lambda e: ((2, _UNDEFINED, e.to_pid), e.message)
+    if e.sender is None
+    else ((22, e.sender, e.to_pid), e.message),
+    RegSend: lambda e: ((6, e.from_pid, _UNDEFINED, e.to_name), e.message),
+    AliasSend: lambda e: ((33, e.from_pid, e.alias), e.message),
+    Link: lambda e: ((1, e.from_pid, e.to_pid), _NO_MESSAGE),
+    Exit: lambda e: ((3, e.from_pid, e.to_pid, e.reason), _NO_MESSAGE),
+    Exit2: lambda e: ((8, e.from_pid, e.to_pid, e.reason), _NO_MESSAGE),
+    Unlink: lambda e: ((4, e.from_pid, e.to_pid), _NO_MESSAGE),
+    UnlinkId: lambda e: ((35, e.id, e.from_pid, e.to_pid), _NO_MESSAGE),
+    UnlinkIdAck: lambda e: ((36, e.id, e.from_pid, e.to_pid), _NO_MESSAGE),
+    GroupLeader: lambda e: ((7, e.from_pid, e.to_pid), _NO_MESSAGE),
+    Monitor: lambda e: ((19, e.from_pid, e.target, e.ref), _NO_MESSAGE),
+    Demonitor: lambda e: ((20, e.from_pid, e.target, e.ref), _NO_MESSAGE),
+    MonitorExit: lambda e: ((21, e.from_proc, e.to_pid, e.ref, e.reason), _NO_MESSAGE),
+    SpawnRequest: lambda e: (
+        (29, e.req_id, e.from_pid, e.group_leader, (e.module, e.function, e.arity), e.options),
+        e.args,
+    ),
+    SpawnReply: lambda e: ((31, e.req_id, e.to_pid, e.flags, e.result), _NO_MESSAGE),
+}
 
 
 def encode_event(event: ControlEvent) -> bytes:
     """The frame body for ``event`` (without the 4-byte length; empty for a tick)."""
-    if type(event) is Tick:
-        return b""
-    ctrl, message = _control(event)
+    build = _ENCODERS.get(type(event))
+    if build is None:
+        if type(event) is Tick:
+            return b""
+        raise TypeError(f"cannot send {event!r}")
+    ctrl, message = build(event)
     if message is _NO_MESSAGE:
         return b"p" + encode(ctrl)
     return b"p" + encode(ctrl) + encode(message)

@@ -94,6 +94,9 @@ class GenServer(Process):
             if size == 3 and message[0] is GEN_CALL:
                 from_ = message[1]
                 outcome: Any = self.handle_call(message[2], from_)
+                if type(outcome) is Reply:
+                    self.node.reply(from_, outcome.value, sender=self.pid)
+                    return None
                 if inspect.iscoroutine(outcome):
                     return self._finish_async(outcome, from_)
                 self._apply(outcome, from_)

@@ -1,0 +1,115 @@
+"""The sans-I/O connection and control messages, two sides wired in memory."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from py_nodes import Atom, ImproperList, Pid, ProtocolError, Reference
+from py_nodes._codec import encode
+from py_nodes._connection import Connection, ConnectionPair, ConnectionState
+from py_nodes._control import (
+    AliasSend,
+    Demonitor,
+    Exit,
+    Exit2,
+    Link,
+    Monitor,
+    MonitorExit,
+    RegSend,
+    Send,
+    SpawnReply,
+    SpawnRequest,
+    Tick,
+    UnlinkId,
+    UnlinkIdAck,
+    decode_frame,
+)
+
+NA, NB = Atom("a@127.0.0.1"), Atom("b@127.0.0.1")
+PA, PB = Pid(NA, 1, 0, 7), Pid(NB, 2, 0, 9)
+REF = Reference(NB, 9, (1, 2, 3))
+
+EVENTS = [
+    Send(PB, (Atom("hello"), b"bin", [1, 2])),
+    Send(PB, b"from a sender", sender=PA),
+    RegSend(PA, Atom("echo"), {b"k": 1.5}),
+    AliasSend(PA, REF, (ImproperList((Atom("alias"),), REF), Atom("ok"))),
+    Link(PA, PB),
+    Exit(PA, PB, Atom("normal")),
+    Exit2(PA, PB, Atom("kill")),
+    UnlinkId(5, PA, PB),
+    UnlinkIdAck(5, PB, PA),
+    Monitor(PA, Atom("echo"), REF),
+    Demonitor(PA, PB, REF),
+    MonitorExit(Atom("echo"), PA, REF, Atom("noproc")),
+    SpawnRequest(REF, PA, PA, Atom("erpc"), Atom("execute_call"), 4, [Atom("monitor")],
+                 [REF, Atom("m"), Atom("f"), []]),
+    SpawnReply(REF, PA, 2, PB),
+    Tick(),
+]
+
+
+def test_every_event_round_trips() -> None:
+    pair = ConnectionPair()
+    for event in EVENTS:
+        pair.a.send(event)
+    at_a, at_b = pair.pump()
+    assert at_a == []
+    assert at_b == EVENTS
+
+
+def test_frames_split_anywhere() -> None:
+    sender = Connection("b@127.0.0.1")
+    for event in EVENTS:
+        sender.send(event)
+    data = sender.data_to_send()
+    receiver = Connection("a@127.0.0.1")
+    got = []
+    for i in range(0, len(data), 3):
+        got += receiver.receive_data(data[i : i + 3])
+    assert got == EVENTS
+
+
+def test_trace_token_variants_decode() -> None:
+    frame = b"p" + encode((12, Atom(""), PB, Atom("token"))) + encode(b"msg")
+    assert decode_frame(frame) == Send(PB, b"msg", None, Atom("token"))
+    frame = b"p" + encode((28, PA, PB, REF)) + encode(Atom("gone"))  # PAYLOAD_MONITOR_P_EXIT
+    assert decode_frame(frame) == MonitorExit(PA, PB, REF, Atom("gone"))
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (frame(b"x"), "pass-through byte"),
+        (frame(b"p\x83\xff"), "undecodable"),
+        (frame(b"p" + encode((99, 1))), "unknown control operation 99"),
+        (frame(b"p" + encode((2, Atom(""), PB))), "without its message"),
+        (frame(b"p" + encode((1, PA))), "with 2 elements"),
+        (frame(b"p" + encode(Atom("x"))), "not a tuple"),
+        (frame(b"p" + encode((2, Atom(""), PB)) + encode(1) + b"zz"), "trailing"),
+        (struct.pack(">I", 1 << 20), "exceeds max_frame_size"),
+    ],
+)
+def test_bad_frames_close_the_connection(data: bytes, message: str) -> None:
+    conn = Connection("b@127.0.0.1", max_frame_size=1024)
+    with pytest.raises(ProtocolError, match=message):
+        conn.receive_data(data)
+    assert conn.state is ConnectionState.CLOSED
+    assert conn.close_reason is not None
+
+
+def test_tick_bookkeeping() -> None:
+    pair = ConnectionPair()
+    assert pair.a.tick_due()  # nothing sent yet
+    pair.a.send(Send(PB, 1))
+    assert not pair.a.tick_due()
+    assert pair.a.tick_due()
+    pair.pump()
+    assert not pair.b.peer_silent()
+    assert pair.b.peer_silent()
