@@ -18,7 +18,7 @@
 -export([all/0, init_per_suite/1, end_per_suite/1, init_per_testcase/2, end_per_testcase/2]).
 -export([epmd_sidecars_join_each_other/1, local_epmd_finds_siblings/1,
          failing_lookup_keeps_peers/1, k8s_api_connects_listed_pods/1,
-         health_endpoints/1]).
+         health_endpoints/1, app_from_environment/1, release_stops_on_sigterm_and_stop/1]).
 %% Run on the peers.
 -export([start_membership/1, start_health/1, cluster_status/0]).
 
@@ -26,7 +26,8 @@
 
 all() ->
     [epmd_sidecars_join_each_other, local_epmd_finds_siblings, failing_lookup_keeps_peers,
-     k8s_api_connects_listed_pods, health_endpoints].
+     k8s_api_connects_listed_pods, health_endpoints, app_from_environment,
+     release_stops_on_sigterm_and_stop].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(inets),
@@ -190,6 +191,73 @@ health_endpoints(Config) ->
     ?assertMatch({match, _}, re:run(Why2, "topology houseparty: discovery failed")),
     ?assertMatch({200, _}, http_get(Port2, "/healthz")).
 
+%% The application started the way a local cluster starts it, configured by the pod's
+%% environment alone: two sidecars join over local_epmd, and each is ready once its
+%% Python node is connected.
+app_from_environment(Config) ->
+    Suffix = ?config(suffix, Config),
+    Base = "hpa" ++ Suffix ++ "_",
+    Pods = [begin
+                Sidecar = Base ++ integer_to_list(I),
+                Py = "hpapy" ++ Suffix ++ "_" ++ integer_to_list(I),
+                Env = [{"HOUSEPARTY_COOKIE", ?config(cookie, Config)},
+                       {"HP_SIDECAR_NODE", Sidecar ++ "@127.0.0.1"},
+                       {"HP_PYTHON_NODE", Py ++ "@127.0.0.1"},
+                       {"HP_NODE_BASENAME", Base},
+                       {"HP_HEALTH_PORT", "0"},
+                       {"HP_POLL_INTERVAL_MS", "200"}],
+                {P, Node} = start_peer(Config, Sidecar, "127.0.0.1", [], Env),
+                {ok, _} = peer:call(P, application, ensure_all_started, [houseparty_sidecar]),
+                {P, Node, Py}
+            end || I <- [1, 2]],
+    [{P1, N1, _}, {P2, N2, _}] = Pods,
+    wait_until(fun() -> peer:call(P1, erlang, nodes, []) =:= [N2] end),
+    ?assertEqual([N1], peer:call(P2, erlang, nodes, [])),
+    [begin
+         Port = peer:call(P, hp_health, port, []),
+         {503, _} = http_get(Port, "/readyz"),
+         {PyPeer, _} = start_peer(Config, Py, "127.0.0.1", ["-hidden"]),
+         true = peer:call(PyPeer, net_kernel, connect_node, [Node]),
+         ?assertEqual({200, "ready\n"}, http_get(Port, "/readyz"))
+     end || {P, Node, Py} <- Pods].
+
+%% The release: foreground runs it, SIGTERM stops it cleanly (init:stop/0, exit 0), and
+%% so does bin/houseparty_sidecar stop.
+release_stops_on_sigterm_and_stop(Config) ->
+    Root = filename:join(project_root(), "_build/default/rel/houseparty_sidecar"),
+    Bin = filename:join(Root, "bin/houseparty_sidecar"),
+    case filelib:is_regular(Bin) of
+        false -> {skip, "no release: run rebar3 release first"};
+        true ->
+            Suffix = ?config(suffix, Config),
+            OutDir = ?config(priv_dir, Config),
+            Env = fun(Name, Health) ->
+                          [{"HOUSEPARTY_COOKIE", ?config(cookie, Config)},
+                           {"HP_SIDECAR_NODE", Name ++ "@127.0.0.1"},
+                           {"HP_SIDECAR_DIST_PORT", integer_to_list(free_port())},
+                           {"HP_HEALTH_PORT", integer_to_list(Health)},
+                           {"HP_NODE_BASENAME", Name},
+                           {"RELX_OUT_FILE_PATH", OutDir}]
+                  end,
+            %% SIGTERM
+            H1 = free_port(),
+            Port1 = release_foreground(Bin, Env("hpr" ++ Suffix ++ "a", H1)),
+            wait_until(fun() -> answers_healthz(H1) end),
+            {os_pid, OsPid} = erlang:port_info(Port1, os_pid),
+            _ = os:cmd("kill -TERM " ++ integer_to_list(OsPid)),
+            {0, Out1} = release_exit(Port1),
+            ?assertMatch({match, _}, re:run(Out1, "SIGTERM received - shutting down")),
+            %% bin/houseparty_sidecar stop
+            H2 = free_port(),
+            Env2 = Env("hpr" ++ Suffix ++ "b", H2),
+            Port2 = release_foreground(Bin, Env2),
+            wait_until(fun() -> answers_healthz(H2) end),
+            Stop = open_port({spawn_executable, Bin},
+                             [{args, ["stop"]}, {env, Env2}, exit_status, stderr_to_stdout, binary]),
+            ?assertMatch({0, _}, release_exit(Stop)),
+            ?assertMatch({0, _}, release_exit(Port2))
+    end.
+
 %% On the peers
 
 start_membership(Topologies) ->
@@ -216,8 +284,11 @@ start_peer(Config, Name, Host) ->
     start_peer(Config, Name, Host, []).
 
 start_peer(Config, Name, Host, Extra) ->
+    start_peer(Config, Name, Host, Extra, []).
+
+start_peer(Config, Name, Host, Extra, Env) ->
     {ok, Peer, Node} = peer:start_link(#{name => Name, host => Host, longnames => true,
-                                         connection => standard_io,
+                                         connection => standard_io, env => Env,
                                          args => ["-setcookie", ?config(cookie, Config),
                                                   "-pa" | ?config(code_paths, Config)] ++ Extra}),
     put(peers, [Peer | get_peers()]),
@@ -269,6 +340,32 @@ wait_until(Fun, Tries) ->
     case Fun() of
         true -> ok;
         false -> timer:sleep(100), wait_until(Fun, Tries - 1)
+    end.
+
+project_root() ->
+    %% The sources' root: this suite's source sits in erlang_sidecar/test/.
+    Source = proplists:get_value(source, ?MODULE:module_info(compile)),
+    filename:dirname(filename:dirname(filename:dirname(Source))).
+
+answers_healthz(Port) ->
+    try http_get(Port, "/healthz") =:= {200, "ok\n"}
+    catch error:{badmatch, {error, _}} -> false
+    end.
+
+release_foreground(Bin, Env) ->
+    open_port({spawn_executable, Bin},
+              [{args, ["foreground"]}, {env, Env}, exit_status, stderr_to_stdout, binary]).
+
+%% The exit status and everything the command printed.
+release_exit(Port) ->
+    release_exit(Port, []).
+
+release_exit(Port, Acc) ->
+    receive
+        {Port, {data, Data}} -> release_exit(Port, [Data | Acc]);
+        {Port, {exit_status, Status}} -> {Status, iolist_to_binary(lists:reverse(Acc))}
+    after 30000 ->
+            error({no_exit, iolist_to_binary(lists:reverse(Acc))})
     end.
 
 data(Config, File) ->
