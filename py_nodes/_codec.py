@@ -808,12 +808,22 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
 
 
 def decode_prefix(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[Any, int]:
-    """Decode one term (with its 131) at ``offset``; return it and the offset just after it."""
+    """Decode one term (with its 131) at ``offset``; return it and the offset just after it.
+
+    ``bytes`` input is used in place; a ``bytearray`` or ``memoryview`` is copied first, so
+    pass ``bytes`` when calling this several times on one frame.
+    """
     buf = data if data.__class__ is bytes else _as_bytes(data)
     if offset < 0 or offset >= len(buf):
         raise DecodeError("offset out of range")
     try:
-        term, pos = _decode_versioned(buf, offset)
+        if buf[offset] == VERSION and buf[offset + 1] != 80:
+            try:
+                term, pos = _DEC[buf[offset + 1]](buf, offset + 2, 0)
+            except _TooDeep:
+                term, pos = _decode_iter(buf, offset + 1, 0)
+        else:
+            term, pos = _decode_versioned(buf, offset)
     except DecodeError:
         raise
     except Exception as e:
