@@ -321,11 +321,17 @@ held_by_settling_peer(Name) ->
 collect([], _Msg, _Timeout) ->
     [];
 collect(Members, Msg, Timeout) ->
-    Deadline = erlang:monotonic_time(millisecond) + Timeout,
+    Deadline = case Timeout of
+                   infinity -> infinity;
+                   _ -> erlang:monotonic_time(millisecond) + Timeout
+               end,
     Requests = [gen_server:send_request(Pid, Msg) || Pid <- Members],
     lists:foldl(
       fun(Req, Acc) ->
-              Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+              Left = case Deadline of
+                         infinity -> infinity;
+                         _ -> max(0, Deadline - erlang:monotonic_time(millisecond))
+                     end,
               case gen_server:receive_response(Req, Left) of
                   {reply, Reply} -> [Reply | Acc];
                   _ -> Acc                     %% timeout or {error, _}: dead or slow

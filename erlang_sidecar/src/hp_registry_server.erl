@@ -274,16 +274,17 @@ handle_info({nodeup, Node, _}, State) ->
 handle_info({nodedown, Node, _}, State) ->
     [{settling, S}] = ets:lookup(?META, settling),
     ets:insert(?META, {settling, maps:remove(Node, S)}),
-    case lists:member(Node, State#state.peers) of
-        true ->
-            State1 = remove_peer(Node, State),
+    State1 = remove_peer(Node, State),
+    %% Also after a graceful leave: whatever its drain could not hand over restarts
+    %% here. Names it did hand over are registered already and are skipped.
+    case ets:match_object(?REPLICAS, {'_', Node, '_', '_'}) of
+        [] ->
+            ok;
+        Replicas ->
             Ring = ring(),
-            Replicas = ets:match_object(?REPLICAS, {'_', Node, '_', '_'}),
-            spawn_link(fun() -> hp_handoff:restart_replicas(Node, Replicas, Ring) end),
-            {noreply, State1};
-        false ->
-            {noreply, State}
-    end;
+            spawn_link(fun() -> hp_handoff:restart_replicas(Node, Replicas, Ring) end)
+    end,
+    {noreply, State1};
 handle_info({'DOWN', Mon, process, Pid, _Reason}, State) ->
     case maps:take(Mon, State#state.res_mons) of
         {Name, ResMons} ->

@@ -130,6 +130,8 @@ groups_and_multi_call(Config) ->
     ?assertEqual(lists:sort([{pong, t, {g, I}} || I <- [1, 2, 3]]), lists:sort(Replies)),
     ?assert(Took < 2500),
     ?assertEqual([], call(C, hp_registry, multi_call, [nobody, x, 100])),
+    %% Without a timeout the slow member is waited for; the dead one still is not.
+    ?assertEqual(4, length(call(C, hp_registry, multi_call, [room, {ping, u}, infinity]))),
     wait_until(fun() -> not lists:member(Dead, call(C, hp_registry, members, [room])) end),
     ok = call(A, hp_registry, leave, [room, Slow]),
     ?assertEqual(lists:sort(Quick), call(B, hp_registry, members, [room])),
@@ -144,7 +146,7 @@ join_rebalances(Config) ->
     N = 2000,
     [] = call(A, ?W, register_many, [j, 1, N]),
     ok = call(B, ?W, incr_many, [j, 1, N]),
-    ok = call(A, hp_registry, join, [joined, call(A, hp_registry, whereis_name, [{j, 1}])]),
+    ok = call(B, ?W, join_many, [joined, j, 1, 200]),
     Watcher = call(A, ?W, watch_lookups, [j, N]),
     D = lists:last(?config(all_nodes, Config)),
     Peer4 = start_sidecar(D, ?config(all_nodes, Config), Config),
@@ -165,7 +167,8 @@ join_rebalances(Config) ->
     Views = [call(P, ?W, lookup_many, [j, 1, N]) || {P, _} <- All],
     ?assertEqual(1, length(lists:usort(Views))),
     ?assertEqual(N, call(A, ?W, unique_pids, [hd(Views)])),
-    ?assertEqual([hd(hd(Views))], call(P4, hp_registry, members, [joined])).
+    %% Memberships moved with the names.
+    ?assert(call(P4, ?W, group_is, [joined, j, 1, 200])).
 
 %% init:stop on a node holding names: it drains first, so every name keeps its state.
 graceful_stop_drains(Config) ->
@@ -173,6 +176,7 @@ graceful_stop_drains(Config) ->
     N = 2000,
     [] = call(A, ?W, register_many, [s, 1, N]),
     ok = call(C, ?W, incr_many, [s, 1, N]),
+    ok = call(B, ?W, join_many, [drained, s, 1, 300]),
     OnB = length([x || {_, _, Node} <- call(C, ?W, get_many, [s, 1, N]), Node =:= NodeB]),
     ?assert(OnB > 0),
     %% Lookups keep finding every name while the node drains.
@@ -187,6 +191,7 @@ graceful_stop_drains(Config) ->
                  [{Name, Count} || {Name, Count, _} <- States]),
     ?assertEqual([], [x || {_, _, Node} <- States, Node =:= NodeB]),
     ?assertEqual(call(A, ?W, lookup_many, [s, 1, N]), call(C, ?W, lookup_many, [s, 1, N])),
+    ?assert(call(C, ?W, group_is, [drained, s, 1, 300])),
     ?assert(maps:get(end_handoff, call(A, ?W, events, []), 0)
             + maps:get(end_handoff, call(C, ?W, events, []), 0) >= OnB).
 
@@ -196,6 +201,7 @@ kill_restarts_from_mfa(Config) ->
     N = 2000,
     [] = call(A, ?W, register_many, [k, 1, N]),
     ok = call(C, ?W, incr_many, [k, 1, N]),
+    ok = call(A, ?W, join_many, [killed, k, 1, 300]),
     Before = call(C, ?W, get_many, [k, 1, N]),
     OnB = [Name || {Name, _, Node} <- Before, Node =:= NodeB],
     ?assert(length(OnB) > 0),
@@ -208,15 +214,18 @@ kill_restarts_from_mfa(Config) ->
                     false -> {Name, Count}
                 end || {Name, Count, _} <- Before],
     ?assertEqual(Expected, [{Name, Count} || {Name, Count, _} <- After]),
-    ?assertEqual(call(A, ?W, lookup_many, [k, 1, N]), call(C, ?W, lookup_many, [k, 1, N])).
+    ?assertEqual(call(A, ?W, lookup_many, [k, 1, N]), call(C, ?W, lookup_many, [k, 1, N])),
+    %% Restarted names are back in their groups (the replica carries them).
+    wait_until(fun() -> call(C, ?W, group_is, [killed, k, 1, 300]) end).
 
 %% A cut between one node and the two others, names registered on both sides meanwhile,
 %% then the heal: one copy of each name survives and the losers resolve into the winners.
 netsplit_heals_to_one_copy(Config) ->
-    [{A, _}, {B, NodeB}, {_, NodeC}] = Peers = ?config(peers, Config),
+    [{A, _}, {B, NodeB}, {C, NodeC}] = Peers = ?config(peers, Config),
     N = 300,
     [] = call(A, ?W, register_many, [p, 1, N]),
     ok = call(B, ?W, incr_many, [p, 1, N]),
+    ok = call(C, ?W, join_many, [split, p, 1, N]),
     call(A, erlang, disconnect_node, [NodeB]),
     call(A, erlang, disconnect_node, [NodeC]),
     wait_until(fun() -> call(A, erlang, nodes, []) =:= [] end),
@@ -236,6 +245,7 @@ netsplit_heals_to_one_copy(Config) ->
              || {P, _} <- Peers],
     ?assertEqual(1, length(lists:usort(Views))),
     ?assertNot(lists:member(undefined, hd(Views))),
+    wait_until(fun() -> call(B, ?W, group_is, [split, p, 1, N]) end),
     Events = [call(P, ?W, events, []) || {P, _} <- Peers],
     Total = fun(E) -> lists:sum([maps:get(E, M, 0) || M <- Events]) end,
     ct:pal("events after heal: ~p", [Events]),

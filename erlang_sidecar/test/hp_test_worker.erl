@@ -15,7 +15,8 @@
 
 -export([start_link_unlinked/1, start_link_unlinked/2, start_via/1]).
 -export([init_node/0, events/0, copies/1, register_many/3, lookup_many/3, incr_many/3,
-         get_many/3, unique_pids/1, watch_lookups/2, watch_result/1]).
+         get_many/3, unique_pids/1, watch_lookups/2, watch_result/1, join_many/4,
+         group_is/4]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -spec start_link_unlinked(term()) -> {ok, pid()}.
@@ -74,6 +75,16 @@ get_many(Prefix, From, To) ->
     [try gen_server:call({via, hp_registry, {Prefix, I}}, get, 5000)
      catch exit:Reason -> {I, exit, Reason}
      end || I <- lists:seq(From, To)].
+
+-spec join_many(term(), term(), integer(), integer()) -> ok.
+join_many(Group, Prefix, From, To) ->
+    [ok = hp_registry:join(Group, hp_registry:whereis_name({Prefix, I})) || I <- lists:seq(From, To)],
+    ok.
+
+%% Whether Group's members are exactly the processes now registered as Prefix-From..To.
+-spec group_is(term(), term(), integer(), integer()) -> boolean().
+group_is(Group, Prefix, From, To) ->
+    hp_registry:members(Group) =:= lists:usort(lookup_many(Prefix, From, To)).
 
 -spec unique_pids([pid() | undefined]) -> non_neg_integer().
 unique_pids(Pids) ->
