@@ -58,9 +58,26 @@ array(R0, Acc) ->
         R2 -> throw({expected_comma_or_bracket, R2})
     end.
 
-string(<<$", R/binary>>, Acc) ->
+string(Bin, Acc) ->
+    case plain_run(Bin, 0) of
+        0 -> string_special(Bin, Acc);
+        N ->
+            <<Plain:N/binary, Rest/binary>> = Bin,
+            string_special(Rest, [Plain | Acc])
+    end.
+
+%% Length of the leading run of printable ASCII other than quote and backslash: the
+%% bulk of any Kubernetes string, taken as one sub-binary.
+plain_run(Bin, N) ->
+    case Bin of
+        <<_:N/binary, C, _/binary>> when C >= 16#20, C < 16#80, C =/= $", C =/= $\\ ->
+            plain_run(Bin, N + 1);
+        _ -> N
+    end.
+
+string_special(<<$", R/binary>>, Acc) ->
     {iolist_to_binary(lists:reverse(Acc)), R};
-string(<<$\\, E, R/binary>> = At, Acc) ->
+string_special(<<$\\, E, R/binary>> = At, Acc) ->
     case E of
         $" -> string(R, [$" | Acc]);
         $\\ -> string(R, [$\\ | Acc]);
@@ -73,13 +90,13 @@ string(<<$\\, E, R/binary>> = At, Acc) ->
         $u -> unicode_escape(R, At, Acc);
         _ -> throw({bad_escape, At})
     end;
-string(<<C, _/binary>> = At, _Acc) when C < 16#20 ->
+string_special(<<C, _/binary>> = At, _Acc) when C < 16#20 ->
     throw({control_character_in_string, At});
-string(<<C, R/binary>>, Acc) when C < 16#80 ->
+string_special(<<C, R/binary>>, Acc) when C < 16#80 ->
     string(R, [C | Acc]);
-string(<<C/utf8, R/binary>>, Acc) ->
+string_special(<<C/utf8, R/binary>>, Acc) ->
     string(R, [<<C/utf8>> | Acc]);
-string(At, _Acc) ->
+string_special(At, _Acc) ->
     throw({bad_string, At}).
 
 unicode_escape(<<H:4/binary, $\\, $u, L:4/binary, R/binary>>, At, Acc) ->
