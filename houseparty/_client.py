@@ -198,6 +198,7 @@ class HouseParty:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self._client = AsyncHouseParty(node, cookie, timeout=timeout)
+        self.sidecar = node
         try:
             self._run(self._client.connect())
         except BaseException:

@@ -24,7 +24,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from houseparty._errors import AlreadyRunning, ErlangMissing, NotRunning, PortInUse
+from houseparty._errors import (
+    AlreadyRunning,
+    ClusterError,
+    ErlangMissing,
+    NotRunning,
+    PortInUse,
+)
 
 __all__ = [
     "DEFAULT_BASE_PORT",
@@ -122,9 +128,9 @@ class _ClusterState:
     pods: int
     cookie: str
     base_port: int
-    tag: str
     started_at: float
     supervisor_pid: int
+    tag: str = ""
     pod_states: dict[int, _PodState] = field(default_factory=dict)
 
 
@@ -183,8 +189,14 @@ class LocalCluster:
             raw = json.loads(self.state_path.read_text())
         except FileNotFoundError:
             return None
-        pods = {int(k): _PodState(**v) for k, v in raw.pop("pod_states").items()}
-        return _ClusterState(**raw, pod_states=pods)
+        try:
+            pods = {int(k): _PodState(**v) for k, v in raw.pop("pod_states").items()}
+            return _ClusterState(**raw, pod_states=pods)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ClusterError(
+                f"{self.state_path} is not a cluster state this version understands ({exc}); "
+                "stop its nodes by hand and remove the run folder"
+            ) from exc
 
     def _save(self, state: _ClusterState) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)

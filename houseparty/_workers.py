@@ -25,6 +25,7 @@ Conflict merges are deterministic, whichever copy wins:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -298,4 +299,11 @@ class WorkerStarter(GenServer):
             if kind is PERSON:
                 return Reply((OK, self.node.spawn(PersonWorker, name, self.sidecar)))
             return Reply((ERROR, (Atom("unknown_kind"), kind)))
+        if request is Atom("memory"):
+            return Reply({Atom("rss"): _rss_bytes(), Atom("processes"): len(self.node.processes())})
         return Reply((ERROR, (Atom("bad_request"), request)))
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

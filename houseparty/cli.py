@@ -15,15 +15,26 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from houseparty._client import HouseParty, from_term
 from houseparty._errors import HousePartyError, NotRunning
-from houseparty._localcluster import DEFAULT_BASE_PORT, LocalCluster, default_run_dir
+from houseparty._localcluster import (
+    DEFAULT_BASE_PORT,
+    LocalCluster,
+    PodSpec,
+    default_run_dir,
+    resolve_cookie,
+)
+from py_nodes._terms import Atom
 
 __all__ = ["main"]
+
+DEFAULT_NODE = "sidecar1@127.0.0.1"
 
 console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _fail(message: str) -> NoReturn:
@@ -167,3 +178,190 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
     return table
+
+
+# -- driving and inspecting any cluster ------------------------------------------------------
+
+
+def _target(node: str | None, cookie: str | None, run_dir: Path | None) -> tuple[str, str]:
+    """``--node``/``--cookie``, else the local cluster of the run folder, else defaults."""
+    local = LocalCluster(run_dir)
+    state = None
+    if node is None or cookie is None:
+        with contextlib.suppress(NotRunning):
+            state = local.state()
+    if node is None:
+        node = PodSpec(1, state.base_port, state.tag).sidecar_node if state else DEFAULT_NODE
+    if cookie is None:
+        cookie = state.cookie if state else resolve_cookie(None)
+    return node, cookie
+
+
+def _connect_options(func: F) -> F:
+    func = click.option("--node", default=None, help="Any sidecar of the cluster.")(func)
+    func = click.option("--cookie", default=None, help="The cluster's cookie.")(func)
+    return _run_dir_option(func)
+
+
+def _client(node: str | None, cookie: str | None, run_dir: Path | None) -> HouseParty:
+    target, secret = _target(node, cookie, run_dir)
+    try:
+        return HouseParty(target, cookie=secret)
+    except HousePartyError as exc:
+        _fail(str(exc))
+
+
+def _api(call: Callable[[HouseParty], T], node: str | None, cookie: str | None,
+         run_dir: Path | None) -> T:  # fmt: skip
+    with _client(node, cookie, run_dir) as hp:
+        try:
+            return call(hp)
+        except HousePartyError as exc:
+            _fail(str(exc))
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@main.command()
+@_connect_options
+@_json_option
+def status(node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
+    """Pods, node names, connections, processes per pod, ring share and memory."""
+    local = LocalCluster(run_dir)
+    local_pods: dict[str, int] = {}
+    with contextlib.suppress(NotRunning):
+        for spec, pod_state in local.pods():
+            local_pods[spec.sidecar_node] = pod_state.sidecar_pid or 0
+    with _client(node, cookie, run_dir) as hp:
+        first = _pod_status(hp, hp.sidecar)
+        pods = []
+        for sidecar in first["ring"]:
+            try:
+                pods.append(_pod_status(hp, sidecar))
+            except HousePartyError as exc:
+                pods.append({"node": sidecar, "error": str(exc)})
+    missing = sorted(set(local_pods) - {p["node"] for p in pods})
+    if as_json:
+        _print_json({"pods": pods, "local_run_dir": str(local.run_dir) if local_pods else None,
+                     "local_pods_down": missing})  # fmt: skip
+        return
+    rows = []
+    for p in pods:
+        if "error" in p:
+            rows.append([p["node"], "-", "[red]unreachable[/]", "-", "-", "-", "-"])
+            continue
+        python_rss = (p.get("python_memory") or {}).get("rss")
+        rows.append([
+            p["node"], p["python_node"],
+            "[green]yes[/]" if p["python_connected"] else "[red]no[/]",
+            p["names"], f"{100 * p['ring_share']:.1f}%",
+            _mib(p["memory"]), _mib(python_rss) if python_rss else "-",
+        ])  # fmt: skip
+    for sidecar in missing:
+        rows.append([sidecar, "-", "[red]down[/]", "-", "-", "-", "-"])
+    console.print(_table(
+        "HouseParty cluster",
+        ["sidecar", "python node", "python connected", "names", "ring share",
+         "sidecar memory", "python RSS"],
+        rows,
+    ))  # fmt: skip
+    if local_pods:
+        console.print(f"local run folder: {local.run_dir} (logs in {local.run_dir / 'logs'})")
+
+
+def _pod_status(hp: HouseParty, sidecar: str) -> dict[str, Any]:
+    status: dict[str, Any] = from_term(
+        hp.rpc("erpc", "call", [Atom(sidecar), Atom("houseparty"), Atom("pod_status"), [], 5000])
+    )
+    return status
+
+
+def _mib(value: int) -> str:
+    return f"{value / 2**20:.1f} MiB"
+
+
+@main.command()
+@_connect_options
+@_json_option
+def dump(node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
+    """Every room with the people in it."""
+    rooms = _api(lambda hp: hp.dump(), node, cookie, run_dir)
+    if as_json:
+        _print_json(rooms)
+        return
+    rows = [[room, len(people), ", ".join(people)] for room, people in sorted(rooms.items())]
+    console.print(_table("rooms", ["room", "people", "who"], rows))
+
+
+@main.command("who-is-in")
+@click.argument("room")
+@_connect_options
+@_json_option
+def who_is_in(room: str, node: str | None, cookie: str | None, run_dir: Path | None,
+              as_json: bool) -> None:  # fmt: skip
+    """The people in ROOM."""
+    people = _api(lambda hp: hp.who_is_in(room), node, cookie, run_dir)
+    if as_json:
+        _print_json(people)
+    else:
+        console.print(", ".join(people) if people else f"nobody is in {room}")
+
+
+@main.command("where-is")
+@click.argument("person")
+@_connect_options
+@_json_option
+def where_is(person: str, node: str | None, cookie: str | None, run_dir: Path | None,
+             as_json: bool) -> None:  # fmt: skip
+    """The room PERSON is in."""
+    room = _api(lambda hp: hp.where_is(person), node, cookie, run_dir)
+    if as_json:
+        _print_json(room)
+    else:
+        console.print(room if room is not None else f"{person} is nowhere")
+
+
+@main.command("log")
+@click.argument("person")
+@_connect_options
+@_json_option
+def room_log(person: str, node: str | None, cookie: str | None, run_dir: Path | None,
+             as_json: bool) -> None:  # fmt: skip
+    """The rooms PERSON walked into, newest first."""
+    log = _api(lambda hp: hp.get_person_room_log(person), node, cookie, run_dir)
+    if as_json:
+        _print_json([{"at": dt.isoformat(), "room": room} for dt, room in log])
+        return
+    console.print(_table(f"{person}'s rooms", ["at (UTC)", "room"],
+                         [[dt.isoformat(), room] for dt, room in log]))  # fmt: skip
+
+
+@main.command("add-rooms")
+@click.argument("rooms", nargs=-1, required=True)
+@click.option("--max", "max_people", type=int, default=None, help="Max people per new room.")
+@_connect_options
+def add_rooms(rooms: tuple[str, ...], max_people: int | None, node: str | None,
+              cookie: str | None, run_dir: Path | None) -> None:  # fmt: skip
+    """Add ROOMS (existing rooms are left as they are)."""
+    _api(lambda hp: hp.add_rooms(list(rooms), max=max_people), node, cookie, run_dir)
+    console.print("ok")
+
+
+@main.command("walk")
+@click.argument("room")
+@click.argument("people", nargs=-1, required=True)
+@_connect_options
+def walk(room: str, people: tuple[str, ...], node: str | None, cookie: str | None,
+         run_dir: Path | None) -> None:  # fmt: skip
+    """Walk PEOPLE into ROOM, in order, stopping at the first refusal."""
+    _api(lambda hp: hp.walk_into(room, list(people)), node, cookie, run_dir)
+    console.print("ok")
+
+
+@main.command("pod-node")
+def pod_node() -> None:
+    """Run this pod's Python node (reads the pod environment; drains on SIGTERM)."""
+    from houseparty.pod import main as pod_main
+
+    pod_main()

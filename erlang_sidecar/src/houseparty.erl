@@ -18,7 +18,7 @@
 -module(houseparty).
 
 -export([add_rooms/1, add_rooms/2, set_room_max/2, walk_into/2, dump/0, who_is_in/1,
-         where_is/1, get_person_room_log/1, rooms/0]).
+         where_is/1, get_person_room_log/1, rooms/0, pod_status/0]).
 
 -define(ROOMS, house_party_rooms).
 -define(PEOPLE, house_party_people).
@@ -109,6 +109,34 @@ get_person_room_log(Person) ->
                           _ -> person_call(Person, room_log)
                       end
               end).
+
+%% --- inspection -----------------------------------------------------------------------
+
+%% What `houseparty status` shows for this pod. The ring share is measured on a sample
+%% of keys rather than derived from the ring's internals.
+-spec pod_status() -> #{atom() => term()}.
+pod_status() ->
+    Ring = hp_registry_server:ring(),
+    Sample = 4096,
+    Owned = length([K || K <- lists:seq(1, Sample), hp_ring:key_to_node(K, Ring) =:= node()]),
+    Python = hp_python:python_node(),
+    Info = hp_registry_server:info(),
+    #{node => node(),
+      python_node => Python,
+      python_connected => lists:member(Python, nodes(hidden)),
+      ring => hp_ring:nodes(Ring),
+      names => maps:get(names, Info),
+      draining => maps:get(draining, Info),
+      ring_share => Owned / Sample,
+      memory => erlang:memory(total),
+      python_memory => python_memory(Python)}.
+
+python_memory(undefined) ->
+    undefined;
+python_memory(Python) ->
+    try gen_server:call({hp_workers, Python}, memory, 2000)
+    catch exit:_ -> undefined
+    end.
 
 %% --- internals ------------------------------------------------------------------------
 
