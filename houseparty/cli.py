@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from houseparty._client import HouseParty, from_term
+from houseparty._demo import run_demo
 from houseparty._errors import HousePartyError, NotRunning
 from houseparty._localcluster import (
     DEFAULT_BASE_PORT,
@@ -365,3 +366,29 @@ def pod_node() -> None:
     from houseparty.pod import main as pod_main
 
     pod_main()
+
+
+@main.command()
+@click.option("--pods", default=3, show_default=True, type=click.IntRange(2, 32))
+@click.option("--cookie", default=None, help="Cookie for a fresh cluster.")
+@click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int)
+@click.option("--pause", is_flag=True, help="Wait for Enter between steps.")
+@_run_dir_option
+def demo(pods: int, cookie: str | None, base_port: int, pause: bool, run_dir: Path | None) -> None:
+    """The seed scenario step by step, on the running local cluster or on a fresh one."""
+    cluster = LocalCluster(run_dir)
+    fresh = not cluster.is_running()
+    try:
+        if fresh:
+            with console.status("starting a fresh local cluster...") as status:
+                cluster.up(pods=pods, cookie=cookie, base_port=base_port,
+                           progress=lambda msg: status.update(msg))  # fmt: skip
+            console.print(f"[green]{pods} pods up[/] (run folder {cluster.run_dir})")
+        run_demo(cluster, console, (lambda: click.pause()) if pause else (lambda: None))
+    except HousePartyError as exc:
+        _fail(str(exc))
+    finally:
+        if fresh and cluster.is_running():
+            with console.status("stopping the demo cluster gracefully..."):
+                cluster.down()
+            console.print("demo cluster stopped")
