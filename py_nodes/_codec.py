@@ -1182,7 +1182,10 @@ def encode(term: Any) -> bytes:
     out = bytearray(b"\x83")
     try:
         try:
-            _enc(term, out, 0)
+            f = _ENC.get(term.__class__)
+            if f is None:
+                f = _enc_lookup(term)
+            f(term, out, 0)
         except (_TooDeep, RecursionError):
             out = bytearray(b"\x83")
             _enc_iter(term, out)
