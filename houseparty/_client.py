@@ -96,11 +96,30 @@ def _raise_for(reason: Any) -> None:
 class AsyncHouseParty:
     """The asyncio client. ``node`` is any sidecar of the cluster."""
 
-    def __init__(self, node: str, cookie: str, *, timeout: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        node: str,
+        cookie: str,
+        *,
+        timeout: float = CALL_TIMEOUT_S,
+        client_host: str | None = None,
+    ) -> None:
+        """``client_host`` names and binds this client's node on that address, for a
+        client whose address differs from the sidecar's host (another network
+        namespace, another machine); by default the client takes the sidecar's host
+        and listens on every interface."""
         self.sidecar = node
         self.timeout = timeout
-        host = node.split("@", 1)[1] if "@" in node else "127.0.0.1"
-        self._node = Node(f"hpclient_{secrets.token_hex(4)}@{host}", cookie=cookie, port=0)
+        if client_host is None:
+            host = node.split("@", 1)[1] if "@" in node else "127.0.0.1"
+            self._node = Node(f"hpclient_{secrets.token_hex(4)}@{host}", cookie=cookie, port=0)
+        else:
+            self._node = Node(
+                f"hpclient_{secrets.token_hex(4)}@{client_host}",
+                cookie=cookie,
+                port=0,
+                listen_host=client_host,
+            )
         self._started = False
 
     async def connect(self) -> None:
@@ -193,11 +212,18 @@ class AsyncHouseParty:
 class HouseParty:
     """The synchronous client: an :class:`AsyncHouseParty` on a private event loop thread."""
 
-    def __init__(self, node: str, cookie: str, *, timeout: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        node: str,
+        cookie: str,
+        *,
+        timeout: float = CALL_TIMEOUT_S,
+        client_host: str | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._client = AsyncHouseParty(node, cookie, timeout=timeout)
+        self._client = AsyncHouseParty(node, cookie, timeout=timeout, client_host=client_host)
         self.sidecar = node
         try:
             self._run(self._client.connect())
