@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -249,6 +250,10 @@ class LocalCluster:
     ) -> _ClusterState:
         """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs."""
         self.check_erlang()
+        if not re.fullmatch(r"[A-Za-z0-9_-]*", tag):
+            raise ClusterError(
+                f"a node name suffix takes letters, digits, _ and - only, not {tag!r}"
+            )
         existing = self._load()
         if existing is not None:
             if any(self._pod_alive(p) for p in existing.pod_states.values()):
@@ -309,10 +314,22 @@ class LocalCluster:
             HP_CLUSTER_STRATEGY="epmd",
             HP_CLUSTER_HOSTS=peers,
             HP_POLL_INTERVAL_MS="1000",
-            # The cookie stays out of argv, where `ps` would show it.
-            ERL_FLAGS=f"-setcookie {state.cookie}",
+            # erl reads the cookie from $HOME/.erlang.cookie: it stays out of argv, where
+            # `ps` would show it to everyone.
+            HOME=str(self._cookie_home(state.cookie)),
         )
         return env
+
+    def _cookie_home(self, cookie: str) -> Path:
+        home = self.run_dir / "home"
+        home.mkdir(mode=0o700, exist_ok=True)
+        path = home / ".erlang.cookie"
+        if not path.exists() or path.read_text() != cookie:
+            path.unlink(missing_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+            with os.fdopen(fd, "w") as out:
+                out.write(cookie)
+        return home
 
     def _spawn_pod(self, state: _ClusterState, spec: PodSpec) -> None:
         env = self._env(state, spec)
@@ -324,7 +341,7 @@ class LocalCluster:
             "-pa", str(sidecar_ebin()), *(str(p) for p in elixir_ebins()),
             "-eval", "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
         ]  # fmt: skip
-        python_cmd = [sys.executable, "-m", "houseparty.pod"]
+        python_cmd = [sys.executable, "-m", "houseparty.pod", "--name", spec.python_node]
         pod = state.pod_states[spec.index]
         pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
         pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))

@@ -31,8 +31,8 @@ __all__ = ["main"]
 
 DEFAULT_NODE = "sidecar1@127.0.0.1"
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -52,6 +52,14 @@ def _run_dir_option(func: F) -> F:
     )(func)
 
 
+def _name_suffix_option(func: F) -> F:
+    return click.option(
+        "--name-suffix",
+        default="",
+        help="Appended to node names (sidecar1<suffix>@...), to run several local clusters.",
+    )(func)
+
+
 @click.group()
 @click.version_option(package_name="houseparty")
 def main() -> None:
@@ -68,8 +76,16 @@ def main() -> None:
 )
 @click.option("--detach", is_flag=True, help="Return once the cluster is up.")
 @click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int)
+@_name_suffix_option
 @_run_dir_option
-def up(pods: int, cookie: str | None, detach: bool, base_port: int, run_dir: Path | None) -> None:
+def up(
+    pods: int,
+    cookie: str | None,
+    detach: bool,
+    base_port: int,
+    name_suffix: str,
+    run_dir: Path | None,
+) -> None:
     """Start a local cluster: a sidecar and a Python node per pod."""
     cluster = LocalCluster(run_dir)
     try:
@@ -79,6 +95,7 @@ def up(pods: int, cookie: str | None, detach: bool, base_port: int, run_dir: Pat
                 cookie=cookie,
                 base_port=base_port,
                 progress=lambda msg: status.update(msg),
+                tag=name_suffix,
             )
     except HousePartyError as exc:
         _fail(str(exc))
@@ -87,9 +104,9 @@ def up(pods: int, cookie: str | None, detach: bool, base_port: int, run_dir: Pat
     console.print(f"[green]{state.pods} pods up[/] (run folder {cluster.run_dir})")
     for spec, _pod in cluster.pods():
         console.print(f"  pod {spec.index}: {spec.sidecar_node} + {spec.python_node}")
+    first = PodSpec(1, state.base_port, state.tag).sidecar_node
     console.print(
-        "attach iex with:  "
-        f"iex --name me@127.0.0.1 --cookie {state.cookie} --remsh sidecar1@127.0.0.1"
+        f"attach iex with:  iex --name me@127.0.0.1 --cookie {state.cookie} --remsh {first}"
     )
     if detach:
         return
@@ -373,15 +390,23 @@ def pod_node() -> None:
 @click.option("--cookie", default=None, help="Cookie for a fresh cluster.")
 @click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int)
 @click.option("--pause", is_flag=True, help="Wait for Enter between steps.")
+@_name_suffix_option
 @_run_dir_option
-def demo(pods: int, cookie: str | None, base_port: int, pause: bool, run_dir: Path | None) -> None:
+def demo(
+    pods: int,
+    cookie: str | None,
+    base_port: int,
+    pause: bool,
+    name_suffix: str,
+    run_dir: Path | None,
+) -> None:
     """The seed scenario step by step, on the running local cluster or on a fresh one."""
     cluster = LocalCluster(run_dir)
     fresh = not cluster.is_running()
     try:
         if fresh:
             with console.status("starting a fresh local cluster...") as status:
-                cluster.up(pods=pods, cookie=cookie, base_port=base_port,
+                cluster.up(pods=pods, cookie=cookie, base_port=base_port, tag=name_suffix,
                            progress=lambda msg: status.update(msg))  # fmt: skip
             console.print(f"[green]{pods} pods up[/] (run folder {cluster.run_dir})")
         run_demo(cluster, console, (lambda: click.pause()) if pause else (lambda: None))
@@ -392,3 +417,7 @@ def demo(pods: int, cookie: str | None, base_port: int, pause: bool, run_dir: Pa
             with console.status("stopping the demo cluster gracefully..."):
                 cluster.down()
             console.print("demo cluster stopped")
+
+
+if __name__ == "__main__":
+    main()

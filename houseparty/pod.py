@@ -89,7 +89,12 @@ def main() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    config = PodConfig.from_env()
+    env = dict(os.environ)
+    # `--name NODE` (as the local cluster runner passes it) overrides HP_PYTHON_NODE, and
+    # makes the node visible in `ps`.
+    if len(sys.argv) == 3 and sys.argv[1] == "--name":
+        env["HP_PYTHON_NODE"] = sys.argv[2]
+    config = PodConfig.from_env(env)
 
     async def runner() -> None:
         stop = asyncio.Event()

@@ -1,0 +1,185 @@
+"""The ``houseparty`` CLI, as a user runs it: real subprocesses against a real local cluster,
+and click's CliRunner for the error paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from houseparty.cli import main
+
+CLI = [sys.executable, "-m", "houseparty.cli"]
+
+
+def hp(*args: str, run_dir: Path, env: dict[str, str] | None = None,
+       timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    return subprocess.run(
+        [*CLI, *args, "--run-dir", str(run_dir)],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )  # fmt: skip
+
+
+def node_processes(suffix: str) -> list[str]:
+    """Command lines of live processes that belong to the cluster with this name suffix."""
+    ps = subprocess.run(["ps", "-eww", "-o", "pid,stat,args"], capture_output=True, text=True)
+    return [line for line in ps.stdout.splitlines()[1:]
+            if suffix in line and " Z" not in line and "houseparty.cli" not in line]  # fmt: skip
+
+
+def test_up_drive_pods_and_down(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    suffix = "_cli" + secrets.token_hex(2)
+    base = str(random.randrange(20000, 40000, 50))
+    cookie = "c" + secrets.token_hex(6)
+    up = hp("up", "--pods", "2", "--detach", "--cookie", cookie, "--base-port", base,
+            "--name-suffix", suffix, run_dir=run_dir)  # fmt: skip
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert f"--remsh sidecar1{suffix}@127.0.0.1" in up.stdout
+    try:
+        again = hp("up", "--pods", "2", "--detach", "--base-port", base, run_dir=run_dir)
+        assert again.returncode == 1
+        assert "already running" in again.stderr
+        assert "Traceback" not in again.stderr
+
+        status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
+        pods = status["pods"]
+        assert [p["node"] for p in pods] == [f"sidecar{i}{suffix}@127.0.0.1" for i in (1, 2)]
+        assert all(p["python_connected"] for p in pods)
+        assert abs(sum(p["ring_share"] for p in pods) - 1.0) < 1e-9
+
+        assert hp("add-rooms", "den", "kitchen", "--max", "2", run_dir=run_dir).returncode == 0
+        assert hp("walk", "kitchen", "kid", "bilal", run_dir=run_dir).returncode == 0
+        full = hp("walk", "kitchen", "play", run_dir=run_dir)
+        assert full.returncode == 1 and "full" in full.stderr
+        assert json.loads(hp("dump", "--json", run_dir=run_dir).stdout) == {
+            "den": [], "kitchen": ["bilal", "kid"]}  # fmt: skip
+        assert json.loads(hp("who-is-in", "kitchen", "--json", run_dir=run_dir).stdout) == [
+            "bilal", "kid"]  # fmt: skip
+        assert json.loads(hp("where-is", "kid", "--json", run_dir=run_dir).stdout) == "kitchen"
+        log = json.loads(hp("log", "kid", "--json", run_dir=run_dir).stdout)
+        assert [e["room"] for e in log] == ["kitchen"]
+        unknown = hp("who-is-in", "garage", run_dir=run_dir)
+        assert unknown.returncode == 1 and "unknown room: garage" in unknown.stderr
+
+        assert hp("pod", "stop", "2", run_dir=run_dir).returncode == 0
+        assert not [p for p in node_processes(suffix) if f"2{suffix}@" in p]
+        assert len(node_processes(suffix)) == 2
+        status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
+        assert status["local_pods_down"] == [f"sidecar2{suffix}@127.0.0.1"]
+        assert json.loads(hp("dump", "--json", run_dir=run_dir).stdout) == {
+            "den": [], "kitchen": ["bilal", "kid"]}  # fmt: skip
+
+        assert hp("pod", "start", "2", run_dir=run_dir).returncode == 0
+        assert hp("pod", "kill", "1", run_dir=run_dir).returncode == 0
+        assert not [p for p in node_processes(suffix) if f"1{suffix}@" in p]
+        assert hp("pod", "start", "1", run_dir=run_dir).returncode == 0
+        status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
+        assert len(status["pods"]) == 2 and status["local_pods_down"] == []
+    finally:
+        down = hp("down", run_dir=run_dir)
+    assert down.returncode == 0, down.stderr
+    assert node_processes(suffix) == []
+    assert not (run_dir / "cluster.json").exists()
+    assert (run_dir / "logs" / f"sidecar1{suffix}.log").stat().st_size > 0
+
+
+def test_up_in_the_foreground_stops_on_ctrl_c(tmp_path: Path) -> None:
+    suffix = "_fg" + secrets.token_hex(2)
+    cookie = "secret" + secrets.token_hex(6)
+    proc = subprocess.Popen(
+        [*CLI, "up", "--pods", "2", "--cookie", cookie, "--name-suffix", suffix,
+         "--base-port", str(random.randrange(20000, 40000, 50)), "--run-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + 90
+    while "Ctrl-C" not in seen and time.monotonic() < deadline:
+        seen += proc.stdout.readline()
+    assert "Ctrl-C" in seen, seen
+    nodes = node_processes(suffix)
+    assert len(nodes) == 4, nodes  # two sidecars, two Python nodes
+    assert not any(cookie in line for line in nodes), "the cookie shows in ps"
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, seen + rest
+    assert "cluster stopped" in rest
+    assert node_processes(suffix) == []
+
+
+def test_errors_are_one_clear_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    run_dir = str(tmp_path / "nothing")
+
+    result = runner.invoke(main, ["down", "--run-dir", run_dir])
+    assert result.exit_code == 1
+    assert "no local cluster is running" in result.output
+
+    result = runner.invoke(main, ["pod", "stop", "1", "--run-dir", run_dir])
+    assert result.exit_code == 1 and "no local cluster is running" in result.output
+
+    # Nothing listens there: the cluster is not running, or the cookie is wrong.
+    result = runner.invoke(
+        main, ["dump", "--node", "sidecar9_nobody@127.0.0.1", "--cookie", "x", "--run-dir", run_dir]
+    )
+    assert result.exit_code == 1
+    assert "cannot reach sidecar9_nobody@127.0.0.1" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+    result = runner.invoke(main, ["walk", "kitchen", "--run-dir", run_dir])
+    assert result.exit_code == 2  # click: PEOPLE is required
+
+    result = runner.invoke(main, ["up", "--name-suffix", "bad suffix!", "--run-dir", run_dir])
+    assert result.exit_code == 1 and "suffix" in result.output
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    base = random.randrange(20000, 40000, 50)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 4))  # pod 2's Python node port
+        taken.listen()
+        result = CliRunner().invoke(
+            main, ["up", "--pods", "2", "--base-port", str(base), "--run-dir", str(tmp_path)]
+        )
+    assert result.exit_code == 1
+    assert f"port {base + 4}" in result.output and "in use" in result.output
+    assert not (tmp_path / "cluster.json").exists()
+
+
+def test_stale_run_folder_is_set_aside(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = {"pods": 1, "cookie": "old", "base_port": 1, "started_at": 0.0, "supervisor_pid": 1,
+             "tag": "", "pod_states": {"1": {"index": 1, "sidecar_pid": dead.pid,
+                                             "python_pid": dead.pid}}}  # fmt: skip
+    (run_dir / "cluster.json").write_text(json.dumps(stale))
+    suffix = "_st" + secrets.token_hex(2)
+    up = hp("up", "--pods", "1", "--detach", "--cookie", "st", "--name-suffix", suffix,
+            "--base-port", str(random.randrange(20000, 40000, 50)), run_dir=run_dir)  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert "stale" in up.stdout + up.stderr
+        assert list(tmp_path.glob("run.stale-*/cluster.json"))
+    finally:
+        assert hp("down", run_dir=run_dir).returncode == 0
+    assert node_processes(suffix) == []
+
+
+def test_missing_erlang(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    result = hp("up", "--detach", run_dir=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "erl and epmd not found" in result.stderr
+    assert "Traceback" not in result.stderr
