@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import subprocess
@@ -240,8 +241,6 @@ class HouseCluster:
 
 
 def _parse_placement(text: str) -> dict[str, str]:
-    import re
-
     found = re.findall(r"\{\{(\w+),(\w+)\},'([^']+)'\}", text)
     return {f"{kind}:{name}": node for kind, name, node in found}
 
@@ -443,7 +442,7 @@ def lost_log_entries(before: dict[str, Log], after: dict[str, Log]) -> dict[str,
 
 
 def check_walks(walkers: list[Walker], before: Snapshot, after: Snapshot,
-                skip: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+                skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
     """Every walk that returned ok is in the person's log, in order, after what the log
     held before; exactly those walks when no walk of that person had an unknown outcome."""
     problems: list[str] = []

@@ -1,0 +1,90 @@
+"""A pod killed outright (SIGKILL to everything in it, epmd included) while clients walk:
+every name comes back on the surviving pods within a bounded time. The state of the
+workers that lived on the killed pod is lost with it; only theirs.
+What a reset breaks afterwards (a room on a surviving pod still listing a person who
+restarted elsewhere with an empty log) is reported, not asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.scenarios._house import (
+    PEOPLE,
+    ROOMS,
+    House,
+    HouseCluster,
+    check_walks,
+    lost_log_entries,
+    placement,
+    report,
+    total,
+    wait_for,
+)
+
+RECOVERY_BOUND_S = 20.0
+
+
+async def scenario(cluster: HouseCluster) -> None:
+    async with House(cluster) as house:
+        await house.walk_for(4.0)
+        before = await house.snapshot(via=0)
+        where_before = await placement(house.clients[0])
+        killed = cluster.pods[2].python_node
+        on_killed = {n for n, node in where_before.items() if node == killed}
+        assert on_killed, "pod 2 held nothing: the ring did not spread the names"
+
+        walkers = house.walkers()
+        for w in walkers:
+            w.start()
+        await asyncio.sleep(1.5)
+        t0 = time.monotonic()
+        await asyncio.to_thread(cluster.kill, 2)
+        kill_s = time.monotonic() - t0
+
+        async def all_back() -> bool:
+            where = await placement(house.clients[0])
+            return set(where) >= set(where_before) and killed not in set(where.values())
+
+        recover_s = await wait_for(all_back, within=30.0)
+        if recover_s is not None:
+            recover_s += kill_s
+        await asyncio.sleep(3.0)
+        for w in walkers:
+            await w.stop()
+        where_after = await placement(house.clients[0])
+        after = await house.snapshot(via=0)
+        problems = await house.invariants(via=0)
+
+    lost = lost_log_entries(before.logs, after.logs)
+    people_on_killed = {n.split(":", 1)[1] for n in on_killed if n.startswith("person:")}
+    rooms_on_killed = {n.split(":", 1)[1] for n in on_killed if n.startswith("room:")}
+    walk_problems = check_walks(walkers, before, after, skip=people_on_killed)
+    stats = total(walkers)
+    report("sigkill", {
+        "names_on_killed_pod": len(on_killed),
+        "rooms_on_killed_pod": len(rooms_on_killed),
+        "people_on_killed_pod": len(people_on_killed),
+        "recover_s": None if recover_s is None else round(recover_s, 2),
+        "people_whose_log_was_reset": len(lost),
+        "log_entries_lost": sum(lost.values()),
+        "rooms_restarted_empty": sorted(rooms_on_killed),
+        "people_reset": sorted(lost),
+        "invariant_violations_after": len(problems),
+        "invariant_violations": problems[:20],
+        **stats.figures(),
+    })
+    assert recover_s is not None and recover_s < RECOVERY_BOUND_S, (
+        f"names not all back within {RECOVERY_BOUND_S} s: missing "
+        f"{sorted(set(where_before) - set(where_after))}")
+    assert set(where_after) >= set(where_before)
+    assert killed not in set(where_after.values())
+    assert sorted(after.dump) == sorted(ROOMS)
+    # State is lost only with the killed pod.
+    assert set(lost) <= people_on_killed, sorted(set(lost) - people_on_killed)
+    assert walk_problems == []
+    assert stats.unexpected == []
+
+
+def test_killed_pod_names_come_back(house: HouseCluster) -> None:
+    asyncio.run(scenario(house))
