@@ -10,7 +10,6 @@ import asyncio
 import time
 
 from tests.scenarios._house import (
-    PEOPLE,
     ROOMS,
     House,
     HouseCluster,
