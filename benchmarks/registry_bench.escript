@@ -37,8 +37,11 @@ main(Args) ->
     try
         wait_cluster(Peers),
         io:format("3 sidecars up: ~p~n", [Nodes]),
+        %% The figures depend on what else runs on the machine; say how busy it was.
+        io:format("load average before: ~s", [os:cmd("cat /proc/loadavg 2>/dev/null")]),
         Rows = run(Peers, Names, GlobalNames),
-        print(Rows)
+        print(Rows),
+        io:format("~nload average after: ~s", [os:cmd("cat /proc/loadavg 2>/dev/null")])
     after
         [catch peer:stop(P) || {P, _} <- Peers]
     end.

@@ -29,6 +29,8 @@
 -define(SERVER, hp_registry_server).
 -define(CALL_TIMEOUT, 5000).
 -define(ACCEPT_TIMEOUT, 15000).
+-define(ATTEMPTS, 10).
+-define(RETRY_MS, 300).
 
 -type mfargs() :: {module(), atom(), list()}.
 -type mode() :: keep | {start, none | {state, term()}}.
@@ -36,6 +38,9 @@
 %% Hands over every name this node holds but no longer owns.
 -spec rebalance() -> ok.
 rebalance() ->
+    rebalance(?ATTEMPTS).
+
+rebalance(Attempts) ->
     Ring = hp_registry_server:ring(),
     Me = node(),
     Moving = ets:foldl(fun({Name, _, _, _} = E, Acc) ->
@@ -45,8 +50,19 @@ rebalance() ->
                                    _ -> [E | Acc]
                                end
                        end, [], ?NAMES),
-    _ = parallel(fun handoff_one/1, Moving, ?BATCH),
-    ok.
+    Results = parallel(fun handoff_one/1, Moving, ?BATCH),
+    case failed(Results) > 0 andalso Attempts > 1 of
+        true ->
+            %% Some new owners refused (their ring lags ours) or did not answer: the
+            %% names stay here, and we try again once the ring had time to spread.
+            timer:sleep(?RETRY_MS),
+            rebalance(Attempts - 1);
+        false ->
+            ok
+    end.
+
+failed(Results) ->
+    length([x || {error, _} <- Results]).
 
 %% The graceful leave: tell every peer we go (they drop us from their ring and expect our
 %% handoffs), hand every name over, then say done. The registry has already taken this
@@ -55,9 +71,16 @@ rebalance() ->
 drain(Peers) ->
     _ = erpc:multicall(Peers, gen_server, call, [?SERVER, {leaving, node()}, ?CALL_TIMEOUT],
                        ?CALL_TIMEOUT + 1000),
-    _ = parallel(fun handoff_one/1, ets:tab2list(?NAMES), ?BATCH),
+    drain_names(?ATTEMPTS),
     [gen_server:cast({?SERVER, P}, {handoff_done, node()}) || P <- Peers],
     ok.
+
+drain_names(Attempts) ->
+    Results = parallel(fun handoff_one/1, ets:tab2list(?NAMES), ?BATCH),
+    case failed(Results) > 0 andalso Attempts > 1 of
+        true -> timer:sleep(?RETRY_MS), drain_names(Attempts - 1);
+        false -> ok
+    end.
 
 %% Dead's names, from the replicas this node kept, restart on their new owners.
 -spec restart_replicas(node(), [{term(), node(), mfargs(), [term()]}], hp_ring:ring()) -> ok.
@@ -81,6 +104,16 @@ restart_replicas(Dead, Replicas, Ring) ->
 -spec accept(term(), mode(), pid(), mfargs() | undefined, [term()]) ->
           {ok, pid()} | {error, term()}.
 accept(Name, Mode, OldPid, MFA, Groups) ->
+    case hp_ring:key_to_node(Name, hp_registry_server:ring()) of
+        Me when Me =:= node() -> accept_owned(Name, Mode, OldPid, MFA, Groups);
+        %% Race: the rings of sender and receiver differ (a ring change is still
+        %% spreading). Resolving a conflict here could have two nodes each kill the
+        %% other's copy; the sender keeps the name and hands it over once the rings
+        %% agree.
+        Owner -> {error, {not_owner, Owner}}
+    end.
+
+accept_owned(Name, Mode, OldPid, MFA, Groups) ->
     case reserve(Name, force) of
         {already_registered, OldPid} ->
             {ok, OldPid};

@@ -312,7 +312,7 @@ handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->
     end;
 handle_info({'EXIT', Pid, Reason}, #state{rebalancer = Pid} = State) when Reason =/= normal ->
     logger:warning("hp_registry: rebalance failed: ~p", [Reason]),
-    {noreply, State#state{rebalancer = undefined}};
+    {noreply, schedule_rebalance(State#state{rebalancer = undefined, rebalance_again = false})};
 handle_info(_Other, State) ->
     {noreply, State}.
 
@@ -391,8 +391,11 @@ start_rebalance(#state{rebalancer = undefined} = State) ->
 start_rebalance(State) ->
     State#state{rebalance_again = true}.
 
+%% No demonitor flush in this process: with callers queued, a flush scans the whole
+%% mailbox every time. A DOWN already queued for a dropped monitor is ignored on arrival
+%% (its ref matches no reservation and no entry of ?MONS).
 release(Name, Mon, State) ->
-    erlang:demonitor(Mon, [flush]),
+    erlang:demonitor(Mon),
     ets:delete(?PENDING, Name),
     State#state{reservations = maps:remove(Name, State#state.reservations),
                 res_mons = maps:remove(Mon, State#state.res_mons)}.
@@ -452,7 +455,7 @@ unindex(Pid, Tag) ->
 drop_monitor(Pid) ->
     case ets:lookup(?MONS, Pid) of
         [{_, Mon}] ->
-            erlang:demonitor(Mon, [flush]),
+            erlang:demonitor(Mon),
             ets:delete(?MONS, Pid);
         [] ->
             ok

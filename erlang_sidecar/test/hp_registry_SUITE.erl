@@ -237,10 +237,15 @@ netsplit_heals_to_one_copy(Config) ->
     true = call(A, net_kernel, connect_node, [NodeC]),
     wait_cluster(Peers),
     wait_settled(Peers),
-    wait_until(fun() ->
-                       lists:all(fun(I) -> copies(Peers, {q, I}) =:= 1 end, lists:seq(1, 100))
-                           andalso lists:all(fun(I) -> copies(Peers, {p, I}) =:= 1 end, lists:seq(1, N))
-               end),
+    Names = [{q, I} || I <- lists:seq(1, 100)] ++ [{p, I} || I <- lists:seq(1, N)],
+    OneCopy = fun() -> [{Name, Cs} || Name <- Names, Cs <- [copies(Peers, Name)], Cs =/= 1] end,
+    wait_until(fun() -> OneCopy() =:= [] end, 150),
+    ?assertEqual([], [{Name, Cs, [{Node, call(P, ?W, copies, [Name]),
+                                   call(P, hp_registry, local_registered, [])
+                                   -- [X || X <- call(P, hp_registry, local_registered, []),
+                                             element(1, X) =/= Name]}
+                                  || {P, Node} <- Peers]}
+                      || {Name, Cs} <- OneCopy()]),
     Views = [call(P, ?W, lookup_many, [q, 1, 100]) ++ call(P, ?W, lookup_many, [p, 1, N])
              || {P, _} <- Peers],
     ?assertEqual(1, length(lists:usort(Views))),
