@@ -81,9 +81,7 @@ def check_name_template(template: str) -> str:
     except ValueError as exc:
         raise ValueError(f"bad node name template {template!r}: {exc}") from None
     if fields != {"ip"}:
-        raise ValueError(
-            f"a node name template uses {{ip}} and no other field, not {template!r}"
-        )
+        raise ValueError(f"a node name template uses {{ip}} and no other field, not {template!r}")
     name, at, host = template.partition("@")
     if not (name and at and host):
         raise ValueError(f"a node name template looks like name@{{ip}}, not {template!r}")
@@ -274,7 +272,8 @@ def status_notes(status: K8sStatus) -> list[str]:
 def _context_namespace(config_file: str | None, context: str | None) -> str | None:
     from kubernetes import config
 
-    contexts, active = config.list_kube_config_contexts(config_file=config_file)
+    # The kubernetes package leaves its config loaders unannotated.
+    contexts, active = config.list_kube_config_contexts(config_file=config_file)  # type: ignore[no-untyped-call]
     chosen = active if context is None else next(
         (c for c in contexts if c.get("name") == context), None
     )  # fmt: skip
@@ -295,27 +294,29 @@ def load_core_api(
     from kubernetes import client, config
 
     configuration = client.Configuration()
-    in_cluster = (
+    in_cluster = bool(
         environ.get("KUBERNETES_SERVICE_HOST")
         and kubeconfig is None
         and context is None
         and not environ.get("KUBECONFIG")
     )
+    if in_cluster:
+        source = "the in-cluster service account"
+    else:
+        source = f"kubeconfig {kubeconfig or environ.get('KUBECONFIG') or '~/.kube/config'}"
     try:
         if in_cluster:
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             namespace = _read_service_account_namespace()
-            source = "in-cluster service account"
         else:
-            config.load_kube_config(
+            config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, context=context, client_configuration=configuration
             )
             namespace = _context_namespace(kubeconfig, context)
-            source = f"kubeconfig {kubeconfig or environ.get('KUBECONFIG') or '~/.kube/config'}"
-    except config.ConfigException as exc:
-        raise ConnectError(f"cannot load the Kubernetes configuration: {exc}") from None
-    except OSError as exc:
-        raise ConnectError(f"cannot read the Kubernetes configuration: {exc}") from None
+    except (config.ConfigException, OSError) as exc:
+        raise ConnectError(
+            f"cannot load the Kubernetes configuration from {source}: {exc}"
+        ) from None
     configuration.retries = API_RETRIES
     return client.CoreV1Api(client.ApiClient(configuration)), namespace, source
 
