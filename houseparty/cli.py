@@ -421,3 +421,78 @@ def demo(
 
 if __name__ == "__main__":
     main()
+
+
+# -- Kubernetes ------------------------------------------------------------------------------
+
+
+@main.group()
+def k8s() -> None:
+    """Inspect a HouseParty deployment through the Kubernetes API."""
+
+
+def _sidecar_name_template(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from houseparty._k8s import check_name_template
+
+    try:
+        return check_name_template(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@k8s.command("status")
+@click.option(
+    "--namespace",
+    default=None,
+    help="Namespace of the pods (default: the context's, else houseparty).",
+)
+@click.option(
+    "--selector",
+    default=None,
+    help="Label selector of the pods (default: app=houseparty, as deploy/k8s).",
+)
+@click.option("--context", default=None, help="kubeconfig context (default: the current one).")
+@click.option(
+    "--kubeconfig",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config; in a pod "
+    "without either, the pod's service account).",
+)
+@click.option(
+    "--cookie",
+    default=None,
+    envvar="HOUSEPARTY_COOKIE",
+    help="The cluster's cookie, to join the pods with the ring [env: HOUSEPARTY_COOKIE].",
+)
+@click.option(
+    "--sidecar-name-template",
+    default="sidecar@{ip}",
+    show_default=True,
+    callback=_sidecar_name_template,
+    help="A pod's sidecar node name from its IP; for clusters whose node "
+    "basename (HP_NODE_BASENAME) is not sidecar.",
+)
+@_json_option
+def k8s_status(namespace: str | None, selector: str | None, context: str | None,
+               kubeconfig: str | None, cookie: str | None, sidecar_name_template: str,
+               as_json: bool) -> None:  # fmt: skip
+    """The pods Kubernetes shows, their node names, and how they match the cluster's ring."""
+    from rich.markup import escape
+
+    from houseparty import _k8s
+
+    try:
+        with console.status("listing pods..."):
+            report = _k8s.k8s_status(
+                namespace=namespace, selector=selector, context=context,
+                kubeconfig=kubeconfig, cookie=cookie, sidecar_template=sidecar_name_template,
+            )  # fmt: skip
+    except HousePartyError as exc:
+        _fail(escape(str(exc)))
+    if as_json:
+        _print_json(report.to_json())
+        return
+    console.print(_k8s.status_table(report))
+    for line in _k8s.status_notes(report):
+        console.print(line)
