@@ -229,7 +229,9 @@ def _yes_no(value: bool | None) -> str:
 
 def status_table(status: K8sStatus) -> Table:
     """The pods as a rich table."""
-    table = Table(title=f"HouseParty pods in namespace {status.namespace} ({status.selector})")
+    table = Table(
+        title=f"HouseParty pods in namespace {status.namespace} ({escape(status.selector)})"
+    )
     for column in ["pod", "phase", "ready", "IP", "k8s node", "sidecar node", "python node",
                    "restarts", "in ring"]:  # fmt: skip
         table.add_column(column)
@@ -422,7 +424,7 @@ def k8s_status(
         return replace(report, note="no cookie (--cookie or HOUSEPARTY_COOKIE)")
     target = first_ready(rows)
     if target is None or target.sidecar_node is None:
-        return replace(report, note="no ready pod with an IP to ask")
+        return replace(report, note="no ready pod with an IP that is not terminating")
     try:
         ring = cluster_ring(target.sidecar_node, cookie)
     except HousePartyError as exc:

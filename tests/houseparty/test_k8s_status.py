@@ -262,6 +262,25 @@ def test_json_output(api_server: ApiServer, tmp_path: Path) -> None:
     assert (pods[NOT_READY]["ready"], pods[NOT_READY]["python_node"]) == (False, "py@10.244.2.9")
 
 
+def test_a_terminating_pod_is_shown_and_not_asked(api_server: ApiServer, tmp_path: Path) -> None:
+    pods = copy.deepcopy(PODS)
+    ready = next(p for p in pods["items"] if p["metadata"]["name"] == READY)
+    # What the API server shows of a pod being deleted that restarted its sidecar twice.
+    ready["metadata"]["deletionTimestamp"] = "2026-11-29T10:42:07Z"
+    ready["metadata"]["deletionGracePeriodSeconds"] = 60
+    ready["status"]["initContainerStatuses"][0]["restartCount"] = 2
+    api_server.responses[PODS_PATH] = (200, pods)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api_server.url)
+
+    result = run("--kubeconfig", str(kubeconfig), cookie="not-used")
+
+    assert result.exit_code == 0, result.output
+    row = table_rows(result.stdout)[READY]
+    assert (row["phase"], row["ready"], row["restarts"]) == ("Running, terminating", "yes", "2")
+    # The only ready pod is on its way out: its sidecar is not the one to ask for the ring.
+    assert "cluster view skipped: no ready pod with an IP that is not terminating" in result.stdout
+
+
 def test_forbidden_is_one_clear_line(api_server: ApiServer, tmp_path: Path) -> None:
     api_server.responses[PODS_PATH] = (403, FORBIDDEN)
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api_server.url)
