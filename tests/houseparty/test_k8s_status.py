@@ -26,7 +26,7 @@ from houseparty.cli import main
 from tests.houseparty.conftest import Cluster, start_cluster
 
 DATA = Path(__file__).parent / "k8s_data"
-PODS = json.loads((DATA / "pods.json").read_text())
+PODS: dict[str, Any] = json.loads((DATA / "pods.json").read_text())
 FORBIDDEN = json.loads((DATA / "forbidden.json").read_text())
 PODS_PATH = "/api/v1/namespaces/houseparty/pods"
 
