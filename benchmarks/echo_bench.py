@@ -110,7 +110,8 @@ def main() -> None:
             py = subprocess.Popen(
                 [sys.executable, "-m", "py_nodes.echo", "--name", py_name, "--cookie", cookie],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)},
             )
             procs.append(py)
             assert py.stdout is not None

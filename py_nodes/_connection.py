@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import struct
 
-from py_nodes._control import ControlEvent, Tick, decode_frame, encode_event
+from py_nodes._control import ControlEvent, Demonitor, Monitor, Tick, decode_frame, encode_event
 from py_nodes._errors import ConnectionLost, ProtocolError
 
 __all__ = ["DEFAULT_MAX_FRAME_SIZE", "Connection", "ConnectionPair", "ConnectionState"]
@@ -26,6 +26,12 @@ __all__ = ["DEFAULT_MAX_FRAME_SIZE", "Connection", "ConnectionPair", "Connection
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 _LENGTH = struct.Struct(">I")
 _TICK_FRAME = b"\x00\x00\x00\x00"
+# MONITOR_P is {19, From, To, Ref} and its DEMONITOR_P is {20, From, To, Ref}: the same
+# bytes after the operation. gen_server:call sends both for every call, so a
+# DEMONITOR_P is looked up by those bytes instead of being decoded again.
+_CTRL4_PREFIX = b"p\x83h\x04a"
+_MONITOR_P, _DEMONITOR_P = 19, 20
+_MONITOR_CACHE_MAX = 4096
 
 
 class ConnectionState(enum.Enum):
@@ -56,6 +62,7 @@ class Connection:
         self.close_reason: str | None = None
         self._in = bytearray()
         self._out: list[bytes] = []
+        self._monitor_frames: dict[bytes, Monitor] = {}
         # Activity marks, cleared by the driver at each tick check.
         self.sent_since_check = False
         self.received_since_check = False
@@ -92,11 +99,23 @@ class Connection:
                 self._fail(f"frame of {size} bytes exceeds max_frame_size {self.max_frame_size}")
             if end - pos - 4 < size:
                 break
+            body = buf[pos + 4 : pos + 4 + size]
+            pos += 4 + size
+            if body[5:6] == b"\x14" and body[:5] == _CTRL4_PREFIX:
+                known = self._monitor_frames.pop(body[6:], None)
+                if known is not None:
+                    events.append(Demonitor(known.from_pid, known.target, known.ref))
+                    continue
             try:
-                events.append(decode_frame(buf[pos + 4 : pos + 4 + size]))
+                event = decode_frame(body)
             except ProtocolError as exc:
                 self._fail(str(exc))
-            pos += 4 + size
+            if type(event) is Monitor:
+                cache = self._monitor_frames
+                if len(cache) >= _MONITOR_CACHE_MAX:
+                    cache.clear()
+                cache[body[6:]] = event
+            events.append(event)
         self._in = bytearray(buf[pos:]) if pos < end else bytearray()
         return events
 

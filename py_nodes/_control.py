@@ -309,9 +309,38 @@ _ENCODERS: dict[type, Callable[[Any], tuple[tuple[Any, ...], Any]]] = {
 }
 
 
+_PID_EXT_MAX = 4096
+_pid_ext: dict[Pid, bytes] = {}
+_ALIAS_SEND_HEAD = b"p\x83h\x03a\x21"  # 112, 131, SMALL_TUPLE 3, SMALL_INT 33
+_SEND_HEAD = b"p\x83h\x03a\x02" + encode(_UNDEFINED)[1:]
+
+
+def _pid_bytes(pid: Pid) -> bytes:
+    ext = _pid_ext.get(pid)
+    if ext is None:
+        if len(_pid_ext) >= _PID_EXT_MAX:
+            _pid_ext.clear()
+        ext = _pid_ext[pid] = encode(pid)[1:]
+    return ext
+
+
 def encode_event(event: ControlEvent) -> bytes:
     """The frame body for ``event`` (without the 4-byte length; empty for a tick)."""
-    build = _ENCODERS.get(type(event))
+    kind = type(event)
+    # The replies of a busy server: control tuples built from cached pid encodings.
+    if kind is AliasSend:
+        assert isinstance(event, AliasSend)
+        return (
+            _ALIAS_SEND_HEAD
+            + _pid_bytes(event.from_pid)
+            + encode(event.alias)[1:]
+            + encode(event.message)
+        )
+    if kind is Send:
+        assert isinstance(event, Send)
+        if event.sender is None:
+            return _SEND_HEAD + _pid_bytes(event.to_pid) + encode(event.message)
+    build = _ENCODERS.get(kind)
     if build is None:
         if type(event) is Tick:
             return b""

@@ -53,8 +53,7 @@ class PeerProtocol(asyncio.Protocol):
     # -- asyncio callbacks -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
         node = self.node
         role = _handshake.Role.INITIATOR if self.peer_name else _handshake.Role.ACCEPTOR
         self.handshake = _handshake.Handshake(
@@ -235,7 +234,9 @@ class PeerProtocol(asyncio.Protocol):
             return
         if conn.peer_silent():
             self._silent_for += interval
-            limit = max(self.node.net_ticktime, 4 * self._peer_tick_gap)
+            limit = self.node.net_ticktime
+            if self._peer_tick_gap != float("inf"):
+                limit = max(limit, 4 * self._peer_tick_gap)
             if self._silent_for >= limit:
                 self.abort(f"no data for {self._silent_for:.1f}s (net_ticktime); peer is dead")
                 return

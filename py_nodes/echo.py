@@ -41,7 +41,11 @@ async def run(name: str, cookie: str, port: int = 0) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"echo node {node.name} listening on port {node.port}", flush=True)
+    print(
+        f"echo node {node.name} listening on port {node.port}"
+        f" ({type(loop).__module__.split('.')[0]} event loop)",
+        flush=True,
+    )
     await stop.wait()
     await node.stop()
 
