@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from houseparty._client import HouseParty, from_term
@@ -39,7 +40,7 @@ T = TypeVar("T")
 
 
 def _fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(1)
 
 
@@ -478,8 +479,6 @@ def k8s_status(namespace: str | None, selector: str | None, context: str | None,
                kubeconfig: str | None, cookie: str | None, sidecar_name_template: str,
                as_json: bool) -> None:  # fmt: skip
     """The pods Kubernetes shows, their node names, and how they match the cluster's ring."""
-    from rich.markup import escape
-
     from houseparty import _k8s
 
     try:
@@ -489,7 +488,7 @@ def k8s_status(namespace: str | None, selector: str | None, context: str | None,
                 kubeconfig=kubeconfig, cookie=cookie, sidecar_template=sidecar_name_template,
             )  # fmt: skip
     except HousePartyError as exc:
-        _fail(escape(str(exc)))
+        _fail(str(exc))
     if as_json:
         _print_json(report.to_json())
         return
