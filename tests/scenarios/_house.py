@@ -2,7 +2,8 @@
 
 :class:`HouseCluster` runs real pods on a :class:`tests.sim.PodCluster`: in each pod's
 namespace a sidecar ``erl`` (``sidecar@<pod ip>``) and a Python node ``python -m
-houseparty.pod`` (``py@<pod ip>``), configured only by the environment contract of
+houseparty.pod`` (``py@<pod ip>``; run through :func:`_pod_node` for the short
+net_ticktime), configured only by the environment contract of
 ``deploy/README.md``, each on its pod's own epmd. Clients live in the root namespace as
 ``hpclient_<hex>@<bridge ip>`` and register with the root namespace's epmd.
 
@@ -138,7 +139,8 @@ class HouseCluster:
             "-eval", "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
         ]  # fmt: skip
         pod.sidecar = self.sim.run(pod.pod, sidecar, self.env(i))
-        pod.python = self.sim.run(pod.pod, [sys.executable, "-m", "houseparty.pod"], self.env(i))
+        pod.python = self.sim.run(pod.pod, [sys.executable, "-m", __name__, "pod-node"],
+                                  self.env(i))
 
     def ready(self, i: int) -> bool:
         """The sidecar's ``/readyz``: joined, and its Python node connected."""
@@ -217,8 +219,11 @@ class HouseCluster:
         return "\n".join(parts)
 
     def client(self, i: int, timeout: float = 30.0) -> AsyncHouseParty:
-        return AsyncHouseParty(self.sidecars[i], self.cookie, timeout=timeout,
-                               client_host=self.sim.bridge_ip)
+        hp = AsyncHouseParty(self.sidecars[i], self.cookie, timeout=timeout,
+                             client_host=self.sim.bridge_ip)
+        # The client notices a silent sidecar as fast as the sidecars notice each other.
+        hp._node.net_ticktime = TICK
+        return hp
 
     def probe(self, i: int) -> ErlShell:
         """An erl node inside pod ``i``'s namespace (it sees its pod when the pod is cut)."""
@@ -238,6 +243,39 @@ class HouseCluster:
             "[{K, node(P)} || {K, P} <- rpc:call('" + self.sidecars[i]
             + "', hp_registry, registered, [])]")
         return _parse_placement(text)
+
+
+    def probe_walk(self, i: int, people: list[str], rooms: list[str], seconds: float,
+                   seed: int) -> ProbeWalks:
+        """Random walks through pod ``i``'s sidecar from inside the pod, for ``seconds``
+        (blocking: run it in a thread)."""
+        expr = (
+            f"S = '{self.sidecars[i]}', People = [{','.join(people)}], "
+            f"Rooms = [{','.join(rooms)}], rand:seed(exsss, {{{seed}, 7, 11}}), "
+            f"End = erlang:monotonic_time(millisecond) + {int(seconds * 1000)}, "
+            "Pick = fun(L) -> lists:nth(rand:uniform(length(L)), L) end, "
+            "Kind = fun(ok) -> ok; ({error, {E, _}}) -> E; ({error, E}) -> E; "
+            "({badrpc, _}) -> badrpc; (_) -> other end, "
+            "Walk = fun W(Acc) -> case erlang:monotonic_time(millisecond) > End of "
+            "true -> lists:reverse(Acc); false -> P = Pick(People), R = Pick(Rooms), "
+            "Res = rpc:call(S, houseparty, walk_into, [R, P], 20000), "
+            "W([{P, R, Kind(Res)} | Acc]) end end, Walk([])"
+        )
+        text = self.probe(i).eval(expr, timeout=seconds + 60)
+        walks = ProbeWalks()
+        for person, room, outcome in re.findall(r"\{(\w+),(\w+),(\w+)\}", text):
+            walks.outcomes[outcome] += 1
+            if outcome == "ok":
+                walks.ok_walks.setdefault(person, []).append(room)
+        return walks
+
+
+@dataclass
+class ProbeWalks:
+    """What walks from inside a pod gave: outcome counts, and the ok walks in order."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    ok_walks: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _parse_placement(text: str) -> dict[str, str]:
@@ -561,3 +599,19 @@ class House:
 
     async def snapshot(self, via: int) -> Snapshot:
         return await snapshot(self.clients[via], PEOPLE)
+
+
+def _pod_node() -> None:
+    """``python -m houseparty.pod`` with the sidecars' net_ticktime instead of the default
+    60 s: distribution needs one net_ticktime on every node that talks together."""
+    import functools
+
+    import houseparty.pod
+    from py_nodes import Node
+
+    setattr(houseparty.pod, "Node", functools.partial(Node, net_ticktime=TICK))  # noqa: B010
+    houseparty.pod.main()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["pod-node"]:
+    _pod_node()
