@@ -1,34 +1,25 @@
-"""The node: processes, names, links, monitors and routing over distribution peers.
+"""The node: processes, names, links, monitors, calls and erpc exposure.
 
 Every state change happens on the event loop thread, synchronously, in the order the
 events arrive; nothing here awaits except connecting, :meth:`Node.call` and start/stop.
-The bookkeeping that makes lost connections behave as in Erlang:
-
-* ``_remote_links[node]``: ``(local pid, remote pid)`` links across that connection;
-* ``_remote_monitors[node]``: ``ref -> local watcher`` for monitors we hold there;
-* ``_peer_monitors[node]``: ``ref -> local target`` for monitors that node holds on us.
-
-When a connection goes, local processes linked to its pids get exit ``noconnection``,
-local monitors of its processes get ``DOWN noconnection``, and its monitors on our
-processes are dropped.
+Talking to other nodes (connections, outbox, incoming control messages, what a lost
+connection does) is in :mod:`py_nodes._routing`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import logging
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from py_nodes import _epmd, _rpc
+from py_nodes import _epmd
 from py_nodes._connection import DEFAULT_MAX_FRAME_SIZE
 from py_nodes._control import (
     AliasSend,
-    ControlEvent,
     Demonitor,
     Exit,
     Exit2,
@@ -37,15 +28,13 @@ from py_nodes._control import (
     MonitorExit,
     RegSend,
     Send,
-    SpawnRequest,
-    Unlink,
     UnlinkId,
-    UnlinkIdAck,
 )
 from py_nodes._errors import CallExit, CallTimeout, NodeDown, NoProc, PyNodesError
 from py_nodes._genserver import GEN_CALL, GEN_CAST, GenServer, NoReply, Reply
 from py_nodes._peer import PeerProtocol
 from py_nodes._process import NORMAL, Process
+from py_nodes._routing import DOWN, NOCONNECTION, NOPROC, PROCESS, Router
 from py_nodes._terms import Atom, ImproperList, Pid, Reference
 
 __all__ = ["Node"]
@@ -55,10 +44,6 @@ log = logging.getLogger("py_nodes.node")
 P = TypeVar("P", bound=Process)
 F = TypeVar("F", bound=Callable[..., Any])
 
-DOWN = Atom("DOWN")
-PROCESS = Atom("process")
-NOPROC = Atom("noproc")
-NOCONNECTION = Atom("noconnection")
 SHUTDOWN = Atom("shutdown")
 ALIAS = Atom("alias")
 YES = Atom("yes")
@@ -110,7 +95,7 @@ def _name_atom(name: Atom | str) -> Atom:
     raise TypeError(f"a process name must be an Atom or a str, not {type(name).__name__}")
 
 
-class Node:
+class Node(Router):
     """A hidden Erlang node hosting Python processes. See the package docstring."""
 
     def __init__(
@@ -145,16 +130,8 @@ class Node:
         self._ref_salt = secrets.randbits(32)
         self._procs: dict[Pid, Process] = {}
         self._names: dict[Atom, Pid] = {}
-        self._peers: dict[str, PeerProtocol] = {}
-        self._connecting: dict[str, asyncio.Task[bool]] = {}
-        self._outbox: dict[str, list[ControlEvent]] = {}
-        self._remote_links: dict[str, set[tuple[Pid, Pid]]] = {}
-        self._remote_monitors: dict[str, dict[Reference, Pid]] = {}
-        self._peer_monitors: dict[str, dict[Reference, Pid]] = {}
+        self._init_router()
         self._exposed: dict[tuple[str, str], Callable[..., Any]] = {}
-        self._dirty: list[PeerProtocol] = []
-        self._dispatching = False
-        self._flush_handle: asyncio.Handle | None = None
         self._server: asyncio.Server | None = None
         self._registration: _epmd.EpmdRegistration | None = None
         self._system_pid: Pid | None = None
@@ -553,215 +530,3 @@ class Node:
 
     def exposed(self, module: str, function: str) -> Callable[..., Any] | None:
         return self._exposed.get((module, function))
-
-    # -- connections ----------------------------------------------------------------------------
-
-    def nodes(self) -> list[str]:
-        """Names of the nodes connected now."""
-        return list(self._peers)
-
-    async def connect(self, node_name: str) -> bool:
-        """Connect to ``node_name`` (no-op when connected); True when up."""
-        if node_name in self._peers:
-            return True
-        task = self._connecting.get(node_name)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._connect(node_name))
-            self._connecting[node_name] = task
-        return await asyncio.shield(task)
-
-    def disconnect(self, node_name: str) -> bool:
-        """``erlang:disconnect_node``: drop the connection; True if there was one."""
-        peer = self._peers.get(node_name)
-        if peer is None:
-            return False
-        peer.abort("disconnected on request")
-        return True
-
-    async def _connect(self, node_name: str) -> bool:
-        try:
-            alive, _, host = node_name.partition("@")
-            address = await _epmd.port_please(alive, host=host, epmd_port=self.epmd_port)
-            if address is None:
-                raise NodeDown(f"epmd on {host} does not know {alive}")
-            loop = asyncio.get_running_loop()
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: PeerProtocol(self, node_name), host, address.port),
-                self.handshake_timeout,
-            )
-            ok = await proto.up
-        except (OSError, PyNodesError, TimeoutError) as exc:
-            log.warning("cannot connect to %s: %s", node_name, exc)
-            ok = False
-        finally:
-            self._connecting.pop(node_name, None)
-        if not ok and node_name not in self._peers:
-            self._node_down(node_name)
-        return node_name in self._peers
-
-    def _handshake_status(self, peer: PeerProtocol, peer_name: str) -> str:
-        if not self.started or peer_name == self.name:
-            return "not_allowed"
-        if peer_name in self._peers:
-            return "alive"
-        if peer_name in self._connecting:
-            # Simultaneous connect: the node with the greater name keeps its own attempt.
-            return "nok" if self.name > peer_name else "ok_simultaneous"
-        return "ok"
-
-    def _peer_up(self, peer: PeerProtocol) -> None:
-        name = peer.peer_name
-        assert name is not None
-        old = self._peers.get(name)
-        self._peers[name] = peer
-        if old is not None and old is not peer:
-            old.abort("replaced by a new connection from the same node")
-        log.info("connected to %s", name)
-        for event in self._outbox.pop(name, ()):
-            peer.send(event)
-        self._flush_dirty()
-
-    def _peer_lost(self, peer: PeerProtocol) -> None:
-        name = peer.peer_name
-        if name is None or self._peers.get(name) is not peer:
-            return
-        del self._peers[name]
-        log.info("connection to %s lost", name)
-        self._node_down(name)
-
-    def _node_down(self, name: str) -> None:
-        self._outbox.pop(name, None)
-        for local, remote in self._remote_links.pop(name, ()):
-            proc = self._procs.get(local)
-            if proc is not None:
-                proc._exit_signal(remote, NOCONNECTION, link=True)
-        for ref, watcher in self._remote_monitors.pop(name, {}).items():
-            wproc = self._procs.get(watcher)
-            if wproc is not None and wproc._monitoring is not None:
-                ident = wproc._monitoring.pop(ref, None)
-                wproc._deliver((DOWN, ref, PROCESS, ident, NOCONNECTION))
-        for ref, target in self._peer_monitors.pop(name, {}).items():
-            tproc = self._procs.get(target)
-            if tproc is not None and tproc._monitored_by is not None:
-                tproc._monitored_by.pop(ref, None)
-
-    def _send_remote(self, node_name: str, event: ControlEvent) -> None:
-        peer = self._peers.get(node_name)
-        if peer is not None:
-            peer.send(event)
-            return
-        if not self.started:
-            return
-        self._outbox.setdefault(node_name, []).append(event)
-        if node_name not in self._connecting:
-            task = asyncio.get_running_loop().create_task(self._connect(node_name))
-            self._connecting[node_name] = task
-
-    def _schedule_flush(self) -> None:
-        if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_dirty)
-
-    def _flush_dirty(self) -> None:
-        self._flush_handle = None
-        dirty = self._dirty
-        if dirty:
-            self._dirty = []
-            for peer in dirty:
-                peer.flush()
-
-    # -- incoming control messages ----------------------------------------------------------------
-
-    def _dispatch_event(self, peer: PeerProtocol, event: ControlEvent) -> None:
-        kind = type(event)
-        if kind is Send:
-            proc = self._procs.get(event.to_pid)  # type: ignore[union-attr]
-            if proc is not None:
-                proc._deliver(event.message)  # type: ignore[union-attr]
-        elif kind is RegSend:
-            pid = self._names.get(event.to_name)  # type: ignore[union-attr]
-            if pid is not None:
-                proc = self._procs.get(pid)
-                if proc is not None:
-                    proc._deliver(event.message)  # type: ignore[union-attr]
-        elif kind is Monitor:
-            self._on_monitor(peer, event)  # type: ignore[arg-type]
-        elif kind is Demonitor:
-            self._on_demonitor(peer, event)  # type: ignore[arg-type]
-        else:
-            self._dispatch_other(peer, event)
-
-    def _on_monitor(self, peer: PeerProtocol, event: Monitor) -> None:
-        target = event.target
-        pid = target if type(target) is Pid else self._names.get(target)  # type: ignore[arg-type]
-        proc = self._procs.get(pid) if pid is not None else None
-        if proc is None:
-            peer.send(MonitorExit(target, event.from_pid, event.ref, NOPROC))
-            return
-        if proc._monitored_by is None:
-            proc._monitored_by = {}
-        proc._monitored_by[event.ref] = (event.from_pid, target)
-        assert peer.peer_name is not None
-        monitors = self._peer_monitors.get(peer.peer_name)
-        if monitors is None:
-            monitors = self._peer_monitors[peer.peer_name] = {}
-        monitors[event.ref] = proc.pid
-
-    def _on_demonitor(self, peer: PeerProtocol, event: Demonitor) -> None:
-        assert peer.peer_name is not None
-        monitors = self._peer_monitors.get(peer.peer_name)
-        pid = monitors.pop(event.ref, None) if monitors else None
-        if pid is not None:
-            proc = self._procs.get(pid)
-            if proc is not None and proc._monitored_by is not None:
-                proc._monitored_by.pop(event.ref, None)
-
-    def _dispatch_other(self, peer: PeerProtocol, event: ControlEvent) -> None:
-        peer_name = peer.peer_name
-        assert peer_name is not None
-        match event:
-            case AliasSend():
-                pass  # we hand out no aliases: a reply to an abandoned request, drop it
-            case Link(from_pid, to_pid):
-                proc = self._procs.get(to_pid)
-                if proc is None:
-                    peer.send(Exit(to_pid, from_pid, NOPROC))
-                    return
-                if proc._links is None:
-                    proc._links = set()
-                proc._links.add(from_pid)
-                self._remote_links.setdefault(peer_name, set()).add((to_pid, from_pid))
-            case Exit(from_pid, to_pid, reason):
-                self._remote_links.get(peer_name, set()).discard((to_pid, from_pid))
-                proc = self._procs.get(to_pid)
-                if proc is not None:
-                    proc._exit_signal(from_pid, reason, link=True)
-            case Exit2(from_pid, to_pid, reason):
-                proc = self._procs.get(to_pid)
-                if proc is not None:
-                    proc._exit_signal(from_pid, reason, link=False)
-            case UnlinkId(unlink_id, from_pid, to_pid):
-                self._drop_remote_link(peer_name, to_pid, from_pid)
-                peer.send(UnlinkIdAck(unlink_id, to_pid, from_pid))
-            case Unlink(from_pid, to_pid):
-                self._drop_remote_link(peer_name, to_pid, from_pid)
-            case MonitorExit(from_proc, to_pid, ref, reason):
-                if self._remote_monitors.get(peer_name, {}).pop(ref, None) is None:
-                    return
-                proc = self._procs.get(to_pid)
-                if proc is not None and proc._monitoring is not None:
-                    ident = proc._monitoring.pop(ref, None)
-                    proc._deliver((DOWN, ref, PROCESS, ident or from_proc, reason))
-            case SpawnRequest():
-                _rpc.spawn_request(self, peer, event)
-            case _:
-                pass  # UNLINK_ID_ACK, GROUP_LEADER, SPAWN_REPLY: nothing to do
-
-    def _drop_remote_link(self, peer_name: str, local: Pid, remote: Pid) -> None:
-        self._remote_links.get(peer_name, set()).discard((local, remote))
-        proc = self._procs.get(local)
-        if proc is not None and proc._links is not None:
-            proc._links.discard(remote)
-
-    @staticmethod
-    def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
-        return inspect.iscoroutinefunction(fn)

@@ -83,7 +83,7 @@ async def test_ticks_sent_and_silent_peer_dropped(cookie: str) -> None:
 
 async def test_ticking_peer_stays(cookie: str) -> None:
     async with running_node(cookie, net_ticktime=1.2) as node:
-        reader, writer = await raw_peer(node.port, node.name, cookie)
+        _, writer = await raw_peer(node.port, node.name, cookie)
         for _ in range(8):
             writer.write(struct.pack(">I", 0))
             await asyncio.sleep(0.25)

@@ -1,0 +1,300 @@
+"""Routing between the node and its peers: connections and incoming control messages.
+
+:class:`Router` is the half of :class:`~py_nodes.Node` that talks to other nodes. It
+owns the peer table and the per-node bookkeeping that makes a lost connection behave
+as in Erlang:
+
+* ``_remote_links[node]``: ``(local pid, remote pid)`` links across that connection;
+* ``_remote_monitors[node]``: ``ref -> local watcher`` for monitors we hold there;
+* ``_peer_monitors[node]``: ``ref -> local target`` for monitors that node holds on us.
+
+When a connection goes, local processes linked to its pids get exit ``noconnection``,
+local monitors of its processes get ``DOWN noconnection``, and its monitors on our
+processes are dropped. Messages to a node that is not connected yet wait in
+``_outbox`` while a connection is made (PORT_PLEASE2, connect, handshake); if that
+fails they are dropped, as Erlang drops them.
+
+Concurrent connection attempts follow ``dist_util``: an incoming handshake from a node
+we are connecting to is answered ``nok`` when our name is greater (our attempt wins)
+and ``ok_simultaneous`` otherwise; one from a node already connected gets ``alive``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, cast
+
+from py_nodes import _epmd, _rpc
+from py_nodes._control import (
+    AliasSend,
+    ControlEvent,
+    Demonitor,
+    Exit,
+    Exit2,
+    Link,
+    Monitor,
+    MonitorExit,
+    RegSend,
+    Send,
+    SpawnRequest,
+    Unlink,
+    UnlinkId,
+    UnlinkIdAck,
+)
+from py_nodes._errors import NodeDown, PyNodesError
+from py_nodes._peer import PeerProtocol
+from py_nodes._process import Process
+from py_nodes._terms import Atom, Pid, Reference
+
+if TYPE_CHECKING:
+    from py_nodes._node import Node
+
+__all__ = ["Router"]
+
+log = logging.getLogger("py_nodes.node")
+
+DOWN = Atom("DOWN")
+PROCESS = Atom("process")
+NOPROC = Atom("noproc")
+NOCONNECTION = Atom("noconnection")
+
+
+class Router:
+    """Peers and control-message dispatch; :class:`~py_nodes.Node` builds on it."""
+
+    name: str
+    started: bool
+    epmd_port: int
+    handshake_timeout: float
+    _procs: dict[Pid, Process]
+    _names: dict[Atom, Pid]
+    _peers: dict[str, PeerProtocol]
+    _connecting: dict[str, asyncio.Task[bool]]
+    _outbox: dict[str, list[ControlEvent]]
+    _remote_links: dict[str, set[tuple[Pid, Pid]]]
+    _remote_monitors: dict[str, dict[Reference, Pid]]
+    _peer_monitors: dict[str, dict[Reference, Pid]]
+    _dirty: list[PeerProtocol]
+    _dispatching: bool
+    _flush_handle: asyncio.Handle | None
+
+    def _init_router(self) -> None:
+        self._peers = {}
+        self._connecting = {}
+        self._outbox = {}
+        self._remote_links = {}
+        self._remote_monitors = {}
+        self._peer_monitors = {}
+        self._dirty = []
+        self._dispatching = False
+        self._flush_handle = None
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def nodes(self) -> list[str]:
+        """Names of the nodes connected now."""
+        return list(self._peers)
+
+    async def connect(self, node_name: str) -> bool:
+        """Connect to ``node_name`` (no-op when connected); True when up."""
+        if node_name in self._peers:
+            return True
+        task = self._connecting.get(node_name)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._connect(node_name))
+            self._connecting[node_name] = task
+        return await asyncio.shield(task)
+
+    def disconnect(self, node_name: str) -> bool:
+        """``erlang:disconnect_node``: drop the connection; True if there was one."""
+        peer = self._peers.get(node_name)
+        if peer is None:
+            return False
+        peer.abort("disconnected on request")
+        return True
+
+    async def _connect(self, node_name: str) -> bool:
+        try:
+            alive, _, host = node_name.partition("@")
+            address = await _epmd.port_please(alive, host=host, epmd_port=self.epmd_port)
+            if address is None:
+                raise NodeDown(f"epmd on {host} does not know {alive}")
+            loop = asyncio.get_running_loop()
+            node = cast("Node", self)
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: PeerProtocol(node, node_name), host, address.port),
+                self.handshake_timeout,
+            )
+            ok = await proto.up
+        except (OSError, PyNodesError, TimeoutError) as exc:
+            log.warning("cannot connect to %s: %s", node_name, exc)
+            ok = False
+        finally:
+            self._connecting.pop(node_name, None)
+        if not ok and node_name not in self._peers:
+            self._node_down(node_name)
+        return node_name in self._peers
+
+    def _handshake_status(self, peer: PeerProtocol, peer_name: str) -> str:
+        if not self.started or peer_name == self.name:
+            return "not_allowed"
+        if peer_name in self._peers:
+            return "alive"
+        if peer_name in self._connecting:
+            # Simultaneous connect: the node with the greater name keeps its own attempt.
+            return "nok" if self.name > peer_name else "ok_simultaneous"
+        return "ok"
+
+    def _peer_up(self, peer: PeerProtocol) -> None:
+        name = peer.peer_name
+        assert name is not None
+        old = self._peers.get(name)
+        self._peers[name] = peer
+        if old is not None and old is not peer:
+            old.abort("replaced by a new connection from the same node")
+        log.info("connected to %s", name)
+        for event in self._outbox.pop(name, ()):
+            peer.send(event)
+        self._flush_dirty()
+
+    def _peer_lost(self, peer: PeerProtocol) -> None:
+        name = peer.peer_name
+        if name is None or self._peers.get(name) is not peer:
+            return
+        del self._peers[name]
+        log.info("connection to %s lost", name)
+        self._node_down(name)
+
+    def _node_down(self, name: str) -> None:
+        self._outbox.pop(name, None)
+        for local, remote in self._remote_links.pop(name, ()):
+            proc = self._procs.get(local)
+            if proc is not None:
+                proc._exit_signal(remote, NOCONNECTION, link=True)
+        for ref, watcher in self._remote_monitors.pop(name, {}).items():
+            wproc = self._procs.get(watcher)
+            if wproc is not None and wproc._monitoring is not None:
+                ident = wproc._monitoring.pop(ref, None)
+                wproc._deliver((DOWN, ref, PROCESS, ident, NOCONNECTION))
+        for ref, target in self._peer_monitors.pop(name, {}).items():
+            tproc = self._procs.get(target)
+            if tproc is not None and tproc._monitored_by is not None:
+                tproc._monitored_by.pop(ref, None)
+
+    def _send_remote(self, node_name: str, event: ControlEvent) -> None:
+        peer = self._peers.get(node_name)
+        if peer is not None:
+            peer.send(event)
+            return
+        if not self.started:
+            return
+        self._outbox.setdefault(node_name, []).append(event)
+        if node_name not in self._connecting:
+            task = asyncio.get_running_loop().create_task(self._connect(node_name))
+            self._connecting[node_name] = task
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush_handle = None
+        dirty = self._dirty
+        if dirty:
+            self._dirty = []
+            for peer in dirty:
+                peer.flush()
+
+    # -- incoming control messages ----------------------------------------------------------------
+
+    def _dispatch_event(self, peer: PeerProtocol, event: ControlEvent) -> None:
+        kind = type(event)
+        if kind is Send:
+            proc = self._procs.get(event.to_pid)  # type: ignore[union-attr]
+            if proc is not None:
+                proc._deliver(event.message)  # type: ignore[union-attr]
+        elif kind is RegSend:
+            pid = self._names.get(event.to_name)  # type: ignore[union-attr]
+            if pid is not None:
+                proc = self._procs.get(pid)
+                if proc is not None:
+                    proc._deliver(event.message)  # type: ignore[union-attr]
+        elif kind is Monitor:
+            self._on_monitor(peer, event)  # type: ignore[arg-type]
+        elif kind is Demonitor:
+            self._on_demonitor(peer, event)  # type: ignore[arg-type]
+        else:
+            self._dispatch_other(peer, event)
+
+    def _on_monitor(self, peer: PeerProtocol, event: Monitor) -> None:
+        target = event.target
+        pid = target if type(target) is Pid else self._names.get(target)  # type: ignore[arg-type]
+        proc = self._procs.get(pid) if pid is not None else None
+        if proc is None:
+            peer.send(MonitorExit(target, event.from_pid, event.ref, NOPROC))
+            return
+        if proc._monitored_by is None:
+            proc._monitored_by = {}
+        proc._monitored_by[event.ref] = (event.from_pid, target)
+        assert peer.peer_name is not None
+        monitors = self._peer_monitors.get(peer.peer_name)
+        if monitors is None:
+            monitors = self._peer_monitors[peer.peer_name] = {}
+        monitors[event.ref] = proc.pid
+
+    def _on_demonitor(self, peer: PeerProtocol, event: Demonitor) -> None:
+        assert peer.peer_name is not None
+        monitors = self._peer_monitors.get(peer.peer_name)
+        pid = monitors.pop(event.ref, None) if monitors else None
+        if pid is not None:
+            proc = self._procs.get(pid)
+            if proc is not None and proc._monitored_by is not None:
+                proc._monitored_by.pop(event.ref, None)
+
+    def _dispatch_other(self, peer: PeerProtocol, event: ControlEvent) -> None:
+        peer_name = peer.peer_name
+        assert peer_name is not None
+        match event:
+            case AliasSend():
+                pass  # we hand out no aliases: a reply to an abandoned request, drop it
+            case Link(from_pid, to_pid):
+                proc = self._procs.get(to_pid)
+                if proc is None:
+                    peer.send(Exit(to_pid, from_pid, NOPROC))
+                    return
+                if proc._links is None:
+                    proc._links = set()
+                proc._links.add(from_pid)
+                self._remote_links.setdefault(peer_name, set()).add((to_pid, from_pid))
+            case Exit(from_pid, to_pid, reason):
+                self._remote_links.get(peer_name, set()).discard((to_pid, from_pid))
+                proc = self._procs.get(to_pid)
+                if proc is not None:
+                    proc._exit_signal(from_pid, reason, link=True)
+            case Exit2(from_pid, to_pid, reason):
+                proc = self._procs.get(to_pid)
+                if proc is not None:
+                    proc._exit_signal(from_pid, reason, link=False)
+            case UnlinkId(unlink_id, from_pid, to_pid):
+                self._drop_remote_link(peer_name, to_pid, from_pid)
+                peer.send(UnlinkIdAck(unlink_id, to_pid, from_pid))
+            case Unlink(from_pid, to_pid):
+                self._drop_remote_link(peer_name, to_pid, from_pid)
+            case MonitorExit(from_proc, to_pid, ref, reason):
+                if self._remote_monitors.get(peer_name, {}).pop(ref, None) is None:
+                    return
+                proc = self._procs.get(to_pid)
+                if proc is not None and proc._monitoring is not None:
+                    ident = proc._monitoring.pop(ref, None)
+                    proc._deliver((DOWN, ref, PROCESS, ident or from_proc, reason))
+            case SpawnRequest():
+                _rpc.spawn_request(cast("Node", self), peer, event)
+            case _:
+                pass  # UNLINK_ID_ACK, GROUP_LEADER, SPAWN_REPLY: nothing to do
+
+    def _drop_remote_link(self, peer_name: str, local: Pid, remote: Pid) -> None:
+        self._remote_links.get(peer_name, set()).discard((local, remote))
+        proc = self._procs.get(local)
+        if proc is not None and proc._links is not None:
+            proc._links.discard(remote)
