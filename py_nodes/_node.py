@@ -70,6 +70,10 @@ class _Caller(Process):
     future: asyncio.Future[Any]
     ref: Reference | None
 
+    def terminate(self, reason: Any) -> None:
+        if not self.future.done():
+            self.future.set_exception(NodeDown(f"the node stopped during the call ({reason})"))
+
     def handle_message(self, message: Any) -> None:
         if type(message) is not tuple or self.future.done():
             return

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -165,7 +166,7 @@ class Process:
                 return
             if not self._alive:
                 return
-            if pending is not None:
+            if pending is not None and inspect.iscoroutine(pending):
                 self._task = asyncio.get_running_loop().create_task(self._run_async(pending))
                 return
             mailbox = self._mailbox

@@ -152,7 +152,10 @@ class Router:
         old = self._peers.get(name)
         self._peers[name] = peer
         if old is not None and old is not peer:
+            # The peer restarted (handshake status "alive" answered "true"): what
+            # was linked to or monitored on its old incarnation is gone with it.
             old.abort("replaced by a new connection from the same node")
+            self._node_down(name)
         log.info("connected to %s", name)
         for event in self._outbox.pop(name, ()):
             peer.send(event)

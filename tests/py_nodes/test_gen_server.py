@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -189,3 +189,61 @@ async def test_async_handler_calls_erlang(erl: ErlNode, cookie: str) -> None:
         assert got == (Atom("relayed"), (Atom("echo"), 5))
         got = await node.call("relay", 6)
         assert got == (Atom("relayed"), (Atom("echo"), 6))
+
+
+class Lifecycle(GenServer):
+    """Stops on request from a cast or an info message; records terminate."""
+
+    terminated: ClassVar[list[Any]] = []
+
+    def init(self) -> None:
+        self.trap_exit = True
+
+    def handle_cast(self, request: Any) -> Stop | None:
+        if request == Atom("stop"):
+            return Stop(Atom("cast_stop"))
+        return None
+
+    def handle_info(self, message: Any) -> Stop | None:
+        if type(message) is tuple and message[0] == Atom("EXIT"):
+            return Stop((Atom("linked_exit"), message[2]))
+        if message == Atom("stop"):
+            return Stop(Atom("info_stop"))
+        if message == Atom("raise"):
+            raise KeyError("nope")
+        return None
+
+    def terminate(self, reason: Any) -> None:
+        Lifecycle.terminated.append(reason)
+
+
+async def test_stop_from_cast_info_exit_and_raise(cookie: str) -> None:
+    from py_nodes import MailboxProcess
+
+    async with running_node(cookie) as node:
+        watcher = node.spawn(MailboxProcess)
+        wproc = node.process(watcher)
+        assert isinstance(wproc, MailboxProcess)
+
+        async def stopped_with(trigger: Any) -> Any:
+            pid = node.spawn(Lifecycle)
+            ref = wproc.monitor(pid)
+            trigger(pid)
+            down = await wproc.receive(5)
+            assert down[:2] == (Atom("DOWN"), ref)
+            assert node.process(pid) is None
+            return down[4]
+
+        assert await stopped_with(lambda p: node.cast(p, Atom("stop"))) == Atom("cast_stop")
+        assert await stopped_with(lambda p: node.send(p, Atom("stop"))) == Atom("info_stop")
+        assert await stopped_with(lambda p: node.send(p, Atom("raise"))) == (
+            Atom("python_error"), b"KeyError: 'nope'")
+        # trap_exit: an exit signal becomes {'EXIT', From, Reason} in handle_info
+        assert await stopped_with(lambda p: node.exit(p, Atom("please"))) == (
+            Atom("linked_exit"), Atom("please"))
+        assert Lifecycle.terminated[-4:] == [
+            Atom("cast_stop"), Atom("info_stop"), (Atom("python_error"), b"KeyError: 'nope'"),
+            (Atom("linked_exit"), Atom("please"))]
+        # kill cannot be trapped and skips terminate
+        assert await stopped_with(lambda p: node.exit(p, Atom("kill"))) == Atom("killed")
+        assert len(Lifecycle.terminated) == 4
