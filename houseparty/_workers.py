@@ -138,6 +138,10 @@ class _HandoffWorker(GenServer):
 
     def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
         if getattr(self, "handed_off", False):
+            # A handoff that failed on the new pod is tried again later: the state has
+            # not changed since it was given, so it is given again.
+            if request == (SWARM, BEGIN_HANDOFF):
+                return Reply((RESUME, self.state_term()))
             return NoReply()
         if request == (SWARM, BEGIN_HANDOFF):
             self.handed_off = True
