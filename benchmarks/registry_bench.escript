@@ -17,7 +17,7 @@
 
 main(Args) ->
     %% Run on the peers only.
-    _ = [fun register_mfa/3, fun register_pid/3, fun register_global/3,
+    _ = [fun register_mfa/3, fun register_pid/3, fun register_global/3, fun bare_rpc/3,
          fun lookup_latency/3, fun global_words/0],
     {Names, GlobalNames} = case Args of
                                [N, G] -> {list_to_integer(N), list_to_integer(G)};
@@ -52,6 +52,8 @@ run(Peers, Names, GlobalNames) ->
     MfaRate = timed_rate(Peers, fun(I) -> {register_mfa, {mfa, I}, I * Per + 1, (I + 1) * Per} end),
     %% register_name/2 against :global's register_name/2, both with ready pids.
     PidRate = timed_rate(Peers, fun(I) -> {register_pid, {pid, I}, I * Per + 1, (I + 1) * Per} end),
+    %% The floor under both: one empty erpc to the owner a name would have.
+    RpcRate = timed_rate(Peers, fun(I) -> {bare_rpc, {rpc, I}, I * Per + 1, (I + 1) * Per} end),
     GPer = GlobalNames div 3,
     GlobalRate = timed_rate(Peers, fun(I) -> {register_global, {g, I}, I * GPer + 1, (I + 1) * GPer} end),
     [{A, _} | _] = Peers,
@@ -66,6 +68,7 @@ run(Peers, Names, GlobalNames) ->
     [{"names registered", integer_to_list(length(Total)), integer_to_list(GPer * 3)},
      {"register_name/4, starting the process (per s)", fmt(MfaRate), "-"},
      {"register_name/2 (per s)", fmt(PidRate), fmt(GlobalRate)},
+     {"reference: empty erpc to the owner (per s)", fmt(RpcRate), "-"},
      {"whereis_name p50 (us)", fmt(HpP50), fmt(GP50)},
      {"whereis_name p99 (us)", fmt(HpP99), fmt(GP99)},
      {"table memory per name, all nodes (bytes)",
@@ -180,6 +183,14 @@ register_pid(Prefix, From, To) ->
                             yes -> 0;
                             no -> 1
                         end
+                end, From, To).
+
+bare_rpc(Prefix, From, To) ->
+    Ring = hp_registry_server:ring(),
+    in_parallel(fun(I) ->
+                        Owner = hp_ring:key_to_node({Prefix, I}, Ring),
+                        Owner = erpc:call(Owner, erlang, node, []),
+                        0
                 end, From, To).
 
 register_global(Prefix, From, To) ->

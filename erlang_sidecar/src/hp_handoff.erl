@@ -22,7 +22,7 @@
 -module(hp_handoff).
 
 -export([rebalance/0, drain/1, restart_replicas/3, accept/5, accept_restart/3,
-         start_and_commit/5, reserve/2, parallel/3]).
+         start_and_commit/5, start_mfa/2, reserve/2, parallel/3]).
 
 -define(BATCH, 256).
 -define(NAMES, hp_registry_names).
@@ -180,6 +180,24 @@ start_and_commit(Name, Ref, {M, F, A} = MFA, Groups, Then) ->
         Class:Reason ->
             abort(Name, Ref),
             {error, {Class, Reason}}
+    end.
+
+%% Runs in the starter of a fresh registration on the owner: the MFA's pid, unless a
+%% peer still handing names over holds the name.
+-spec start_mfa(term(), mfargs()) -> {ok, pid()} | {already_registered, pid()} | {error, term()}.
+start_mfa(Name, {M, F, A}) ->
+    case hp_registry:held_by_settling_peer(Name) of
+        Pid when is_pid(Pid) ->
+            %% Race: register during handoff: the previous owner still holds the name.
+            {already_registered, Pid};
+        undefined ->
+            try apply(M, F, A) of
+                {ok, Pid} when is_pid(Pid) -> {ok, Pid};
+                {error, Reason} -> {error, Reason};
+                Other -> {error, {invalid_return, Other}}
+            catch
+                Class:Reason -> {error, {Class, Reason}}
+            end
     end.
 
 %% Fun over Items, at most Width at a time, each in its own process; results in order.

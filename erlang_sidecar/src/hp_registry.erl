@@ -29,7 +29,8 @@
          join/2, leave/2, members/1, publish/2, multi_call/2, multi_call/3,
          drain/0, start_link/0, child_spec/0]).
 %% Run by erpc on the owner.
--export([local_lookup/2, peek/1, register_here/5, local_members/1, local_registered/0]).
+-export([local_lookup/2, peek/1, held_by_settling_peer/1, local_members/1,
+         local_registered/0]).
 
 -define(SERVER, hp_registry_server).
 -define(NAMES, hp_registry_names).
@@ -38,6 +39,7 @@
 -define(MAX_HOPS, 3).
 -define(PENDING_WAIT_MS, 2000).
 -define(RPC_TIMEOUT, 5000).
+-define(START_TIMEOUT, 30000).
 -define(FANOUT_TIMEOUT, 2000).
 -define(MULTI_CALL_TIMEOUT, 5000).
 
@@ -55,7 +57,7 @@ child_spec() ->
 %% Registers Pid under Name. Such a name is not restarted elsewhere if its owner goes.
 -spec register_name(term(), pid()) -> yes | no.
 register_name(Name, Pid) when is_pid(Pid) ->
-    case at_owner(Name, {register_pid, Name, Pid}, 0) of
+    case at_owner(Name, {register_pid, Name, Pid}, 0, ?RPC_TIMEOUT) of
         yes -> yes;
         _ -> no
     end.
@@ -64,13 +66,13 @@ register_name(Name, Pid) when is_pid(Pid) ->
 %% ({ok, Pid}). {error, {already_registered, Pid}} when the name is taken.
 -spec register_name(term(), module(), atom(), list()) -> {ok, pid()} | {error, term()}.
 register_name(Name, M, F, A) when is_atom(M), is_atom(F), is_list(A) ->
-    case owner(Name) of
-        {error, no_nodes} ->
-            {error, no_node_available};
-        Owner when Owner =:= node() ->
-            register_here(Name, M, F, A, 0);
-        Owner ->
-            rpc_to(Owner, register_here, [Name, M, F, A, 0], {error, {nodedown, Owner}})
+    case at_owner(Name, {register_mfa, Name, {M, F, A}}, 0, ?START_TIMEOUT) of
+        {ok, Pid} -> {ok, Pid};
+        {already_registered, Pid} -> {error, {already_registered, Pid}};
+        retry -> register_name(Name, M, F, A);   %% a concurrent start of it failed
+        {error, no_nodes} -> {error, no_node_available};
+        {error, no_owner} -> {error, no_node_available};
+        {error, _} = Error -> Error
     end.
 
 -spec whereis_name(term()) -> pid() | undefined.
@@ -92,7 +94,7 @@ whereis_or_register_name(Name, M, F, A) ->
 
 -spec unregister_name(term()) -> ok.
 unregister_name(Name) ->
-    _ = at_owner(Name, {unregister, Name}, 0),
+    _ = at_owner(Name, {unregister, Name}, 0, ?RPC_TIMEOUT),
     ok.
 
 %% Every name of the cluster with its pid (nodes that do not answer in time are left out).
@@ -185,31 +187,6 @@ local_lookup(Name, Hops) ->
 peek(Name) ->
     peek(Name, erlang:monotonic_time(millisecond) + ?PENDING_WAIT_MS).
 
--spec register_here(term(), module(), atom(), list(), non_neg_integer()) ->
-          {ok, pid()} | {error, term()}.
-register_here(Name, M, F, A, Hops) ->
-    case held_by_settling_peer(Name) of
-        Pid when is_pid(Pid) ->
-            %% Race: register during handoff: the previous owner still holds the name.
-            {error, {already_registered, Pid}};
-        undefined ->
-            case hp_handoff:reserve(Name, check) of
-                {reserved, Ref} ->
-                    hp_handoff:start_and_commit(Name, Ref, {M, F, A}, [], none);
-                {already_registered, Pid} ->
-                    {error, {already_registered, Pid}};
-                {redirect, {error, no_nodes}} ->
-                    {error, no_node_available};
-                {redirect, Owner} when Hops < ?MAX_HOPS, Owner =/= node() ->
-                    rpc_to(Owner, register_here, [Name, M, F, A, Hops + 1],
-                           {error, {nodedown, Owner}});
-                {redirect, _} ->
-                    {error, no_node_available};
-                {error, _} = Error ->
-                    Error
-            end
-    end.
-
 -spec local_members(term()) -> [pid()].
 local_members(Group) ->
     ets:select(?GROUPS, [{{{Group, '$1'}}, [], ['$1']}]).
@@ -260,26 +237,22 @@ rpc_to(Node, F, Args, IfDown) ->
     end.
 
 %% Calls the registry on Name's owner, following redirects of a ring that changed.
-at_owner(_Name, _Request, Hops) when Hops > ?MAX_HOPS ->
-    {error, no_owner};
-at_owner(Name, Request, Hops) ->
+at_owner(Name, Request, Hops, Timeout) ->
     case owner(Name) of
-        {error, no_nodes} ->
-            {error, no_nodes};
-        Owner ->
-            call_owner(Owner, Name, Request, Hops)
+        {error, no_nodes} -> {error, no_nodes};
+        Owner -> call_owner(Owner, Request, Hops, Timeout)
     end.
 
-call_owner(Owner, Name, Request, Hops) ->
-    try gen_server:call({?SERVER, Owner}, Request, ?RPC_TIMEOUT) of
+call_owner(Owner, Request, Hops, Timeout) ->
+    try gen_server:call({?SERVER, Owner}, Request, Timeout) of
         {redirect, Next} when is_atom(Next), Next =/= Owner, Hops < ?MAX_HOPS ->
-            call_owner(Next, Name, Request, Hops + 1);
+            call_owner(Next, Request, Hops + 1, Timeout);
         {redirect, _} ->
             {error, no_owner};
         Reply ->
             Reply
     catch
-        exit:_ -> {error, {nodedown, Owner}}
+        exit:{Reason, _} -> {error, {Reason, Owner}}
     end.
 
 peek(Name, Deadline) ->
@@ -309,6 +282,8 @@ ask_settling(Name) ->
         undefined -> peek(Name, 0)
     end.
 
+%% A pid for Name from the peers that may still hand names to this node, if any has one.
+-spec held_by_settling_peer(term()) -> pid() | undefined.
 held_by_settling_peer(Name) ->
     case hp_registry_server:settling() of
         [] ->

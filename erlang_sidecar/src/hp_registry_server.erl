@@ -17,6 +17,9 @@
 %%   call {reserve, Name, Mode}          -> {reserved, Ref} | {already_registered, Pid}
 %%                                          | {redirect, Owner} | {error, Reason}
 %%   call {commit, Name, Ref, Pid, MFA, Groups} -> ok
+%%   call {register_mfa, Name, MFA}      -> {ok, Pid} | {already_registered, Pid} | retry
+%%                                          | {redirect, Owner} | {error, Reason}
+%%                                          (reserves, starts the MFA here, commits)
 %%   call {abort, Name, Ref}             -> ok
 %%   call {register_pid, Name, Pid}      -> yes | no | {redirect, Owner}
 %%   call {unregister, Name}             -> ok | {redirect, Owner}
@@ -56,6 +59,7 @@
     draining = false :: boolean(),
     reservations = #{} :: #{term() => {reference(), reference(), [gen_server:from()]}},
     res_mons = #{} :: #{reference() => term()}, %% monitor of the reserving process
+    starts = #{} :: #{reference() => gen_server:from()}, %% register_mfa callers
     rebalance_timer = undefined :: undefined | reference(),
     rebalancer = undefined :: undefined | pid(),
     rebalance_again = false :: boolean()
@@ -141,6 +145,37 @@ handle_call({reserve, Name, Mode}, {Caller, _} = From, State) ->
                     {reply, {reserved, Ref},
                      State#state{reservations = (State#state.reservations)#{Name => {Ref, Mon, []}},
                                  res_mons = (State#state.res_mons)#{Mon => Name}}}
+            end
+    end;
+handle_call({register_mfa, Name, MFA}, From, State) ->
+    Owner = hp_ring:key_to_node(Name, ring()),
+    if
+        State#state.draining; Owner =/= node() ->
+            {reply, {redirect, Owner}, State};
+        true ->
+            case {ets:lookup(?NAMES, Name), maps:find(Name, State#state.reservations)} of
+                {[{_, Pid, _, _}], _} ->
+                    {reply, {already_registered, Pid}, State};
+                {[], {ok, {Ref, Mon, Waiters}}} ->
+                    %% Race: concurrent register of the same name, as for reserve.
+                    Rs = (State#state.reservations)#{Name => {Ref, Mon, [From | Waiters]}},
+                    {noreply, State#state{reservations = Rs}};
+                {[], error} ->
+                    %% The MFA may take long (a Python worker starts on the pod's Python
+                    %% node): it runs in a starter process, which reports back with
+                    %% {started, ...}; the caller's reply waits for that.
+                    Ref = make_ref(),
+                    Server = self(),
+                    {_, Mon} = spawn_monitor(
+                                 fun() ->
+                                         Server ! {started, Name, Ref, MFA,
+                                                   hp_handoff:start_mfa(Name, MFA)}
+                                 end),
+                    ets:insert(?PENDING, {Name, Ref}),
+                    {noreply,
+                     State#state{reservations = (State#state.reservations)#{Name => {Ref, Mon, []}},
+                                 res_mons = (State#state.res_mons)#{Mon => Name},
+                                 starts = (State#state.starts)#{Ref => From}}}
             end
     end;
 handle_call({commit, Name, Ref, Pid, MFA, Groups}, _From, State) ->
@@ -285,13 +320,32 @@ handle_info({nodedown, Node, _}, State) ->
             spawn_link(fun() -> hp_handoff:restart_replicas(Node, Replicas, Ring) end)
     end,
     {noreply, State1};
-handle_info({'DOWN', Mon, process, Pid, _Reason}, State) ->
+handle_info({started, Name, Ref, MFA, Result}, State) ->
+    %% The starter's report comes before its DOWN (one sender, in order), so the
+    %% reservation is still there.
+    {ok, {Ref, Mon, Waiters}} = maps:find(Name, State#state.reservations),
+    {From, Starts} = maps:take(Ref, State#state.starts),
+    case Result of
+        {ok, Pid} ->
+            insert_name(Name, Pid, MFA, []),
+            replicate(Name, MFA, []),
+            [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters];
+        _ ->
+            [gen_server:reply(W, retry) || W <- Waiters]
+    end,
+    gen_server:reply(From, Result),
+    {noreply, release(Name, Mon, State#state{starts = Starts})};
+handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
     case maps:take(Mon, State#state.res_mons) of
         {Name, ResMons} ->
-            %% The reserving process died between reserve and commit.
-            {ok, {_Ref, Mon, Waiters}} = maps:find(Name, State#state.reservations),
+            %% The reserving process (or starter) died before it committed.
+            {ok, {Ref, Mon, Waiters}} = maps:find(Name, State#state.reservations),
             [gen_server:reply(W, retry) || W <- Waiters],
-            {noreply, release(Name, Mon, State#state{res_mons = ResMons})};
+            Starts = case maps:take(Ref, State#state.starts) of
+                         {From, S} -> gen_server:reply(From, {error, {start_failed, Reason}}), S;
+                         error -> State#state.starts
+                     end,
+            {noreply, release(Name, Mon, State#state{res_mons = ResMons, starts = Starts})};
         error ->
             pid_down(Pid, Mon),
             {noreply, State}
