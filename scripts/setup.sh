@@ -13,6 +13,7 @@ command -v erl >/dev/null 2>&1 || need_apt+=(erlang-nox erlang-dev)
 command -v elixir >/dev/null 2>&1 || need_apt+=(elixir)
 command -v rebar3 >/dev/null 2>&1 || need_apt+=(rebar3)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v ps >/dev/null 2>&1 || need_apt+=(procps)
 if ((${#need_apt[@]})); then
     say "installing ${need_apt[*]} with apt"
     sudo=""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from houseparty._localcluster import LocalCluster
 from houseparty.cli import main
 
 CLI = [sys.executable, "-m", "houseparty.cli"]
@@ -41,11 +42,11 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
     suffix = "_cli" + secrets.token_hex(2)
     base = str(random.randrange(20000, 40000, 50))
     cookie = "c" + secrets.token_hex(6)
-    up = hp("up", "--pods", "2", "--detach", "--cookie", cookie, "--base-port", base,
-            "--name-suffix", suffix, run_dir=run_dir)  # fmt: skip
-    assert up.returncode == 0, up.stderr + up.stdout
-    assert f"--remsh sidecar1{suffix}@127.0.0.1" in up.stdout
     try:
+        up = hp("up", "--pods", "2", "--detach", "--cookie", cookie, "--base-port", base,
+                "--name-suffix", suffix, run_dir=run_dir)  # fmt: skip
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert f"--remsh sidecar1{suffix}@127.0.0.1" in up.stdout
         again = hp("up", "--pods", "2", "--detach", "--base-port", base, run_dir=run_dir)
         assert again.returncode == 1
         assert "already running" in again.stderr
@@ -102,16 +103,21 @@ def test_up_in_the_foreground_stops_on_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + 90
-    while "Ctrl-C" not in seen and time.monotonic() < deadline:
-        seen += proc.stdout.readline()
-    assert "Ctrl-C" in seen, seen
-    nodes = node_processes(suffix)
-    assert len(nodes) == 4, nodes  # two sidecars, two Python nodes
-    assert not any(cookie in line for line in nodes), "the cookie shows in ps"
-    proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
+    try:
+        seen = ""
+        deadline = time.monotonic() + 90
+        while "Ctrl-C" not in seen and time.monotonic() < deadline:
+            seen += proc.stdout.readline()
+        assert "Ctrl-C" in seen, seen
+        nodes = node_processes(suffix)
+        assert len(nodes) == 4, nodes  # two sidecars, two Python nodes
+        assert not any(cookie in line for line in nodes), "the cookie shows in ps"
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            LocalCluster(tmp_path).down(timeout=10)
     assert proc.returncode == 0, seen + rest
     assert "cluster stopped" in rest
     assert node_processes(suffix) == []
