@@ -1,0 +1,248 @@
+%% The Erlang side of `houseparty bench` (houseparty/_bench*.py): compiled with erlc by the
+%% benchmark run, loaded into the sidecars of a benchmark cluster (code:load_binary over
+%% rpc) and run on a separate caller node started with `erl -noshell -eval`. Nothing here
+%% is part of the sidecar application; names are the benchmark's own (<Prefix><I>).
+%%
+%% On a sidecar (rpc from the Python side):
+%%   start_names(Kind, Prefix, From, To, Callers) -> {Micros, Failed}
+%%       creates rooms (Kind = room) or people (Kind = person) <Prefix>From..<Prefix>To
+%%       the way houseparty:add_rooms/1 and walk_into/2 do (find or register through
+%%       hp_registry, started on the owner's Python node, joined to the group), from
+%%       Callers processes at once.
+%%   stages(Prefix, From, To, Callers) -> #{lookup, register, join, python_start => Us}
+%%       the same for rooms, timing each step; python_start is hp_python:start_worker/3
+%%       alone, for a worker of its own that is not registered.
+%%   count_names(DeadNode) -> {Names, OnDeadNode}      over hp_registry:registered/0
+%%   check_names(Kind, Prefix, From, To, DeadNode, Callers) -> {Answering, Missing, OnDead}
+%%   registry_rate(hp | global, Prefix, Count, Callers) -> Micros
+%%       registers Count ready pids with hp_registry:register_name/2 or
+%%       global:register_name/2 from Callers processes.
+%%   start_echo() -> pid()   a gen_server registered as hp_bench_echo that answers every
+%%                           call like an empty room's who_is_in: {ok, []}.
+%%   snapshot()              the longest message queues and most common current functions
+%%                           of this node's processes, to see what a slow run waits on.
+%%
+%% On the caller node (erl -eval; each writes its result with ~p to OutFile and halts):
+%%   calls_main([OutFile, Sidecar, Room, Count, Concurrency])
+%%       gen_server:call(Pid, who_is_in) to the Python room Room and to hp_bench_echo on
+%%       Sidecar, Count calls one after the other, then Count calls shared by Concurrency
+%%       processes: {{PySeq, PyConc}, {BeamSeq, BeamConc}}, each {Calls, Micros, [Us]}.
+%%   walks_main([OutFile, Sidecar, Rooms, Prefix, People, Count, Concurrency])
+%%       rpc:call(Sidecar, houseparty, walk_into, [Room, [Person]]) for random rooms of
+%%       the comma-separated Rooms: {Walks, Micros, [Us]}.
+-module(hp_bench_driver).
+-behaviour(gen_server).
+
+-export([start_names/5, check_names/6, registry_rate/4, start_echo/0, memory/0,
+         count_names/1]).
+-export([calls_main/1, walks_main/1, snapshot/0, stages/4]).
+-export([init/1, handle_call/3, handle_cast/2]).
+
+-spec start_names(room | person, string(), pos_integer(), pos_integer(), pos_integer()) ->
+          {non_neg_integer(), non_neg_integer()}.
+start_names(Kind, Prefix, From, To, Callers) ->
+    Group = case Kind of
+                room -> house_party_rooms;
+                person -> house_party_people
+            end,
+    Args = case Kind of
+               room -> [10];
+               person -> []
+           end,
+    Start = fun(I) ->
+                    Name = name(Prefix, I),
+                    Key = {Kind, Name},
+                    case hp_registry:whereis_or_register_name(
+                           Key, hp_python, start_worker, [Kind, Name, Args]) of
+                        {ok, Pid} -> hp_registry:join(Group, Pid);
+                        {error, _} -> error
+                    end
+            end,
+    {Micros, Results} = timer:tc(fun() -> parallel(Start, From, To, Callers) end),
+    {Micros, length([x || error <- Results])}.
+
+-spec check_names(room | person, string(), pos_integer(), pos_integer(), node() | none,
+                  pos_integer()) -> {non_neg_integer(), non_neg_integer(), non_neg_integer()}.
+check_names(Kind, Prefix, From, To, DeadNode, Callers) ->
+    Check = fun(I) ->
+                    Name = name(Prefix, I),
+                    case hp_registry:whereis_name({Kind, Name}) of
+                        undefined -> missing;
+                        Pid when node(Pid) =:= DeadNode -> on_dead;
+                        Pid ->
+                            case erpc:call(node(Pid), erlang, is_process_alive, [Pid], 5000) of
+                                true -> ok;
+                                false -> on_dead
+                            end
+                    end
+            end,
+    Results = parallel(Check, From, To, Callers),
+    {length([x || ok <- Results]), length([x || missing <- Results]),
+     length([x || on_dead <- Results])}.
+
+-spec registry_rate(hp | global, string(), pos_integer(), pos_integer()) -> non_neg_integer().
+registry_rate(Impl, Prefix, Count, Callers) ->
+    Pids = [spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, Count)],
+    Indexed = lists:zip(lists:seq(1, Count), Pids),
+    Table = ets:new(bench_pids, [set, public, {read_concurrency, true}]),
+    ets:insert(Table, Indexed),
+    Register = fun(I) ->
+                       [{_, Pid}] = ets:lookup(Table, I),
+                       Name = {bench, Prefix, I},
+                       case Impl of
+                           hp -> hp_registry:register_name(Name, Pid);
+                           global -> global:register_name(Name, Pid)
+                       end
+               end,
+    {Micros, _} = timer:tc(fun() -> parallel(Register, 1, Count, Callers) end),
+    ets:delete(Table),
+    Micros.
+
+-spec memory() -> #{atom() => non_neg_integer()}.
+memory() ->
+    maps:from_list(erlang:memory()).
+
+%% Registered locally as hp_bench_echo; not linked to the rpc process that starts it,
+%% so it lives until its node stops.
+-spec start_echo() -> pid().
+start_echo() ->
+    case gen_server:start({local, hp_bench_echo}, ?MODULE, [], []) of
+        {ok, Pid} -> Pid;
+        {error, {already_started, Pid}} -> Pid
+    end.
+
+%% {Names, NamesWithAPidOn DeadNode} over the whole registry.
+-spec count_names(node() | none) -> {non_neg_integer(), non_neg_integer()}.
+count_names(DeadNode) ->
+    All = hp_registry:registered(),
+    {length(All), length([x || {_, Pid} <- All, node(Pid) =:= DeadNode])}.
+
+-spec init([]) -> {ok, #{}}.
+init([]) -> {ok, #{}}.
+
+%% Answers like an empty room's who_is_in, so both sides of the calls benchmark move
+%% the same terms.
+-spec handle_call(term(), gen_server:from(), #{}) -> {reply, {ok, []}, #{}}.
+handle_call(_Request, _From, State) -> {reply, {ok, []}, State}.
+
+-spec handle_cast(term(), #{}) -> {noreply, #{}}.
+handle_cast(_Request, State) -> {noreply, State}.
+
+%% --- caller node -----------------------------------------------------------------------
+
+-spec calls_main([string()]) -> no_return().
+calls_main([OutFile, SidecarText, RoomText, CountText, ConcText]) ->
+    Sidecar = list_to_atom(SidecarText),
+    pong = net_adm:ping(Sidecar),
+    Python = rpc:call(Sidecar, hp_registry, whereis_name, [{room, list_to_atom(RoomText)}]),
+    Beam = rpc:call(Sidecar, erlang, whereis, [hp_bench_echo]),
+    true = is_pid(Python) andalso is_pid(Beam),
+    Count = list_to_integer(CountText),
+    Conc = list_to_integer(ConcText),
+    Measure = fun(Target) ->
+                      Call = fun() -> gen_server:call(Target, who_is_in, 30000) end,
+                      _ = [Call() || _ <- lists:seq(1, 200)],         %% warm-up
+                      {timed_calls(Call, Count), concurrent(Call, Count, Conc)}
+              end,
+    finish(OutFile, {Measure(Python), Measure(Beam)}).
+
+-spec walks_main([string()]) -> no_return().
+walks_main([OutFile, SidecarText, RoomsText, Prefix, PeopleText, CountText, ConcText]) ->
+    Sidecar = list_to_atom(SidecarText),
+    pong = net_adm:ping(Sidecar),
+    Rooms = list_to_tuple([list_to_atom(R) || R <- string:lexemes(RoomsText, ",")]),
+    People = list_to_integer(PeopleText),
+    Count = list_to_integer(CountText),
+    Conc = list_to_integer(ConcText),
+    Counter = atomics:new(1, []),
+    Walk = fun() ->
+                   I = atomics:add_get(Counter, 1, 1),
+                   Room = element(1 + rand:uniform(tuple_size(Rooms)) - 1, Rooms),
+                   Person = name(Prefix, 1 + I rem People),
+                   ok = rpc:call(Sidecar, houseparty, walk_into, [Room, [Person]], 30000)
+           end,
+    _ = [Walk() || _ <- lists:seq(1, 50)],                          %% warm-up
+    finish(OutFile, concurrent(Walk, Count, Conc)).
+
+finish(OutFile, Result) ->
+    ok = file:write_file(OutFile, io_lib:format("~p.~n", [Result])),
+    halt(0).
+
+%% {Count, Micros, [LatencyMicros]} for Count calls one after the other.
+timed_calls(Fun, Count) ->
+    T0 = erlang:monotonic_time(microsecond),
+    Lat = [element(1, timer:tc(Fun)) || _ <- lists:seq(1, Count)],
+    {Count, erlang:monotonic_time(microsecond) - T0, Lat}.
+
+%% {Count, Micros, [LatencyMicros]} for Count calls shared by Conc processes.
+concurrent(Fun, Count, Conc) ->
+    Parent = self(),
+    Per = max(1, Count div Conc),
+    T0 = erlang:monotonic_time(microsecond),
+    Pids = [spawn_link(fun() -> Parent ! {self(), timed_calls(Fun, Per)} end)
+            || _ <- lists:seq(1, Conc)],
+    Lats = lists:append([receive {P, {_, _, L}} -> L end || P <- Pids]),
+    {length(Lats), erlang:monotonic_time(microsecond) - T0, Lats}.
+
+%% The benchmark's own names: <Prefix><I>, Prefix a string or a binary.
+name(Prefix, I) when is_binary(Prefix) ->
+    name(binary_to_list(Prefix), I);
+name(Prefix, I) ->
+    list_to_atom(Prefix ++ integer_to_list(I)).
+
+%% Fun(I) for I in From..To from Callers processes; the results in no particular order.
+parallel(Fun, From, To, Callers) ->
+    Parent = self(),
+    Next = atomics:new(1, []),
+    atomics:put(Next, 1, From),
+    Worker = fun Loop(Acc) ->
+                     I = atomics:add_get(Next, 1, 1) - 1,
+                     case I > To of
+                         true -> Acc;
+                         false -> Loop([Fun(I) | Acc])
+                     end
+             end,
+    Pids = [spawn_link(fun() -> Parent ! {self(), Worker([])} end)
+            || _ <- lists:seq(1, Callers)],
+    lists:append([receive {P, R} -> R end || P <- Pids]).
+
+%% Where this node's processes are: the busiest message queues and the most common
+%% current functions (for finding what a slow benchmark waits on).
+-spec snapshot() -> {[{atom() | pid(), non_neg_integer()}], [{mfa(), pos_integer()}]}.
+snapshot() ->
+    Infos = [{P, I} || P <- processes(),
+                       I <- [process_info(P, [registered_name, message_queue_len,
+                                              current_function])],
+                       I =/= undefined],
+    Queues = lists:sublist(lists:reverse(lists:keysort(2,
+               [{case proplists:get_value(registered_name, I) of [] -> P; N -> N end,
+                 proplists:get_value(message_queue_len, I)} || {P, I} <- Infos])), 3),
+    Funs = lists:foldl(fun({_, I}, Acc) ->
+                               maps:update_with(proplists:get_value(current_function, I),
+                                                fun(C) -> C + 1 end, 1, Acc)
+                       end, #{}, Infos),
+    {Queues, lists:sublist(lists:reverse(lists:keysort(2, maps:to_list(Funs))), 6)}.
+
+%% Mean microseconds of each stage of start_names/5 for rooms <Prefix><I>, From..To:
+%% lookup, register (which includes the Python start), join, and a Python start alone.
+-spec stages(string(), pos_integer(), pos_integer(), pos_integer()) -> #{atom() => float()}.
+stages(Prefix0, From, To, Callers) ->
+    Prefix = unicode:characters_to_list(Prefix0),
+    One = fun(I) ->
+                  Name = name(Prefix, I),
+                  Key = {room, Name},
+                  {T1, undefined} = timer:tc(hp_registry, whereis_name, [Key]),
+                  {T2, {ok, Pid}} = timer:tc(hp_registry, register_name,
+                                             [Key, hp_python, start_worker, [room, Name, [10]]]),
+                  {T3, ok} = timer:tc(hp_registry, join, [house_party_rooms, Pid]),
+                  %% The Python start alone, for an unregistered worker of its own.
+                  {T4, {ok, _}} = timer:tc(hp_python, start_worker,
+                                           [room, name(Prefix ++ "_bare", I), [10]]),
+                  {T1, T2, T3, T4}
+          end,
+    R = parallel(One, From, To, Callers),
+    N = length(R),
+    #{lookup => lists:sum([A || {A, _, _, _} <- R]) / N,
+      register => lists:sum([B || {_, B, _, _} <- R]) / N,
+      join => lists:sum([C || {_, _, C, _} <- R]) / N,
+      python_start => lists:sum([D || {_, _, _, D} <- R]) / N}.

@@ -1,0 +1,350 @@
+"""The benchmarks of ``houseparty bench``; each returns a JSON-able dict of its figures.
+
+=========  ==============================================================================
+scale      start and register N processes (half rooms, half people) from every sidecar at
+           once: processes/s, RSS of every node, bytes per process on each kind of node
+calls      gen_server:call from a separate erl node to a Python room versus a BEAM
+           gen_server, sequential and concurrent
+walks      walk_into from Python clients and from an Erlang client, people already there
+handoff    graceful stop of one of three pods: time until every name is held again by a
+           surviving pod, and how many rooms no longer answer
+dump       dump() over 10k and 100k rooms
+registry   hp_registry:register_name/2 against global:register_name/2, same run
+=========  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from houseparty._bench import (
+    BenchCluster,
+    DriverBuild,
+    bench_cluster,
+    node_label,
+    parse_erlang_term,
+    percentile,
+    timed,
+)
+from houseparty._client import AsyncHouseParty
+from py_nodes._terms import Atom
+
+__all__ = ["Reporter", "bench_calls", "bench_dump", "bench_handoff", "bench_registry",
+           "bench_scale", "bench_walks"]  # fmt: skip
+
+CALLERS_PER_SIDECAR = 64
+
+
+class Reporter:
+    """Where a benchmark says what it does: ``step`` lines and one progress bar at a time."""
+
+    def step(self, text: str) -> None:
+        pass
+
+    def progress(self, label: str, total: int) -> Callable[[int], None]:
+        """A bar of ``total``; call the returned function with the count done so far."""
+        return lambda done: None
+
+    def done(self) -> None:
+        pass
+
+
+def _start_everywhere(
+    cluster: BenchCluster, kind: str, prefix: str, count: int, callers: int,
+    tick: Callable[[], None] | None = None, offset: int = 0,
+) -> tuple[float, int]:  # fmt: skip
+    """``count`` workers of ``kind`` named <prefix><offset + 1>..., each sidecar starting
+    a third; the seconds it took and how many failed."""
+    per = -(-count // len(cluster.sidecars))
+    calls = []
+    for i, sidecar in enumerate(cluster.sidecars):
+        first, last = offset + i * per + 1, offset + min(count, (i + 1) * per)
+        if first <= last:
+            calls.append((sidecar, "hp_bench_driver", "start_names",
+                          [Atom(kind), prefix, first, last, callers]))  # fmt: skip
+    t0 = time.perf_counter()
+    results = cluster.on_each(calls, tick)
+    return time.perf_counter() - t0, sum(int(r[1]) for r in results)
+
+
+def _fill(cluster: BenchCluster, report: Reporter, kind: str, prefix: str,
+          count: int, base: int = 0, offset: int = 0) -> tuple[float, int]:  # fmt: skip
+    """Starts workers with a progress bar; ``base`` names are in the registry already."""
+    plural = "people" if kind == "person" else f"{kind}s"
+    bar = report.progress(f"starting {count:,} {plural}", count)
+    seconds, failed = _start_everywhere(
+        cluster, kind, prefix, count, CALLERS_PER_SIDECAR,
+        lambda: bar(max(0, cluster.names_held() - base)), offset,
+    )  # fmt: skip
+    bar(count)
+    return seconds, failed
+
+
+# -- 1. scale ---------------------------------------------------------------------------------
+
+
+def bench_scale(workdir: Path, driver: DriverBuild, report: Reporter,
+                sizes: list[int]) -> dict[str, Any]:  # fmt: skip
+    rows = []
+    for size in sizes:
+        report.step(f"scale: {size:,} processes on a fresh 3-pod cluster")
+        with bench_cluster(workdir, driver, log=report.step) as cluster:
+            time.sleep(1.0)
+            before = cluster.rss()
+            rooms = size // 2
+            people = size - rooms
+            room_s, room_failed = _fill(cluster, report, "room", "r", rooms)
+            person_s, person_failed = _fill(cluster, report, "person", "p", people, rooms)
+            after = cluster.rss()
+            held = cluster.names_held()
+            hosted = cluster.python_processes()
+            total_s = room_s + person_s
+            py_delta = sum(after[n] - before.get(n, 0) for n in cluster.python_nodes)
+            beam_delta = sum(after[n] - before.get(n, 0) for n in cluster.sidecars)
+            row: dict[str, Any] = {
+                "processes": size,
+                "registered": held,
+                "failed": room_failed + person_failed,
+                "seconds": round(total_s, 2),
+                "per_second": round(size / total_s, 1),
+                "rooms_per_second": round(rooms / room_s, 1) if rooms else None,
+                "people_per_second": round(people / person_s, 1) if people else None,
+                "python_processes": {node_label(k): v for k, v in hosted.items()},
+                "rss_before": {node_label(k): v for k, v in before.items()},
+                "rss_after": {node_label(k): v for k, v in after.items()},
+                "python_bytes_per_process": round(py_delta / size, 1),
+                "sidecar_bytes_per_process": round(beam_delta / size, 1),
+            }  # fmt: skip
+            if size == sizes[0]:
+                report.step("scale: where the time of one registration goes")
+                row["stages_us"] = _stages(cluster)
+            rows.append(row)
+    return {"sizes": rows}
+
+
+def _stages(cluster: BenchCluster) -> dict[str, dict[str, float]]:
+    """Mean microseconds per stage of one registration, 1 caller and 64 callers."""
+    out = {}
+    for callers, count in ((1, 300), (CALLERS_PER_SIDECAR, 2000)):
+        stages = cluster.on(cluster.sidecars[0], "hp_bench_driver", "stages",
+                            [f"stage{callers}_", 1, count, callers])  # fmt: skip
+        out[f"callers_{callers}"] = {k.name: round(float(v), 1) for k, v in stages.items()}
+    return out
+
+
+# -- 2. calls ---------------------------------------------------------------------------------
+
+
+def _latency_stats(count: int, micros: int, lats: list[int]) -> dict[str, float]:
+    return {
+        "calls": count,
+        "calls_per_second": round(count / (micros / 1e6), 1),
+        "p50_us": percentile([float(x) for x in lats], 50),
+        "p99_us": percentile([float(x) for x in lats], 99),
+    }
+
+
+def bench_calls(workdir: Path, driver: DriverBuild, report: Reporter,
+                count: int, concurrency: int) -> dict[str, Any]:  # fmt: skip
+    report.step("calls: a Python room and a BEAM gen_server, called from a separate erl node")
+    with bench_cluster(workdir, driver, log=report.step) as cluster:
+        cluster.hp.add_rooms(["bench_room"])
+        # The BEAM worker on the sidecar of the room's own pod, so that both calls cross
+        # one distribution hop of the same kind.
+        pid = cluster.hp.rpc("hp_registry", "whereis_name", [(Atom("room"), Atom("bench_room"))])
+        pod = cluster.python_nodes.index(pid.node.name)
+        sidecar = cluster.sidecars[pod]
+        cluster.on(sidecar, "hp_bench_driver", "start_echo", [])
+        out = cluster.runner.run_dir / "calls.out"
+        report.step(f"calls: {count:,} sequential, then {count:,} from {concurrency} callers, "
+                    "to each worker")  # fmt: skip
+        cluster.caller_node(
+            f'hp_bench_driver:calls_main(["{out}", "{sidecar}", "bench_room", '
+            f'"{count}", "{concurrency}"]).',
+            timeout=1200,
+        )
+        (py_seq, py_conc), (beam_seq, beam_conc) = parse_erlang_term(out.read_text())
+    result: dict[str, Any] = {"concurrency": concurrency}
+    for label, (seq, conc) in (("python", (py_seq, py_conc)), ("beam", (beam_seq, beam_conc))):
+        result[label] = {"sequential": _latency_stats(*seq), "concurrent": _latency_stats(*conc)}
+    for mode in ("sequential", "concurrent"):
+        result[f"ratio_{mode}"] = round(
+            result["beam"][mode]["calls_per_second"] / result["python"][mode]["calls_per_second"],
+            2,
+        )
+    return result
+
+
+# -- 3. walks ---------------------------------------------------------------------------------
+
+
+async def _python_walks(node: str, cookie: str, rooms: list[str], people: int,
+                        count: int, concurrency: int) -> tuple[float, list[float]]:  # fmt: skip
+    lats: list[float] = []
+    counter = iter(range(count))
+
+    async def walker(hp: AsyncHouseParty, seed: int) -> None:
+        for i in counter:
+            room = rooms[(i * 7 + seed) % len(rooms)]
+            t0 = time.perf_counter()
+            await hp.walk_into(room, f"w{1 + i % people}")
+            lats.append((time.perf_counter() - t0) * 1e6)
+
+    # A few clients (each one distribution connection), the walkers shared among them.
+    clients = [AsyncHouseParty(node, cookie) for _ in range(min(4, concurrency))]
+    for hp in clients:
+        await hp.connect()
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(walker(clients[k % len(clients)], k) for k in range(concurrency)))
+        return time.perf_counter() - t0, lats
+    finally:
+        for hp in clients:
+            await hp.close()
+
+
+def bench_walks(workdir: Path, driver: DriverBuild, report: Reporter,
+                people: int, count: int, concurrency: int) -> dict[str, Any]:  # fmt: skip
+    report.step(f"walks: a cluster holding {people:,} people")
+    with bench_cluster(workdir, driver, log=report.step) as cluster:
+        rooms = [f"hall{i}" for i in range(1, 101)]
+        cluster.hp.add_rooms(rooms, max=10**9)
+        _fill(cluster, report, "person", "w", people, len(rooms))
+        result: dict[str, Any] = {"people": people, "rooms": len(rooms),
+                                  "concurrency": concurrency}  # fmt: skip
+        report.step(f"walks: {count:,} walk_into from Python clients, {concurrency} at once")
+        seconds, lats = asyncio.run(_python_walks(
+            cluster.sidecars[0], cluster.cookie, rooms, people, count, concurrency))  # fmt: skip
+        result["python"] = {
+            "walks": len(lats), "per_second": round(len(lats) / seconds, 1),
+            "p50_us": percentile(lats, 50), "p99_us": percentile(lats, 99),
+        }  # fmt: skip
+        report.step(f"walks: {count:,} walk_into from an erl client (rpc), {concurrency} at once")
+        out = cluster.runner.run_dir / "walks.out"
+        cluster.caller_node(
+            f'hp_bench_driver:walks_main(["{out}", "{cluster.sidecars[0]}", '
+            f'"{",".join(rooms)}", "w", "{people}", "{count}", "{concurrency}"]).',
+            timeout=1200,
+        )
+        n, micros, erl_lats = parse_erlang_term(out.read_text())
+        result["erlang"] = {
+            "walks": n, "per_second": round(n / (micros / 1e6), 1),
+            "p50_us": percentile([float(x) for x in erl_lats], 50),
+            "p99_us": percentile([float(x) for x in erl_lats], 99),
+        }  # fmt: skip
+    return result
+
+
+# -- 4. handoff -------------------------------------------------------------------------------
+
+
+def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
+                  size: int) -> dict[str, Any]:  # fmt: skip
+    report.step(f"handoff: {size:,} rooms on 3 pods, then pod 3 stops gracefully")
+    with bench_cluster(workdir, driver, log=report.step) as cluster:
+        fill_s, failed = _fill(cluster, report, "room", "h", size)
+        dead_python = Atom(cluster.python_nodes[2])
+        _, on_pod3 = cluster.on(cluster.sidecars[0], "hp_bench_driver", "count_names",
+                                [dead_python])  # fmt: skip
+        stop_error: list[BaseException] = []
+
+        def stop() -> None:
+            try:
+                cluster.runner.stop_pod(3, timeout=600)
+            except BaseException as exc:  # reported by the main thread
+                stop_error.append(exc)
+
+        bar = report.progress(f"moving the {on_pod3:,} rooms of pod 3", int(on_pod3))
+        timeline: list[tuple[float, int]] = []
+        stopper = threading.Thread(target=stop)
+        t0 = time.perf_counter()
+        stopper.start()
+        moved_s = None
+        deadline = t0 + 600
+        while time.perf_counter() < deadline:
+            total, still_there = cluster.on(cluster.sidecars[0], "hp_bench_driver",
+                                            "count_names", [dead_python])  # fmt: skip
+            now = time.perf_counter() - t0
+            timeline.append((round(now, 2), int(on_pod3) - int(still_there)))
+            bar(int(on_pod3) - int(still_there))
+            if still_there == 0 and total >= size - failed:
+                moved_s = now
+                break
+            time.sleep(0.25)
+        stopper.join(600)
+        stopped_s = time.perf_counter() - t0
+        if stop_error:
+            raise stop_error[0]
+        report.step("handoff: dump() over every room to count the ones that answer")
+        answering = len(cluster.hp.dump())
+    return {
+        "rooms": size,
+        "fill_seconds": round(fill_s, 2),
+        "rooms_on_stopped_pod": int(on_pod3),
+        "seconds_until_all_held_elsewhere": round(moved_s, 2) if moved_s is not None else None,
+        "seconds_until_pod_exited": round(stopped_s, 2),
+        "rooms_answering_after": answering,
+        "lost": size - failed - answering,
+        "timeline": timeline,
+    }
+
+
+# -- 5. dump ----------------------------------------------------------------------------------
+
+
+def bench_dump(workdir: Path, driver: DriverBuild, report: Reporter,
+               sizes: list[int]) -> dict[str, Any]:  # fmt: skip
+    rows = []
+    with bench_cluster(workdir, driver, log=report.step) as cluster:
+        held = 0
+        for size in sizes:
+            report.step(f"dump: {size:,} rooms")
+            # Rooms d1..d<size>; the earlier sizes' rooms are kept.
+            _fill(cluster, report, "room", "d", size - held, base=held, offset=held)
+            held = size
+            python_s = []
+            rooms = 0
+            for _ in range(3):
+                seconds, dumped = timed(cluster.hp.dump)
+                python_s.append(seconds)
+                rooms = len(dumped)
+            sidecar_s = [
+                float(cluster.on(cluster.sidecars[0], "timer", "tc",
+                                 [Atom("houseparty"), Atom("dump"), []])[0]) / 1e6
+                for _ in range(3)
+            ]  # fmt: skip
+            rows.append({
+                "rooms": size, "rooms_in_dump": rooms,
+                "python_client_seconds": round(statistics.median(python_s), 3),
+                "on_sidecar_seconds": round(statistics.median(sidecar_s), 3),
+            })  # fmt: skip
+    return {"sizes": rows}
+
+
+# -- 6. registry ------------------------------------------------------------------------------
+
+
+def bench_registry(workdir: Path, driver: DriverBuild, report: Reporter,
+                   names: int, global_names: int) -> dict[str, Any]:  # fmt: skip
+    report.step(f"registry: {names:,} hp_registry and {global_names:,} :global registrations,"
+                " from the 3 sidecars at once, 32 callers each")  # fmt: skip
+    with bench_cluster(workdir, driver, log=report.step) as cluster:
+        out: dict[str, Any] = {}
+        for impl, count in (("hp_registry", names), ("global", global_names)):
+            per = count // 3
+            tag = Atom("hp" if impl == "hp_registry" else "global")
+            micros = cluster.on_each([
+                (sc, "hp_bench_driver", "registry_rate", [tag, f"n{i}_", per, 32])
+                for i, sc in enumerate(cluster.sidecars)
+            ])  # fmt: skip
+            seconds = max(int(m) for m in micros) / 1e6
+            out[impl] = {"names": per * 3, "seconds": round(seconds, 2),
+                         "per_second": round(per * 3 / seconds, 1)}  # fmt: skip
+        out["ratio"] = round(out["hp_registry"]["per_second"] / out["global"]["per_second"], 1)
+    return out

@@ -1,0 +1,115 @@
+"""PNG plots of a ``houseparty bench`` result (matplotlib, from the ``dev`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["plot_results"]
+
+
+def plot_results(results: dict[str, Any], folder: Path) -> list[Path]:
+    """Writes the plots the results allow into ``folder``; the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, plot in (("scale", _scale), ("calls", _calls), ("handoff", _handoff),
+                       ("walks", _walks)):  # fmt: skip
+        if name in results:
+            path = folder / f"{name}.png"
+            plot(results[name], path)
+            written.append(path)
+    return written
+
+
+def _scale(result: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    rows = result["sizes"]
+    sizes = [r["processes"] for r in rows]
+    fig, (rate, mem) = plt.subplots(1, 2, figsize=(11, 4))
+    rate.plot(sizes, [r["per_second"] for r in rows], "o-", label="measured")
+    rate.axhline(20_000, color="tab:red", linestyle="--", label="target 20k/s")
+    rate.set_xscale("log")
+    rate.set_yscale("log")
+    rate.set_xlabel("processes (rooms + people) on 3 pods")
+    rate.set_ylabel("processes started and registered / s")
+    rate.set_title("start + register rate")
+    rate.legend()
+    mem.plot(sizes, [r["python_bytes_per_process"] for r in rows], "o-", label="Python node")
+    mem.plot(sizes, [r["sidecar_bytes_per_process"] for r in rows], "s-", label="sidecar (BEAM)")
+    mem.axhline(1024, color="tab:red", linestyle="--", label="target 1 KiB (Python)")
+    mem.set_xscale("log")
+    mem.set_xlabel("processes (rooms + people) on 3 pods")
+    mem.set_ylabel("RSS growth / process (bytes)")
+    mem.set_title("memory per process")
+    mem.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _calls(result: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    modes = ["sequential", "concurrent"]
+    labels = ["1 caller", f"{result['concurrency']} callers"]
+    fig, (rate, lat) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.38
+    xs = range(len(modes))
+    for offset, who, color in ((-width / 2, "python", "tab:blue"),
+                               (width / 2, "beam", "tab:orange")):  # fmt: skip
+        rate.bar([x + offset for x in xs],
+                 [result[who][m]["calls_per_second"] for m in modes], width,
+                 label=f"{who} worker", color=color)  # fmt: skip
+        lat.bar([x + offset for x in xs], [result[who][m]["p99_us"] for m in modes], width,
+                color=color, alpha=0.45, label=f"{who} p99")  # fmt: skip
+        lat.bar([x + offset for x in xs], [result[who][m]["p50_us"] for m in modes], width,
+                color=color, label=f"{who} p50")  # fmt: skip
+    for axis in (rate, lat):
+        axis.set_xticks(list(xs), labels)
+    rate.set_ylabel("gen_server calls / s")
+    rate.set_title("calls from an erl node")
+    rate.legend()
+    lat.set_yscale("log")
+    lat.set_ylabel("latency (us)")
+    lat.set_title("p50 (solid) and p99 (light)")
+    lat.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _handoff(result: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7, 4))
+    points = result["timeline"]
+    axis.plot([t for t, _ in points], [n for _, n in points], "-")
+    axis.axhline(result["rooms_on_stopped_pod"], color="gray", linestyle=":",
+                 label=f"{result['rooms_on_stopped_pod']:,} rooms on pod 3")  # fmt: skip
+    axis.axvline(10, color="tab:red", linestyle="--", label="target 10 s (for 100k)")
+    axis.set_xlabel("seconds after SIGTERM to pod 3")
+    axis.set_ylabel("rooms of pod 3 held by pods 1-2")
+    axis.set_title(f"graceful stop of 1 of 3 pods, {result['rooms']:,} rooms, "
+                   f"{result['lost']} lost")  # fmt: skip
+    axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _walks(result: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(6, 4))
+    whos = [("Python clients", "python"), ("erl client (rpc)", "erlang")]
+    axis.bar([w for w, _ in whos], [result[k]["per_second"] for _, k in whos],
+             color=["tab:blue", "tab:orange"])  # fmt: skip
+    axis.set_ylabel("walk_into / s")
+    axis.set_title(f"walks, {result['people']:,} people, {result['concurrency']} at once")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

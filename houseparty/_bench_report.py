@@ -1,0 +1,222 @@
+"""Running ``houseparty bench``: progress bars, one table per benchmark, JSON and plots."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from houseparty._bench import DriverBuild, machine_info
+from houseparty._bench_cases import (
+    Reporter,
+    bench_calls,
+    bench_dump,
+    bench_handoff,
+    bench_registry,
+    bench_scale,
+    bench_walks,
+)
+
+__all__ = ["BENCHMARKS", "BenchSettings", "RichReporter", "run_benchmarks", "tables", "write_json"]
+
+BENCHMARKS = ("scale", "calls", "walks", "handoff", "dump", "registry")
+
+
+@dataclass
+class BenchSettings:
+    """What to run and how big; ``quick()`` is the two-minute version."""
+
+    scale_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
+    calls: int = 20_000
+    concurrency: int = 100
+    people: int = 100_000
+    walks: int = 20_000
+    handoff: int = 100_000
+    dump_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
+    registry_names: int = 30_000
+    global_names: int = 3_000
+
+    @classmethod
+    def quick(cls) -> BenchSettings:
+        return cls(scale_sizes=[2_000], calls=2_000, concurrency=100, people=1_000, walks=1_000,
+                   handoff=2_000, dump_sizes=[1_000], registry_names=3_000,
+                   global_names=600)  # fmt: skip
+
+
+class RichReporter(Reporter):
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._progress: Progress | None = None
+
+    def step(self, text: str) -> None:
+        self.done()
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {text}")
+
+    def progress(self, label: str, total: int) -> Callable[[int], None]:
+        self.done()
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=self.console, transient=False)  # fmt: skip
+        task = progress.add_task(label, total=max(1, total))
+        progress.start()
+        self._progress = progress
+        return lambda done: progress.update(task, completed=min(total, max(0, done)))
+
+    def done(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def run_benchmarks(names: list[str], settings: BenchSettings, report: Reporter,
+                   on_result: Callable[[str, dict[str, Any]], None] | None = None,
+                   ) -> dict[str, Any]:  # fmt: skip
+    """Runs the named benchmarks in order; the figures of each, plus the machine."""
+    results: dict[str, Any] = {"machine": machine_info(), "settings": settings.__dict__}
+    with tempfile.TemporaryDirectory(prefix="houseparty-bench-") as tmp:
+        workdir = Path(tmp)
+        driver = DriverBuild.compile(workdir)
+        for name in names:
+            t0 = time.perf_counter()
+            if name == "scale":
+                result = bench_scale(workdir, driver, report, settings.scale_sizes)
+            elif name == "calls":
+                result = bench_calls(workdir, driver, report, settings.calls,
+                                     settings.concurrency)  # fmt: skip
+            elif name == "walks":
+                result = bench_walks(workdir, driver, report, settings.people, settings.walks,
+                                     settings.concurrency)  # fmt: skip
+            elif name == "handoff":
+                result = bench_handoff(workdir, driver, report, settings.handoff)
+            elif name == "dump":
+                result = bench_dump(workdir, driver, report, settings.dump_sizes)
+            elif name == "registry":
+                result = bench_registry(workdir, driver, report, settings.registry_names,
+                                        settings.global_names)  # fmt: skip
+            else:
+                raise ValueError(f"no benchmark {name!r}; there are {', '.join(BENCHMARKS)}")
+            report.done()
+            result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+            results[name] = result
+            if on_result is not None:
+                on_result(name, result)
+    return results
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(str(c) for c in row))
+    return table
+
+
+def _n(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and digits:
+        return f"{value:,.{digits}f}"
+    return f"{round(float(value)):,}"
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:,.0f}"
+
+
+def _check(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[red]missed[/]"
+
+
+def tables(name: str, result: dict[str, Any]) -> list[Table]:
+    """The tables of one benchmark's result, with the targets beside the figures."""
+    if name == "scale":
+        rows = []
+        for r in result["sizes"]:
+            rss = r["rss_after"]
+            sidecar_rss = "/".join(_mib(v) for k, v in sorted(rss.items()) if "sidecar" in k)
+            python_rss = "/".join(_mib(v) for k, v in sorted(rss.items()) if k.startswith("py"))
+            rows.append([
+                _n(r["processes"]), _n(r["registered"]), _n(r["failed"]), r["seconds"],
+                _n(r["per_second"]), sidecar_rss, python_rss,
+                _n(r["sidecar_bytes_per_process"]), _n(r["python_bytes_per_process"]),
+                _check(r["per_second"] >= 20_000), _check(r["python_bytes_per_process"] <= 1024),
+            ])  # fmt: skip
+        out = [_table(
+            "scale: start and register N processes (half rooms, half people) on 3 pods",
+            ["N", "registered", "failed", "seconds", "processes/s", "sidecar RSS MiB",
+             "python RSS MiB", "sidecar B/proc", "python B/proc", ">= 20k/s", "<= 1 KiB/proc"],
+            rows,
+        )]  # fmt: skip
+        for r in result["sizes"]:
+            if "stages_us" in r:
+                stage_rows = [[k.replace("_", " "), *(_n(v) for v in s.values())]
+                              for k, s in r["stages_us"].items()]  # fmt: skip
+                first = next(iter(r["stages_us"].values()))
+                out.append(_table("scale: mean microseconds per stage of one registration",
+                                  ["", *first.keys()], stage_rows))  # fmt: skip
+        return out
+    if name == "calls":
+        rows = []
+        for mode in ("sequential", "concurrent"):
+            py, beam = result["python"][mode], result["beam"][mode]
+            rows.append([f"{mode} ({1 if mode == 'sequential' else result['concurrency']})",
+                         _n(py["calls_per_second"]), _n(beam["calls_per_second"]),
+                         _n(py["p50_us"]), _n(beam["p50_us"]), _n(py["p99_us"]),
+                         _n(beam["p99_us"]), result[f"ratio_{mode}"]])  # fmt: skip
+        return [_table("calls: gen_server:call from an erl node, Python worker vs BEAM worker",
+                       ["callers", "python calls/s", "beam calls/s", "python p50 us",
+                        "beam p50 us", "python p99 us", "beam p99 us", "beam/python"],
+                       rows)]  # fmt: skip
+    if name == "walks":
+        sides = (("Python clients", "python"), ("erl client (rpc)", "erlang"))
+        rows = [[who, _n(result[key]["walks"]), _n(result[key]["per_second"]),
+                 _n(result[key]["p50_us"]), _n(result[key]["p99_us"])]
+                for who, key in sides]  # fmt: skip
+        return [_table(f"walks: walk_into with {result['people']:,} people, "
+                       f"{result['concurrency']} at once",
+                       ["from", "walks", "walks/s", "p50 us", "p99 us"], rows)]  # fmt: skip
+    if name == "handoff":
+        moved = result["seconds_until_all_held_elsewhere"]
+        ok = moved is not None and result["lost"] == 0
+        if result["rooms"] >= 100_000:
+            ok = ok and moved is not None and moved <= 10
+        return [_table("handoff: graceful stop of pod 3 of 3",
+                       ["rooms", "on pod 3", "all held elsewhere after s", "pod exited after s",
+                        "answering after", "lost", "100k in <= 10 s, 0 lost"],
+                       [[_n(result["rooms"]), _n(result["rooms_on_stopped_pod"]),
+                         _n(moved, 2) if moved is not None else "never",
+                         _n(result["seconds_until_pod_exited"], 2),
+                         _n(result["rooms_answering_after"]), _n(result["lost"]),
+                         _check(ok)]])]  # fmt: skip
+    if name == "dump":
+        rows = [[_n(r["rooms"]), _n(r["rooms_in_dump"]), _n(r["python_client_seconds"], 3),
+                 _n(r["on_sidecar_seconds"], 3),
+                 _check(r["python_client_seconds"] <= 2.0) if r["rooms"] >= 100_000 else "-"]
+                for r in result["sizes"]]  # fmt: skip
+        return [_table("dump: dump() over every room",
+                       ["rooms", "in dump", "Python client s", "on the sidecar s",
+                        "100k in <= 2 s"], rows)]  # fmt: skip
+    if name == "registry":
+        hp, gl = result["hp_registry"], result["global"]
+        return [_table("registry: register_name/2 from 3 sidecars, 32 callers each",
+                       ["", "names", "seconds", "per second"],
+                       [["hp_registry", _n(hp["names"]), hp["seconds"], _n(hp["per_second"])],
+                        [":global", _n(gl["names"]), gl["seconds"], _n(gl["per_second"])],
+                        ["hp_registry / :global", "", "", f"{result['ratio']}x"]])]  # fmt: skip
+    return []
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
