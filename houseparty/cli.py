@@ -495,3 +495,77 @@ def k8s_status(namespace: str | None, selector: str | None, context: str | None,
     console.print(_k8s.status_table(report))
     for line in _k8s.status_notes(report):
         console.print(line)
+
+
+# -- benchmarks ------------------------------------------------------------------------------
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, not {value!r}") from None
+    if not sizes or min(sizes) < 3:
+        raise click.BadParameter("sizes must be integers of at least 3")
+    return sizes
+
+
+@main.command()
+@click.argument("benchmarks", nargs=-1,
+                type=click.Choice(["all", "scale", "calls", "walks", "handoff", "dump",
+                                   "registry"]))  # fmt: skip
+@click.option("--quick", is_flag=True, help="Small sizes: the whole run in about 2 minutes.")
+@click.option("--sizes", callback=_int_list, help="scale: process counts, e.g. 10000,100000.")
+@click.option("--people", type=click.IntRange(1), help="walks: people in the cluster.")
+@click.option("--handoff-size", type=click.IntRange(3), help="handoff: rooms on the 3 pods.")
+@click.option("--dump-sizes", callback=_int_list, help="dump: room counts, e.g. 10000,100000.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON here.")
+@click.option("--plots", type=click.Path(file_okay=False, path_type=Path),
+              help="Write PNG plots into this folder (needs matplotlib).")  # fmt: skip
+def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
+          people: int | None, handoff_size: int | None, dump_sizes: list[int] | None,
+          out: Path | None, plots: Path | None) -> None:  # fmt: skip
+    """Benchmarks on fresh local 3-pod clusters of their own: scale, calls, walks, handoff,
+    dump, registry (all by default). Prints a table per benchmark against its target."""
+    from houseparty import _bench_report as report_mod
+
+    names = list(report_mod.BENCHMARKS) if not benchmarks or "all" in benchmarks else [
+        b for b in report_mod.BENCHMARKS if b in benchmarks]  # fmt: skip
+    settings = report_mod.BenchSettings.quick() if quick else report_mod.BenchSettings()
+    if sizes:
+        settings.scale_sizes = sizes
+    if people:
+        settings.people = people
+    if handoff_size:
+        settings.handoff = handoff_size
+    if dump_sizes:
+        settings.dump_sizes = dump_sizes
+    # The tables are wide: give them room when the output is not a terminal (a log file).
+    out_console = console if console.is_terminal else Console(width=160, soft_wrap=True)
+    reporter = report_mod.RichReporter(out_console)
+
+    def show(name: str, result: dict[str, Any]) -> None:
+        for table in report_mod.tables(name, result):
+            out_console.print(table)
+
+    try:
+        results = report_mod.run_benchmarks(names, settings, reporter, show)
+    except KeyboardInterrupt:
+        reporter.done()
+        _fail("interrupted; the benchmark clusters are stopped")
+    except HousePartyError as exc:
+        reporter.done()
+        _fail(str(exc))
+    if out is not None:
+        report_mod.write_json(out, results)
+        console.print(f"figures written to {out}")
+    if plots is not None:
+        from houseparty._bench_plot import plot_results
+
+        try:
+            for path in plot_results(results, plots):
+                console.print(f"plot written to {path}")
+        except ImportError:
+            _fail("plots need matplotlib: pip install -e '.[dev]'")
