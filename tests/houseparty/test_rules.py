@@ -121,3 +121,23 @@ def test_concurrent_random_walks_keep_the_invariants(cluster: Cluster) -> None:
                 assert log[0][1] == room
                 # No entry repeats the room before it: walking into one's own room logs nothing.
                 assert all(a[1] != b[1] for a, b in itertools.pairwise(log)), log
+
+
+def test_dump_returns_while_a_room_dies(cluster: Cluster) -> None:
+    rooms = [f"hall_{i}" for i in range(30)]
+    with cluster.client() as hp:
+        hp.add_rooms(rooms)
+        victim = hp.rpc("hp_registry", "whereis_name", [(Atom("room"), Atom("hall_7"))])
+
+        async def dumps_while_killing() -> list[dict[str, list[str]]]:
+            async with AsyncHouseParty(cluster.sidecars[1], cookie=cluster.cookie) as ahp:
+                pending = [asyncio.ensure_future(ahp.dump()) for _ in range(5)]
+                await asyncio.sleep(0.01)
+                await ahp.rpc("erlang", "exit", [victim, Atom("kill")])
+                pending += [asyncio.ensure_future(ahp.dump()) for _ in range(5)]
+                return await asyncio.wait_for(asyncio.gather(*pending), 30)
+
+        for dump in asyncio.run(dumps_while_killing()):
+            assert set(dump) <= set(rooms)
+            assert len(dump) >= len(rooms) - 1
+        assert set(hp.dump()) == set(rooms) - {"hall_7"}
