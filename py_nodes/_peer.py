@@ -91,6 +91,11 @@ class PeerProtocol(asyncio.Protocol):
                     self._saw_tick()
                     continue
                 dispatch(self, event)
+        except Exception:
+            # User code never raises here (handlers are guarded), so this is a control
+            # message with well-formed bytes but nonsense inside (a ref for a pid...).
+            log.exception("connection to %s: cannot handle a control message", self.peer_name)
+            self.abort("malformed control message; dropping the connection")
         finally:
             node._dispatching = False
             node._flush_dirty()

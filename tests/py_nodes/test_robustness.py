@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from py_nodes import Atom, GenServer, Reply
+from py_nodes import Atom, GenServer, Reply, encode
 from py_nodes._handshake import Handshake, HandshakeDone, Role
 from tests.py_nodes.conftest import ERL, ErlNode, running_node, unique
 
@@ -63,7 +63,7 @@ async def test_wrong_cookie_is_refused(
         assert intruder.name not in node.nodes()
 
 
-@pytest.mark.parametrize("junk", ["garbage", "oversize", "bad_control"])
+@pytest.mark.parametrize("junk", ["garbage", "oversize", "bad_control", "nonsense_link"])
 async def test_broken_frames_drop_only_that_peer(
     erl: ErlNode, cookie: str, junk: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -78,15 +78,29 @@ async def test_broken_frames_drop_only_that_peer(
         elif junk == "oversize":
             writer.write(struct.pack(">I", 10_000) + b"p" * 100)
             expected = "exceeds max_frame_size 4096"
-        else:
+        elif junk == "bad_control":
             body = b"p" + b"\x83h\x02a\x63a\x01"  # {99, 1}: no such operation
             writer.write(struct.pack(">I", len(body)) + body)
             expected = "unknown control operation 99"
+        else:
+            body = b"p" + encode((1, Atom("not_a_pid"), [1, 2]))  # LINK with nonsense in it
+            writer.write(struct.pack(">I", len(body)) + body)
+            expected = "malformed control message"
         assert await closed_by_peer(reader)
         writer.close()
         assert expected in caplog.text
         assert await erl.eval(f"gen_server:call({dest}, later)") == Atom("later")
         assert erl.name in node.nodes()
+
+
+async def test_garbage_instead_of_a_handshake(erl: ErlNode, cookie: str) -> None:
+    async with running_node(cookie) as node:
+        node.spawn(Echo, name="echo")
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 10)
+        assert await closed_by_peer(reader)
+        writer.close()
+        assert await erl.eval(f"gen_server:call({{echo, '{node.name}'}}, fine)") == Atom("fine")
 
 
 async def test_no_monitor_leak_after_many_calls(erl: ErlNode, cookie: str) -> None:
