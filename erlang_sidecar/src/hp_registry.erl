@@ -3,7 +3,8 @@
 %%
 %% A name lives on its owner: hp_ring:key_to_node(Name, Ring) over the placement sidecars
 %% (hidden Python nodes never take part). The owner's hp_registry_server holds it in ETS;
-%% a lookup on the owner reads ETS, a lookup elsewhere is one erpc to the owner. The pid
+%% a lookup on the owner reads ETS, a lookup elsewhere is one erpc to the owner, and a
+%% registration is one call to the owner's registry (which runs the MFA there). The pid
 %% may live on any node (usually the owner's pod Python node); it is monitored, so a name
 %% never outlives its process.
 %%
@@ -28,7 +29,7 @@
          unregister_name/1, registered/0, send/2,
          join/2, leave/2, members/1, publish/2, multi_call/2, multi_call/3,
          drain/0, start_link/0, child_spec/0]).
-%% Run by erpc on the owner.
+%% Run by erpc on the node that holds the name.
 -export([local_lookup/2, peek/1, held_by_settling_peer/1, local_members/1,
          local_registered/0]).
 
@@ -63,7 +64,8 @@ register_name(Name, Pid) when is_pid(Pid) ->
     end.
 
 %% Starts apply(M, F, A) on Name's owner node and registers the pid it returns
-%% ({ok, Pid}). {error, {already_registered, Pid}} when the name is taken.
+%% ({ok, Pid}). {error, {already_registered, Pid}} when the name is taken; a concurrent
+%% registration of the same name waits for the first and gets its pid.
 -spec register_name(term(), module(), atom(), list()) -> {ok, pid()} | {error, term()}.
 register_name(Name, M, F, A) when is_atom(M), is_atom(F), is_list(A) ->
     case at_owner(Name, {register_mfa, Name, {M, F, A}}, 0, ?START_TIMEOUT) of
