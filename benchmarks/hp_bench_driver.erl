@@ -34,7 +34,7 @@
 -behaviour(gen_server).
 
 -export([start_names/5, check_names/6, registry_rate/4, start_echo/0, memory/0,
-         count_names/1]).
+         count_names/1, count_local/1]).
 -export([calls_main/1, walks_main/1, snapshot/0, stages/4]).
 -export([init/1, handle_call/3, handle_cast/2]).
 
@@ -111,11 +111,29 @@ start_echo() ->
         {error, {already_started, Pid}} -> Pid
     end.
 
-%% {Names, NamesWithAPidOn DeadNode} over the whole registry.
+%% {Names, NamesWithAPidOnDeadNode} over the registries of every sidecar, counted in
+%% place (a read of each registry's name table, no copy of the names), so that polling it
+%% during a handoff costs the cluster little.
 -spec count_names(node() | none) -> {non_neg_integer(), non_neg_integer()}.
 count_names(DeadNode) ->
-    All = hp_registry:registered(),
-    {length(All), length([x || {_, Pid} <- All, node(Pid) =:= DeadNode])}.
+    Nodes = [node() | nodes()],
+    Replies = erpc:multicall(Nodes, ?MODULE, count_local, [DeadNode], 5000),
+    lists:foldl(fun({ok, {A, B}}, {X, Y}) -> {X + A, Y + B};
+                   (_, Acc) -> Acc
+                end, {0, 0}, Replies).
+
+-spec count_local(node() | none) -> {non_neg_integer(), non_neg_integer()}.
+count_local(DeadNode) ->
+    case ets:info(hp_registry_names, size) of
+        undefined ->
+            {0, 0};
+        Size ->
+            %% Rows are {Name, Pid, MFA, Groups} (see hp_registry_server).
+            OnDead = ets:select_count(hp_registry_names,
+                                      [{{'_', '$1', '_', '_'}, [{'==', {node, '$1'}, DeadNode}],
+                                        [true]}]),
+            {Size, OnDead}
+    end.
 
 -spec init([]) -> {ok, #{}}.
 init([]) -> {ok, #{}}.

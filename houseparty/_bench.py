@@ -185,6 +185,18 @@ class BenchCluster:
                         out[node] = rss
         return out
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) every live node's OS process has used so far."""
+        out: dict[str, float] = {}
+        for spec, pod in self.runner.pods():
+            for node, pid in ((spec.sidecar_node, pod.sidecar_pid),
+                              (spec.python_node, pod.python_pid)):  # fmt: skip
+                if pid is not None:
+                    cpu = _cpu_of(pid)
+                    if cpu is not None:
+                        out[node] = cpu
+        return out
+
     def python_processes(self) -> dict[str, int]:
         """Processes each live Python node hosts, as its ``hp_workers`` counts them."""
         out: dict[str, int] = {}
@@ -222,6 +234,15 @@ def _rss_of(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def _cpu_of(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # utime and stime are fields 14 and 15 of stat; fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_base(pods: int) -> int:

@@ -16,6 +16,7 @@ registry   hp_registry:register_name/2 against global:register_name/2, same run
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import threading
 import time
@@ -39,6 +40,7 @@ __all__ = ["Reporter", "bench_calls", "bench_dump", "bench_handoff", "bench_regi
            "bench_scale", "bench_walks"]  # fmt: skip
 
 CALLERS_PER_SIDECAR = 64
+CPUS = os.cpu_count() or 1
 
 
 class Reporter:
@@ -97,18 +99,23 @@ def bench_scale(workdir: Path, driver: DriverBuild, report: Reporter,
         with bench_cluster(workdir, driver, log=report.step) as cluster:
             time.sleep(1.0)
             before = cluster.rss()
+            cpu_before = cluster.cpu_seconds()
             rooms = size // 2
             people = size - rooms
             room_s, room_failed = _fill(cluster, report, "room", "r", rooms)
             person_s, person_failed = _fill(cluster, report, "person", "p", people, rooms)
             after = cluster.rss()
+            cpu_after = cluster.cpu_seconds()
             held = cluster.names_held()
             hosted = cluster.python_processes()
             total_s = room_s + person_s
             py_delta = sum(after[n] - before.get(n, 0) for n in cluster.python_nodes)
             beam_delta = sum(after[n] - before.get(n, 0) for n in cluster.sidecars)
+            py_cpu = sum(cpu_after[n] - cpu_before.get(n, 0) for n in cluster.python_nodes)
+            beam_cpu = sum(cpu_after[n] - cpu_before.get(n, 0) for n in cluster.sidecars)
             row: dict[str, Any] = {
                 "processes": size,
+                "nodes": cluster.sidecars + cluster.python_nodes,
                 "registered": held,
                 "failed": room_failed + person_failed,
                 "seconds": round(total_s, 2),
@@ -120,6 +127,11 @@ def bench_scale(workdir: Path, driver: DriverBuild, report: Reporter,
                 "rss_after": {node_label(k): v for k, v in after.items()},
                 "python_bytes_per_process": round(py_delta / size, 1),
                 "sidecar_bytes_per_process": round(beam_delta / size, 1),
+                # CPU of the cluster's own processes: what one start costs whatever else
+                # runs on the machine at the same time.
+                "python_cpu_us_per_process": round(py_cpu / size * 1e6, 1),
+                "sidecar_cpu_us_per_process": round(beam_cpu / size * 1e6, 1),
+                "cluster_cpu_share": round((py_cpu + beam_cpu) / total_s / CPUS, 3),
             }  # fmt: skip
             if size == sizes[0]:
                 report.step("scale: where the time of one registration goes")

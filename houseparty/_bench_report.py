@@ -150,12 +150,15 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
                 _n(r["processes"]), _n(r["registered"]), _n(r["failed"]), r["seconds"],
                 _n(r["per_second"]), sidecar_rss, python_rss,
                 _n(r["sidecar_bytes_per_process"]), _n(r["python_bytes_per_process"]),
+                _n(r["sidecar_cpu_us_per_process"]), _n(r["python_cpu_us_per_process"]),
+                f"{100 * r['cluster_cpu_share']:.0f}%",
                 _check(r["per_second"] >= 20_000), _check(r["python_bytes_per_process"] <= 1024),
             ])  # fmt: skip
         out = [_table(
             "scale: start and register N processes (half rooms, half people) on 3 pods",
             ["N", "registered", "failed", "seconds", "processes/s", "sidecar RSS MiB",
-             "python RSS MiB", "sidecar B/proc", "python B/proc", ">= 20k/s", "<= 1 KiB/proc"],
+             "python RSS MiB", "sidecar B/proc", "python B/proc", "sidecar CPU us/proc",
+             "python CPU us/proc", "machine CPU used", ">= 20k/s", "<= 1 KiB/proc"],
             rows,
         )]  # fmt: skip
         for r in result["sizes"]:
