@@ -10,7 +10,8 @@
 -export([all/0, suite/0, init_per_testcase/2, end_per_testcase/2]).
 -export([names_across_nodes/1, concurrent_register/1, via_callbacks/1,
          groups_and_multi_call/1, join_rebalances/1, graceful_stop_drains/1,
-         kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1]).
+         kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1,
+         workers_on_the_owners_hidden_node/1]).
 
 -define(W, hp_test_worker).
 
@@ -20,7 +21,7 @@ suite() ->
 all() ->
     [names_across_nodes, concurrent_register, via_callbacks, groups_and_multi_call,
      join_rebalances, graceful_stop_drains, kill_restarts_from_mfa,
-     netsplit_heals_to_one_copy, python_not_connected].
+     netsplit_heals_to_one_copy, python_not_connected, workers_on_the_owners_hidden_node].
 
 init_per_testcase(Case, Config) ->
     Tag = atom_to_list(Case),
@@ -273,6 +274,41 @@ python_not_connected(Config) ->
                                                       [room, den, []]])),
     ?assertEqual(undefined, call(B, hp_registry, whereis_name, [{room, den}])).
 
+%% Each sidecar paired with a hidden node standing in for its pod's Python node (a
+%% registered hp_workers process): workers registered through hp_python land on the
+%% owner's own hidden node, hidden nodes never join the ring, and a lost hidden node
+%% takes its names with it.
+workers_on_the_owners_hidden_node(Config) ->
+    [{A, _} | _] = Peers = ?config(peers, Config),
+    Pairs = [{P, Side, start_hidden(Side, Config)} || {P, Side} <- Peers],
+    put(extra_peers, [{H, HN} || {_, _, {H, HN}} <- Pairs]),
+    [begin
+         ok = call(P, application, set_env, [houseparty_sidecar, python_node, HN]),
+         true = call(P, net_kernel, connect_node, [HN])
+     end || {P, _, {_, HN}} <- Pairs],
+    PyOf = maps:from_list([{Side, HN} || {_, Side, {_, HN}} <- Pairs]),
+    Rooms = [{room, I} || I <- lists:seq(1, 30)],
+    Pids = [begin
+                {ok, Pid} = call(A, hp_registry, register_name,
+                                 [R, hp_python, start_worker, [room, R, []]]),
+                Pid
+            end || R <- Rooms],
+    Holders = maps:from_list([{Name, Side} || {P, Side} <- Peers,
+                                              {Name, _} <- call(P, hp_registry, local_registered, [])]),
+    ?assertEqual([maps:get(maps:get(R, Holders), PyOf) || R <- Rooms], [node(P) || P <- Pids]),
+    ?assert(length(lists:usort([node(P) || P <- Pids])) > 1),
+    wait_cluster(Peers),
+    [?assertEqual(Pids, [call(P, hp_registry, whereis_name, [R]) || R <- Rooms]) || {P, _} <- Peers],
+    %% The hidden node of one pod goes: the names of its workers go with it.
+    [{_, SideB, {HiddenB, HNB}} | _] = tl(Pairs),
+    peer:cast(HiddenB, erlang, halt, []),
+    Lost = [R || {R, P} <- lists:zip(Rooms, Pids), node(P) =:= HNB],
+    ?assert(Lost =/= []),
+    ct:pal("~p workers were on ~p (paired with ~p)", [length(Lost), HNB, SideB]),
+    wait_until(fun() -> lists:all(fun(R) -> call(A, hp_registry, whereis_name, [R]) =:= undefined end,
+                                  Lost) end),
+    ?assertEqual(length(Rooms) - length(Lost), length(call(A, hp_registry, registered, []))).
+
 %% --- helpers ---------------------------------------------------------------------------
 
 start_sidecar(Node, Hosts, Config) ->
@@ -296,6 +332,16 @@ start_sidecar(Node, Hosts, Config) ->
     {ok, _} = peer:call(Peer, application, ensure_all_started, [houseparty_sidecar], 30000),
     %% Join by hand as well: the cluster strategy may poll later than we want to wait.
     [peer:call(Peer, net_kernel, connect_node, [H]) || H <- Hosts, H =/= Node],
+    {Peer, Node}.
+
+start_hidden(Side, Config) ->
+    [Name, Host] = string:split(atom_to_list(Side), "@"),
+    Paths = lists:usort([filename:dirname(code:which(M)) || M <- [hp_registry, ?W]]),
+    {ok, Peer, Node} = peer:start(#{name => "py" ++ Name, host => Host, longnames => true,
+                                    connection => standard_io,
+                                    args => ["-hidden", "-setcookie", ?config(cookie, Config),
+                                             "-pa" | Paths]}),
+    ok = peer:call(Peer, ?W, start_workers_server, []),
     {Peer, Node}.
 
 extra_peers() ->

@@ -13,7 +13,7 @@
 -module(hp_test_worker).
 -behaviour(gen_server).
 
--export([start_link_unlinked/1, start_link_unlinked/2, start_via/1]).
+-export([start_link_unlinked/1, start_link_unlinked/2, start_via/1, start_workers_server/0]).
 -export([init_node/0, events/0, copies/1, register_many/3, lookup_many/3, incr_many/3,
          get_many/3, unique_pids/1, watch_lookups/2, watch_result/1, join_many/4,
          group_is/4]).
@@ -30,6 +30,28 @@ start_link_unlinked(Name, Opts) ->
 -spec start_via(term()) -> {ok, pid()} | {error, term()}.
 start_via(Name) ->
     gen_server:start({via, hp_registry, Name}, ?MODULE, {Name, #{}}, []).
+
+%% A stand-in for the Python node's hp_workers server (what hp_python calls): a
+%% registered process that answers {start, Kind, Name, Args} with a new worker.
+-spec start_workers_server() -> ok.
+start_workers_server() ->
+    init_node(),
+    Parent = self(),
+    spawn(fun() ->
+                  register(hp_workers, self()),
+                  Parent ! workers_ready,
+                  workers_loop()
+          end),
+    receive workers_ready -> ok end.
+
+workers_loop() ->
+    receive
+        {'$gen_call', From, {start, _Kind, Name, _Args}} ->
+            gen_server:reply(From, start_link_unlinked(Name)),
+            workers_loop();
+        _ ->
+            workers_loop()
+    end.
 
 %% Tables that outlive the workers, owned by a process that waits forever.
 -spec init_node() -> ok.
