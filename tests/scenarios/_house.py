@@ -127,8 +127,10 @@ class HouseCluster:
             "PYTHONPATH": str(REPO),
         }
 
-    def start(self, i: int) -> None:
-        """Start pod ``i``'s sidecar and Python node (not waiting for them)."""
+    def start(self, i: int, timeout: float = 30.0) -> None:
+        """Start pod ``i`` in the order the kubelet keeps with a native sidecar: the
+        sidecar, and once its startup probe (``/healthz``) answers, the Python node.
+        Returns without waiting for the pod to be ready."""
         pod = self.pods[i]
         sidecar = [
             "erl", "-name", pod.sidecar_node, "-noshell", "-noinput", "+t", "5000000",
@@ -139,12 +141,21 @@ class HouseCluster:
             "-eval", "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
         ]  # fmt: skip
         pod.sidecar = self.sim.run(pod.pod, sidecar, self.env(i))
+        deadline = time.monotonic() + timeout
+        while not self._probe(i, "healthz"):
+            if not pod.sidecar.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"pod {i}: the sidecar did not come up:\n"
+                                   + pod.sidecar.output()[-3000:])
+            time.sleep(0.1)
         pod.python = self.sim.run(pod.pod, [sys.executable, "-m", __name__, "pod-node"],
                                   self.env(i))
 
     def ready(self, i: int) -> bool:
         """The sidecar's ``/readyz``: joined, and its Python node connected."""
-        url = f"http://{self.pods[i].ip}:{HEALTH_PORT}/readyz"
+        return self._probe(i, "readyz")
+
+    def _probe(self, i: int, path: str) -> bool:
+        url = f"http://{self.pods[i].ip}:{HEALTH_PORT}/{path}"
         try:
             with _NO_PROXY.open(url, timeout=1.0) as resp:
                 return bool(resp.status == 200)

@@ -37,7 +37,7 @@ async def scenario(cluster: HouseCluster) -> None:
         assert set(where_after) == set(where_before)
         assert leaving not in set(where_after.values())
 
-        cluster.start(1)
+        await asyncio.to_thread(cluster.start, 1)
         rejoin_s = await asyncio.to_thread(cluster.wait_ready, [1])
 
         # Busy house: walkers on every sidecar while pod 2 stops.

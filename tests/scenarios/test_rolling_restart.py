@@ -38,7 +38,7 @@ async def scenario(cluster: HouseCluster) -> None:
         for i in range(len(cluster.pods)):
             via = (i + 1) % len(cluster.pods)
             stop_s = await asyncio.to_thread(cluster.stop, i)
-            cluster.start(i)
+            await asyncio.to_thread(cluster.start, i)
             ready_s = await asyncio.to_thread(cluster.wait_ready, [i])
             node = cluster.pods[i].python_node
 
