@@ -22,6 +22,9 @@ Processes (all synchronous unless marked ``await``)::
     node.link(a, b); node.unlink(a, b); node.exit(pid, reason)
     ref = node.monitor(watcher_pid, target); node.demonitor(watcher_pid, ref)
     node.expose("module", "function", fn)  # or @node.expose("module", "function")
+    await node.connect(name) -> bool; node.disconnect(name) -> bool; node.nodes()
+    node.process(pid) -> Process | None; node.processes(); node.registered()
+    node.make_ref(); node.monitor_count()  # monitors held by/on our processes (leak checks)
 
 ``node.call`` raises :class:`NoProc`, :class:`NodeDown`, :class:`CallTimeout` or
 :class:`CallExit` (``.reason`` is the callee's exit reason).
@@ -55,6 +58,15 @@ erpc/rpc: ``erpc:call(Node, M, F, A)``, ``rpc:call`` and ``erpc:multicall`` reac
 exposed functions (sync or async). A raising function gives the caller
 ``error:{exception, {python_error, <<"Type: message">>}, Stack}`` (``{badrpc, {'EXIT',
 ...}}`` from rpc); an unexposed one ``undef``, as in Erlang.
+
+Each connection is read by its transport's ``data_received`` callback, which decodes
+and dispatches frames in arrival order (no Task per message); ticks follow
+``net_ticktime``. A peer that sends a malformed or oversize frame, fails the
+handshake or the cookie check, or goes silent for ``net_ticktime`` is dropped with a
+log line on ``py_nodes.*`` loggers; nothing else is affected.
+
+The event loop: plain asyncio. ``python -m py_nodes.echo`` uses uvloop when it is
+importable (optional; it is not a dependency).
 
 Terms: see :mod:`py_nodes._codec` for the Python <-> Erlang mapping.
 """
