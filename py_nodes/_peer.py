@@ -149,7 +149,10 @@ class PeerProtocol(asyncio.Protocol):
             log.warning("refused %s: %s", self.peer_name or "peer", exc)
             self.abort(None)
         except HandshakeError as exc:
-            log.warning("handshake with %s failed: %s", self.peer_name or "peer", exc)
+            if hs.status == "nok":  # a simultaneous connect the peer's attempt wins
+                log.info("handshake with %s: %s", self.peer_name, exc)
+            else:
+                log.warning("handshake with %s failed: %s", self.peer_name or "peer", exc)
             self.abort(None)
 
     def _handshake_timeout(self) -> None:

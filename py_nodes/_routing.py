@@ -71,6 +71,7 @@ class Router:
     _names: dict[Atom, Pid]
     _peers: dict[str, PeerProtocol]
     _connecting: dict[str, asyncio.Task[bool]]
+    _accepting: dict[str, PeerProtocol]
     _outbox: dict[str, list[ControlEvent]]
     _remote_links: dict[str, set[tuple[Pid, Pid]]]
     _remote_monitors: dict[str, dict[Reference, Pid]]
@@ -82,6 +83,7 @@ class Router:
     def _init_router(self) -> None:
         self._peers = {}
         self._connecting = {}
+        self._accepting = {}
         self._outbox = {}
         self._remote_links = {}
         self._remote_monitors = {}
@@ -130,6 +132,13 @@ class Router:
         except (OSError, PyNodesError, TimeoutError) as exc:
             log.warning("cannot connect to %s: %s", node_name, exc)
             ok = False
+        try:
+            accepting = self._accepting.get(node_name)
+            if not ok and accepting is not None and not accepting.closed:
+                # We answered its own attempt ok_simultaneous: that one will carry us.
+                ok = await asyncio.wait_for(asyncio.shield(accepting.up), self.handshake_timeout)
+        except TimeoutError:
+            ok = False
         finally:
             self._connecting.pop(node_name, None)
         if not ok and node_name not in self._peers:
@@ -141,16 +150,22 @@ class Router:
             return "not_allowed"
         if peer_name in self._peers:
             return "alive"
+        status = "ok"
         if peer_name in self._connecting:
             # Simultaneous connect: the node with the greater name keeps its own attempt.
-            return "nok" if self.name > peer_name else "ok_simultaneous"
-        return "ok"
+            if self.name > peer_name:
+                return "nok"
+            status = "ok_simultaneous"
+        self._accepting[peer_name] = peer
+        return status
 
     def _peer_up(self, peer: PeerProtocol) -> None:
         name = peer.peer_name
         assert name is not None
         old = self._peers.get(name)
         self._peers[name] = peer
+        if self._accepting.get(name) is peer:
+            del self._accepting[name]
         if old is not None and old is not peer:
             # The peer restarted (handshake status "alive" answered "true"): what
             # was linked to or monitored on its old incarnation is gone with it.

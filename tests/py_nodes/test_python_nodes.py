@@ -27,12 +27,16 @@ class Small(GenServer):
 
 
 async def test_simultaneous_connect(cookie: str) -> None:
-    async with running_node(cookie) as a, running_node(cookie) as b:
-        ok = await asyncio.gather(*(
-            node.ping(other.name) for node, other in [(a, b), (b, a)] * 3
-        ))
-        assert all(ok)
-        assert a.nodes() == [b.name] and b.nodes() == [a.name]
+    for _ in range(4):
+        async with running_node(cookie) as a, running_node(cookie) as b:
+            a.spawn(Small, 1, name="small")
+            b.spawn(Small, 2, name="small")
+            got = await asyncio.gather(
+                a.call(("small", b.name), 0), b.call(("small", a.name), 0),
+                a.call(("small", b.name), 0), b.call(("small", a.name), 0),
+            )
+            assert got == [2, 1, 2, 1]
+            assert a.nodes() == [b.name] and b.nodes() == [a.name]
 
 
 async def test_links_and_monitors_between_python_nodes(cookie: str) -> None:
