@@ -27,6 +27,7 @@ import hmac
 import secrets
 import struct
 from dataclasses import dataclass
+from typing import NoReturn
 
 from py_nodes import _flags
 from py_nodes._errors import CookieMismatch, HandshakeError
@@ -188,7 +189,7 @@ class Handshake:
                 events.append(event)
         return events
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str) -> NoReturn:
         self.state = HandshakeState.FAILED
         raise HandshakeError(f"handshake with {self.peer_node or 'peer'}: {why}")
 
@@ -197,7 +198,6 @@ class Handshake:
         next_state = _TRANSITIONS.get((self.state, tag))
         if next_state is None:
             self._fail(f"unexpected message {chr(tag)!r} in state {self.state.value}")
-            raise AssertionError  # unreachable, for the type checker
         handler = getattr(self, f"_on_{self.state.value}")
         event: HandshakeEvent | None = handler(message)
         self.state = next_state
@@ -253,7 +253,6 @@ class Handshake:
             name = _check_name(message[15 : 15 + nlen].decode("utf-8"))
         except (UnicodeDecodeError, HandshakeError):
             self._fail("invalid node name in send_name")
-            raise AssertionError from None
         self.peer_node = name
         self._accept_flags(flags)
         self.peer_creation = creation

@@ -141,6 +141,8 @@ async def test_python_calls_erlang_gen_server(erl: ErlNode, cookie: str) -> None
         dest = (Atom("erl_store"), erl.name)
         assert await node.call(dest, "hi") == (Atom("echo"), b"hi")
         assert await node.call(srv, 42) == (Atom("echo"), 42)
+        many = await asyncio.gather(*(node.call(dest, i) for i in range(300)))
+        assert many == [(Atom("echo"), i) for i in range(300)]
         node.cast(dest, Atom("one"))
         node.cast(srv, Atom("two"))
         assert await node.call(dest, Atom("get")) == [Atom("two"), Atom("one")]
