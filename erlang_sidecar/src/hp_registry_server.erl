@@ -57,6 +57,7 @@
 -record(state, {
     peers = [] :: [node()],                     %% ordset, other sidecars in the ring
     draining = false :: boolean(),
+    drain_waiters = done :: done | [gen_server:from()], %% callers of a drain under way
     reservations = #{} :: #{term() => {reference(), reference(), [gen_server:from()]}},
     res_mons = #{} :: #{reference() => term()}, %% monitor of the reserving process
     starts = #{} :: #{reference() => gen_server:from()}, %% register_mfa callers
@@ -256,8 +257,13 @@ handle_call({leaving, From}, _From, State) ->
 handle_call(drain, From, #state{draining = false} = State) ->
     set_ring(hp_ring:new(State#state.peers)),
     Peers = State#state.peers,
-    spawn_link(fun() -> gen_server:reply(From, hp_handoff:drain(Peers)) end),
-    {noreply, cancel_rebalance(State#state{draining = true})};
+    Self = self(),
+    spawn_link(fun() -> hp_handoff:drain(Peers), Self ! drained end),
+    {noreply, cancel_rebalance(State#state{draining = true, drain_waiters = [From]})};
+handle_call(drain, From, #state{drain_waiters = Waiters} = State) when is_list(Waiters) ->
+    %% Race: a second drain (the Python node's, then prep_stop's) while the first runs:
+    %% it returns when the names have moved, not before.
+    {noreply, State#state{drain_waiters = [From | Waiters]}};
 handle_call(drain, _From, State) ->
     {reply, ok, State};
 handle_call(info, _From, State) ->
@@ -350,6 +356,9 @@ handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
             pid_down(Pid, Mon),
             {noreply, State}
     end;
+handle_info(drained, #state{drain_waiters = Waiters} = State) when is_list(Waiters) ->
+    [gen_server:reply(W, ok) || W <- Waiters],
+    {noreply, State#state{drain_waiters = done}};
 handle_info(rebalance, State) ->
     {noreply, start_rebalance(State#state{rebalance_timer = undefined})};
 handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->

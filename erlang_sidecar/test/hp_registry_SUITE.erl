@@ -182,6 +182,9 @@ graceful_stop_drains(Config) ->
     ?assert(OnB > 0),
     %% Lookups keep finding every name while the node drains.
     Watcher = call(A, ?W, watch_lookups, [s, N]),
+    %% As the pod does it: its Python node asks for the drain, then the pod gets SIGTERM
+    %% (init:stop, whose prep_stop drains again and must wait for the first one).
+    peer:cast(B, hp_registry, drain, []),
     peer:cast(B, init, stop, []),
     wait_until(fun() -> not lists:member(NodeB, call(A, erlang, nodes, [])) end),
     {Rounds, Misses} = call(A, ?W, watch_result, [Watcher]),
