@@ -307,7 +307,8 @@ handle_cast(_Other, State) ->
 
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
 handle_info({nodeup, Node, _}, State) ->
-    case placement(Node) of
+    %% Race: nodeup during drain: no hello, or the new node would place names here.
+    case placement(Node) andalso not State#state.draining of
         true -> hello(Node);
         false -> ok
     end,
