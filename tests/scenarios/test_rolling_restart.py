@@ -35,6 +35,7 @@ async def scenario(cluster: HouseCluster) -> None:
         await asyncio.sleep(1.0)
         t0 = time.monotonic()
         steps: list[dict[str, Any]] = []
+        previous = before
         for i in range(len(cluster.pods)):
             via = (i + 1) % len(cluster.pods)
             stop_s = await asyncio.to_thread(cluster.stop, i)
@@ -49,10 +50,15 @@ async def scenario(cluster: HouseCluster) -> None:
             names_back_s = await wait_for(holds_names, within=15.0)
             await asyncio.sleep(SETTLE_S)
             where = await placement(house.clients[via])
+            # Logs only grow, so a snapshot taken while people walk still shows a loss.
+            now = await house.snapshot(via=via)
+            lost_here = lost_log_entries(previous.logs, now.logs)
+            previous = now
             steps.append({"pod": i, "stop_s": round(stop_s, 2), "ready_s": round(ready_s, 2),
                           "names_back_s": None if names_back_s is None
                           else round(names_back_s, 2),
-                          "names_on_pod_after": list(where.values()).count(node)})
+                          "names_on_pod_after": list(where.values()).count(node),
+                          "people_whose_log_lost_entries": sorted(lost_here)})
         roll_s = time.monotonic() - t0
         await asyncio.sleep(2.0)
         for w in walkers:
