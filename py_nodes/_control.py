@@ -34,7 +34,7 @@ from typing import Any
 
 from py_nodes._codec import decode_prefix, encode
 from py_nodes._errors import DecodeError, ProtocolError
-from py_nodes._terms import Atom, Pid, Reference
+from py_nodes._terms import Atom, ImproperList, Pid, Reference
 
 __all__ = [
     "AliasSend",
@@ -313,6 +313,9 @@ _PID_EXT_MAX = 4096
 _pid_ext: dict[Pid, bytes] = {}
 _ALIAS_SEND_HEAD = b"p\x83h\x03a\x21"  # 112, 131, SMALL_TUPLE 3, SMALL_INT 33
 _SEND_HEAD = b"p\x83h\x03a\x02" + encode(_UNDEFINED)[1:]
+_ALIAS_ITEMS = (Atom("alias"),)
+# 131, SMALL_TUPLE 2, LIST 1 element: the atom alias, then (the tail) the ref
+_REPLY_TO_ALIAS_HEAD = b"\x83h\x02l\x00\x00\x00\x01" + encode(Atom("alias"))[1:]
 
 
 def _pid_bytes(pid: Pid) -> bytes:
@@ -330,12 +333,22 @@ def encode_event(event: ControlEvent) -> bytes:
     # The replies of a busy server: control tuples built from cached pid encodings.
     if kind is AliasSend:
         assert isinstance(event, AliasSend)
-        return (
-            _ALIAS_SEND_HEAD
-            + _pid_bytes(event.from_pid)
-            + encode(event.alias)[1:]
-            + encode(event.message)
-        )
+        alias = encode(event.alias)[1:]
+        message = event.message
+        if (
+            type(message) is tuple
+            and len(message) == 2
+            and type(message[0]) is ImproperList
+            and message[0].items == _ALIAS_ITEMS
+            and message[0].tail == event.alias
+        ):
+            # A gen_server reply {[alias | Ref], Reply} to the alias Ref itself.
+            reply_head = _REPLY_TO_ALIAS_HEAD + alias
+            return (
+                _ALIAS_SEND_HEAD + _pid_bytes(event.from_pid) + alias
+                + reply_head + encode(message[1])[1:]
+            )
+        return _ALIAS_SEND_HEAD + _pid_bytes(event.from_pid) + alias + encode(message)
     if kind is Send:
         assert isinstance(event, Send)
         if event.sender is None:

@@ -113,3 +113,15 @@ def test_tick_bookkeeping() -> None:
     pair.pump()
     assert not pair.b.peer_silent()
     assert pair.b.peer_silent()
+
+
+@pytest.mark.parametrize("value", [Atom("x"), (1, [2, b"z"]), {b"k": 1.5}, [], PA])
+def test_reply_fast_path_matches_the_generic_encoding(value: object) -> None:
+    from py_nodes._control import _ENCODERS, encode_event
+
+    tag = ImproperList((Atom("alias"),), REF)
+    for event in (AliasSend(PA, REF, (tag, value)), AliasSend(PA, REF, value),
+                  Send(PB, value)):
+        ctrl, message = _ENCODERS[type(event)](event)
+        assert encode_event(event) == b"p" + encode(ctrl) + encode(message)
+        assert decode_frame(encode_event(event)) == event
