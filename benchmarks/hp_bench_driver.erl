@@ -35,7 +35,7 @@
 
 -export([start_names/5, check_names/6, registry_rate/4, start_echo/0, memory/0,
          count_names/1, count_local/1]).
--export([calls_main/1, walks_main/1, snapshot/0, stages/4]).
+-export([calls_main/1, walks_main/1, snapshot/0, stages/4, stage_ops/5, start_idle/0]).
 -export([init/1, handle_call/3, handle_cast/2]).
 
 -spec start_names(room | person, string(), pos_integer(), pos_integer(), pos_integer()) ->
@@ -264,3 +264,40 @@ stages(Prefix0, From, To, Callers) ->
       register => lists:sum([B || {_, B, _, _} <- R]) / N,
       join => lists:sum([C || {_, _, C, _} <- R]) / N,
       python_start => lists:sum([D || {_, _, _, D} <- R]) / N}.
+
+%% One step of a registration alone, for I in From..To from Callers processes, so that
+%% the cluster's CPU time per step can be measured from outside:
+%%   lookup_miss    hp_registry:whereis_name/1 of a name nobody registered
+%%   python_start   hp_python:start_worker/3 of a worker nobody registers
+%%   register_beam  hp_registry:register_name/4 with an MFA that starts a BEAM process
+%%                  on the owner (the registry's own work, with its erpc to the owner)
+%%   register_join  register_beam, then hp_registry:join/2 of the pid: the join costs
+%%                  the difference
+%% Returns the microseconds it took.
+-spec stage_ops(lookup_miss | python_start | register_beam | register_join, string() | binary(),
+                pos_integer(), pos_integer(), pos_integer()) -> non_neg_integer().
+stage_ops(Stage, Prefix, From, To, Callers) ->
+    Op = case Stage of
+             lookup_miss ->
+                 fun(I) -> undefined = hp_registry:whereis_name({room, name(Prefix, I)}) end;
+             python_start ->
+                 fun(I) -> {ok, _} = hp_python:start_worker(room, name(Prefix, I), [10]) end;
+             register_beam ->
+                 fun(I) ->
+                         {ok, _} = hp_registry:register_name({beam, name(Prefix, I)}, ?MODULE,
+                                                             start_idle, [])
+                 end;
+             register_join ->
+                 fun(I) ->
+                         {ok, Pid} = hp_registry:register_name({beam, name(Prefix, I)}, ?MODULE,
+                                                               start_idle, []),
+                         ok = hp_registry:join(bench_group, Pid)
+                 end
+         end,
+    {Micros, _} = timer:tc(fun() -> parallel(Op, From, To, Callers) end),
+    Micros.
+
+%% A BEAM process that does nothing until it is told to stop (the MFA of register_beam).
+-spec start_idle() -> {ok, pid()}.
+start_idle() ->
+    {ok, spawn(fun() -> receive stop -> ok end end)}.

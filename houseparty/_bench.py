@@ -162,6 +162,20 @@ class BenchCluster:
             # On Ctrl-C the calls are still running: leave them, the cluster goes down next.
             pool.shutdown(wait=False, cancel_futures=True)
 
+    def wait_settled(self, timeout: float = 45.0) -> float:
+        """Waits until no sidecar's registry is settling a ring change; the seconds waited.
+
+        For 30 s after its ring changed (the cluster just formed), a registry answers a
+        lookup that misses by asking every node, which makes each new name cost about
+        twice the CPU; the benchmarks that create names measure the steady state."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if not any(self.on(sc, "hp_registry_server", "unsettled", []) is Atom("true")
+                       for sc in self.sidecars):  # fmt: skip
+                break
+            time.sleep(0.5)
+        return time.monotonic() - t0
+
     def names_held(self) -> int:
         """Names in the registry over every sidecar that answers."""
         total = 0

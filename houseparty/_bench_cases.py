@@ -91,13 +91,21 @@ def _fill(cluster: BenchCluster, report: Reporter, kind: str, prefix: str,
 # -- 1. scale ---------------------------------------------------------------------------------
 
 
+def _settle(cluster: BenchCluster, report: Reporter, settle: bool) -> None:
+    if settle:
+        report.step("waiting until the registries have settled the new ring (up to 30 s)")
+        cluster.wait_settled()
+    else:
+        time.sleep(1.0)
+
+
 def bench_scale(workdir: Path, driver: DriverBuild, report: Reporter,
-                sizes: list[int]) -> dict[str, Any]:  # fmt: skip
+                sizes: list[int], settle: bool = True) -> dict[str, Any]:  # fmt: skip
     rows = []
     for size in sizes:
         report.step(f"scale: {size:,} processes on a fresh 3-pod cluster")
         with bench_cluster(workdir, driver, log=report.step) as cluster:
-            time.sleep(1.0)
+            _settle(cluster, report, settle)
             before = cluster.rss()
             cpu_before = cluster.cpu_seconds()
             rooms = size // 2
@@ -135,18 +143,35 @@ def bench_scale(workdir: Path, driver: DriverBuild, report: Reporter,
             }  # fmt: skip
             if size == sizes[0]:
                 report.step("scale: where the time of one registration goes")
-                row["stages_us"] = _stages(cluster)
+                row["stages_us"] = _stages(cluster, min(3000, max(300, size)))
             rows.append(row)
     return {"sizes": rows}
 
 
-def _stages(cluster: BenchCluster) -> dict[str, dict[str, float]]:
-    """Mean microseconds per stage of one registration, 1 caller and 64 callers."""
-    out = {}
-    for callers, count in ((1, 300), (CALLERS_PER_SIDECAR, 2000)):
+def _stages(cluster: BenchCluster, count: int) -> dict[str, dict[str, float]]:
+    """Where a registration's time and CPU go.
+
+    ``callers_1``/``callers_64``: mean microseconds of wall time per step, steps in turn.
+    ``cpu_us``: CPU microseconds (all six nodes together) per operation of each step run
+    alone ``count`` times from 64 callers on one sidecar, and the whole registration.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for callers, n in ((1, max(30, count // 10)), (CALLERS_PER_SIDECAR, count)):
         stages = cluster.on(cluster.sidecars[0], "hp_bench_driver", "stages",
-                            [f"stage{callers}_", 1, count, callers])  # fmt: skip
+                            [f"stage{callers}_", 1, n, callers])  # fmt: skip
         out[f"callers_{callers}"] = {k.name: round(float(v), 1) for k, v in stages.items()}
+    cpu: dict[str, float] = {}
+    for step in ("lookup_miss", "python_start", "register_beam", "register_join", "full"):
+        before = sum(cluster.cpu_seconds().values())
+        if step == "full":
+            cluster.on(cluster.sidecars[0], "hp_bench_driver", "start_names",
+                       [Atom("room"), "cpufull", 1, count, CALLERS_PER_SIDECAR])  # fmt: skip
+        else:
+            cluster.on(cluster.sidecars[0], "hp_bench_driver", "stage_ops",
+                       [Atom(step), f"cpu{step}", 1, count, CALLERS_PER_SIDECAR])  # fmt: skip
+        cpu[step] = (sum(cluster.cpu_seconds().values()) - before) / count * 1e6
+    cpu["join"] = cpu.pop("register_join") - cpu["register_beam"]
+    out["cpu_us"] = {k: round(v, 1) for k, v in cpu.items()}
     return out
 
 
@@ -221,10 +246,11 @@ async def _python_walks(node: str, cookie: str, rooms: list[str], people: int,
             await hp.close()
 
 
-def bench_walks(workdir: Path, driver: DriverBuild, report: Reporter,
-                people: int, count: int, concurrency: int) -> dict[str, Any]:  # fmt: skip
+def bench_walks(workdir: Path, driver: DriverBuild, report: Reporter, people: int,
+                count: int, concurrency: int, settle: bool = True) -> dict[str, Any]:  # fmt: skip
     report.step(f"walks: a cluster holding {people:,} people")
     with bench_cluster(workdir, driver, log=report.step) as cluster:
+        _settle(cluster, report, settle)
         rooms = [f"hall{i}" for i in range(1, 101)]
         cluster.hp.add_rooms(rooms, max=10**9)
         _fill(cluster, report, "person", "w", people, len(rooms))
@@ -257,9 +283,10 @@ def bench_walks(workdir: Path, driver: DriverBuild, report: Reporter,
 
 
 def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
-                  size: int) -> dict[str, Any]:  # fmt: skip
+                  size: int, settle: bool = True) -> dict[str, Any]:  # fmt: skip
     report.step(f"handoff: {size:,} rooms on 3 pods, then pod 3 stops gracefully")
     with bench_cluster(workdir, driver, log=report.step) as cluster:
+        _settle(cluster, report, settle)
         fill_s, failed = _fill(cluster, report, "room", "h", size)
         dead_python = Atom(cluster.python_nodes[2])
         _, on_pod3 = cluster.on(cluster.sidecars[0], "hp_bench_driver", "count_names",
@@ -311,9 +338,10 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
 
 
 def bench_dump(workdir: Path, driver: DriverBuild, report: Reporter,
-               sizes: list[int]) -> dict[str, Any]:  # fmt: skip
+               sizes: list[int], settle: bool = True) -> dict[str, Any]:  # fmt: skip
     rows = []
     with bench_cluster(workdir, driver, log=report.step) as cluster:
+        _settle(cluster, report, settle)
         held = 0
         for size in sizes:
             report.step(f"dump: {size:,} rooms")

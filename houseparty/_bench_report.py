@@ -43,12 +43,15 @@ class BenchSettings:
     dump_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
     registry_names: int = 30_000
     global_names: int = 3_000
+    # Create names only once the registries settled the new cluster's ring (up to 30 s
+    # per cluster): the steady state, rather than a cluster's first seconds.
+    settle: bool = True
 
     @classmethod
     def quick(cls) -> BenchSettings:
         return cls(scale_sizes=[2_000], calls=2_000, concurrency=100, people=1_000, walks=1_000,
                    handoff=2_000, dump_sizes=[1_000], registry_names=3_000,
-                   global_names=600)  # fmt: skip
+                   global_names=600, settle=False)  # fmt: skip
 
 
 class RichReporter(Reporter):
@@ -86,17 +89,18 @@ def run_benchmarks(names: list[str], settings: BenchSettings, report: Reporter,
         for name in names:
             t0 = time.perf_counter()
             if name == "scale":
-                result = bench_scale(workdir, driver, report, settings.scale_sizes)
+                result = bench_scale(workdir, driver, report, settings.scale_sizes,
+                                     settings.settle)  # fmt: skip
             elif name == "calls":
                 result = bench_calls(workdir, driver, report, settings.calls,
                                      settings.concurrency)  # fmt: skip
             elif name == "walks":
                 result = bench_walks(workdir, driver, report, settings.people, settings.walks,
-                                     settings.concurrency)  # fmt: skip
+                                     settings.concurrency, settings.settle)  # fmt: skip
             elif name == "handoff":
-                result = bench_handoff(workdir, driver, report, settings.handoff)
+                result = bench_handoff(workdir, driver, report, settings.handoff, settings.settle)
             elif name == "dump":
-                result = bench_dump(workdir, driver, report, settings.dump_sizes)
+                result = bench_dump(workdir, driver, report, settings.dump_sizes, settings.settle)
             elif name == "registry":
                 result = bench_registry(workdir, driver, report, settings.registry_names,
                                         settings.global_names)  # fmt: skip
@@ -163,11 +167,21 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
         )]  # fmt: skip
         for r in result["sizes"]:
             if "stages_us" in r:
-                stage_rows = [[k.replace("_", " "), *(_n(v) for v in s.values())]
-                              for k, s in r["stages_us"].items()]  # fmt: skip
-                first = next(iter(r["stages_us"].values()))
-                out.append(_table("scale: mean microseconds per stage of one registration",
-                                  ["", *first.keys()], stage_rows))  # fmt: skip
+                stages = r["stages_us"]
+                keys = ["lookup", "register", "join", "python_start"]
+                stage_rows = [[f"wall us, {k.split('_')[1]} caller(s)",
+                               *(_n(stages[k][s]) for s in keys)]
+                              for k in ("callers_1", "callers_64")]  # fmt: skip
+                cpu = stages["cpu_us"]
+                stage_rows.append(["CPU us of all nodes, step alone", _n(cpu["lookup_miss"]),
+                                   _n(cpu["register_beam"]), _n(cpu["join"]),
+                                   _n(cpu["python_start"])])  # fmt: skip
+                out.append(_table(
+                    "scale: one registration step by step (lookup = a miss; register = "
+                    "hp_registry:register_name/4, with the Python start in the wall times, "
+                    f"a BEAM start in the CPU row); whole registration: {_n(cpu['full'])} "
+                    "CPU us",
+                    ["", *keys], stage_rows))  # fmt: skip
         return out
     if name == "calls":
         rows = []

@@ -521,12 +521,15 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--people", type=click.IntRange(1), help="walks: people in the cluster.")
 @click.option("--handoff-size", type=click.IntRange(3), help="handoff: rooms on the 3 pods.")
 @click.option("--dump-sizes", callback=_int_list, help="dump: room counts, e.g. 10000,100000.")
+@click.option("--settle/--no-settle", default=None,
+              help="Wait (up to 30 s per cluster) until the registries settled the new ring "
+              "before creating names [default: on; off with --quick].")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON here.")
 @click.option("--plots", type=click.Path(file_okay=False, path_type=Path),
               help="Write PNG plots into this folder (needs matplotlib).")  # fmt: skip
 def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
           people: int | None, handoff_size: int | None, dump_sizes: list[int] | None,
-          out: Path | None, plots: Path | None) -> None:  # fmt: skip
+          settle: bool | None, out: Path | None, plots: Path | None) -> None:  # fmt: skip
     """Benchmarks on fresh local 3-pod clusters of their own: scale, calls, walks, handoff,
     dump, registry (all by default). Prints a table per benchmark against its target."""
     from houseparty import _bench_report as report_mod
@@ -542,6 +545,8 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
         settings.handoff = handoff_size
     if dump_sizes:
         settings.dump_sizes = dump_sizes
+    if settle is not None:
+        settings.settle = settle
     # The tables are wide: give them room when the output is not a terminal (a log file).
     out_console = console if console.is_terminal else Console(width=160, soft_wrap=True)
     reporter = report_mod.RichReporter(out_console)

@@ -32,7 +32,9 @@ def _running(nodes: list[str]) -> list[str]:
 @pytest.mark.timeout(90)
 def test_bench_scale_writes_its_figures_and_stops_its_cluster(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(main, ["bench", "scale", "--sizes", "200", "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["bench", "scale", "--sizes", "200", "--no-settle", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
     assert figures["machine"]["cpus"] == os.cpu_count()
