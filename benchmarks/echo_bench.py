@@ -89,7 +89,9 @@ def erl_node(name: str, cookie: str, code_dir: str, *eval_args: str) -> subproce
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--seq", type=int, default=20000, help="sequential calls per round")
     parser.add_argument("--conc", type=int, default=40000, help="concurrent calls per round")
     parser.add_argument("--callers", type=int, default=100)
@@ -157,8 +159,8 @@ def report(output: str, args: argparse.Namespace) -> None:
         (f"calls/s, {args.callers} callers", 1, True),
         ("sequential p50 (us)", 2, False),
         ("sequential p99 (us)", 3, False),
-        (f"concurrent p50 (us)", 4, False),
-        (f"concurrent p99 (us)", 5, False),
+        ("concurrent p50 (us)", 4, False),
+        ("concurrent p99 (us)", 5, False),
     ]
     print(f"\ngen_server:call from an erl node, {args.seq} sequential + {args.conc} concurrent"
           f" calls per round, best of {args.rounds} rounds")
