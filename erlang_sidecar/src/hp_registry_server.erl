@@ -48,6 +48,7 @@
 -define(PENDING, hp_registry_pending).  %% {Name, Ref}: being started or handed over
 -define(META, hp_registry_meta).        %% {settling, #{Node => Deadline}}, {ring_changed, T}
 -define(SETTLE_MS, 30000).
+-define(RING_CHANGE_MS, 5000).
 %% The ring is read on every call of the API, so it is a persistent term (no copy per
 %% read); it changes only when membership does.
 -define(RING_KEY, {?MODULE, ring}).
@@ -86,13 +87,14 @@ settling() ->
     end.
 
 %% Whether names may still be moving as far as this node can tell: a peer is expected to
-%% hand names over, or the ring changed less than ?SETTLE_MS ago.
+%% hand names over, or the ring changed less than ?RING_CHANGE_MS ago (long enough for
+%% every node to hear of the change; the handoffs themselves are covered by settling).
 -spec unsettled() -> boolean().
 unsettled() ->
     Changed = try ets:lookup_element(?META, ring_changed, 2)
               catch error:badarg -> 0
               end,
-    erlang:monotonic_time(millisecond) - Changed < ?SETTLE_MS orelse settling() =/= [].
+    erlang:monotonic_time(millisecond) - Changed < ?RING_CHANGE_MS orelse settling() =/= [].
 
 -spec info() -> #{atom() => term()}.
 info() ->
@@ -112,7 +114,7 @@ init([]) ->
     ets:new(?PENDING, [set | Opts]),
     ets:new(?META, [set | Opts]),
     ets:insert(?META, [{settling, #{}},
-                       {ring_changed, erlang:monotonic_time(millisecond) - ?SETTLE_MS}]),
+                       {ring_changed, erlang:monotonic_time(millisecond) - ?RING_CHANGE_MS}]),
     persistent_term:put(?RING_KEY, hp_ring:new([node()])),
     ok = net_kernel:monitor_nodes(true, [{node_type, visible}]),
     [hello(N) || N <- nodes(), placement(N)],
