@@ -75,13 +75,13 @@ async def test_ticks_sent_and_silent_peer_dropped(cookie: str) -> None:
     async with running_node(cookie, net_ticktime=1.2) as node:
         reader, writer = await raw_peer(node.port, node.name, cookie)
         # the node ticks every ticktime/4 while it has nothing else to say
-        data = await asyncio.wait_for(reader.readexactly(4), 1.0)
+        data = await asyncio.wait_for(reader.readexactly(4), 3.0)
         assert data == b"\x00\x00\x00\x00"
         # we never answer, so after net_ticktime of silence the node drops us
         loop = asyncio.get_running_loop()
         started = loop.time()
         assert await closed_by_peer(reader)
-        assert 0.8 < loop.time() - started < 3.0
+        assert 0.8 < loop.time() - started < 6.0
         writer.close()
 
 
