@@ -3,7 +3,9 @@
 :class:`ErlNode` starts ``erl -name t_<random>@127.0.0.1`` running a small control loop:
 each stdin line is an Erlang expression sequence, evaluated with bindings kept between
 lines; the answer comes back as ``@@R <base64 of term_to_binary({ok, V} | {C, E})>``
-and is decoded with our codec. ``await erl.eval(...)`` runs the blocking read in a
+and is decoded with our codec. Bindings persist between lines (and inside funs a
+bound name is a pattern to match, not a fresh variable), so give each line's variables
+unique names. ``await erl.eval(...)`` runs the blocking read in a
 thread, so the test's event loop (and the Python node on it) keeps serving while
 Erlang calls into it.
 
