@@ -257,6 +257,9 @@ move(Name, Pid, MFA, Groups, Target) ->
                 _ -> Pid ! {swarm, die}
             end,
             moved;
+        {error, {not_owner, _}} = Refused ->
+            %% Expected while a ring change spreads; the caller tries again.
+            Refused;
         {error, Why} ->
             %% The name stays here, still pointing to a live process.
             logger:warning("hp_registry: handoff of ~0p to ~s failed: ~0p", [Name, Target, Why]),
