@@ -302,6 +302,7 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
         bar = report.progress(f"moving the {on_pod3:,} rooms of pod 3", int(on_pod3))
         timeline: list[tuple[float, int]] = []
         stopper = threading.Thread(target=stop)
+        cpu_before = cluster.cpu_seconds()
         t0 = time.perf_counter()
         stopper.start()
         moved_s = None
@@ -314,10 +315,15 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
             bar(int(on_pod3) - int(still_there))
             if still_there == 0 and total >= size - failed:
                 moved_s = now
+                cpu_after = cluster.cpu_seconds()
                 break
             time.sleep(0.25)
         stopper.join(600)
         stopped_s = time.perf_counter() - t0
+        if moved_s is None:
+            cpu_after = cluster.cpu_seconds()
+        # The stopped pod's own CPU is gone with its processes; count the survivors'.
+        cpu_used = sum(cpu_after[n] - cpu_before[n] for n in cpu_after if n in cpu_before)
         if stop_error:
             raise stop_error[0]
         report.step("handoff: dump() over every room to count the ones that answer")
@@ -328,6 +334,8 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
         "rooms_on_stopped_pod": int(on_pod3),
         "seconds_until_all_held_elsewhere": round(moved_s, 2) if moved_s is not None else None,
         "seconds_until_pod_exited": round(stopped_s, 2),
+        "moved_per_second": round(int(on_pod3) / moved_s, 1) if moved_s else None,
+        "surviving_pods_cpu_us_per_moved_room": round(cpu_used / max(1, int(on_pod3)) * 1e6, 1),
         "rooms_answering_after": answering,
         "lost": size - failed - answering,
         "timeline": timeline,
@@ -354,15 +362,21 @@ def bench_dump(workdir: Path, driver: DriverBuild, report: Reporter,
                 seconds, dumped = timed(cluster.hp.dump)
                 python_s.append(seconds)
                 rooms = len(dumped)
+            cpu_before = cluster.cpu_seconds()
             sidecar_s = [
                 float(cluster.on(cluster.sidecars[0], "timer", "tc",
                                  [Atom("houseparty"), Atom("dump"), []])[0]) / 1e6
                 for _ in range(3)
             ]  # fmt: skip
+            cpu_after = cluster.cpu_seconds()
+            # Where one dump's work is done: CPU seconds per node (mean of the three).
+            cpu_by_node = {node_label(n): round((cpu_after[n] - cpu_before[n]) / 3, 2)
+                           for n in cpu_after}  # fmt: skip
             rows.append({
                 "rooms": size, "rooms_in_dump": rooms,
                 "python_client_seconds": round(statistics.median(python_s), 3),
                 "on_sidecar_seconds": round(statistics.median(sidecar_s), 3),
+                "cpu_seconds_per_dump": cpu_by_node,
             })  # fmt: skip
     return {"sizes": rows}
 
