@@ -440,7 +440,13 @@ class Snapshot:
     logs: dict[str, Log]
 
     def where(self) -> dict[str, str]:
+        """Where each person stands by the rooms' lists."""
         return {p: room for room, inside in self.dump.items() for p in inside}
+
+    def stands(self) -> dict[str, str]:
+        """Where each person stands by its own log (the newest entry): what the person
+        itself goes by, also while a room is between pods and missing from the dump."""
+        return {p: log[0][1] for p, log in self.logs.items() if log}
 
 
 async def snapshot(hp: AsyncHouseParty, people: list[str]) -> Snapshot:
@@ -495,7 +501,7 @@ def check_walks(walkers: list[Walker], before: Snapshot, after: Snapshot,
     """Every walk that returned ok is in the person's log, in order, after what the log
     held before; exactly those walks when no walk of that person had an unknown outcome."""
     problems: list[str] = []
-    start_room = before.where()
+    start_room = before.stands()
     for walker in walkers:
         for person, rooms in walker.ok_walks.items():
             if person in skip:

@@ -44,7 +44,7 @@ def missing_ok_walks(ok_walks: dict[str, list[str]], before: Snapshot,
     """Each person's ok walks must appear, in order, among the entries added to its log
     (other walks, from the other side, may be interleaved)."""
     problems = []
-    start = before.where()
+    start = before.stands()
     for person, rooms in ok_walks.items():
         expected = collapse(start.get(person), rooms)
         log = [room for _t, room in reversed(after.logs[person])]
