@@ -78,6 +78,10 @@ def machine_info() -> dict[str, Any]:
         capture_output=True, text=True, timeout=30, check=False,
     ).stdout.strip()  # fmt: skip
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    commit = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, timeout=10, check=False,
+    ).stdout.strip()  # fmt: skip
     return {
         "cpus": os.cpu_count(),
         "cpu_model": cpu,
@@ -85,6 +89,7 @@ def machine_info() -> dict[str, Any]:
         "otp_erts": otp,
         "python": platform.python_version(),
         "load_average_at_start": [float(x) for x in load],
+        "commit": commit or None,
     }
 
 
@@ -165,12 +170,12 @@ class BenchCluster:
     def wait_settled(self, timeout: float = 45.0) -> float:
         """Waits until no sidecar's registry is settling a ring change; the seconds waited.
 
-        For 30 s after its ring changed (the cluster just formed), a registry answers a
-        lookup that misses by asking every node, which makes each new name cost about
-        twice the CPU; the benchmarks that create names measure the steady state."""
+        For a while after its ring changed (the cluster just formed), a registry answers a
+        lookup that misses by asking every node, which makes each new name cost more CPU;
+        the benchmarks that create names measure the steady state."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
-            if not any(self.on(sc, "hp_registry_server", "unsettled", []) is Atom("true")
+            if not any(self.on(sc, "hp_registry_server", "unsettled", []) in (True, Atom("true"))
                        for sc in self.sidecars):  # fmt: skip
                 break
             time.sleep(0.5)

@@ -93,8 +93,9 @@ def _fill(cluster: BenchCluster, report: Reporter, kind: str, prefix: str,
 
 def _settle(cluster: BenchCluster, report: Reporter, settle: bool) -> None:
     if settle:
-        report.step("waiting until the registries have settled the new ring (up to 30 s)")
-        cluster.wait_settled()
+        report.step("waiting until the registries have settled the new ring")
+        waited = cluster.wait_settled()
+        report.step(f"settled after {waited:.1f} s")
     else:
         time.sleep(1.0)
 

@@ -43,8 +43,8 @@ class BenchSettings:
     dump_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
     registry_names: int = 30_000
     global_names: int = 3_000
-    # Create names only once the registries settled the new cluster's ring (up to 30 s
-    # per cluster): the steady state, rather than a cluster's first seconds.
+    # Create names only once the registries settled the new cluster's ring: the steady
+    # state, rather than a cluster's first seconds.
     settle: bool = True
 
     @classmethod

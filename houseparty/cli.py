@@ -522,7 +522,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--handoff-size", type=click.IntRange(3), help="handoff: rooms on the 3 pods.")
 @click.option("--dump-sizes", callback=_int_list, help="dump: room counts, e.g. 10000,100000.")
 @click.option("--settle/--no-settle", default=None,
-              help="Wait (up to 30 s per cluster) until the registries settled the new ring "
+              help="Wait (up to 45 s per cluster) until the registries settled the new ring "
               "before creating names [default: on; off with --quick].")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON here.")
 @click.option("--plots", type=click.Path(file_okay=False, path_type=Path),
