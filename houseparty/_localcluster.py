@@ -39,6 +39,7 @@ __all__ = [
     "PodSpec",
     "default_run_dir",
     "elixir_ebins",
+    "port_free",
     "resolve_cookie",
     "sidecar_ebin",
 ]
@@ -160,7 +161,7 @@ def _proc_state(pid: int) -> str | None:
     return text.rsplit(")", 1)[1].split()[0]
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -269,7 +270,7 @@ class LocalCluster:
         specs = [PodSpec(i, base_port, tag) for i in range(1, pods + 1)]
         for spec in specs:
             for port in (spec.sidecar_port, spec.python_port, spec.health_port):
-                if not _port_free(port):
+                if not port_free(port):
                     raise PortInUse(
                         f"port {port} on {HOST} (pod {spec.index}) is in use; "
                         "choose other ports with --base-port"

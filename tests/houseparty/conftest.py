@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from houseparty import HouseParty
-from houseparty._localcluster import LocalCluster, PodSpec
+from houseparty._localcluster import LocalCluster, PodSpec, port_free
 
 if shutil.which("erl") is None:
     pytest.skip(
@@ -47,12 +47,20 @@ class Cluster:
         return HouseParty(self.pods[pod - 1].sidecar_node, cookie=self.cookie)
 
 
+def free_base_port(pods: int = 3) -> int:
+    """A base port whose pod ports are free, below the kernel's ephemeral range (32768+),
+    where outgoing connections could take them at any time."""
+    while True:
+        base = random.randrange(20000, 32000, 50)
+        if all(port_free(base + offset) for offset in range(3 * pods)):
+            return base
+
+
 def start_cluster(tmp_path: Path, pods: int = 3) -> Cluster:
     runner = LocalCluster(tmp_path / "run")
     cookie = "hp_" + secrets.token_hex(8)
     tag = "_" + secrets.token_hex(3)
-    base = random.randrange(20000, 40000, 50)
-    runner.up(pods=pods, cookie=cookie, base_port=base, tag=tag, timeout=90)
+    runner.up(pods=pods, cookie=cookie, base_port=free_base_port(pods), tag=tag, timeout=90)
     return Cluster(runner, cookie, [spec for spec, _ in runner.pods()])
 
 

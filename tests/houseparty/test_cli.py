@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import signal
 import socket
@@ -18,6 +17,7 @@ from click.testing import CliRunner
 
 from houseparty._localcluster import LocalCluster
 from houseparty.cli import main
+from tests.houseparty.conftest import free_base_port
 
 CLI = [sys.executable, "-m", "houseparty.cli"]
 
@@ -40,7 +40,7 @@ def node_processes(suffix: str) -> list[str]:
 def test_up_drive_pods_and_down(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     suffix = "_cli" + secrets.token_hex(2)
-    base = str(random.randrange(20000, 40000, 50))
+    base = str(free_base_port())
     cookie = "c" + secrets.token_hex(6)
     try:
         up = hp("up", "--pods", "2", "--detach", "--cookie", cookie, "--base-port", base,
@@ -99,7 +99,7 @@ def test_up_in_the_foreground_stops_on_ctrl_c(tmp_path: Path) -> None:
     cookie = "secret" + secrets.token_hex(6)
     proc = subprocess.Popen(
         [*CLI, "up", "--pods", "2", "--cookie", cookie, "--name-suffix", suffix,
-         "--base-port", str(random.randrange(20000, 40000, 50)), "--run-dir", str(tmp_path)],
+         "--base-port", str(free_base_port()), "--run-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -150,7 +150,7 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_port_in_use(tmp_path: Path) -> None:
-    base = random.randrange(20000, 40000, 50)
+    base = free_base_port()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", base + 4))  # pod 2's Python node port
         taken.listen()
@@ -173,7 +173,7 @@ def test_stale_run_folder_is_set_aside(tmp_path: Path) -> None:
     (run_dir / "cluster.json").write_text(json.dumps(stale))
     suffix = "_st" + secrets.token_hex(2)
     up = hp("up", "--pods", "1", "--detach", "--cookie", "st", "--name-suffix", suffix,
-            "--base-port", str(random.randrange(20000, 40000, 50)), run_dir=run_dir)  # fmt: skip
+            "--base-port", str(free_base_port()), run_dir=run_dir)  # fmt: skip
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         assert "stale" in up.stdout + up.stderr
