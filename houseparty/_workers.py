@@ -17,20 +17,33 @@ Handoff follows swarm's protocol verbatim:
 
 Conflict merges are deterministic, whichever copy wins:
 
-* a room keeps the larger ``max`` and the union of both people lists;
 * a person keeps the union of both logs, ordered by time, and stands in the room of the
-  newest entry.
+  newest entry; that room then lists it (even beyond its ``max``: both sides of the split
+  may have let people in, and no walk that was answered ``ok`` is undone);
+* a room keeps the larger ``max`` and the union of both people lists, then, once the
+  persons have merged too, drops those who say they stand elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-from py_nodes import CallExit, CallTimeout, GenServer, NodeDown, NoProc, NoReply, Reply, Stop
+from py_nodes import (
+    CallExit,
+    CallTimeout,
+    GenServer,
+    NodeDown,
+    NoProc,
+    PyNodesError,
+    Reply,
+    Stop,
+)
 from py_nodes._terms import Atom, Pid
 
 __all__ = [
@@ -44,6 +57,8 @@ __all__ = [
 
 DEFAULT_MAX = 10
 
+log = logging.getLogger("houseparty.workers")
+
 OK = Atom("ok")
 ERROR = Atom("error")
 NIL = Atom("nil")
@@ -56,6 +71,7 @@ RESUME = Atom("resume")
 ROOM = Atom("room")
 PERSON = Atom("person")
 ENTER = Atom("enter")
+ENTER_MERGED = Atom("enter_merged")
 LEAVE = Atom("leave")
 WHO_IS_IN = Atom("who_is_in")
 DUMP = Atom("dump")
@@ -68,6 +84,7 @@ PEOPLE = Atom("people")
 LOG = Atom("log")
 START = Atom("start")
 DESTINATION_FULL = (ERROR, Atom("destination_full"))
+HANDED_OFF = (ERROR, Atom("handed_off"))
 
 # A name may be between pods for a moment (handoff, restart after a node loss).
 RETRY_FOR_S = 15.0
@@ -117,11 +134,36 @@ async def _call_name(server: GenServer, sidecar: Atom, key: tuple[Atom, Atom], r
         if pid is None:
             return None
         try:
-            return await server.call(pid, request, 5.0)
+            reply = await server.call(pid, request, 5.0)
         except (NoProc, CallExit, NodeDown, CallTimeout):
             if time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(RETRY_PAUSE_S)
+        else:
+            if reply != HANDED_OFF or time.monotonic() > deadline:
+                return reply
+        await asyncio.sleep(RETRY_PAUSE_S)
+
+
+# Persons and rooms of a healed split get their resolve_conflict casts in no set order;
+# reconciling after a pause lets both sides merge first.
+MERGE_SETTLE_S = 2.0
+_merging: set[asyncio.Task[None]] = set()
+
+
+def _after_merge(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` after the settle pause, outside the worker's mailbox: it calls other
+    workers, which may be calling this one."""
+
+    async def later() -> None:
+        await asyncio.sleep(MERGE_SETTLE_S)
+        try:
+            await work
+        except PyNodesError as exc:
+            log.warning("reconciling after a merge failed: %s", exc)
+
+    task = asyncio.get_running_loop().create_task(later())
+    _merging.add(task)
+    task.add_done_callback(_merging.discard)
 
 
 class _HandoffWorker(GenServer):
@@ -129,7 +171,7 @@ class _HandoffWorker(GenServer):
 
     Once a worker has given its state away (``begin_handoff``), it must not change it
     any more: the copy on the new pod is the live one. Calls that still reach the old
-    copy get no answer; they see it exit at ``{swarm, die}`` and retry by name.
+    copy get ``{error, handed_off}`` and retry by name.
     """
 
     __slots__ = ("handed_off",)
@@ -142,7 +184,8 @@ class _HandoffWorker(GenServer):
             # not changed since it was given, so it is given again.
             if request == (SWARM, BEGIN_HANDOFF):
                 return Reply((RESUME, self.state_term()))
-            return NoReply()
+            # Answer at once: a caller left waiting here could hold up its own handoff.
+            return Reply(HANDED_OFF)
         if request == (SWARM, BEGIN_HANDOFF):
             self.handed_off = True
             return Reply((RESUME, self.state_term()))
@@ -176,20 +219,27 @@ class _HandoffWorker(GenServer):
 class RoomWorker(_HandoffWorker):
     """A room: its people (sorted names) and its ``max``."""
 
-    __slots__ = ("max", "people", "room")
+    __slots__ = ("max", "people", "room", "sidecar")
 
     room: Atom
     max: int
     people: list[Atom]
+    sidecar: Atom
 
-    def init(self, room: Atom, max_people: int = DEFAULT_MAX) -> None:
+    def init(self, room: Atom, max_people: int, sidecar: Atom) -> None:
         self.room = room
         self.max = max_people
         self.people = []
+        self.sidecar = sidecar
 
     def handle_request(self, request: Any) -> Any:
         if type(request) is tuple and request:
             tag = request[0]
+            if tag is ENTER_MERGED:
+                if request[1] not in self.people:
+                    self.people.append(request[1])
+                    self.people.sort(key=str)
+                return Reply(OK)
             if tag is ENTER:
                 person = request[1]
                 if person in self.people:
@@ -224,6 +274,15 @@ class RoomWorker(_HandoffWorker):
     def merge_state(self, state: Any) -> None:
         self.max = max(self.max, state[MAX])
         self.people = sorted(set(self.people) | set(state[PEOPLE]), key=str)
+        _after_merge(self._keep_only_those_here())
+
+    async def _keep_only_those_here(self) -> None:
+        # Each side of a split may have moved people on: a person belongs here only if,
+        # once persons have merged too, it says it stands here.
+        for person in list(self.people):
+            where = await _call_name(self, self.sidecar, (PERSON, person), WHERE_IS)
+            if where is not None and where is not self.room and person in self.people:
+                self.people.remove(person)
 
 
 class PersonWorker(_HandoffWorker):
@@ -278,6 +337,14 @@ class PersonWorker(_HandoffWorker):
         theirs = {(int(us), room) for us, room in state[LOG]}
         self.log = sorted(set(self.log) | theirs, key=lambda e: (e[0], str(e[1])))
         self.room = self.log[-1][1] if self.log else None
+        if self.room is not None:
+            _after_merge(self._be_listed(self.room))
+
+    async def _be_listed(self, room: Atom) -> None:
+        # The merged log says where this person stands; that room's winning copy may
+        # not have seen the walk. It lists the person even if that puts it over its max.
+        if self.room is room:
+            await _call_name(self, self.sidecar, (ROOM, room), (ENTER_MERGED, self.person))
 
 
 class WorkerStarter(GenServer):
@@ -299,7 +366,7 @@ class WorkerStarter(GenServer):
                 max_people = args[0] if args else DEFAULT_MAX
                 if type(max_people) is not int or max_people < 1:
                     return Reply((ERROR, (Atom("bad_max"), max_people)))
-                return Reply((OK, self.node.spawn(RoomWorker, name, max_people)))
+                return Reply((OK, self.node.spawn(RoomWorker, name, max_people, self.sidecar)))
             if kind is PERSON:
                 return Reply((OK, self.node.spawn(PersonWorker, name, self.sidecar)))
             return Reply((ERROR, (Atom("unknown_kind"), kind)))

@@ -74,6 +74,8 @@ who_is_in(Room) ->
 %% costs its own entry, never the whole answer.
 -spec dump() -> #{name() => [name()]}.
 dump() ->
+    %% Rooms on their way to a new owner are in no node's group for a moment.
+    wait_settled(erlang:monotonic_time(millisecond) + ?RETRY_FOR_MS),
     Replies = hp_registry:multi_call(?ROOMS, {dump}, ?CALL_TIMEOUT),
     maps:from_list([{Room, People} || {ok, {Room, People}} <- Replies]).
 
@@ -140,6 +142,13 @@ python_memory(Python) ->
 
 %% --- internals ------------------------------------------------------------------------
 
+wait_settled(Deadline) ->
+    case hp_registry_server:unsettled()
+        andalso erlang:monotonic_time(millisecond) < Deadline of
+        true -> timer:sleep(50), wait_settled(Deadline);
+        false -> ok
+    end.
+
 walk_one(Room, Person) ->
     case ensure_person(Person) of
         ok -> person_call(Person, {walk_into, Room});
@@ -169,9 +178,21 @@ ensure_worker(Key, Kind, Name, Args, Group) ->
     end.
 
 check_room_exists(Room) ->
+    check_room_exists(Room, erlang:monotonic_time(millisecond) + ?RETRY_FOR_MS).
+
+check_room_exists(Room, Deadline) ->
     case hp_registry:whereis_name({room, Room}) of
-        undefined -> {error, {unknown_room, Room}};
-        _ -> ok
+        Pid when is_pid(Pid) ->
+            ok;
+        undefined ->
+            case hp_registry_server:unsettled()
+                andalso erlang:monotonic_time(millisecond) < Deadline of
+                true ->
+                    timer:sleep(50),
+                    check_room_exists(Room, Deadline);
+                false ->
+                    {error, {unknown_room, Room}}
+            end
     end.
 
 room_call(Room, Request) ->
@@ -197,12 +218,18 @@ call_name(Key, Request, IfAbsent, Deadline) ->
             end,
     case hp_registry:whereis_name(Key) of
         undefined when element(1, Key) =:= room ->
-            IfAbsent;
+            %% A room missing while names move may only be on its way to a new owner.
+            case hp_registry_server:unsettled() of
+                true -> Retry(undefined);
+                false -> IfAbsent
+            end;
         undefined ->
             Retry(undefined);
         Pid ->
-            try
-                gen_server:call(Pid, Request, ?CALL_TIMEOUT)
+            try gen_server:call(Pid, Request, ?CALL_TIMEOUT) of
+                %% The worker gave its state to a new copy and is about to stop.
+                {error, handed_off} -> Retry(handed_off);
+                Reply -> Reply
             catch
                 exit:{Reason, {gen_server, call, _}} ->
                     Retry(Reason)
