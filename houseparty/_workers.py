@@ -334,17 +334,21 @@ class PersonWorker(_HandoffWorker):
         self.room = self.log[-1][1] if self.log else None
 
     def merge_state(self, state: Any) -> None:
-        theirs = {(int(us), room) for us, room in state[LOG]}
-        self.log = sorted(set(self.log) | theirs, key=lambda e: (e[0], str(e[1])))
+        theirs = sorted((int(us), room) for us, room in state[LOG])
+        stood_in = {room for room in (self.room, theirs[-1][1] if theirs else None) if room}
+        self.log = sorted(set(self.log) | set(theirs), key=lambda e: (e[0], str(e[1])))
         self.room = self.log[-1][1] if self.log else None
-        if self.room is not None:
-            _after_merge(self._be_listed(self.room))
+        _after_merge(self._settle_rooms(stood_in - {self.room}))
 
-    async def _be_listed(self, room: Atom) -> None:
-        # The merged log says where this person stands; that room's winning copy may
-        # not have seen the walk. It lists the person even if that puts it over its max.
-        if self.room is room:
-            await _call_name(self, self.sidecar, (ROOM, room), (ENTER_MERGED, self.person))
+    async def _settle_rooms(self, stale: set[Atom]) -> None:
+        # The merged log says where this person stands. The rooms either copy stood in
+        # may still list it; that room's winning copy may not have seen the walk, and
+        # lists the person even if that puts it over its max.
+        for room in stale:
+            if self.room is not room:
+                await _call_name(self, self.sidecar, (ROOM, room), (LEAVE, self.person))
+        if self.room is not None:
+            await _call_name(self, self.sidecar, (ROOM, self.room), (ENTER_MERGED, self.person))
 
 
 class WorkerStarter(GenServer):
