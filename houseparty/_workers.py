@@ -150,12 +150,13 @@ MERGE_SETTLE_S = 2.0
 _merging: set[asyncio.Task[None]] = set()
 
 
-def _after_merge(work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` after the settle pause, outside the worker's mailbox: it calls other
+def _after_merge(work: Coroutine[Any, Any, None], *, settle: bool = True) -> None:
+    """Run ``work`` (after the settle pause) outside the worker's mailbox: it calls other
     workers, which may be calling this one."""
 
     async def later() -> None:
-        await asyncio.sleep(MERGE_SETTLE_S)
+        if settle:
+            await asyncio.sleep(MERGE_SETTLE_S)
         try:
             await work
         except PyNodesError as exc:
@@ -174,9 +175,10 @@ class _HandoffWorker(GenServer):
     copy get ``{error, handed_off}`` and retry by name.
     """
 
-    __slots__ = ("handed_off",)
+    __slots__ = ("handed_off", "sidecar")
 
     handed_off: bool
+    sidecar: Atom  # this pod's sidecar, whose registry finds other workers by name
 
     def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
         if getattr(self, "handed_off", False):
@@ -196,7 +198,22 @@ class _HandoffWorker(GenServer):
             if request[1] is END_HANDOFF:
                 self.take_state(request[2])
             elif request[1] is RESOLVE_CONFLICT:
-                self.merge_state(request[2])
+                if getattr(self, "handed_off", False):
+                    # The conflict met this copy just as it moved on: the live copy
+                    # must merge the loser's state, or its walks are lost.
+                    _after_merge(self._forward_conflict(request), settle=False)
+                else:
+                    self.merge_state(request[2])
+
+    async def _forward_conflict(self, request: Any) -> None:
+        deadline = time.monotonic() + RETRY_FOR_S
+        while time.monotonic() < deadline:
+            pid = await registry_whereis(self, self.sidecar, self.registry_key())
+            if pid is not None and pid != self.pid:
+                self.cast(pid, request)
+                return
+            await asyncio.sleep(RETRY_PAUSE_S)
+        log.warning("no live copy of %s took a conflict's state", self.registry_key())
 
     def handle_info(self, message: Any) -> Stop | None:
         if message == (SWARM, DIE):
@@ -209,6 +226,9 @@ class _HandoffWorker(GenServer):
     def state_term(self) -> dict[Atom, Any]:
         raise NotImplementedError
 
+    def registry_key(self) -> tuple[Atom, Atom]:
+        raise NotImplementedError
+
     def take_state(self, state: Any) -> None:
         raise NotImplementedError
 
@@ -219,12 +239,11 @@ class _HandoffWorker(GenServer):
 class RoomWorker(_HandoffWorker):
     """A room: its people (sorted names) and its ``max``."""
 
-    __slots__ = ("max", "people", "room", "sidecar")
+    __slots__ = ("max", "people", "room")
 
     room: Atom
     max: int
     people: list[Atom]
-    sidecar: Atom
 
     def init(self, room: Atom, max_people: int, sidecar: Atom) -> None:
         self.room = room
@@ -267,6 +286,9 @@ class RoomWorker(_HandoffWorker):
     def state_term(self) -> dict[Atom, Any]:
         return {MAX: self.max, PEOPLE: list(self.people)}
 
+    def registry_key(self) -> tuple[Atom, Atom]:
+        return (ROOM, self.room)
+
     def take_state(self, state: Any) -> None:
         self.max = state[MAX]
         self.people = sorted(state[PEOPLE], key=str)
@@ -288,7 +310,7 @@ class RoomWorker(_HandoffWorker):
 class PersonWorker(_HandoffWorker):
     """A person: the room they stand in and their log of ``(micros, room)``, oldest first."""
 
-    __slots__ = ("log", "person", "room", "sidecar")
+    __slots__ = ("log", "person", "room")
 
     person: Atom
     sidecar: Atom
@@ -329,8 +351,13 @@ class PersonWorker(_HandoffWorker):
     def state_term(self) -> dict[Atom, Any]:
         return {LOG: list(self.log)}
 
+    def registry_key(self) -> tuple[Atom, Atom]:
+        return (PERSON, self.person)
+
     def take_state(self, state: Any) -> None:
-        self.log = [(int(us), room) for us, room in state[LOG]]
+        # A walk may reach the new copy before its state does: keep both.
+        handed = {(int(us), room) for us, room in state[LOG]}
+        self.log = sorted(handed | set(self.log), key=lambda e: (e[0], str(e[1])))
         self.room = self.log[-1][1] if self.log else None
 
     def merge_state(self, state: Any) -> None:
