@@ -313,7 +313,6 @@ class PersonWorker(_HandoffWorker):
     __slots__ = ("log", "person", "room")
 
     person: Atom
-    sidecar: Atom
     room: Atom | None
     log: list[tuple[int, Atom]]
 
