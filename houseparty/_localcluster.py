@@ -336,7 +336,8 @@ class LocalCluster:
         env = self._env(state, spec)
         sidecar_cmd = [
             "erl", "-name", spec.sidecar_node, "-noshell", "-noinput",
-            "+t", "5000000", "+P", "5000000",
+            "+t", "5000000", "+P", "2097152",
+            "-kernel", "prevent_overlapping_partitions", "false",
             "-kernel", "inet_dist_listen_min", str(spec.sidecar_port),
             "inet_dist_listen_max", str(spec.sidecar_port),
             "-pa", str(sidecar_ebin()), *(str(p) for p in elixir_ebins()),
