@@ -14,6 +14,8 @@
 %%       alone, for a worker of its own that is not registered.
 %%   count_names(DeadNode) -> {Names, OnDeadNode}      over hp_registry:registered/0
 %%   check_names(Kind, Prefix, From, To, DeadNode, Callers) -> {Answering, Missing, OnDead}
+%%       calls every name's process (who_is_in, where_is); OnDead counts the names still
+%%       on DeadNode or whose process does not answer.
 %%   registry_rate(hp | global, Prefix, Count, Callers) -> Micros
 %%       registers Count ready pids with hp_registry:register_name/2 or
 %%       global:register_name/2 from Callers processes.
@@ -64,15 +66,21 @@ start_names(Kind, Prefix, From, To, Callers) ->
 -spec check_names(room | person, string(), pos_integer(), pos_integer(), node() | none,
                   pos_integer()) -> {non_neg_integer(), non_neg_integer(), non_neg_integer()}.
 check_names(Kind, Prefix, From, To, DeadNode, Callers) ->
+    %% Rooms are asked who_is_in, people where_is: a name answers when its process does.
+    Request = case Kind of
+                  room -> who_is_in;
+                  person -> where_is
+              end,
     Check = fun(I) ->
                     Name = name(Prefix, I),
                     case hp_registry:whereis_name({Kind, Name}) of
                         undefined -> missing;
                         Pid when node(Pid) =:= DeadNode -> on_dead;
                         Pid ->
-                            case erpc:call(node(Pid), erlang, is_process_alive, [Pid], 5000) of
-                                true -> ok;
-                                false -> on_dead
+                            try gen_server:call(Pid, Request, 10000) of
+                                _ -> ok
+                            catch
+                                exit:_ -> on_dead
                             end
                     end
             end,

@@ -327,8 +327,19 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
         cpu_used = sum(cpu_after[n] - cpu_before[n] for n in cpu_after if n in cpu_before)
         if stop_error:
             raise stop_error[0]
-        report.step("handoff: dump() over every room to count the ones that answer")
-        answering = len(cluster.hp.dump())
+        report.step("handoff: looking every room up from the surviving pods")
+        # Every name, from both survivors at once: registered, on a live process, and
+        # not on the stopped pod. (dump() would undercount at this size: its multi_call
+        # leaves out the rooms that answer after its 5 s.)
+        survivors = cluster.sidecars[:2]
+        half = -(-size // 2)
+        checks = cluster.on_each([
+            (sc, "hp_bench_driver", "check_names",
+             [Atom("room"), "h", 1 + i * half, min(size, (i + 1) * half), dead_python,
+              CALLERS_PER_SIDECAR])
+            for i, sc in enumerate(survivors)
+        ])  # fmt: skip
+        answering = sum(int(c[0]) for c in checks)
     return {
         "rooms": size,
         "fill_seconds": round(fill_s, 2),
@@ -338,6 +349,8 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
         "moved_per_second": round(int(on_pod3) / moved_s, 1) if moved_s else None,
         "surviving_pods_cpu_us_per_moved_room": round(cpu_used / max(1, int(on_pod3)) * 1e6, 1),
         "rooms_answering_after": answering,
+        "rooms_missing_after": sum(int(c[1]) for c in checks),
+        "rooms_on_stopped_pod_after": sum(int(c[2]) for c in checks),
         "lost": size - failed - answering,
         "timeline": timeline,
     }
