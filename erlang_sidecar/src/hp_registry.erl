@@ -300,17 +300,18 @@ collect([], _Msg, _Timeout) ->
 collect(Members, Msg, Timeout) ->
     Deadline = case Timeout of
                    infinity -> infinity;
-                   _ -> erlang:monotonic_time(millisecond) + Timeout
+                   _ -> {abs, erlang:monotonic_time(millisecond) + Timeout}
                end,
-    Requests = [gen_server:send_request(Pid, Msg) || Pid <- Members],
-    lists:foldl(
-      fun(Req, Acc) ->
-              Left = case Deadline of
-                         infinity -> infinity;
-                         _ -> max(0, Deadline - erlang:monotonic_time(millisecond))
-                     end,
-              case gen_server:receive_response(Req, Left) of
-                  {reply, Reply} -> [Reply | Acc];
-                  _ -> Acc                     %% timeout or {error, _}: dead or slow
-              end
-      end, [], Requests).
+    %% A request-id collection takes each reply as it comes: waiting for the replies one
+    %% by one in member order would scan a mailbox of 100k replies 100k times.
+    ReqIds = lists:foldl(fun(Pid, Acc) -> gen_server:send_request(Pid, Msg, Pid, Acc) end,
+                         gen_server:reqids_new(), Members),
+    collect_replies(ReqIds, Deadline, []).
+
+collect_replies(ReqIds, Deadline, Acc) ->
+    case gen_server:receive_response(ReqIds, Deadline, true) of
+        {{reply, Reply}, _Pid, Rest} -> collect_replies(Rest, Deadline, [Reply | Acc]);
+        {{error, _}, _Pid, Rest} -> collect_replies(Rest, Deadline, Acc); %% dead member
+        timeout -> Acc;                                                 %% slow members
+        no_request -> Acc
+    end.
