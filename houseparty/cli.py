@@ -521,6 +521,8 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--people", type=click.IntRange(1), help="walks: people in the cluster.")
 @click.option("--handoff-size", type=click.IntRange(3), help="handoff: rooms on the 3 pods.")
 @click.option("--dump-sizes", callback=_int_list, help="dump: room counts, e.g. 10000,100000.")
+@click.option("--registry-names", type=click.IntRange(min=1), default=None,
+              help="registry: names registered with hp_registry.")  # fmt: skip
 @click.option("--settle/--no-settle", default=None,
               help="Wait (up to 45 s per cluster) until the registries settled the new ring "
               "before creating names [default: on; off with --quick].")  # fmt: skip
@@ -529,7 +531,8 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Write PNG plots into this folder (needs matplotlib).")  # fmt: skip
 def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
           people: int | None, handoff_size: int | None, dump_sizes: list[int] | None,
-          settle: bool | None, out: Path | None, plots: Path | None) -> None:  # fmt: skip
+          registry_names: int | None, settle: bool | None, out: Path | None,
+          plots: Path | None) -> None:  # fmt: skip
     """Benchmarks on fresh local 3-pod clusters of their own: scale, calls, walks, handoff,
     dump, registry (all by default). Prints a table per benchmark against its target."""
     from houseparty import _bench_report as report_mod
@@ -545,6 +548,8 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
         settings.handoff = handoff_size
     if dump_sizes:
         settings.dump_sizes = dump_sizes
+    if registry_names:
+        settings.registry_names = registry_names
     if settle is not None:
         settings.settle = settle
     # The tables are wide: give them room when the output is not a terminal (a log file).
