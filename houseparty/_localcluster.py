@@ -131,7 +131,6 @@ class _ClusterState:
     cookie: str
     base_port: int
     started_at: float
-    supervisor_pid: int
     tag: str = ""
     pod_states: dict[int, _PodState] = field(default_factory=dict)
 
@@ -282,7 +281,6 @@ class LocalCluster:
             base_port=base_port,
             tag=tag,
             started_at=time.time(),
-            supervisor_pid=os.getpid(),
             pod_states={s.index: _PodState(s.index) for s in specs},
         )
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)

@@ -167,7 +167,7 @@ def test_stale_run_folder_is_set_aside(tmp_path: Path) -> None:
     run_dir.mkdir()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = {"pods": 1, "cookie": "old", "base_port": 1, "started_at": 0.0, "supervisor_pid": 1,
+    stale = {"pods": 1, "cookie": "old", "base_port": 1, "started_at": 0.0,
              "tag": "", "pod_states": {"1": {"index": 1, "sidecar_pid": dead.pid,
                                              "python_pid": dead.pid}}}  # fmt: skip
     (run_dir / "cluster.json").write_text(json.dumps(stale))
