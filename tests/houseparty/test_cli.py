@@ -189,3 +189,25 @@ def test_missing_erlang(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "erl and epmd not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_on_a_fresh_cluster(tmp_path: Path) -> None:
+    suffix = "_demo" + secrets.token_hex(2)
+    demo = hp("demo", "--name-suffix", suffix, "--base-port", str(free_base_port()),
+              run_dir=tmp_path / "run", timeout=300)  # fmt: skip
+    try:
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        out = demo.stdout
+        titles = ("1. The basic HouseParty API", "2. Rooms have a max",
+                  "3. A person keeps a log", "4. A graceful stop of pod 2")  # fmt: skip
+        for title in titles:
+            assert title in out, out
+        assert "%{den: [], kitchen: [:bilal], living_room: [:kid, :play, :sidney]}" in out
+        assert "{:error, :destination_full}" in out
+        assert "every room unchanged: yes" in out
+        assert "every person's log unchanged: yes" in out
+        assert "demo cluster stopped" in out
+    finally:
+        if node_processes(suffix):
+            LocalCluster(tmp_path / "run").down(timeout=10)
+    assert node_processes(suffix) == []
