@@ -28,6 +28,7 @@
 -define(NAMES, hp_registry_names).
 -define(SERVER, hp_registry_server).
 -define(CALL_TIMEOUT, 5000).
+-define(BEGIN_HANDOFF_TRIES, 4).
 -define(ACCEPT_TIMEOUT, 15000).
 -define(ATTEMPTS, 10).
 -define(RETRY_MS, 300).
@@ -267,11 +268,17 @@ move(Name, Pid, MFA, Groups, Target) ->
     end.
 
 begin_handoff(Pid) ->
+    begin_handoff(Pid, ?BEGIN_HANDOFF_TRIES).
+
+begin_handoff(Pid, Tries) ->
     try gen_server:call(Pid, {swarm, begin_handoff}, ?CALL_TIMEOUT) of
         restart -> {start, none};
         {resume, State} -> {start, {state, State}};
         ignore -> keep;
         _ -> {start, none}
     catch
+        %% Race: the process is busy with a call of its own (a person waiting on a room
+        %% that moves too). Starting an empty copy now would lose its state: wait.
+        exit:{timeout, _} when Tries > 1 -> begin_handoff(Pid, Tries - 1);
         exit:_ -> {start, none}
     end.
