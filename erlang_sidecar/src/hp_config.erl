@@ -11,6 +11,9 @@
 %%   placement_whitelist regexes; a node takes part in placement only if one matches
 %%   placement_blacklist regexes; a node that matches one never takes part
 %%   health_port         TCP port of /healthz and /readyz
+%%   join_with_python    true when HP_PYTHON_NODE is set: the registry joins placement
+%%                       only once that node is connected (a pod that cannot start
+%%                       workers must not be handed any)
 %%
 %% Topologies follow libcluster's shape. Maps are the native form; libcluster's keyword
 %% lists ([{houseparty, [{strategy, M}, {config, [{hosts, [...]}]}]}], also with the
@@ -39,7 +42,8 @@ from_env(Env) when is_map(Env) ->
       python_node => node_name("HP_PYTHON_NODE", env("HP_PYTHON_NODE", Env, "py@" ++ PodIp)),
       placement_whitelist => regexes("HP_PLACEMENT_WHITELIST", Env, ?DEFAULT_WHITELIST),
       placement_blacklist => regexes("HP_PLACEMENT_BLACKLIST", Env, []),
-      health_port => port("HP_HEALTH_PORT", env("HP_HEALTH_PORT", Env, "8080"))}.
+      health_port => port("HP_HEALTH_PORT", env("HP_HEALTH_PORT", Env, "8080")),
+      join_with_python => maps:is_key("HP_PYTHON_NODE", Env)}.
 
 -spec apply_os_env() -> ok.
 apply_os_env() ->

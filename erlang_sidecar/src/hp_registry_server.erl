@@ -64,7 +64,11 @@
     starts = #{} :: #{reference() => gen_server:from()}, %% register_mfa callers
     rebalance_timer = undefined :: undefined | reference(),
     rebalancer = undefined :: undefined | pid(),
-    rebalance_again = false :: boolean()
+    rebalance_again = false :: boolean(),
+    %% false until this pod's Python node is connected, when the pod has one (app env
+    %% join_with_python): until then the node neither says hello nor answers one, so no
+    %% peer places names on a pod that cannot start workers.
+    joined = true :: boolean()
 }).
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
@@ -117,8 +121,15 @@ init([]) ->
                        {ring_changed, erlang:monotonic_time(millisecond) - ?RING_CHANGE_MS}]),
     persistent_term:put(?RING_KEY, hp_ring:new([node()])),
     ok = net_kernel:monitor_nodes(true, [{node_type, visible}]),
-    [hello(N) || N <- nodes(), placement(N)],
-    {ok, #state{}}.
+    Joined = case application:get_env(houseparty_sidecar, join_with_python, false) of
+                 true ->
+                     ok = net_kernel:monitor_nodes(true, [{node_type, hidden}]),
+                     lists:member(hp_python:python_node(), nodes(hidden));
+                 false ->
+                     true
+             end,
+    Joined andalso hello_all(),
+    {ok, #state{joined = Joined}}.
 
 -spec handle_call(term(), gen_server:from(), #state{}) ->
           {reply, term(), #state{}} | {noreply, #state{}}.
@@ -282,6 +293,10 @@ handle_cast({hello, From}, #state{draining = true} = State) when is_atom(From) -
     %% Race: a node comes up while this one drains. It must not place names here, so it
     %% gets no hello_ack and this node stays out of its ring.
     {noreply, State};
+handle_cast({hello, _From}, #state{joined = false} = State) ->
+    %% Race: a peer found this node before its Python node connected. The hello this
+    %% node sends once it has joined reaches that peer too.
+    {noreply, State};
 handle_cast({hello, From}, State) when is_atom(From) ->
     gen_server:cast({?SERVER, From}, {hello_ack, node()}),
     {noreply, add_peer(From, State)};
@@ -308,6 +323,18 @@ handle_cast(_Other, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
+handle_info({nodeup, Node, [{node_type, hidden}]}, #state{joined = false} = State) ->
+    case Node =:= hp_python:python_node() of
+        true ->
+            hello_all(),
+            {noreply, State#state{joined = true}};
+        false ->
+            {noreply, State}
+    end;
+handle_info({Up, _Node, [{node_type, hidden}]}, State) when Up =:= nodeup; Up =:= nodedown ->
+    {noreply, State};
+handle_info({nodeup, _Node, _}, #state{joined = false} = State) ->
+    {noreply, State};
 handle_info({nodeup, Node, _}, State) ->
     %% Race: nodeup during drain: no hello, or the new node would place names here.
     case placement(Node) andalso not State#state.draining of
@@ -393,6 +420,10 @@ placement(Node) ->
     try hp_config:placement_node(Node)
     catch error:undef -> true
     end.
+
+hello_all() ->
+    [hello(N) || N <- nodes(), placement(N)],
+    ok.
 
 hello(Node) ->
     gen_server:cast({?SERVER, Node}, {hello, node()}).
