@@ -206,11 +206,12 @@ async def scenario(cluster: HouseCluster) -> None:
         n.split(":", 1)[1] for n in where_after if n.startswith("person:")}
 
 
-# Known defect, kept visible rather than hidden: in some runs one or two walks that were
-# answered ok on the majority during the split are missing from the merged log. The
-# rules themselves hold after every heal; the lost walks point at a race between the
-# rebalancing handoff of the rejoined pod and the conflict resolution of the same name.
-@pytest.mark.xfail(reason="an ok walk is sometimes lost when rebalance and conflict "
-                   "resolution meet on one name", strict=False)
+# Known defects, kept visible rather than hidden. In some runs one or two walks answered
+# ok on the majority during the split are missing from the merged log (a rebalancing
+# handoff of the rejoined pod and the conflict resolution of the same name can meet), or
+# a person stays listed in a second room (a room's reconciliation asked the person before
+# the person's own merge landed). Most heals satisfy every check.
+@pytest.mark.xfail(reason="some heals lose an ok walk or leave a person listed in two "
+                   "rooms", strict=False)
 def test_netsplit_heals_to_one_copy_of_every_name(house: HouseCluster) -> None:
     asyncio.run(scenario(house))
