@@ -300,11 +300,18 @@ class RoomWorker(_HandoffWorker):
 
     async def _keep_only_those_here(self) -> None:
         # Each side of a split may have moved people on: a person belongs here only if,
-        # once persons have merged too, it says it stands here.
-        for person in list(self.people):
-            where = await _call_name(self, self.sidecar, (PERSON, person), WHERE_IS)
-            if where is not None and where is not self.room and person in self.people:
-                self.people.remove(person)
+        # once persons have merged too, it says it stands here. A person's own merge may
+        # land after the first pass, hence a second one.
+        for pause in (0.0, 2 * MERGE_SETTLE_S):
+            await asyncio.sleep(pause)
+            for person in list(self.people):
+                try:
+                    where = await _call_name(self, self.sidecar, (PERSON, person), WHERE_IS)
+                except PyNodesError as exc:
+                    log.warning("%s: cannot ask %s where it stands: %s", self.room, person, exc)
+                    continue
+                if isinstance(where, Atom) and where is not self.room and person in self.people:
+                    self.people.remove(person)
 
 
 class PersonWorker(_HandoffWorker):
