@@ -165,10 +165,16 @@ class PodProcess:
         return self.popen.poll() is None
 
     def signal(self, sig: int) -> None:
-        """Signal the whole process group (erl's children included)."""
+        """Signal the process, as the kubelet signals a container's main process; SIGKILL
+        goes to the whole process group (erl's children included). A SIGTERM to the group
+        would also reach erl_child_setup and inet_gethost, and the BEAM then sometimes
+        never finishes its own orderly stop."""
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, sig)
+                if sig == signal.SIGKILL:
+                    os.killpg(self.popen.pid, sig)
+                else:
+                    os.kill(self.popen.pid, sig)
 
     def wait(self, timeout: float) -> int:
         return self.popen.wait(timeout=timeout)
