@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from houseparty._errors import ApiError, BadArgument, ConnectError, DestinationFull, UnknownRoom
+from houseparty._rex import rex_call
 from py_nodes import Node, PyNodesError
 from py_nodes._terms import Atom
 
@@ -75,6 +76,12 @@ def _names(values: str | Iterable[str], what: str) -> list[Atom]:
     if not isinstance(values, Iterable):
         raise BadArgument(values, f"expected {what} or a list of them, not {values!r}")
     return [_name(v, what) for v in values]
+
+
+def _max(value: Any) -> int:
+    if type(value) is not int or value < 1:
+        raise BadArgument(value, f"max must be an integer >= 1, not {value!r}")
+    return value
 
 
 def _raise_for(reason: Any) -> None:
@@ -154,15 +161,11 @@ class AsyncHouseParty:
 
     async def rpc(self, module: str, function: str, args: list[Any]) -> Any:
         """``rpc:call(Sidecar, Module, Function, Args)``; raises on ``badrpc``."""
-        request = (
-            Atom("call"),
-            Atom(module),
-            Atom(function),
-            args,
-            self._node.whereis("net_kernel"),
-        )
+        group_leader = self._node.whereis("net_kernel")
         try:
-            result = await self._node.call((Atom("rex"), Atom(self.sidecar)), request, self.timeout)
+            result = await rex_call(
+                self._node, self.sidecar, module, function, args, group_leader, self.timeout
+            )
         except PyNodesError as exc:
             raise ConnectError(f"{self.sidecar} did not answer: {exc}") from exc
         if type(result) is tuple and len(result) == 2 and result[0] is _BADRPC:
@@ -178,16 +181,12 @@ class AsyncHouseParty:
     async def add_rooms(self, rooms: str | Iterable[str], *, max: int | None = None) -> None:
         names = _names(rooms, "a room")
         if max is not None:
-            if type(max) is not int or max < 1:
-                raise BadArgument(max, f"max must be an integer >= 1, not {max!r}")
-            await self._api("add_rooms", names, {Atom("max"): max})
+            await self._api("add_rooms", names, {Atom("max"): _max(max)})
         else:
             await self._api("add_rooms", names)
 
     async def set_room_max(self, room: str, max: int) -> None:
-        if type(max) is not int or max < 1:
-            raise BadArgument(max, f"max must be an integer >= 1, not {max!r}")
-        await self._api("set_room_max", _name(room, "a room"), max)
+        await self._api("set_room_max", _name(room, "a room"), _max(max))
 
     async def walk_into(self, room: str, people: str | Iterable[str]) -> None:
         await self._api("walk_into", _name(room, "a room"), _names(people, "a person"))

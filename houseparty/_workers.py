@@ -34,6 +34,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from houseparty._rex import rex_call
 from py_nodes import (
     CallExit,
     CallTimeout,
@@ -121,8 +122,7 @@ def _now_micros() -> int:
 
 async def registry_whereis(server: GenServer, sidecar: Atom, key: tuple[Atom, Atom]) -> Pid | None:
     """``hp_registry:whereis_name(Key)`` on this pod's sidecar, through its rpc server."""
-    request = (Atom("call"), Atom("hp_registry"), Atom("whereis_name"), [key], server.pid)
-    pid = await server.call((Atom("rex"), sidecar), request, 10.0)
+    pid = await rex_call(server, sidecar, "hp_registry", "whereis_name", [key], server.pid, 10.0)
     return pid if isinstance(pid, Pid) else None
 
 

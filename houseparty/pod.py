@@ -14,8 +14,8 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
 
+from houseparty._rex import rex_call
 from houseparty._workers import WorkerStarter
 from py_nodes import Node, PyNodesError
 from py_nodes._terms import Atom
@@ -60,9 +60,10 @@ async def _connect(node: Node, sidecar: str, stop: asyncio.Event) -> None:
 
 async def _drain(node: Node, sidecar: str) -> None:
     group_leader = node.whereis("hp_workers")
-    request: tuple[Any, ...] = (Atom("call"), Atom("hp_registry"), Atom("drain"), [], group_leader)
     try:
-        result = await node.call((Atom("rex"), Atom(sidecar)), request, DRAIN_TIMEOUT_S)
+        result = await rex_call(
+            node, sidecar, "hp_registry", "drain", [], group_leader, DRAIN_TIMEOUT_S
+        )
         log.info("drain on %s: %r", sidecar, result)
     except PyNodesError as exc:
         log.error("drain on %s failed: %s", sidecar, exc)
