@@ -259,18 +259,20 @@ class Node(Router):
                 node_name = other.node.name
                 self._remote_links.get(node_name, set()).discard((pid, other))
                 self._send_remote(node_name, Exit(pid, other, reason))
-        watchers, proc._monitored_by = proc._monitored_by, None
-        for ref, (watcher, ident) in (watchers or {}).items():
+        watchers = proc._watchers()
+        proc._monitored_by = None
+        for ref, watcher, name in watchers:
             if watcher.node is self.atom:
                 wproc = self._procs.get(watcher)
                 if wproc is not None:
                     if wproc._monitoring is not None:
                         wproc._monitoring.pop(ref, None)
-                    down_ident = (ident, self.atom) if type(ident) is Atom else ident
+                    down_ident = pid if name is None else (name, self.atom)
                     wproc._deliver((DOWN, ref, PROCESS, down_ident, reason))
             else:
                 node_name = watcher.node.name
                 self._peer_monitors.get(node_name, {}).pop(ref, None)
+                ident = pid if name is None else name
                 self._send_remote(node_name, MonitorExit(ident, watcher, ref, reason))
         monitoring, proc._monitoring = proc._monitoring, None
         for ref, monitored in (monitoring or {}).items():
@@ -461,9 +463,7 @@ class Node(Router):
             wproc._deliver((DOWN, ref, PROCESS, ident, NOPROC))
             return ref
         wproc._monitoring[ref] = tproc.pid
-        if tproc._monitored_by is None:
-            tproc._monitored_by = {}
-        tproc._monitored_by[ref] = (watcher, target)
+        tproc._add_watcher(ref, watcher, None if type(target) is Pid else target)
         return ref
 
     def demonitor(self, watcher: Pid, ref: Reference) -> None:
@@ -477,8 +477,8 @@ class Node(Router):
     def _drop_monitor(self, watcher: Pid, ref: Reference, target: Pid | tuple[Atom, Atom]) -> None:
         if type(target) is Pid and target.node is self.atom:
             tproc = self._procs.get(target)
-            if tproc is not None and tproc._monitored_by is not None:
-                tproc._monitored_by.pop(ref, None)
+            if tproc is not None:
+                tproc._drop_watcher(ref)
             return
         remote: Pid | Atom
         if isinstance(target, Pid):
@@ -505,7 +505,7 @@ class Node(Router):
         on_us_local = sum(
             1
             for proc in self._procs.values()
-            for watcher, _ in (proc._monitored_by or {}).values()
+            for _, watcher, _ in proc._watchers()
             if watcher.node is not self.atom
         )
         # Each monitor is in two indexes; take the larger count of each pair so that a

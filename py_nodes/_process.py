@@ -42,6 +42,9 @@ EXIT = Atom("EXIT")
 PYTHON_ERROR = Atom("python_error")
 
 
+_Watcher = tuple[Reference, Pid, Atom | None]
+
+
 def python_error_reason(exc: BaseException) -> tuple[Atom, bytes]:
     """The exit reason for a Python exception: ``{python_error, <<"Type: message">>}``."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -78,8 +81,11 @@ class Process:
     _alive: bool
     _busy: bool
     _links: set[Pid] | None
-    # ref -> (watcher pid, what the watcher monitored: our pid or our name)
-    _monitored_by: dict[Reference, tuple[Pid, Pid | Atom]] | None
+    # Who monitors us: None, one ``(ref, watcher, name)`` tuple, or a dict ``ref ->
+    # (watcher, name)`` once there are two. ``name`` is the Atom the watcher monitored,
+    # or None when it monitored our pid. Most processes have exactly one watcher (the
+    # registry that placed them), and a dict would cost four times the tuple.
+    _monitored_by: _Watcher | dict[Reference, tuple[Pid, Atom | None]] | None
     # ref -> target pid, or (name, node) for a name monitor
     _monitoring: dict[Reference, Pid | tuple[Atom, Atom]] | None
     _mailbox: collections.deque[Any] | None
@@ -229,6 +235,35 @@ class Process:
                 log.exception("terminate of %r raised", self.pid)
         self._mailbox = None
         self.node._process_exited(self, reason)
+
+    # -- who monitors us (see _monitored_by) ------------------------------------------
+
+    def _add_watcher(self, ref: Reference, watcher: Pid, name: Atom | None) -> None:
+        held = self._monitored_by
+        if held is None:
+            self._monitored_by = (ref, watcher, name)
+        elif isinstance(held, tuple):
+            self._monitored_by = {held[0]: (held[1], held[2]), ref: (watcher, name)}
+        else:
+            held[ref] = (watcher, name)
+
+    def _drop_watcher(self, ref: Reference) -> None:
+        held = self._monitored_by
+        if isinstance(held, tuple):
+            if held[0] == ref:
+                self._monitored_by = None
+        elif held is not None:
+            held.pop(ref, None)
+            if not held:
+                self._monitored_by = None
+
+    def _watchers(self) -> list[_Watcher]:
+        held = self._monitored_by
+        if held is None:
+            return []
+        if isinstance(held, tuple):
+            return [held]
+        return [(ref, watcher, name) for ref, (watcher, name) in held.items()]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.pid!r}{' ' + self.name.name if self.name else ''}>"

@@ -197,8 +197,8 @@ class Router:
                 wproc._deliver((DOWN, ref, PROCESS, ident, NOCONNECTION))
         for ref, target in self._peer_monitors.pop(name, {}).items():
             tproc = self._procs.get(target)
-            if tproc is not None and tproc._monitored_by is not None:
-                tproc._monitored_by.pop(ref, None)
+            if tproc is not None:
+                tproc._drop_watcher(ref)
 
     def _send_remote(self, node_name: str, event: ControlEvent) -> None:
         peer = self._peers.get(node_name)
@@ -247,14 +247,19 @@ class Router:
 
     def _on_monitor(self, peer: PeerProtocol, event: Monitor) -> None:
         target = event.target
-        pid = target if type(target) is Pid else self._names.get(target)  # type: ignore[arg-type]
+        name: Atom | None = None
+        pid: Pid | None = None
+        if isinstance(target, Atom):
+            name, pid = target, self._names.get(target)
+        else:
+            pid = target
         proc = self._procs.get(pid) if pid is not None else None
         if proc is None:
             peer.send(MonitorExit(target, event.from_pid, event.ref, NOPROC))
             return
-        if proc._monitored_by is None:
-            proc._monitored_by = {}
-        proc._monitored_by[event.ref] = (event.from_pid, target)
+        # The watcher entry names our pid by None: the decoded copy of it in the frame
+        # would cost as much as the rest of the entry.
+        proc._add_watcher(event.ref, event.from_pid, name)
         assert peer.peer_name is not None
         monitors = self._peer_monitors.get(peer.peer_name)
         if monitors is None:
@@ -267,8 +272,8 @@ class Router:
         pid = monitors.pop(event.ref, None) if monitors else None
         if pid is not None:
             proc = self._procs.get(pid)
-            if proc is not None and proc._monitored_by is not None:
-                proc._monitored_by.pop(event.ref, None)
+            if proc is not None:
+                proc._drop_watcher(event.ref)
 
     def _dispatch_other(self, peer: PeerProtocol, event: ControlEvent) -> None:
         peer_name = peer.peer_name
