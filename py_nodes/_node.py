@@ -65,10 +65,11 @@ class _NetKernel(GenServer):
 class _Caller(Process):
     """The short-lived process behind one :meth:`Node.call` from Python."""
 
-    __slots__ = ("future", "ref")
+    __slots__ = ("future", "ref", "tag")
 
     future: asyncio.Future[Any]
     ref: Reference | None
+    tag: ImproperList | None
 
     def terminate(self, reason: Any) -> None:
         if not self.future.done():
@@ -77,7 +78,7 @@ class _Caller(Process):
     def handle_message(self, message: Any) -> None:
         if type(message) is not tuple or self.future.done():
             return
-        if len(message) == 2 and message[0] == self.ref:
+        if len(message) == 2 and message[0] == self.tag:
             self.future.set_result(message[1])
         elif len(message) == 5 and message[0] is DOWN and message[1] == self.ref:
             reason = message[4]
@@ -274,6 +275,9 @@ class Node(Router):
                 self._peer_monitors.get(node_name, {}).pop(ref, None)
                 ident = pid if name is None else name
                 self._send_remote(node_name, MonitorExit(ident, watcher, ref, reason))
+        if self._alias_owners:
+            for alias in self._alias_owners.pop(pid, ()):
+                del self._aliases[alias]
         monitoring, proc._monitoring = proc._monitoring, None
         for ref, monitored in (monitoring or {}).items():
             self._drop_monitor(pid, ref, monitored)
@@ -304,7 +308,9 @@ class Node(Router):
                     node_name, RegSend(sender or self._sender(), name, message)
                 )
         elif kind is Reference:
-            if dest.node is not self.atom:
+            if dest.node is self.atom:
+                self._deliver_to_alias(dest, message)
+            else:
                 self._send_remote(
                     dest.node.name, AliasSend(sender or self._sender(), dest, message)
                 )
@@ -329,10 +335,8 @@ class Node(Router):
         pid, tag = from_
         if type(tag) is ImproperList and len(tag.items) == 1 and tag.items[0] is ALIAS:
             alias = tag.tail
-            if type(alias) is Reference and alias.node is not self.atom:
-                self._send_remote(
-                    alias.node.name, AliasSend(sender or self._sender(), alias, (tag, value))
-                )
+            if type(alias) is Reference:
+                self.send(alias, (tag, value), sender=sender)
                 return
         self.send(pid, (tag, value), sender=sender)
 
@@ -348,19 +352,26 @@ class Node(Router):
         pid = self._new_pid()
         caller._attach(self, pid)
         caller.future = loop.create_future()
-        caller.ref = None
+        caller.ref = caller.tag = None
         self._procs[pid] = caller
         try:
             ref = self.monitor(pid, dest)
+            # As gen:call since OTP 24: the monitor ref is also an alias, and the tag
+            # [alias | Ref] tells the server to reply to it. The alias dies with the
+            # caller, so a reply that comes after a timeout is dropped on arrival.
             caller.ref = ref
+            caller.tag = ImproperList((ALIAS,), ref)
+            self._aliases[ref] = (pid, False)
             if not caller.future.done():
-                self.send(dest, (GEN_CALL, (pid, ref), request), sender=pid)
+                self.send(dest, (GEN_CALL, (pid, caller.tag), request), sender=pid)
             try:
                 return await asyncio.wait_for(caller.future, timeout)
             except TimeoutError:
                 raise CallTimeout(f"no reply from {dest!r} within {timeout}s") from None
         finally:
             caller._terminate(NORMAL, run_terminate=False)
+            if caller.ref is not None:
+                del self._aliases[caller.ref]
 
     async def ping(self, node_name: str, timeout: float = 5.0) -> bool:
         """``net_adm:ping``: True when ``node_name`` answers (``pong``)."""
@@ -369,6 +380,33 @@ class Node(Router):
         except PyNodesError:
             return False
         return answer is YES or answer is True
+
+    # -- aliases -------------------------------------------------------------------------------
+
+    def alias(self, pid: Pid, *, reply: bool = False) -> Reference:
+        """``alias()`` for local process ``pid``: a reference that messages can be sent to.
+
+        A message sent to the alias (``node.send(alias, msg)`` here, ``Alias ! Msg``
+        from Erlang) reaches ``pid`` until :meth:`unalias` or the process exits; after
+        that it is dropped. With ``reply=True`` the alias works once (``[reply]`` in
+        Erlang): the first message through it deactivates it.
+        """
+        if pid not in self._procs:
+            raise NoProc(f"no local process {pid!r}")
+        alias = self.make_ref()
+        self._aliases[alias] = (pid, reply)
+        owned = self._alias_owners.get(pid)
+        if owned is None:
+            owned = self._alias_owners[pid] = set()
+        owned.add(alias)
+        return alias
+
+    def unalias(self, pid: Pid, alias: Reference) -> bool:
+        """Deactivate ``alias`` of ``pid``; True if it was an active alias of ``pid``."""
+        entry = self._aliases.get(alias)
+        if entry is None or entry[0] != pid:
+            return False
+        return self._drop_alias(pid, alias)
 
     # -- links, monitors and exit signals ------------------------------------------------------
 

@@ -139,6 +139,14 @@ class Process:
     def demonitor(self, ref: Reference) -> None:
         self.node.demonitor(self.pid, ref)
 
+    def alias(self, *, reply: bool = False) -> Reference:
+        """A new alias of this process (see :meth:`Node.alias`)."""
+        return self.node.alias(self.pid, reply=reply)
+
+    def unalias(self, alias: Reference) -> bool:
+        """Deactivate one of this process's aliases; False if it was not active."""
+        return self.node.unalias(self.pid, alias)
+
     def exit(self, reason: Any = NORMAL) -> None:
         """Stop this process now with ``reason`` (links and monitors are told)."""
         self._terminate(reason)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from py_nodes import _epmd, _rpc
 from py_nodes._control import (
@@ -76,6 +76,8 @@ class Router:
     _remote_links: dict[str, set[tuple[Pid, Pid]]]
     _remote_monitors: dict[str, dict[Reference, Pid]]
     _peer_monitors: dict[str, dict[Reference, Pid]]
+    _aliases: dict[Reference, tuple[Pid, bool]]
+    _alias_owners: dict[Pid, set[Reference]]
     _dirty: list[PeerProtocol]
     _dispatching: bool
     _flush_handle: asyncio.Handle | None
@@ -88,6 +90,8 @@ class Router:
         self._remote_links = {}
         self._remote_monitors = {}
         self._peer_monitors = {}
+        self._aliases = {}
+        self._alias_owners = {}
         self._dirty = []
         self._dispatching = False
         self._flush_handle = None
@@ -279,8 +283,8 @@ class Router:
         peer_name = peer.peer_name
         assert peer_name is not None
         match event:
-            case AliasSend():
-                pass  # we hand out no aliases: a reply to an abandoned request, drop it
+            case AliasSend(_, alias, message):
+                self._deliver_to_alias(alias, message)
             case Link(from_pid, to_pid):
                 proc = self._procs.get(to_pid)
                 if proc is None:
@@ -315,6 +319,29 @@ class Router:
                 _rpc.spawn_request(cast("Node", self), peer, event)
             case _:
                 pass  # UNLINK_ID_ACK, GROUP_LEADER, SPAWN_REPLY: nothing to do
+
+    def _deliver_to_alias(self, alias: Reference, message: Any) -> None:
+        # An inactive alias (unaliased, its owner gone, a call that timed out) drops the
+        # message: this is what keeps a late reply away from a caller that gave up.
+        entry = self._aliases.get(alias)
+        if entry is None:
+            return
+        pid, once = entry
+        if once:
+            self._drop_alias(pid, alias)
+        proc = self._procs.get(pid)
+        if proc is not None:
+            proc._deliver(message)
+
+    def _drop_alias(self, pid: Pid, alias: Reference) -> bool:
+        if self._aliases.pop(alias, None) is None:
+            return False
+        owned = self._alias_owners.get(pid)
+        if owned is not None:
+            owned.discard(alias)
+            if not owned:
+                del self._alias_owners[pid]
+        return True
 
     def _drop_remote_link(self, peer_name: str, local: Pid, remote: Pid) -> None:
         self._remote_links.get(peer_name, set()).discard((local, remote))
