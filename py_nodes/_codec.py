@@ -81,11 +81,15 @@ from py_nodes._terms import (
 )
 
 __all__ = [
+    "ACCELERATED",
     "MAX_DEPTH",
     "MAX_UNCOMPRESSED_SIZE",
     "decode",
     "decode_prefix",
     "encode",
+    "pure_decode",
+    "pure_decode_prefix",
+    "pure_encode",
 ]
 
 VERSION = 131
@@ -787,7 +791,7 @@ def _decode_versioned(buf: bytes, pos: int) -> tuple[Any, int]:
         return _decode_iter(buf, pos, 0)
 
 
-def decode(data: bytes | bytearray | memoryview) -> Any:
+def pure_decode(data: bytes | bytearray | memoryview) -> Any:
     """Decode one complete term (starting with the 131 version byte); all input must be used."""
     buf = data if data.__class__ is bytes else _as_bytes(data)
     try:
@@ -807,7 +811,9 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
     return term
 
 
-def decode_prefix(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[Any, int]:
+def pure_decode_prefix(
+    data: bytes | bytearray | memoryview, offset: int = 0
+) -> tuple[Any, int]:
     """Decode one term (with its 131) at ``offset``; return it and the offset just after it.
 
     ``bytes`` input is used in place; a ``bytearray`` or ``memoryview`` is copied first, so
@@ -1177,7 +1183,7 @@ def _enc_iter(term: Any, out: bytearray) -> None:
             stack.pop()
 
 
-def encode(term: Any) -> bytes:
+def pure_encode(term: Any) -> bytes:
     """Encode ``term`` to external term format, with the leading 131 version byte."""
     out = bytearray(b"\x83")
     try:
@@ -1196,3 +1202,62 @@ def encode(term: Any) -> bytes:
     except RecursionError:
         raise EncodeError("term nested too deeply") from None
     return bytes(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# The C codec (py_nodes/_ccodec.c) does the common terms itself and calls back into the pure
+# code above for the rest, so both give the same results; the pure code is the reference.
+
+
+def _decode_tag(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    """The term at ``pos`` (its tag included), by the pure recursive decoder."""
+    return _DEC[buf[pos]](buf, pos + 1, depth)
+
+
+def _encode_sub(term: Any, depth: int) -> bytearray:
+    out = bytearray()
+    _enc(term, out, depth)
+    return out
+
+
+decode: Callable[[bytes | bytearray | memoryview], Any]
+decode_prefix: Callable[..., tuple[Any, int]]
+encode: Callable[[Any], bytes]
+
+try:
+    from py_nodes import _ccodec
+except ImportError:  # not built (no compiler where it was installed): the pure codec serves
+    decode, decode_prefix, encode = pure_decode, pure_decode_prefix, pure_encode
+    #: True when ``decode`` / ``decode_prefix`` / ``encode`` are the C codec's.
+    ACCELERATED = False
+else:
+    _ccodec.setup(
+        {
+            "DecodeError": DecodeError,
+            "EncodeError": EncodeError,
+            "TooDeep": _TooDeep,
+            "Atom": Atom,
+            "Pid": Pid,
+            "Reference": Reference,
+            "ImproperList": ImproperList,
+            "cache_utf8": _atom_cache_utf8,
+            "cache_latin1": _atom_cache_latin1,
+            "make_atom": _make_atom,
+            "decode_tag": _decode_tag,
+            "encode_sub": _encode_sub,
+            "decode": pure_decode,
+            "decode_prefix": pure_decode_prefix,
+            "encode": pure_encode,
+            "freeze": _freeze,
+            "disambiguate": _disambiguate,
+            "improper": _improper,
+            "as_bytes": _as_bytes,
+            "atom_true": Atom("true"),
+            "atom_false": Atom("false"),
+            "ext_true": _A_TRUE,
+            "ext_false": _A_FALSE,
+            "ext_undefined": _A_UNDEFINED,
+        }
+    )
+    decode, decode_prefix, encode = _ccodec.decode, _ccodec.decode_prefix, _ccodec.encode
+    ACCELERATED = True
