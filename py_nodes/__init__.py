@@ -87,6 +87,7 @@ from py_nodes._errors import (
     ProcessError,
     ProtocolError,
     PyNodesError,
+    SpawnError,
     TermError,
 )
 from py_nodes._genserver import GenServer, NoReply, Reply, Stop
@@ -139,6 +140,7 @@ __all__ = [
     "PyNodesError",
     "Reference",
     "Reply",
+    "SpawnError",
     "Stop",
     "TermError",
     "atom",

@@ -15,8 +15,10 @@
     ├── NodeDown                     the target node cannot be reached
     └── ProcessError
         ├── NoProc                   the target process does not exist
-        ├── CallTimeout              no reply within the timeout (also a TimeoutError)
-        └── CallExit                 the callee exited during a call; ``.reason`` is the term
+        ├── CallTimeout              no reply to a call or spawn in time (also a TimeoutError)
+        ├── CallExit                 the callee exited during a call; ``.reason`` is the term
+        └── SpawnError               a node refused a spawn request; ``.reason``: badopt,
+                                     notsup, system_limit...
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = [
     "ProcessError",
     "ProtocolError",
     "PyNodesError",
+    "SpawnError",
     "TermError",
 ]
 
@@ -95,7 +98,7 @@ class NoProc(ProcessError):
 
 
 class CallTimeout(ProcessError, TimeoutError):
-    """A call got no reply within its timeout."""
+    """A call or a spawn request got no reply within its timeout."""
 
 
 class CallExit(ProcessError):
@@ -104,3 +107,11 @@ class CallExit(ProcessError):
     def __init__(self, reason: Any, message: str | None = None) -> None:
         self.reason = reason
         super().__init__(message if message is not None else f"callee exited: {reason!r}")
+
+
+class SpawnError(ProcessError):
+    """A node refused to spawn a process (SPAWN_REPLY with an error atom)."""
+
+    def __init__(self, reason: Any, message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message if message is not None else f"spawn refused: {reason!r}")

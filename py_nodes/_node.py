@@ -13,10 +13,10 @@ import contextlib
 import itertools
 import logging
 import secrets
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar, overload
 
-from py_nodes import _epmd
+from py_nodes import _epmd, _rpc
 from py_nodes._connection import DEFAULT_MAX_FRAME_SIZE
 from py_nodes._control import (
     AliasSend,
@@ -28,6 +28,7 @@ from py_nodes._control import (
     MonitorExit,
     RegSend,
     Send,
+    SpawnRequest,
     UnlinkId,
 )
 from py_nodes._errors import CallExit, CallTimeout, NodeDown, NoProc, PyNodesError
@@ -49,6 +50,10 @@ ALIAS = Atom("alias")
 YES = Atom("yes")
 IS_AUTH = Atom("is_auth")
 NET_KERNEL = Atom("net_kernel")
+LINK = Atom("link")
+MONITOR = Atom("monitor")
+# Spawn options that change what the reply means: spawn_remote sets them itself.
+_OWN_SPAWN_OPTIONS = (LINK, MONITOR, Atom("reply"), Atom("reply_tag"))
 
 
 class _NetKernel(GenServer):
@@ -140,6 +145,7 @@ class Node(Router):
         self._server: asyncio.Server | None = None
         self._registration: _epmd.EpmdRegistration | None = None
         self._system_pid: Pid | None = None
+        self._group_leader: Pid | None = None
         self.started = False
 
     # -- life cycle -----------------------------------------------------------------------
@@ -161,6 +167,7 @@ class Node(Router):
         self.creation = self._registration.creation or self.creation
         self.started = True
         self._system_pid = self.spawn(_NetKernel, name=NET_KERNEL)
+        self._group_leader = self.spawn(_rpc.IoServer)
         log.info("node %s up on port %d (creation %d)", self.name, self.port, self.creation)
 
     async def stop(self) -> None:
@@ -380,6 +387,71 @@ class Node(Router):
         except PyNodesError:
             return False
         return answer is YES or answer is True
+
+    # -- spawning on other nodes ------------------------------------------------------------------
+
+    @overload
+    async def spawn_remote(
+        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
+        *, owner: Pid | None = None, link: bool = False, monitor: Literal[False] = False,
+        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        timeout: float | None = 5.0,
+    ) -> Pid: ...
+
+    @overload
+    async def spawn_remote(
+        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
+        *, owner: Pid | None = None, link: bool = False, monitor: Literal[True],
+        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        timeout: float | None = 5.0,
+    ) -> tuple[Pid, Reference]: ...
+
+    async def spawn_remote(
+        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
+        *, owner: Pid | None = None, link: bool = False, monitor: bool = False,
+        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        timeout: float | None = 5.0,
+    ) -> Pid | tuple[Pid, Reference]:
+        """``erlang:spawn_opt(Node, M, F, A, Opts)``: start ``M:F(A...)`` on another node.
+
+        Returns the new pid, or ``(pid, ref)`` with ``monitor=True`` (``ref`` is the
+        monitor's, as from ``spawn_monitor``). ``link``/``monitor`` tie the new process
+        to the local process ``owner``, as ``link``/``monitor`` would. ``options`` are
+        further spawn options passed as they are (``{priority, high}``...).
+
+        Raises :class:`SpawnError` when the node refuses (``.reason``: ``badopt``,
+        ``notsup``, ``system_limit``), :class:`NodeDown`, :class:`CallTimeout`,
+        :class:`NoProc` when ``owner`` exits first, ValueError for bad arguments.
+        A process that fails at once (an undefined function) is still spawned: its exit
+        arrives through the link or monitor.
+        """
+        if not isinstance(node_name, str) or node_name == self.name:
+            raise ValueError(f"spawn_remote needs the name of another node, not {node_name!r}")
+        if not isinstance(args, Sequence) or isinstance(args, str | bytes):
+            raise ValueError(f"args must be a list of terms, not {args!r}")
+        for opt in options:
+            key = opt[0] if type(opt) is tuple and opt else opt
+            if key in _OWN_SPAWN_OPTIONS:
+                raise ValueError(f"spawn option {opt!r}: use link=/monitor= instead")
+        if owner is None:
+            if link or monitor:
+                raise ValueError("a linked or monitored spawn needs an owner process")
+            owner = self._sender()
+        elif owner not in self._procs:
+            raise NoProc(f"no local process {owner!r}")
+        req_id = self.make_ref()
+        future: asyncio.Future[Pid] = asyncio.get_running_loop().create_future()
+        self._spawning[req_id] = _rpc.PendingSpawn(node_name, owner, link, monitor, future)
+        opts = [*options, *([LINK] if link else ()), *([MONITOR] if monitor else ())]
+        self._send_remote(node_name, SpawnRequest(
+            req_id, owner, group_leader or self._group_leader or owner,
+            _name_atom(module), _name_atom(function), len(args), opts, list(args),
+        ))
+        try:
+            pid = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise CallTimeout(f"no spawn reply from {node_name} within {timeout}s") from None
+        return (pid, req_id) if monitor else pid
 
     # -- aliases -------------------------------------------------------------------------------
 

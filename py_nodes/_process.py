@@ -23,7 +23,7 @@ import asyncio
 import collections
 import inspect
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from py_nodes._terms import Atom, Pid, Reference
@@ -138,6 +138,15 @@ class Process:
 
     def demonitor(self, ref: Reference) -> None:
         self.node.demonitor(self.pid, ref)
+
+    async def spawn_remote(
+        self, node_name: str, module: Atom | str, function: Atom | str,
+        args: Sequence[Any] = (), **kwargs: Any,
+    ) -> Any:
+        """:meth:`Node.spawn_remote` with this process as the owner of link and monitor."""
+        return await self.node.spawn_remote(
+            node_name, module, function, args, owner=self.pid, **kwargs
+        )
 
     def alias(self, *, reply: bool = False) -> Reference:
         """A new alias of this process (see :meth:`Node.alias`)."""

@@ -37,6 +37,7 @@ from py_nodes._control import (
     MonitorExit,
     RegSend,
     Send,
+    SpawnReply,
     SpawnRequest,
     Unlink,
     UnlinkId,
@@ -78,6 +79,7 @@ class Router:
     _peer_monitors: dict[str, dict[Reference, Pid]]
     _aliases: dict[Reference, tuple[Pid, bool]]
     _alias_owners: dict[Pid, set[Reference]]
+    _spawning: dict[Reference, _rpc.PendingSpawn]
     _dirty: list[PeerProtocol]
     _dispatching: bool
     _flush_handle: asyncio.Handle | None
@@ -92,6 +94,7 @@ class Router:
         self._peer_monitors = {}
         self._aliases = {}
         self._alias_owners = {}
+        self._spawning = {}
         self._dirty = []
         self._dispatching = False
         self._flush_handle = None
@@ -190,6 +193,8 @@ class Router:
 
     def _node_down(self, name: str) -> None:
         self._outbox.pop(name, None)
+        if self._spawning:
+            _rpc.fail_spawns(cast("Node", self), name)
         for local, remote in self._remote_links.pop(name, ()):
             proc = self._procs.get(local)
             if proc is not None:
@@ -317,8 +322,10 @@ class Router:
                     proc._deliver((DOWN, ref, PROCESS, ident or from_proc, reason))
             case SpawnRequest():
                 _rpc.spawn_request(cast("Node", self), peer, event)
+            case SpawnReply():
+                _rpc.spawn_reply(cast("Node", self), peer, event)
             case _:
-                pass  # UNLINK_ID_ACK, GROUP_LEADER, SPAWN_REPLY: nothing to do
+                pass  # UNLINK_ID_ACK, GROUP_LEADER: nothing to do
 
     def _deliver_to_alias(self, alias: Reference, message: Any) -> None:
         # An inactive alias (unaliased, its owner gone, a call that timed out) drops the

@@ -1,11 +1,11 @@
-"""erpc and rpc from Erlang: SPAWN_REQUEST of ``erpc:execute_call/4``.
+"""Spawn requests both ways: erpc/rpc from Erlang, and :meth:`Node.spawn_remote`.
 
-Since OTP 23, ``erpc:call(Node, M, F, A)`` (and ``rpc:call``, ``erpc:multicall``, which
-go through it) sends SPAWN_REQUEST for ``erpc:execute_call(Ref, M, F, A)`` with the
-options ``[{reply, error_only}, monitor]``. We answer SPAWN_REPLY with a fresh pid and
-the "monitor made" flag, run the exposed Python function, and end the "process" the
-way ``execute_call/4`` does: its exit reason, delivered as MONITOR_P_EXIT on the
-request's ref, is the result::
+**Incoming.** Since OTP 23, ``erpc:call(Node, M, F, A)`` (and ``rpc:call``,
+``erpc:multicall``, which go through it) sends SPAWN_REQUEST for
+``erpc:execute_call(Ref, M, F, A)`` with the options ``[{reply, error_only}, monitor]``.
+We answer SPAWN_REPLY with a fresh pid and the "monitor made" flag, run the exposed
+Python function, and end the "process" the way ``execute_call/4`` does: its exit
+reason, delivered as MONITOR_P_EXIT on the request's ref, is the result::
 
     {Ref, return, Value}                  the function returned Value
     {Ref, throw, Value}                   (never produced here)
@@ -17,6 +17,16 @@ so ``erpc:call`` raises ``error:{exception, undef, [{M, F, Args, []}]}`` for an
 unexposed function, and ``rpc:call`` returns ``{badrpc, {'EXIT', {undef, ...}}}``.
 ``erpc:execute_cast/3`` (``erpc:cast``) runs the function and reports nothing. Any
 other MFA "crashes" at once with ``undef``, as a spawn of a missing function does.
+
+**Outgoing.** ``spawn_remote`` sends ``{29, ReqId, Owner, GroupLeader, {M, F, Arity},
+Opts}`` and waits for ``{31, ReqId, Owner, Flags, Result}``. As in
+``erlang:spawn_request``, the monitor it asks for is identified by ReqId, and the peer
+sends the reply before any signal of the new process, on the same connection: the
+link or monitor is in our tables before its exit can arrive. A reply that comes after
+the request was given up (timeout, owner gone) undoes what the peer made: a link gets
+the exit signal ``abandoned``, a monitor a DEMONITOR. The new process's group leader
+is the node's :class:`IoServer` unless one is given: output written there goes to the
+``py_nodes.io`` logger instead of blocking the writer on a process that never answers.
 """
 
 from __future__ import annotations
@@ -24,17 +34,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from py_nodes._control import Exit, MonitorExit, SpawnReply, SpawnRequest
-from py_nodes._process import python_error_reason
-from py_nodes._terms import Atom
+from py_nodes._control import Demonitor, Exit, MonitorExit, SpawnReply, SpawnRequest
+from py_nodes._errors import NodeDown, NoProc, SpawnError
+from py_nodes._process import Process, python_error_reason
+from py_nodes._terms import Atom, ImproperList, Pid
 
 if TYPE_CHECKING:
     from py_nodes._node import Node
     from py_nodes._peer import PeerProtocol
 
-__all__ = ["spawn_request"]
+__all__ = ["IoServer", "PendingSpawn", "fail_spawns", "spawn_reply", "spawn_request"]
 
 log = logging.getLogger("py_nodes.rpc")
 
@@ -49,6 +61,13 @@ EXIT = Atom("exit")
 UNDEF = Atom("undef")
 NORMAL = Atom("normal")
 BADARG = Atom("badarg")
+ABANDONED = Atom("abandoned")
+NOCONNECTION = Atom("noconnection")
+IO_REQUEST = Atom("io_request")
+IO_REPLY = Atom("io_reply")
+PUT_CHARS = Atom("put_chars")
+OK = Atom("ok")
+ENOTSUP = Atom("enotsup")
 
 _LINK_MADE = 1
 _MONITOR_MADE = 2
@@ -128,3 +147,110 @@ def _failure(ref: Any, exc: BaseException, stack: Any) -> Any:
         return (ref, EXIT, exc.code if exc.code is not None else NORMAL)
     log.info("exposed function raised %s: %s", type(exc).__name__, exc)
     return (ref, ERROR, python_error_reason(exc), stack)
+
+
+@dataclass(slots=True)
+class PendingSpawn:
+    """A spawn request of ours that waits for its SPAWN_REPLY."""
+
+    node_name: str
+    owner: Pid
+    link: bool
+    monitor: bool
+    future: asyncio.Future[Pid]
+
+
+def spawn_reply(node: Node, peer: PeerProtocol, reply: SpawnReply) -> None:
+    """Complete the :class:`PendingSpawn` that ``reply`` answers."""
+    pending = node._spawning.pop(reply.req_id, None)
+    if pending is None:
+        return
+    future, result = pending.future, reply.result
+    if type(result) is not Pid:
+        if future.done():
+            pass
+        elif result is NOCONNECTION:
+            future.set_exception(NodeDown(f"{pending.node_name} has no connection for the spawn"))
+        else:
+            why = f"{pending.node_name} refused the spawn: {result}"
+            future.set_exception(SpawnError(result, why))
+        return
+    owner = node._procs.get(pending.owner)
+    if owner is not None and future.done():
+        owner = None  # the request timed out
+    if owner is None and not future.done() and (pending.link or pending.monitor):
+        future.set_exception(NoProc(f"the owner {pending.owner!r} exited during the spawn"))
+    peer_name = pending.node_name
+    if reply.flags & _LINK_MADE:
+        if owner is None:
+            peer.send(Exit(pending.owner, result, ABANDONED))
+        else:
+            if owner._links is None:
+                owner._links = set()
+            owner._links.add(result)
+            node._remote_links.setdefault(peer_name, set()).add((owner.pid, result))
+    if reply.flags & _MONITOR_MADE:
+        if owner is None:
+            peer.send(Demonitor(pending.owner, result, reply.req_id))
+        else:
+            if owner._monitoring is None:
+                owner._monitoring = {}
+            owner._monitoring[reply.req_id] = result
+            node._remote_monitors.setdefault(peer_name, {})[reply.req_id] = owner.pid
+    if not future.done():
+        future.set_result(result)
+
+
+def fail_spawns(node: Node, node_name: str) -> None:
+    """The connection to ``node_name`` is gone: its pending spawns fail with NodeDown."""
+    for req_id, pending in list(node._spawning.items()):
+        if pending.node_name == node_name:
+            del node._spawning[req_id]
+            if not pending.future.done():
+                pending.future.set_exception(NodeDown(f"no connection to {node_name}"))
+
+
+class IoServer(Process):
+    """The group leader of processes we spawn elsewhere: writes go to a logger.
+
+    It speaks just enough of the Erlang I/O protocol for ``io:format`` and
+    ``io:put_chars`` to return ``ok``; reads get ``{error, enotsup}``.
+    """
+
+    __slots__ = ()
+
+    def handle_message(self, message: Any) -> None:
+        if type(message) is not tuple or len(message) != 4 or message[0] is not IO_REQUEST:
+            return
+        _, sender, reply_as, request = message
+        reply: Any = (ERROR, ENOTSUP)
+        if type(request) is tuple and len(request) >= 3 and request[0] is PUT_CHARS:
+            io_log.info("%s: %s", sender, _chars_text(request[2:]))
+            reply = OK
+        if type(sender) is Pid:
+            self.node.send(sender, (IO_REPLY, reply_as, reply), sender=self.pid)
+
+
+io_log = logging.getLogger("py_nodes.io")
+
+
+def _chars_text(parts: tuple[Any, ...]) -> str:
+    """Readable text for ``{put_chars, Enc, Chars}`` or ``{put_chars, Enc, M, F, A}``."""
+    if len(parts) == 1:
+        try:
+            return _flatten(parts[0]).decode("utf-8", "replace").rstrip("\n")
+        except (TypeError, ValueError):
+            pass
+    return repr(parts)
+
+
+def _flatten(chars: Any) -> bytes:
+    if isinstance(chars, bytes):
+        return chars
+    if isinstance(chars, int):
+        return chr(chars).encode("utf-8")
+    if isinstance(chars, list):
+        return b"".join(_flatten(c) for c in chars)
+    if isinstance(chars, ImproperList):
+        return b"".join(_flatten(c) for c in (*chars.items, chars.tail))
+    raise TypeError("not iodata")
