@@ -21,13 +21,29 @@ Processes (all synchronous unless marked ``await``)::
     await node.ping("erl@127.0.0.1") -> bool
     node.link(a, b); node.unlink(a, b); node.exit(pid, reason)
     ref = node.monitor(watcher_pid, target); node.demonitor(watcher_pid, ref)
+    alias = node.alias(pid, reply=False); node.unalias(pid, alias) -> bool
+    pid = await node.spawn_remote("erl@host", "m", "f", [args], owner=pid, link=False,
+                                  options=[], timeout=5.0)    # erlang:spawn_opt/5
+    pid, ref = await node.spawn_remote(..., owner=pid, monitor=True)
     node.expose("module", "function", fn)  # or @node.expose("module", "function")
     await node.connect(name) -> bool; node.disconnect(name) -> bool; node.nodes()
     node.process(pid) -> Process | None; node.processes(); node.registered()
     node.make_ref(); node.monitor_count()  # monitors held by/on our processes (leak checks)
 
 ``node.call`` raises :class:`NoProc`, :class:`NodeDown`, :class:`CallTimeout` or
-:class:`CallExit` (``.reason`` is the callee's exit reason).
+:class:`CallExit` (``.reason`` is the callee's exit reason). As ``gen_server:call``
+since OTP 24, it tags the call ``[alias | Ref]``: the reply comes to an alias of the
+caller, and one that comes after the timeout is dropped on arrival.
+
+``spawn_remote`` starts ``M:F(Args...)`` on another node. ``link``/``monitor`` tie it
+to the local ``owner`` like ``link``/``monitor`` (exits, ``DOWN``, ``noconnection``).
+It raises :class:`SpawnError` when the node refuses (``.reason`` ``badopt``,
+``notsup``, ``system_limit``), :class:`NodeDown`, :class:`CallTimeout`. The new
+process's output (``io:format``) goes to the ``py_nodes.io`` logger.
+
+An alias routes what is sent to it (``Alias ! Msg`` in Erlang, ALIAS_SEND on the wire;
+``node.send(alias, msg)`` here) to its process until ``unalias`` or the process's exit;
+then messages to it are dropped. ``reply=True`` makes it work once.
 
 GenServer (state as attributes, set in ``init``)::
 
@@ -50,8 +66,10 @@ Task of your own. A raising handler stops only its process, with exit reason
 ``{python_error, <<"Type: message">>}``.
 
 Plain processes subclass :class:`Process` (``handle_message``) or use
-:class:`MailboxProcess` (``await proc.receive(timeout)``). Set ``self.trap_exit = True``
-to receive exits as ``('EXIT', From, Reason)``; monitors deliver
+:class:`MailboxProcess` (``await proc.receive(timeout)``). A process has the node's
+calls for itself: ``self.link(pid)``, ``self.monitor(target)``, ``self.alias()``,
+``self.unalias(alias)``, ``await self.spawn_remote(node, m, f, args, link=True)``.
+Set ``self.trap_exit = True`` to receive exits as ``('EXIT', From, Reason)``; monitors deliver
 ``('DOWN', Ref, process, Pid | (Name, Node), Reason)``.
 
 erpc/rpc: ``erpc:call(Node, M, F, A)``, ``rpc:call`` and ``erpc:multicall`` reach only

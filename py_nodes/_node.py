@@ -3,7 +3,12 @@
 Every state change happens on the event loop thread, synchronously, in the order the
 events arrive; nothing here awaits except connecting, :meth:`Node.call` and start/stop.
 Talking to other nodes (connections, outbox, incoming control messages, what a lost
-connection does) is in :mod:`py_nodes._routing`.
+connection does) is in :mod:`py_nodes._routing`; spawn requests both ways in
+:mod:`py_nodes._rpc`.
+
+A call from Python runs in a short-lived ``_Caller`` process. Its monitor ref doubles
+as its alias (``[alias | Ref]``, as ``gen:call`` does since OTP 24), and both go when
+the call ends, so a late reply finds no alias and is dropped.
 """
 
 from __future__ import annotations

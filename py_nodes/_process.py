@@ -13,6 +13,11 @@ Signals follow Erlang: links propagate exits (``normal`` is ignored unless trapp
 with ``trap_exit`` receives ``('EXIT', From, Reason)`` messages instead, and monitors
 deliver ``('DOWN', Ref, process, PidOrNameNode, Reason)``.
 
+Bookkeeping is kept small because an idle process is mostly bookkeeping: slots, no
+dict or set until one is needed, and a single watcher held inline (see
+``_monitored_by``); a GenServer with a small state and one remote monitor costs about
+650 bytes, the monitor's Reference included.
+
 A handler that raises stops its process with reason
 ``(python_error, b"ExceptionType: message")``; the traceback is logged.
 """

@@ -6,13 +6,22 @@ as in Erlang:
 
 * ``_remote_links[node]``: ``(local pid, remote pid)`` links across that connection;
 * ``_remote_monitors[node]``: ``ref -> local watcher`` for monitors we hold there;
-* ``_peer_monitors[node]``: ``ref -> local target`` for monitors that node holds on us.
+* ``_peer_monitors[node]``: ``ref -> local target`` for monitors that node holds on us
+  (the target keeps the same ref, so both sides of a monitor share one Reference);
+* ``_spawning``: ``ReqId ->`` :class:`~py_nodes._rpc.PendingSpawn` for our spawn requests.
 
 When a connection goes, local processes linked to its pids get exit ``noconnection``,
-local monitors of its processes get ``DOWN noconnection``, and its monitors on our
-processes are dropped. Messages to a node that is not connected yet wait in
-``_outbox`` while a connection is made (PORT_PLEASE2, connect, handshake); if that
-fails they are dropped, as Erlang drops them.
+local monitors of its processes get ``DOWN noconnection``, its monitors on our
+processes are dropped, and our spawn requests to it fail with :class:`NodeDown`.
+
+Aliases are node-wide: ``_aliases[alias] = (owner pid, works once)``, and
+``_alias_owners[pid]`` lists those made with :meth:`Node.alias` so that they die with
+their process. ALIAS_SEND and local sends to a reference go through
+:meth:`Router._deliver_to_alias`, which drops a message to an inactive alias.
+
+Messages to a node that is not connected yet wait in ``_outbox`` while a connection is
+made (PORT_PLEASE2, connect, handshake); if that fails they are dropped, as Erlang
+drops them.
 
 Concurrent connection attempts follow ``dist_util``: an incoming handshake from a node
 we are connecting to is answered ``nok`` when our name is greater (our attempt wins)
