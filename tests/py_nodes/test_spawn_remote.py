@@ -3,12 +3,13 @@ link or monitor it makes behaving as any other."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 import pytest
 
-from py_nodes import Atom, NodeDown, NoProc, Pid, Reference, SpawnError
+from py_nodes import Atom, CallTimeout, NodeDown, NoProc, Pid, Reference, SpawnError
 from tests.py_nodes.conftest import ERL, ErlNode, running_node
 from tests.py_nodes.test_links_monitors import collector, give
 
@@ -112,3 +113,24 @@ async def test_io_of_spawned_process_is_logged(
             )
             assert await proc.receive(5.0) == (DOWN, ref, PROCESS, pid, NORMAL)
         assert any("hello from erl" in r.getMessage() for r in caplog.records)
+
+
+async def test_spawn_given_up_before_the_reply_is_abandoned(erl: ErlNode, cookie: str) -> None:
+    async with running_node(cookie) as node:
+        me, proc = collector(node)
+        p = await give(erl, node, me)
+        await erl.eval(
+            f"AbParent = self(), {p} ! fun() -> process_flag(trap_exit, true),"
+            " receive {'EXIT', _, AbR} -> AbParent ! {abandoned_with, AbR} end end"
+        )
+        fun = await proc.receive(5.0)
+        with pytest.raises(CallTimeout):
+            await proc.spawn_remote(erl.name, "erlang", "apply", [fun, []], link=True,
+                                    monitor=True, timeout=0)
+        # the reply still comes: the link is undone with the exit abandoned, the monitor
+        # with a demonitor, and nothing of either stays here
+        got = await erl.eval("receive {abandoned_with, AbX} -> AbX after 5000 -> none end")
+        assert got == Atom("abandoned")
+        await asyncio.sleep(0.2)
+        assert node.monitor_count() == 0
+        assert proc.messages() == []  # no EXIT from the process that has gone meanwhile
