@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["IoServer", "PendingSpawn", "fail_spawns", "spawn_reply", "spawn_request"]
 
 log = logging.getLogger("py_nodes.rpc")
+io_log = logging.getLogger("py_nodes.io")
 
 ERPC = Atom("erpc")
 EXECUTE_CALL = Atom("execute_call")
@@ -167,13 +168,13 @@ def spawn_reply(node: Node, peer: PeerProtocol, reply: SpawnReply) -> None:
         return
     future, result = pending.future, reply.result
     if type(result) is not Pid:
-        if future.done():
-            pass
-        elif result is NOCONNECTION:
-            future.set_exception(NodeDown(f"{pending.node_name} has no connection for the spawn"))
-        else:
-            why = f"{pending.node_name} refused the spawn: {result}"
-            future.set_exception(SpawnError(result, why))
+        if not future.done():
+            where = pending.node_name
+            future.set_exception(
+                NodeDown(f"{where} has no connection for the spawn")
+                if result is NOCONNECTION
+                else SpawnError(result, f"{where} refused the spawn: {result}")
+            )
         return
     owner = node._procs.get(pending.owner)
     if owner is not None and future.done():
@@ -229,9 +230,6 @@ class IoServer(Process):
             reply = OK
         if type(sender) is Pid:
             self.node.send(sender, (IO_REPLY, reply_as, reply), sender=self.pid)
-
-
-io_log = logging.getLogger("py_nodes.io")
 
 
 def _chars_text(parts: tuple[Any, ...]) -> str:
