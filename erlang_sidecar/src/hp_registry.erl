@@ -16,6 +16,16 @@
 %%   - on a name reserved for a start or a handoff: it waits, at most ?PENDING_WAIT_MS;
 %%   - on the caller's node, for a while after its ring changed: it asks every node.
 %%
+%% Hits wait too, while two copies of a name are alive (a healed netsplit: each side
+%% kept or restarted its own; or the moment between a handoff's commit and the old
+%% holder's drop). The copy that stays may not have merged the other's state yet, and a
+%% request it served then would be judged on half the history (a person asked to walk
+%% into the room its own copy last stood in answers ok and logs nothing, though the
+%% other copy has walked on since). So, for as long as names may be moving (on the
+%% caller's node, or on the owner with peers still handing names over), a lookup asks
+%% every node that may hold the name and waits, for a few seconds at most, until one
+%% copy is left: the handoff of the other one merges it into the survivor first.
+%%
 %% Names registered with an MFA are restarted from it on a new owner when theirs goes
 %% away; names registered with a bare pid (register_name/2, the via callbacks) are not,
 %% as in swarm.
@@ -39,6 +49,8 @@
 -define(GROUPS, hp_registry_groups).
 -define(MAX_HOPS, 3).
 -define(PENDING_WAIT_MS, 2000).
+-define(CONFLICT_WAIT_MS, 3000).
+-define(CONFLICT_POLL_MS, 50).
 -define(RPC_TIMEOUT, 5000).
 -define(START_TIMEOUT, 30000).
 -define(FANOUT_TIMEOUT, 2000).
@@ -173,7 +185,18 @@ drain() ->
 local_lookup(Name, Hops) ->
     case peek(Name) of
         Pid when is_pid(Pid) ->
-            Pid;
+            case hp_registry_server:settling() of
+                [] ->
+                    Pid;
+                Peers ->
+                    %% Race: a peer still handing names over may hold a second copy
+                    %% (the caller's ring may have changed too long ago to check).
+                    %% The wait stays within the caller's ?RPC_TIMEOUT.
+                    case one_copy(Name, [node() | Peers], ?PENDING_WAIT_MS) of
+                        undefined -> Pid;
+                        Copy -> Copy
+                    end
+            end;
         undefined ->
             Me = node(),
             case owner(Name) of
@@ -208,23 +231,48 @@ placement_nodes() ->
     lists:usort([node() | hp_ring:nodes(hp_registry_server:ring())]).
 
 lookup(Name, Hops) ->
-    Found = case owner(Name) of
-                {error, no_nodes} -> undefined;
-                Owner when Owner =:= node() -> local_lookup(Name, Hops);
-                Owner -> remote_lookup(Owner, Name, Hops)
-            end,
-    case Found =:= undefined andalso hp_registry_server:unsettled() of
+    case hp_registry_server:unsettled() of
         true ->
-            %% Race: a miss right after a ring change. The owner may not know yet every
-            %% node that still holds names for it (it joined a moment ago and has not
-            %% heard from all of them); every holder keeps a name until its new owner
-            %% has it, so asking every node we know is enough.
+            %% Race: a lookup right after a ring change. The owner may not know yet
+            %% every node that still holds names for it (it joined a moment ago and has
+            %% not heard from all of them), and may hold a copy of its own that has not
+            %% merged theirs; every holder keeps a name until its new owner has it, so
+            %% asking every node we know is enough.
             Nodes = lists:usort(hp_ring:nodes(hp_registry_server:ring())
                                 ++ hp_registry_server:settling()),
-            hp_registry_plan:first_pid(erpc:multicall(Nodes, ?MODULE, peek, [Name],
-                                                      ?FANOUT_TIMEOUT));
+            case one_copy(Name, Nodes, ?CONFLICT_WAIT_MS) of
+                undefined -> owner_lookup(Name, Hops);
+                Pid -> Pid
+            end;
         false ->
-            Found
+            owner_lookup(Name, Hops)
+    end.
+
+owner_lookup(Name, Hops) ->
+    case owner(Name) of
+        {error, no_nodes} -> undefined;
+        Owner when Owner =:= node() -> local_lookup(Name, Hops);
+        Owner -> remote_lookup(Owner, Name, Hops)
+    end.
+
+%% The only copy of Name that Nodes hold, waiting while there are several; undefined
+%% when none holds it, or when two copies are still alive after WaitMs (then the owner's
+%% answer stands: a handoff that keeps failing must not make the name unreachable).
+one_copy(Name, Nodes, WaitMs) ->
+    wait_one_copy(Name, Nodes, erlang:monotonic_time(millisecond) + WaitMs).
+
+wait_one_copy(Name, Nodes, Deadline) ->
+    Replies = erpc:multicall(Nodes, ?MODULE, peek, [Name], ?FANOUT_TIMEOUT),
+    case hp_registry_plan:pids(Replies) of
+        [Pid] ->
+            Pid;
+        [] ->
+            undefined;
+        [_, _ | _] ->
+            case erlang:monotonic_time(millisecond) < Deadline of
+                true -> timer:sleep(?CONFLICT_POLL_MS), wait_one_copy(Name, Nodes, Deadline);
+                false -> undefined
+            end
     end.
 
 remote_lookup(Node, Name, Hops) ->

@@ -2,7 +2,7 @@
 %% ring change, how work is cut into parallel batches. No processes, no ETS.
 -module(hp_registry_plan).
 
--export([successor/3, moving/3, chunks/2, first_pid/1]).
+-export([successor/3, moving/3, chunks/2, first_pid/1, pids/1]).
 
 %% The node that keeps the replica of Name's registration record: the next node after
 %% the owner on the ring, never Me. none on a ring of one.
@@ -44,3 +44,9 @@ first_pid([{ok, Pid} | _]) when is_pid(Pid) ->
     Pid;
 first_pid([_ | Rest]) ->
     first_pid(Rest).
+
+%% The distinct pids among answers from several nodes (erpc:multicall results): more than
+%% one means more than one copy of a name is alive.
+-spec pids([term()]) -> [pid()].
+pids(Replies) ->
+    lists:usort([Pid || {ok, Pid} <- Replies, is_pid(Pid)]).

@@ -71,3 +71,10 @@ parallel_runs_a_batch_at_once_test() ->
     T0 = erlang:monotonic_time(millisecond),
     _ = hp_handoff:parallel(fun(_) -> timer:sleep(200) end, lists:seq(1, 256), 256),
     ?assert(erlang:monotonic_time(millisecond) - T0 < 1500).
+
+pids_are_the_distinct_pids_answered_test() ->
+    P = self(),
+    Q = spawn(fun() -> ok end),
+    ?assertEqual([], hp_registry_plan:pids([{ok, undefined}, {error, {erpc, noconnection}}])),
+    ?assertEqual([P], hp_registry_plan:pids([{ok, P}, {ok, undefined}, {ok, P}, {throw, x}])),
+    ?assertEqual(lists:sort([P, Q]), hp_registry_plan:pids([{ok, Q}, {ok, P}, {ok, undefined}])).
