@@ -15,6 +15,11 @@ Handoff follows swarm's protocol verbatim:
 ``{swarm, die}``                info    stop
 ============================== ======= =====================================================
 
+A worker that has given its state away answers every call with ``{error, handed_off}``
+(callers retry by name) until it dies, or until the sidecar gives the handoff up with
+``{hp_handoff, abandoned}`` (info): then it serves again, and the next attempt asks it
+for its state anew.
+
 Conflict merges are deterministic, whichever copy wins:
 
 * a person keeps the union of both logs, ordered by time, and stands in the room of the
@@ -68,6 +73,7 @@ BEGIN_HANDOFF = Atom("begin_handoff")
 END_HANDOFF = Atom("end_handoff")
 RESOLVE_CONFLICT = Atom("resolve_conflict")
 DIE = Atom("die")
+HANDOFF_ABANDONED = (Atom("hp_handoff"), Atom("abandoned"))
 RESUME = Atom("resume")
 ROOM = Atom("room")
 PERSON = Atom("person")
@@ -216,6 +222,9 @@ class _HandoffWorker(GenServer):
         log.warning("no live copy of %s took a conflict's state", self.registry_key())
 
     def handle_info(self, message: Any) -> Stop | None:
+        if message == HANDOFF_ABANDONED:
+            self.handed_off = False
+            return None
         if message == (SWARM, DIE):
             return Stop(Atom("shutdown"))
         return None

@@ -12,6 +12,10 @@
 %%   erpc:call(NewOwner, hp_handoff, accept, [...])   registers the name there first,
 %%   then the old holder drops its entry and sends Pid ! {swarm, die}.
 %%
+%% When the accept fails (the new owner refused, or did not answer), the name stays here
+%% and the process gets {hp_handoff, abandoned}: it serves again until the next attempt
+%% asks it for its state anew, instead of refusing calls for a state it no longer owes.
+%%
 %% A name registered with a bare pid cannot be restarted: its record moves, the pid stays.
 %% When the new owner already holds the name (a healed netsplit), its copy wins: it gets
 %% {swarm, resolve_conflict, S} with the state the loser gave up, joins the loser's
@@ -260,12 +264,21 @@ move(Name, Pid, MFA, Groups, Target) ->
             moved;
         {error, {not_owner, _}} = Refused ->
             %% Expected while a ring change spreads; the caller tries again.
+            abandon(Pid, Mode),
             Refused;
         {error, Why} ->
             %% The name stays here, still pointing to a live process.
             logger:warning("hp_registry: handoff of ~0p to ~s failed: ~0p", [Name, Target, Why]),
+            abandon(Pid, Mode),
             {error, Why}
     end.
+
+%% A process that gave its state away (or was asked to, and may yet answer) serves again.
+abandon(_Pid, keep) ->
+    ok;
+abandon(Pid, {start, _}) ->
+    Pid ! {hp_handoff, abandoned},
+    ok.
 
 begin_handoff(Pid) ->
     begin_handoff(Pid, ?BEGIN_HANDOFF_TRIES).

@@ -11,7 +11,7 @@
 -export([names_across_nodes/1, concurrent_register/1, via_callbacks/1,
          groups_and_multi_call/1, join_rebalances/1, graceful_stop_drains/1,
          kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1,
-         workers_on_the_owners_hidden_node/1]).
+         workers_on_the_owners_hidden_node/1, failed_handoff_is_abandoned/1]).
 
 -define(W, hp_test_worker).
 
@@ -21,7 +21,8 @@ suite() ->
 all() ->
     [names_across_nodes, concurrent_register, via_callbacks, groups_and_multi_call,
      join_rebalances, graceful_stop_drains, kill_restarts_from_mfa,
-     netsplit_heals_to_one_copy, python_not_connected, workers_on_the_owners_hidden_node].
+     netsplit_heals_to_one_copy, python_not_connected, workers_on_the_owners_hidden_node,
+     failed_handoff_is_abandoned].
 
 init_per_testcase(Case, Config) ->
     Tag = atom_to_list(Case),
@@ -170,6 +171,30 @@ join_rebalances(Config) ->
     ?assertEqual(N, call(A, ?W, unique_pids, [hd(Views)])),
     %% Memberships moved with the names.
     ?assert(call(P4, ?W, group_is, [joined, j, 1, 200])).
+
+%% A new node that cannot start the names it now owns: every handoff to it fails, the
+%% names stay with their processes and their state, and each process that gave its state
+%% away is told the handoff was abandoned, so that it serves again.
+failed_handoff_is_abandoned(Config) ->
+    [{A, _} | _] = Peers = ?config(peers, Config),
+    N = 300,
+    [] = call(A, ?W, register_pinned, [f, 1, N, [Node || {_, Node} <- Peers]]),
+    ok = call(A, ?W, incr_many, [f, 1, N]),
+    D = lists:last(?config(all_nodes, Config)),
+    Peer4 = start_sidecar(D, ?config(all_nodes, Config), Config),
+    put(extra_peers, [Peer4]),
+    All = Peers ++ [Peer4],
+    wait_cluster(All),
+    wait_settled(All),
+    States = call(A, ?W, get_many, [f, 1, N]),
+    ?assertEqual([{{f, I}, I rem 5} || I <- lists:seq(1, N)],
+                 [{Name, Count} || {Name, Count, _} <- States]),
+    ?assertEqual([], [x || {_, _, Node} <- States, Node =:= D]),
+    Total = fun(E) -> lists:sum([maps:get(E, call(P, ?W, events, []), 0) || {P, _} <- Peers]) end,
+    wait_until(fun() -> Total(abandoned) =:= Total(begin_handoff) end),
+    ct:pal("~p begin_handoff, ~p abandoned", [Total(begin_handoff), Total(abandoned)]),
+    ?assert(Total(begin_handoff) > 0),
+    ?assertEqual(0, Total(die)).
 
 %% init:stop on a node holding names: it drains first, so every name keeps its state.
 graceful_stop_drains(Config) ->

@@ -8,13 +8,15 @@
 %%   cast {swarm, end_handoff, C} -> takes C
 %%   cast {swarm, resolve_conflict, C} -> keeps the larger count
 %%   info {swarm, die}            -> stops
+%%   info {hp_handoff, abandoned} -> counted (the sidecar gave its handoff up)
 %% Every begin_handoff, end_handoff, resolve_conflict and die is counted in the public
 %% table hp_test_events of the node, and every live copy is listed in hp_test_copies.
 -module(hp_test_worker).
 -behaviour(gen_server).
 
--export([start_link_unlinked/1, start_link_unlinked/2, start_via/1, start_workers_server/0]).
--export([init_node/0, events/0, copies/1, register_many/3, lookup_many/3, incr_many/3,
+-export([start_link_unlinked/1, start_link_unlinked/2, start_via/1, start_workers_server/0,
+         start_on/2]).
+-export([init_node/0, events/0, copies/1, register_many/3, register_pinned/4, lookup_many/3, incr_many/3,
          get_many/3, unique_pids/1, watch_lookups/2, watch_result/1, join_many/4,
          group_is/4]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
@@ -26,6 +28,15 @@ start_link_unlinked(Name) ->
 -spec start_link_unlinked(term(), map()) -> {ok, pid()}.
 start_link_unlinked(Name, Opts) ->
     gen_server:start(?MODULE, {Name, Opts}, []).
+
+%% Starts only on one of Nodes: elsewhere the start fails, as a handoff to a pod that
+%% cannot start workers does.
+-spec start_on([node()], term()) -> {ok, pid()} | {error, term()}.
+start_on(Nodes, Name) ->
+    case lists:member(node(), Nodes) of
+        true -> start_link_unlinked(Name);
+        false -> {error, {cannot_start_here, node()}}
+    end.
 
 -spec start_via(term()) -> {ok, pid()} | {error, term()}.
 start_via(Name) ->
@@ -76,9 +87,18 @@ copies(Name) ->
 %% Registers Prefix-I for I in From..To with 32 concurrent callers; returns the failures.
 -spec register_many(term(), integer(), integer()) -> [term()].
 register_many(Prefix, From, To) ->
+    register_with(fun(Name) -> {start_link_unlinked, [Name]} end, Prefix, From, To).
+
+%% As register_many/3, with workers that can start on Nodes only (start_on/2).
+-spec register_pinned(term(), integer(), integer(), [node()]) -> [term()].
+register_pinned(Prefix, From, To, Nodes) ->
+    register_with(fun(Name) -> {start_on, [Nodes, Name]} end, Prefix, From, To).
+
+register_with(Start, Prefix, From, To) ->
     pmap(fun(I) ->
                  Name = {Prefix, I},
-                 hp_registry:register_name(Name, ?MODULE, start_link_unlinked, [Name])
+                 {F, A} = Start(Name),
+                 hp_registry:register_name(Name, ?MODULE, F, A)
          end, lists:seq(From, To), 32, fun({ok, P}) -> is_pid(P); (_) -> false end).
 
 -spec lookup_many(term(), integer(), integer()) -> [pid() | undefined].
@@ -161,6 +181,9 @@ handle_cast({swarm, resolve_conflict, C}, #{count := Mine} = S) ->
 handle_info({swarm, die}, S) ->
     note(die),
     {stop, normal, S};
+handle_info({hp_handoff, abandoned}, S) ->
+    note(abandoned),
+    {noreply, S};
 handle_info(_Other, S) ->
     {noreply, S}.
 
