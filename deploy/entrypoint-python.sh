@@ -25,6 +25,7 @@ fail() {
 : "${HP_SIDECAR_NODE:=sidecar@$POD_IP}"
 : "${HP_PYTHON_NODE:=py@$POD_IP}"
 : "${HP_PYTHON_DIST_PORT:=9101}"
+: "${HP_NET_TICKTIME:=60}"
 
 for node in "$HP_SIDECAR_NODE" "$HP_PYTHON_NODE"; do
     case "$node" in
@@ -38,7 +39,12 @@ esac
 [ "$HP_PYTHON_DIST_PORT" -ge 1 ] && [ "$HP_PYTHON_DIST_PORT" -le 65535 ] ||
     fail "HP_PYTHON_DIST_PORT must be within 1..65535, got '$HP_PYTHON_DIST_PORT'"
 
-export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_PYTHON_DIST_PORT
+case "$HP_NET_TICKTIME" in
+    '' | *[!0-9]*) fail "HP_NET_TICKTIME must be a number of seconds, got '$HP_NET_TICKTIME'" ;;
+esac
+[ "$HP_NET_TICKTIME" -ge 1 ] || fail "HP_NET_TICKTIME must be at least 1, got '$HP_NET_TICKTIME'"
+
+export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_PYTHON_DIST_PORT HP_NET_TICKTIME
 
 [ "$#" -gt 0 ] || set -- houseparty pod-node
 exec "$@"

@@ -38,6 +38,7 @@ fail() {
 : "${HP_POLL_INTERVAL_MS:=5000}"
 : "${HP_PLACEMENT_WHITELIST:=^sidecar}"
 : "${HP_PLACEMENT_BLACKLIST:=}"
+: "${HP_NET_TICKTIME:=60}"
 sa_namespace_file=/var/run/secrets/kubernetes.io/serviceaccount/namespace
 if [ -z "${HP_K8S_NAMESPACE:-}" ] && [ -r "$sa_namespace_file" ]; then
     HP_K8S_NAMESPACE=$(cat "$sa_namespace_file")
@@ -61,6 +62,10 @@ check_node HP_PYTHON_NODE "$HP_PYTHON_NODE"
 check_port HP_SIDECAR_DIST_PORT "$HP_SIDECAR_DIST_PORT"
 check_port HP_PYTHON_DIST_PORT "$HP_PYTHON_DIST_PORT"
 check_port HP_HEALTH_PORT "$HP_HEALTH_PORT"
+case "$HP_NET_TICKTIME" in
+    '' | *[!0-9]*) fail "HP_NET_TICKTIME must be a number of seconds, got '$HP_NET_TICKTIME'" ;;
+esac
+[ "$HP_NET_TICKTIME" -ge 1 ] || fail "HP_NET_TICKTIME must be at least 1, got '$HP_NET_TICKTIME'"
 case "$HP_CLUSTER_STRATEGY" in
     epmd | local_epmd | k8s_dns | k8s_api) ;;
     *) fail "HP_CLUSTER_STRATEGY must be epmd, local_epmd, k8s_dns or k8s_api, got '$HP_CLUSTER_STRATEGY'" ;;
@@ -76,10 +81,10 @@ fi
 export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_SIDECAR_DIST_PORT \
     HP_PYTHON_DIST_PORT HP_HEALTH_PORT HP_CLUSTER_STRATEGY HP_CLUSTER_HOSTS HP_K8S_SERVICE \
     HP_K8S_NAMESPACE HP_K8S_SELECTOR HP_K8S_MODE HP_NODE_BASENAME HP_POLL_INTERVAL_MS \
-    HP_PLACEMENT_WHITELIST HP_PLACEMENT_BLACKLIST
+    HP_PLACEMENT_WHITELIST HP_PLACEMENT_BLACKLIST HP_NET_TICKTIME
 
-# The release's vm.args.src holds ${HP_SIDECAR_NODE}, ${HOUSEPARTY_COOKIE} and
-# ${HP_SIDECAR_DIST_PORT}; the relx start script substitutes them at every start (a plain
+# The release's vm.args.src holds ${HP_SIDECAR_NODE}, ${HOUSEPARTY_COOKIE},
+# ${HP_SIDECAR_DIST_PORT} and ${HP_NET_TICKTIME}; the relx start script substitutes them at every start (a plain
 # vm.args only with RELX_REPLACE_OS_VARS) and writes the result next to the original
 # unless RELX_OUT_FILE_PATH names a directory. The root filesystem is read-only on
 # Kubernetes, so the result (and any crash dump) goes to a fresh directory under /tmp.

@@ -1,9 +1,11 @@
 """The pod's Python node: ``python -m houseparty.pod`` (also ``houseparty pod-node``).
 
 It reads the pod's environment (``HOUSEPARTY_COOKIE``, ``POD_IP``, ``HP_PYTHON_NODE``,
-``HP_SIDECAR_NODE``, ``HP_PYTHON_DIST_PORT``), starts a hidden node with ``hp_workers``
-registered, and connects to its sidecar. On SIGTERM it asks the sidecar to drain, so that
-every worker of this pod moves to the other pods with its state, and exits after that.
+``HP_SIDECAR_NODE``, ``HP_PYTHON_DIST_PORT``, ``HP_NET_TICKTIME``: the sidecars'
+``net_ticktime``, which every node that talks with them must share), starts a hidden
+node with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
+sidecar to drain, so that every worker of this pod moves to the other pods with its
+state, and exits after that.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class PodConfig:
     python_node: str
     sidecar_node: str
     python_port: int
+    net_ticktime: int = 60
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> PodConfig:
@@ -46,7 +49,15 @@ class PodConfig:
             python_node=env.get("HP_PYTHON_NODE", f"py@{pod_ip}"),
             sidecar_node=env.get("HP_SIDECAR_NODE", f"sidecar@{pod_ip}"),
             python_port=int(env.get("HP_PYTHON_DIST_PORT", "9101")),
+            net_ticktime=_positive(env, "HP_NET_TICKTIME", "60"),
         )
+
+
+def _positive(env: dict[str, str], name: str, default: str) -> int:
+    value = env.get(name, default)
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"{name} must be a positive number of seconds, got {value!r}")
+    return int(value)
 
 
 async def _connect(node: Node, sidecar: str, stop: asyncio.Event) -> None:
@@ -70,7 +81,8 @@ async def _drain(node: Node, sidecar: str) -> None:
 
 
 async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
-    node = Node(config.python_node, cookie=config.cookie, port=config.python_port)
+    node = Node(config.python_node, cookie=config.cookie, port=config.python_port,
+                net_ticktime=config.net_ticktime)
     await node.start()
     node.spawn(WorkerStarter, Atom(config.sidecar_node), name="hp_workers")
     log.info("python node %s up, sidecar %s", config.python_node, config.sidecar_node)

@@ -14,6 +14,11 @@
 %%   join_with_python    true when HP_PYTHON_NODE is set: the registry joins placement
 %%                       only once that node is connected (a pod that cannot start
 %%                       workers must not be handed any)
+%%   net_ticktime        seconds, only when HP_NET_TICKTIME is set: the distribution's
+%%                       tick, which is the kernel's; apply_os_env/0 gives it to the
+%%                       running VM (vm.args already does in a release), because every
+%%                       node that talks together, the pod's Python node included,
+%%                       must use one value
 %%
 %% Topologies follow libcluster's shape. Maps are the native form; libcluster's keyword
 %% lists ([{houseparty, [{strategy, M}, {config, [{hosts, [...]}]}]}], also with the
@@ -38,7 +43,11 @@ from_env(Env) when is_map(Env) ->
     PodIp = env("POD_IP", Env, "127.0.0.1"),
     %% The name itself is vm.args' business; a bad one is still worth naming here.
     _ = node_name("HP_SIDECAR_NODE", env("HP_SIDECAR_NODE", Env, "sidecar@" ++ PodIp)),
-    #{topologies => [{houseparty, topology(Env)}],
+    Ticktime = case maps:find("HP_NET_TICKTIME", Env) of
+                   {ok, Seconds} -> #{net_ticktime => positive("HP_NET_TICKTIME", Seconds)};
+                   error -> #{}
+               end,
+    Ticktime#{topologies => [{houseparty, topology(Env)}],
       python_node => node_name("HP_PYTHON_NODE", env("HP_PYTHON_NODE", Env, "py@" ++ PodIp)),
       placement_whitelist => regexes("HP_PLACEMENT_WHITELIST", Env, ?DEFAULT_WHITELIST),
       placement_blacklist => regexes("HP_PLACEMENT_BLACKLIST", Env, []),
@@ -48,13 +57,29 @@ from_env(Env) when is_map(Env) ->
 -spec apply_os_env() -> ok.
 apply_os_env() ->
     Env = maps:from_list([split_env(Pair) || Pair <- os:getenv()]),
+    {Ticktime, AppEnv} = case maps:take(net_ticktime, from_env(Env)) of
+                             error -> {unset, from_env(Env)};
+                             Taken -> Taken
+                         end,
     maps:foreach(
       fun(Key, Value) ->
               case application:get_env(?APP, Key) of
                   undefined -> application:set_env(?APP, Key, Value, [{persistent, true}]);
                   {ok, _} -> ok
               end
-      end, from_env(Env)).
+      end, AppEnv),
+    set_net_ticktime(Ticktime).
+
+%% A VM started without the release's vm.args (a plain erl) takes the tick here, before
+%% it has peers: at once, without the transition period a change among peers needs.
+set_net_ticktime(unset) ->
+    ok;
+set_net_ticktime(Seconds) ->
+    case net_kernel:get_net_ticktime() of
+        Seconds -> ok;
+        ignored -> ok;                          %% not a distributed node
+        _ -> _ = net_kernel:set_net_ticktime(Seconds, 0), ok
+    end.
 
 %% Accepts both shapes of a topologies list and returns the map form with hp_strategy_*
 %% modules. Unknown shapes raise {bad_topology, Entry}.

@@ -84,6 +84,8 @@ bad_values_name_their_variable_test() ->
     ?assertEqual("HP_HEALTH_PORT", Bad(#{"HP_HEALTH_PORT" => "80a"})),
     ?assertEqual("HP_HEALTH_PORT", Bad(#{"HP_HEALTH_PORT" => "70000"})),
     ?assertEqual("HP_POLL_INTERVAL_MS", Bad(#{"HP_POLL_INTERVAL_MS" => "0"})),
+    ?assertEqual("HP_NET_TICKTIME", Bad(#{"HP_NET_TICKTIME" => "0"})),
+    ?assertEqual("HP_NET_TICKTIME", Bad(#{"HP_NET_TICKTIME" => "4s"})),
     ?assertEqual("HP_PYTHON_NODE", Bad(#{"HP_PYTHON_NODE" => "py@host with space"})),
     ?assertEqual("HP_SIDECAR_NODE", Bad(#{"HP_SIDECAR_NODE" => "sidecar"})),
     ?assertEqual("HP_NODE_BASENAME", Bad(#{"HP_NODE_BASENAME" => "side@car"})),
@@ -91,6 +93,11 @@ bad_values_name_their_variable_test() ->
     ?assertEqual("KUBERNETES_SERVICE_PORT", Bad(#{"HP_CLUSTER_STRATEGY" => "k8s_api",
                                                   "KUBERNETES_SERVICE_HOST" => "10.96.0.1",
                                                   "KUBERNETES_SERVICE_PORT" => "https"})).
+
+%% The tick is the kernel's, and the VM's own unless the environment names one.
+net_ticktime_only_when_set_test() ->
+    ?assertNot(maps:is_key(net_ticktime, hp_config:from_env(#{}))),
+    ?assertEqual(4, maps:get(net_ticktime, hp_config:from_env(#{"HP_NET_TICKTIME" => "4"}))).
 
 placement_node_test() ->
     ?assert(hp_config:placement_node('sidecar1@127.0.0.1', ["^sidecar"], [])),

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,7 @@ def test_sidecar_fills_in_every_default_from_the_pod_ip(cleanup_run_dirs: list[s
     assert env["HP_K8S_SELECTOR"] == "app=houseparty"
     assert env["HP_K8S_MODE"] == "endpointslices"
     assert env["HP_PLACEMENT_WHITELIST"] == "^sidecar"
+    assert env["HP_NET_TICKTIME"] == "60"
     # the whole contract reaches the release, and relx is told to substitute vm.args
     assert set(contract_variables()) <= set(env)
     assert env["RELX_REPLACE_OS_VARS"] == "true"
@@ -104,6 +106,8 @@ def test_no_cookie_no_start(script: Path, tmp_path: Path) -> None:
     [
         ("HP_SIDECAR_DIST_PORT", "91OO", "HP_SIDECAR_DIST_PORT must be a TCP port number"),
         ("HP_HEALTH_PORT", "70000", "HP_HEALTH_PORT must be within 1..65535"),
+        ("HP_NET_TICKTIME", "4s", "HP_NET_TICKTIME must be a number of seconds"),
+        ("HP_NET_TICKTIME", "0", "HP_NET_TICKTIME must be at least 1"),
         ("HP_SIDECAR_NODE", "sidecar", "HP_SIDECAR_NODE must look like name@host"),
         ("HP_CLUSTER_STRATEGY", "gossip", "HP_CLUSTER_STRATEGY must be epmd"),
         ("HP_K8S_MODE", "endpoints", "HP_K8S_MODE must be endpointslices or pods"),
@@ -134,6 +138,7 @@ def test_python_derives_its_node_names_and_port() -> None:
     assert env["HP_PYTHON_NODE"] == "py@10.1.2.3"
     assert env["HP_SIDECAR_NODE"] == "sidecar@10.1.2.3"
     assert env["HP_PYTHON_DIST_PORT"] == "9101"
+    assert env["HP_NET_TICKTIME"] == "60"
     assert env["HOUSEPARTY_COOKIE"] == "c"
 
 
@@ -152,6 +157,23 @@ def test_python_refuses_a_bad_port(tmp_path: Path) -> None:
     done = run(PYTHON, "true", env={"HOUSEPARTY_COOKIE": "c", "HP_PYTHON_DIST_PORT": "0"})
     assert done.returncode == 64
     assert "HP_PYTHON_DIST_PORT must be within 1..65535" in done.stderr
+
+
+def test_python_refuses_a_bad_ticktime() -> None:
+    done = run(PYTHON, "true", env={"HOUSEPARTY_COOKIE": "c", "HP_NET_TICKTIME": "00"})
+    assert done.returncode == 64
+    assert "HP_NET_TICKTIME must be at least 1" in done.stderr
+
+
+def test_the_python_node_takes_the_ticktime_the_entry_point_exports() -> None:
+    show = "from houseparty.pod import PodConfig; print(PodConfig.from_env().net_ticktime)"
+    given = {"HOUSEPARTY_COOKIE": "c", "PYTHONPATH": str(DEPLOY.parent)}
+    default = run(PYTHON, sys.executable, "-c", show, env=given)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.strip() == "60"
+    short = run(PYTHON, sys.executable, "-c", show, env={**given, "HP_NET_TICKTIME": "4"})
+    assert short.returncode == 0, short.stderr
+    assert short.stdout.strip() == "4"
 
 
 # -- drain.sh against a live node -------------------------------------------------------

@@ -2,10 +2,10 @@
 
 :class:`HouseCluster` runs real pods on a :class:`tests.sim.PodCluster`: in each pod's
 namespace a sidecar ``erl`` (``sidecar@<pod ip>``) and a Python node ``python -m
-houseparty.pod`` (``py@<pod ip>``; run through :func:`_pod_node` for the short
-net_ticktime), configured only by the environment contract of
-``deploy/README.md``, each on its pod's own epmd. Clients live in the root namespace as
-``hpclient_<hex>@<bridge ip>`` and register with the root namespace's epmd.
+houseparty.pod`` (``py@<pod ip>``), configured only by the environment contract of
+``deploy/README.md`` (with a short ``HP_NET_TICKTIME``), each on its pod's own epmd.
+Clients live in the root namespace as ``hpclient_<hex>@<bridge ip>`` and register with
+the root namespace's epmd.
 
 :class:`Walker` walks its own share of the people into random rooms through one sidecar,
 retrying transient refusals (sidecar unreachable, name between pods) for a bounded time,
@@ -122,6 +122,7 @@ class HouseCluster:
             "HP_CLUSTER_STRATEGY": "epmd",
             "HP_CLUSTER_HOSTS": ",".join(self.sidecars),
             "HP_POLL_INTERVAL_MS": "1000",
+            "HP_NET_TICKTIME": str(TICK),
             # The cookie stays out of argv.
             "ERL_FLAGS": f"-setcookie {self.cookie}",
             "PYTHONPATH": str(REPO),
@@ -136,7 +137,8 @@ class HouseCluster:
             "erl", "-name", pod.sidecar_node, "-noshell", "-noinput", "+t", "5000000",
             "-kernel", "inet_dist_listen_min", str(SIDECAR_PORT),
             "inet_dist_listen_max", str(SIDECAR_PORT),
-            "-kernel", "net_ticktime", str(TICK),
+            # as the release's vm.args has it
+            "-kernel", "prevent_overlapping_partitions", "false",
             "-pa", str(sidecar_ebin()),
             "-eval", "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
         ]  # fmt: skip
@@ -147,7 +149,7 @@ class HouseCluster:
                 raise RuntimeError(f"pod {i}: the sidecar did not come up:\n"
                                    + pod.sidecar.output()[-3000:])
             time.sleep(0.1)
-        pod.python = self.sim.run(pod.pod, [sys.executable, "-m", __name__, "pod-node"],
+        pod.python = self.sim.run(pod.pod, [sys.executable, "-m", "houseparty.pod"],
                                   self.env(i))
 
     def ready(self, i: int) -> bool:
@@ -617,18 +619,3 @@ class House:
     async def snapshot(self, via: int) -> Snapshot:
         return await snapshot(self.clients[via], PEOPLE)
 
-
-def _pod_node() -> None:
-    """``python -m houseparty.pod`` with the sidecars' net_ticktime instead of the default
-    60 s: distribution needs one net_ticktime on every node that talks together."""
-    import functools
-
-    import houseparty.pod
-    from py_nodes import Node
-
-    setattr(houseparty.pod, "Node", functools.partial(Node, net_ticktime=TICK))  # noqa: B010
-    houseparty.pod.main()
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["pod-node"]:
-    _pod_node()
