@@ -2,7 +2,8 @@
 every name comes back on the surviving pods within a bounded time. The state of the
 workers that lived on the killed pod is lost with it; only theirs.
 What a reset breaks afterwards (a room on a surviving pod still listing a person who
-restarted elsewhere with an empty log) is reported, not asserted."""
+restarted elsewhere with an empty log, and stands elsewhere or nowhere) is reported, room
+by room, not asserted."""
 
 from __future__ import annotations
 
@@ -59,6 +60,14 @@ async def scenario(cluster: HouseCluster) -> None:
     people_on_killed = {n.split(":", 1)[1] for n in on_killed if n.startswith("person:")}
     rooms_on_killed = {n.split(":", 1)[1] for n in on_killed if n.startswith("room:")}
     walk_problems = check_walks(walkers, before, after, skip=people_on_killed)
+    # The surviving rooms kept their lists; a person reset on the killed pod does not
+    # know it stood in one of them.
+    stands = after.stands()
+    stale_listings = {room: stale for room, inside in sorted(after.dump.items())
+                      if room not in rooms_on_killed
+                      for stale in [sorted(p for p in inside
+                                           if p in people_on_killed and stands.get(p) != room)]
+                      if stale}
     stats = total(walkers)
     report("sigkill", {
         "names_on_killed_pod": len(on_killed),
@@ -69,6 +78,8 @@ async def scenario(cluster: HouseCluster) -> None:
         "log_entries_lost": sum(lost.values()),
         "rooms_restarted_empty": sorted(rooms_on_killed),
         "people_reset": sorted(lost),
+        "surviving_rooms_listing_reset_people": stale_listings,
+        "reset_people_listed_by_surviving_rooms": sum(len(v) for v in stale_listings.values()),
         "invariant_violations_after": len(problems),
         "invariant_violations": problems[:20],
         **stats.figures(),
