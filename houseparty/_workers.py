@@ -74,6 +74,7 @@ END_HANDOFF = Atom("end_handoff")
 RESOLVE_CONFLICT = Atom("resolve_conflict")
 DIE = Atom("die")
 HANDOFF_ABANDONED = (Atom("hp_handoff"), Atom("abandoned"))
+SETTLE_ROOMS = Atom("settle_rooms")
 RESUME = Atom("resume")
 ROOM = Atom("room")
 PERSON = Atom("person")
@@ -380,7 +381,18 @@ class PersonWorker(_HandoffWorker):
         stood_in = {room for room in (self.room, theirs[-1][1] if theirs else None) if room}
         self.log = sorted(set(self.log) | set(theirs), key=lambda e: (e[0], str(e[1])))
         self.room = self.log[-1][1] if self.log else None
-        _after_merge(self._settle_rooms(stood_in - {self.room}))
+        _after_merge(self._settle_later(stood_in - {self.room}))
+
+    async def _settle_later(self, stale: set[Atom]) -> None:
+        # Settled in the mailbox, between walks: a walk running alongside could leave the
+        # room this settling is about to list the person in.
+        self.send(self.pid, (SETTLE_ROOMS, stale))
+
+    def handle_info(self, message: Any) -> Any:
+        if type(message) is tuple and len(message) == 2 and message[0] is SETTLE_ROOMS:
+            # A copy that has moved on leaves the rooms to the live copy.
+            return None if getattr(self, "handed_off", False) else self._settle_rooms(message[1])
+        return super().handle_info(message)
 
     async def _settle_rooms(self, stale: set[Atom]) -> None:
         # The merged log says where this person stands. The rooms either copy stood in
