@@ -150,16 +150,10 @@ join_rebalances(Config) ->
     ok = call(B, ?W, incr_many, [j, 1, N]),
     ok = call(B, ?W, join_many, [joined, j, 1, 200]),
     Watcher = call(A, ?W, watch_lookups, [j, N]),
-    D = lists:last(?config(all_nodes, Config)),
-    Peer4 = start_sidecar(D, ?config(all_nodes, Config), Config),
-    put(extra_peers, [Peer4]),
-    All = Peers ++ [Peer4],
-    wait_cluster(All),
-    wait_settled(All),
+    {{P4, D}, All} = join_fourth(Peers, Config),
     {Rounds, Misses} = call(A, ?W, watch_result, [Watcher]),
     ct:pal("~p lookup rounds of ~p names during the join, misses: ~p", [Rounds, N, Misses]),
     ?assertEqual([], Misses),
-    {P4, _} = Peer4,
     States = call(P4, ?W, get_many, [j, 1, N]),
     ?assertEqual([{{j, I}, I rem 5} || I <- lists:seq(1, N)],
                  [{Name, Count} || {Name, Count, _} <- States]),
@@ -180,12 +174,7 @@ failed_handoff_is_abandoned(Config) ->
     N = 300,
     [] = call(A, ?W, register_pinned, [f, 1, N, [Node || {_, Node} <- Peers]]),
     ok = call(A, ?W, incr_many, [f, 1, N]),
-    D = lists:last(?config(all_nodes, Config)),
-    Peer4 = start_sidecar(D, ?config(all_nodes, Config), Config),
-    put(extra_peers, [Peer4]),
-    All = Peers ++ [Peer4],
-    wait_cluster(All),
-    wait_settled(All),
+    {{_, D}, _} = join_fourth(Peers, Config),
     States = call(A, ?W, get_many, [f, 1, N]),
     ?assertEqual([{{f, I}, I rem 5} || I <- lists:seq(1, N)],
                  [{Name, Count} || {Name, Count, _} <- States]),
@@ -352,6 +341,16 @@ workers_on_the_owners_hidden_node(Config) ->
     ?assertEqual(length(Rooms) - length(Lost), length(call(A, hp_registry, registered, []))).
 
 %% --- helpers ---------------------------------------------------------------------------
+
+%% A fourth sidecar joins the three and every registry is done handing names over.
+join_fourth(Peers, Config) ->
+    Peer4 = start_sidecar(lists:last(?config(all_nodes, Config)), ?config(all_nodes, Config),
+                          Config),
+    put(extra_peers, [Peer4]),
+    All = Peers ++ [Peer4],
+    wait_cluster(All),
+    wait_settled(All),
+    {Peer4, All}.
 
 start_sidecar(Node, Hosts, Config) ->
     [Name, Host] = string:split(atom_to_list(Node), "@"),
