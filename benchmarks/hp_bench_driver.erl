@@ -6,9 +6,9 @@
 %% On a sidecar (rpc from the Python side):
 %%   start_names(Kind, Prefix, From, To, Callers) -> {Micros, Failed}
 %%       creates rooms (Kind = room) or people (Kind = person) <Prefix>From..<Prefix>To
-%%       the way houseparty:add_rooms/1 and walk_into/2 do (find or register through
-%%       hp_registry, started on the owner's Python node, joined to the group), from
-%%       Callers processes at once.
+%%       the way houseparty:add_rooms/1 does: hp_registry:register_many/3 in batches of
+%%       ?START_BATCH names (each owner starts its share on its own pod's Python node
+%%       and puts it in the group), min(Callers, ?BATCHES_AT_ONCE) batches at a time.
 %%   stages(Prefix, From, To, Callers) -> #{lookup, register, join, python_start => Us}
 %%       the same for rooms, timing each step; python_start is hp_python:start_worker/3
 %%       alone, for a worker of its own that is not registered.
@@ -38,6 +38,9 @@
 -export([start_names/5, check_names/6, registry_rate/4, start_echo/0, memory/0,
          count_names/1, count_local/1]).
 -export([calls_main/1, walks_main/1, snapshot/0, stages/4, stage_ops/5, start_idle/0]).
+
+-define(START_BATCH, 1000).
+-define(BATCHES_AT_ONCE, 4).
 -export([init/1, handle_call/3, handle_cast/2]).
 
 -spec start_names(room | person, string(), pos_integer(), pos_integer(), pos_integer()) ->
@@ -51,17 +54,22 @@ start_names(Kind, Prefix, From, To, Callers) ->
                room -> [10];
                person -> []
            end,
-    Start = fun(I) ->
-                    Name = name(Prefix, I),
-                    Key = {Kind, Name},
-                    case hp_registry:whereis_or_register_name(
-                           Key, hp_python, start_worker, [Kind, Name, Args]) of
-                        {ok, Pid} -> hp_registry:join(Group, Pid);
-                        {error, _} -> error
-                    end
+    %% As add_rooms does: batches of names through hp_registry:register_many/3, a few
+    %% batches at a time.
+    Batches = (To - From) div ?START_BATCH,
+    Start = fun(B) ->
+                    First = From + B * ?START_BATCH,
+                    Entries = [{{Kind, Name}, {hp_python, start_worker, [Kind, Name, Args]}}
+                               || I <- lists:seq(First, min(To, First + ?START_BATCH - 1)),
+                                  Name <- [name(Prefix, I)]],
+                    Results = hp_registry:register_many(Entries, {hp_python, start_workers},
+                                                        [Group]),
+                    length([x || {error, _} <- Results])
             end,
-    {Micros, Results} = timer:tc(fun() -> parallel(Start, From, To, Callers) end),
-    {Micros, length([x || error <- Results])}.
+    {Micros, Failed} = timer:tc(fun() ->
+                                        parallel(Start, 0, Batches, min(Callers, ?BATCHES_AT_ONCE))
+                                end),
+    {Micros, lists:sum(Failed)}.
 
 -spec check_names(room | person, string(), pos_integer(), pos_integer(), node() | none,
                   pos_integer()) -> {non_neg_integer(), non_neg_integer(), non_neg_integer()}.

@@ -92,6 +92,11 @@ MAX = Atom("max")
 PEOPLE = Atom("people")
 LOG = Atom("log")
 START = Atom("start")
+START_MANY = Atom("start_many")
+BEGIN_HANDOFFS = Atom("begin_handoffs")
+STOP_HANDED_OFF = Atom("stop_handed_off")
+RESTART = Atom("restart")
+BUSY = Atom("busy")
 DESTINATION_FULL = (ERROR, Atom("destination_full"))
 HANDED_OFF = (ERROR, Atom("handed_off"))
 
@@ -407,7 +412,19 @@ class PersonWorker(_HandoffWorker):
 
 
 class WorkerStarter(GenServer):
-    """``hp_workers``: starts rooms and people for the sidecar's ``hp_python``."""
+    """``hp_workers``: the sidecar's ``hp_python`` asks it, for the workers of this node:
+
+    ==================================== ============================================
+    ``{start, Kind, Name, Args}``         ``{ok, Pid}`` or ``{error, Reason}``
+    ``{start_many, [Spec]}``              one of those per worker, in order; a spec is
+                                          ``{Kind, Name, Args}``, or with a 4th element
+                                          the state a handoff gave (``end_handoff``)
+    ``{begin_handoffs, [Pid]}``           per pid: its ``begin_handoff`` reply, or ``busy``
+    ``{stop_handed_off, [Pid]}`` (send)   ``{swarm, die}`` to each
+    ``{dump_rooms, [Pid]}``               ``[{Room, [Person]}]`` of those that are rooms
+    ``memory``                            RSS and process count of this node
+    ==================================== ============================================
+    """
 
     __slots__ = ("sidecar",)
 
@@ -420,20 +437,61 @@ class WorkerStarter(GenServer):
         if type(request) is tuple and len(request) == 2 and request[0] is DUMP_ROOMS:
             return Reply(self._dump_rooms(request[1]))
         if type(request) is tuple and len(request) == 4 and request[0] is START:
-            _, kind, name, args = request
-            if not isinstance(name, Atom):
-                return Reply((ERROR, (Atom("bad_name"), name)))
-            if kind is ROOM:
-                max_people = args[0] if args else DEFAULT_MAX
-                if type(max_people) is not int or max_people < 1:
-                    return Reply((ERROR, (Atom("bad_max"), max_people)))
-                return Reply((OK, self.node.spawn(RoomWorker, name, max_people, self.sidecar)))
-            if kind is PERSON:
-                return Reply((OK, self.node.spawn(PersonWorker, name, self.sidecar)))
-            return Reply((ERROR, (Atom("unknown_kind"), kind)))
+            return Reply(self._start(*request[1:]))
+        if type(request) is tuple and len(request) == 2 and request[0] is START_MANY:
+            specs = request[1]
+            if type(specs) is not list or not all(
+                type(spec) is tuple and len(spec) in (3, 4) for spec in specs
+            ):
+                return Reply((ERROR, (Atom("bad_request"), request)))
+            return Reply([self._start(*spec) for spec in specs])
+        if type(request) is tuple and len(request) == 2 and request[0] is BEGIN_HANDOFFS:
+            if type(request[1]) is not list:
+                return Reply((ERROR, (Atom("bad_request"), request)))
+            return Reply([self._begin_handoff(pid) for pid in request[1]])
         if request is Atom("memory"):
             return Reply({Atom("rss"): _rss_bytes(), Atom("processes"): len(self.node.processes())})
         return Reply((ERROR, (Atom("bad_request"), request)))
+
+    def _start(self, kind: Any, name: Any, args: Any, *handed_over: Any) -> Any:
+        # With a handed-over state, the new worker takes it as {swarm, end_handoff, State}
+        # would, before its first message.
+        if not isinstance(name, Atom):
+            return (ERROR, (Atom("bad_name"), name))
+        if kind is ROOM:
+            max_people = args[0] if args else DEFAULT_MAX
+            if type(max_people) is not int or max_people < 1:
+                return (ERROR, (Atom("bad_max"), max_people))
+            pid = self.node.spawn(RoomWorker, name, max_people, self.sidecar)
+        elif kind is PERSON:
+            pid = self.node.spawn(PersonWorker, name, self.sidecar)
+        else:
+            return (ERROR, (Atom("unknown_kind"), kind))
+        if handed_over:
+            worker = self.node.process(pid)
+            assert isinstance(worker, _HandoffWorker)
+            try:
+                worker.take_state(handed_over[0])
+            except (KeyError, TypeError, ValueError) as exc:
+                self.node.exit(pid, Atom("kill"))
+                return (ERROR, (Atom("bad_state"), str(exc).encode()))
+        return (OK, pid)
+
+    def handle_info(self, message: Any) -> None:
+        if type(message) is tuple and len(message) == 2 and message[0] is STOP_HANDED_OFF:
+            for pid in message[1] if type(message[1]) is list else ():
+                self.send(pid, (SWARM, DIE))
+
+    def _begin_handoff(self, pid: Any) -> Any:
+        # What the worker would answer {swarm, begin_handoff}, asked in place: only when
+        # it is between two messages, else "busy" and the sidecar sends the call itself.
+        # A worker that is gone is restarted, as when the call finds no process.
+        worker = self.node.process(pid) if type(pid) is Pid else None
+        if worker is None or not worker.alive:
+            return RESTART
+        if not isinstance(worker, _HandoffWorker) or worker.busy:
+            return BUSY
+        return worker.handle_call((SWARM, BEGIN_HANDOFF), (None, None)).value
 
     def _dump_rooms(self, pids: Any) -> list[tuple[Atom, list[Atom]]]:
         # What each room would answer {dump}, read in one pass: a room's handlers never

@@ -127,6 +127,11 @@ class Process:
     def alive(self) -> bool:
         return self._alive
 
+    @property
+    def busy(self) -> bool:
+        """True while a coroutine handler runs; messages wait in the mailbox meanwhile."""
+        return self._busy
+
     def send(self, dest: Any, message: Any) -> None:
         """Send ``message`` to a pid, a name, a ``(name, node)`` tuple or an alias."""
         self.node.send(dest, message, sender=self.pid)

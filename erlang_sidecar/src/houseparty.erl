@@ -49,7 +49,7 @@ add_rooms(Room, Opts) when is_atom(Room) ->
 add_rooms(Rooms, Opts) when is_list(Rooms), is_map(Opts) ->
     Max = maps:get(max, Opts, ?DEFAULT_MAX),
     maybe_all([fun() -> check_names(Rooms) end, fun() -> check_max(Max) end],
-              fun() -> foreach_ok(fun(R) -> ensure_room(R, Max) end, Rooms) end);
+              fun() -> ensure_rooms(Rooms, Max) end);
 add_rooms(Rooms, _Opts) ->
     {error, {bad_name, Rooms}}.
 
@@ -171,8 +171,17 @@ walk_one(Room, Person) ->
         Error -> Error
     end.
 
-ensure_room(Room, Max) ->
-    ensure_worker({room, Room}, room, Room, [Max], ?ROOMS).
+%% Every room not there yet, started in one batch per owner.
+ensure_rooms(Rooms, Max) ->
+    Entries = [{{room, R}, {hp_python, start_worker, [room, R, [Max]]}} || R <- Rooms],
+    Results = hp_registry:register_many(Entries, {hp_python, start_workers}, [?ROOMS]),
+    case [Reason || {error, Reason} <- Results, not is_already_registered(Reason)] of
+        [] -> ok;
+        [Reason | _] -> {error, {unavailable, Reason}}
+    end.
+
+is_already_registered({already_registered, Pid}) -> is_pid(Pid);
+is_already_registered(_) -> false.
 
 ensure_person(Person) ->
     ensure_worker({person, Person}, person, Person, [], ?PEOPLE).

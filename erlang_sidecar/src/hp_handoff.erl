@@ -22,13 +22,22 @@
 %% groups, and the loser gets {swarm, die}. When neither copy sits on the owner, the
 %% first one handed over wins.
 %%
+%% Names whose MFA module M exports begin_handoffs/1 and start_workers/1 (hp_python: the
+%% Python workers) move in batches of ?MOVE_BATCH per new owner instead, with the same
+%% outcome: M:begin_handoffs(Pids) asks each process {swarm, begin_handoff} in one round
+%% trip per node (a busy one is left to the call above), then one accept_many/1 on the
+%% new owner starts them with one M:start_workers(MFAs), casts each its end_handoff state
+%% and commits them all.
+%%
 %% The same workers restart names from their replicas when their owner went down.
 -module(hp_handoff).
 
--export([rebalance/0, drain/1, restart_replicas/3, accept/5, accept_restart/3,
-         start_and_commit/5, start_mfa/2, reserve/2, parallel/3]).
+-export([rebalance/0, drain/1, restart_replicas/3, accept/5, accept_many/1, accept_restart/3,
+         start_and_commit/5, start_mfa/2, start_batch/3, reserve/2, parallel/3]).
 
 -define(BATCH, 256).
+-define(MOVE_BATCH, 1000).
+-define(MOVES_AT_ONCE, 4).
 -define(NAMES, hp_registry_names).
 -define(SERVER, hp_registry_server).
 -define(CALL_TIMEOUT, 5000).
@@ -55,7 +64,7 @@ rebalance(Attempts) ->
                                    _ -> [E | Acc]
                                end
                        end, [], ?NAMES),
-    Results = parallel(fun handoff_one/1, Moving, ?BATCH),
+    Results = handoff_all(Moving),
     case failed(Results) > 0 andalso Attempts > 1 of
         true ->
             %% Some new owners refused (their ring lags ours) or did not answer: the
@@ -83,7 +92,7 @@ drain(Peers) ->
     ok.
 
 drain_names(Attempts) ->
-    Results = parallel(fun handoff_one/1, ets:tab2list(?NAMES), ?BATCH),
+    Results = handoff_all(ets:tab2list(?NAMES)),
     %% Race: a registration that was starting when the drain began commits here after
     %% our snapshot; so we go again until nothing is left or pending.
     Left = ets:info(?NAMES, size) + ets:info(hp_registry_pending, size),
@@ -124,7 +133,10 @@ accept(Name, Mode, OldPid, MFA, Groups) ->
     end.
 
 accept_owned(Name, Mode, OldPid, MFA, Groups) ->
-    case reserve(Name, force) of
+    accept_reserved(reserve(Name, force), Name, Mode, OldPid, MFA, Groups).
+
+accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
+    case Reserved of
         {already_registered, OldPid} ->
             {ok, OldPid};
         {already_registered, Existing} ->
@@ -145,6 +157,76 @@ accept_owned(Name, Mode, OldPid, MFA, Groups) ->
         {error, _} = Error ->
             Error
     end.
+
+%% Runs on the new owner: accept/5 for many names, those of a batch module started
+%% together. One result per item, in order.
+-spec accept_many([{term(), mode(), pid(), mfargs() | undefined, [term()]}]) ->
+          [{ok, pid()} | {error, term()}].
+accept_many(Items) ->
+    Ring = hp_registry_server:ring(),
+    Me = node(),
+    Batchable = [Item || {Name, {start, _}, _, MFA, _} = Item <- Items,
+                         hp_ring:key_to_node(Name, Ring) =:= Me, batch_module(MFA) =/= none],
+    Reserved = maps:from_list(
+                 lists:zip(Batchable, gen_server:call(?SERVER, {reserve_many,
+                                                                [N || {N, _, _, _, _} <- Batchable],
+                                                                force}, infinity))),
+    Taken = [case maps:get(Item, Reserved, single) of
+                 {reserved, Ref} -> {batch, Ref};
+                 single -> {done, accept(Name, Mode, Pid, MFA, Groups)};
+                 Other -> {done, accept_reserved(Other, Name, Mode, Pid, MFA, Groups)}
+             end || {Name, Mode, Pid, MFA, Groups} = Item <- Items],
+    Started = maps:from_list(take_over([{Item, Ref} || {Item, {batch, Ref}} <- lists:zip(Items, Taken)])),
+    [case T of
+         {done, Result} -> Result;
+         {batch, Ref} -> maps:get(Ref, Started)
+     end || T <- Taken].
+
+%% Starts the reserved items of accept_many/1 with their handed-over state, one
+%% take_over call per batch module, and commits those that started: [{Ref, Result}].
+take_over([]) ->
+    [];
+take_over([{{_, _, _, MFA, _}, _} | _] = Batch) ->
+    {ok, M} = batch_module(MFA),
+    {Mine, Others} = lists:partition(fun({{_, _, _, MFA1, _}, _}) -> batch_module(MFA1) =:= {ok, M} end,
+                                     Batch),
+    Started = lists:zip(Mine, start_batch(M, take_over,
+                                          [{MFA1, Then} || {{_, {start, Then}, _, MFA1, _}, _} <- Mine])),
+    ok = gen_server:call(?SERVER, {commit_many, [{Name, Ref, Pid, MFA1, Groups}
+                                                 || {{{Name, _, _, MFA1, Groups}, Ref}, {ok, Pid}}
+                                                        <- Started]}),
+    [abort(Name, Ref) || {{{Name, _, _, _, _}, Ref}, {error, _}} <- Started],
+    [{Ref, Result} || {{_, Ref}, Result} <- Started] ++ take_over(Others).
+
+%% M:F(Args) for a batch start, which gives one {ok, Pid} | {error, Reason} per argument,
+%% in order; anything else is an error for each.
+-spec start_batch(module(), atom(), list()) -> [{ok, pid()} | {error, term()}].
+start_batch(_M, _F, []) ->
+    [];
+start_batch(M, F, Args) ->
+    try M:F(Args) of
+        Results when is_list(Results), length(Results) =:= length(Args) ->
+            [case R of
+                 {ok, Pid} when is_pid(Pid) -> R;
+                 {error, _} -> R;
+                 Other -> {error, {invalid_return, Other}}
+             end || R <- Results];
+        Other ->
+            [{error, {invalid_return, Other}} || _ <- Args]
+    catch
+        Class:Reason -> [{error, {Class, Reason}} || _ <- Args]
+    end.
+
+%% {ok, M} when the MFA's module moves its processes in batches.
+batch_module({M, _, _}) ->
+    case erlang:function_exported(M, begin_handoffs, 1)
+        andalso erlang:function_exported(M, take_over, 1)
+        andalso erlang:function_exported(M, stop_handed_off, 1) of
+        true -> {ok, M};
+        false -> none
+    end;
+batch_module(undefined) ->
+    none.
 
 %% Runs on the new owner: start Name from its replicated MFA unless it is already here.
 -spec accept_restart(term(), mfargs(), [term()]) -> {ok, pid()} | {error, term()}.
@@ -228,14 +310,64 @@ run_batch(Fun, Items) ->
 abort(Name, Ref) ->
     gen_server:call(?SERVER, {abort, Name, Ref}).
 
-handoff_one({Name, Pid, MFA, Groups}) ->
+%% Hands Entries to their new owners: in batches per owner, a few batches at a time.
+handoff_all(Entries) ->
     Ring = hp_registry_server:ring(),
     Me = node(),
-    case {hp_ring:key_to_node(Name, Ring), ets:lookup(?NAMES, Name)} of
-        {{error, no_nodes}, _} -> skipped;
-        {Me, _} -> skipped;                    %% the ring changed back meanwhile
-        {Target, [{_, Pid, _, _}]} -> move(Name, Pid, MFA, all_groups(Pid, Groups), Target);
-        {_, _} -> skipped                      %% gone or re-registered meanwhile
+    ByTarget = maps:groups_from_list(fun({Name, _, _, _}) -> hp_ring:key_to_node(Name, Ring) end,
+                                     Entries),
+    Chunks = [{Target, Chunk} || {Target, Es} <- maps:to_list(ByTarget), Target =/= Me,
+                                 Target =/= {error, no_nodes},
+                                 Chunk <- hp_registry_plan:chunks(Es, ?MOVE_BATCH)],
+    lists:append([case R of
+                      {error, _} -> [R];
+                      Moved -> Moved
+                  end || R <- parallel(fun move_many/1, Chunks, ?MOVES_AT_ONCE)]).
+
+move_many({Target, Entries}) ->
+    Ring = hp_registry_server:ring(),
+    %% Only what is still here and still Target's moves now: the ring may have changed
+    %% back, or the name gone or been registered again meanwhile.
+    Held = [{Name, Pid, MFA, all_groups(Pid, Groups)}
+            || {Name, Pid, MFA, Groups} <- Entries,
+               hp_ring:key_to_node(Name, Ring) =:= Target,
+               case ets:lookup(?NAMES, Name) of
+                   [{_, Pid, _, _}] -> true;
+                   _ -> false
+               end],
+    Modes = begin_handoffs(Held),
+    {Ready, Others} = lists:partition(fun({_, Pid, _, _}) -> maps:is_key(Pid, Modes) end, Held),
+    Items = [{Name, maps:get(Pid, Modes), Pid, MFA, Groups} || {Name, Pid, MFA, Groups} <- Ready],
+    Results = try erpc:call(Target, ?MODULE, accept_many, [Items], 2 * ?ACCEPT_TIMEOUT)
+              catch Class:Reason -> [{error, {Class, Reason}} || _ <- Items]
+              end,
+    %% Busy processes (a person waiting on a room that moves too) and those of other
+    %% modules go one by one, side by side, so that none waits for another.
+    Outcomes = [{moved(Name, Pid, MFA, Mode, Target, Result), Pid, MFA}
+                || {{Name, Mode, Pid, MFA, _}, Result} <- lists:zip(Items, Results)],
+    stop_handed_off([{Pid, MFA} || {{moved, true}, Pid, MFA} <- Outcomes]),
+    [case Outcome of {moved, _} -> moved; Error -> Error end || {Outcome, _, _} <- Outcomes]
+        ++ parallel(fun({Name, Pid, MFA, Groups}) -> move(Name, Pid, MFA, Groups, Target) end,
+                    Others, ?BATCH).
+
+%% #{Pid => Mode} for the processes of batch modules, asked together, one call per
+%% module and node; a busy process is not in it.
+begin_handoffs(Entries) ->
+    Batches = maps:groups_from_list(fun({M, Pid}) -> {M, node(Pid)} end, fun({_, Pid}) -> Pid end,
+                                    [{M, Pid} || {_, Pid, MFA, _} <- Entries,
+                                                 {ok, M} <- [batch_module(MFA)]]),
+    maps:fold(fun({M, _Node}, Pids, Acc) -> maps:merge(Acc, ask_begin(M, Pids)) end,
+              #{}, Batches).
+
+ask_begin(M, Pids) ->
+    try M:begin_handoffs(Pids) of
+        Replies when is_list(Replies), length(Replies) =:= length(Pids) ->
+            maps:from_list([{Pid, handoff_mode(Reply)}
+                            || {Pid, Reply} <- lists:zip(Pids, Replies), Reply =/= busy]);
+        _ ->
+            #{}
+    catch
+        _:_ -> #{}
     end.
 
 all_groups(Pid, Groups) ->
@@ -251,17 +383,21 @@ move(Name, Pid, MFA, Groups, Target) ->
                            ?ACCEPT_TIMEOUT)
              catch Class:Reason -> {error, {Class, Reason}}
              end,
+    case moved(Name, Pid, MFA, Mode, Target, Result) of
+        {moved, Stop} ->
+            Stop andalso stop_handed_off([{Pid, MFA}]),
+            moved;
+        Error ->
+            Error
+    end.
+
+%% The old holder's side once Target answered: {moved, Stop} where Stop says whether the
+%% old process must stop (a new one took its place), or the error.
+moved(Name, Pid, MFA, Mode, Target, Result) ->
     case Result of
-        {ok, Pid} ->
+        {ok, New} ->
             gen_server:call(?SERVER, {handed_off, Name, Pid}),
-            moved;
-        {ok, _Other} ->
-            gen_server:call(?SERVER, {handed_off, Name, Pid}),
-            case MFA of
-                undefined -> ok;
-                _ -> Pid ! {swarm, die}
-            end,
-            moved;
+            {moved, New =/= Pid andalso MFA =/= undefined};
         {error, {not_owner, _}} = Refused ->
             %% Expected while a ring change spreads; the caller tries again.
             abandon(Pid, Mode),
@@ -280,18 +416,29 @@ abandon(Pid, {start, _}) ->
     Pid ! {hp_handoff, abandoned},
     ok.
 
+%% {swarm, die} to each handed-off process: through its batch module, one message per
+%% module and node, when it has one.
+stop_handed_off(PidMFAs) ->
+    Batches = maps:groups_from_list(fun({Pid, MFA}) -> {batch_module(MFA), node(Pid)} end,
+                                    fun({Pid, _}) -> Pid end, PidMFAs),
+    maps:foreach(fun({{ok, M}, _Node}, Pids) -> M:stop_handed_off(Pids);
+                    ({none, _Node}, Pids) -> [Pid ! {swarm, die} || Pid <- Pids]
+                 end, Batches).
+
 begin_handoff(Pid) ->
     begin_handoff(Pid, ?BEGIN_HANDOFF_TRIES).
 
 begin_handoff(Pid, Tries) ->
     try gen_server:call(Pid, {swarm, begin_handoff}, ?CALL_TIMEOUT) of
-        restart -> {start, none};
-        {resume, State} -> {start, {state, State}};
-        ignore -> keep;
-        _ -> {start, none}
+        Reply -> handoff_mode(Reply)
     catch
         %% Race: the process is busy with a call of its own (a person waiting on a room
         %% that moves too). Starting an empty copy now would lose its state: wait.
         exit:{timeout, _} when Tries > 1 -> begin_handoff(Pid, Tries - 1);
         exit:_ -> {start, none}
     end.
+
+handoff_mode(restart) -> {start, none};
+handoff_mode({resume, State}) -> {start, {state, State}};
+handoff_mode(ignore) -> keep;
+handoff_mode(_) -> {start, none}.

@@ -13,7 +13,8 @@
 %% caller never hangs on it.
 -module(hp_python).
 
--export([start_worker/3, python_node/0]).
+-export([start_worker/3, start_workers/1, begin_handoffs/1, take_over/1, stop_handed_off/1,
+         python_node/0]).
 
 -define(APP, houseparty_sidecar).
 -define(CONNECT_TIMEOUT, 2000).
@@ -21,6 +22,74 @@
 
 -spec start_worker(atom(), term(), list()) -> {ok, pid()} | {error, no_python_node | term()}.
 start_worker(Kind, Name, Args) when is_atom(Kind), is_list(Args) ->
+    case ask_workers({start, Kind, Name, Args}) of
+        {ok, Pid} when is_pid(Pid) -> {ok, Pid};
+        {error, Reason} -> {error, Reason};
+        Other -> {error, {bad_reply, Other}}
+    end;
+start_worker(Kind, Name, Args) ->
+    {error, {bad_arguments, {Kind, Name, Args}}}.
+
+%% The batch form of start_worker/3 for hp_registry:register_many/3: the MFAs are
+%% {hp_python, start_worker, [Kind, Name, Args]}, started with one call to the Python node;
+%% one result per MFA, in order.
+%%
+%%   gen_server:call({hp_workers, PythonNode}, {start_many, [Spec]}, Timeout)
+%%       -> [{ok, Pid} | {error, Reason}]       Spec: {Kind, Name, Args} | {Kind, Name, Args, State}
+-spec start_workers([{module(), atom(), list()}]) -> [{ok, pid()} | {error, term()}].
+start_workers(MFAs) ->
+    start_many([{MFA, none} || MFA <- MFAs]).
+
+%% hp_handoff's batch take-over: start_workers/1, each worker given the state its old
+%% copy handed over ({state, S}, what {swarm, end_handoff, S} gives) before it takes any
+%% message. A spec {Kind, Name, Args, State} in the same start_many request.
+-spec take_over([{{module(), atom(), list()}, none | {state, term()}}]) ->
+          [{ok, pid()} | {error, term()}].
+take_over(MFAStates) ->
+    start_many(MFAStates).
+
+%% {swarm, die} to many handed-off workers of one Python node, as one message:
+%%   {hp_workers, node(Pid)} ! {stop_handed_off, [Pid]}
+-spec stop_handed_off([pid()]) -> ok.
+stop_handed_off([]) ->
+    ok;
+stop_handed_off([Pid | _] = Pids) ->
+    {hp_workers, node(Pid)} ! {stop_handed_off, Pids},
+    ok.
+
+start_many(MFAStates) ->
+    Specs = [case MFA of
+                 {?MODULE, start_worker, [Kind, Name, Args]} when is_atom(Kind), is_list(Args) ->
+                     case Then of
+                         none -> {Kind, Name, Args};
+                         {state, S} -> {Kind, Name, Args, S}
+                     end;
+                 _ ->
+                     bad
+             end || {MFA, Then} <- MFAStates],
+    Reply = case lists:member(bad, Specs) of
+                true -> {error, {bad_arguments, [MFA || {MFA, _} <- MFAStates]}};
+                false -> ask_workers({start_many, Specs})
+            end,
+    case Reply of
+        Results when is_list(Results), length(Results) =:= length(Specs) -> Results;
+        {error, _} = Error -> [Error || _ <- Specs];
+        Other -> [{error, {bad_reply, Other}} || _ <- Specs]
+    end.
+
+%% {swarm, begin_handoff} to many workers of one Python node at once (hp_handoff's batch
+%% handoff): each reply as the worker would give it, or busy for a worker in the middle
+%% of a message, which must then be asked on its own.
+%%
+%%   gen_server:call({hp_workers, node(Pid)}, {begin_handoffs, [Pid]}, Timeout)
+%%       -> [restart | {resume, State} | busy]
+-spec begin_handoffs([pid()]) -> [term()].
+begin_handoffs([]) ->
+    [];
+begin_handoffs([Pid | _] = Pids) ->
+    gen_server:call({hp_workers, node(Pid)}, {begin_handoffs, Pids}, ?START_TIMEOUT).
+
+ask_workers(Request) ->
     case python_node() of
         undefined ->
             {error, no_python_node};
@@ -29,20 +98,14 @@ start_worker(Kind, Name, Args) when is_atom(Kind), is_list(Args) ->
                 false ->
                     {error, no_python_node};
                 true ->
-                    try gen_server:call({hp_workers, Node}, {start, Kind, Name, Args},
-                                        ?START_TIMEOUT) of
-                        {ok, Pid} when is_pid(Pid) -> {ok, Pid};
-                        {error, Reason} -> {error, Reason};
-                        Other -> {error, {bad_reply, Other}}
+                    try gen_server:call({hp_workers, Node}, Request, ?START_TIMEOUT)
                     catch
                         exit:{{nodedown, _}, _} -> {error, no_python_node};
                         exit:{noproc, _} -> {error, {no_workers_server, Node}};
                         exit:{Reason, _} -> {error, Reason}
                     end
             end
-    end;
-start_worker(Kind, Name, Args) ->
-    {error, {bad_arguments, {Kind, Name, Args}}}.
+    end.
 
 %% This pod's Python node from the app env, or undefined when not configured.
 -spec python_node() -> node() | undefined.

@@ -35,13 +35,14 @@
 %% placement node in parallel and skips those that do not answer in time.
 -module(hp_registry).
 
--export([register_name/2, register_name/4, whereis_name/1, whereis_or_register_name/4,
+-export([register_name/2, register_name/4, register_many/3, whereis_name/1,
+         whereis_or_register_name/4,
          unregister_name/1, registered/0, send/2,
          join/2, leave/2, members/1, publish/2, multi_call/2, multi_call/3,
          drain/0, start_link/0, child_spec/0]).
 %% Run by erpc on the node that holds the name.
 -export([local_lookup/2, peek/1, held_by_settling_peer/1, local_members/1,
-         local_registered/0]).
+         local_registered/0, register_here/3]).
 
 -define(SERVER, hp_registry_server).
 -define(NAMES, hp_registry_names).
@@ -55,6 +56,10 @@
 -define(START_TIMEOUT, 30000).
 -define(FANOUT_TIMEOUT, 2000).
 -define(MULTI_CALL_TIMEOUT, 5000).
+-define(OWNERS_AT_ONCE, 16).
+
+-type mfargs() :: {module(), atom(), list()}.
+-type register_result() :: {ok, pid()} | {error, term()}.
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
@@ -88,6 +93,24 @@ register_name(Name, M, F, A) when is_atom(M), is_atom(F), is_list(A) ->
         {error, no_owner} -> {error, no_node_available};
         {error, _} = Error -> Error
     end.
+
+%% Registers many names at once, with one round trip to each owner: the owner reserves
+%% its share, starts it with a single BatchStart call ({M, F}: M:F([MFA]) gives one
+%% {ok, Pid} | {error, Reason} per MFA, in order), and commits each name with its MFA
+%% (kept for restarts, as with register_name/4) and in Groups. A name that cannot go in
+%% a batch (names are moving, or another caller is registering it) goes alone through
+%% register_name/4 and join/2. One result per entry, in order, as register_name/4 gives
+%% it.
+-spec register_many([{term(), mfargs()}], {module(), atom()}, [term()]) -> [register_result()].
+register_many(Entries, BatchStart, Groups) ->
+    Ring = hp_registry_server:ring(),
+    %% A name twice in one batch is registered once (its first MFA), as two calls would.
+    ByOwner = maps:groups_from_list(fun({Name, _}) -> hp_ring:key_to_node(Name, Ring) end,
+                                    lists:ukeysort(1, Entries)),
+    Done = hp_handoff:parallel(fun({Owner, Owned}) -> register_at(Owner, Owned, BatchStart, Groups) end,
+                               maps:to_list(ByOwner), ?OWNERS_AT_ONCE),
+    Results = maps:from_list(lists:append(Done)),
+    [maps:get(Name, Results) || {Name, _} <- Entries].
 
 -spec whereis_name(term()) -> pid() | undefined.
 whereis_name(Name) ->
@@ -220,12 +243,54 @@ local_members(Group) ->
 local_registered() ->
     ets:select(?NAMES, [{{'$1', '$2', '_', '_'}, [], [{{'$1', '$2'}}]}]).
 
+%% The owner's side of register_many/3: single for the names it leaves to register_name/4.
+-spec register_here([{term(), mfargs()}], {module(), atom()}, [term()]) ->
+          [register_result() | single].
+register_here(Entries, {M, F}, Groups) ->
+    Answers = gen_server:call(?SERVER, {reserve_many, [Name || {Name, _} <- Entries], check},
+                              ?START_TIMEOUT),
+    Reserved = [{Name, Ref, MFA} || {{Name, MFA}, {reserved, Ref}} <- lists:zip(Entries, Answers)],
+    Started = lists:zip(Reserved, hp_handoff:start_batch(M, F, [MFA || {_, _, MFA} <- Reserved])),
+    ok = gen_server:call(?SERVER, {commit_many, [{Name, Ref, Pid, MFA, Groups}
+                                                 || {{Name, Ref, MFA}, {ok, Pid}} <- Started]},
+                         ?START_TIMEOUT),
+    [gen_server:call(?SERVER, {abort, Name, Ref}) || {{Name, Ref, _}, {error, _}} <- Started],
+    answers(Answers, [Result || {_, Result} <- Started]).
+
 %% --- via-callbacks are register_name/2, unregister_name/1, whereis_name/1, send/2 -----
 
 %% --- internal --------------------------------------------------------------------------
 
 owner(Name) ->
     hp_ring:key_to_node(Name, hp_registry_server:ring()).
+
+%% [{Name, Result}] for the entries of one owner.
+register_at({error, no_nodes}, Entries, _BatchStart, _Groups) ->
+    [{Name, {error, no_node_available}} || {Name, _} <- Entries];
+register_at(Owner, Entries, BatchStart, Groups) ->
+    Answers = try erpc:call(Owner, ?MODULE, register_here, [Entries, BatchStart, Groups],
+                            ?START_TIMEOUT)
+              catch _:_ -> [single || _ <- Entries]   %% an older ring, or the owner went
+              end,
+    lists:zipwith(fun({Name, {M, F, A}}, single) -> {Name, register_alone(Name, M, F, A, Groups)};
+                     ({Name, _}, Result) -> {Name, Result}
+                  end, Entries, Answers).
+
+register_alone(Name, M, F, A, Groups) ->
+    case register_name(Name, M, F, A) of
+        {ok, Pid} -> [join(G, Pid) || G <- Groups], {ok, Pid};
+        Other -> Other
+    end.
+
+%% The reservations' answers with the start results put in, in order.
+answers([], _Started) ->
+    [];
+answers([{reserved, _} | Rest], [Result | Started]) ->
+    [Result | answers(Rest, Started)];
+answers([{already_registered, Pid} | Rest], Started) ->
+    [{error, {already_registered, Pid}} | answers(Rest, Started)];
+answers([single | Rest], Started) ->
+    [single | answers(Rest, Started)].
 
 placement_nodes() ->
     lists:usort([node() | hp_ring:nodes(hp_registry_server:ring())]).

@@ -21,12 +21,16 @@
 %%                                          | {redirect, Owner} | {error, Reason}
 %%                                          (reserves, starts the MFA here, commits)
 %%   call {abort, Name, Ref}             -> ok
+%%   call {reserve_many, [Name], Mode}  -> [{reserved, Ref} | {already_registered, Pid}
+%%                                           | single]   (single: reserve that one alone)
+%%   call {commit_many, [{Name, Ref, Pid, MFA, Groups}]} -> ok
 %%   call {register_pid, Name, Pid}      -> yes | no | {redirect, Owner}
 %%   call {unregister, Name}             -> ok | {redirect, Owner}
 %%   call {handed_off, Name, Pid}        -> ok      (the new owner holds it now)
 %%   call {join, Group, Pid, IfNamed}    -> ok | not_named
 %%   call {leave, Group, Pid}            -> ok
 %%   cast {replica_put, Owner, Name, MFA, Groups} / {replica_del, Owner, Name}
+%%   cast {replica_put_many, Owner, [{Name, MFA, Groups}]}
 %%   cast {replica_reset, Owner, Entries}   the owner's full set for this node
 %%
 %% A registration with an MFA is copied (name, MFA, groups) to the next node on the ring,
@@ -153,12 +157,8 @@ handle_call({reserve, Name, Mode}, {Caller, _} = From, State) ->
                     Rs = (State#state.reservations)#{Name => {Ref, Mon, [From | Waiters]}},
                     {noreply, State#state{reservations = Rs}};
                 {[], error} ->
-                    Ref = make_ref(),
-                    Mon = erlang:monitor(process, Caller),
-                    ets:insert(?PENDING, {Name, Ref}),
-                    {reply, {reserved, Ref},
-                     State#state{reservations = (State#state.reservations)#{Name => {Ref, Mon, []}},
-                                 res_mons = (State#state.res_mons)#{Mon => Name}}}
+                    {Reserved1, State1} = new_reservation(Name, Caller, State),
+                    {reply, Reserved1, State1}
             end
     end;
 handle_call({register_mfa, Name, MFA}, From, State) ->
@@ -193,16 +193,41 @@ handle_call({register_mfa, Name, MFA}, From, State) ->
             end
     end;
 handle_call({commit, Name, Ref, Pid, MFA, Groups}, _From, State) ->
-    case maps:find(Name, State#state.reservations) of
-        {ok, {Ref, Mon, Waiters}} ->
-            insert_name(Name, Pid, MFA, Groups),
-            [join_local(G, Pid) || G <- Groups],
-            replicate(Name, MFA, Groups),
-            [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters],
-            {reply, ok, release(Name, Mon, State)};
-        _ ->
-            {reply, {error, not_reserved}, State}
-    end;
+    {Reply, State1} = commit(Name, Ref, Pid, MFA, Groups, State),
+    Reply =:= ok andalso replicate(Name, MFA, Groups),
+    {reply, Reply, State1};
+handle_call({reserve_many, Names, Mode}, {Caller, _}, State) ->
+    %% A batch takes only what is plain: for a name another caller is reserving, and in
+    %% check mode while names may be moving, the answer is single and that name goes
+    %% the way of reserve/register_name, which knows how to wait for them. Force (a
+    %% handoff) skips the checks its caller made.
+    Plain = not State#state.draining andalso (Mode =:= force orelse settling() =:= []),
+    Ring = ring(),
+    {Answers, State1} =
+        lists:mapfoldl(
+          fun(Name, St) ->
+                  case Plain andalso (Mode =:= force orelse hp_ring:key_to_node(Name, Ring) =:= node())
+                      andalso not maps:is_key(Name, St#state.reservations) of
+                      false ->
+                          {single, St};
+                      true ->
+                          case ets:lookup(?NAMES, Name) of
+                              [{_, Pid, _, _}] -> {{already_registered, Pid}, St};
+                              [] -> new_reservation(Name, Caller, St)
+                          end
+                  end
+          end, State, Names),
+    {reply, Answers, State1};
+handle_call({commit_many, Entries}, _From, State) ->
+    {Committed, State1} =
+        lists:foldl(fun({Name, Ref, Pid, MFA, Groups}, {Acc, St}) ->
+                            case commit(Name, Ref, Pid, MFA, Groups, St) of
+                                {ok, St1} -> {[{Name, MFA, Groups} | Acc], St1};
+                                {_, St1} -> {Acc, St1}
+                            end
+                    end, {[], State}, Entries),
+    replicate_many(Committed),
+    {reply, ok, State1};
 handle_call({abort, Name, Ref}, _From, State) ->
     case maps:find(Name, State#state.reservations) of
         {ok, {Ref, Mon, Waiters}} ->
@@ -304,6 +329,9 @@ handle_cast({hello_ack, From}, #state{draining = false} = State) when is_atom(Fr
     {noreply, add_peer(From, State)};
 handle_cast({replica_put, Owner, Name, MFA, Groups}, State) ->
     ets:insert(?REPLICAS, {Name, Owner, MFA, Groups}),
+    {noreply, State};
+handle_cast({replica_put_many, Owner, Replicas}, State) ->
+    ets:insert(?REPLICAS, [{Name, Owner, MFA, Groups} || {Name, MFA, Groups} <- Replicas]),
     {noreply, State};
 handle_cast({replica_del, Owner, Name}, State) ->
     ets:match_delete(?REPLICAS, {Name, Owner, '_', '_'}),
@@ -491,6 +519,26 @@ start_rebalance(State) ->
 %% No demonitor flush in this process: with callers queued, a flush scans the whole
 %% mailbox every time. A DOWN already queued for a dropped monitor is ignored on arrival
 %% (its ref matches no reservation and no entry of ?MONS).
+commit(Name, Ref, Pid, MFA, Groups, State) ->
+    case maps:find(Name, State#state.reservations) of
+        {ok, {Ref, Mon, Waiters}} ->
+            insert_name(Name, Pid, MFA, Groups),
+            [join_local(G, Pid) || G <- Groups],
+            [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters],
+            {ok, release(Name, Mon, State)};
+        _ ->
+            {{error, not_reserved}, State}
+    end.
+
+%% Name held for Caller until it commits or aborts (or dies).
+new_reservation(Name, Caller, State) ->
+    Ref = make_ref(),
+    Mon = erlang:monitor(process, Caller),
+    ets:insert(?PENDING, {Name, Ref}),
+    {{reserved, Ref},
+     State#state{reservations = (State#state.reservations)#{Name => {Ref, Mon, []}},
+                 res_mons = (State#state.res_mons)#{Mon => Name}}}.
+
 release(Name, Mon, State) ->
     erlang:demonitor(Mon),
     ets:delete(?PENDING, Name),
@@ -527,6 +575,18 @@ replicate(_Name, undefined, _Groups) ->
     ok;
 replicate(Name, MFA, Groups) ->
     cast_successor(Name, {replica_put, node(), Name, MFA, Groups}).
+
+%% replicate/3 for many names: one cast per successor.
+replicate_many(Entries) ->
+    Ring = ring(),
+    Me = node(),
+    BySuccessor = maps:groups_from_list(
+                    fun({Name, _, _}) -> hp_registry_plan:successor(Name, Ring, Me) end,
+                    [E || {_, MFA, _} = E <- Entries, MFA =/= undefined]),
+    maps:foreach(fun(none, _) -> ok;
+                    (Node, Replicas) ->
+                         gen_server:cast({?SERVER, Node}, {replica_put_many, Me, Replicas})
+                 end, BySuccessor).
 
 cast_successor(Name, Msg) ->
     case hp_registry_plan:successor(Name, ring(), node()) of

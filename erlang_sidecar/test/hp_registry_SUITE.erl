@@ -304,12 +304,25 @@ workers_on_the_owners_hidden_node(Config) ->
          true = call(P, net_kernel, connect_node, [HN])
      end || {P, _, {_, HN}} <- Pairs],
     PyOf = maps:from_list([{Side, HN} || {_, Side, {_, HN}} <- Pairs]),
-    Rooms = [{room, I} || I <- lists:seq(1, 30)],
+    %% Half one by one, half in one register_many/3 batch (twice the same name in it).
+    Rooms = [{room, I} || I <- lists:seq(1, 60)],
+    {One, Batch} = lists:split(30, Rooms),
+    MFA = fun(R) -> {hp_python, start_worker, [room, R, []]} end,
     Pids = [begin
-                {ok, Pid} = call(A, hp_registry, register_name,
-                                 [R, hp_python, start_worker, [room, R, []]]),
+                {ok, Pid} = call(A, hp_registry, register_name, [R | tuple_to_list(MFA(R))]),
                 Pid
-            end || R <- Rooms],
+            end || R <- One]
+        ++ [Pid || {ok, Pid} <- call(A, hp_registry, register_many,
+                                     [[{R, MFA(R)} || R <- Batch], {hp_python, start_workers},
+                                      [batch_rooms]])],
+    ?assertEqual(length(Rooms), length(Pids)),
+    ?assertMatch([{error, {already_registered, _}}, {ok, _}],
+                 call(A, hp_registry, register_many,
+                      [[{hd(Batch), MFA(hd(Batch))}, {{room, 61}, MFA({room, 61})}],
+                       {hp_python, start_workers}, []])),
+    call(A, hp_registry, unregister_name, [{room, 61}]),
+    ?assertEqual(lists:sort(lists:nthtail(30, Pids)),
+                 call(A, hp_registry, members, [batch_rooms])),
     Holders = maps:from_list([{Name, Side} || {P, Side} <- Peers,
                                               {Name, _} <- call(P, hp_registry, local_registered, [])]),
     ?assertEqual([maps:get(maps:get(R, Holders), PyOf) || R <- Rooms], [node(P) || P <- Pids]),
@@ -329,6 +342,8 @@ workers_on_the_owners_hidden_node(Config) ->
     ?assertEqual([maps:get(maps:get(R, Holders2), PyOf) || R <- OnC], [node(P) || P <- Moved]),
     ?assertEqual([{R, 1} || R <- Rooms],
                  [{R, C} || R <- Rooms, {_, C, _} <- [call(A, gen_server, call, [{via, hp_registry, R}, get])]]),
+    ?assertEqual(lists:sort([call(A, hp_registry, whereis_name, [R]) || R <- Batch]),
+                 call(A, hp_registry, members, [batch_rooms])),
     %% The hidden node of one pod goes: the names of its workers go with it.
     Pids1 = [call(A, hp_registry, whereis_name, [R]) || R <- Rooms],
     [{_, SideB, {HiddenB, HNB}} | _] = tl(Pairs),

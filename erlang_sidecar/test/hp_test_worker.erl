@@ -43,7 +43,9 @@ start_via(Name) ->
     gen_server:start({via, hp_registry, Name}, ?MODULE, {Name, #{}}, []).
 
 %% A stand-in for the Python node's hp_workers server (what hp_python calls): a
-%% registered process that answers {start, Kind, Name, Args} with a new worker.
+%% registered process that answers {start, Kind, Name, Args} with a new worker, and the
+%% batch requests {start_many, Specs}, {begin_handoffs, Pids} and {stop_handed_off, Pids}
+%% the way the Python one does, through the workers' own swarm messages.
 -spec start_workers_server() -> ok.
 start_workers_server() ->
     init_node(),
@@ -60,9 +62,25 @@ workers_loop() ->
         {'$gen_call', From, {start, _Kind, Name, _Args}} ->
             gen_server:reply(From, start_link_unlinked(Name)),
             workers_loop();
+        {'$gen_call', From, {start_many, Specs}} ->
+            gen_server:reply(From, [start_spec(Spec) || Spec <- Specs]),
+            workers_loop();
+        {'$gen_call', From, {begin_handoffs, Pids}} ->
+            gen_server:reply(From, [gen_server:call(P, {swarm, begin_handoff}) || P <- Pids]),
+            workers_loop();
+        {stop_handed_off, Pids} ->
+            [P ! {swarm, die} || P <- Pids],
+            workers_loop();
         _ ->
             workers_loop()
     end.
+
+start_spec({_Kind, Name, _Args}) ->
+    start_link_unlinked(Name);
+start_spec({_Kind, Name, _Args, State}) ->
+    {ok, Pid} = start_link_unlinked(Name),
+    gen_server:cast(Pid, {swarm, end_handoff, State}),
+    {ok, Pid}.
 
 %% Tables that outlive the workers, owned by a process that waits forever.
 -spec init_node() -> ok.
