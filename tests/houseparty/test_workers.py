@@ -1,0 +1,80 @@
+"""``hp_workers``, the batch requests of the sidecars, on a real cluster: many rooms at
+once, a pod's rooms handed over in batches with their state, and bad requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from houseparty import DestinationFull
+from py_nodes._terms import Atom
+from tests.houseparty.conftest import Cluster
+
+ERROR = Atom("error")
+
+
+def _ask_workers(cluster: Cluster, pod: int, request: Any) -> Any:
+    """``gen_server:call({hp_workers, PyNode}, Request)`` from the pod's own sidecar."""
+    with cluster.client(pod) as hp:
+        py = Atom(cluster.pods[pod - 1].python_node)
+        return hp.rpc("gen_server", "call", [(Atom("hp_workers"), py), request])
+
+
+def test_many_rooms_at_once_land_on_their_owners(cluster: Cluster) -> None:
+    rooms = [f"hall_{i}" for i in range(3000)]
+    with cluster.client() as hp:
+        hp.add_rooms(rooms[:10])
+        hp.walk_into("hall_3", ["ann"])
+        hp.add_rooms(rooms, max=5)  # the first ten exist already: left as they are
+        dump = hp.dump()
+        assert set(dump) == set(rooms)
+        assert dump["hall_3"] == ["ann"]
+        registered = hp.rpc("hp_registry", "registered", [])
+        room_nodes = [pid.node.name for (kind, _), pid in registered if kind == Atom("room")]
+        rooms_by_pod = {pod.python_node: room_nodes.count(pod.python_node) for pod in cluster.pods}
+        # Placement follows the ring: every pod holds a share.
+        assert all(count > 300 for count in rooms_by_pod.values()), rooms_by_pod
+        hp.set_room_max("hall_2999", 6)
+        hp.walk_into("hall_2999", ["bo", "cy", "di", "ed", "fi", "gu"])
+        assert hp.who_is_in("hall_2999") == ["bo", "cy", "di", "ed", "fi", "gu"]
+
+
+def test_a_drained_pod_hands_its_rooms_over_in_batches(cluster: Cluster) -> None:
+    rooms = [f"room_{i}" for i in range(2000)]
+    with cluster.client() as hp:
+        hp.add_rooms(rooms, max=3)
+        for i in range(0, 2000, 97):
+            hp.walk_into(f"room_{i}", [f"p{i}"])
+        before = hp.dump()
+    cluster.runner.stop_pod(3)
+    with cluster.client() as hp:
+        assert hp.dump() == before
+        registered = hp.rpc("hp_registry", "registered", [])
+        assert {pid.node.name for _, pid in registered} <= {
+            cluster.pods[0].python_node, cluster.pods[1].python_node,
+        }  # fmt: skip
+        assert len(registered) == len(rooms) + len(range(0, 2000, 97))
+        # The rooms kept their max through the handoff.
+        hp.walk_into("room_97", ["q1", "q2"])
+        assert hp.who_is_in("room_97") == ["p97", "q1", "q2"]
+        with pytest.raises(DestinationFull):
+            hp.walk_into("room_97", "q3")
+
+
+def test_bad_batch_requests_get_errors_and_change_nothing(cluster: Cluster) -> None:
+    bad_request = Atom("bad_request")
+    reply = _ask_workers(cluster, 1, (Atom("start_many"), Atom("nope")))
+    assert reply[0] == ERROR and reply[1][0] == bad_request
+    reply = _ask_workers(cluster, 1, (Atom("start_many"), [(Atom("room"),)]))
+    assert reply[0] == ERROR and reply[1][0] == bad_request
+    assert _ask_workers(
+        cluster, 1, (Atom("start_many"), [(Atom("room"), 5, []), (Atom("room"), Atom("x"), [0])])
+    ) == [(ERROR, (Atom("bad_name"), 5)), (ERROR, (Atom("bad_max"), 0))]
+    reply = _ask_workers(cluster, 1, (Atom("begin_handoffs"), 42))
+    assert reply[0] == ERROR and reply[1][0] == bad_request
+    assert _ask_workers(cluster, 1, (Atom("dump_rooms"), 42)) == []
+    assert _ask_workers(cluster, 1, (Atom("dump_rooms"), [1, Atom("x")])) == []
+    with cluster.client() as hp:
+        assert hp.dump() == {}
+        assert hp.rpc("hp_registry", "registered", []) == []
