@@ -300,9 +300,25 @@ dec_list(Buf *B, Py_ssize_t *pos, int depth)
         Py_DECREF(items);
         return NULL;
     }
-    PyObject *r = PyObject_CallFunctionObjArgs(S.improper, items, tail, NULL);
+    PyObject *r;
+    if (n > 0 && !PyList_CheckExact(tail) && !Py_IS_TYPE(tail, S.ImproperList)) {
+        /* [alias | Ref] and the like: ImproperList(tuple(items), tail) */
+        r = new_slotted(S.ImproperList);
+        PyObject *t = r ? PyList_AsTuple(items) : NULL;
+        if (t == NULL) {
+            Py_CLEAR(r);
+            Py_DECREF(tail);
+        }
+        else {
+            SLOT(r, S.imp_items) = t;
+            SLOT(r, S.imp_tail) = tail;
+        }
+    }
+    else { /* tails that merge into the list: the pure code's rules */
+        r = PyObject_CallFunctionObjArgs(S.improper, items, tail, NULL);
+        Py_DECREF(tail);
+    }
     Py_DECREF(items);
-    Py_DECREF(tail);
     return r;
 }
 
