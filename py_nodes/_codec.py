@@ -60,7 +60,7 @@ import math
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from py_nodes._errors import DecodeError, EncodeError
 from py_nodes._terms import (
@@ -84,6 +84,7 @@ __all__ = [
     "ACCELERATED",
     "MAX_DEPTH",
     "MAX_UNCOMPRESSED_SIZE",
+    "build_frozen",
     "decode",
     "decode_prefix",
     "encode",
@@ -93,6 +94,8 @@ __all__ = [
 ]
 
 VERSION = 131
+
+_T = TypeVar("_T")
 
 #: Upper bound on the declared uncompressed size of a compressed term (bytes).
 MAX_UNCOMPRESSED_SIZE = 64 * 1024 * 1024
@@ -1220,14 +1223,22 @@ def _encode_sub(term: Any, depth: int) -> bytearray:
     return out
 
 
+def _build_frozen_py(cls: type[_T], *values: Any) -> _T:
+    return cls(*values)
+
+
 decode: Callable[[bytes | bytearray | memoryview], Any]
 decode_prefix: Callable[..., tuple[Any, int]]
 encode: Callable[[Any], bytes]
+#: ``build_frozen(cls, *values)``: an instance of the slotted dataclass ``cls`` from all its
+#: field values in order, without running its ``__init__`` (no ``__post_init__`` is called).
+build_frozen: Callable[..., Any]
 
 try:
     from py_nodes import _ccodec
 except ImportError:  # not built (no compiler where it was installed): the pure codec serves
     decode, decode_prefix, encode = pure_decode, pure_decode_prefix, pure_encode
+    build_frozen = _build_frozen_py
     #: True when ``decode`` / ``decode_prefix`` / ``encode`` are the C codec's.
     ACCELERATED = False
 else:
@@ -1260,4 +1271,5 @@ else:
         }
     )
     decode, decode_prefix, encode = _ccodec.decode, _ccodec.decode_prefix, _ccodec.encode
+    build_frozen = _ccodec.make
     ACCELERATED = True

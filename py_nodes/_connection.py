@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import struct
 
+from py_nodes._codec import build_frozen
 from py_nodes._control import ControlEvent, Demonitor, Monitor, Tick, decode_frame, encode_event
 from py_nodes._errors import ConnectionLost, ProtocolError
 
@@ -32,6 +33,7 @@ _TICK_FRAME = b"\x00\x00\x00\x00"
 _CTRL4_PREFIX = b"p\x83h\x04a"
 _MONITOR_P, _DEMONITOR_P = 19, 20
 _MONITOR_CACHE_MAX = 4096
+_TICK = Tick()
 
 
 class ConnectionState(enum.Enum):
@@ -60,7 +62,7 @@ class Connection:
         self.max_frame_size = max_frame_size
         self.state = ConnectionState.OPEN
         self.close_reason: str | None = None
-        self._in = bytearray()
+        self._in = b""
         self._out: list[bytes] = []
         self._monitor_frames: dict[bytes, Monitor] = {}
         # Activity marks, cleared by the driver at each tick check.
@@ -85,14 +87,14 @@ class Connection:
             raise ConnectionLost(f"connection to {self.peer_name} is closed")
         if data:
             self.received_since_check = True
-        buf = bytes(self._in) + data if self._in else data
+        buf = self._in + data if self._in else data
         events: list[ControlEvent] = []
         pos = 0
         end = len(buf)
         while end - pos >= 4:
             (size,) = _LENGTH.unpack_from(buf, pos)
             if size == 0:
-                events.append(Tick())
+                events.append(_TICK)
                 pos += 4
                 continue
             if size > self.max_frame_size:
@@ -104,7 +106,9 @@ class Connection:
             if body[5:6] == b"\x14" and body[:5] == _CTRL4_PREFIX:
                 known = self._monitor_frames.pop(body[6:], None)
                 if known is not None:
-                    events.append(Demonitor(known.from_pid, known.target, known.ref))
+                    events.append(
+                        build_frozen(Demonitor, known.from_pid, known.target, known.ref)
+                    )
                     continue
             try:
                 event = decode_frame(body)
@@ -116,7 +120,7 @@ class Connection:
                     cache.clear()
                 cache[body[6:]] = event
             events.append(event)
-        self._in = bytearray(buf[pos:]) if pos < end else bytearray()
+        self._in = buf[pos:] if pos < end else b""
         return events
 
     def _fail(self, why: str) -> None:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from py_nodes._codec import decode_prefix, encode
+from py_nodes._codec import build_frozen, decode_prefix, encode
 from py_nodes._errors import DecodeError, ProtocolError
 from py_nodes._terms import Atom, ImproperList, Pid, Reference
 
@@ -203,54 +203,46 @@ ControlEvent = (
 _NO_MESSAGE: Any = object()
 
 
-def _with_message(
-    build: Callable[[tuple[Any, ...], Any], ControlEvent],
-) -> Callable[[tuple[Any, ...], Any], ControlEvent]:
-    def checked(ctrl: tuple[Any, ...], message: Any) -> ControlEvent:
-        if message is _NO_MESSAGE:
-            raise ProtocolError(f"control message {ctrl[0]} without its message part")
-        return build(ctrl, message)
-
-    return checked
-
-
 def _spawn_request(c: tuple[Any, ...], m: Any) -> SpawnRequest:
     module, function, arity = c[4]
     tt = c[6] if c[0] == 30 else None
     return SpawnRequest(c[1], c[2], c[3], module, function, arity, list(c[5]), list(m), tt)
 
 
-# op -> (control arity, builder). Builders index the control tuple directly.
-_DECODERS: dict[int, tuple[int, Callable[[tuple[Any, ...], Any], ControlEvent]]] = {
-    1: (3, lambda c, m: Link(c[1], c[2])),
-    2: (3, _with_message(lambda c, m: Send(c[2], m))),
-    3: (4, lambda c, m: Exit(c[1], c[2], c[3])),
-    4: (3, lambda c, m: Unlink(c[1], c[2])),
-    6: (4, _with_message(lambda c, m: RegSend(c[1], c[3], m))),
-    7: (3, lambda c, m: GroupLeader(c[1], c[2])),
-    8: (4, lambda c, m: Exit2(c[1], c[2], c[3])),
-    12: (4, _with_message(lambda c, m: Send(c[2], m, None, c[3]))),
-    13: (5, lambda c, m: Exit(c[1], c[2], c[4], c[3])),
-    16: (5, _with_message(lambda c, m: RegSend(c[1], c[3], m, c[4]))),
-    18: (5, lambda c, m: Exit2(c[1], c[2], c[4], c[3])),
-    19: (4, lambda c, m: Monitor(c[1], c[2], c[3])),
-    20: (4, lambda c, m: Demonitor(c[1], c[2], c[3])),
-    21: (5, lambda c, m: MonitorExit(c[1], c[2], c[3], c[4])),
-    22: (3, _with_message(lambda c, m: Send(c[2], m, c[1]))),
-    23: (4, _with_message(lambda c, m: Send(c[2], m, c[1], c[3]))),
-    24: (3, _with_message(lambda c, m: Exit(c[1], c[2], m))),
-    25: (4, _with_message(lambda c, m: Exit(c[1], c[2], m, c[3]))),
-    26: (3, _with_message(lambda c, m: Exit2(c[1], c[2], m))),
-    27: (4, _with_message(lambda c, m: Exit2(c[1], c[2], m, c[3]))),
-    28: (4, _with_message(lambda c, m: MonitorExit(c[1], c[2], c[3], m))),
-    29: (6, _with_message(_spawn_request)),
-    30: (7, _with_message(_spawn_request)),
-    31: (5, lambda c, m: SpawnReply(c[1], c[2], c[3], c[4])),
-    32: (6, lambda c, m: SpawnReply(c[1], c[2], c[3], c[4], c[5])),
-    33: (3, _with_message(lambda c, m: AliasSend(c[1], c[2], m))),
-    34: (4, _with_message(lambda c, m: AliasSend(c[1], c[2], m, c[3]))),
-    35: (4, lambda c, m: UnlinkId(c[1], c[2], c[3])),
-    36: (4, lambda c, m: UnlinkIdAck(c[1], c[2], c[3])),
+_new = build_frozen  # the events of every call are built without their dataclass __init__
+
+# op -> (control arity, whether a message follows, builder). Builders index the control
+# tuple directly; ``m`` is the message.
+_DECODERS: dict[int, tuple[int, bool, Callable[[tuple[Any, ...], Any], ControlEvent]]] = {
+    1: (3, False, lambda c, m: Link(c[1], c[2])),
+    2: (3, True, lambda c, m: _new(Send, c[2], m, None, None)),
+    3: (4, False, lambda c, m: Exit(c[1], c[2], c[3])),
+    4: (3, False, lambda c, m: Unlink(c[1], c[2])),
+    6: (4, True, lambda c, m: _new(RegSend, c[1], c[3], m, None)),
+    7: (3, False, lambda c, m: GroupLeader(c[1], c[2])),
+    8: (4, False, lambda c, m: Exit2(c[1], c[2], c[3])),
+    12: (4, True, lambda c, m: Send(c[2], m, None, c[3])),
+    13: (5, False, lambda c, m: Exit(c[1], c[2], c[4], c[3])),
+    16: (5, True, lambda c, m: RegSend(c[1], c[3], m, c[4])),
+    18: (5, False, lambda c, m: Exit2(c[1], c[2], c[4], c[3])),
+    19: (4, False, lambda c, m: _new(Monitor, c[1], c[2], c[3])),
+    20: (4, False, lambda c, m: _new(Demonitor, c[1], c[2], c[3])),
+    21: (5, False, lambda c, m: MonitorExit(c[1], c[2], c[3], c[4])),
+    22: (3, True, lambda c, m: _new(Send, c[2], m, c[1], None)),
+    23: (4, True, lambda c, m: Send(c[2], m, c[1], c[3])),
+    24: (3, True, lambda c, m: Exit(c[1], c[2], m)),
+    25: (4, True, lambda c, m: Exit(c[1], c[2], m, c[3])),
+    26: (3, True, lambda c, m: Exit2(c[1], c[2], m)),
+    27: (4, True, lambda c, m: Exit2(c[1], c[2], m, c[3])),
+    28: (4, True, lambda c, m: MonitorExit(c[1], c[2], c[3], m)),
+    29: (6, True, _spawn_request),
+    30: (7, True, _spawn_request),
+    31: (5, False, lambda c, m: SpawnReply(c[1], c[2], c[3], c[4])),
+    32: (6, False, lambda c, m: SpawnReply(c[1], c[2], c[3], c[4], c[5])),
+    33: (3, True, lambda c, m: _new(AliasSend, c[1], c[2], m, None)),
+    34: (4, True, lambda c, m: AliasSend(c[1], c[2], m, c[3])),
+    35: (4, False, lambda c, m: UnlinkId(c[1], c[2], c[3])),
+    36: (4, False, lambda c, m: UnlinkIdAck(c[1], c[2], c[3])),
 }
 
 
@@ -261,6 +253,8 @@ def decode_frame(frame: bytes | bytearray | memoryview) -> ControlEvent:
     """
     if not frame or frame[0] != 112:
         raise ProtocolError("frame does not start with the pass-through byte 112")
+    if type(frame) is not bytes:
+        frame = bytes(frame)  # decode_prefix would copy it for each of its two terms
     try:
         ctrl, offset = decode_prefix(frame, 1)
         message = _NO_MESSAGE
@@ -275,9 +269,11 @@ def decode_frame(frame: bytes | bytearray | memoryview) -> ControlEvent:
     entry = _DECODERS.get(ctrl[0])
     if entry is None:
         raise ProtocolError(f"unknown control operation {ctrl[0]}")
-    arity, build = entry
+    arity, with_message, build = entry
     if len(ctrl) != arity:
         raise ProtocolError(f"control operation {ctrl[0]} with {len(ctrl)} elements")
+    if with_message and message is _NO_MESSAGE:
+        raise ProtocolError(f"control message {ctrl[0]} without its message part")
     try:
         return build(ctrl, message)
     except (TypeError, ValueError) as exc:
