@@ -17,6 +17,8 @@ import signal
 import sys
 from dataclasses import dataclass
 
+import uvloop
+
 from houseparty._rex import rex_call
 from houseparty._workers import WorkerStarter
 from py_nodes import Node, PyNodesError
@@ -116,7 +118,7 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_pod(config, stop)
 
-    asyncio.run(runner())
+    uvloop.run(runner())  # a faster event loop for the node's sockets
 
 
 if __name__ == "__main__":

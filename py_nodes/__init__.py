@@ -83,8 +83,8 @@ and dispatches frames in arrival order (no Task per message); ticks follow
 handshake or the cookie check, or goes silent for ``net_ticktime`` is dropped with a
 log line on ``py_nodes.*`` loggers; nothing else is affected.
 
-The event loop: plain asyncio. ``python -m py_nodes.echo`` uses uvloop when it is
-importable (optional; it is not a dependency).
+The event loop: any asyncio loop. The entry points that own their loop (``python -m
+py_nodes.echo``, the pod node) run on uvloop, a dependency.
 
 Terms: see :mod:`py_nodes._codec` for the Python <-> Erlang mapping.
 """

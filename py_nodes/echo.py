@@ -3,6 +3,7 @@
 Runs a node with a registered GenServer ``echo`` that answers every call with the
 request itself (and ignores casts), and an exposed ``echo:identity/1`` for erpc. It
 stays up until SIGTERM or SIGINT, then stops cleanly (epmd registration closed).
+It runs on uvloop, as the pod node does.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import logging
 import signal
 from typing import Any
+
+import uvloop
 
 from py_nodes._genserver import GenServer, Reply
 from py_nodes._node import Node
@@ -58,12 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    try:
-        import uvloop  # optional, a faster event loop
-    except ImportError:
-        asyncio.run(run(args.name, args.cookie, args.port))
-    else:
-        uvloop.run(run(args.name, args.cookie, args.port))
+    uvloop.run(run(args.name, args.cookie, args.port))
 
 
 if __name__ == "__main__":
