@@ -343,10 +343,11 @@ move_many({Target, Entries}) ->
               end,
     %% Busy processes (a person waiting on a room that moves too) and those of other
     %% modules go one by one, side by side, so that none waits for another.
-    Outcomes = [{moved(Name, Pid, MFA, Mode, Target, Result), Pid, MFA}
+    Outcomes = [{moved(Name, Pid, MFA, Mode, Target, Result), Name, Pid, MFA}
                 || {{Name, Mode, Pid, MFA, _}, Result} <- lists:zip(Items, Results)],
-    stop_handed_off([{Pid, MFA} || {{moved, true}, Pid, MFA} <- Outcomes]),
-    [case Outcome of {moved, _} -> moved; Error -> Error end || {Outcome, _, _} <- Outcomes]
+    gen_server:call(?SERVER, {handed_off_many, [{Name, Pid} || {{moved, _}, Name, Pid, _} <- Outcomes]}),
+    stop_handed_off([{Pid, MFA} || {{moved, true}, _, Pid, MFA} <- Outcomes]),
+    [case Outcome of {moved, _} -> moved; Error -> Error end || {Outcome, _, _, _} <- Outcomes]
         ++ parallel(fun({Name, Pid, MFA, Groups}) -> move(Name, Pid, MFA, Groups, Target) end,
                     Others, ?BATCH).
 
@@ -385,6 +386,7 @@ move(Name, Pid, MFA, Groups, Target) ->
              end,
     case moved(Name, Pid, MFA, Mode, Target, Result) of
         {moved, Stop} ->
+            gen_server:call(?SERVER, {handed_off, Name, Pid}),
             Stop andalso stop_handed_off([{Pid, MFA}]),
             moved;
         Error ->
@@ -392,11 +394,11 @@ move(Name, Pid, MFA, Groups, Target) ->
     end.
 
 %% The old holder's side once Target answered: {moved, Stop} where Stop says whether the
-%% old process must stop (a new one took its place), or the error.
+%% old process must stop (a new one took its place), or the error. The caller then drops
+%% the moved names from this node's registry.
 moved(Name, Pid, MFA, Mode, Target, Result) ->
     case Result of
         {ok, New} ->
-            gen_server:call(?SERVER, {handed_off, Name, Pid}),
             {moved, New =/= Pid andalso MFA =/= undefined};
         {error, {not_owner, _}} = Refused ->
             %% Expected while a ring change spreads; the caller tries again.

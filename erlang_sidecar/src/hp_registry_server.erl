@@ -27,6 +27,7 @@
 %%   call {register_pid, Name, Pid}      -> yes | no | {redirect, Owner}
 %%   call {unregister, Name}             -> ok | {redirect, Owner}
 %%   call {handed_off, Name, Pid}        -> ok      (the new owner holds it now)
+%%   call {handed_off_many, [{Name, Pid}]} -> ok
 %%   call {join, Group, Pid, IfNamed}    -> ok | not_named
 %%   call {leave, Group, Pid}            -> ok
 %%   cast {replica_put, Owner, Name, MFA, Groups} / {replica_del, Owner, Name}
@@ -262,17 +263,10 @@ handle_call({unregister, Name}, _From, State) ->
             end
     end;
 handle_call({handed_off, Name, Pid}, _From, State) ->
-    case ets:lookup(?NAMES, Name) of
-        [{_, Pid, _, _}] ->
-            %% The replica at our successor is left alone: the new owner's replica_put
-            %% for the same name may be racing it, and a stale one is harmless (a
-            %% restart from it finds the name taken) until the next replica_reset.
-            ets:delete(?NAMES, Name),
-            unindex(Pid, {name, Name});
-        _ ->
-            %% Race: DOWN (or an unregister) got here first; nothing left to drop.
-            ok
-    end,
+    drop_handed_off(Name, Pid),
+    {reply, ok, State};
+handle_call({handed_off_many, NamePids}, _From, State) ->
+    [drop_handed_off(Name, Pid) || {Name, Pid} <- NamePids],
     {reply, ok, State};
 handle_call({join, Group, Pid, IfNamed}, _From, State) ->
     Named = ets:select(?PIDX, [{{{Pid, {name, '$1'}}}, [], ['$1']}]),
@@ -528,6 +522,19 @@ commit(Name, Ref, Pid, MFA, Groups, State) ->
             {ok, release(Name, Mon, State)};
         _ ->
             {{error, not_reserved}, State}
+    end.
+
+drop_handed_off(Name, Pid) ->
+    case ets:lookup(?NAMES, Name) of
+        [{_, Pid, _, _}] ->
+            %% The replica at our successor is left alone: the new owner's replica_put
+            %% for the same name may be racing it, and a stale one is harmless (a
+            %% restart from it finds the name taken) until the next replica_reset.
+            ets:delete(?NAMES, Name),
+            unindex(Pid, {name, Name});
+        _ ->
+            %% Race: DOWN (or an unregister) got here first; nothing left to drop.
+            ok
     end.
 
 %% Name held for Caller until it commits or aborts (or dies).
