@@ -62,7 +62,8 @@ class Connection:
         self.max_frame_size = max_frame_size
         self.state = ConnectionState.OPEN
         self.close_reason: str | None = None
-        self._in = b""
+        self._in = bytearray()  # the start of a frame not complete yet
+        self._need = 4  # how many bytes _in needs to hold a complete frame
         self._out: list[bytes] = []
         self._monitor_frames: dict[bytes, Monitor] = {}
         # Activity marks, cleared by the driver at each tick check.
@@ -87,24 +88,37 @@ class Connection:
             raise ConnectionLost(f"connection to {self.peer_name} is closed")
         if data:
             self.received_since_check = True
-        buf = self._in + data if self._in else data
+        pending = self._in
+        if pending:
+            # A frame split over many reads is joined once, when it is complete.
+            pending += data
+            if len(pending) < self._need:
+                return []
+            buf = bytes(pending)
+            pending.clear()
+        else:
+            buf = data
         events: list[ControlEvent] = []
+        monitors = self._monitor_frames
+        max_size = self.max_frame_size
         pos = 0
         end = len(buf)
+        need = 4
         while end - pos >= 4:
             (size,) = _LENGTH.unpack_from(buf, pos)
             if size == 0:
                 events.append(_TICK)
                 pos += 4
                 continue
-            if size > self.max_frame_size:
-                self._fail(f"frame of {size} bytes exceeds max_frame_size {self.max_frame_size}")
+            if size > max_size:
+                self._fail(f"frame of {size} bytes exceeds max_frame_size {max_size}")
             if end - pos - 4 < size:
+                need = 4 + size
                 break
             body = buf[pos + 4 : pos + 4 + size]
             pos += 4 + size
-            if body[5:6] == b"\x14" and body[:5] == _CTRL4_PREFIX:
-                known = self._monitor_frames.pop(body[6:], None)
+            if size > 6 and body[5] == _DEMONITOR_P and body.startswith(_CTRL4_PREFIX):
+                known = monitors.pop(body[6:], None)
                 if known is not None:
                     events.append(
                         build_frozen(Demonitor, known.from_pid, known.target, known.ref)
@@ -115,12 +129,13 @@ class Connection:
             except ProtocolError as exc:
                 self._fail(str(exc))
             if type(event) is Monitor:
-                cache = self._monitor_frames
-                if len(cache) >= _MONITOR_CACHE_MAX:
-                    cache.clear()
-                cache[body[6:]] = event
+                if len(monitors) >= _MONITOR_CACHE_MAX:
+                    monitors.clear()
+                monitors[body[6:]] = event
             events.append(event)
-        self._in = buf[pos:] if pos < end else b""
+        if pos < end:
+            pending += buf[pos:]
+            self._need = need
         return events
 
     def _fail(self, why: str) -> None:
