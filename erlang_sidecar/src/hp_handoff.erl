@@ -165,22 +165,34 @@ accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
 accept_many(Items) ->
     Ring = hp_registry_server:ring(),
     Me = node(),
-    Batchable = [Item || {Name, {start, _}, _, MFA, _} = Item <- Items,
-                         hp_ring:key_to_node(Name, Ring) =:= Me, batch_module(MFA) =/= none],
-    Reserved = maps:from_list(
-                 lists:zip(Batchable, gen_server:call(?SERVER, {reserve_many,
-                                                                [N || {N, _, _, _, _} <- Batchable],
-                                                                force}, infinity))),
-    Taken = [case maps:get(Item, Reserved, single) of
-                 {reserved, Ref} -> {batch, Ref};
-                 single -> {done, accept(Name, Mode, Pid, MFA, Groups)};
-                 Other -> {done, accept_reserved(Other, Name, Mode, Pid, MFA, Groups)}
-             end || {Name, Mode, Pid, MFA, Groups} = Item <- Items],
+    Batchable = [case Item of
+                     {Name, {start, _}, _, MFA, _} ->
+                         hp_ring:key_to_node(Name, Ring) =:= Me andalso batch_module(MFA) =/= none;
+                     _ ->
+                         false
+                 end || Item <- Items],
+    Reserved = gen_server:call(?SERVER, {reserve_many, [N || {{N, _, _, _, _}, true}
+                                                                 <- lists:zip(Items, Batchable)],
+                                         force}, infinity),
+    Taken = take(Items, Batchable, Reserved),
     Started = maps:from_list(take_over([{Item, Ref} || {Item, {batch, Ref}} <- lists:zip(Items, Taken)])),
     [case T of
          {done, Result} -> Result;
          {batch, Ref} -> maps:get(Ref, Started)
      end || T <- Taken].
+
+%% Each item's way in accept_many/1, the batchable ones with their reservation answer.
+take([], [], []) ->
+    [];
+take([{Name, Mode, Pid, MFA, Groups} | Items], [true | Batchable], [Answer | Reserved]) ->
+    Way = case Answer of
+              {reserved, Ref} -> {batch, Ref};
+              single -> {done, accept(Name, Mode, Pid, MFA, Groups)};
+              Other -> {done, accept_reserved(Other, Name, Mode, Pid, MFA, Groups)}
+          end,
+    [Way | take(Items, Batchable, Reserved)];
+take([{Name, Mode, Pid, MFA, Groups} | Items], [false | Batchable], Reserved) ->
+    [{done, accept(Name, Mode, Pid, MFA, Groups)} | take(Items, Batchable, Reserved)].
 
 %% Starts the reserved items of accept_many/1 with their handed-over state, one
 %% take_over call per batch module, and commits those that started: [{Ref, Result}].
