@@ -30,10 +30,10 @@ if [[ ! -x .venv/bin/python ]]; then
     say "creating .venv"
     python3 -m venv .venv
 fi
-# pip builds py_nodes' C codec in place: again when its source or the project file changes.
+# pip builds py_nodes' C codec in place: again when its source or the build files change.
 codec_so=(py_nodes/_ccodec.*.so)
-if [[ ! -f $stamp || pyproject.toml -nt $stamp || py_nodes/_ccodec.c -nt $stamp
-      || ! -f ${codec_so[0]} ]]; then
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || setup.py -nt $stamp
+      || py_nodes/_ccodec.c -nt $stamp || ! -f ${codec_so[0]} ]]; then
     say "installing houseparty[dev] into .venv"
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[dev]'
