@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/codec_bench.py [seconds-per-measure]
 
 Measures, for a typical gen_server call term and its reply, ops/s of ``encode`` and ``decode``
-in this Python, and of ``term_to_binary`` / ``binary_to_term`` in ``erl -noshell`` (if ``erl``
-is on PATH) on the very same bytes, and prints them side by side.
+in this Python (the C codec when it is built, and the pure-Python reference codec), and of
+``term_to_binary`` / ``binary_to_term`` in ``erl -noshell`` (if ``erl`` is on PATH) on the very
+same bytes, and prints them side by side.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from py_nodes._codec import decode, decode_prefix, encode
+from py_nodes._codec import ACCELERATED, decode, decode_prefix, encode, pure_decode, pure_encode
 from py_nodes._terms import Atom, Pid, Reference
 
 NODE = Atom("py@localhost")
@@ -103,15 +104,17 @@ def main() -> None:
     bins = {name: encode(t) for name, t in CASES.items()}
     frame = b"p" + bins["control"] + bins["call"]
     erl = erlang_rates(bins, seconds)
-    print(f"{'term':<10}{'bytes':>6}  {'py encode/s':>12}{'py decode/s':>12}"
-          f"  {'erl t2b/s':>12}{'erl b2t/s':>12}  {'enc ratio':>9}{'dec ratio':>9}")
+    print(f"{'term':<9}{'bytes':>6}{'encode/s':>11}{'decode/s':>11}{'pure enc/s':>11}"
+          f"{'pure dec/s':>11}{'erl t2b/s':>11}{'erl b2t/s':>11}{'enc ratio':>10}{'dec ratio':>10}")
     for name, t in CASES.items():
         b = bins[name]
         enc = rate(lambda t=t: encode(t), seconds)
         dec = rate(lambda b=b: decode(b), seconds)
+        p_enc = rate(lambda t=t: pure_encode(t), seconds)
+        p_dec = rate(lambda b=b: pure_decode(b), seconds)
         e_enc, e_dec = erl.get(name, (float("nan"), float("nan")))
-        print(f"{name:<10}{len(b):>6}  {enc:>12,.0f}{dec:>12,.0f}  {e_enc:>12,.0f}{e_dec:>12,.0f}"
-              f"  {enc / e_enc:>9.3f}{dec / e_dec:>9.3f}")
+        print(f"{name:<9}{len(b):>6}{enc:>11,.0f}{dec:>11,.0f}{p_enc:>11,.0f}{p_dec:>11,.0f}"
+              f"{e_enc:>11,.0f}{e_dec:>11,.0f}{enc / e_enc:>10.3f}{dec / e_dec:>10.3f}")
 
     def split_frame() -> None:
         _, off = decode_prefix(frame, 1)
@@ -120,8 +123,9 @@ def main() -> None:
     print(f"\nframe 112+control+call ({len(frame)} bytes): "
           f"{rate(split_frame, seconds):,.0f} decode_prefix pairs/s")
     assert decode(bins["call"]) == CALL
-    print(f"python {sys.version.split()[0]}; erl: {'yes' if erl else 'not found'}; "
-          "ratios are Python / Erlang, both single-threaded on this machine")
+    print(f"python {sys.version.split()[0]}; C codec: {'yes' if ACCELERATED else 'not built'};"
+          f" erl: {'yes' if erl else 'not found'}; ratios are Python (encode/s, decode/s) /"
+          " Erlang, both single-threaded on this machine")
 
 
 if __name__ == "__main__":
