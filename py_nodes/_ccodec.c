@@ -83,10 +83,31 @@ rd16(const unsigned char *p)
     return (uint16_t)((p[0] << 8) | p[1]);
 }
 
+/* Atoms by their raw bytes, direct-mapped, in front of the pure codec's atom caches: a hit
+ * costs no bytes object.  Atoms are interned for good, so an entry never goes stale. */
+#define ATOM_SLOTS 4096
+static struct {
+    PyObject *raw; /* bytes */
+    PyObject *atom;
+    int utf8;
+} atom_slots[ATOM_SLOTS];
+
 static PyObject *
 atom_at(Buf *B, Py_ssize_t start, Py_ssize_t len, int utf8)
 {
-    PyObject *key = PyBytes_FromStringAndSize((const char *)B->b + start, len);
+    const unsigned char *p = B->b + start;
+    uint32_t h = 2166136261u ^ (uint32_t)utf8; /* FNV-1a */
+    for (Py_ssize_t k = 0; k < len; k++)
+        h = (h ^ p[k]) * 16777619u;
+    h ^= h >> 15;
+    PyObject *cached = atom_slots[h % ATOM_SLOTS].raw;
+    if (cached != NULL && atom_slots[h % ATOM_SLOTS].utf8 == utf8
+        && PyBytes_GET_SIZE(cached) == len && memcmp(PyBytes_AS_STRING(cached), p, len) == 0) {
+        PyObject *a = atom_slots[h % ATOM_SLOTS].atom;
+        Py_INCREF(a);
+        return a;
+    }
+    PyObject *key = PyBytes_FromStringAndSize((const char *)p, len);
     if (key == NULL)
         return NULL;
     PyObject *a = PyDict_GetItemWithError(utf8 ? S.cache_utf8 : S.cache_latin1, key);
@@ -96,7 +117,14 @@ atom_at(Buf *B, Py_ssize_t start, Py_ssize_t len, int utf8)
     else if (!PyErr_Occurred()) {
         a = PyObject_CallFunctionObjArgs(S.make_atom, key, utf8 ? Py_True : Py_False, NULL);
     }
-    Py_DECREF(key);
+    if (a == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_XSETREF(atom_slots[h % ATOM_SLOTS].raw, key); /* the slot takes the key */
+    Py_INCREF(a);
+    Py_XSETREF(atom_slots[h % ATOM_SLOTS].atom, a);
+    atom_slots[h % ATOM_SLOTS].utf8 = utf8;
     return a;
 }
 
