@@ -89,6 +89,7 @@ class Router:
     _aliases: dict[Reference, tuple[Pid, bool]]
     _alias_owners: dict[Pid, set[Reference]]
     _spawning: dict[Reference, _rpc.PendingSpawn]
+    _last_watcher: Pid | None
     _dirty: list[PeerProtocol]
     _dispatching: bool
     _flush_handle: asyncio.Handle | None
@@ -104,6 +105,7 @@ class Router:
         self._aliases = {}
         self._alias_owners = {}
         self._spawning = {}
+        self._last_watcher = None
         self._dirty = []
         self._dispatching = False
         self._flush_handle = None
@@ -276,8 +278,14 @@ class Router:
             peer.send(MonitorExit(target, event.from_pid, event.ref, NOPROC))
             return
         # The watcher entry names our pid by None: the decoded copy of it in the frame
-        # would cost as much as the rest of the entry.
-        proc._add_watcher(event.ref, event.from_pid, name)
+        # would cost as much as the rest of the entry. For the same reason, monitors
+        # from one process (a registry watching every worker) share one watcher pid.
+        watcher = event.from_pid
+        if watcher == self._last_watcher:
+            watcher = self._last_watcher
+        else:
+            self._last_watcher = watcher
+        proc._add_watcher(event.ref, watcher, name)
         assert peer.peer_name is not None
         monitors = self._peer_monitors.get(peer.peer_name)
         if monitors is None:
