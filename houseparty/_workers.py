@@ -35,7 +35,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -253,18 +253,22 @@ class _HandoffWorker(GenServer):
 
 
 class RoomWorker(_HandoffWorker):
-    """A room: its people (sorted names) and its ``max``."""
+    """A room: its people (sorted names) and its ``max``.
+
+    The people are a tuple, rebuilt on each change: rooms are small, and most hold
+    nobody, which then costs nothing (a list would cost its own object per room).
+    """
 
     __slots__ = ("max", "people", "room")
 
     room: Atom
     max: int
-    people: list[Atom]
+    people: tuple[Atom, ...]
 
     def init(self, room: Atom, max_people: int, sidecar: Atom) -> None:
         self.room = room
         self.max = max_people
-        self.people = []
+        self.people = ()
         self.sidecar = sidecar
 
     def handle_request(self, request: Any) -> Any:
@@ -272,8 +276,7 @@ class RoomWorker(_HandoffWorker):
             tag = request[0]
             if tag is ENTER_MERGED:
                 if request[1] not in self.people:
-                    self.people.append(request[1])
-                    self.people.sort(key=str)
+                    self._set_people((*self.people, request[1]))
                 return Reply(OK)
             if tag is ENTER:
                 person = request[1]
@@ -281,12 +284,10 @@ class RoomWorker(_HandoffWorker):
                     return Reply(OK)
                 if len(self.people) >= self.max:
                     return Reply(DESTINATION_FULL)
-                self.people.append(person)
-                self.people.sort(key=str)
+                self._set_people((*self.people, person))
                 return Reply(OK)
             if tag is LEAVE:
-                if request[1] in self.people:
-                    self.people.remove(request[1])
+                self._without(request[1])
                 return Reply(OK)
             if tag is DUMP:
                 return Reply((OK, (self.room, list(self.people))))
@@ -302,16 +303,23 @@ class RoomWorker(_HandoffWorker):
     def state_term(self) -> dict[Atom, Any]:
         return {MAX: self.max, PEOPLE: list(self.people)}
 
+    def _set_people(self, people: Iterable[Atom]) -> None:
+        self.people = tuple(sorted(people, key=str))
+
+    def _without(self, person: Atom) -> None:
+        if person in self.people:
+            self.people = tuple(p for p in self.people if p != person)
+
     def registry_key(self) -> tuple[Atom, Atom]:
         return (ROOM, self.room)
 
     def take_state(self, state: Any) -> None:
         self.max = state[MAX]
-        self.people = sorted(state[PEOPLE], key=str)
+        self._set_people(state[PEOPLE])
 
     def merge_state(self, state: Any) -> None:
         self.max = max(self.max, state[MAX])
-        self.people = sorted(set(self.people) | set(state[PEOPLE]), key=str)
+        self._set_people(set(self.people) | set(state[PEOPLE]))
         _after_merge(self._keep_only_those_here())
 
     async def _keep_only_those_here(self) -> None:
@@ -320,30 +328,33 @@ class RoomWorker(_HandoffWorker):
         # land after the first pass, hence a second one.
         for pause in (0.0, 2 * MERGE_SETTLE_S):
             await asyncio.sleep(pause)
-            for person in list(self.people):
+            for person in self.people:
                 try:
                     where = await _call_name(self, self.sidecar, (PERSON, person), WHERE_IS)
                 except PyNodesError as exc:
                     log.warning("%s: cannot ask %s where it stands: %s", self.room, person, exc)
                     continue
-                if isinstance(where, Atom) and where is not self.room and person in self.people:
-                    self.people.remove(person)
+                if isinstance(where, Atom) and where is not self.room:
+                    self._without(person)
 
 
 class PersonWorker(_HandoffWorker):
-    """A person: the room they stand in and their log of ``(micros, room)``, oldest first."""
+    """A person: the room they stand in and their log of ``(micros, room)``, oldest first.
+
+    Until the first walk the log is the empty tuple, which costs no object per person.
+    """
 
     __slots__ = ("log", "person", "room")
 
     person: Atom
     room: Atom | None
-    log: list[tuple[int, Atom]]
+    log: list[tuple[int, Atom]] | tuple[()]
 
     def init(self, person: Atom, sidecar: Atom) -> None:
         self.person = person
         self.sidecar = sidecar
         self.room = None
-        self.log = []
+        self.log = ()
 
     def handle_request(self, request: Any) -> Any:
         if type(request) is tuple and len(request) == 2 and request[0] is WALK_INTO:
@@ -367,7 +378,10 @@ class PersonWorker(_HandoffWorker):
         if self.room is not None:
             await _call_name(self, self.sidecar, (ROOM, self.room), (LEAVE, self.person))
         self.room = room
-        self.log.append((_now_micros(), room))
+        if isinstance(self.log, list):
+            self.log.append((_now_micros(), room))
+        else:
+            self.log = [(_now_micros(), room)]
         return Reply(OK)
 
     def state_term(self) -> dict[Atom, Any]:

@@ -83,8 +83,12 @@ async def _drain(node: Node, sidecar: str) -> None:
 
 
 async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
-    node = Node(config.python_node, cookie=config.cookie, port=config.python_port,
-                net_ticktime=config.net_ticktime)
+    node = Node(
+        config.python_node,
+        cookie=config.cookie,
+        port=config.python_port,
+        net_ticktime=config.net_ticktime,
+    )
     await node.start()
     node.spawn(WorkerStarter, Atom(config.sidecar_node), name="hp_workers")
     log.info("python node %s up, sidecar %s", config.python_node, config.sidecar_node)
