@@ -155,11 +155,6 @@ class Connection:
             self._out.append(_LENGTH.pack(len(body)) + body)
         self.sent_since_check = True
 
-    def send_frame_body(self, body: bytes) -> None:
-        """Queue an already encoded frame body (used by the fast reply path)."""
-        self._out.append(_LENGTH.pack(len(body)) + body)
-        self.sent_since_check = True
-
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
         self._out.clear()

@@ -34,7 +34,7 @@ from typing import Any
 
 from py_nodes._codec import build_frozen, decode_prefix, encode
 from py_nodes._errors import DecodeError, ProtocolError
-from py_nodes._terms import Atom, ImproperList, Pid, Reference
+from py_nodes._terms import Atom, Pid, Reference
 
 __all__ = [
     "AliasSend",
@@ -305,50 +305,9 @@ _ENCODERS: dict[type, Callable[[Any], tuple[tuple[Any, ...], Any]]] = {
 }
 
 
-_PID_EXT_MAX = 4096
-_pid_ext: dict[Pid, bytes] = {}
-_ALIAS_SEND_HEAD = b"p\x83h\x03a\x21"  # 112, 131, SMALL_TUPLE 3, SMALL_INT 33
-_SEND_HEAD = b"p\x83h\x03a\x02" + encode(_UNDEFINED)[1:]
-_ALIAS_ITEMS = (Atom("alias"),)
-# 131, SMALL_TUPLE 2, LIST 1 element: the atom alias, then (the tail) the ref
-_REPLY_TO_ALIAS_HEAD = b"\x83h\x02l\x00\x00\x00\x01" + encode(Atom("alias"))[1:]
-
-
-def _pid_bytes(pid: Pid) -> bytes:
-    ext = _pid_ext.get(pid)
-    if ext is None:
-        if len(_pid_ext) >= _PID_EXT_MAX:
-            _pid_ext.clear()
-        ext = _pid_ext[pid] = encode(pid)[1:]
-    return ext
-
-
 def encode_event(event: ControlEvent) -> bytes:
     """The frame body for ``event`` (without the 4-byte length; empty for a tick)."""
     kind = type(event)
-    # The replies of a busy server: control tuples built from cached pid encodings.
-    if kind is AliasSend:
-        assert isinstance(event, AliasSend)
-        alias = encode(event.alias)[1:]
-        message = event.message
-        if (
-            type(message) is tuple
-            and len(message) == 2
-            and type(message[0]) is ImproperList
-            and message[0].items == _ALIAS_ITEMS
-            and message[0].tail == event.alias
-        ):
-            # A gen_server reply {[alias | Ref], Reply} to the alias Ref itself.
-            reply_head = _REPLY_TO_ALIAS_HEAD + alias
-            return (
-                _ALIAS_SEND_HEAD + _pid_bytes(event.from_pid) + alias
-                + reply_head + encode(message[1])[1:]
-            )
-        return _ALIAS_SEND_HEAD + _pid_bytes(event.from_pid) + alias + encode(message)
-    if kind is Send:
-        assert isinstance(event, Send)
-        if event.sender is None:
-            return _SEND_HEAD + _pid_bytes(event.to_pid) + encode(event.message)
     build = _ENCODERS.get(kind)
     if build is None:
         if type(event) is Tick:

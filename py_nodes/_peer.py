@@ -188,13 +188,6 @@ class PeerProtocol(asyncio.Protocol):
         conn.send(event)
         self._mark_dirty()
 
-    def send_body(self, body: bytes) -> None:
-        conn = self.conn
-        if conn is None or self.closed:
-            return
-        conn.send_frame_body(body)
-        self._mark_dirty()
-
     def _mark_dirty(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
