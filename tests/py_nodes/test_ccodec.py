@@ -37,7 +37,7 @@ from py_nodes._terms import (
     Port,
     Reference,
 )
-from tests.py_nodes.test_codec import FUN_BYTES, compressed, terms
+from tests.py_nodes.test_codec import FUN_BYTES, mutated, tag_soup, terms
 
 A = Atom
 NODE = A("a@b")
@@ -256,12 +256,8 @@ def test_random_bytes(data: bytes) -> None:
     same_decoding(data)
 
 
-_TAGS = [70, 77, 80, 88, 89, 90, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109,
-         110, 111, 112, 113, 114, 115, 116, 118, 119, 120]
-
-
 @settings(max_examples=2000, deadline=None)
-@given(st.lists(st.one_of(st.sampled_from(_TAGS), st.integers(0, 255)), max_size=48))
+@given(tag_soup)
 def test_tag_soup(data: list[int]) -> None:
     same_decoding(b"\x83" + bytes(data))
 
@@ -269,20 +265,4 @@ def test_tag_soup(data: list[int]) -> None:
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(terms, st.data())
 def test_mutated_encodings(term: Any, data: st.DataObject) -> None:
-    ext = bytearray(pure_encode(term))
-    if data.draw(st.booleans(), label="compress"):
-        ext = bytearray(compressed(bytes(ext[1:])))
-    for _ in range(data.draw(st.integers(1, 4))):
-        op = data.draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]))
-        i = data.draw(st.integers(0, max(0, len(ext) - 1)))
-        if op == "flip" and ext:
-            ext[i] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "set" and ext:
-            ext[i] = data.draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF]))
-        elif op == "insert":
-            ext[i:i] = data.draw(st.binary(min_size=1, max_size=4))
-        elif op == "delete" and ext:
-            del ext[i]
-        elif op == "truncate":
-            del ext[i:]
-    same_decoding(bytes(ext))
+    same_decoding(mutated(term, data))

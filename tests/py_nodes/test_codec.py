@@ -609,10 +609,12 @@ def test_fuzz_random_bytes(data: bytes) -> None:
 
 _TAGS = sorted({70, 77, 80, 88, 89, 90, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108,
                 109, 110, 111, 112, 113, 114, 115, 116, 118, 119, 120})
+#: Byte lists rich in tags: nested headers with random sizes in between.
+tag_soup = st.lists(st.one_of(st.sampled_from(_TAGS), st.integers(0, 255)), max_size=48)
 
 
 @settings(max_examples=800, deadline=None)
-@given(st.lists(st.one_of(st.sampled_from(_TAGS), st.integers(0, 255)), max_size=48))
+@given(tag_soup)
 def test_fuzz_tag_soup(data: list[int]) -> None:
     _only_decode_error(b"\x83" + bytes(data))
 
@@ -620,6 +622,11 @@ def test_fuzz_tag_soup(data: list[int]) -> None:
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(terms, st.data())
 def test_fuzz_mutated_encodings(term: Any, data: st.DataObject) -> None:
+    _only_decode_error(mutated(term, data))
+
+
+def mutated(term: Any, data: st.DataObject) -> bytes:
+    """The encoding of ``term``, maybe compressed, with one to four random mutations."""
     ext = bytearray(encode(term))
     if data.draw(st.booleans()):
         payload = bytes(ext[1:])
@@ -638,4 +645,4 @@ def test_fuzz_mutated_encodings(term: Any, data: st.DataObject) -> None:
             del ext[i]
         elif op == "truncate":
             del ext[i:]
-    _only_decode_error(bytes(ext))
+    return bytes(ext)
