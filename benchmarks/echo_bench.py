@@ -81,9 +81,17 @@ pct(L) ->
 """
 
 
-def erl_node(name: str, cookie: str, code_dir: str, *eval_args: str) -> subprocess.Popen[bytes]:
+def pinned(cpu: int | None) -> list[str]:
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
+
+
+def erl_node(name: str, cookie: str, code_dir: str, cpu: int | None,
+             *eval_args: str) -> subprocess.Popen[bytes]:  # fmt: skip
+    # Pinned to one CPU, a node runs one scheduler, as the Python node runs one thread.
+    schedulers = [] if cpu is None else ["+S", "1:1"]
     return subprocess.Popen(
-        ["erl", "-name", name, "-setcookie", cookie, "-noshell", "-pa", code_dir, *eval_args],
+        [*pinned(cpu), "erl", "-name", name, "-setcookie", cookie, "-noshell", *schedulers,
+         "-pa", code_dir, *eval_args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
 
@@ -96,10 +104,19 @@ def main() -> None:
     parser.add_argument("--conc", type=int, default=40000, help="concurrent calls per round")
     parser.add_argument("--callers", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let the kernel place the nodes (default: driver and echo node"
+                             " each pinned to a CPU of their own)")
     args = parser.parse_args()
     if shutil.which("erl") is None:
         sys.exit("erl is not on PATH")
     subprocess.run(["epmd", "-daemon"], check=False)
+    # The driver on one CPU and the echo node it calls on another, the same for both
+    # kinds: on a small machine, which process the kernel puts beside which otherwise
+    # moves the sequential figures by half from one run to the next.
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = args.pin and len(cpus) >= 2 and shutil.which("taskset") is not None
+    driver_cpu, server_cpu = (cpus[0], cpus[1]) if pin else (None, None)
     tag = secrets.token_hex(3)
     cookie = "bench_" + secrets.token_hex(6)
     py_name, srv_name, drv_name = (f"{p}_{tag}@127.0.0.1" for p in ("bpy", "bsrv", "bdrv"))
@@ -110,7 +127,8 @@ def main() -> None:
             subprocess.run(["erlc", "-o", code_dir, f"{code_dir}/{mod}.erl"], check=True)
         try:
             py = subprocess.Popen(
-                [sys.executable, "-m", "py_nodes.echo", "--name", py_name, "--cookie", cookie],
+                [*pinned(server_cpu), sys.executable, "-m", "py_nodes.echo",
+                 "--name", py_name, "--cookie", cookie],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(
                     p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)},
@@ -118,10 +136,12 @@ def main() -> None:
             procs.append(py)
             assert py.stdout is not None
             print(py.stdout.readline().decode().strip())
-            procs.append(erl_node(srv_name, cookie, code_dir, "-eval", "echo_srv:start()"))
+            procs.append(
+                erl_node(srv_name, cookie, code_dir, server_cpu, "-eval", "echo_srv:start()")
+            )
             time.sleep(0.5)
             driver = erl_node(
-                drv_name, cookie, code_dir, "-eval",
+                drv_name, cookie, code_dir, driver_cpu, "-eval",
                 f"echo_driver:main(['{py_name}', '{srv_name}', {args.seq}, {args.conc}, "
                 f"{args.callers}, {args.rounds}])",
             )

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from py_nodes import _epmd, _rpc
+from py_nodes._codec import build_frozen
 from py_nodes._connection import DEFAULT_MAX_FRAME_SIZE
 from py_nodes._control import (
     AliasSend,
@@ -348,7 +349,15 @@ class Node(Router):
         if type(tag) is ImproperList and len(tag.items) == 1 and tag.items[0] is ALIAS:
             alias = tag.tail
             if type(alias) is Reference:
-                self.send(alias, (tag, value), sender=sender)
+                if alias.node is self.atom:
+                    self._deliver_to_alias(alias, (tag, value))
+                else:
+                    # Every call from an OTP 24+ node is answered here: the event is
+                    # built without its dataclass __init__.
+                    event = build_frozen(
+                        AliasSend, sender or self._sender(), alias, (tag, value), None
+                    )
+                    self._send_remote(alias.node.name, event)
                 return
         self.send(pid, (tag, value), sender=sender)
 
