@@ -1,12 +1,15 @@
 """gen_server:call from an erl node: Python echo node versus an Erlang echo node.
 
     .venv/bin/python benchmarks/echo_bench.py [--seq 20000] [--conc 40000] [--callers 100]
+                                              [--rounds 2] [--no-pin]
 
 Starts epmd if needed, a Python echo node (``python -m py_nodes.echo``), an erl node
 hosting an Erlang ``gen_server`` echo, and an erl driver node. The driver calls
 ``{echo, Node}`` on both, over the same kind of node-to-node hop, alternating rounds:
 sequential calls/s, calls/s with ``--callers`` concurrent callers, and p50/p99
-latency of each; it prints them side by side with the Python/BEAM ratios.
+latency of each; it prints them side by side with the Python/BEAM ratios. Where the
+machine has two CPUs or more, the driver runs pinned to one and each echo node to
+another (``taskset``; the BEAM echo with one scheduler), the same for both kinds.
 """
 
 from __future__ import annotations

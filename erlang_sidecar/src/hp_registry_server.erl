@@ -531,7 +531,21 @@ drop_handed_off(Name, Pid) ->
             %% for the same name may be racing it, and a stale one is harmless (a
             %% restart from it finds the name taken) until the next replica_reset.
             ets:delete(?NAMES, Name),
-            unindex(Pid, {name, Name});
+            ets:delete(?PIDX, {Pid, {name, Name}}),
+            %% The pid's groups went along with the name: unless it holds another name
+            %% here, this node keeps nothing of it and stops watching it (its DOWN would
+            %% only clean up what is gone already).
+            Tags = ets:select(?PIDX, [{{{Pid, '$1'}}, [], ['$1']}]),
+            case [N || {name, N} <- Tags] of
+                [] ->
+                    [begin
+                         ets:delete(?PIDX, {Pid, Tag}),
+                         ets:delete(?GROUPS, {Group, Pid})
+                     end || {group, Group} = Tag <- Tags],
+                    drop_monitor(Pid);
+                _ ->
+                    ok
+            end;
         _ ->
             %% Race: DOWN (or an unregister) got here first; nothing left to drop.
             ok
