@@ -6,7 +6,9 @@
 %% a lookup on the owner reads ETS, a lookup elsewhere is one erpc to the owner, and a
 %% registration is one call to the owner's registry (which runs the MFA there). The pid
 %% may live on any node (usually the owner's pod Python node); it is monitored, so a name
-%% never outlives its process.
+%% never outlives its process. register_many/3 (not in swarm) does many registrations
+%% with one erpc per owner, which reserves its share, starts it with one batch call and
+%% commits it (hp_registry_server's reserve_many / commit_many).
 %%
 %% Lookups that miss while names are moving do not give up at once:
 %%   - on a node that is not the owner (its ring is newer or older than the caller's):
