@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: Erlang/OTP, Elixir and rebar3 from Debian,
-# the .venv with the package and its dev extra, and the compiled sidecar.
+# Idempotent set-up for a fresh machine: Erlang/OTP, Elixir, rebar3 and a C compiler from
+# Debian, the .venv with the package and its dev extra, and the compiled sidecar.
 # A second run finds everything in place and only checks.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,6 +14,8 @@ command -v elixir >/dev/null 2>&1 || need_apt+=(elixir)
 command -v rebar3 >/dev/null 2>&1 || need_apt+=(rebar3)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ps >/dev/null 2>&1 || need_apt+=(procps)
+# The C codec of py_nodes is compiled when the package is installed.
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 if ((${#need_apt[@]})); then
     say "installing ${need_apt[*]} with apt"
     sudo=""
