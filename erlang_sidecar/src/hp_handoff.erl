@@ -22,18 +22,19 @@
 %% groups, and the loser gets {swarm, die}. When neither copy sits on the owner, the
 %% first one handed over wins.
 %%
-%% Names whose MFA module M exports begin_handoffs/1 and start_workers/1 (hp_python: the
-%% Python workers) move in batches of ?MOVE_BATCH per new owner instead, with the same
-%% outcome: M:begin_handoffs(Pids) asks each process {swarm, begin_handoff} in one round
-%% trip per node (a busy one is left to the call above), then one accept_many/1 on the
-%% new owner starts them with one M:start_workers(MFAs), casts each its end_handoff state
-%% and commits them all.
+%% Names whose MFA module M exports begin_handoffs/1, take_over/1 and stop_handed_off/1
+%% (hp_python: the Python workers) move in batches of ?MOVE_BATCH per new owner instead,
+%% with the same outcome: M:begin_handoffs(Pids) asks each process {swarm, begin_handoff}
+%% in one round trip per node (a busy one is left to the call above), then one
+%% accept_many/1 on the new owner starts them with one M:take_over([{MFA, Then}]), which
+%% gives each its handed-over state as end_handoff would, and commits them all; the old
+%% processes get their {swarm, die} from one M:stop_handed_off(Pids) per node.
 %%
 %% The same workers restart names from their replicas when their owner went down.
 -module(hp_handoff).
 
 -export([rebalance/0, drain/1, restart_replicas/3, accept/5, accept_many/1, accept_restart/3,
-         start_and_commit/5, start_mfa/2, start_batch/3, reserve/2, parallel/3]).
+         start_and_commit/5, start_and_commit_many/3, start_mfa/2, reserve/2, parallel/3]).
 
 -define(BATCH, 256).
 -define(MOVE_BATCH, 1000).
@@ -43,6 +44,7 @@
 -define(CALL_TIMEOUT, 5000).
 -define(BEGIN_HANDOFF_TRIES, 4).
 -define(ACCEPT_TIMEOUT, 15000).
+-define(COMMIT_MANY_TIMEOUT, 30000).
 -define(ATTEMPTS, 10).
 -define(RETRY_MS, 300).
 
@@ -202,17 +204,29 @@ take_over([{{_, _, _, MFA, _}, _} | _] = Batch) ->
     {ok, M} = batch_module(MFA),
     {Mine, Others} = lists:partition(fun({{_, _, _, MFA1, _}, _}) -> batch_module(MFA1) =:= {ok, M} end,
                                      Batch),
-    Started = lists:zip(Mine, start_batch(M, take_over,
-                                          [{MFA1, Then} || {{_, {start, Then}, _, MFA1, _}, _} <- Mine])),
-    ok = gen_server:call(?SERVER, {commit_many, [{Name, Ref, Pid, MFA1, Groups}
-                                                 || {{{Name, _, _, MFA1, Groups}, Ref}, {ok, Pid}}
-                                                        <- Started]}),
-    [abort(Name, Ref) || {{{Name, _, _, _, _}, Ref}, {error, _}} <- Started],
-    [{Ref, Result} || {{_, Ref}, Result} <- Started] ++ take_over(Others).
+    Results = start_and_commit_many(M, take_over,
+                                    [{Name, Ref, MFA1, Groups, {MFA1, Then}}
+                                     || {{Name, {start, Then}, _, MFA1, Groups}, Ref} <- Mine]),
+    [{Ref, Result} || {{_, Ref}, Result} <- lists:zip(Mine, Results)] ++ take_over(Others).
+
+%% start_and_commit/5 for many reserved names at once: M:F(Args) starts them all, one
+%% Arg per {Name, Ref, MFA, Groups, Arg}; those that started are committed together
+%% under their reservations, the others' reservations are aborted. One result per item,
+%% in order.
+-spec start_and_commit_many(module(), atom(),
+                            [{term(), reference(), mfargs(), [term()], term()}]) ->
+          [{ok, pid()} | {error, term()}].
+start_and_commit_many(M, F, Items) ->
+    Results = start_batch(M, F, [Arg || {_, _, _, _, Arg} <- Items]),
+    Started = lists:zip(Items, Results),
+    ok = gen_server:call(?SERVER, {commit_many, [{Name, Ref, Pid, MFA, Groups}
+                                                 || {{Name, Ref, MFA, Groups, _}, {ok, Pid}}
+                                                        <- Started]}, ?COMMIT_MANY_TIMEOUT),
+    [abort(Name, Ref) || {{Name, Ref, _, _, _}, {error, _}} <- Started],
+    Results.
 
 %% M:F(Args) for a batch start, which gives one {ok, Pid} | {error, Reason} per argument,
 %% in order; anything else is an error for each.
--spec start_batch(module(), atom(), list()) -> [{ok, pid()} | {error, term()}].
 start_batch(_M, _F, []) ->
     [];
 start_batch(M, F, Args) ->

@@ -251,13 +251,9 @@ local_registered() ->
 register_here(Entries, {M, F}, Groups) ->
     Answers = gen_server:call(?SERVER, {reserve_many, [Name || {Name, _} <- Entries], check},
                               ?START_TIMEOUT),
-    Reserved = [{Name, Ref, MFA} || {{Name, MFA}, {reserved, Ref}} <- lists:zip(Entries, Answers)],
-    Started = lists:zip(Reserved, hp_handoff:start_batch(M, F, [MFA || {_, _, MFA} <- Reserved])),
-    ok = gen_server:call(?SERVER, {commit_many, [{Name, Ref, Pid, MFA, Groups}
-                                                 || {{Name, Ref, MFA}, {ok, Pid}} <- Started]},
-                         ?START_TIMEOUT),
-    [gen_server:call(?SERVER, {abort, Name, Ref}) || {{Name, Ref, _}, {error, _}} <- Started],
-    answers(Answers, [Result || {_, Result} <- Started]).
+    Reserved = [{Name, Ref, MFA, Groups, MFA}
+                || {{Name, MFA}, {reserved, Ref}} <- lists:zip(Entries, Answers)],
+    answers(Answers, hp_handoff:start_and_commit_many(M, F, Reserved)).
 
 %% --- via-callbacks are register_name/2, unregister_name/1, whereis_name/1, send/2 -----
 
