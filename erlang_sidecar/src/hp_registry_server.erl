@@ -30,8 +30,7 @@
 %%   call {handed_off_many, [{Name, Pid}]} -> ok
 %%   call {join, Group, Pid, IfNamed}    -> ok | not_named
 %%   call {leave, Group, Pid}            -> ok
-%%   cast {replica_put, Owner, Name, MFA, Groups} / {replica_del, Owner, Name}
-%%   cast {replica_put_many, Owner, [{Name, MFA, Groups}]}
+%%   cast {replica_put, Owner, [{Name, MFA, Groups}]} / {replica_del, Owner, Name}
 %%   cast {replica_reset, Owner, Entries}   the owner's full set for this node
 %%
 %% A registration with an MFA is copied (name, MFA, groups) to the next node on the ring,
@@ -195,7 +194,7 @@ handle_call({register_mfa, Name, MFA}, From, State) ->
     end;
 handle_call({commit, Name, Ref, Pid, MFA, Groups}, _From, State) ->
     {Reply, State1} = commit(Name, Ref, Pid, MFA, Groups, State),
-    Reply =:= ok andalso replicate(Name, MFA, Groups),
+    Reply =:= ok andalso replicate([{Name, MFA, Groups}]),
     {reply, Reply, State1};
 handle_call({reserve_many, Names, Mode}, {Caller, _}, State) ->
     %% A batch takes only what is plain: for a name another caller is reserving, and in
@@ -227,7 +226,7 @@ handle_call({commit_many, Entries}, _From, State) ->
                                 {_, St1} -> {Acc, St1}
                             end
                     end, {[], State}, Entries),
-    replicate_many(Committed),
+    replicate(Committed),
     {reply, ok, State1};
 handle_call({abort, Name, Ref}, _From, State) ->
     case maps:find(Name, State#state.reservations) of
@@ -321,10 +320,7 @@ handle_cast({hello, From}, State) when is_atom(From) ->
     {noreply, add_peer(From, State)};
 handle_cast({hello_ack, From}, #state{draining = false} = State) when is_atom(From) ->
     {noreply, add_peer(From, State)};
-handle_cast({replica_put, Owner, Name, MFA, Groups}, State) ->
-    ets:insert(?REPLICAS, {Name, Owner, MFA, Groups}),
-    {noreply, State};
-handle_cast({replica_put_many, Owner, Replicas}, State) ->
+handle_cast({replica_put, Owner, Replicas}, State) ->
     ets:insert(?REPLICAS, [{Name, Owner, MFA, Groups} || {Name, MFA, Groups} <- Replicas]),
     {noreply, State};
 handle_cast({replica_del, Owner, Name}, State) ->
@@ -386,7 +382,7 @@ handle_info({started, Name, Ref, MFA, Result}, State) ->
     case Result of
         {ok, Pid} ->
             insert_name(Name, Pid, MFA, []),
-            replicate(Name, MFA, []),
+            replicate([{Name, MFA, []}]),
             [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters];
         _ ->
             [gen_server:reply(W, retry) || W <- Waiters]
@@ -510,9 +506,6 @@ start_rebalance(#state{rebalancer = undefined} = State) ->
 start_rebalance(State) ->
     State#state{rebalance_again = true}.
 
-%% No demonitor flush in this process: with callers queued, a flush scans the whole
-%% mailbox every time. A DOWN already queued for a dropped monitor is ignored on arrival
-%% (its ref matches no reservation and no entry of ?MONS).
 commit(Name, Ref, Pid, MFA, Groups, State) ->
     case maps:find(Name, State#state.reservations) of
         {ok, {Ref, Mon, Waiters}} ->
@@ -560,6 +553,9 @@ new_reservation(Name, Caller, State) ->
      State#state{reservations = (State#state.reservations)#{Name => {Ref, Mon, []}},
                  res_mons = (State#state.res_mons)#{Mon => Name}}}.
 
+%% No demonitor flush in this process: with callers queued, a flush scans the whole
+%% mailbox every time. A DOWN already queued for a dropped monitor is ignored on arrival
+%% (its ref matches no reservation and no entry of ?MONS).
 release(Name, Mon, State) ->
     erlang:demonitor(Mon),
     ets:delete(?PENDING, Name),
@@ -587,18 +583,14 @@ update_groups(Name, Fun) ->
         [{_, Pid, MFA, Groups}] ->
             Groups1 = Fun(Groups),
             ets:insert(?NAMES, {Name, Pid, MFA, Groups1}),
-            replicate(Name, MFA, Groups1);
+            replicate([{Name, MFA, Groups1}]);
         [] ->
             ok
     end.
 
-replicate(_Name, undefined, _Groups) ->
-    ok;
-replicate(Name, MFA, Groups) ->
-    cast_successor(Name, {replica_put, node(), Name, MFA, Groups}).
-
-%% replicate/3 for many names: one cast per successor.
-replicate_many(Entries) ->
+%% The registration records [{Name, MFA, Groups}] to their successors, one cast per
+%% successor; names without an MFA are not restarted elsewhere, so they have none.
+replicate(Entries) ->
     Ring = ring(),
     Me = node(),
     BySuccessor = maps:groups_from_list(
@@ -606,7 +598,7 @@ replicate_many(Entries) ->
                     [E || {_, MFA, _} = E <- Entries, MFA =/= undefined]),
     maps:foreach(fun(none, _) -> ok;
                     (Node, Replicas) ->
-                         gen_server:cast({?SERVER, Node}, {replica_put_many, Me, Replicas})
+                         gen_server:cast({?SERVER, Node}, {replica_put, Me, Replicas})
                  end, BySuccessor).
 
 cast_successor(Name, Msg) ->
