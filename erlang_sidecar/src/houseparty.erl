@@ -9,12 +9,12 @@
 %%           {leave, Person} -> ok
 %%           who_is_in       -> {ok, [Person]}              (sorted)
 %%           {dump}          -> {ok, {Room, [Person]}}      (the seed's multi_call reply)
-%%   hp_workers (one per Python node):
-%%           {dump_rooms, [Pid]} -> [{Room, [Person]}]  (those of its own rooms that are live)
 %%           {set_max, Max}  -> ok | {error, {too_many_people, Count}}
 %%   person: {walk_into, Room} -> ok | {error, destination_full} | {error, {unknown_room, Room}}
 %%           where_is          -> Room | nil
 %%           room_log          -> [{DateTime, Room}]        (newest first)
+%%   hp_workers (one per Python node):
+%%           {dump_rooms, [Pid]} -> [{Room, [Person]}]  (those of its own rooms that are live)
 %% The person runs its own move (enter, leave, log); this module only finds or starts
 %% the person and asks it. Every input is checked before anything is changed.
 -module(houseparty).

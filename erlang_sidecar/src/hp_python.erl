@@ -38,7 +38,7 @@ start_worker(Kind, Name, Args) ->
 %%       -> [{ok, Pid} | {error, Reason}]       Spec: {Kind, Name, Args} | {Kind, Name, Args, State}
 -spec start_workers([{module(), atom(), list()}]) -> [{ok, pid()} | {error, term()}].
 start_workers(MFAs) ->
-    start_many([{MFA, none} || MFA <- MFAs]).
+    take_over([{MFA, none} || MFA <- MFAs]).
 
 %% hp_handoff's batch take-over: start_workers/1, each worker given the state its old
 %% copy handed over ({state, S}, what {swarm, end_handoff, S} gives) before it takes any
@@ -46,18 +46,6 @@ start_workers(MFAs) ->
 -spec take_over([{{module(), atom(), list()}, none | {state, term()}}]) ->
           [{ok, pid()} | {error, term()}].
 take_over(MFAStates) ->
-    start_many(MFAStates).
-
-%% {swarm, die} to many handed-off workers of one Python node, as one message:
-%%   {hp_workers, node(Pid)} ! {stop_handed_off, [Pid]}
--spec stop_handed_off([pid()]) -> ok.
-stop_handed_off([]) ->
-    ok;
-stop_handed_off([Pid | _] = Pids) ->
-    {hp_workers, node(Pid)} ! {stop_handed_off, Pids},
-    ok.
-
-start_many(MFAStates) ->
     Specs = [case MFA of
                  {?MODULE, start_worker, [Kind, Name, Args]} when is_atom(Kind), is_list(Args) ->
                      case Then of
@@ -76,6 +64,15 @@ start_many(MFAStates) ->
         {error, _} = Error -> [Error || _ <- Specs];
         Other -> [{error, {bad_reply, Other}} || _ <- Specs]
     end.
+
+%% {swarm, die} to many handed-off workers of one Python node, as one message:
+%%   {hp_workers, node(Pid)} ! {stop_handed_off, [Pid]}
+-spec stop_handed_off([pid()]) -> ok.
+stop_handed_off([]) ->
+    ok;
+stop_handed_off([Pid | _] = Pids) ->
+    {hp_workers, node(Pid)} ! {stop_handed_off, Pids},
+    ok.
 
 %% {swarm, begin_handoff} to many workers of one Python node at once (hp_handoff's batch
 %% handoff): each reply as the worker would give it, or busy for a worker in the middle
