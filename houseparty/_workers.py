@@ -194,7 +194,7 @@ class _HandoffWorker(GenServer):
     sidecar: Atom  # this pod's sidecar, whose registry finds other workers by name
 
     def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
-        if getattr(self, "handed_off", False):
+        if self.handed_off:
             # A handoff that failed on the new pod is tried again later: the state has
             # not changed since it was given, so it is given again.
             if request == (SWARM, BEGIN_HANDOFF):
@@ -211,7 +211,7 @@ class _HandoffWorker(GenServer):
             if request[1] is END_HANDOFF:
                 self.take_state(request[2])
             elif request[1] is RESOLVE_CONFLICT:
-                if getattr(self, "handed_off", False):
+                if self.handed_off:
                     # The conflict met this copy just as it moved on: the live copy
                     # must merge the loser's state, or its walks are lost.
                     _after_merge(self._forward_conflict(request), settle=False)
@@ -270,6 +270,7 @@ class RoomWorker(_HandoffWorker):
         self.max = max_people
         self.people = ()
         self.sidecar = sidecar
+        self.handed_off = False
 
     def handle_request(self, request: Any) -> Any:
         if type(request) is tuple and request:
@@ -290,7 +291,7 @@ class RoomWorker(_HandoffWorker):
                 self._without(request[1])
                 return Reply(OK)
             if tag is DUMP:
-                return Reply((OK, (self.room, list(self.people))))
+                return Reply((OK, self.dump()))
             if tag is SET_MAX:
                 if len(self.people) > request[1]:
                     return Reply((ERROR, (Atom("too_many_people"), len(self.people))))
@@ -302,6 +303,10 @@ class RoomWorker(_HandoffWorker):
 
     def state_term(self) -> dict[Atom, Any]:
         return {MAX: self.max, PEOPLE: list(self.people)}
+
+    def dump(self) -> tuple[Atom, list[Atom]]:
+        """The room and its people, as ``{dump}`` answers them."""
+        return (self.room, list(self.people))
 
     def _set_people(self, people: Iterable[Atom]) -> None:
         self.people = tuple(sorted(people, key=str))
@@ -353,6 +358,7 @@ class PersonWorker(_HandoffWorker):
     def init(self, person: Atom, sidecar: Atom) -> None:
         self.person = person
         self.sidecar = sidecar
+        self.handed_off = False
         self.room = None
         self.log = ()
 
@@ -392,16 +398,18 @@ class PersonWorker(_HandoffWorker):
 
     def take_state(self, state: Any) -> None:
         # A walk may reach the new copy before its state does: keep both.
-        handed = {(int(us), room) for us, room in state[LOG]}
-        self.log = sorted(handed | set(self.log), key=lambda e: (e[0], str(e[1])))
-        self.room = self.log[-1][1] if self.log else None
+        self._join_log((int(us), room) for us, room in state[LOG])
 
     def merge_state(self, state: Any) -> None:
         theirs = sorted((int(us), room) for us, room in state[LOG])
         stood_in = {room for room in (self.room, theirs[-1][1] if theirs else None) if room}
-        self.log = sorted(set(self.log) | set(theirs), key=lambda e: (e[0], str(e[1])))
-        self.room = self.log[-1][1] if self.log else None
+        self._join_log(theirs)
         _after_merge(self._settle_later(stood_in - {self.room}))
+
+    def _join_log(self, entries: Iterable[tuple[int, Atom]]) -> None:
+        # The union of both logs in time order; the person stands in the newest room.
+        self.log = sorted(set(self.log) | set(entries), key=lambda e: (e[0], str(e[1])))
+        self.room = self.log[-1][1] if self.log else None
 
     async def _settle_later(self, stale: set[Atom]) -> None:
         # Settled in the mailbox, between walks: a walk running alongside could leave the
@@ -411,7 +419,7 @@ class PersonWorker(_HandoffWorker):
     def handle_info(self, message: Any) -> Any:
         if type(message) is tuple and len(message) == 2 and message[0] is SETTLE_ROOMS:
             # A copy that has moved on leaves the rooms to the live copy.
-            return None if getattr(self, "handed_off", False) else self._settle_rooms(message[1])
+            return None if self.handed_off else self._settle_rooms(message[1])
         return super().handle_info(message)
 
     async def _settle_rooms(self, stale: set[Atom]) -> None:
@@ -518,8 +526,8 @@ class WorkerStarter(GenServer):
         rooms = []
         for pid in pids:
             room = node.process(pid) if type(pid) is Pid else None
-            if type(room) is RoomWorker and room.alive and not getattr(room, "handed_off", False):
-                rooms.append((room.room, list(room.people)))
+            if type(room) is RoomWorker and room.alive and not room.handed_off:
+                rooms.append(room.dump())
         return rooms
 
 
