@@ -324,9 +324,10 @@ class Node(Router):
             if dest.node is self.atom:
                 self._deliver_to_alias(dest, message)
             else:
-                self._send_remote(
-                    dest.node.name, AliasSend(sender or self._sender(), dest, message)
-                )
+                # Every reply to a call from an OTP 24+ node goes here: the event is built
+                # without its dataclass __init__.
+                event = build_frozen(AliasSend, sender or self._sender(), dest, message, None)
+                self._send_remote(dest.node.name, event)
         else:
             pid = self._names.get(_name_atom(dest))
             if pid is None:
@@ -349,15 +350,7 @@ class Node(Router):
         if type(tag) is ImproperList and len(tag.items) == 1 and tag.items[0] is ALIAS:
             alias = tag.tail
             if type(alias) is Reference:
-                if alias.node is self.atom:
-                    self._deliver_to_alias(alias, (tag, value))
-                else:
-                    # Every call from an OTP 24+ node is answered here: the event is
-                    # built without its dataclass __init__.
-                    event = build_frozen(
-                        AliasSend, sender or self._sender(), alias, (tag, value), None
-                    )
-                    self._send_remote(alias.node.name, event)
+                self.send(alias, (tag, value), sender=sender)
                 return
         self.send(pid, (tag, value), sender=sender)
 
@@ -517,10 +510,8 @@ class Node(Router):
                 other._links = set()
             other._links.add(a)
         else:
-            proc._links.add(b)
-            node_name = b.node.name
-            self._remote_links.setdefault(node_name, set()).add((a, b))
-            self._send_remote(node_name, Link(a, b))
+            self._add_remote_link(proc, b, b.node.name)
+            self._send_remote(b.node.name, Link(a, b))
 
     def unlink(self, a: Pid, b: Pid) -> None:
         proc = self._procs.get(a)
@@ -573,12 +564,9 @@ class Node(Router):
         else:
             target = _name_atom(target)
             ident = (target, self.atom)
-        if wproc._monitoring is None:
-            wproc._monitoring = {}
         if remote_node is not None:
             assert remote_target is not None
-            wproc._monitoring[ref] = ident
-            self._remote_monitors.setdefault(remote_node, {})[ref] = watcher
+            self._add_remote_monitor(wproc, ref, ident, remote_node)
             self._send_remote(remote_node, Monitor(watcher, remote_target, ref))
             return ref
         pid = target if type(target) is Pid else self._names.get(target)
@@ -586,6 +574,8 @@ class Node(Router):
         if tproc is None:
             wproc._deliver((DOWN, ref, PROCESS, ident, NOPROC))
             return ref
+        if wproc._monitoring is None:
+            wproc._monitoring = {}
         wproc._monitoring[ref] = tproc.pid
         tproc._add_watcher(ref, watcher, None if type(target) is Pid else target)
         return ref

@@ -312,10 +312,7 @@ class Router:
                 if proc is None:
                     peer.send(Exit(to_pid, from_pid, NOPROC))
                     return
-                if proc._links is None:
-                    proc._links = set()
-                proc._links.add(from_pid)
-                self._remote_links.setdefault(peer_name, set()).add((to_pid, from_pid))
+                self._add_remote_link(proc, from_pid, peer_name)
             case Exit(from_pid, to_pid, reason):
                 self._remote_links.get(peer_name, set()).discard((to_pid, from_pid))
                 proc = self._procs.get(to_pid)
@@ -366,6 +363,22 @@ class Router:
             if not owned:
                 del self._alias_owners[pid]
         return True
+
+    def _add_remote_link(self, proc: Process, remote: Pid, node_name: str) -> None:
+        """``proc`` is linked to ``remote``, across the connection to ``node_name``."""
+        if proc._links is None:
+            proc._links = set()
+        proc._links.add(remote)
+        self._remote_links.setdefault(node_name, set()).add((proc.pid, remote))
+
+    def _add_remote_monitor(
+        self, proc: Process, ref: Reference, ident: Pid | tuple[Atom, Atom], node_name: str
+    ) -> None:
+        """``proc`` monitors ``ident`` on ``node_name`` under ``ref``."""
+        if proc._monitoring is None:
+            proc._monitoring = {}
+        proc._monitoring[ref] = ident
+        self._remote_monitors.setdefault(node_name, {})[ref] = proc.pid
 
     def _drop_remote_link(self, peer_name: str, local: Pid, remote: Pid) -> None:
         self._remote_links.get(peer_name, set()).discard((local, remote))

@@ -186,18 +186,12 @@ def spawn_reply(node: Node, peer: PeerProtocol, reply: SpawnReply) -> None:
         if owner is None:
             peer.send(Exit(pending.owner, result, ABANDONED))
         else:
-            if owner._links is None:
-                owner._links = set()
-            owner._links.add(result)
-            node._remote_links.setdefault(peer_name, set()).add((owner.pid, result))
+            node._add_remote_link(owner, result, peer_name)
     if reply.flags & _MONITOR_MADE:
         if owner is None:
             peer.send(Demonitor(pending.owner, result, reply.req_id))
         else:
-            if owner._monitoring is None:
-                owner._monitoring = {}
-            owner._monitoring[reply.req_id] = result
-            node._remote_monitors.setdefault(peer_name, {})[reply.req_id] = owner.pid
+            node._add_remote_monitor(owner, reply.req_id, result, peer_name)
     if not future.done():
         future.set_result(result)
 
