@@ -398,7 +398,7 @@ ask_begin(M, Pids) ->
     end.
 
 all_groups(Pid, Groups) ->
-    Local = ets:select(hp_registry_pidx, [{{{Pid, {group, '$1'}}}, [], ['$1']}]),
+    Local = [G || {_, {group, G}} <- ets:lookup(hp_registry_pidx, Pid)],
     lists:usort(Groups ++ Local).
 
 move(Name, Pid, MFA, Groups, Target) ->

@@ -45,7 +45,7 @@
 
 -define(SERVER, ?MODULE).
 -define(NAMES, hp_registry_names).      %% {Name, Pid, MFA | undefined, Groups}
--define(PIDX, hp_registry_pidx).        %% {{Pid, {name, Name} | {group, Group}}}
+-define(PIDX, hp_registry_pidx).        %% bag of {Pid, {name, Name} | {group, Group}}
 -define(GROUPS, hp_registry_groups).    %% {{Group, Pid}}
 -define(MONS, hp_registry_mons).        %% {Pid, MonitorRef}
 -define(REPLICAS, hp_registry_replicas).%% {Name, Owner, MFA, Groups}
@@ -69,6 +69,9 @@
     rebalance_timer = undefined :: undefined | reference(),
     rebalancer = undefined :: undefined | pid(),
     rebalance_again = false :: boolean(),
+    %% A ring change left the replicas at our successors to be resent; that waits until
+    %% no peer is still handing names over (see maybe_resync/1).
+    resync_due = false :: boolean(),
     %% false until this pod's Python node is connected, when the pod has one (app env
     %% join_with_python): until then the node neither says hello nor answers one, so no
     %% peer places names on a pod that cannot start workers.
@@ -88,9 +91,13 @@ ring() ->
 %% Nodes that may still hand names over to this one, with their deadline passed out.
 -spec settling() -> [node()].
 settling() ->
+    [N || {N, _} <- settling_deadlines()].
+
+%% {Node, Deadline} for the nodes in settling().
+settling_deadlines() ->
     Now = erlang:monotonic_time(millisecond),
     try ets:lookup_element(?META, settling, 2) of
-        Map -> [N || {N, Deadline} <- maps:to_list(Map), Deadline > Now]
+        Map -> [{N, Deadline} || {N, Deadline} <- maps:to_list(Map), Deadline > Now]
     catch error:badarg -> []
     end.
 
@@ -115,7 +122,9 @@ init([]) ->
     process_flag(trap_exit, true),
     Opts = [named_table, protected, {read_concurrency, true}],
     ets:new(?NAMES, [set | Opts]),
-    ets:new(?PIDX, [ordered_set | Opts]),
+    %% A bag keyed by the pid: the pids are mostly remote (the Python node's), and an
+    %% ordered_set keyed by {Pid, Tag} compared remote pids at every level of its tree.
+    ets:new(?PIDX, [bag | Opts]),
     ets:new(?GROUPS, [ordered_set | Opts]),
     ets:new(?MONS, [set | Opts]),
     ets:new(?REPLICAS, [set | Opts]),
@@ -268,7 +277,7 @@ handle_call({handed_off_many, NamePids}, _From, State) ->
     [drop_handed_off(Name, Pid) || {Name, Pid} <- NamePids],
     {reply, ok, State};
 handle_call({join, Group, Pid, IfNamed}, _From, State) ->
-    Named = ets:select(?PIDX, [{{{Pid, {name, '$1'}}}, [], ['$1']}]),
+    Named = names_of(Pid),
     case {Named, IfNamed} of
         {[], if_named} ->
             {reply, not_named, State};
@@ -280,7 +289,7 @@ handle_call({join, Group, Pid, IfNamed}, _From, State) ->
 handle_call({leave, Group, Pid}, _From, State) ->
     ets:delete(?GROUPS, {Group, Pid}),
     unindex(Pid, {group, Group}),
-    Named = ets:select(?PIDX, [{{{Pid, {name, '$1'}}}, [], ['$1']}]),
+    Named = names_of(Pid),
     [update_groups(N, fun(Gs) -> lists:delete(Group, Gs) end) || N <- Named],
     {reply, ok, State};
 handle_call({leaving, From}, _From, State) ->
@@ -333,7 +342,7 @@ handle_cast({replica_reset, Owner, Entries}, State) ->
 handle_cast({handoff_done, From}, State) ->
     [{settling, S}] = ets:lookup(?META, settling),
     ets:insert(?META, {settling, maps:remove(From, S)}),
-    {noreply, State};
+    {noreply, maybe_resync(State)};
 handle_cast({restarted, Dead, Names}, State) ->
     [ets:match_delete(?REPLICAS, {N, Dead, '_', '_'}) || N <- Names],
     {noreply, State};
@@ -373,7 +382,7 @@ handle_info({nodedown, Node, _}, State) ->
             Ring = ring(),
             spawn_link(fun() -> hp_handoff:restart_replicas(Node, Replicas, Ring) end)
     end,
-    {noreply, State1};
+    {noreply, maybe_resync(State1)};
 handle_info({started, Name, Ref, MFA, Result}, State) ->
     %% The starter's report comes before its DOWN (one sender, in order), so the
     %% reservation is still there.
@@ -418,9 +427,10 @@ handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->
             {noreply, start_rebalance(State1#state{rebalance_again = false})};
         false ->
             [gen_server:cast({?SERVER, P}, {handoff_done, node()}) || P <- State#state.peers],
-            resync_replicas(State#state.peers),
-            {noreply, State1}
+            {noreply, maybe_resync(State1#state{resync_due = true})}
     end;
+handle_info(resync, State) ->
+    {noreply, maybe_resync(State)};
 handle_info({'EXIT', Pid, Reason}, #state{rebalancer = Pid} = State) when Reason =/= normal ->
     logger:warning("hp_registry: rebalance failed: ~p", [Reason]),
     {noreply, schedule_rebalance(State#state{rebalancer = undefined, rebalance_again = false})};
@@ -524,20 +534,17 @@ drop_handed_off(Name, Pid) ->
             %% for the same name may be racing it, and a stale one is harmless (a
             %% restart from it finds the name taken) until the next replica_reset.
             ets:delete(?NAMES, Name),
-            ets:delete(?PIDX, {Pid, {name, Name}}),
             %% The pid's groups went along with the name: unless it holds another name
             %% here, this node keeps nothing of it and stops watching it (its DOWN would
             %% only clean up what is gone already).
-            Tags = ets:select(?PIDX, [{{{Pid, '$1'}}, [], ['$1']}]),
+            Tags = tags(Pid) -- [{name, Name}],
             case [N || {name, N} <- Tags] of
                 [] ->
-                    [begin
-                         ets:delete(?PIDX, {Pid, Tag}),
-                         ets:delete(?GROUPS, {Group, Pid})
-                     end || {group, Group} = Tag <- Tags],
+                    ets:delete(?PIDX, Pid),
+                    [ets:delete(?GROUPS, {Group, Pid}) || {group, Group} <- Tags],
                     drop_monitor(Pid);
                 _ ->
-                    ok
+                    ets:delete_object(?PIDX, {Pid, {name, Name}})
             end;
         _ ->
             %% Race: DOWN (or an unregister) got here first; nothing left to drop.
@@ -609,18 +616,24 @@ cast_successor(Name, Msg) ->
 
 %% Every pid is monitored once, however many names and groups it holds.
 index(Pid, Tag) ->
-    ets:insert(?PIDX, {{Pid, Tag}}),
+    ets:insert(?PIDX, {Pid, Tag}),
     case ets:member(?MONS, Pid) of
         true -> ok;
         false -> ets:insert(?MONS, {Pid, erlang:monitor(process, Pid)})
     end.
 
 unindex(Pid, Tag) ->
-    ets:delete(?PIDX, {Pid, Tag}),
-    case ets:next(?PIDX, {Pid, 0}) of
-        {Pid, _} -> ok;
-        _ -> drop_monitor(Pid)
+    ets:delete_object(?PIDX, {Pid, Tag}),
+    case ets:member(?PIDX, Pid) of
+        true -> ok;
+        false -> drop_monitor(Pid)
     end.
+
+tags(Pid) ->
+    [Tag || {_, Tag} <- ets:lookup(?PIDX, Pid)].
+
+names_of(Pid) ->
+    [Name || {name, Name} <- tags(Pid)].
 
 drop_monitor(Pid) ->
     case ets:lookup(?MONS, Pid) of
@@ -635,23 +648,41 @@ pid_down(Pid, Mon) ->
     case ets:lookup(?MONS, Pid) of
         [{_, Mon}] ->
             ets:delete(?MONS, Pid),
-            Tags = ets:select(?PIDX, [{{{Pid, '$1'}}, [], ['$1']}]),
+            Tags = tags(Pid),
+            ets:delete(?PIDX, Pid),
             lists:foreach(
-              fun({name, Name} = Tag) ->
-                      ets:delete(?PIDX, {Pid, Tag}),
+              fun({name, Name}) ->
                       case ets:lookup(?NAMES, Name) of
                           [{_, Pid, MFA, _}] -> delete_name(Name, Pid, MFA);
                           %% Race: DOWN arriving after re-registration: the name
                           %% already points to a newer pid, which keeps it.
                           _ -> ok
                       end;
-                 ({group, Group} = Tag) ->
-                      ets:delete(?PIDX, {Pid, Tag}),
+                 ({group, Group}) ->
                       ets:delete(?GROUPS, {Group, Pid})
               end, Tags);
         _ ->
             %% A monitor dropped while its DOWN was already queued.
             ok
+    end.
+
+%% The resync after a ring change waits until no peer is handing names over to us (or
+%% until its deadline passed). It reads every name held here, 1.3 s per 100k names, and
+%% run while a drain pours names in it held up their commits for as long, to send replicas
+%% that the names still arriving change anyway. Until it runs, a name whose replica lived
+%% on a node that left has none: a crash of its owner in that window restarts nothing.
+maybe_resync(#state{resync_due = false} = State) ->
+    State;
+maybe_resync(State) ->
+    case settling_deadlines() of
+        [] ->
+            resync_replicas(State#state.peers),
+            State#state{resync_due = false};
+        Settling ->
+            First = lists:min([Deadline || {_, Deadline} <- Settling]),
+            Wait = max(0, First - erlang:monotonic_time(millisecond)) + 1,
+            erlang:send_after(Wait, self(), resync),
+            State
     end.
 
 %% After a ring change: each peer gets the full set of replicas it must hold for us, so
