@@ -177,6 +177,19 @@ new_slotted(PyTypeObject *tp)
     return tp->tp_alloc(tp, 0);
 }
 
+/* A pid or reference holds only an atom, ints and a tuple of ints: it can never be part
+   of a reference cycle, so the cyclic collector need not track it. A node holding 10^5
+   processes holds several of them per process, and each full collection would walk them
+   all. */
+static PyObject *
+new_leaf(PyTypeObject *tp)
+{
+    PyObject *obj = tp->tp_alloc(tp, 0);
+    if (obj != NULL && PyObject_GC_IsTracked(obj))
+        PyObject_GC_UnTrack(obj);
+    return obj;
+}
+
 static PyObject *
 dec_pid(Buf *B, Py_ssize_t *pos)
 {
@@ -188,7 +201,7 @@ dec_pid(Buf *B, Py_ssize_t *pos)
         return fail("truncated pid");
     }
     const unsigned char *p = B->b + *pos;
-    PyObject *pid = new_slotted(S.Pid);
+    PyObject *pid = new_leaf(S.Pid);
     PyObject *i = PyLong_FromUnsignedLong(rd32(p));
     PyObject *s = PyLong_FromUnsignedLong(rd32(p + 4));
     PyObject *c = PyLong_FromUnsignedLong(rd32(p + 8));
@@ -226,7 +239,7 @@ dec_ref(Buf *B, Py_ssize_t *pos, int newer)
         return fail("truncated reference");
     }
     const unsigned char *p = B->b + *pos;
-    PyObject *ref = new_slotted(S.Reference);
+    PyObject *ref = new_leaf(S.Reference);
     PyObject *creation = PyLong_FromUnsignedLong(newer ? rd32(p) : p[0]);
     PyObject *ids = PyTuple_New(n);
     if (ref == NULL || creation == NULL || ids == NULL)
@@ -1179,6 +1192,15 @@ c_make(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return obj;
 }
 
+static PyObject *
+c_untrack(PyObject *self, PyObject *obj)
+{
+    if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj))
+        PyObject_GC_UnTrack(obj);
+    Py_INCREF(obj);
+    return obj;
+}
+
 static int
 check_ready(void)
 {
@@ -1213,6 +1235,9 @@ static PyMethodDef methods[] = {
     {"encode", w_encode, METH_O, "Encode a term, with the 131 version byte."},
     {"make", (PyCFunction)(void (*)(void))c_make, METH_FASTCALL,
      "make(cls, *values): a slotted instance, its slots set in order, __init__ skipped."},
+    {"untrack", c_untrack, METH_O,
+     "untrack(obj) -> obj, no longer tracked by the cyclic collector. Only for objects that"
+     " can never be part of a reference cycle (atoms, pids, references, ports)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -31,7 +31,7 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from py_nodes._terms import Atom, Pid, Reference
+from py_nodes._terms import Atom, Pid, Reference, untrack
 
 if TYPE_CHECKING:
     from py_nodes._node import Node
@@ -268,7 +268,9 @@ class Process:
     def _add_watcher(self, ref: Reference, watcher: Pid, name: Atom | None) -> None:
         held = self._monitored_by
         if held is None:
-            self._monitored_by = (ref, watcher, name)
+            # Pids, references and atoms are leaves the collector does not track; so is a
+            # tuple of them, which it would otherwise walk once for every process.
+            self._monitored_by = untrack((ref, watcher, name))
         elif isinstance(held, tuple):
             self._monitored_by = {held[0]: (held[1], held[2]), ref: (watcher, name)}
         else:

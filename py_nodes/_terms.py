@@ -19,11 +19,27 @@ All of them are immutable (frozen), slotted and hashable, so that they can be ma
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn, final, overload
 
 from py_nodes._errors import EncodeError
+
+
+def _keep_tracked(obj: Any) -> Any:
+    return obj
+
+
+#: ``untrack(obj) -> obj``: the cyclic collector stops tracking ``obj``. Only for objects
+#: that can never be part of a reference cycle: atoms, pids, references, and tuples of
+#: them. Without the C codec, they stay tracked.
+untrack: Callable[[Any], Any]
+try:
+    from py_nodes import _ccodec
+except ImportError:
+    untrack = _keep_tracked
+else:
+    untrack = _ccodec.untrack
 
 __all__ = [
     "Atom",
@@ -70,7 +86,7 @@ class Atom:
             raise EncodeError(f"atom name is not valid unicode: {name!r}") from e
         n = len(raw)
         ext = bytes((119, n)) + raw if n < 256 else b"v" + n.to_bytes(2, "big") + raw
-        self = object.__new__(cls)
+        self = untrack(object.__new__(cls))  # a str and bytes: never in a cycle
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "_ext", ext)
         return _ATOMS.setdefault(name, self)
@@ -116,6 +132,12 @@ class Pid:
     serial: int
     creation: int
 
+    def __post_init__(self) -> None:
+        # Leaves (see untrack): the collector of a node holding 10^5 processes would
+        # otherwise walk each of their pids, references and atoms on every full pass.
+        if type(self.node) is Atom and type(self.id) is int and type(self.serial) is int:
+            untrack(self)
+
     def __repr__(self) -> str:
         return f"Pid({self.node.name!r}, {self.id}, {self.serial}, {self.creation})"
 
@@ -127,6 +149,11 @@ class Reference:
     node: Atom
     creation: int
     ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        ids = self.ids
+        if type(self.node) is Atom and type(ids) is tuple and all(type(i) is int for i in ids):
+            untrack(self)
 
     def __repr__(self) -> str:
         return f"Reference({self.node.name!r}, {self.creation}, {self.ids})"
