@@ -13,6 +13,9 @@
 %%       the same for rooms, timing each step; python_start is hp_python:start_worker/3
 %%       alone, for a worker of its own that is not registered.
 %%   count_names(DeadNode) -> {Names, OnDeadNode}      over hp_registry:registered/0
+%%   count_held(Sidecar) -> {Names, HeldBySidecar}     table sizes only: what a handoff's
+%%       progress polls, since reading every name on every node each time slowed the
+%%       handoff it measured; HeldBySidecar is 0 once Sidecar is gone.
 %%   check_names(Kind, Prefix, From, To, DeadNode, Callers) -> {Answering, Missing, OnDead}
 %%       calls every name's process (who_is_in, where_is); OnDead counts the names still
 %%       on DeadNode or whose process does not answer.
@@ -36,7 +39,7 @@
 -behaviour(gen_server).
 
 -export([start_names/5, check_names/6, registry_rate/4, start_echo/0, memory/0,
-         count_names/1, count_local/1]).
+         count_names/1, count_local/1, count_held/1, names_held/0]).
 -export([calls_main/1, walks_main/1, snapshot/0, stages/4, stage_ops/5, start_idle/0]).
 
 -define(START_BATCH, 1000).
@@ -137,6 +140,20 @@ count_names(DeadNode) ->
     lists:foldl(fun({ok, {A, B}}, {X, Y}) -> {X + A, Y + B};
                    (_, Acc) -> Acc
                 end, {0, 0}, Replies).
+
+-spec count_held(node()) -> {non_neg_integer(), non_neg_integer()}.
+count_held(Sidecar) ->
+    Nodes = [node() | nodes()],
+    Sizes = lists:zip(Nodes, erpc:multicall(Nodes, ?MODULE, names_held, [], 5000)),
+    {lists:sum([N || {_, {ok, N}} <- Sizes]),
+     lists:sum([N || {Node, {ok, N}} <- Sizes, Node =:= Sidecar])}.
+
+-spec names_held() -> non_neg_integer().
+names_held() ->
+    case ets:info(hp_registry_names, size) of
+        undefined -> 0;
+        Size -> Size
+    end.
 
 -spec count_local(node() | none) -> {non_neg_integer(), non_neg_integer()}.
 count_local(DeadNode) ->

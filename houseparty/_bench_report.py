@@ -211,13 +211,14 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
         ok = ok and moved is not None and moved <= allowed
         return [_table("handoff: graceful stop of pod 3 of 3",
                        ["rooms", "on pod 3", "all held elsewhere after s", "pod exited after s",
-                        "moved/s", "survivors' CPU us/room", "answering after", "lost",
+                        "moved/s", "CPU us/room: survivors, pod 3", "answering after", "lost",
                         "100k in <= 10 s, 0 lost"],
                        [[_n(result["rooms"]), _n(result["rooms_on_stopped_pod"]),
                          _n(moved, 2) if moved is not None else "never",
                          _n(result["seconds_until_pod_exited"], 2),
                          _n(result["moved_per_second"]),
-                         _n(result["surviving_pods_cpu_us_per_moved_room"]),
+                         f'{_n(result["surviving_pods_cpu_us_per_moved_room"])}, '
+                         f'{_n(result.get("stopped_pod_cpu_us_per_moved_room"))}',
                          _n(result["rooms_answering_after"]), _n(result["lost"]),
                          _check(ok)]])]  # fmt: skip
     if name == "dump":
