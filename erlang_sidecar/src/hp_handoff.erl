@@ -318,37 +318,54 @@ start_mfa(Name, {M, F, A}) ->
             end
     end.
 
-%% Fun over Items, at most Width at a time, each in its own process; results in order.
-%% A crashing item gives {error, Reason} and does not stop the others.
--spec parallel(fun((T) -> R), [T], pos_integer()) -> [R | {error, term()}].
-parallel(Fun, Items, Width) ->
-    lists:append([run_batch(Fun, Batch) || Batch <- hp_registry_plan:chunks(Items, Width)]).
+%% Fun over Items, each in its own process, Width of them at a time: the next starts as
+%% soon as one ends. Results in order. A crashing item gives {error, Reason} and does not
+%% stop the others.
+-spec parallel(fun((T) -> R), [T] | hp_registry_plan:stream(T), pos_integer()) ->
+          [R | {error, term()}].
+parallel(Fun, Items, Width) when is_list(Items) ->
+    parallel(Fun, from_list(Items), Width);
+parallel(Fun, Stream, Width) when is_function(Stream, 0), is_integer(Width), Width > 0 ->
+    pool(Fun, Stream, Width, 0, #{}, #{}).
 
 %% --- internal --------------------------------------------------------------------------
 
-run_batch(Fun, Items) ->
-    Refs = [element(2, spawn_monitor(fun() -> exit({done, Fun(I)}) end)) || I <- Items],
-    [receive
-         {'DOWN', R, process, _, {done, Value}} -> Value;
-         {'DOWN', R, process, _, Reason} -> {error, Reason}
-     end || R <- Refs].
+from_list([]) -> fun() -> done end;
+from_list([Item | Items]) -> fun() -> {Item, from_list(Items)} end.
+
+%% Running: #{Monitor => Index}; Done: #{Index => Result}. Stream is done once read out.
+pool(Fun, Stream, Width, Started, Running, Done)
+  when Stream =/= done, map_size(Running) < Width ->
+    case Stream() of
+        {Item, Rest} ->
+            {_, Mon} = spawn_monitor(fun() -> exit({done, Fun(Item)}) end),
+            pool(Fun, Rest, Width, Started + 1, Running#{Mon => Started}, Done);
+        done ->
+            pool(Fun, done, Width, Started, Running, Done)
+    end;
+pool(_Fun, done, _Width, Started, Running, Done) when map_size(Running) =:= 0 ->
+    [maps:get(I, Done) || I <- lists:seq(0, Started - 1)];
+pool(Fun, Stream, Width, Started, Running, Done) ->
+    receive
+        {'DOWN', Mon, process, _, Reason} when is_map_key(Mon, Running) ->
+            {I, Running1} = maps:take(Mon, Running),
+            Result = case Reason of
+                         {done, Value} -> Value;
+                         _ -> {error, Reason}
+                     end,
+            pool(Fun, Stream, Width, Started, Running1, Done#{I => Result})
+    end.
 
 abort(Name, Ref) ->
     gen_server:call(?SERVER, {abort, Name, Ref}).
 
 %% Hands Entries to their new owners: in batches per owner, a few batches at a time.
 handoff_all(Entries) ->
-    Ring = hp_registry_server:ring(),
-    Me = node(),
-    ByTarget = maps:groups_from_list(fun({Name, _, _, _}) -> hp_ring:key_to_node(Name, Ring) end,
-                                     Entries),
-    Chunks = [{Target, Chunk} || {Target, Es} <- maps:to_list(ByTarget), Target =/= Me,
-                                 Target =/= {error, no_nodes},
-                                 Chunk <- hp_registry_plan:chunks(Es, ?MOVE_BATCH)],
+    Moves = hp_registry_plan:moves(Entries, hp_registry_server:ring(), node(), ?MOVE_BATCH),
     lists:append([case R of
                       {error, _} -> [R];
                       Moved -> Moved
-                  end || R <- parallel(fun move_many/1, Chunks, ?MOVES_AT_ONCE)]).
+                  end || R <- parallel(fun move_many/1, Moves, ?MOVES_AT_ONCE)]).
 
 move_many({Target, Entries}) ->
     Ring = hp_registry_server:ring(),

@@ -2,7 +2,11 @@
 %% ring change, how work is cut into parallel batches. No processes, no ETS.
 -module(hp_registry_plan).
 
--export([successor/3, moving/3, chunks/2, first_pid/1, pids/1]).
+-export([successor/3, chunks/2, moves/4, first_pid/1, pids/1]).
+-export_type([stream/1]).
+
+%% A lazy sequence: each call gives the next item and the rest, or done.
+-type stream(T) :: fun(() -> {T, stream(T)} | done).
 
 %% The node that keeps the replica of Name's registration record: the next node after
 %% the owner on the ring, never Me. none on a ring of one.
@@ -12,16 +16,6 @@ successor(Name, Ring, Me) ->
         [S | _] -> S;
         [] -> none
     end.
-
-%% The entries (tuples whose first element is the name) that Me holds but no longer owns.
-%% On an empty ring nothing can move.
--spec moving([tuple()], hp_ring:ring(), node()) -> [tuple()].
-moving(Entries, Ring, Me) ->
-    [E || E <- Entries,
-          case hp_ring:key_to_node(element(1, E), Ring) of
-              {error, no_nodes} -> false;
-              Owner -> Owner =/= Me
-          end].
 
 %% Items cut into lists of at most Size, in order.
 -spec chunks([T], pos_integer()) -> [[T]].
@@ -34,6 +28,35 @@ chunks(Items, Size) when is_integer(Size), Size > 0 ->
         false ->
             {Chunk, Rest} = lists:split(Size, Items),
             [Chunk | chunks(Rest, Size)]
+    end.
+
+%% The entries (tuples whose first element is the name) that Me holds but no longer
+%% owns, as {Owner, Entries} batches of at most Size per owner, made as the stream is
+%% read: a batch comes out as soon as its owner has Size entries, so the first ones can
+%% move before all the entries are sorted out. The partial batches come last.
+-spec moves([tuple()], hp_ring:ring(), node(), pos_integer()) -> stream({node(), [tuple()]}).
+moves(Entries, Ring, Me, Size) when is_integer(Size), Size > 0 ->
+    fun() -> next_move(Entries, Ring, Me, Size, #{}) end.
+
+next_move([], Ring, Me, Size, Partial) ->
+    case maps:to_list(Partial) of
+        [] -> done;
+        [{Owner, {_, Batch}} | _] ->
+            Rest = maps:remove(Owner, Partial),
+            {{Owner, Batch}, fun() -> next_move([], Ring, Me, Size, Rest) end}
+    end;
+next_move([E | Entries], Ring, Me, Size, Partial) ->
+    case hp_ring:key_to_node(element(1, E), Ring) of
+        Owner when Owner =:= Me; Owner =:= {error, no_nodes} ->
+            next_move(Entries, Ring, Me, Size, Partial);
+        Owner ->
+            case maps:get(Owner, Partial, {0, []}) of
+                {Count, Batch} when Count + 1 =:= Size ->
+                    Rest = maps:remove(Owner, Partial),
+                    {{Owner, [E | Batch]}, fun() -> next_move(Entries, Ring, Me, Size, Rest) end};
+                {Count, Batch} ->
+                    next_move(Entries, Ring, Me, Size, Partial#{Owner => {Count + 1, [E | Batch]}})
+            end
     end.
 
 %% The first pid among answers from several nodes (erpc:multicall results).

@@ -31,23 +31,44 @@ successor_becomes_owner_when_owner_leaves_test() ->
                       hp_ring:key_to_node(K, hp_ring:remove_node(Owner, Ring)))
      end || K <- lists:seq(1, 1000)].
 
-moving_keeps_only_names_owned_elsewhere_test() ->
+%% Every entry read out of a stream of moves, with its batch's owner.
+read_moves(Stream) ->
+    case Stream() of
+        done -> [];
+        {{Owner, Batch}, Rest} -> [{Owner, Batch} | read_moves(Rest)]
+    end.
+
+moves_keep_only_names_owned_elsewhere_in_batches_per_owner_test() ->
     Ring = hp_ring:new(nodes3()),
     Entries = [{K, x} || K <- lists:seq(1, 300)],
-    Moving = hp_registry_plan:moving(Entries, Ring, 'a@h'),
-    ?assert(length(Moving) > 0),
-    ?assert(length(Moving) < 300),
-    [?assertNotEqual('a@h', hp_ring:key_to_node(K, Ring)) || {K, _} <- Moving],
-    ?assertEqual([], hp_registry_plan:moving(Entries, hp_ring:new(), 'a@h')).
+    Batches = read_moves(hp_registry_plan:moves(Entries, Ring, 'a@h', 40)),
+    Moving = lists:append([Batch || {_, Batch} <- Batches]),
+    ?assertEqual(lists:sort([E || {K, _} = E <- Entries, hp_ring:key_to_node(K, Ring) =/= 'a@h']),
+                 lists:sort(Moving)),
+    ?assert(length(Moving) > 0 andalso length(Moving) < 300),
+    [begin
+         ?assert(length(Batch) =< 40),
+         [?assertEqual(Owner, hp_ring:key_to_node(K, Ring)) || {K, _} <- Batch]
+     end || {Owner, Batch} <- Batches],
+    ?assertEqual([], read_moves(hp_registry_plan:moves(Entries, hp_ring:new(), 'a@h', 40))).
+
+%% The first full batch comes out before the rest of the entries is looked at: an entry
+%% that cannot be placed (a key_to_node that crashes) does not hold it up.
+moves_give_a_full_batch_before_reading_on_test() ->
+    Ring = hp_ring:new(nodes3()),
+    Owned = [{K, x} || K <- lists:seq(1, 200), hp_ring:key_to_node(K, Ring) =:= 'b@h'],
+    {{'b@h', First}, _} = (hp_registry_plan:moves(Owned ++ [not_an_entry], Ring, 'a@h', 5))(),
+    ?assertEqual(5, length(First)).
 
 a_join_moves_names_only_to_the_new_node_test() ->
     Old = hp_ring:new(nodes3()),
     New = hp_ring:add_node('d@h', Old),
-    [?assertEqual('d@h', hp_ring:key_to_node(K, New))
+    [?assertEqual('d@h', Owner)
      || Me <- nodes3(),
-        {K, _} <- hp_registry_plan:moving([{K1, x} || K1 <- lists:seq(1, 500),
-                                                     hp_ring:key_to_node(K1, Old) =:= Me],
-                                          New, Me)].
+        {Owner, _} <- read_moves(
+                        hp_registry_plan:moves([{K1, x} || K1 <- lists:seq(1, 500),
+                                                           hp_ring:key_to_node(K1, Old) =:= Me],
+                                               New, Me, 50))].
 
 chunks_test() ->
     ?assertEqual([], hp_registry_plan:chunks([], 3)),
@@ -66,6 +87,24 @@ parallel_keeps_order_and_survives_crashes_test() ->
     ?assertEqual(2, hd(Results)),
     ?assertEqual({error, boom}, lists:nth(3, Results)),
     ?assertEqual(1200, lists:last(Results)).
+
+%% One slow item does not hold up the others: a wave of Width at a time would take
+%% 400 + 3 x 100 ms here; and never more than Width run at once.
+parallel_starts_the_next_as_soon_as_one_ends_test() ->
+    Running = atomics:new(2, []),  %% 1: running now, 2: most at once
+    Run = fun(Ms) ->
+                  Now = atomics:add_get(Running, 1, 1),
+                  Most = atomics:get(Running, 2),
+                  Now > Most andalso atomics:compare_exchange(Running, 2, Most, Now),
+                  timer:sleep(Ms),
+                  atomics:sub(Running, 1, 1),
+                  Ms
+          end,
+    T0 = erlang:monotonic_time(millisecond),
+    Items = [400, 100, 100, 100, 100, 100, 100],
+    ?assertEqual(Items, hp_handoff:parallel(Run, Items, 2)),
+    ?assert(erlang:monotonic_time(millisecond) - T0 < 650),
+    ?assertEqual(2, atomics:get(Running, 2)).
 
 parallel_runs_a_batch_at_once_test() ->
     T0 = erlang:monotonic_time(millisecond),
