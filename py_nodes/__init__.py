@@ -29,6 +29,7 @@ Processes (all synchronous unless marked ``await``)::
     await node.connect(name) -> bool; node.disconnect(name) -> bool; node.nodes()
     node.process(pid) -> Process | None; node.processes(); node.registered()
     node.make_ref(); node.monitor_count()  # monitors held by/on our processes (leak checks)
+    node.notify_exit(pid, callback) -> bool  # callback(pid, reason) once, when pid exits
 
 ``node.call`` raises :class:`NoProc`, :class:`NodeDown`, :class:`CallTimeout` or
 :class:`CallExit` (``.reason`` is the callee's exit reason). As ``gen_server:call``

@@ -236,6 +236,19 @@ class Node(Router):
     def processes(self) -> list[Pid]:
         return list(self._procs)
 
+    def notify_exit(self, pid: Pid, callback: Callable[[Pid, Any], None]) -> bool:
+        """Call ``callback(pid, reason)`` once, when the local process ``pid`` exits.
+
+        A monitor for Python code of this node that watches many processes: no
+        reference, no ``DOWN`` message. One callback per process (a second call replaces
+        the first). Returns False, and never calls it, when there is no such process.
+        """
+        proc = self._procs.get(pid)
+        if proc is None:
+            return False
+        proc._on_exit = callback
+        return True
+
     def register(self, name: Atom | str, pid: Pid) -> None:
         atom = _name_atom(name)
         proc = self._procs.get(pid)
@@ -291,6 +304,12 @@ class Node(Router):
         if self._alias_owners:
             for alias in self._alias_owners.pop(pid, ()):
                 del self._aliases[alias]
+        on_exit, proc._on_exit = proc._on_exit, None
+        if on_exit is not None:
+            try:
+                on_exit(pid, reason)
+            except Exception:
+                log.exception("exit callback of %r raised", pid)
         monitoring, proc._monitoring = proc._monitoring, None
         for ref, monitored in (monitoring or {}).items():
             self._drop_monitor(pid, ref, monitored)

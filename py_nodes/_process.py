@@ -28,7 +28,7 @@ import asyncio
 import collections
 import inspect
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from py_nodes._terms import Atom, Pid, Reference, untrack
@@ -72,6 +72,7 @@ class Process:
         "_mailbox",
         "_monitored_by",
         "_monitoring",
+        "_on_exit",
         "_task",
         "name",
         "node",
@@ -95,6 +96,8 @@ class Process:
     _monitoring: dict[Reference, Pid | tuple[Atom, Atom]] | None
     _mailbox: collections.deque[Any] | None
     _task: asyncio.Task[None] | None
+    # node.notify_exit's callback: a monitor without a reference, message or frame.
+    _on_exit: Callable[[Pid, Any], None] | None
 
     def _attach(self, node: Node, pid: Pid) -> None:
         self.node = node
@@ -108,6 +111,7 @@ class Process:
         self._monitoring = None
         self._mailbox = None
         self._task = None
+        self._on_exit = None
 
     # -- callbacks ----------------------------------------------------------------
 

@@ -201,3 +201,20 @@ async def test_sigterm_unregisters_from_epmd(cookie: str) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_notify_exit_calls_back_once_with_the_reason(cookie: str) -> None:
+    async with running_node(cookie) as node:
+        exits: list[tuple[Pid, Any]] = []
+        first, second, third = (node.spawn(MailboxProcess) for _ in range(3))
+        assert node.notify_exit(first, lambda pid, reason: exits.append((pid, reason)))
+        assert node.notify_exit(second, lambda pid, reason: exits.append((pid, reason)))
+        # a second callback replaces the first
+        assert node.notify_exit(second, lambda pid, reason: exits.append((pid, ("2nd", reason))))
+        node.exit(first, Atom("kill"))
+        node.exit(second, Atom("bye"))
+        node.exit(third, Atom("bye"))
+        assert exits == [(first, KILLED), (second, ("2nd", Atom("bye")))]
+        # gone already: no callback, ever
+        assert not node.notify_exit(first, lambda pid, reason: exits.append((pid, reason)))
+        assert len(exits) == 2
