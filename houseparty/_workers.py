@@ -95,6 +95,9 @@ START = Atom("start")
 START_MANY = Atom("start_many")
 BEGIN_HANDOFFS = Atom("begin_handoffs")
 STOP_HANDED_OFF = Atom("stop_handed_off")
+WATCH = Atom("watch")
+EXITED = Atom("hp_exits")
+NOPROC = Atom("noproc")
 RESTART = Atom("restart")
 BUSY = Atom("busy")
 DESTINATION_FULL = (ERROR, Atom("destination_full"))
@@ -443,17 +446,21 @@ class WorkerStarter(GenServer):
                                           the state a handoff gave (``end_handoff``)
     ``{begin_handoffs, [Pid]}``           per pid: its ``begin_handoff`` reply, or ``busy``
     ``{stop_handed_off, [Pid]}`` (send)   ``{swarm, die}`` to each
+    ``{watch, Registry, [Pid]}`` (send)   ``Registry ! {hp_exits, [Pid]}`` once they exit,
+                                          many in one message; at once for those gone
     ``{dump_rooms, [Pid]}``               ``[{Room, [Person]}]`` of those that are rooms
     ``memory``                            RSS and process count of this node
     ==================================== ============================================
     """
 
-    __slots__ = ("sidecar",)
+    __slots__ = ("exit_reports", "sidecar")
 
     sidecar: Atom
+    exit_reports: dict[Pid, _ExitReport]
 
     def init(self, sidecar: Atom) -> None:
         self.sidecar = sidecar
+        self.exit_reports = {}
 
     def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Reply:
         if type(request) is tuple and len(request) == 2 and request[0] is DUMP_ROOMS:
@@ -503,6 +510,22 @@ class WorkerStarter(GenServer):
         if type(message) is tuple and len(message) == 2 and message[0] is STOP_HANDED_OFF:
             for pid in message[1] if type(message[1]) is list else ():
                 self.send(pid, (SWARM, DIE))
+        elif (
+            type(message) is tuple and len(message) == 3 and message[0] is WATCH
+            and type(message[1]) is Pid and type(message[2]) is list
+        ):  # fmt: skip
+            self._watch(message[1], message[2])
+
+    def _watch(self, registry: Pid, pids: list[Any]) -> None:
+        # The registry's monitor on each worker, without a MONITOR_P, a reference and a
+        # watcher entry per worker: the exits go back in batches.
+        report = self.exit_reports.get(registry)
+        if report is None:
+            report = self.exit_reports[registry] = _ExitReport(self, registry)
+        node = self.node
+        for pid in pids:
+            if type(pid) is not Pid or not node.notify_exit(pid, report):
+                report(pid, NOPROC)
 
     def _begin_handoff(self, pid: Any) -> Any:
         # What the worker would answer {swarm, begin_handoff}, asked in place: only when
@@ -529,6 +552,28 @@ class WorkerStarter(GenServer):
             if type(room) is RoomWorker and room.alive and not room.handed_off:
                 rooms.append(room.dump())
         return rooms
+
+
+class _ExitReport:
+    """``Registry ! {hp_exits, [Pid]}`` for the watched processes that exited during one
+    turn of the event loop."""
+
+    __slots__ = ("pending", "registry", "starter")
+
+    def __init__(self, starter: WorkerStarter, registry: Pid) -> None:
+        self.starter = starter
+        self.registry = registry
+        self.pending: list[Any] = []
+
+    def __call__(self, pid: Any, reason: Any) -> None:
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.pending.append(pid)
+
+    def flush(self) -> None:
+        pids, self.pending = self.pending, []
+        if self.starter.alive:  # not while the node stops
+            self.starter.send(self.registry, (EXITED, pids))
 
 
 def _rss_bytes() -> int:

@@ -14,7 +14,7 @@
 -module(hp_python).
 
 -export([start_worker/3, start_workers/1, begin_handoffs/1, take_over/1, stop_handed_off/1,
-         python_node/0]).
+         watch/1, python_node/0]).
 
 -define(APP, houseparty_sidecar).
 -define(CONNECT_TIMEOUT, 2000).
@@ -72,6 +72,20 @@ stop_handed_off([]) ->
     ok;
 stop_handed_off([Pid | _] = Pids) ->
     {hp_workers, node(Pid)} ! {stop_handed_off, Pids},
+    ok.
+
+%% The calling process (the registry) is told when each of Pids, processes of one Python
+%% node, exits, many in one message, and at once for those already gone: a monitor each,
+%% without a MONITOR_P, a reference and a DOWN per process.
+%%
+%%   {hp_workers, node(Pid)} ! {watch, self(), [Pid]}   ->   self() ! {hp_exits, [Pid]}
+%%
+%% When that node goes down, nothing more comes: its nodedown stands for the exits.
+-spec watch([pid()]) -> ok.
+watch([]) ->
+    ok;
+watch([Pid | _] = Pids) ->
+    {hp_workers, node(Pid)} ! {watch, self(), Pids},
     ok.
 
 %% {swarm, begin_handoff} to many workers of one Python node at once (hp_handoff's batch

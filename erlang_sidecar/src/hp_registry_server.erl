@@ -35,8 +35,14 @@
 %%
 %% A registration with an MFA is copied (name, MFA, groups) to the next node on the ring,
 %% the successor, so that when the owner dies the successor can restart it. Every pid
-%% (names and groups) is monitored; DOWN drops what it held. Handoff work never runs in
-%% this process: hp_handoff workers do it and report back with the calls above.
+%% (names and groups) is watched; its DOWN drops what it held. A process of this pod's
+%% Python node is watched by that node's hp_workers instead of a monitor each:
+%%
+%%   {hp_workers, PyNode} ! {watch, Registry, [Pid]}   (hp_python:watch/1)
+%%   {hp_exits, [Pid]}          ->  the DOWN of each; PyNode's nodedown that of them all
+%%
+%% Handoff work never runs in this process: hp_handoff workers do it and report back with
+%% the calls above.
 -module(hp_registry_server).
 -behaviour(gen_server).
 
@@ -47,11 +53,15 @@
 -define(NAMES, hp_registry_names).      %% {Name, Pid, MFA | undefined, Groups}
 -define(PIDX, hp_registry_pidx).        %% bag of {Pid, {name, Name} | {group, Group}}
 -define(GROUPS, hp_registry_groups).    %% {{Group, Pid}}
--define(MONS, hp_registry_mons).        %% {Pid, MonitorRef}
+-define(MONS, hp_registry_mons).        %% {Pid, MonitorRef | ?REPORTED}
 -define(REPLICAS, hp_registry_replicas).%% {Name, Owner, MFA, Groups}
 -define(PENDING, hp_registry_pending).  %% {Name, Ref}: being started or handed over
 -define(META, hp_registry_meta).        %% {settling, #{Node => Deadline}}, {ring_changed, T}
 -define(SETTLE_MS, 30000).
+%% In ?MONS instead of a monitor: the pod's Python node reports the pid's exit.
+-define(REPORTED, reported).
+-define(REPORTING_NODE, {?MODULE, reporting_node}).
+-define(TO_WATCH, {?MODULE, to_watch}).
 -define(RING_CHANGE_MS, 5000).
 %% The ring is read on every call of the API, so it is a persistent term (no copy per
 %% read); it changes only when membership does.
@@ -137,6 +147,7 @@ init([]) ->
     Joined = case application:get_env(houseparty_sidecar, join_with_python, false) of
                  true ->
                      ok = net_kernel:monitor_nodes(true, [{node_type, hidden}]),
+                     put(?REPORTING_NODE, hp_python:python_node()),
                      lists:member(hp_python:python_node(), nodes(hidden));
                  false ->
                      true
@@ -146,7 +157,12 @@ init([]) ->
 
 -spec handle_call(term(), gen_server:from(), #state{}) ->
           {reply, term(), #state{}} | {noreply, #state{}}.
-handle_call({reserve, Name, Mode}, {Caller, _} = From, State) ->
+handle_call(Request, From, State) ->
+    Result = call(Request, From, State),
+    send_watches(),
+    Result.
+
+call({reserve, Name, Mode}, {Caller, _} = From, State) ->
     Owner = hp_ring:key_to_node(Name, ring()),
     Reserved = maps:find(Name, State#state.reservations),
     if
@@ -170,7 +186,7 @@ handle_call({reserve, Name, Mode}, {Caller, _} = From, State) ->
                     {reply, Reserved1, State1}
             end
     end;
-handle_call({register_mfa, Name, MFA}, From, State) ->
+call({register_mfa, Name, MFA}, From, State) ->
     Owner = hp_ring:key_to_node(Name, ring()),
     if
         State#state.draining; Owner =/= node() ->
@@ -201,11 +217,11 @@ handle_call({register_mfa, Name, MFA}, From, State) ->
                                  starts = (State#state.starts)#{Ref => From}}}
             end
     end;
-handle_call({commit, Name, Ref, Pid, MFA, Groups}, _From, State) ->
+call({commit, Name, Ref, Pid, MFA, Groups}, _From, State) ->
     {Reply, State1} = commit(Name, Ref, Pid, MFA, Groups, State),
     Reply =:= ok andalso replicate([{Name, MFA, Groups}]),
     {reply, Reply, State1};
-handle_call({reserve_many, Names, Mode}, {Caller, _}, State) ->
+call({reserve_many, Names, Mode}, {Caller, _}, State) ->
     %% A batch takes only what is plain: for a name another caller is reserving, and in
     %% check mode while names may be moving, the answer is single and that name goes
     %% the way of reserve/register_name, which knows how to wait for them. Force (a
@@ -227,7 +243,7 @@ handle_call({reserve_many, Names, Mode}, {Caller, _}, State) ->
                   end
           end, State, Names),
     {reply, Answers, State1};
-handle_call({commit_many, Entries}, _From, State) ->
+call({commit_many, Entries}, _From, State) ->
     {Committed, State1} =
         lists:foldl(fun({Name, Ref, Pid, MFA, Groups}, {Acc, St}) ->
                             case commit(Name, Ref, Pid, MFA, Groups, St) of
@@ -237,7 +253,7 @@ handle_call({commit_many, Entries}, _From, State) ->
                     end, {[], State}, Entries),
     replicate(Committed),
     {reply, ok, State1};
-handle_call({abort, Name, Ref}, _From, State) ->
+call({abort, Name, Ref}, _From, State) ->
     case maps:find(Name, State#state.reservations) of
         {ok, {Ref, Mon, Waiters}} ->
             [gen_server:reply(W, retry) || W <- Waiters],
@@ -245,7 +261,7 @@ handle_call({abort, Name, Ref}, _From, State) ->
         _ ->
             {reply, ok, State}
     end;
-handle_call({register_pid, Name, Pid}, _From, State) ->
+call({register_pid, Name, Pid}, _From, State) ->
     Owner = hp_ring:key_to_node(Name, ring()),
     if
         State#state.draining; Owner =/= node() ->
@@ -259,7 +275,7 @@ handle_call({register_pid, Name, Pid}, _From, State) ->
                     {reply, yes, State}
             end
     end;
-handle_call({unregister, Name}, _From, State) ->
+call({unregister, Name}, _From, State) ->
     case ets:lookup(?NAMES, Name) of
         [{_, Pid, MFA, _}] ->
             delete_name(Name, Pid, MFA),
@@ -270,13 +286,13 @@ handle_call({unregister, Name}, _From, State) ->
                 _ -> {reply, ok, State}
             end
     end;
-handle_call({handed_off, Name, Pid}, _From, State) ->
+call({handed_off, Name, Pid}, _From, State) ->
     drop_handed_off(Name, Pid),
     {reply, ok, State};
-handle_call({handed_off_many, NamePids}, _From, State) ->
+call({handed_off_many, NamePids}, _From, State) ->
     [drop_handed_off(Name, Pid) || {Name, Pid} <- NamePids],
     {reply, ok, State};
-handle_call({join, Group, Pid, IfNamed}, _From, State) ->
+call({join, Group, Pid, IfNamed}, _From, State) ->
     Named = names_of(Pid),
     case {Named, IfNamed} of
         {[], if_named} ->
@@ -286,33 +302,33 @@ handle_call({join, Group, Pid, IfNamed}, _From, State) ->
             [update_groups(N, fun(Gs) -> lists:usort([Group | Gs]) end) || N <- Named],
             {reply, ok, State}
     end;
-handle_call({leave, Group, Pid}, _From, State) ->
+call({leave, Group, Pid}, _From, State) ->
     ets:delete(?GROUPS, {Group, Pid}),
     unindex(Pid, {group, Group}),
     Named = names_of(Pid),
     [update_groups(N, fun(Gs) -> lists:delete(Group, Gs) end) || N <- Named],
     {reply, ok, State};
-handle_call({leaving, From}, _From, State) ->
+call({leaving, From}, _From, State) ->
     {reply, ok, mark_settling(From, remove_peer(From, State))};
-handle_call(drain, From, #state{draining = false} = State) ->
+call(drain, From, #state{draining = false} = State) ->
     set_ring(hp_ring:new(State#state.peers)),
     Peers = State#state.peers,
     Self = self(),
     spawn_link(fun() -> hp_handoff:drain(Peers), Self ! drained end),
     {noreply, cancel_rebalance(State#state{draining = true, drain_waiters = [From]})};
-handle_call(drain, From, #state{drain_waiters = Waiters} = State) when is_list(Waiters) ->
+call(drain, From, #state{drain_waiters = Waiters} = State) when is_list(Waiters) ->
     %% Race: a second drain (the Python node's, then prep_stop's) while the first runs:
     %% it returns when the names have moved, not before.
     {noreply, State#state{drain_waiters = [From | Waiters]}};
-handle_call(drain, _From, State) ->
+call(drain, _From, State) ->
     {reply, ok, State};
-handle_call(info, _From, State) ->
+call(info, _From, State) ->
     {reply, #{peers => State#state.peers, draining => State#state.draining,
               names => ets:info(?NAMES, size), replicas => ets:info(?REPLICAS, size),
               settling => settling(), memory_words =>
                   lists:sum([ets:info(T, memory) || T <- [?NAMES, ?PIDX, ?MONS, ?REPLICAS]])},
      State};
-handle_call(_Other, _From, State) ->
+call(_Other, _From, State) ->
     {reply, {error, bad_request}, State}.
 
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
@@ -350,7 +366,12 @@ handle_cast(_Other, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
-handle_info({nodeup, Node, [{node_type, hidden}]}, #state{joined = false} = State) ->
+handle_info(Message, State) ->
+    Result = message(Message, State),
+    send_watches(),
+    Result.
+
+message({nodeup, Node, [{node_type, hidden}]}, #state{joined = false} = State) ->
     case Node =:= hp_python:python_node() of
         true ->
             hello_all(),
@@ -358,18 +379,22 @@ handle_info({nodeup, Node, [{node_type, hidden}]}, #state{joined = false} = Stat
         false ->
             {noreply, State}
     end;
-handle_info({Up, _Node, [{node_type, hidden}]}, State) when Up =:= nodeup; Up =:= nodedown ->
+message({nodedown, Node, [{node_type, hidden}]}, State) ->
+    %% This pod's Python node is gone: so is every process on it that hp_workers watched.
+    [pid_down(Pid, ?REPORTED) || [Pid] <- ets:match(?MONS, {'$1', ?REPORTED}), node(Pid) =:= Node],
     {noreply, State};
-handle_info({nodeup, _Node, _}, #state{joined = false} = State) ->
+message({nodeup, _Node, [{node_type, hidden}]}, State) ->
     {noreply, State};
-handle_info({nodeup, Node, _}, State) ->
+message({nodeup, _Node, _}, #state{joined = false} = State) ->
+    {noreply, State};
+message({nodeup, Node, _}, State) ->
     %% Race: nodeup during drain: no hello, or the new node would place names here.
     case placement(Node) andalso not State#state.draining of
         true -> hello(Node);
         false -> ok
     end,
     {noreply, State};
-handle_info({nodedown, Node, _}, State) ->
+message({nodedown, Node, _}, State) ->
     [{settling, S}] = ets:lookup(?META, settling),
     ets:insert(?META, {settling, maps:remove(Node, S)}),
     State1 = remove_peer(Node, State),
@@ -383,7 +408,7 @@ handle_info({nodedown, Node, _}, State) ->
             spawn_link(fun() -> hp_handoff:restart_replicas(Node, Replicas, Ring) end)
     end,
     {noreply, maybe_resync(State1)};
-handle_info({started, Name, Ref, MFA, Result}, State) ->
+message({started, Name, Ref, MFA, Result}, State) ->
     %% The starter's report comes before its DOWN (one sender, in order), so the
     %% reservation is still there.
     {ok, {Ref, Mon, Waiters}} = maps:find(Name, State#state.reservations),
@@ -398,7 +423,10 @@ handle_info({started, Name, Ref, MFA, Result}, State) ->
     end,
     gen_server:reply(From, Result),
     {noreply, release(Name, Mon, State#state{starts = Starts})};
-handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
+message({hp_exits, Pids}, State) when is_list(Pids) ->
+    [pid_down(Pid, ?REPORTED) || Pid <- Pids, is_pid(Pid)],
+    {noreply, State};
+message({'DOWN', Mon, process, Pid, Reason}, State) ->
     case maps:take(Mon, State#state.res_mons) of
         {Name, ResMons} ->
             %% The reserving process (or starter) died before it committed.
@@ -413,12 +441,12 @@ handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
             pid_down(Pid, Mon),
             {noreply, State}
     end;
-handle_info(drained, #state{drain_waiters = Waiters} = State) when is_list(Waiters) ->
+message(drained, #state{drain_waiters = Waiters} = State) when is_list(Waiters) ->
     [gen_server:reply(W, ok) || W <- Waiters],
     {noreply, State#state{drain_waiters = done}};
-handle_info(rebalance, State) ->
+message(rebalance, State) ->
     {noreply, start_rebalance(State#state{rebalance_timer = undefined})};
-handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->
+message({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->
     State1 = State#state{rebalancer = undefined},
     case State1#state.rebalance_again of
         true ->
@@ -429,12 +457,12 @@ handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->
             [gen_server:cast({?SERVER, P}, {handoff_done, node()}) || P <- State#state.peers],
             {noreply, maybe_resync(State1#state{resync_due = true})}
     end;
-handle_info(resync, State) ->
+message(resync, State) ->
     {noreply, maybe_resync(State)};
-handle_info({'EXIT', Pid, Reason}, #state{rebalancer = Pid} = State) when Reason =/= normal ->
+message({'EXIT', Pid, Reason}, #state{rebalancer = Pid} = State) when Reason =/= normal ->
     logger:warning("hp_registry: rebalance failed: ~p", [Reason]),
     {noreply, schedule_rebalance(State#state{rebalancer = undefined, rebalance_again = false})};
-handle_info(_Other, State) ->
+message(_Other, State) ->
     {noreply, State}.
 
 -spec terminate(term(), #state{}) -> ok.
@@ -614,12 +642,42 @@ cast_successor(Name, Msg) ->
         Node -> gen_server:cast({?SERVER, Node}, Msg)
     end.
 
-%% Every pid is monitored once, however many names and groups it holds.
+%% Every pid is watched once, however many names and groups it holds: with a monitor,
+%% or, for a process of this pod's Python node, by that node's hp_workers, which reports
+%% the exits of many in one {hp_exits, Pids} instead of a DOWN each (and the Python node's
+%% nodedown stands for the DOWN of all of them). The pids to watch so go out together at
+%% the end of the callback (send_watches/0).
 index(Pid, Tag) ->
     ets:insert(?PIDX, {Pid, Tag}),
     case ets:member(?MONS, Pid) of
-        true -> ok;
-        false -> ets:insert(?MONS, {Pid, erlang:monitor(process, Pid)})
+        true ->
+            ok;
+        false ->
+            case reported_by_python(node(Pid)) of
+                true ->
+                    ets:insert(?MONS, {Pid, ?REPORTED}),
+                    put(?TO_WATCH, [Pid | get_list(?TO_WATCH)]);
+                false ->
+                    ets:insert(?MONS, {Pid, erlang:monitor(process, Pid)})
+            end
+    end.
+
+%% Only while the Python node is connected: a monitor on a pid of a node that is gone
+%% gives its DOWN at once, a watch request would be lost. And only when this registry
+%% hears of that node's nodedown (join_with_python).
+reported_by_python(Node) ->
+    Node =:= get(?REPORTING_NODE) andalso lists:member(Node, nodes(hidden)).
+
+send_watches() ->
+    case erase(?TO_WATCH) of
+        undefined -> ok;
+        Pids -> hp_python:watch(Pids)
+    end.
+
+get_list(Key) ->
+    case get(Key) of
+        undefined -> [];
+        List -> List
     end.
 
 unindex(Pid, Tag) ->
@@ -637,6 +695,9 @@ names_of(Pid) ->
 
 drop_monitor(Pid) ->
     case ets:lookup(?MONS, Pid) of
+        [{_, ?REPORTED}] ->
+            %% Its exit report, when it comes, finds nothing here and is dropped.
+            ets:delete(?MONS, Pid);
         [{_, Mon}] ->
             erlang:demonitor(Mon),
             ets:delete(?MONS, Pid);

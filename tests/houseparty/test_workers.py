@@ -1,8 +1,13 @@
 """``hp_workers``, the batch requests of the sidecars, on a real cluster: many rooms at
-once, a pod's rooms handed over in batches with their state, and bad requests."""
+once, a pod's rooms handed over in batches with their state, the exits it reports to
+the registry in place of a monitor per worker, and bad requests."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +17,16 @@ from py_nodes._terms import Atom
 from tests.houseparty.conftest import Cluster
 
 ERROR = Atom("error")
+ROOM = Atom("room")
+UNDEFINED = Atom("undefined")
+
+
+def _eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
 
 
 def _ask_workers(cluster: Cluster, pod: int, request: Any) -> Any:
@@ -78,3 +93,42 @@ def test_bad_batch_requests_get_errors_and_change_nothing(cluster: Cluster) -> N
     with cluster.client() as hp:
         assert hp.dump() == {}
         assert hp.rpc("hp_registry", "registered", []) == []
+
+
+def test_the_registry_forgets_workers_that_exit_and_those_of_a_lost_python_node(
+    cluster: Cluster,
+) -> None:
+    rooms = [f"den_{i}" for i in range(600)]
+    py2 = cluster.pods[1].python_node
+    with cluster.client() as hp:
+        hp.add_rooms(rooms)
+        held = {name[1].name: pid for name, pid in hp.rpc("hp_registry", "registered", [])}
+        # A killed worker, a worker that stops, and one handed a bad message that makes it
+        # stop: each name goes, as a DOWN would take it.
+        doomed = ["den_7", "den_8"]
+        hp.rpc("erlang", "exit", [held["den_7"], Atom("kill")])
+        hp.rpc("erlang", "send", [held["den_8"], (Atom("swarm"), Atom("die"))])
+
+        def gone(name: str) -> bool:
+            return hp.rpc("hp_registry", "whereis_name", [(ROOM, Atom(name))]) == UNDEFINED
+
+        _eventually(lambda: all(gone(n) for n in doomed), f"{doomed} unregistered")
+        assert not gone("den_9")
+        # The registry no longer monitors the workers one by one.
+        monitors = hp.rpc("erlang", "process_info",
+                          [hp.rpc("erlang", "whereis", [Atom("hp_registry_server")]),
+                           Atom("monitors")])  # fmt: skip
+        assert not [m for m in monitors[1] if m[1].node.name.startswith("py")], monitors
+
+    on_py2 = {name for name, pid in held.items() if pid.node.name == py2} - set(doomed)
+    assert on_py2
+    pod = next(pod for spec, pod in cluster.runner.pods() if spec.index == 2)
+    assert pod.python_pid is not None
+    os.kill(pod.python_pid, signal.SIGKILL)
+    with cluster.client() as hp:
+
+        def names_left() -> set[str]:
+            return {name[1].name for name, _ in hp.rpc("hp_registry", "registered", [])}
+
+        _eventually(lambda: not (names_left() & on_py2), "the names on the lost node dropped")
+        assert names_left() == set(rooms) - set(doomed) - on_py2
