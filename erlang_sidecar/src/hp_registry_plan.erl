@@ -1,8 +1,8 @@
 %% Pure decisions of the registry: where a name's replica goes, which names move after a
-%% ring change, how work is cut into parallel batches. No processes, no ETS.
+%% ring change, in which batches. No processes, no ETS.
 -module(hp_registry_plan).
 
--export([successor/3, chunks/2, moves/4, first_pid/1, pids/1]).
+-export([successor/3, moves/4, first_pid/1, pids/1]).
 -export_type([stream/1]).
 
 %% A lazy sequence: each call gives the next item and the rest, or done.
@@ -15,19 +15,6 @@ successor(Name, Ring, Me) ->
     case [N || N <- hp_ring:key_to_nodes(Name, 3, Ring), N =/= Me] of
         [S | _] -> S;
         [] -> none
-    end.
-
-%% Items cut into lists of at most Size, in order.
--spec chunks([T], pos_integer()) -> [[T]].
-chunks([], _Size) ->
-    [];
-chunks(Items, Size) when is_integer(Size), Size > 0 ->
-    case length(Items) =< Size of
-        true ->
-            [Items];
-        false ->
-            {Chunk, Rest} = lists:split(Size, Items),
-            [Chunk | chunks(Rest, Size)]
     end.
 
 %% The entries (tuples whose first element is the name) that Me holds but no longer

@@ -70,11 +70,6 @@ a_join_moves_names_only_to_the_new_node_test() ->
                                                            hp_ring:key_to_node(K1, Old) =:= Me],
                                                New, Me, 50))].
 
-chunks_test() ->
-    ?assertEqual([], hp_registry_plan:chunks([], 3)),
-    ?assertEqual([[1, 2, 3], [4, 5, 6], [7]], hp_registry_plan:chunks(lists:seq(1, 7), 3)),
-    ?assertEqual([[1, 2]], hp_registry_plan:chunks([1, 2], 5)).
-
 first_pid_test() ->
     P = self(),
     ?assertEqual(P, hp_registry_plan:first_pid([{ok, undefined}, {error, {erpc, noconnection}},

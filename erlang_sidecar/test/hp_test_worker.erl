@@ -223,9 +223,4 @@ is_process_alive_anywhere(P) ->
     end.
 
 pmap(Fun, Items, Width, Ok) ->
-    Batches = hp_registry_plan:chunks(Items, max(1, (length(Items) + Width - 1) div Width)),
-    Parent = self(),
-    Pids = [spawn_link(fun() ->
-                               Parent ! {self(), [{I, R} || I <- B, R <- [Fun(I)], not Ok(R)]}
-                       end) || B <- Batches],
-    lists:append([receive {P, Failures} -> Failures end || P <- Pids]).
+    [{I, R} || {I, R} <- lists:zip(Items, hp_handoff:parallel(Fun, Items, Width)), not Ok(R)].
