@@ -5,7 +5,8 @@
 %% (hidden Python nodes never take part). The owner's hp_registry_server holds it in ETS;
 %% a lookup on the owner reads ETS, a lookup elsewhere is one erpc to the owner, and a
 %% registration is one call to the owner's registry (which runs the MFA there). The pid
-%% may live on any node (usually the owner's pod Python node); it is monitored, so a name
+%% may live on any node (usually the owner's pod Python node); it is watched (a monitor,
+%% or for the pod's own Python node its hp_workers, see hp_registry_server), so a name
 %% never outlives its process. register_many/3 (not in swarm) does many registrations
 %% with one erpc per owner, which reserves its share, starts it with one batch call and
 %% commits it (hp_registry_server's reserve_many / commit_many).

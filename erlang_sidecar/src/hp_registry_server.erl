@@ -147,8 +147,9 @@ init([]) ->
     Joined = case application:get_env(houseparty_sidecar, join_with_python, false) of
                  true ->
                      ok = net_kernel:monitor_nodes(true, [{node_type, hidden}]),
-                     put(?REPORTING_NODE, hp_python:python_node()),
-                     lists:member(hp_python:python_node(), nodes(hidden));
+                     PythonNode = hp_python:python_node(),
+                     put(?REPORTING_NODE, PythonNode),
+                     lists:member(PythonNode, nodes(hidden));
                  false ->
                      true
              end,
