@@ -1209,6 +1209,296 @@ check_ready(void)
     return S.ready;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Frames: the fast path of py_nodes._control.read_frames
+ *
+ * A buffer holds frames of Length:4 then Length bytes; an empty one is a tick.  A frame
+ * body is 112, the control tuple, then for some operations the message.  This loop cuts
+ * the frames, decodes both terms and builds the events of the operations whose fields are
+ * picked straight from the control tuple (the table of _control.py).  Any other frame
+ * (an operation with a builder of its own, a term the C decoder leaves to the pure one,
+ * anything malformed) goes to _control.decode_frame, which builds the event or raises the
+ * ProtocolError: that code stays the reference for what a frame means. */
+
+#define FRAME_OPS 64
+#define FRAME_FIELDS 8
+#define FIELD_MESSAGE (-2)
+#define FIELD_NONE (-1)
+
+typedef struct {
+    PyTypeObject *cls; /* NULL: decode_frame builds this operation */
+    int arity, with_message, nfields;
+    int fields[FRAME_FIELDS];
+} FrameOp;
+
+static struct {
+    FrameOp ops[FRAME_OPS];
+    PyObject *ProtocolError, *decode_frame, *tick;
+    PyTypeObject *Monitor, *Demonitor;
+    Py_ssize_t max_monitors;
+    int ready;
+} F;
+
+/* MONITOR_P and DEMONITOR_P frames: 112, 131, SMALL_TUPLE_EXT 4, SMALL_INTEGER_EXT, op. */
+static const unsigned char CTRL4_PREFIX[5] = {112, 131, 104, 4, 97};
+#define OP_MONITOR_P 19
+#define OP_DEMONITOR_P 20
+
+static PyObject *
+build_event(const FrameOp *op, PyObject *ctrl, PyObject *message)
+{
+    PyObject *lay = layout_of(op->cls);
+    if (lay == NULL)
+        return NULL;
+    if (PyBytes_GET_SIZE(lay) != op->nfields * (Py_ssize_t)sizeof(Py_ssize_t)) {
+        PyErr_Format(PyExc_TypeError, "%s does not have %d fields", op->cls->tp_name,
+                     op->nfields);
+        return NULL;
+    }
+    const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(lay);
+    PyObject *ev = new_slotted(op->cls);
+    if (ev == NULL)
+        return NULL;
+    for (int k = 0; k < op->nfields; k++) {
+        int f = op->fields[k];
+        PyObject *v = f == FIELD_MESSAGE ? message
+                      : f == FIELD_NONE  ? Py_None
+                                         : PyTuple_GET_ITEM(ctrl, f);
+        Py_INCREF(v);
+        SLOT(ev, off[k]) = v;
+    }
+    return ev;
+}
+
+/* The event of the frame body at b[start:end], or NULL with nothing set when decode_frame
+ * must look at it. */
+static PyObject *
+fast_frame(PyObject *buf, Py_ssize_t start, Py_ssize_t end)
+{
+    Buf B = {(const unsigned char *)PyBytes_AS_STRING(buf), end, buf};
+    Py_ssize_t pos = start + 1;
+    if (B.b[start] != 112 || end - pos < 2 || B.b[pos] != VERSION || B.b[pos + 1] == 80)
+        return NULL;
+    pos += 1;
+    PyObject *ctrl = dec(&B, &pos, 0), *message = NULL, *ev = NULL;
+    if (ctrl == NULL)
+        goto slow;
+    if (pos < end) {
+        if (end - pos < 2 || B.b[pos] != VERSION || B.b[pos + 1] == 80)
+            goto slow;
+        pos += 1;
+        if ((message = dec(&B, &pos, 0)) == NULL || pos != end)
+            goto slow;
+    }
+    if (!PyTuple_CheckExact(ctrl) || PyTuple_GET_SIZE(ctrl) == 0
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(ctrl, 0)))
+        goto slow;
+    long code = PyLong_AsLong(PyTuple_GET_ITEM(ctrl, 0));
+    if (code < 0 || code >= FRAME_OPS) {
+        PyErr_Clear();
+        goto slow;
+    }
+    const FrameOp *op = &F.ops[code];
+    if (op->cls == NULL || PyTuple_GET_SIZE(ctrl) != op->arity
+        || (op->with_message && message == NULL))
+        goto slow;
+    ev = build_event(op, ctrl, message);
+    Py_DECREF(ctrl);
+    Py_XDECREF(message);
+    return ev;
+slow:
+    PyErr_Clear();
+    Py_XDECREF(ctrl);
+    Py_XDECREF(message);
+    return NULL;
+}
+
+/* DEMONITOR_P of a MONITOR_P met before on this connection: the same bytes after the op. */
+static PyObject *
+known_demonitor(PyObject *monitors, PyObject *key)
+{
+    PyObject *known = PyDict_GetItemWithError(monitors, key);
+    if (known == NULL || !Py_IS_TYPE(known, F.Monitor))
+        return NULL;
+    Py_INCREF(known);
+    PyObject *ev = NULL;
+    if (PyDict_DelItem(monitors, key) == 0) {
+        PyObject *mlay = layout_of(F.Monitor), *dlay = layout_of(F.Demonitor);
+        if (mlay != NULL && dlay != NULL && PyBytes_GET_SIZE(mlay) == PyBytes_GET_SIZE(dlay)
+            && (ev = new_slotted(F.Demonitor)) != NULL) {
+            const Py_ssize_t *mo = (const Py_ssize_t *)PyBytes_AS_STRING(mlay);
+            const Py_ssize_t *dof = (const Py_ssize_t *)PyBytes_AS_STRING(dlay);
+            Py_ssize_t n = PyBytes_GET_SIZE(mlay) / (Py_ssize_t)sizeof(Py_ssize_t);
+            for (Py_ssize_t k = 0; k < n; k++) {
+                PyObject *v = SLOT(known, mo[k]);
+                Py_INCREF(v);
+                SLOT(ev, dof[k]) = v;
+            }
+        }
+    }
+    Py_DECREF(known);
+    return ev;
+}
+
+static int
+read_one(PyObject *buf, Py_ssize_t start, Py_ssize_t end, PyObject *monitors, PyObject *events)
+{
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(buf);
+    Py_ssize_t size = end - start;
+    int cached = size > 6 && memcmp(b + start, CTRL4_PREFIX, 5) == 0
+                 && (b[start + 5] == OP_MONITOR_P || b[start + 5] == OP_DEMONITOR_P);
+    PyObject *key = NULL, *ev = NULL;
+    if (cached && (key = PyBytes_FromStringAndSize((const char *)b + start + 6, size - 6)) == NULL)
+        return -1;
+    if (cached && b[start + 5] == OP_DEMONITOR_P) {
+        ev = known_demonitor(monitors, key);
+        if (ev == NULL && PyErr_Occurred())
+            goto error;
+    }
+    if (ev == NULL)
+        ev = fast_frame(buf, start, end);
+    if (ev == NULL) {
+        PyObject *body = PyBytes_FromStringAndSize((const char *)b + start, size);
+        if (body == NULL)
+            goto error;
+        ev = PyObject_CallOneArg(F.decode_frame, body);
+        Py_DECREF(body);
+        if (ev == NULL)
+            goto error;
+    }
+    if (cached && Py_IS_TYPE(ev, F.Monitor)) {
+        if (PyDict_GET_SIZE(monitors) >= F.max_monitors)
+            PyDict_Clear(monitors);
+        if (PyDict_SetItem(monitors, key, ev) < 0)
+            goto error;
+    }
+    Py_XDECREF(key);
+    int r = PyList_Append(events, ev);
+    Py_DECREF(ev);
+    return r;
+error:
+    Py_XDECREF(key);
+    Py_XDECREF(ev);
+    return -1;
+}
+
+/* read_frames(buf, max_size, monitors) -> (events, end, need) */
+static PyObject *
+c_read_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!F.ready) {
+        PyErr_SetString(PyExc_RuntimeError, "py_nodes._ccodec.setup_frames() was not called");
+        return NULL;
+    }
+    if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyDict_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "read_frames(buf: bytes, max_size, monitors: dict)");
+        return NULL;
+    }
+    PyObject *buf = args[0], *monitors = args[2];
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[1]);
+    if (max_size == -1 && PyErr_Occurred())
+        return NULL;
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(buf);
+    Py_ssize_t n = PyBytes_GET_SIZE(buf), pos = 0, need = 4;
+    PyObject *events = PyList_New(0);
+    if (events == NULL)
+        return NULL;
+    while (n - pos >= 4) {
+        Py_ssize_t size = (Py_ssize_t)rd32(b + pos);
+        if (size == 0) {
+            if (PyList_Append(events, F.tick) < 0)
+                goto error;
+            pos += 4;
+            continue;
+        }
+        if (size > max_size) {
+            PyErr_Format(F.ProtocolError, "frame of %zd bytes exceeds max_frame_size %zd", size,
+                         max_size);
+            goto error;
+        }
+        if (n - pos - 4 < size) {
+            need = 4 + size;
+            break;
+        }
+        if (read_one(buf, pos + 4, pos + 4 + size, monitors, events) < 0)
+            goto error;
+        pos += 4 + size;
+    }
+    return Py_BuildValue("(Nnn)", events, pos, need);
+error:
+    Py_DECREF(events);
+    return NULL;
+}
+
+static int
+frame_op(PyObject *code, PyObject *entry)
+{
+    long k = PyLong_AsLong(code);
+    if (k == -1 && PyErr_Occurred())
+        return -1;
+    if (k < 0 || k >= FRAME_OPS || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4) {
+        PyErr_SetString(PyExc_ValueError, "setup_frames(): op -> (arity, message, cls, fields)");
+        return -1;
+    }
+    FrameOp *op = &F.ops[k];
+    PyObject *cls = PyTuple_GET_ITEM(entry, 2), *fields = PyTuple_GET_ITEM(entry, 3);
+    memset(op, 0, sizeof(*op));
+    if (!PyTuple_Check(fields))
+        return 0; /* built by its own function: decode_frame does it */
+    op->arity = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
+    op->with_message = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
+    op->nfields = (int)PyTuple_GET_SIZE(fields);
+    if (!PyType_Check(cls) || op->nfields > FRAME_FIELDS || op->with_message < 0) {
+        PyErr_SetString(PyExc_ValueError, "setup_frames(): a bad operation entry");
+        return -1;
+    }
+    for (int f = 0; f < op->nfields; f++) {
+        long v = PyLong_AsLong(PyTuple_GET_ITEM(fields, f));
+        if (v < FIELD_MESSAGE || v >= op->arity) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "setup_frames(): a field out of range");
+            return -1;
+        }
+        op->fields[f] = (int)v;
+    }
+    op->cls = (PyTypeObject *)cls;
+    Py_INCREF(cls);
+    return 0;
+}
+
+static PyObject *
+c_setup_frames(PyObject *self, PyObject *kw)
+{
+    PyObject *ops = NULL, *max_monitors = NULL;
+    if (!check_ready())
+        return NULL;
+    if (!PyDict_Check(kw) || take(kw, "ProtocolError", &F.ProtocolError) < 0
+        || take(kw, "decode_frame", &F.decode_frame) < 0 || take(kw, "tick", &F.tick) < 0
+        || take_type(kw, "Monitor", &F.Monitor) < 0 || take_type(kw, "Demonitor", &F.Demonitor) < 0
+        || take(kw, "ops", &ops) < 0 || take(kw, "max_monitors", &max_monitors) < 0)
+        goto error;
+    F.max_monitors = PyLong_AsSsize_t(max_monitors);
+    if (F.max_monitors == -1 && PyErr_Occurred())
+        goto error;
+    if (!PyDict_Check(ops)) {
+        PyErr_SetString(PyExc_TypeError, "setup_frames(): ops must be a dict");
+        goto error;
+    }
+    Py_ssize_t it = 0;
+    PyObject *code, *entry;
+    while (PyDict_Next(ops, &it, &code, &entry))
+        if (frame_op(code, entry) < 0)
+            goto error;
+    F.ready = 1;
+    Py_DECREF(ops);
+    Py_DECREF(max_monitors);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(ops);
+    Py_XDECREF(max_monitors);
+    return NULL;
+}
+
 static PyObject *
 w_decode(PyObject *self, PyObject *data)
 {
@@ -1235,6 +1525,10 @@ static PyMethodDef methods[] = {
     {"encode", w_encode, METH_O, "Encode a term, with the 131 version byte."},
     {"make", (PyCFunction)(void (*)(void))c_make, METH_FASTCALL,
      "make(cls, *values): a slotted instance, its slots set in order, __init__ skipped."},
+    {"setup_frames", c_setup_frames, METH_O,
+     "Wire read_frames() to py_nodes._control's events and operation table."},
+    {"read_frames", (PyCFunction)(void (*)(void))c_read_frames, METH_FASTCALL,
+     "read_frames(buf, max_size, monitors) -> (events, end, need)"},
     {"untrack", c_untrack, METH_O,
      "untrack(obj) -> obj, no longer tracked by the cyclic collector. Only for objects that"
      " can never be part of a reference cycle (atoms, pids, references, ports)."},

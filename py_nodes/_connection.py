@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import enum
 import struct
+from typing import NoReturn
 
-from py_nodes._codec import build_frozen
-from py_nodes._control import ControlEvent, Demonitor, Monitor, Tick, decode_frame, encode_event
+from py_nodes._control import ControlEvent, Monitor, Tick, encode_event, read_frames
 from py_nodes._errors import ConnectionLost, ProtocolError
 
 __all__ = ["DEFAULT_MAX_FRAME_SIZE", "Connection", "ConnectionPair", "ConnectionState"]
@@ -27,13 +27,6 @@ __all__ = ["DEFAULT_MAX_FRAME_SIZE", "Connection", "ConnectionPair", "Connection
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 _LENGTH = struct.Struct(">I")
 _TICK_FRAME = b"\x00\x00\x00\x00"
-# MONITOR_P is {19, From, To, Ref} and its DEMONITOR_P is {20, From, To, Ref}: the same
-# bytes after the operation. gen_server:call sends both for every call, so a
-# DEMONITOR_P is looked up by those bytes instead of being decoded again.
-_CTRL4_PREFIX = b"p\x83h\x04a"
-_MONITOR_P, _DEMONITOR_P = 19, 20
-_MONITOR_CACHE_MAX = 4096
-_TICK = Tick()
 
 
 class ConnectionState(enum.Enum):
@@ -65,7 +58,7 @@ class Connection:
         self._in = bytearray()  # the start of a frame not complete yet
         self._need = 4  # how many bytes _in needs to hold a complete frame
         self._out: list[bytes] = []
-        self._monitor_frames: dict[bytes, Monitor] = {}
+        self._monitor_frames: dict[bytes, Monitor] = {}  # see read_frames
         # Activity marks, cleared by the driver at each tick check.
         self.sent_since_check = False
         self.received_since_check = False
@@ -97,48 +90,17 @@ class Connection:
             buf = bytes(pending)
             pending.clear()
         else:
-            buf = data
-        events: list[ControlEvent] = []
-        monitors = self._monitor_frames
-        max_size = self.max_frame_size
-        pos = 0
-        end = len(buf)
-        need = 4
-        while end - pos >= 4:
-            (size,) = _LENGTH.unpack_from(buf, pos)
-            if size == 0:
-                events.append(_TICK)
-                pos += 4
-                continue
-            if size > max_size:
-                self._fail(f"frame of {size} bytes exceeds max_frame_size {max_size}")
-            if end - pos - 4 < size:
-                need = 4 + size
-                break
-            body = buf[pos + 4 : pos + 4 + size]
-            pos += 4 + size
-            if size > 6 and body[5] == _DEMONITOR_P and body.startswith(_CTRL4_PREFIX):
-                known = monitors.pop(body[6:], None)
-                if known is not None:
-                    events.append(
-                        build_frozen(Demonitor, known.from_pid, known.target, known.ref)
-                    )
-                    continue
-            try:
-                event = decode_frame(body)
-            except ProtocolError as exc:
-                self._fail(str(exc))
-            if type(event) is Monitor:
-                if len(monitors) >= _MONITOR_CACHE_MAX:
-                    monitors.clear()
-                monitors[body[6:]] = event
-            events.append(event)
-        if pos < end:
+            buf = data if type(data) is bytes else bytes(data)
+        try:
+            events, pos, need = read_frames(buf, self.max_frame_size, self._monitor_frames)
+        except ProtocolError as exc:
+            self._fail(str(exc))
+        if pos < len(buf):
             pending += buf[pos:]
             self._need = need
         return events
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str) -> NoReturn:
         self._move(ConnectionState.CLOSED, why)
         raise ProtocolError(f"peer {self.peer_name}: {why}")
 

@@ -28,11 +28,13 @@ reverse. Trace tokens are accepted and dropped: events keep them for inspection 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
-from py_nodes._codec import build_frozen, decode_prefix, encode
+from py_nodes._codec import ACCELERATED, build_frozen, decode_prefix, encode
 from py_nodes._errors import DecodeError, ProtocolError
 from py_nodes._terms import Atom, Pid, Reference
 
@@ -56,6 +58,7 @@ __all__ = [
     "UnlinkIdAck",
     "decode_frame",
     "encode_event",
+    "read_frames",
 ]
 
 _UNDEFINED = Atom("")
@@ -209,40 +212,46 @@ def _spawn_request(c: tuple[Any, ...], m: Any) -> SpawnRequest:
     return SpawnRequest(c[1], c[2], c[3], module, function, arity, list(c[5]), list(m), tt)
 
 
-_new = build_frozen  # the events of every call are built without their dataclass __init__
+# Where an event's fields come from, besides an index into the control tuple.
+_M, _N = -2, -1  # the message; None (no trace token)
 
-# op -> (control arity, whether a message follows, builder). Builders index the control
-# tuple directly; ``m`` is the message.
-_DECODERS: dict[int, tuple[int, bool, Callable[[tuple[Any, ...], Any], ControlEvent]]] = {
-    1: (3, False, lambda c, m: Link(c[1], c[2])),
-    2: (3, True, lambda c, m: _new(Send, c[2], m, None, None)),
-    3: (4, False, lambda c, m: Exit(c[1], c[2], c[3])),
-    4: (3, False, lambda c, m: Unlink(c[1], c[2])),
-    6: (4, True, lambda c, m: _new(RegSend, c[1], c[3], m, None)),
-    7: (3, False, lambda c, m: GroupLeader(c[1], c[2])),
-    8: (4, False, lambda c, m: Exit2(c[1], c[2], c[3])),
-    12: (4, True, lambda c, m: Send(c[2], m, None, c[3])),
-    13: (5, False, lambda c, m: Exit(c[1], c[2], c[4], c[3])),
-    16: (5, True, lambda c, m: RegSend(c[1], c[3], m, c[4])),
-    18: (5, False, lambda c, m: Exit2(c[1], c[2], c[4], c[3])),
-    19: (4, False, lambda c, m: _new(Monitor, c[1], c[2], c[3])),
-    20: (4, False, lambda c, m: _new(Demonitor, c[1], c[2], c[3])),
-    21: (5, False, lambda c, m: MonitorExit(c[1], c[2], c[3], c[4])),
-    22: (3, True, lambda c, m: _new(Send, c[2], m, c[1], None)),
-    23: (4, True, lambda c, m: Send(c[2], m, c[1], c[3])),
-    24: (3, True, lambda c, m: Exit(c[1], c[2], m)),
-    25: (4, True, lambda c, m: Exit(c[1], c[2], m, c[3])),
-    26: (3, True, lambda c, m: Exit2(c[1], c[2], m)),
-    27: (4, True, lambda c, m: Exit2(c[1], c[2], m, c[3])),
-    28: (4, True, lambda c, m: MonitorExit(c[1], c[2], c[3], m)),
-    29: (6, True, _spawn_request),
-    30: (7, True, _spawn_request),
-    31: (5, False, lambda c, m: SpawnReply(c[1], c[2], c[3], c[4])),
-    32: (6, False, lambda c, m: SpawnReply(c[1], c[2], c[3], c[4], c[5])),
-    33: (3, True, lambda c, m: _new(AliasSend, c[1], c[2], m, None)),
-    34: (4, True, lambda c, m: AliasSend(c[1], c[2], m, c[3])),
-    35: (4, False, lambda c, m: UnlinkId(c[1], c[2], c[3])),
-    36: (4, False, lambda c, m: UnlinkIdAck(c[1], c[2], c[3])),
+# op -> (control arity, whether a message follows, event class, fields). ``fields`` gives
+# each field of the event in order, as a position in ``(*control, message, None)``, or is
+# a function of (control, message) for an event that needs more than picking. The C frame
+# reader builds its events from this same table.
+_DECODERS: dict[int, tuple[int, bool, type, tuple[int, ...] | Callable[..., ControlEvent]]] = {
+    1: (3, False, Link, (1, 2)),
+    2: (3, True, Send, (2, _M, _N, _N)),
+    3: (4, False, Exit, (1, 2, 3, _N)),
+    4: (3, False, Unlink, (1, 2)),
+    6: (4, True, RegSend, (1, 3, _M, _N)),
+    7: (3, False, GroupLeader, (1, 2)),
+    8: (4, False, Exit2, (1, 2, 3, _N)),
+    12: (4, True, Send, (2, _M, _N, 3)),
+    13: (5, False, Exit, (1, 2, 4, 3)),
+    16: (5, True, RegSend, (1, 3, _M, 4)),
+    18: (5, False, Exit2, (1, 2, 4, 3)),
+    19: (4, False, Monitor, (1, 2, 3)),
+    20: (4, False, Demonitor, (1, 2, 3)),
+    21: (5, False, MonitorExit, (1, 2, 3, 4)),
+    22: (3, True, Send, (2, _M, 1, _N)),
+    23: (4, True, Send, (2, _M, 1, 3)),
+    24: (3, True, Exit, (1, 2, _M, _N)),
+    25: (4, True, Exit, (1, 2, _M, 3)),
+    26: (3, True, Exit2, (1, 2, _M, _N)),
+    27: (4, True, Exit2, (1, 2, _M, 3)),
+    28: (4, True, MonitorExit, (1, 2, 3, _M)),
+    29: (6, True, SpawnRequest, _spawn_request),
+    30: (7, True, SpawnRequest, _spawn_request),
+    31: (5, False, SpawnReply, (1, 2, 3, 4, _N)),
+    32: (6, False, SpawnReply, (1, 2, 3, 4, 5)),
+    33: (3, True, AliasSend, (1, 2, _M, _N)),
+    34: (4, True, AliasSend, (1, 2, _M, 3)),
+    35: (4, False, UnlinkId, (1, 2, 3)),
+    36: (4, False, UnlinkIdAck, (1, 2, 3)),
+}
+_PICKERS = {
+    op: itemgetter(*fields) for op, (_, _, _, fields) in _DECODERS.items() if type(fields) is tuple
 }
 
 
@@ -269,15 +278,88 @@ def decode_frame(frame: bytes | bytearray | memoryview) -> ControlEvent:
     entry = _DECODERS.get(ctrl[0])
     if entry is None:
         raise ProtocolError(f"unknown control operation {ctrl[0]}")
-    arity, with_message, build = entry
+    arity, with_message, cls, fields = entry
     if len(ctrl) != arity:
         raise ProtocolError(f"control operation {ctrl[0]} with {len(ctrl)} elements")
     if with_message and message is _NO_MESSAGE:
         raise ProtocolError(f"control message {ctrl[0]} without its message part")
+    if type(fields) is tuple:
+        event: ControlEvent = build_frozen(cls, *_PICKERS[ctrl[0]]((*ctrl, message, None)))
+        return event
     try:
-        return build(ctrl, message)
+        return fields(ctrl, message)  # type: ignore[operator]
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed control message {ctrl!r}: {exc}") from exc
+
+
+# MONITOR_P is {19, From, To, Ref} and its DEMONITOR_P is {20, From, To, Ref}: the same
+# bytes after the operation. gen_server:call sends both for every call, so a DEMONITOR_P
+# is looked up by those bytes instead of being decoded again.
+_CTRL4_PREFIX = b"p\x83h\x04a"
+_MONITOR_P, _DEMONITOR_P = 19, 20
+_MONITOR_CACHE_MAX = 4096
+_LENGTH = struct.Struct(">I")
+_TICK = Tick()
+
+
+def _read_frames_py(
+    buf: bytes, max_size: int, monitors: dict[bytes, Monitor]
+) -> tuple[list[ControlEvent], int, int]:
+    events: list[ControlEvent] = []
+    pos = 0
+    end = len(buf)
+    need = 4
+    while end - pos >= 4:
+        (size,) = _LENGTH.unpack_from(buf, pos)
+        if size == 0:
+            events.append(_TICK)
+            pos += 4
+            continue
+        if size > max_size:
+            raise ProtocolError(f"frame of {size} bytes exceeds max_frame_size {max_size}")
+        if end - pos - 4 < size:
+            need = 4 + size
+            break
+        body = buf[pos + 4 : pos + 4 + size]
+        pos += 4 + size
+        op = body[5] if size > 6 and body.startswith(_CTRL4_PREFIX) else 0
+        if op == _DEMONITOR_P:
+            known = monitors.pop(body[6:], None)
+            if known is not None:
+                events.append(build_frozen(Demonitor, known.from_pid, known.target, known.ref))
+                continue
+        event = decode_frame(body)
+        if op == _MONITOR_P and type(event) is Monitor:
+            if len(monitors) >= _MONITOR_CACHE_MAX:
+                monitors.clear()
+            monitors[body[6:]] = event
+        events.append(event)
+    return events, pos, need
+
+
+#: ``read_frames(buf, max_size, monitors) -> (events, end, need)``: the events of the
+#: complete frames at the start of ``buf`` (a tick as :class:`Tick`), where they end, and
+#: how many bytes from there make the next frame complete. ``monitors`` holds the
+#: connection's MONITOR_P events by their bytes. Raises :class:`ProtocolError` for an
+#: oversize or malformed frame. The C codec's version is the same loop.
+read_frames: Callable[[bytes, int, dict[bytes, Monitor]], tuple[list[ControlEvent], int, int]]
+if ACCELERATED:
+    from py_nodes import _ccodec
+
+    _ccodec.setup_frames(
+        {
+            "ProtocolError": ProtocolError,
+            "decode_frame": decode_frame,
+            "tick": _TICK,
+            "Monitor": Monitor,
+            "Demonitor": Demonitor,
+            "ops": _DECODERS,
+            "max_monitors": _MONITOR_CACHE_MAX,
+        }
+    )
+    read_frames = _ccodec.read_frames
+else:
+    read_frames = _read_frames_py
 
 
 # type -> (control tuple, message) builders. Trace tokens are never sent: we do not trace.

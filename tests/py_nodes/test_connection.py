@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import struct
+import zlib
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from py_nodes import Atom, ImproperList, Pid, ProtocolError, Reference
-from py_nodes._codec import encode
+from py_nodes._codec import ACCELERATED, encode
 from py_nodes._connection import Connection, ConnectionPair, ConnectionState
 from py_nodes._control import (
+    _DECODERS,
     AliasSend,
     Demonitor,
     Exit,
@@ -24,7 +29,9 @@ from py_nodes._control import (
     Tick,
     UnlinkId,
     UnlinkIdAck,
+    _read_frames_py,
     decode_frame,
+    encode_event,
 )
 
 NA, NB = Atom("a@127.0.0.1"), Atom("b@127.0.0.1")
@@ -125,3 +132,65 @@ def test_reply_fast_path_matches_the_generic_encoding(value: object) -> None:
         ctrl, message = _ENCODERS[type(event)](event)
         assert encode_event(event) == b"p" + encode(ctrl) + encode(message)
         assert decode_frame(encode_event(event)) == event
+
+
+# -- the C frame reader against the pure one ------------------------------------------------
+
+def _frames_of_every_operation() -> list[bytes]:
+    fields = (PA, PB, REF, Atom("token"), Atom("reason"), 3)
+    bodies = []
+    for op, (arity, with_message, _, picks) in _DECODERS.items():
+        if type(picks) is not tuple:
+            continue
+        ctrl = (op, *fields[: arity - 1])
+        bodies.append(b"p" + encode(ctrl) + (encode([b"message", 1.5]) if with_message else b""))
+    return [frame(body) for body in bodies]
+
+
+_MONITOR_FRAME = frame(encode_event(Monitor(PA, Atom("echo"), REF)))
+_GOOD_FRAMES = [
+    *(frame(encode_event(e)) if type(e) is not Tick else b"\0\0\0\0" for e in EVENTS),
+    *_frames_of_every_operation(),
+    _MONITOR_FRAME,
+    # The DEMONITOR_P of that monitor, read from its cache when the monitor came first.
+    _MONITOR_FRAME[:9] + b"\x14" + _MONITOR_FRAME[10:],
+    frame(b"p" + encode((2, Atom(""), PB)) + b"\x83P\0\0\0\x06" + zlib.compress(encode(b"z")[1:])),
+]
+_BAD_FRAMES = [
+    frame(b"x"),
+    frame(b"p\x83\xff"),
+    frame(b"p" + encode((99, 1))),
+    frame(b"p" + encode((2, Atom(""), PB))),
+    frame(b"p" + encode((1, PA))),
+    frame(b"p" + encode((2, Atom(""), PB)) + encode(1) + b"zz"),
+    frame(b"p" + encode((29, REF, PA, PA, Atom("m"), [])) + encode([])),
+    struct.pack(">I", 1 << 20),
+]
+
+
+def _read(reader: Any, buf: bytes, monitors: dict[bytes, Any]) -> Any:
+    try:
+        events, end, need = reader(buf, 4096, monitors)
+    except ProtocolError as exc:
+        return ("error", str(exc), sorted(monitors))
+    return ([(type(e), e) for e in events], end, need, sorted(monitors))
+
+
+@pytest.mark.skipif(not ACCELERATED, reason="the C codec is not built")
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(_GOOD_FRAMES + _BAD_FRAMES[:1]), max_size=12),
+    st.sampled_from([b"", *_BAD_FRAMES]),
+    st.integers(min_value=0, max_value=40),
+)
+def test_c_frame_reader_reads_as_the_pure_one(frames: list[bytes], bad: bytes, cut: int) -> None:
+    from py_nodes import _ccodec
+
+    buf = b"".join(frames) + bad
+    buf = buf[: max(0, len(buf) - cut)] if cut < 20 else buf
+    c_monitors: dict[bytes, Any] = {}
+    py_monitors: dict[bytes, Any] = {}
+    for piece in (buf, buf):  # twice: the second time the monitors are known
+        assert _read(_ccodec.read_frames, piece, c_monitors) == _read(
+            _read_frames_py, piece, py_monitors
+        )
