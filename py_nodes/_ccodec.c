@@ -1192,6 +1192,74 @@ c_make(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return obj;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Identifier: the base of Pid, Reference and Port.  Two of them are equal when they are of
+ * the same class and their slots are equal, and hash by their slots, as a frozen dataclass
+ * would; done here, a dict lookup by pid or reference runs no Python code. */
+
+static PyObject *
+slot_values(PyObject *self, Py_ssize_t *n)
+{
+    PyObject *lay = layout_of(Py_TYPE(self));
+    if (lay != NULL)
+        *n = PyBytes_GET_SIZE(lay) / (Py_ssize_t)sizeof(Py_ssize_t);
+    return lay;
+}
+
+static Py_hash_t
+identifier_hash(PyObject *self)
+{
+    Py_ssize_t n = 0;
+    PyObject *lay = slot_values(self, &n);
+    if (lay == NULL)
+        return -1;
+    const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(lay);
+    Py_uhash_t acc = (Py_uhash_t)0x9E3779B97F4A7C15ULL ^ (Py_uhash_t)n;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *v = SLOT(self, off[k]);
+        Py_hash_t h = v == NULL ? 0 : PyObject_Hash(v);
+        if (h == -1)
+            return -1;
+        acc = (acc ^ (Py_uhash_t)h) * (Py_uhash_t)0x100000001B3ULL;
+        acc ^= acc >> 29;
+    }
+    return acc == (Py_uhash_t)-1 ? (Py_hash_t)1 : (Py_hash_t)acc;
+}
+
+static PyObject *
+identifier_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != Py_TYPE(b))
+        Py_RETURN_NOTIMPLEMENTED;
+    int equal = 1;
+    if (a != b) {
+        Py_ssize_t n = 0;
+        PyObject *lay = slot_values(a, &n);
+        if (lay == NULL)
+            return NULL;
+        const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(lay);
+        for (Py_ssize_t k = 0; k < n && equal; k++) {
+            PyObject *x = SLOT(a, off[k]), *y = SLOT(b, off[k]);
+            if (x == y)
+                continue;
+            equal = x != NULL && y != NULL ? PyObject_RichCompareBool(x, y, Py_EQ) : 0;
+            if (equal < 0)
+                return NULL;
+        }
+    }
+    return PyBool_FromLong(op == Py_EQ ? equal : !equal);
+}
+
+static PyTypeObject Identifier = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "py_nodes._ccodec.Identifier",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Base of Pid, Reference and Port: equal and hashed by their slots.",
+    .tp_hash = identifier_hash,
+    .tp_richcompare = identifier_richcompare,
+    .tp_new = PyType_GenericNew,
+};
+
 static PyObject *
 c_untrack(PyObject *self, PyObject *obj)
 {
@@ -1546,5 +1614,10 @@ PyInit__ccodec(void)
 {
     if (S.layouts == NULL && (S.layouts = PyDict_New()) == NULL)
         return NULL;
-    return PyModule_Create(&module);
+    if (PyType_Ready(&Identifier) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddObjectRef(m, "Identifier", (PyObject *)&Identifier) < 0)
+        Py_CLEAR(m);
+    return m;
 }

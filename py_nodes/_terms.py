@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NoReturn, final, overload
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, final, overload
 
 from py_nodes._errors import EncodeError
 
@@ -34,12 +34,32 @@ def _keep_tracked(obj: Any) -> Any:
 #: that can never be part of a reference cycle: atoms, pids, references, and tuples of
 #: them. Without the C codec, they stay tracked.
 untrack: Callable[[Any], Any]
+
+
+class _Identifier:
+    """Base of :class:`Pid`, :class:`Reference` and :class:`Port`: equal when of the same
+    class with equal slots, and hashed by their slots. The C codec has the same in C."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, s) for s in self.__slots__))
+
+
 try:
     from py_nodes import _ccodec
 except ImportError:
     untrack = _keep_tracked
+    Identifier = _Identifier
 else:
     untrack = _ccodec.untrack
+    if not TYPE_CHECKING:
+        Identifier = _ccodec.Identifier
 
 __all__ = [
     "Atom",
@@ -123,8 +143,8 @@ def atom(name: str) -> Atom:
     return Atom(name)
 
 
-@dataclass(frozen=True, slots=True)
-class Pid:
+@dataclass(frozen=True, slots=True, eq=False)
+class Pid(Identifier):
     """An Erlang process identifier (NEW_PID_EXT)."""
 
     node: Atom
@@ -142,8 +162,8 @@ class Pid:
         return f"Pid({self.node.name!r}, {self.id}, {self.serial}, {self.creation})"
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
+@dataclass(frozen=True, slots=True, eq=False)
+class Reference(Identifier):
     """An Erlang reference (NEWER_REFERENCE_EXT); ``ids`` has up to 5 32-bit words."""
 
     node: Atom
@@ -159,8 +179,8 @@ class Reference:
         return f"Reference({self.node.name!r}, {self.creation}, {self.ids})"
 
 
-@dataclass(frozen=True, slots=True)
-class Port:
+@dataclass(frozen=True, slots=True, eq=False)
+class Port(Identifier):
     """An Erlang port identifier: NEW_PORT_EXT, or V4_PORT_EXT when ``id`` exceeds 28 bits."""
 
     node: Atom
@@ -418,7 +438,7 @@ class ExactKey:
 # frozen object 3x faster.  If the layouts ever stop matching, the plain constructors are used.
 
 
-class _PidTwin:
+class _PidTwin(Identifier):
     __slots__ = ("creation", "id", "node", "serial")
 
     def __init__(self, node: Atom, id: int, serial: int, creation: int) -> None:
@@ -428,7 +448,7 @@ class _PidTwin:
         self.creation = creation
 
 
-class _RefTwin:
+class _RefTwin(Identifier):
     __slots__ = ("creation", "ids", "node")
 
     def __init__(self, node: Atom, creation: int, ids: tuple[int, ...]) -> None:
@@ -437,7 +457,7 @@ class _RefTwin:
         self.ids = ids
 
 
-class _PortTwin:
+class _PortTwin(Identifier):
     __slots__ = ("creation", "id", "node")
 
     def __init__(self, node: Atom, id: int, creation: int) -> None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from py_nodes import _ccodec, _codec
+from py_nodes import _ccodec, _codec, _terms
 from py_nodes._codec import (
     decode,
     decode_prefix,
@@ -266,3 +266,28 @@ def test_tag_soup(data: list[int]) -> None:
 @given(terms, st.data())
 def test_mutated_encodings(term: Any, data: st.DataObject) -> None:
     same_decoding(mutated(term, data))
+
+
+# -- Identifier: the base of Pid, Reference and Port ------------------------------------------
+
+
+class _PurePid(_terms._Identifier):
+    __slots__ = ("creation", "id", "node", "serial")
+
+    def __init__(self, node: Atom, id: int, serial: int, creation: int) -> None:
+        self.node, self.id, self.serial, self.creation = node, id, serial, creation
+
+
+@given(
+    st.tuples(st.sampled_from([A("a@b"), A("c@d")]), st.integers(0, 3), st.integers(0, 1),
+              st.integers(0, 2**32 - 1)),
+    st.tuples(st.sampled_from([A("a@b"), A("c@d")]), st.integers(0, 3), st.integers(0, 1),
+              st.integers(0, 2**32 - 1)),
+)
+def test_identifiers_compare_as_the_pure_base(a: tuple[Any, ...], b: tuple[Any, ...]) -> None:
+    assert _terms.Identifier is _ccodec.Identifier and issubclass(Pid, _ccodec.Identifier)
+    c_a, c_b, py_a, py_b = Pid(*a), Pid(*b), _PurePid(*a), _PurePid(*b)
+    assert (c_a == c_b, c_a != c_b) == (py_a == py_b, py_a != py_b) == (a == b, a != b)
+    assert hash(c_a) == hash(Pid(*a)) and hash(py_a) == hash(_PurePid(*a))
+    assert c_a != Reference(a[0], a[1], (a[2],)) and c_a != py_a and c_a != a
+    assert {c_a: 1}.get(Pid(*a)) == 1 and {c_a: 1}.get(c_b) == (1 if a == b else None)
