@@ -1019,22 +1019,40 @@ enc(Out *o, PyObject *t, int depth)
     return enc_deferred(o, t, depth);
 }
 
+/* Append VERSION and the encoding of term; a term the C encoder gives up on is encoded by
+ * the pure encoder, as c_encode does. */
+static int
+enc_top(Out *o, PyObject *term)
+{
+    Py_ssize_t start = o->len;
+    if (put(o, "\x83", 1) < 0)
+        return -1;
+    if (enc(o, term, 0) == 0)
+        return 0;
+    if (PyErr_ExceptionMatches(S.EncodeError))
+        return -1;
+    PyErr_Clear();
+    o->len = start;
+    PyObject *b = PyObject_CallOneArg(S.py_encode, term);
+    if (b == NULL)
+        return -1;
+    int rc = PyBytes_Check(b) ? put_bytes_obj(o, b) : -1;
+    if (rc < 0 && !PyErr_Occurred())
+        PyErr_SetString(PyExc_SystemError, "the pure encoder did not return bytes");
+    Py_DECREF(b);
+    return rc;
+}
+
 static PyObject *
 c_encode(PyObject *self, PyObject *term)
 {
     Out o;
     o.p = o.inline_buf;
-    o.len = 1;
+    o.len = 0;
     o.cap = INLINE_OUT;
-    o.p[0] = VERSION;
     PyObject *r = NULL;
-    if (enc(&o, term, 0) == 0) {
+    if (enc_top(&o, term) == 0)
         r = PyBytes_FromStringAndSize((const char *)o.p, o.len);
-    }
-    else if (!PyErr_ExceptionMatches(S.EncodeError)) {
-        PyErr_Clear(); /* too deep, or a failure of the pure code: redo it all there */
-        r = PyObject_CallOneArg(S.py_encode, term);
-    }
     if (o.p != o.inline_buf)
         PyMem_Free(o.p);
     return r;
@@ -1301,7 +1319,7 @@ typedef struct {
 
 static struct {
     FrameOp ops[FRAME_OPS];
-    PyObject *ProtocolError, *decode_frame, *tick;
+    PyObject *ProtocolError, *decode_frame, *tick, *no_message;
     PyTypeObject *Monitor, *Demonitor;
     Py_ssize_t max_monitors;
     int ready;
@@ -1498,6 +1516,39 @@ error:
     return NULL;
 }
 
+/* encode_frame(ctrl, message) -> Length:4, 112, ctrl, then message unless it is the
+ * no-message marker: one buffer for the whole frame. */
+static PyObject *
+c_encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!F.ready) {
+        PyErr_SetString(PyExc_RuntimeError, "py_nodes._ccodec.setup_frames() was not called");
+        return NULL;
+    }
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "encode_frame(ctrl, message)");
+        return NULL;
+    }
+    Out o;
+    o.p = o.inline_buf;
+    o.len = 5;
+    o.cap = INLINE_OUT;
+    o.p[4] = 112;
+    PyObject *r = NULL;
+    if (enc_top(&o, args[0]) == 0 && (args[1] == F.no_message || enc_top(&o, args[1]) == 0)) {
+        if (o.len - 4 > (Py_ssize_t)UINT32_MAX) {
+            PyErr_SetString(S.EncodeError, "frame over 4 GiB");
+        }
+        else {
+            wr32(o.p, (uint32_t)(o.len - 4));
+            r = PyBytes_FromStringAndSize((const char *)o.p, o.len);
+        }
+    }
+    if (o.p != o.inline_buf)
+        PyMem_Free(o.p);
+    return r;
+}
+
 static int
 frame_op(PyObject *code, PyObject *entry)
 {
@@ -1542,6 +1593,7 @@ c_setup_frames(PyObject *self, PyObject *kw)
         return NULL;
     if (!PyDict_Check(kw) || take(kw, "ProtocolError", &F.ProtocolError) < 0
         || take(kw, "decode_frame", &F.decode_frame) < 0 || take(kw, "tick", &F.tick) < 0
+        || take(kw, "no_message", &F.no_message) < 0
         || take_type(kw, "Monitor", &F.Monitor) < 0 || take_type(kw, "Demonitor", &F.Demonitor) < 0
         || take(kw, "ops", &ops) < 0 || take(kw, "max_monitors", &max_monitors) < 0)
         goto error;
@@ -1597,6 +1649,8 @@ static PyMethodDef methods[] = {
      "Wire read_frames() to py_nodes._control's events and operation table."},
     {"read_frames", (PyCFunction)(void (*)(void))c_read_frames, METH_FASTCALL,
      "read_frames(buf, max_size, monitors) -> (events, end, need)"},
+    {"encode_frame", (PyCFunction)(void (*)(void))c_encode_frame, METH_FASTCALL,
+     "encode_frame(ctrl, message) -> bytes: a whole frame, its length first."},
     {"untrack", c_untrack, METH_O,
      "untrack(obj) -> obj, no longer tracked by the cyclic collector. Only for objects that"
      " can never be part of a reference cycle (atoms, pids, references, ports)."},

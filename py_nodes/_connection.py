@@ -16,17 +16,14 @@ and drops this peer only.
 from __future__ import annotations
 
 import enum
-import struct
 from typing import NoReturn
 
-from py_nodes._control import ControlEvent, Monitor, Tick, encode_event, read_frames
+from py_nodes._control import ControlEvent, Monitor, encode_frame, read_frames
 from py_nodes._errors import ConnectionLost, ProtocolError
 
 __all__ = ["DEFAULT_MAX_FRAME_SIZE", "Connection", "ConnectionPair", "ConnectionState"]
 
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
-_LENGTH = struct.Struct(">I")
-_TICK_FRAME = b"\x00\x00\x00\x00"
 
 
 class ConnectionState(enum.Enum):
@@ -110,11 +107,7 @@ class Connection:
         """Queue ``event``; fetch the bytes with :meth:`data_to_send`."""
         if self.state is not ConnectionState.OPEN:
             raise ConnectionLost(f"connection to {self.peer_name} is closed")
-        if type(event) is Tick:
-            self._out.append(_TICK_FRAME)
-        else:
-            body = encode_event(event)
-            self._out.append(_LENGTH.pack(len(body)) + body)
+        self._out.append(encode_frame(event))
         self.sent_since_check = True
 
     def data_to_send(self) -> bytes:

@@ -58,6 +58,7 @@ __all__ = [
     "UnlinkIdAck",
     "decode_frame",
     "encode_event",
+    "encode_frame",
     "read_frames",
 ]
 
@@ -300,6 +301,7 @@ _MONITOR_P, _DEMONITOR_P = 19, 20
 _MONITOR_CACHE_MAX = 4096
 _LENGTH = struct.Struct(">I")
 _TICK = Tick()
+_TICK_FRAME = b"\x00\x00\x00\x00"
 
 
 def _read_frames_py(
@@ -337,31 +339,6 @@ def _read_frames_py(
     return events, pos, need
 
 
-#: ``read_frames(buf, max_size, monitors) -> (events, end, need)``: the events of the
-#: complete frames at the start of ``buf`` (a tick as :class:`Tick`), where they end, and
-#: how many bytes from there make the next frame complete. ``monitors`` holds the
-#: connection's MONITOR_P events by their bytes. Raises :class:`ProtocolError` for an
-#: oversize or malformed frame. The C codec's version is the same loop.
-read_frames: Callable[[bytes, int, dict[bytes, Monitor]], tuple[list[ControlEvent], int, int]]
-if ACCELERATED:
-    from py_nodes import _ccodec
-
-    _ccodec.setup_frames(
-        {
-            "ProtocolError": ProtocolError,
-            "decode_frame": decode_frame,
-            "tick": _TICK,
-            "Monitor": Monitor,
-            "Demonitor": Demonitor,
-            "ops": _DECODERS,
-            "max_monitors": _MONITOR_CACHE_MAX,
-        }
-    )
-    read_frames = _ccodec.read_frames
-else:
-    read_frames = _read_frames_py
-
-
 # type -> (control tuple, message) builders. Trace tokens are never sent: we do not trace.
 _ENCODERS: dict[type, Callable[[Any], tuple[tuple[Any, ...], Any]]] = {
     Send: lambda e: ((2, _UNDEFINED, e.to_pid), e.message)
@@ -387,15 +364,48 @@ _ENCODERS: dict[type, Callable[[Any], tuple[tuple[Any, ...], Any]]] = {
 }
 
 
-def encode_event(event: ControlEvent) -> bytes:
-    """The frame body for ``event`` (without the 4-byte length; empty for a tick)."""
-    kind = type(event)
-    build = _ENCODERS.get(kind)
+def _encode_frame_py(ctrl: tuple[Any, ...], message: Any) -> bytes:
+    body = b"p" + encode(ctrl) if message is _NO_MESSAGE else b"p" + encode(ctrl) + encode(message)
+    return _LENGTH.pack(len(body)) + body
+
+
+def encode_frame(event: ControlEvent) -> bytes:
+    """The frame for ``event``: its 4-byte length, then its body (none for a tick)."""
+    build = _ENCODERS.get(type(event))
     if build is None:
         if type(event) is Tick:
-            return b""
+            return _TICK_FRAME
         raise TypeError(f"cannot send {event!r}")
-    ctrl, message = build(event)
-    if message is _NO_MESSAGE:
-        return b"p" + encode(ctrl)
-    return b"p" + encode(ctrl) + encode(message)
+    return _frame(*build(event))
+
+
+def encode_event(event: ControlEvent) -> bytes:
+    """The frame body for ``event`` (without the 4-byte length; empty for a tick)."""
+    return encode_frame(event)[4:]
+
+
+#: ``read_frames(buf, max_size, monitors) -> (events, end, need)``: the events of the
+#: complete frames at the start of ``buf`` (a tick as :class:`Tick`), where they end, and
+#: how many bytes from there make the next frame complete. ``monitors`` holds the
+#: connection's MONITOR_P events by their bytes. Raises :class:`ProtocolError` for an
+#: oversize or malformed frame. The C codec has the same loop, and the frame encoder.
+read_frames: Callable[[bytes, int, dict[bytes, Monitor]], tuple[list[ControlEvent], int, int]]
+_frame: Callable[[tuple[Any, ...], Any], bytes]
+if ACCELERATED:
+    from py_nodes import _ccodec
+
+    _ccodec.setup_frames(
+        {
+            "ProtocolError": ProtocolError,
+            "decode_frame": decode_frame,
+            "tick": _TICK,
+            "no_message": _NO_MESSAGE,
+            "Monitor": Monitor,
+            "Demonitor": Demonitor,
+            "ops": _DECODERS,
+            "max_monitors": _MONITOR_CACHE_MAX,
+        }
+    )
+    read_frames, _frame = _ccodec.read_frames, _ccodec.encode_frame
+else:
+    read_frames, _frame = _read_frames_py, _encode_frame_py

@@ -340,18 +340,21 @@ class Node(Router):
                     node_name, RegSend(sender or self._sender(), name, message)
                 )
         elif kind is Reference:
-            if dest.node is self.atom:
-                self._deliver_to_alias(dest, message)
-            else:
-                # Every reply to a call from an OTP 24+ node goes here: the event is built
-                # without its dataclass __init__.
-                event = build_frozen(AliasSend, sender or self._sender(), dest, message, None)
-                self._send_remote(dest.node.name, event)
+            self._send_to_alias(dest, message, sender)
         else:
             pid = self._names.get(_name_atom(dest))
             if pid is None:
                 raise NoProc(f"no process registered as {dest!r}")
             self.send(pid, message, sender=sender)
+
+    def _send_to_alias(self, alias: Reference, message: Any, sender: Pid | None) -> None:
+        if alias.node is self.atom:
+            self._deliver_to_alias(alias, message)
+        else:
+            # Every reply to a call from an OTP 24+ node comes here: the event is built
+            # without its dataclass __init__.
+            event = build_frozen(AliasSend, sender or self._sender(), alias, message, None)
+            self._send_remote(alias.node.name, event)
 
     def _sender(self) -> Pid:
         if self._system_pid is None:
@@ -369,7 +372,7 @@ class Node(Router):
         if type(tag) is ImproperList and len(tag.items) == 1 and tag.items[0] is ALIAS:
             alias = tag.tail
             if type(alias) is Reference:
-                self.send(alias, (tag, value), sender=sender)
+                self._send_to_alias(alias, (tag, value), sender)
                 return
         self.send(pid, (tag, value), sender=sender)
 

@@ -85,12 +85,10 @@ class PeerProtocol(asyncio.Protocol):
         node = self.node
         node._dispatching = True
         try:
-            dispatch = node._dispatch_event
+            handlers = node._handlers
+            other = node._dispatch_other
             for event in events:
-                if type(event) is Tick:
-                    self._saw_tick()
-                    continue
-                dispatch(self, event)
+                handlers.get(type(event), other)(self, event)
         except Exception:
             # User code never raises here (handlers are guarded), so this is a control
             # message with well-formed bytes but nonsense inside (a ref for a pid...).

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from py_nodes import _epmd, _rpc
@@ -48,6 +49,7 @@ from py_nodes._control import (
     Send,
     SpawnReply,
     SpawnRequest,
+    Tick,
     Unlink,
     UnlinkId,
     UnlinkIdAck,
@@ -68,6 +70,10 @@ DOWN = Atom("DOWN")
 PROCESS = Atom("process")
 NOPROC = Atom("noproc")
 NOCONNECTION = Atom("noconnection")
+
+
+def _on_tick(peer: PeerProtocol, event: Tick) -> None:
+    peer._saw_tick()
 
 
 class Router:
@@ -93,6 +99,7 @@ class Router:
     _dirty: list[PeerProtocol]
     _dispatching: bool
     _flush_handle: asyncio.Handle | None
+    _handlers: dict[type, Callable[[PeerProtocol, Any], None]]
 
     def _init_router(self) -> None:
         self._peers = {}
@@ -109,6 +116,7 @@ class Router:
         self._dirty = []
         self._dispatching = False
         self._flush_handle = None
+        self._handlers = self._event_handlers()
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -246,30 +254,37 @@ class Router:
 
     # -- incoming control messages ----------------------------------------------------------------
 
-    def _dispatch_event(self, peer: PeerProtocol, event: ControlEvent) -> None:
-        kind = type(event)
-        if kind is Send:
-            proc = self._procs.get(event.to_pid)  # type: ignore[union-attr]
+    def _event_handlers(self) -> dict[type, Callable[[PeerProtocol, Any], None]]:
+        """The handler of each kind of incoming event; the others go to _dispatch_other.
+
+        The driver looks the handler up for each event: a call to a gen_server makes
+        three events (MONITOR_P, REG_SEND, DEMONITOR_P), each handled one call deep.
+        """
+        return {
+            Send: self._on_send,
+            RegSend: self._on_reg_send,
+            Monitor: self._on_monitor,
+            Demonitor: self._on_demonitor,
+            Tick: _on_tick,
+        }
+
+    def _on_send(self, peer: PeerProtocol, event: Send) -> None:
+        proc = self._procs.get(event.to_pid)
+        if proc is not None:
+            proc._deliver(event.message)
+
+    def _on_reg_send(self, peer: PeerProtocol, event: RegSend) -> None:
+        pid = self._names.get(event.to_name)
+        if pid is not None:
+            proc = self._procs.get(pid)
             if proc is not None:
-                proc._deliver(event.message)  # type: ignore[union-attr]
-        elif kind is RegSend:
-            pid = self._names.get(event.to_name)  # type: ignore[union-attr]
-            if pid is not None:
-                proc = self._procs.get(pid)
-                if proc is not None:
-                    proc._deliver(event.message)  # type: ignore[union-attr]
-        elif kind is Monitor:
-            self._on_monitor(peer, event)  # type: ignore[arg-type]
-        elif kind is Demonitor:
-            self._on_demonitor(peer, event)  # type: ignore[arg-type]
-        else:
-            self._dispatch_other(peer, event)
+                proc._deliver(event.message)
 
     def _on_monitor(self, peer: PeerProtocol, event: Monitor) -> None:
         target = event.target
         name: Atom | None = None
         pid: Pid | None = None
-        if isinstance(target, Atom):
+        if type(target) is Atom:
             name, pid = target, self._names.get(target)
         else:
             pid = target

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from py_nodes import Atom, ImproperList, Pid, ProtocolError, Reference
+from py_nodes import Atom, BitString, EncodeError, ImproperList, Pid, ProtocolError, Reference
 from py_nodes._codec import ACCELERATED, encode
 from py_nodes._connection import Connection, ConnectionPair, ConnectionState
 from py_nodes._control import (
     _DECODERS,
+    _NO_MESSAGE,
     AliasSend,
     Demonitor,
     Exit,
@@ -29,6 +30,7 @@ from py_nodes._control import (
     Tick,
     UnlinkId,
     UnlinkIdAck,
+    _encode_frame_py,
     _read_frames_py,
     decode_frame,
     encode_event,
@@ -194,3 +196,19 @@ def test_c_frame_reader_reads_as_the_pure_one(frames: list[bytes], bad: bytes, c
         assert _read(_ccodec.read_frames, piece, c_monitors) == _read(
             _read_frames_py, piece, py_monitors
         )
+
+
+@pytest.mark.skipif(not ACCELERATED, reason="the C codec is not built")
+@pytest.mark.parametrize(
+    "message",
+    [_NO_MESSAGE, b"", (Atom("hello"), [1, 2]), 2**100, BitString(b"\xf0", 4), "text", [] ],
+)
+def test_c_frame_encoder_writes_as_the_pure_one(message: Any) -> None:
+    from py_nodes import _ccodec
+
+    for ctrl in [(2, Atom(""), PB), (29, REF, PA, PA, (Atom("m"), Atom("f"), 0), [])]:
+        assert _ccodec.encode_frame(ctrl, message) == _encode_frame_py(ctrl, message)
+    with pytest.raises(EncodeError):
+        _ccodec.encode_frame((2, Atom(""), PB), object())
+    with pytest.raises(EncodeError):
+        _encode_frame_py((2, Atom(""), PB), object())
