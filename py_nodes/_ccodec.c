@@ -1320,8 +1320,7 @@ typedef struct {
 static struct {
     FrameOp ops[FRAME_OPS];
     PyObject *ProtocolError, *decode_frame, *tick, *no_message;
-    PyTypeObject *Monitor, *Demonitor;
-    Py_ssize_t max_monitors;
+    PyTypeObject *Monitor;
     int ready;
 } F;
 
@@ -1399,50 +1398,31 @@ slow:
     return NULL;
 }
 
-/* DEMONITOR_P of a MONITOR_P met before on this connection: the same bytes after the op. */
-static PyObject *
-known_demonitor(PyObject *monitors, PyObject *key)
-{
-    PyObject *known = PyDict_GetItemWithError(monitors, key);
-    if (known == NULL || !Py_IS_TYPE(known, F.Monitor))
-        return NULL;
-    Py_INCREF(known);
-    PyObject *ev = NULL;
-    if (PyDict_DelItem(monitors, key) == 0) {
-        PyObject *mlay = layout_of(F.Monitor), *dlay = layout_of(F.Demonitor);
-        if (mlay != NULL && dlay != NULL && PyBytes_GET_SIZE(mlay) == PyBytes_GET_SIZE(dlay)
-            && (ev = new_slotted(F.Demonitor)) != NULL) {
-            const Py_ssize_t *mo = (const Py_ssize_t *)PyBytes_AS_STRING(mlay);
-            const Py_ssize_t *dof = (const Py_ssize_t *)PyBytes_AS_STRING(dlay);
-            Py_ssize_t n = PyBytes_GET_SIZE(mlay) / (Py_ssize_t)sizeof(Py_ssize_t);
-            for (Py_ssize_t k = 0; k < n; k++) {
-                PyObject *v = SLOT(known, mo[k]);
-                Py_INCREF(v);
-                SLOT(ev, dof[k]) = v;
-            }
-        }
-    }
-    Py_DECREF(known);
-    return ev;
-}
-
+/* One frame: its event appended to events, or none for the DEMONITOR_P of a monitor
+ * still pending in monitors.  Every MONITOR_P is also left pending there, under the bytes
+ * after its operation (a DEMONITOR_P of it has the same), or under its whole body when it
+ * is not in the usual form. */
 static int
 read_one(PyObject *buf, Py_ssize_t start, Py_ssize_t end, PyObject *monitors, PyObject *events)
 {
     const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(buf);
     Py_ssize_t size = end - start;
-    int cached = size > 6 && memcmp(b + start, CTRL4_PREFIX, 5) == 0
-                 && (b[start + 5] == OP_MONITOR_P || b[start + 5] == OP_DEMONITOR_P);
+    int op = size > 6 && memcmp(b + start, CTRL4_PREFIX, 5) == 0 ? b[start + 5] : 0;
     PyObject *key = NULL, *ev = NULL;
-    if (cached && (key = PyBytes_FromStringAndSize((const char *)b + start + 6, size - 6)) == NULL)
+    if ((op == OP_MONITOR_P || op == OP_DEMONITOR_P)
+        && (key = PyBytes_FromStringAndSize((const char *)b + start + 6, size - 6)) == NULL)
         return -1;
-    if (cached && b[start + 5] == OP_DEMONITOR_P) {
-        ev = known_demonitor(monitors, key);
-        if (ev == NULL && PyErr_Occurred())
+    if (op == OP_DEMONITOR_P) {
+        PyObject *known = PyDict_GetItemWithError(monitors, key);
+        if (known != NULL && Py_IS_TYPE(known, F.Monitor)) {
+            int r = PyDict_DelItem(monitors, key);
+            Py_DECREF(key);
+            return r;
+        }
+        if (PyErr_Occurred())
             goto error;
     }
-    if (ev == NULL)
-        ev = fast_frame(buf, start, end);
+    ev = fast_frame(buf, start, end);
     if (ev == NULL) {
         PyObject *body = PyBytes_FromStringAndSize((const char *)b + start, size);
         if (body == NULL)
@@ -1452,9 +1432,12 @@ read_one(PyObject *buf, Py_ssize_t start, Py_ssize_t end, PyObject *monitors, Py
         if (ev == NULL)
             goto error;
     }
-    if (cached && Py_IS_TYPE(ev, F.Monitor)) {
-        if (PyDict_GET_SIZE(monitors) >= F.max_monitors)
-            PyDict_Clear(monitors);
+    if (Py_IS_TYPE(ev, F.Monitor)) {
+        if (key == NULL || op != OP_MONITOR_P) {
+            Py_XSETREF(key, PyBytes_FromStringAndSize((const char *)b + start, size));
+            if (key == NULL)
+                goto error;
+        }
         if (PyDict_SetItem(monitors, key, ev) < 0)
             goto error;
     }
@@ -1588,17 +1571,13 @@ frame_op(PyObject *code, PyObject *entry)
 static PyObject *
 c_setup_frames(PyObject *self, PyObject *kw)
 {
-    PyObject *ops = NULL, *max_monitors = NULL;
+    PyObject *ops = NULL;
     if (!check_ready())
         return NULL;
     if (!PyDict_Check(kw) || take(kw, "ProtocolError", &F.ProtocolError) < 0
         || take(kw, "decode_frame", &F.decode_frame) < 0 || take(kw, "tick", &F.tick) < 0
         || take(kw, "no_message", &F.no_message) < 0
-        || take_type(kw, "Monitor", &F.Monitor) < 0 || take_type(kw, "Demonitor", &F.Demonitor) < 0
-        || take(kw, "ops", &ops) < 0 || take(kw, "max_monitors", &max_monitors) < 0)
-        goto error;
-    F.max_monitors = PyLong_AsSsize_t(max_monitors);
-    if (F.max_monitors == -1 && PyErr_Occurred())
+        || take_type(kw, "Monitor", &F.Monitor) < 0 || take(kw, "ops", &ops) < 0)
         goto error;
     if (!PyDict_Check(ops)) {
         PyErr_SetString(PyExc_TypeError, "setup_frames(): ops must be a dict");
@@ -1611,11 +1590,9 @@ c_setup_frames(PyObject *self, PyObject *kw)
             goto error;
     F.ready = 1;
     Py_DECREF(ops);
-    Py_DECREF(max_monitors);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(ops);
-    Py_XDECREF(max_monitors);
     return NULL;
 }
 

@@ -55,7 +55,8 @@ class Connection:
         self._in = bytearray()  # the start of a frame not complete yet
         self._need = 4  # how many bytes _in needs to hold a complete frame
         self._out: list[bytes] = []
-        self._monitor_frames: dict[bytes, Monitor] = {}  # see read_frames
+        #: MONITOR_P events not taken over by the node yet (see _control.read_frames).
+        self.pending_monitors: dict[bytes, Monitor] = {}
         # Activity marks, cleared by the driver at each tick check.
         self.sent_since_check = False
         self.received_since_check = False
@@ -89,7 +90,7 @@ class Connection:
         else:
             buf = data if type(data) is bytes else bytes(data)
         try:
-            events, pos, need = read_frames(buf, self.max_frame_size, self._monitor_frames)
+            events, pos, need = read_frames(buf, self.max_frame_size, self.pending_monitors)
         except ProtocolError as exc:
             self._fail(str(exc))
         if pos < len(buf):

@@ -294,11 +294,10 @@ def decode_frame(frame: bytes | bytearray | memoryview) -> ControlEvent:
 
 
 # MONITOR_P is {19, From, To, Ref} and its DEMONITOR_P is {20, From, To, Ref}: the same
-# bytes after the operation. gen_server:call sends both for every call, so a DEMONITOR_P
-# is looked up by those bytes instead of being decoded again.
+# bytes after the operation. gen_server:call sends both for every call, and the second
+# cancels the first: see read_frames.
 _CTRL4_PREFIX = b"p\x83h\x04a"
 _MONITOR_P, _DEMONITOR_P = 19, 20
-_MONITOR_CACHE_MAX = 4096
 _LENGTH = struct.Struct(">I")
 _TICK = Tick()
 _TICK_FRAME = b"\x00\x00\x00\x00"
@@ -325,16 +324,12 @@ def _read_frames_py(
         body = buf[pos + 4 : pos + 4 + size]
         pos += 4 + size
         op = body[5] if size > 6 and body.startswith(_CTRL4_PREFIX) else 0
-        if op == _DEMONITOR_P:
-            known = monitors.pop(body[6:], None)
-            if known is not None:
-                events.append(build_frozen(Demonitor, known.from_pid, known.target, known.ref))
-                continue
+        if op == _DEMONITOR_P and type(monitors.get(body[6:])) is Monitor:
+            del monitors[body[6:]]
+            continue
         event = decode_frame(body)
-        if op == _MONITOR_P and type(event) is Monitor:
-            if len(monitors) >= _MONITOR_CACHE_MAX:
-                monitors.clear()
-            monitors[body[6:]] = event
+        if type(event) is Monitor:
+            monitors[body[6:] if op == _MONITOR_P else body] = event
         events.append(event)
     return events, pos, need
 
@@ -386,9 +381,15 @@ def encode_event(event: ControlEvent) -> bytes:
 
 #: ``read_frames(buf, max_size, monitors) -> (events, end, need)``: the events of the
 #: complete frames at the start of ``buf`` (a tick as :class:`Tick`), where they end, and
-#: how many bytes from there make the next frame complete. ``monitors`` holds the
-#: connection's MONITOR_P events by their bytes. Raises :class:`ProtocolError` for an
-#: oversize or malformed frame. The C codec has the same loop, and the frame encoder.
+#: how many bytes from there make the next frame complete. Raises :class:`ProtocolError`
+#: for an oversize or malformed frame. The C codec has the same loop, and the frame
+#: encoder.
+#:
+#: ``monitors`` holds the connection's pending monitors: each :class:`Monitor` read is also
+#: left there, and the DEMONITOR_P that names the same monitor while it is still there
+#: removes it and makes no event. A gen_server call from a BEAM node sends both, so the
+#: node takes over a monitor (:meth:`Router._install_monitors`) only when something may
+#: need it: its target exits or a name changes.
 read_frames: Callable[[bytes, int, dict[bytes, Monitor]], tuple[list[ControlEvent], int, int]]
 _frame: Callable[[tuple[Any, ...], Any], bytes]
 if ACCELERATED:
@@ -401,9 +402,7 @@ if ACCELERATED:
             "tick": _TICK,
             "no_message": _NO_MESSAGE,
             "Monitor": Monitor,
-            "Demonitor": Demonitor,
             "ops": _DECODERS,
-            "max_monitors": _MONITOR_CACHE_MAX,
         }
     )
     read_frames, _frame = _ccodec.read_frames, _ccodec.encode_frame

@@ -251,6 +251,7 @@ class Node(Router):
 
     def register(self, name: Atom | str, pid: Pid) -> None:
         atom = _name_atom(name)
+        self._install_all_monitors()
         proc = self._procs.get(pid)
         if proc is None:
             raise NoProc(f"no local process {pid!r}")
@@ -260,6 +261,7 @@ class Node(Router):
         proc.name = atom
 
     def unregister(self, name: Atom | str) -> None:
+        self._install_all_monitors()
         pid = self._names.pop(_name_atom(name), None)
         proc = self._procs.get(pid) if pid is not None else None
         if proc is not None:
@@ -272,6 +274,7 @@ class Node(Router):
         return list(self._names)
 
     def _process_exited(self, proc: Process, reason: Any) -> None:
+        self._install_all_monitors()
         pid = proc.pid
         self._procs.pop(pid, None)
         if proc.name is not None and self._names.get(proc.name) == pid:
@@ -627,8 +630,10 @@ class Node(Router):
     def monitor_count(self) -> int:
         """Monitors held by our processes plus those remote processes hold on ours.
 
-        Every index is counted, so a leak anywhere shows (0 means none at all).
+        Every index is counted, so a leak anywhere shows (0 means none at all). Pending
+        monitors are installed first.
         """
+        self._install_all_monitors()
         held = sum(len(proc._monitoring or ()) for proc in self._procs.values())
         held_remote = sum(len(m) for m in self._remote_monitors.values())
         held_local = sum(

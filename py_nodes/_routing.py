@@ -7,7 +7,8 @@ as in Erlang:
 * ``_remote_links[node]``: ``(local pid, remote pid)`` links across that connection;
 * ``_remote_monitors[node]``: ``ref -> local watcher`` for monitors we hold there;
 * ``_peer_monitors[node]``: ``ref -> local target`` for monitors that node holds on us
-  (the target keeps the same ref, so both sides of a monitor share one Reference);
+  (the target keeps the same ref, so both sides of a monitor share one Reference), once
+  installed: until then they are pending in the connection (``pending_monitors``);
 * ``_spawning``: ``ReqId ->`` :class:`~py_nodes._rpc.PendingSpawn` for our spawn requests.
 
 When a connection goes, local processes linked to its pids get exit ``noconnection``,
@@ -70,6 +71,9 @@ DOWN = Atom("DOWN")
 PROCESS = Atom("process")
 NOPROC = Atom("noproc")
 NOCONNECTION = Atom("noconnection")
+# Pending monitors of a connection are installed when there are more than this: their
+# DEMONITOR_P may never come (a monitor answered noproc, one held for long).
+_MAX_PENDING_MONITORS = 4096
 
 
 def _on_tick(peer: PeerProtocol, event: Tick) -> None:
@@ -95,6 +99,7 @@ class Router:
     _aliases: dict[Reference, tuple[Pid, bool]]
     _alias_owners: dict[Pid, set[Reference]]
     _spawning: dict[Reference, _rpc.PendingSpawn]
+    _up_waiters: dict[str, asyncio.Future[None]]  # _connect refused "nok", by peer name
     _last_watcher: Pid | None
     _dirty: list[PeerProtocol]
     _dispatching: bool
@@ -104,6 +109,7 @@ class Router:
     def _init_router(self) -> None:
         self._peers = {}
         self._connecting = {}
+        self._up_waiters = {}
         self._accepting = {}
         self._outbox = {}
         self._remote_links = {}
@@ -155,10 +161,19 @@ class Router:
                 self.handshake_timeout,
             )
             ok = await proto.up
+            refused = proto.handshake is not None and proto.handshake.status == "nok"
         except (OSError, PyNodesError, TimeoutError) as exc:
             log.warning("cannot connect to %s: %s", node_name, exc)
-            ok = False
+            ok = refused = False
         try:
+            if not ok and refused and node_name not in self._accepting | self._peers:
+                # "nok": the peer is connecting to us and its attempt wins, but it may
+                # not have reached us yet. Messages waiting for it go on that one.
+                waiter = self._up_waiters.setdefault(
+                    node_name, asyncio.get_running_loop().create_future()
+                )
+                await asyncio.wait_for(asyncio.shield(waiter), self.handshake_timeout)
+                ok = True
             accepting = self._accepting.get(node_name)
             if not ok and accepting is not None and not accepting.closed:
                 # We answered its own attempt ok_simultaneous: that one will carry us.
@@ -167,6 +182,7 @@ class Router:
             ok = False
         finally:
             self._connecting.pop(node_name, None)
+            self._up_waiters.pop(node_name, None)
         if not ok and node_name not in self._peers:
             self._node_down(node_name)
         return node_name in self._peers
@@ -198,6 +214,9 @@ class Router:
             old.abort("replaced by a new connection from the same node")
             self._node_down(name)
         log.info("connected to %s", name)
+        waiter = self._up_waiters.pop(name, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         for event in self._outbox.pop(name, ()):
             peer.send(event)
         self._flush_dirty()
@@ -281,34 +300,64 @@ class Router:
                 proc._deliver(event.message)
 
     def _on_monitor(self, peer: PeerProtocol, event: Monitor) -> None:
+        # The monitor stays pending in the connection (see read_frames); only a missing
+        # target is answered now.
         target = event.target
-        name: Atom | None = None
-        pid: Pid | None = None
-        if type(target) is Atom:
-            name, pid = target, self._names.get(target)
-        else:
-            pid = target
-        proc = self._procs.get(pid) if pid is not None else None
-        if proc is None:
+        pid = self._names.get(target) if type(target) is Atom else target
+        if pid is None or pid not in self._procs:
             peer.send(MonitorExit(target, event.from_pid, event.ref, NOPROC))
+        conn = peer.conn
+        if conn is not None and len(conn.pending_monitors) > _MAX_PENDING_MONITORS:
+            self._install_monitors(peer)
+
+    def _install_monitors(self, peer: PeerProtocol) -> None:
+        """Take over the monitors pending in ``peer``'s connection.
+
+        Until then, an exit or a name change could not find them: every exit and every
+        (un)registration installs them all first, so a target resolves here as it did
+        when its MONITOR_P came. One whose target was missing then is missing now, and
+        was answered ``noproc`` already.
+        """
+        conn = peer.conn
+        if conn is None or not conn.pending_monitors:
             return
-        # The watcher entry names our pid by None: the decoded copy of it in the frame
-        # would cost as much as the rest of the entry. For the same reason, monitors
-        # from one process (a registry watching every worker) share one watcher pid.
-        watcher = event.from_pid
-        if watcher == self._last_watcher:
-            watcher = self._last_watcher
-        else:
-            self._last_watcher = watcher
-        proc._add_watcher(event.ref, watcher, name)
         assert peer.peer_name is not None
         monitors = self._peer_monitors.get(peer.peer_name)
         if monitors is None:
             monitors = self._peer_monitors[peer.peer_name] = {}
-        monitors[event.ref] = proc.pid
+        for event in conn.pending_monitors.values():
+            target = event.target
+            name: Atom | None = None
+            pid: Pid | None
+            if type(target) is Atom:
+                name, pid = target, self._names.get(target)
+            else:
+                pid = target
+            proc = self._procs.get(pid) if pid is not None else None
+            if proc is None:
+                continue
+            # Monitors from one process (a registry watching every worker) share one
+            # watcher pid instead of a decoded copy each.
+            watcher = event.from_pid
+            if watcher == self._last_watcher:
+                watcher = self._last_watcher
+            else:
+                self._last_watcher = watcher
+            proc._add_watcher(event.ref, watcher, name)
+            monitors[event.ref] = proc.pid
+        conn.pending_monitors.clear()
+
+    def _install_all_monitors(self) -> None:
+        for peer in self._peers.values():
+            conn = peer.conn
+            if conn is not None and conn.pending_monitors:
+                self._install_monitors(peer)
 
     def _on_demonitor(self, peer: PeerProtocol, event: Demonitor) -> None:
         assert peer.peer_name is not None
+        if peer.conn is not None and peer.conn.pending_monitors:
+            # Its MONITOR_P may be pending under its whole body (not in the usual form).
+            self._install_monitors(peer)
         monitors = self._peer_monitors.get(peer.peer_name)
         pid = monitors.pop(event.ref, None) if monitors else None
         if pid is not None:

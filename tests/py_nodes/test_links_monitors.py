@@ -107,6 +107,57 @@ async def test_erlang_exit_reaches_python_link_and_monitor(erl: ErlNode, cookie:
         assert node.monitor_count() == 0
 
 
+async def test_monitors_from_erlang_follow_names_exits_and_demonitors(
+    erl: ErlNode, cookie: str
+) -> None:
+    # A Python node takes over a monitor from a BEAM node only when an exit or a name
+    # change may need it (gen_server:call monitors and demonitors for every call). Seen
+    # from Erlang, nothing of that shows: these are the cases where it could.
+    async with running_node(cookie) as node:
+        plain = node.spawn(MailboxProcess)
+        q = await give(erl, node, plain)
+        await erl.eval(f"PRefs = [erlang:monitor(process, {q}) || _ <- lists:seq(1, 10)], ok")
+        await asyncio.sleep(0.2)
+        node.exit(plain, Atom("kill"))
+        assert await erl.eval(
+            "[receive {'DOWN', R, process, _, killed} -> R after 5000 -> lost end || R <- PRefs]"
+            " =:= PRefs"
+        )
+        holder = node.spawn(MailboxProcess, name="holder")
+        w = await watcher(erl)
+        await erl.eval(f"{w} ! {{watch_mon, {{holder, '{node.name}'}}}}")
+        p = await give(erl, node, holder)
+        # More monitors than a connection keeps pending, half of them taken back.
+        await erl.eval(
+            f"HRefs = [erlang:monitor(process, {p}) || _ <- lists:seq(1, 5000)],"
+            " [erlang:demonitor(R) || R <- lists:sublist(HRefs, 2500)], ok"
+        )
+        await asyncio.sleep(0.3)
+        # The name moves to another process; the monitor by name stays on the first.
+        node.unregister("holder")
+        successor = node.spawn(MailboxProcess, name="holder")
+        node.exit(holder, Atom("kill"))
+        down = await seen(erl)
+        assert down[3] == (Atom("holder"), Atom(node.name)) and down[4] == KILLED
+        downs = await erl.eval(
+            "HEnd = erlang:monotonic_time(millisecond) + 5000,"
+            " length([R || R <- lists:nthtail(2500, HRefs), receive"
+            " {'DOWN', R, process, _, killed} -> true"
+            " after max(0, HEnd - erlang:monotonic_time(millisecond)) -> false end])"
+        )
+        assert downs == 2500
+        assert await erl.eval("receive {'DOWN', _, _, _, _} = D -> D after 300 -> none end") \
+            == Atom("none")
+        # A name answered noproc stays answered once a process takes it.
+        await erl.eval(f"{w} ! {{watch_mon, {{later, '{node.name}'}}}}")
+        assert (await seen(erl))[4] == NOPROC
+        node.spawn(MailboxProcess, name="later")
+        assert node.monitor_count() == 0
+        node.exit(successor, Atom("kill"))
+        node.exit(node.whereis("later"), Atom("kill"))
+        assert await seen(erl, 300) == Atom("timeout")
+
+
 def erl_pid_text(pid: Pid) -> str:
     return f"<0.{pid.id}.{pid.serial}>"
 

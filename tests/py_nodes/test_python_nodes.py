@@ -128,3 +128,23 @@ async def test_local_calls_and_names(cookie: str) -> None:
         with pytest.raises(ValueError, match="already registered"):
             node.spawn(Small, 8, name="small")
         assert node.whereis("small") == pid
+
+
+async def test_a_message_sent_while_the_peer_connects_to_us_arrives(cookie: str) -> None:
+    # The peer's attempt wins ("nok" to ours) but reaches us later than our refusal.
+    from tests.py_nodes.conftest import ERL, ErlNode
+
+    if ERL is None:
+        pytest.skip("erl is not on PATH")
+    for _ in range(3):
+        erl = ErlNode(cookie, name=unique("zz"))  # a greater name: its attempt wins
+        try:
+            async with running_node(cookie) as node:
+                node.spawn(MailboxProcess, name="somebody")
+                await erl.eval("register(inbox, self())")
+                await erl.eval(f"erlang:monitor(process, {{somebody, '{node.name}'}})")
+                node.send((Atom("inbox"), erl.name), Atom("hello"))
+                got = await erl.eval("receive hello -> hello after 5000 -> lost end")
+                assert got == Atom("hello")
+        finally:
+            erl.stop()
