@@ -166,7 +166,8 @@ class Router:
             log.warning("cannot connect to %s: %s", node_name, exc)
             ok = refused = False
         try:
-            if not ok and refused and node_name not in self._accepting | self._peers:
+            on_its_way = node_name not in self._accepting and node_name not in self._peers
+            if not ok and refused and on_its_way:
                 # "nok": the peer is connecting to us and its attempt wins, but it may
                 # not have reached us yet. Messages waiting for it go on that one.
                 waiter = self._up_waiters.setdefault(
@@ -276,8 +277,9 @@ class Router:
     def _event_handlers(self) -> dict[type, Callable[[PeerProtocol, Any], None]]:
         """The handler of each kind of incoming event; the others go to _dispatch_other.
 
-        The driver looks the handler up for each event: a call to a gen_server makes
-        three events (MONITOR_P, REG_SEND, DEMONITOR_P), each handled one call deep.
+        The driver looks the handler up for each event: a gen_server:call makes two
+        (MONITOR_P, REG_SEND; its DEMONITOR_P only takes the monitor back from the
+        connection), each handled one call deep.
         """
         return {
             Send: self._on_send,
