@@ -1550,6 +1550,8 @@ frame_op(PyObject *code, PyObject *entry)
     op->arity = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, 0));
     op->with_message = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
     op->nfields = (int)PyTuple_GET_SIZE(fields);
+    if (PyErr_Occurred())
+        return -1;
     if (!PyType_Check(cls) || op->nfields > FRAME_FIELDS || op->with_message < 0) {
         PyErr_SetString(PyExc_ValueError, "setup_frames(): a bad operation entry");
         return -1;
