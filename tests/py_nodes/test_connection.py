@@ -179,17 +179,25 @@ def _read(reader: Any, buf: bytes, monitors: dict[bytes, Any]) -> Any:
 
 
 @pytest.mark.skipif(not ACCELERATED, reason="the C codec is not built")
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.sampled_from(_GOOD_FRAMES + _BAD_FRAMES[:1]), max_size=12),
     st.sampled_from([b"", *_BAD_FRAMES]),
     st.integers(min_value=0, max_value=40),
+    st.none() | st.tuples(st.integers(min_value=0), st.integers(min_value=0, max_value=255)),
 )
-def test_c_frame_reader_reads_as_the_pure_one(frames: list[bytes], bad: bytes, cut: int) -> None:
+def test_c_frame_reader_reads_as_the_pure_one(
+    frames: list[bytes], bad: bytes, cut: int, flip: tuple[int, int] | None
+) -> None:
+    # Same events, same ends, same errors (ProtocolError only), same pending monitors,
+    # for frames of every kind, cut short, followed by a bad one or with a byte changed.
     from py_nodes import _ccodec
 
     buf = b"".join(frames) + bad
     buf = buf[: max(0, len(buf) - cut)] if cut < 20 else buf
+    if flip is not None and buf:
+        at = flip[0] % len(buf)
+        buf = buf[:at] + bytes((flip[1],)) + buf[at + 1 :]
     c_monitors: dict[bytes, Any] = {}
     py_monitors: dict[bytes, Any] = {}
     for piece in (buf, buf):  # twice: the second time the monitors are known
