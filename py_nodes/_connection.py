@@ -6,6 +6,10 @@ bytes; an empty frame is a tick. :class:`Connection` turns received bytes into
 or time: the driver calls :meth:`Connection.tick_due` / :meth:`Connection.peer_silent`
 with the clock.
 
+Each MONITOR_P read is also kept in ``pending_monitors`` until the node takes it over,
+and a DEMONITOR_P of a monitor still kept there removes it and makes no event (see
+:data:`~py_nodes._control.read_frames`).
+
 A frame over ``max_frame_size`` or a frame that does not decode moves the connection
 to ``CLOSED`` and raises :class:`~py_nodes._errors.ProtocolError`; the driver logs it
 and drops this peer only.
