@@ -304,10 +304,8 @@ class Router:
     def _on_monitor(self, peer: PeerProtocol, event: Monitor) -> None:
         # The monitor stays pending in the connection (see read_frames); only a missing
         # target is answered now.
-        target = event.target
-        pid = self._names.get(target) if type(target) is Atom else target
-        if pid is None or pid not in self._procs:
-            peer.send(MonitorExit(target, event.from_pid, event.ref, NOPROC))
+        if self._monitored_process(event.target) is None:
+            peer.send(MonitorExit(event.target, event.from_pid, event.ref, NOPROC))
         conn = peer.conn
         if conn is not None and len(conn.pending_monitors) > _MAX_PENDING_MONITORS:
             self._install_monitors(peer)
@@ -328,16 +326,10 @@ class Router:
         if monitors is None:
             monitors = self._peer_monitors[peer.peer_name] = {}
         for event in conn.pending_monitors.values():
-            target = event.target
-            name: Atom | None = None
-            pid: Pid | None
-            if type(target) is Atom:
-                name, pid = target, self._names.get(target)
-            else:
-                pid = target
-            proc = self._procs.get(pid) if pid is not None else None
+            proc = self._monitored_process(event.target)
             if proc is None:
                 continue
+            name = event.target if type(event.target) is Atom else None
             # Monitors from one process (a registry watching every worker) share one
             # watcher pid instead of a decoded copy each.
             watcher = event.from_pid
@@ -349,6 +341,11 @@ class Router:
             monitors[event.ref] = proc.pid
         conn.pending_monitors.clear()
 
+    def _monitored_process(self, target: Pid | Atom) -> Process | None:
+        """The local process a MONITOR_P names, by pid or by registered name."""
+        pid = self._names.get(target) if type(target) is Atom else target
+        return self._procs.get(pid) if pid is not None else None
+
     def _install_all_monitors(self) -> None:
         for peer in self._peers.values():
             conn = peer.conn
@@ -357,11 +354,13 @@ class Router:
 
     def _on_demonitor(self, peer: PeerProtocol, event: Demonitor) -> None:
         assert peer.peer_name is not None
-        if peer.conn is not None and peer.conn.pending_monitors:
-            # Its MONITOR_P may be pending under its whole body (not in the usual form).
-            self._install_monitors(peer)
         monitors = self._peer_monitors.get(peer.peer_name)
         pid = monitors.pop(event.ref, None) if monitors else None
+        if pid is None and peer.conn is not None and peer.conn.pending_monitors:
+            # Its MONITOR_P may still be pending, under its whole body (not in the usual
+            # form): install, then look again.
+            self._install_monitors(peer)
+            pid = self._peer_monitors[peer.peer_name].pop(event.ref, None)
         if pid is not None:
             proc = self._procs.get(pid)
             if proc is not None:
