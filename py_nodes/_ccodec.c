@@ -544,12 +544,12 @@ dec(Buf *B, Py_ssize_t *pos, int depth)
     }
 }
 
-/* Decode the term at pos (its version byte included).  NULL with DecodeError set, or
- * NULL with nothing set: then the caller asks the pure decoder. */
+/* Decode the term at pos (its version byte included), within buf[:limit].  NULL with
+ * DecodeError set, or NULL with nothing set: then the caller asks the pure decoder. */
 static PyObject *
-dec_top(PyObject *buf, Py_ssize_t pos, Py_ssize_t *end)
+dec_top(PyObject *buf, Py_ssize_t pos, Py_ssize_t limit, Py_ssize_t *end)
 {
-    Buf B = {(const unsigned char *)PyBytes_AS_STRING(buf), PyBytes_GET_SIZE(buf), buf};
+    Buf B = {(const unsigned char *)PyBytes_AS_STRING(buf), limit, buf};
     if (B.n - pos < 2 || B.b[pos] != VERSION || B.b[pos + 1] == 80)
         return NULL; /* errors and compressed terms: the pure decoder */
     pos += 1;
@@ -577,7 +577,7 @@ c_decode(PyObject *self, PyObject *data)
     if (buf == NULL)
         return NULL;
     Py_ssize_t end = 0;
-    PyObject *term = dec_top(buf, 0, &end);
+    PyObject *term = dec_top(buf, 0, PyBytes_GET_SIZE(buf), &end);
     if (term == NULL) {
         if (!PyErr_Occurred())
             term = PyObject_CallOneArg(S.py_decode, buf);
@@ -613,7 +613,7 @@ c_decode_prefix(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     else {
         Py_ssize_t end = 0;
-        PyObject *term = dec_top(buf, offset, &end);
+        PyObject *term = dec_top(buf, offset, PyBytes_GET_SIZE(buf), &end);
         if (term != NULL) {
             r = Py_BuildValue("(Nn)", term, end);
         }
@@ -1180,6 +1180,17 @@ layout_of(PyTypeObject *tp)
     return lay;
 }
 
+/* The slot offsets of tp (layout_of) and their number; NULL with an error set. */
+static const Py_ssize_t *
+slot_offsets(PyTypeObject *tp, Py_ssize_t *n)
+{
+    PyObject *lay = layout_of(tp);
+    if (lay == NULL)
+        return NULL;
+    *n = PyBytes_GET_SIZE(lay) / (Py_ssize_t)sizeof(Py_ssize_t);
+    return (const Py_ssize_t *)PyBytes_AS_STRING(lay);
+}
+
 /* make(cls, *values): an instance of a slotted class (a frozen dataclass) with its slots
  * set in __slots__ order, without running __init__: the same object, several times cheaper. */
 static PyObject *
@@ -1190,10 +1201,10 @@ c_make(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyTypeObject *tp = (PyTypeObject *)args[0];
-    PyObject *lay = layout_of(tp);
-    if (lay == NULL)
+    Py_ssize_t n = 0;
+    const Py_ssize_t *off = slot_offsets(tp, &n);
+    if (off == NULL)
         return NULL;
-    Py_ssize_t n = PyBytes_GET_SIZE(lay) / (Py_ssize_t)sizeof(Py_ssize_t);
     if (nargs - 1 != n) {
         PyErr_Format(PyExc_TypeError, "make(%s, ...) takes %zd values, not %zd", tp->tp_name, n,
                      nargs - 1);
@@ -1202,7 +1213,6 @@ c_make(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *obj = new_slotted(tp);
     if (obj == NULL)
         return NULL;
-    const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(lay);
     for (Py_ssize_t k = 0; k < n; k++) {
         Py_INCREF(args[k + 1]);
         SLOT(obj, off[k]) = args[k + 1];
@@ -1215,23 +1225,13 @@ c_make(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
  * the same class and their slots are equal, and hash by their slots, as a frozen dataclass
  * would; done here, a dict lookup by pid or reference runs no Python code. */
 
-static PyObject *
-slot_values(PyObject *self, Py_ssize_t *n)
-{
-    PyObject *lay = layout_of(Py_TYPE(self));
-    if (lay != NULL)
-        *n = PyBytes_GET_SIZE(lay) / (Py_ssize_t)sizeof(Py_ssize_t);
-    return lay;
-}
-
 static Py_hash_t
 identifier_hash(PyObject *self)
 {
     Py_ssize_t n = 0;
-    PyObject *lay = slot_values(self, &n);
-    if (lay == NULL)
+    const Py_ssize_t *off = slot_offsets(Py_TYPE(self), &n);
+    if (off == NULL)
         return -1;
-    const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(lay);
     Py_uhash_t acc = (Py_uhash_t)0x9E3779B97F4A7C15ULL ^ (Py_uhash_t)n;
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *v = SLOT(self, off[k]);
@@ -1252,10 +1252,9 @@ identifier_richcompare(PyObject *a, PyObject *b, int op)
     int equal = 1;
     if (a != b) {
         Py_ssize_t n = 0;
-        PyObject *lay = slot_values(a, &n);
-        if (lay == NULL)
+        const Py_ssize_t *off = slot_offsets(Py_TYPE(a), &n);
+        if (off == NULL)
             return NULL;
-        const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(lay);
         for (Py_ssize_t k = 0; k < n && equal; k++) {
             PyObject *x = SLOT(a, off[k]), *y = SLOT(b, off[k]);
             if (x == y)
@@ -1332,15 +1331,15 @@ static const unsigned char CTRL4_PREFIX[5] = {112, 131, 104, 4, 97};
 static PyObject *
 build_event(const FrameOp *op, PyObject *ctrl, PyObject *message)
 {
-    PyObject *lay = layout_of(op->cls);
-    if (lay == NULL)
+    Py_ssize_t n = 0;
+    const Py_ssize_t *off = slot_offsets(op->cls, &n);
+    if (off == NULL)
         return NULL;
-    if (PyBytes_GET_SIZE(lay) != op->nfields * (Py_ssize_t)sizeof(Py_ssize_t)) {
+    if (n != op->nfields) {
         PyErr_Format(PyExc_TypeError, "%s does not have %d fields", op->cls->tp_name,
                      op->nfields);
         return NULL;
     }
-    const Py_ssize_t *off = (const Py_ssize_t *)PyBytes_AS_STRING(lay);
     PyObject *ev = new_slotted(op->cls);
     if (ev == NULL)
         return NULL;
@@ -1360,21 +1359,14 @@ build_event(const FrameOp *op, PyObject *ctrl, PyObject *message)
 static PyObject *
 fast_frame(PyObject *buf, Py_ssize_t start, Py_ssize_t end)
 {
-    Buf B = {(const unsigned char *)PyBytes_AS_STRING(buf), end, buf};
-    Py_ssize_t pos = start + 1;
-    if (B.b[start] != 112 || end - pos < 2 || B.b[pos] != VERSION || B.b[pos + 1] == 80)
+    if ((unsigned char)PyBytes_AS_STRING(buf)[start] != 112)
         return NULL;
-    pos += 1;
-    PyObject *ctrl = dec(&B, &pos, 0), *message = NULL, *ev = NULL;
+    Py_ssize_t pos = start + 1;
+    PyObject *ctrl = dec_top(buf, pos, end, &pos), *message = NULL, *ev = NULL;
     if (ctrl == NULL)
         goto slow;
-    if (pos < end) {
-        if (end - pos < 2 || B.b[pos] != VERSION || B.b[pos + 1] == 80)
-            goto slow;
-        pos += 1;
-        if ((message = dec(&B, &pos, 0)) == NULL || pos != end)
-            goto slow;
-    }
+    if (pos < end && ((message = dec_top(buf, pos, end, &pos)) == NULL || pos != end))
+        goto slow;
     if (!PyTuple_CheckExact(ctrl) || PyTuple_GET_SIZE(ctrl) == 0
         || !PyLong_CheckExact(PyTuple_GET_ITEM(ctrl, 0)))
         goto slow;
@@ -1452,13 +1444,19 @@ error:
 }
 
 /* read_frames(buf, max_size, monitors) -> (events, end, need) */
+static int
+frames_ready(void)
+{
+    if (!F.ready)
+        PyErr_SetString(PyExc_RuntimeError, "py_nodes._ccodec.setup_frames() was not called");
+    return F.ready;
+}
+
 static PyObject *
 c_read_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!F.ready) {
-        PyErr_SetString(PyExc_RuntimeError, "py_nodes._ccodec.setup_frames() was not called");
+    if (!frames_ready())
         return NULL;
-    }
     if (nargs != 3 || !PyBytes_CheckExact(args[0]) || !PyDict_CheckExact(args[2])) {
         PyErr_SetString(PyExc_TypeError, "read_frames(buf: bytes, max_size, monitors: dict)");
         return NULL;
@@ -1504,10 +1502,8 @@ error:
 static PyObject *
 c_encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!F.ready) {
-        PyErr_SetString(PyExc_RuntimeError, "py_nodes._ccodec.setup_frames() was not called");
+    if (!frames_ready())
         return NULL;
-    }
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "encode_frame(ctrl, message)");
         return NULL;
