@@ -383,7 +383,20 @@ class PodCluster:
             logf.close()
         proc = PodProcess(pod, tuple(argv), popen, log_path, infrastructure)
         self._processes.append(proc)
+        if pod is not None:
+            self._await_entry(pod, popen)
         return proc
+
+    @staticmethod
+    def _await_entry(pod: Pod, popen: subprocess.Popen[str], timeout: float = 10.0) -> None:
+        # `ip netns exec` enters the namespace only after the fork: until then the new
+        # process is still in the root namespace, and a caller that looks for it in the
+        # pod (or cuts the pod off) would miss it.
+        deadline = time.monotonic() + timeout
+        while popen.pid not in _namespace_pids(pod.namespace) and popen.poll() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{pod}: pid {popen.pid} did not enter the namespace")
+            time.sleep(0.01)
 
     def ensure_epmd(self, which: int | Pod, timeout: float = 10.0) -> None:
         """Start the pod's own epmd unless one answers in its namespace."""
