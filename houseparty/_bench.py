@@ -29,7 +29,7 @@ from typing import Any
 
 from houseparty._client import HouseParty, from_term
 from houseparty._errors import ClusterError, PortInUse
-from houseparty._localcluster import LocalCluster, PodSpec
+from houseparty.cli._localcluster import LocalCluster, PodSpec
 from py_nodes._terms import Atom
 
 __all__ = [

@@ -17,9 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from houseparty._client import HouseParty, from_term
-from houseparty._demo import run_demo
 from houseparty._errors import HousePartyError, NotRunning
-from houseparty._localcluster import (
+from houseparty.cli._demo import run_demo
+from houseparty.cli._localcluster import (
     DEFAULT_BASE_PORT,
     LocalCluster,
     PodSpec,
@@ -433,7 +433,7 @@ def k8s() -> None:
 
 
 def _sidecar_name_template(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from houseparty._k8s import check_name_template
+    from houseparty.cli._k8s import check_name_template
 
     try:
         return check_name_template(value)
@@ -479,7 +479,7 @@ def k8s_status(namespace: str | None, selector: str | None, context: str | None,
                kubeconfig: str | None, cookie: str | None, sidecar_name_template: str,
                as_json: bool) -> None:  # fmt: skip
     """The pods Kubernetes shows, their node names, and how they match the cluster's ring."""
-    from houseparty import _k8s
+    from houseparty.cli import _k8s
 
     try:
         with console.status("listing pods..."):
