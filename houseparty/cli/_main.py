@@ -18,6 +18,7 @@ from rich.table import Table
 
 from houseparty._client import HouseParty, from_term
 from houseparty._errors import HousePartyError, NotRunning
+from houseparty.cli._benchmarks import load_benchmarks
 from houseparty.cli._demo import run_demo
 from houseparty.cli._localcluster import (
     DEFAULT_BASE_PORT,
@@ -535,7 +536,11 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
           plots: Path | None) -> None:  # fmt: skip
     """Benchmarks on fresh local 3-pod clusters of their own: scale, calls, walks, handoff,
     dump, registry (all by default). Prints a table per benchmark against its target."""
-    from houseparty import _bench_report as report_mod
+    try:
+        load_benchmarks()
+    except ImportError as exc:
+        _fail(str(exc))
+    from benchmarks import _report as report_mod
 
     names = list(report_mod.BENCHMARKS) if not benchmarks or "all" in benchmarks else [
         b for b in report_mod.BENCHMARKS if b in benchmarks]  # fmt: skip
@@ -572,7 +577,7 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
         report_mod.write_json(out, results)
         console.print(f"figures written to {out}")
     if plots is not None:
-        from houseparty._bench_plot import plot_results
+        from benchmarks._plot import plot_results
 
         try:
             for path in plot_results(results, plots):
