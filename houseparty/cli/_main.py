@@ -421,10 +421,6 @@ def demo(
             console.print("demo cluster stopped")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # -- Kubernetes ------------------------------------------------------------------------------
 
 
@@ -535,7 +531,11 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
           registry_names: int | None, settle: bool | None, out: Path | None,
           plots: Path | None) -> None:  # fmt: skip
     """Benchmarks on fresh local 3-pod clusters of their own: scale, calls, walks, handoff,
-    dump, registry (all by default). Prints a table per benchmark against its target."""
+    dump, registry (all by default). Prints a table per benchmark against its target.
+
+    The benchmarks are not installed with houseparty: they are the benchmarks/ package of a
+    checkout, found beside the houseparty/ package that runs, so this command needs a
+    checkout installed with pip install -e ."""
     try:
         load_benchmarks()
     except ImportError as exc:
