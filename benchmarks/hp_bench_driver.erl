@@ -1,7 +1,8 @@
-%% The Erlang side of `houseparty bench` (houseparty/_bench*.py): compiled with erlc by the
-%% benchmark run, loaded into the sidecars of a benchmark cluster (code:load_binary over
-%% rpc) and run on a separate caller node started with `erl -noshell -eval`. Nothing here
-%% is part of the sidecar application; names are the benchmark's own (<Prefix><I>).
+%% The Erlang side of `houseparty bench` (the Python package in this folder): compiled with
+%% erlc by the benchmark run, loaded into the sidecars of a benchmark cluster
+%% (code:load_binary over rpc) and run on a separate caller node started with
+%% `erl -noshell -eval`. Nothing here is part of the sidecar application; names are the
+%% benchmark's own (<Prefix><I>).
 %%
 %% On a sidecar (rpc from the Python side):
 %%   start_names(Kind, Prefix, From, To, Callers) -> {Micros, Failed}

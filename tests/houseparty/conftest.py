@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from houseparty import HouseParty
-from houseparty._localcluster import LocalCluster, PodSpec, port_free
+from houseparty.cli._localcluster import LocalCluster, PodSpec, port_free
 
 if shutil.which("erl") is None:
     pytest.skip(

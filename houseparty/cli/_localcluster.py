@@ -75,7 +75,7 @@ def sidecar_ebin() -> Path:
     env = os.environ.get("HP_SIDECAR_EBIN")
     if env:
         return Path(env)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root / "_build" / "default" / "lib" / "houseparty_sidecar" / "ebin"
 
 

@@ -1,9 +1,9 @@
-"""``houseparty bench``: the harness that the benchmarks of :mod:`houseparty._bench_cases` share.
+"""``houseparty bench``: the harness that the benchmarks of :mod:`benchmarks._cases` share.
 
 A :class:`BenchCluster` is a local cluster of real pods started for one benchmark: its own
 temporary run folder, free ports and a random node-name suffix, so that it never meets a
 cluster anyone else runs on the machine, and it is always stopped (also on Ctrl-C).
-The Erlang half of the benchmarks, ``benchmarks/hp_bench_driver.erl``, is compiled with
+The Erlang half of the benchmarks, ``hp_bench_driver.erl`` beside this module, is compiled with
 ``erlc`` once per run and loaded into every sidecar over rpc; the calls and walks
 benchmarks also run it on a separate ``erl -noshell -eval`` caller node.
 """
@@ -29,7 +29,7 @@ from typing import Any
 
 from houseparty._client import HouseParty, from_term
 from houseparty._errors import ClusterError, PortInUse
-from houseparty._localcluster import LocalCluster, PodSpec
+from houseparty.cli._localcluster import LocalCluster, PodSpec
 from py_nodes._terms import Atom
 
 __all__ = [
@@ -108,9 +108,7 @@ class DriverBuild:
 
     @classmethod
     def compile(cls, workdir: Path) -> DriverBuild:
-        source = Path(__file__).resolve().parent.parent / "benchmarks" / f"{DRIVER}.erl"
-        if not source.exists():
-            raise ClusterError(f"the benchmark driver {source} is missing (a checkout is needed)")
+        source = Path(__file__).resolve().parent / f"{DRIVER}.erl"
         ebin = workdir / "ebin"
         ebin.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(

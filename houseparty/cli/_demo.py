@@ -16,7 +16,7 @@ from rich.table import Table
 
 from houseparty._client import HouseParty
 from houseparty._errors import ErlangMissing
-from houseparty._localcluster import LocalCluster, PodSpec
+from houseparty.cli._localcluster import LocalCluster, PodSpec
 
 __all__ = ["IEX_SESSIONS", "run_demo"]
 

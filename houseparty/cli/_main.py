@@ -17,9 +17,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from houseparty._client import HouseParty, from_term
-from houseparty._demo import run_demo
 from houseparty._errors import HousePartyError, NotRunning
-from houseparty._localcluster import (
+from houseparty.cli._benchmarks import load_benchmarks
+from houseparty.cli._demo import run_demo
+from houseparty.cli._localcluster import (
     DEFAULT_BASE_PORT,
     LocalCluster,
     PodSpec,
@@ -420,10 +421,6 @@ def demo(
             console.print("demo cluster stopped")
 
 
-if __name__ == "__main__":
-    main()
-
-
 # -- Kubernetes ------------------------------------------------------------------------------
 
 
@@ -433,7 +430,7 @@ def k8s() -> None:
 
 
 def _sidecar_name_template(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from houseparty._k8s import check_name_template
+    from houseparty.cli._k8s import check_name_template
 
     try:
         return check_name_template(value)
@@ -479,7 +476,7 @@ def k8s_status(namespace: str | None, selector: str | None, context: str | None,
                kubeconfig: str | None, cookie: str | None, sidecar_name_template: str,
                as_json: bool) -> None:  # fmt: skip
     """The pods Kubernetes shows, their node names, and how they match the cluster's ring."""
-    from houseparty import _k8s
+    from houseparty.cli import _k8s
 
     try:
         with console.status("listing pods..."):
@@ -534,8 +531,16 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
           registry_names: int | None, settle: bool | None, out: Path | None,
           plots: Path | None) -> None:  # fmt: skip
     """Benchmarks on fresh local 3-pod clusters of their own: scale, calls, walks, handoff,
-    dump, registry (all by default). Prints a table per benchmark against its target."""
-    from houseparty import _bench_report as report_mod
+    dump, registry (all by default). Prints a table per benchmark against its target.
+
+    The benchmarks are not installed with houseparty: they are the benchmarks/ package of a
+    checkout, found beside the houseparty/ package that runs, so this command needs a
+    checkout installed with pip install -e ."""
+    try:
+        load_benchmarks()
+    except ImportError as exc:
+        _fail(str(exc))
+    from benchmarks import _report as report_mod
 
     names = list(report_mod.BENCHMARKS) if not benchmarks or "all" in benchmarks else [
         b for b in report_mod.BENCHMARKS if b in benchmarks]  # fmt: skip
@@ -572,7 +577,7 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
         report_mod.write_json(out, results)
         console.print(f"figures written to {out}")
     if plots is not None:
-        from houseparty._bench_plot import plot_results
+        from benchmarks._plot import plot_results
 
         try:
             for path in plot_results(results, plots):

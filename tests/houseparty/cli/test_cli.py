@@ -15,8 +15,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from houseparty._localcluster import LocalCluster
 from houseparty.cli import main
+from houseparty.cli._localcluster import LocalCluster
 from tests.houseparty.conftest import free_base_port
 
 CLI = [sys.executable, "-m", "houseparty.cli"]

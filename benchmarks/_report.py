@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from houseparty._bench import DriverBuild, machine_info
-from houseparty._bench_cases import (
+from benchmarks._cases import (
     Reporter,
     bench_calls,
     bench_dump,
@@ -24,6 +23,7 @@ from houseparty._bench_cases import (
     bench_scale,
     bench_walks,
 )
+from benchmarks._harness import DriverBuild, machine_info
 
 __all__ = ["BENCHMARKS", "BenchSettings", "RichReporter", "run_benchmarks", "tables", "write_json"]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from houseparty._bench import (
+from benchmarks._harness import (
     BenchCluster,
     DriverBuild,
     bench_cluster,
