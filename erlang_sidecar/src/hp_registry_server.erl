@@ -41,10 +41,12 @@
 %% its names here from their replicas. Handoff work never runs in this process:
 %% hp_handoff workers do it and report back with the calls above.
 %%
-%% Where the state lives: the names, groups, replicas and watches in hp_registry_store
-%% (read without a message to this process), the ring there too; here, in the record,
-%% what only this process reads: the reservations under way, the membership
-%% (hp_registry_membership:members()) and the rebalance, resync and drain under way.
+%% Where the state lives: in hp_registry_store's tables, what any process reads without
+%% a message to this one (names, groups, pending starts, settling peers, the ring), and
+%% the per-pid watches and index, too big for this process's heap (see its opening
+%% comment); in the record, what only this process reads: the reservations under way,
+%% the membership (hp_registry_membership:members()) and the rebalance, resync and drain
+%% under way. Nothing in the process dictionary.
 -module(hp_registry_server).
 -behaviour(gen_server).
 

@@ -14,11 +14,13 @@
 %%
 %% Why ETS and not the server's state: names, groups, pending starts, settling peers and
 %% the time of the last ring change are read on every lookup, by the caller's process or
-%% an erpc, without a message to the server. The watches and the index by pid are only
-%% read by the server; they are ETS all the same because they hold an entry per
-%% registered pid, and as a map in the server's heap every garbage collection of the
-%% server would copy them. The ring is read on every call of the API, so it is a
-%% persistent term (no copy per read); it changes only when membership does.
+%% an erpc, without a message to the server; the names and the index by pid are read by
+%% the handoff workers too. The watches are read by the server alone; they are ETS all
+%% the same because they hold an entry per registered pid, and as a map in the server's
+%% heap every garbage collection of the server would copy them. The replicas, one per
+%% name of the predecessor, are kept out of that heap for the same reason. The ring is
+%% read on every call of the API, so it is a persistent term (no copy per read); it
+%% changes only when membership does.
 -module(hp_registry_store).
 
 -export([new/0, delete_ring/0]).
