@@ -17,6 +17,9 @@ case "$cmd" in
         rebar3 eunit
         echo "== sidecar: common test"
         rebar3 ct
+        echo "== sidecar: dialyzer, xref"
+        rebar3 dialyzer
+        rebar3 xref
         echo "== python: ruff, mypy"
         .venv/bin/ruff check .
         .venv/bin/mypy

@@ -22,13 +22,13 @@
 %% groups, and the loser gets {swarm, die}. When neither copy sits on the owner, the
 %% first one handed over wins.
 %%
-%% Names whose MFA module M exports begin_handoffs/1, take_over/1 and stop_handed_off/1
-%% (hp_python: the Python workers) move in batches of ?MOVE_BATCH per new owner instead,
-%% with the same outcome: M:begin_handoffs(Pids) asks each process {swarm, begin_handoff}
-%% in one round trip per node (a busy one is left to the call above), then one
-%% accept_many/1 on the new owner starts them with one M:take_over([{MFA, Then}]), which
-%% gives each its handed-over state as end_handoff would, and commits them all; the old
-%% processes get their {swarm, die} from one M:stop_handed_off(Pids) per node.
+%% Names whose MFA module M declares the behaviour hp_handoff_batch (hp_python: the
+%% Python workers) move in batches of ?MOVE_BATCH per new owner instead, with the same
+%% outcome: M:begin_handoffs(Pids) asks each process {swarm, begin_handoff} in one round
+%% trip per node (a busy one is left to the call above), then one accept_many/1 on the
+%% new owner starts them with one M:take_over([{MFA, Then}]), which gives each its
+%% handed-over state as end_handoff would, and commits them all; the old processes get
+%% their {swarm, die} from one M:stop_handed_off(Pids) per node.
 %%
 %% The same workers restart names from their replicas when their owner went down.
 -module(hp_handoff).
@@ -39,7 +39,6 @@
 -define(BATCH, 256).
 -define(MOVE_BATCH, 1000).
 -define(MOVES_AT_ONCE, 4).
--define(NAMES, hp_registry_names).
 -define(SERVER, hp_registry_server).
 -define(CALL_TIMEOUT, 5000).
 -define(BEGIN_HANDOFF_TRIES, 4).
@@ -57,15 +56,15 @@ rebalance() ->
     rebalance(?ATTEMPTS).
 
 rebalance(Attempts) ->
-    Ring = hp_registry_server:ring(),
+    Ring = hp_registry_store:ring(),
     Me = node(),
-    Moving = ets:foldl(fun({Name, _, _, _} = E, Acc) ->
-                               case hp_ring:key_to_node(Name, Ring) of
-                                   Me -> Acc;
-                                   {error, no_nodes} -> Acc;
-                                   _ -> [E | Acc]
-                               end
-                       end, [], ?NAMES),
+    Moving = hp_registry_store:fold_names(fun({Name, _, _, _} = E, Acc) ->
+                                                  case hp_ring:key_to_node(Name, Ring) of
+                                                      Me -> Acc;
+                                                      {error, no_nodes} -> Acc;
+                                                      _ -> [E | Acc]
+                                                  end
+                                          end, []),
     Results = handoff_all(Moving),
     case failed(Results) > 0 andalso Attempts > 1 of
         true ->
@@ -87,17 +86,15 @@ failed(Results) ->
 drain([]) ->
     ok;                                        %% alone: there is nobody to hand names to
 drain(Peers) ->
-    _ = erpc:multicall(Peers, gen_server, call, [?SERVER, {leaving, node()}, ?CALL_TIMEOUT],
-                       ?CALL_TIMEOUT + 1000),
+    ok = hp_registry_membership:leave(Peers),
     drain_names(?ATTEMPTS),
-    [gen_server:cast({?SERVER, P}, {handoff_done, node()}) || P <- Peers],
-    ok.
+    hp_registry_membership:done(Peers).
 
 drain_names(Attempts) ->
-    Results = handoff_all(ets:tab2list(?NAMES)),
+    Results = handoff_all(hp_registry_store:names()),
     %% Race: a registration that was starting when the drain began commits here after
     %% our snapshot; so we go again until nothing is left or pending.
-    Left = ets:info(?NAMES, size) + ets:info(hp_registry_pending, size),
+    Left = hp_registry_store:unsettled_names(),
     case (failed(Results) > 0 orelse Left > 0) andalso Attempts > 1 of
         true -> timer:sleep(?RETRY_MS), drain_names(Attempts - 1);
         false -> ok
@@ -125,7 +122,7 @@ restart_replicas(Dead, Replicas, Ring) ->
 -spec accept(term(), mode(), pid(), mfargs() | undefined, [term()]) ->
           {ok, pid()} | {error, term()}.
 accept(Name, Mode, OldPid, MFA, Groups) ->
-    case hp_ring:key_to_node(Name, hp_registry_server:ring()) of
+    case hp_ring:key_to_node(Name, hp_registry_store:ring()) of
         Me when Me =:= node() -> accept_owned(Name, Mode, OldPid, MFA, Groups);
         %% Race: the rings of sender and receiver differ (a ring change is still
         %% spreading). Resolving a conflict here could have two nodes each kill the
@@ -165,11 +162,13 @@ accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
 -spec accept_many([{term(), mode(), pid(), mfargs() | undefined, [term()]}]) ->
           [{ok, pid()} | {error, term()}].
 accept_many(Items) ->
-    Ring = hp_registry_server:ring(),
+    Ring = hp_registry_store:ring(),
     Me = node(),
+    Batch = batch_modules([MFA || {_, _, _, MFA, _} <- Items]),
     Batchable = [case Item of
                      {Name, {start, _}, _, MFA, _} ->
-                         hp_ring:key_to_node(Name, Ring) =:= Me andalso batch_module(MFA) =/= none;
+                         hp_ring:key_to_node(Name, Ring) =:= Me
+                             andalso batch_module(MFA, Batch) =/= none;
                      _ ->
                          false
                  end || Item <- Items],
@@ -200,10 +199,8 @@ take([{Name, Mode, Pid, MFA, Groups} | Items], [false | Batchable], Reserved) ->
 %% take_over call per batch module, and commits those that started: [{Ref, Result}].
 take_over([]) ->
     [];
-take_over([{{_, _, _, MFA, _}, _} | _] = Batch) ->
-    {ok, M} = batch_module(MFA),
-    {Mine, Others} = lists:partition(fun({{_, _, _, MFA1, _}, _}) -> batch_module(MFA1) =:= {ok, M} end,
-                                     Batch),
+take_over([{{_, _, _, {M, _, _}, _}, _} | _] = Batch) ->
+    {Mine, Others} = lists:partition(fun({{_, _, _, {M1, _, _}, _}, _}) -> M1 =:= M end, Batch),
     Results = start_and_commit_many(M, take_over,
                                     [{Name, Ref, MFA1, Groups, {MFA1, Then}}
                                      || {{Name, {start, Then}, _, MFA1, Groups}, Ref} <- Mine]),
@@ -243,15 +240,20 @@ start_batch(M, F, Args) ->
         Class:Reason -> [{error, {Class, Reason}} || _ <- Args]
     end.
 
-%% {ok, M} when the MFA's module moves its processes in batches.
-batch_module({M, _, _}) ->
-    case erlang:function_exported(M, begin_handoffs, 1)
-        andalso erlang:function_exported(M, take_over, 1)
-        andalso erlang:function_exported(M, stop_handed_off, 1) of
+%% Which of the MFAs' modules move their processes in batches (hp_handoff_batch), asked
+%% once per module rather than once per process.
+batch_modules(MFAs) ->
+    maps:from_list([{M, hp_handoff_batch:implemented_by(M)}
+                    || M <- lists:usort([M || {M, _, _} <- MFAs])]).
+
+%% {ok, M} when the MFA's module moves its processes in batches; Batch from
+%% batch_modules/1 over a list that has the MFA.
+batch_module({M, _, _}, Batch) ->
+    case maps:get(M, Batch) of
         true -> {ok, M};
         false -> none
     end;
-batch_module(undefined) ->
+batch_module(undefined, _Batch) ->
     none.
 
 %% Runs on the new owner: start Name from its replicated MFA unless it is already here.
@@ -361,23 +363,20 @@ abort(Name, Ref) ->
 
 %% Hands Entries to their new owners: in batches per owner, a few batches at a time.
 handoff_all(Entries) ->
-    Moves = hp_registry_plan:moves(Entries, hp_registry_server:ring(), node(), ?MOVE_BATCH),
+    Moves = hp_registry_plan:moves(Entries, hp_registry_store:ring(), node(), ?MOVE_BATCH),
     lists:append([case R of
                       {error, _} -> [R];
                       Moved -> Moved
                   end || R <- parallel(fun move_many/1, Moves, ?MOVES_AT_ONCE)]).
 
 move_many({Target, Entries}) ->
-    Ring = hp_registry_server:ring(),
+    Ring = hp_registry_store:ring(),
     %% Only what is still here and still Target's moves now: the ring may have changed
     %% back, or the name gone or been registered again meanwhile.
     Held = [{Name, Pid, MFA, all_groups(Pid, Groups)}
             || {Name, Pid, MFA, Groups} <- Entries,
                hp_ring:key_to_node(Name, Ring) =:= Target,
-               case ets:lookup(?NAMES, Name) of
-                   [{_, Pid, _, _}] -> true;
-                   _ -> false
-               end],
+               hp_registry_store:holds(Name, Pid)],
     Modes = begin_handoffs(Held),
     {Ready, Others} = lists:partition(fun({_, Pid, _, _}) -> maps:is_key(Pid, Modes) end, Held),
     Items = [{Name, maps:get(Pid, Modes), Pid, MFA, Groups} || {Name, Pid, MFA, Groups} <- Ready],
@@ -397,9 +396,10 @@ move_many({Target, Entries}) ->
 %% #{Pid => Mode} for the processes of batch modules, asked together, one call per
 %% module and node; a busy process is not in it.
 begin_handoffs(Entries) ->
+    Batch = batch_modules([MFA || {_, _, MFA, _} <- Entries]),
     Batches = maps:groups_from_list(fun({M, Pid}) -> {M, node(Pid)} end, fun({_, Pid}) -> Pid end,
                                     [{M, Pid} || {_, Pid, MFA, _} <- Entries,
-                                                 {ok, M} <- [batch_module(MFA)]]),
+                                                 {ok, M} <- [batch_module(MFA, Batch)]]),
     maps:fold(fun({M, _Node}, Pids, Acc) -> maps:merge(Acc, ask_begin(M, Pids)) end,
               #{}, Batches).
 
@@ -415,8 +415,7 @@ ask_begin(M, Pids) ->
     end.
 
 all_groups(Pid, Groups) ->
-    Local = [G || {_, {group, G}} <- ets:lookup(hp_registry_pidx, Pid)],
-    lists:usort(Groups ++ Local).
+    lists:usort(Groups ++ hp_registry_store:groups_of(Pid)).
 
 move(Name, Pid, MFA, Groups, Target) ->
     Mode = case MFA of
@@ -464,7 +463,8 @@ abandon(Pid, {start, _}) ->
 %% {swarm, die} to each handed-off process: through its batch module, one message per
 %% module and node, when it has one.
 stop_handed_off(PidMFAs) ->
-    Batches = maps:groups_from_list(fun({Pid, MFA}) -> {batch_module(MFA), node(Pid)} end,
+    Batch = batch_modules([MFA || {_, MFA} <- PidMFAs]),
+    Batches = maps:groups_from_list(fun({Pid, MFA}) -> {batch_module(MFA, Batch), node(Pid)} end,
                                     fun({Pid, _}) -> Pid end, PidMFAs),
     maps:foreach(fun({{ok, M}, _Node}, Pids) -> M:stop_handed_off(Pids);
                     ({none, _Node}, Pids) -> [Pid ! {swarm, die} || Pid <- Pids]

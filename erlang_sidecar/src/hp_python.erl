@@ -12,6 +12,7 @@
 %% cannot be reached within ?CONNECT_TIMEOUT, the answer is {error, no_python_node}; the
 %% caller never hangs on it.
 -module(hp_python).
+-behaviour(hp_handoff_batch).
 
 -export([start_worker/3, start_workers/1, begin_handoffs/1, take_over/1, stop_handed_off/1,
          watch/1, python_node/0]).

@@ -2,12 +2,12 @@
 %% callbacks so that {via, hp_registry, Name} works with gen_server.
 %%
 %% A name lives on its owner: hp_ring:key_to_node(Name, Ring) over the placement sidecars
-%% (hidden Python nodes never take part). The owner's hp_registry_server holds it in ETS;
-%% a lookup on the owner reads ETS, a lookup elsewhere is one erpc to the owner, and a
-%% registration is one call to the owner's registry (which runs the MFA there). The pid
-%% may live on any node (usually the owner's pod Python node); it is watched (a monitor,
-%% or for the pod's own Python node its hp_workers, see hp_registry_server), so a name
-%% never outlives its process. register_many/3 (not in swarm) does many registrations
+%% (hidden Python nodes never take part). The owner's hp_registry_server holds it in its
+%% tables (hp_registry_store); a lookup on the owner reads them, a lookup elsewhere is one
+%% erpc to the owner, and a registration is one call to the owner's registry (which runs
+%% the MFA there). The pid may live on any node (usually the owner's pod Python node); it
+%% is watched (a monitor, or for the pod's own Python node its hp_workers, see
+%% hp_registry_watch), so a name never outlives its process. register_many/3 (not in swarm) does many registrations
 %% with one erpc per owner, which reserves its share, starts it with one batch call and
 %% commits it (hp_registry_server's reserve_many / commit_many).
 %%
@@ -48,9 +48,6 @@
          local_registered/0, register_here/3]).
 
 -define(SERVER, hp_registry_server).
--define(NAMES, hp_registry_names).
--define(PENDING, hp_registry_pending).
--define(GROUPS, hp_registry_groups).
 -define(MAX_HOPS, 3).
 -define(PENDING_WAIT_MS, 2000).
 -define(CONFLICT_WAIT_MS, 3000).
@@ -106,7 +103,7 @@ register_name(Name, M, F, A) when is_atom(M), is_atom(F), is_list(A) ->
 %% it.
 -spec register_many([{term(), mfargs()}], {module(), atom()}, [term()]) -> [register_result()].
 register_many(Entries, BatchStart, Groups) ->
-    Ring = hp_registry_server:ring(),
+    Ring = hp_registry_store:ring(),
     %% A name twice in one batch is registered once (its first MFA), as two calls would.
     ByOwner = maps:groups_from_list(fun({Name, _}) -> hp_ring:key_to_node(Name, Ring) end,
                                     lists:ukeysort(1, Entries)),
@@ -211,7 +208,7 @@ drain() ->
 local_lookup(Name, Hops) ->
     case peek(Name) of
         Pid when is_pid(Pid) ->
-            case hp_registry_server:settling() of
+            case hp_registry_store:settling() of
                 [] ->
                     Pid;
                 Peers ->
@@ -240,11 +237,11 @@ peek(Name) ->
 
 -spec local_members(term()) -> [pid()].
 local_members(Group) ->
-    ets:select(?GROUPS, [{{{Group, '$1'}}, [], ['$1']}]).
+    hp_registry_store:members(Group).
 
 -spec local_registered() -> [{term(), pid()}].
 local_registered() ->
-    ets:select(?NAMES, [{{'$1', '$2', '_', '_'}, [], [{{'$1', '$2'}}]}]).
+    hp_registry_store:registered().
 
 %% The owner's side of register_many/3: single for the names it leaves to register_name/4.
 -spec register_here([{term(), mfargs()}], {module(), atom()}, [term()]) ->
@@ -261,7 +258,7 @@ register_here(Entries, {M, F}, Groups) ->
 %% --- internal --------------------------------------------------------------------------
 
 owner(Name) ->
-    hp_ring:key_to_node(Name, hp_registry_server:ring()).
+    hp_ring:key_to_node(Name, hp_registry_store:ring()).
 
 %% [{Name, Result}] for the entries of one owner.
 register_at({error, no_nodes}, Entries, _BatchStart, _Groups) ->
@@ -292,18 +289,18 @@ answers([single | Rest], Started) ->
     [single | answers(Rest, Started)].
 
 placement_nodes() ->
-    lists:usort([node() | hp_ring:nodes(hp_registry_server:ring())]).
+    lists:usort([node() | hp_ring:nodes(hp_registry_store:ring())]).
 
 lookup(Name, Hops) ->
-    case hp_registry_server:unsettled() of
+    case hp_registry_store:unsettled() of
         true ->
             %% Race: a lookup right after a ring change. The owner may not know yet
             %% every node that still holds names for it (it joined a moment ago and has
             %% not heard from all of them), and may hold a copy of its own that has not
             %% merged theirs; every holder keeps a name until its new owner has it, so
             %% asking every node we know is enough.
-            Nodes = lists:usort(hp_ring:nodes(hp_registry_server:ring())
-                                ++ hp_registry_server:settling()),
+            Nodes = lists:usort(hp_ring:nodes(hp_registry_store:ring())
+                                ++ hp_registry_store:settling()),
             case one_copy(Name, Nodes, ?CONFLICT_WAIT_MS) of
                 undefined -> owner_lookup(Name, Hops);
                 Pid -> Pid
@@ -370,14 +367,14 @@ call_owner(Owner, Request, Hops, Timeout) ->
     end.
 
 peek(Name, Deadline) ->
-    case ets:lookup(?NAMES, Name) of
+    case hp_registry_store:lookup(Name) of
         [{_, Pid, _, _}] ->
             case node(Pid) =:= node() andalso not is_process_alive(Pid) of
                 true -> undefined;             %% dead, its DOWN not yet handled
                 false -> Pid
             end;
         [] ->
-            case ets:member(?PENDING, Name) andalso
+            case hp_registry_store:pending(Name) andalso
                 erlang:monotonic_time(millisecond) < Deadline of
                 true ->
                     timer:sleep(2),
@@ -399,7 +396,7 @@ ask_settling(Name) ->
 %% A pid for Name from the peers that may still hand names to this node, if any has one.
 -spec held_by_settling_peer(term()) -> pid() | undefined.
 held_by_settling_peer(Name) ->
-    case hp_registry_server:settling() of
+    case hp_registry_store:settling() of
         [] ->
             undefined;
         Peers ->

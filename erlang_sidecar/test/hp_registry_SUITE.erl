@@ -330,7 +330,7 @@ workers_on_the_owners_hidden_node(Config) ->
     wait_cluster(Peers),
     [?assertEqual(Pids, [call(P, hp_registry, whereis_name, [R]) || R <- Rooms]) || {P, _} <- Peers],
     %% A pod drains: its workers move to the new owners' hidden nodes with their state.
-    [_, _, {PC, SideC, {_, HNC}}] = Pairs,
+    [_, _, {PC, SideC, {HC, HNC}}] = Pairs,
     [1 = call(A, gen_server, call, [{via, hp_registry, R}, incr]) || R <- Rooms],
     OnC = [R || {R, P} <- lists:zip(Rooms, Pids), node(P) =:= HNC],
     ?assert(OnC =/= []),
@@ -340,6 +340,8 @@ workers_on_the_owners_hidden_node(Config) ->
     Holders2 = maps:from_list([{Name, Side} || {P, Side} <- lists:droplast(Peers),
                                                {Name, _} <- call(P, hp_registry, local_registered, [])]),
     ?assertEqual([maps:get(maps:get(R, Holders2), PyOf) || R <- OnC], [node(P) || P <- Moved]),
+    %% They moved in batches: hp_python declares the hp_handoff_batch behaviour.
+    ?assert(maps:get(batch_begin_handoffs, call(HC, ?W, events, []), 0) > 0),
     ?assertEqual([{R, 1} || R <- Rooms],
                  [{R, C} || R <- Rooms, {_, C, _} <- [call(A, gen_server, call, [{via, hp_registry, R}, get])]]),
     ?assertEqual(lists:sort([call(A, hp_registry, whereis_name, [R]) || R <- Batch]),

@@ -45,7 +45,8 @@ start_via(Name) ->
 %% A stand-in for the Python node's hp_workers server (what hp_python calls): a
 %% registered process that answers {start, Kind, Name, Args} with a new worker, and the
 %% batch requests {start_many, Specs}, {begin_handoffs, Pids} and {stop_handed_off, Pids}
-%% the way the Python one does, through the workers' own swarm messages.
+%% the way the Python one does, through the workers' own swarm messages. Each
+%% begin_handoffs request counts as the event batch_begin_handoffs.
 -spec start_workers_server() -> ok.
 start_workers_server() ->
     init_node(),
@@ -66,6 +67,7 @@ workers_loop() ->
             gen_server:reply(From, [start_spec(Spec) || Spec <- Specs]),
             workers_loop();
         {'$gen_call', From, {begin_handoffs, Pids}} ->
+            note(batch_begin_handoffs),
             gen_server:reply(From, [gen_server:call(P, {swarm, begin_handoff}) || P <- Pids]),
             workers_loop();
         {stop_handed_off, Pids} ->

@@ -1,0 +1,295 @@
+%% The registry's tables: every read and write of a node's registry data goes through here.
+%%
+%% The tables are created by hp_registry_server (new/0), which owns them and is the only
+%% writer (they are protected); any process of the node reads them. What lives where:
+%%
+%%   hp_registry_names     set          {Name, Pid, MFA | undefined, Groups}
+%%   hp_registry_pidx      bag          {Pid, {name, Name} | {group, Group}}
+%%   hp_registry_groups    ordered_set  {{Group, Pid}}
+%%   hp_registry_mons      set          {Pid, MonitorRef | reported}   (hp_registry_watch)
+%%   hp_registry_replicas  set          {Name, Owner, MFA, Groups}
+%%   hp_registry_pending   set          {Name, Ref}: being started or handed over
+%%   hp_registry_meta      set          {settling, #{Node => Deadline}}, {ring_changed, T}
+%%   persistent term {hp_registry_store, ring}    the ring, hp_ring:ring()
+%%
+%% Why ETS and not the server's state: names, groups, pending starts, settling peers and
+%% the time of the last ring change are read on every lookup, by the caller's process or
+%% an erpc, without a message to the server; the names and the index by pid are read by
+%% the handoff workers too. The watches are read by the server alone; they are ETS all
+%% the same because they hold an entry per registered pid, and as a map in the server's
+%% heap every garbage collection of the server would copy them. The replicas, one per
+%% name of the predecessor, are kept out of that heap for the same reason. The ring is
+%% read on every call of the API, so it is a persistent term (no copy per read); it
+%% changes only when membership does.
+-module(hp_registry_store).
+
+-export([new/0, delete_ring/0]).
+%% Ring and settling.
+-export([ring/0, set_ring/1, settling/0, settling_deadlines/0, settle/2, settled/1,
+         unsettled/0]).
+%% Names.
+-export([lookup/1, holds/2, insert_name/4, delete_name/1, fold_names/2, names/0,
+         registered/0, pending/1, set_pending/2, clear_pending/1, unsettled_names/0]).
+%% Pid index and groups.
+-export([index/2, unindex/2, tags/1, drop_pid/1, join/2, leave/2, members/1, groups_of/1]).
+%% Watches.
+-export([watch_of/1, set_watch/2, delete_watch/1, reported_on/1]).
+%% Replicas.
+-export([put_replicas/2, delete_replica/2, reset_replicas/2, replicas_of/1,
+         delete_replicas/2]).
+-export([info/0]).
+
+-export_type([entry/0, replica/0, tag/0]).
+
+-define(NAMES, hp_registry_names).
+-define(PIDX, hp_registry_pidx).
+-define(GROUPS, hp_registry_groups).
+-define(MONS, hp_registry_mons).
+-define(REPLICAS, hp_registry_replicas).
+-define(PENDING, hp_registry_pending).
+-define(META, hp_registry_meta).
+-define(RING_KEY, {?MODULE, ring}).
+%% How long after a ring change lookups keep asking every node (see unsettled/0).
+-define(RING_CHANGE_MS, 5000).
+
+-type mfargs() :: {module(), atom(), list()}.
+-type entry() :: {term(), pid(), mfargs() | undefined, [term()]}.
+-type replica() :: {term(), mfargs(), [term()]}.
+-type tag() :: {name, term()} | {group, term()}.
+
+%% Creates the tables, owned by the calling process, and a ring of this node alone.
+-spec new() -> ok.
+new() ->
+    Opts = [named_table, protected, {read_concurrency, true}],
+    ets:new(?NAMES, [set | Opts]),
+    %% A bag keyed by the pid: the pids are mostly remote (the Python node's), and an
+    %% ordered_set keyed by {Pid, Tag} compared remote pids at every level of its tree.
+    ets:new(?PIDX, [bag | Opts]),
+    ets:new(?GROUPS, [ordered_set | Opts]),
+    ets:new(?MONS, [set | Opts]),
+    ets:new(?REPLICAS, [set | Opts]),
+    ets:new(?PENDING, [set | Opts]),
+    ets:new(?META, [set | Opts]),
+    ets:insert(?META, [{settling, #{}},
+                       {ring_changed, erlang:monotonic_time(millisecond) - ?RING_CHANGE_MS}]),
+    persistent_term:put(?RING_KEY, hp_ring:new([node()])),
+    ok.
+
+%% The ring goes with its owner (the tables go by themselves).
+-spec delete_ring() -> ok.
+delete_ring() ->
+    _ = persistent_term:erase(?RING_KEY),
+    ok.
+
+%% --- ring and settling -----------------------------------------------------------------
+
+%% The ring as this node sees it.
+-spec ring() -> hp_ring:ring().
+ring() ->
+    persistent_term:get(?RING_KEY, hp_ring:new()).
+
+-spec set_ring(hp_ring:ring()) -> ok.
+set_ring(Ring) ->
+    persistent_term:put(?RING_KEY, Ring),
+    ets:insert(?META, {ring_changed, erlang:monotonic_time(millisecond)}),
+    ok.
+
+%% Nodes that may still hand names over to this one, with their deadline not passed.
+-spec settling() -> [node()].
+settling() ->
+    [N || {N, _} <- settling_deadlines()].
+
+%% {Node, Deadline} for the nodes in settling().
+-spec settling_deadlines() -> [{node(), integer()}].
+settling_deadlines() ->
+    Now = erlang:monotonic_time(millisecond),
+    try ets:lookup_element(?META, settling, 2) of
+        Map -> [{N, Deadline} || {N, Deadline} <- maps:to_list(Map), Deadline > Now]
+    catch error:badarg -> []
+    end.
+
+%% Node may hand names over to this one until Deadline (monotonic ms).
+-spec settle(node(), integer()) -> ok.
+settle(Node, Deadline) ->
+    [{settling, S}] = ets:lookup(?META, settling),
+    ets:insert(?META, {settling, S#{Node => Deadline}}),
+    ok.
+
+%% Node hands nothing more over.
+-spec settled(node()) -> ok.
+settled(Node) ->
+    [{settling, S}] = ets:lookup(?META, settling),
+    ets:insert(?META, {settling, maps:remove(Node, S)}),
+    ok.
+
+%% Whether names may still be moving as far as this node can tell: a peer is expected to
+%% hand names over, or the ring changed less than ?RING_CHANGE_MS ago (long enough for
+%% every node to hear of the change; the handoffs themselves are covered by settling).
+-spec unsettled() -> boolean().
+unsettled() ->
+    Changed = try ets:lookup_element(?META, ring_changed, 2)
+              catch error:badarg -> 0
+              end,
+    erlang:monotonic_time(millisecond) - Changed < ?RING_CHANGE_MS orelse settling() =/= [].
+
+%% --- names -----------------------------------------------------------------------------
+
+-spec lookup(term()) -> [entry()].
+lookup(Name) ->
+    ets:lookup(?NAMES, Name).
+
+%% Whether Name is held here by Pid.
+-spec holds(term(), pid()) -> boolean().
+holds(Name, Pid) ->
+    case ets:lookup(?NAMES, Name) of
+        [{_, Pid, _, _}] -> true;
+        _ -> false
+    end.
+
+%% The name's record; its pid is indexed by the caller (index/2).
+-spec insert_name(term(), pid(), mfargs() | undefined, [term()]) -> ok.
+insert_name(Name, Pid, MFA, Groups) ->
+    ets:insert(?NAMES, {Name, Pid, MFA, Groups}),
+    ok.
+
+-spec delete_name(term()) -> ok.
+delete_name(Name) ->
+    ets:delete(?NAMES, Name),
+    ok.
+
+-spec fold_names(fun((entry(), Acc) -> Acc), Acc) -> Acc.
+fold_names(Fun, Acc) ->
+    ets:foldl(Fun, Acc, ?NAMES).
+
+-spec names() -> [entry()].
+names() ->
+    ets:tab2list(?NAMES).
+
+-spec registered() -> [{term(), pid()}].
+registered() ->
+    ets:select(?NAMES, [{{'$1', '$2', '_', '_'}, [], [{{'$1', '$2'}}]}]).
+
+%% Whether Name is being started or handed over here.
+-spec pending(term()) -> boolean().
+pending(Name) ->
+    ets:member(?PENDING, Name).
+
+-spec set_pending(term(), reference()) -> ok.
+set_pending(Name, Ref) ->
+    ets:insert(?PENDING, {Name, Ref}),
+    ok.
+
+-spec clear_pending(term()) -> ok.
+clear_pending(Name) ->
+    ets:delete(?PENDING, Name),
+    ok.
+
+%% How many names are held or pending here.
+-spec unsettled_names() -> non_neg_integer().
+unsettled_names() ->
+    ets:info(?NAMES, size) + ets:info(?PENDING, size).
+
+%% --- pid index and groups --------------------------------------------------------------
+
+%% Pid holds Tag here (hp_registry_watch then watches it).
+-spec index(pid(), tag()) -> ok.
+index(Pid, Tag) ->
+    ets:insert(?PIDX, {Pid, Tag}),
+    ok.
+
+%% Pid no longer holds Tag: whether it still holds anything here.
+-spec unindex(pid(), tag()) -> boolean().
+unindex(Pid, Tag) ->
+    ets:delete_object(?PIDX, {Pid, Tag}),
+    ets:member(?PIDX, Pid).
+
+-spec tags(pid()) -> [tag()].
+tags(Pid) ->
+    [Tag || {_, Tag} <- ets:lookup(?PIDX, Pid)].
+
+%% Forgets everything Pid held here (names are deleted by the caller): its tags.
+-spec drop_pid(pid()) -> [tag()].
+drop_pid(Pid) ->
+    Tags = tags(Pid),
+    ets:delete(?PIDX, Pid),
+    [ets:delete(?GROUPS, {Group, Pid}) || {group, Group} <- Tags],
+    Tags.
+
+%% The group membership only; the pid is indexed by the caller.
+-spec join(term(), pid()) -> ok.
+join(Group, Pid) ->
+    ets:insert(?GROUPS, {{Group, Pid}}),
+    ok.
+
+-spec leave(term(), pid()) -> ok.
+leave(Group, Pid) ->
+    ets:delete(?GROUPS, {Group, Pid}),
+    ok.
+
+-spec members(term()) -> [pid()].
+members(Group) ->
+    ets:select(?GROUPS, [{{{Group, '$1'}}, [], ['$1']}]).
+
+%% The groups Pid joined on this node.
+-spec groups_of(pid()) -> [term()].
+groups_of(Pid) ->
+    [G || {_, {group, G}} <- ets:lookup(?PIDX, Pid)].
+
+%% --- watches (written by hp_registry_watch) --------------------------------------------
+
+-spec watch_of(pid()) -> reference() | reported | none.
+watch_of(Pid) ->
+    case ets:lookup(?MONS, Pid) of
+        [{_, Watch}] -> Watch;
+        [] -> none
+    end.
+
+-spec set_watch(pid(), reference() | reported) -> ok.
+set_watch(Pid, Watch) ->
+    ets:insert(?MONS, {Pid, Watch}),
+    ok.
+
+-spec delete_watch(pid()) -> ok.
+delete_watch(Pid) ->
+    ets:delete(?MONS, Pid),
+    ok.
+
+%% The pids of Node whose exits that node reports.
+-spec reported_on(node()) -> [pid()].
+reported_on(Node) ->
+    [Pid || [Pid] <- ets:match(?MONS, {'$1', reported}), node(Pid) =:= Node].
+
+%% --- replicas --------------------------------------------------------------------------
+
+-spec put_replicas(node(), [replica()]) -> ok.
+put_replicas(Owner, Replicas) ->
+    ets:insert(?REPLICAS, [{Name, Owner, MFA, Groups} || {Name, MFA, Groups} <- Replicas]),
+    ok.
+
+-spec delete_replica(node(), term()) -> ok.
+delete_replica(Owner, Name) ->
+    ets:match_delete(?REPLICAS, {Name, Owner, '_', '_'}),
+    ok.
+
+%% Owner's replicas here become exactly Replicas.
+-spec reset_replicas(node(), [replica()]) -> ok.
+reset_replicas(Owner, Replicas) ->
+    ets:match_delete(?REPLICAS, {'_', Owner, '_', '_'}),
+    put_replicas(Owner, Replicas).
+
+-spec replicas_of(node()) -> [{term(), node(), mfargs(), [term()]}].
+replicas_of(Owner) ->
+    ets:match_object(?REPLICAS, {'_', Owner, '_', '_'}).
+
+-spec delete_replicas(node(), [term()]) -> ok.
+delete_replicas(Owner, Names) ->
+    [ets:match_delete(?REPLICAS, {N, Owner, '_', '_'}) || N <- Names],
+    ok.
+
+%% --- info ------------------------------------------------------------------------------
+
+-spec info() -> #{names := non_neg_integer(), replicas := non_neg_integer(),
+                  memory_words := non_neg_integer()}.
+info() ->
+    #{names => ets:info(?NAMES, size), replicas => ets:info(?REPLICAS, size),
+      memory_words => lists:sum([ets:info(T, memory) || T <- [?NAMES, ?PIDX, ?MONS, ?REPLICAS]])}.
