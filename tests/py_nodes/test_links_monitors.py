@@ -190,10 +190,10 @@ async def test_unlink_from_erlang(erl: ErlNode, cookie: str) -> None:
         p = await give(erl, node, pid)
         await erl.eval(f"{w} ! {{watch_link, {p}}}")
         await asyncio.sleep(0.2)
-        assert proc._links
+        assert node.table.links(pid)
         await erl.eval(f"{w} ! {{unlink, {p}}}")
         await asyncio.sleep(0.2)
-        assert not proc._links
+        assert not node.table.links(pid)
         proc.exit(Atom("quietly"))
         assert await seen(erl, 300) == Atom("timeout")
 
@@ -217,7 +217,7 @@ async def test_disconnect_node_gives_noconnection(erl: ErlNode, cookie: str) -> 
         down = await seen(erl)
         assert down[0] == DOWN and down[4] == NOCONNECTION
         assert node.monitor_count() == 0
-        assert not node._remote_links.get(erl.name)
+        assert not node.table.links(proc.pid)
         # and the node reconnects on demand
         assert await node.ping(erl.name)
 

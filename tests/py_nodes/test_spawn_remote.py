@@ -81,7 +81,7 @@ async def test_refused_spawns(erl: ErlNode, cookie: str) -> None:
         with pytest.raises(ValueError):
             await node.spawn_remote(node.name, "timer", "sleep", [10])
         with pytest.raises(NoProc):
-            await node.spawn_remote(erl.name, "timer", "sleep", [10], owner=node._new_pid(),
+            await node.spawn_remote(erl.name, "timer", "sleep", [10], owner=Pid(node.atom, 999_999, 0, node.creation),
                                     monitor=True)
         assert node.monitor_count() == 0
 
