@@ -814,9 +814,7 @@ def pure_decode(data: bytes | bytearray | memoryview) -> Any:
     return term
 
 
-def pure_decode_prefix(
-    data: bytes | bytearray | memoryview, offset: int = 0
-) -> tuple[Any, int]:
+def pure_decode_prefix(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[Any, int]:
     """Decode one term (with its 131) at ``offset``; return it and the offset just after it.
 
     ``bytes`` input is used in place; a ``bytearray`` or ``memoryview`` is copied first, so
@@ -854,12 +852,12 @@ def _enc_fail(t: Any) -> NoReturn:
 
 
 def _e_atom(t: Atom, out: bytearray, depth: int) -> None:
-    out += t._ext
+    out += t.ext
 
 
-_A_TRUE = Atom("true")._ext
-_A_FALSE = Atom("false")._ext
-_A_UNDEFINED = Atom("undefined")._ext
+_A_TRUE = Atom("true").ext
+_A_FALSE = Atom("false").ext
+_A_UNDEFINED = Atom("undefined").ext
 
 
 def _e_bool(t: bool, out: bytearray, depth: int) -> None:
@@ -945,7 +943,7 @@ def _e_tuple(t: tuple[Any, ...], out: bytearray, depth: int) -> None:
     for x in t:
         c = x.__class__
         if c is Atom:
-            out += x._ext
+            out += x.ext
         elif c is int and 0 <= x < 256:
             out += _SMALL_INTS[x]
         else:
@@ -983,7 +981,7 @@ def _e_items(t: Any, out: bytearray, depth: int) -> None:
     for x in t:
         c = x.__class__
         if c is Atom:
-            out += x._ext
+            out += x.ext
         elif c is int and 0 <= x < 256:
             out += _SMALL_INTS[x]
         else:
@@ -1014,7 +1012,7 @@ def _e_dict(t: Any, out: bytearray, depth: int) -> None:
     for k, v in t.items():
         c = k.__class__
         if c is Atom:
-            out += k._ext
+            out += k.ext
         else:
             f = enc.get(c)
             if f is None:
@@ -1022,7 +1020,7 @@ def _e_dict(t: Any, out: bytearray, depth: int) -> None:
             f(k, out, depth)
         c = v.__class__
         if c is Atom:
-            out += v._ext
+            out += v.ext
         else:
             f = enc.get(c)
             if f is None:
@@ -1032,7 +1030,7 @@ def _e_dict(t: Any, out: bytearray, depth: int) -> None:
 
 def _e_pid(t: Pid, out: bytearray, depth: int) -> None:
     out += b"X"
-    out += t.node._ext
+    out += t.node.ext
     out += _p_3u32(t.id, t.serial, t.creation)
 
 
@@ -1043,18 +1041,18 @@ def _e_ref(t: Reference, out: bytearray, depth: int) -> None:
         raise EncodeError("a reference has at most 5 ids")
     out += b"Z"
     out += _p_u16(n)
-    out += t.node._ext
+    out += t.node.ext
     out += _REF_PACK[n](t.creation, *ids)
 
 
 def _e_port(t: Port, out: bytearray, depth: int) -> None:
     if 0 <= t.id <= 0xFFFFFFF:  # 28 bits, as OTP does: larger ids go V4 (byte-identical)
         out += b"Y"
-        out += t.node._ext
+        out += t.node.ext
         out += _p_2u32(t.id, t.creation)
     else:
         out += b"x"
-        out += t.node._ext
+        out += t.node.ext
         out += _p_QI(t.id, t.creation)
 
 
@@ -1064,8 +1062,8 @@ def _e_export(t: ExportFun, out: bytearray, depth: int) -> None:
     if not 0 <= t.arity < 256:
         raise EncodeError("ExportFun arity must be 0..255")
     out += b"q"
-    out += t.module._ext
-    out += t.function._ext
+    out += t.module.ext
+    out += t.function.ext
     out += _SMALL_INTS[t.arity]
 
 

@@ -85,9 +85,10 @@ _ATOMS: dict[str, Atom] = {}
 class Atom:
     """An Erlang atom.  Interned: build it with ``Atom(name)``; compare with ``==`` or ``is``."""
 
-    __slots__ = ("_ext", "name")
+    __slots__ = ("ext", "name")
     name: str
-    _ext: bytes  # its external term format encoding (SMALL_ATOM_UTF8_EXT / ATOM_UTF8_EXT)
+    #: Its external term format encoding (SMALL_ATOM_UTF8_EXT or ATOM_UTF8_EXT).
+    ext: bytes
 
     _table: ClassVar[dict[str, Atom]] = _ATOMS
 
@@ -108,7 +109,7 @@ class Atom:
         ext = bytes((119, n)) + raw if n < 256 else b"v" + n.to_bytes(2, "big") + raw
         self = untrack(object.__new__(cls))  # a str and bytes: never in a cycle
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "_ext", ext)
+        object.__setattr__(self, "ext", ext)
         return _ATOMS.setdefault(name, self)
 
     def __setattr__(self, key: str, value: Any) -> NoReturn:
@@ -390,7 +391,7 @@ def _exact_form(t: Any) -> Any:
     if isinstance(t, dict | FrozenMap):
         return ("m", frozenset((_exact_form(k), _exact_form(v)) for k, v in t.items()))
     if c is ExactKey:
-        return t._form
+        return _exact_form(t.term)
     return ("o", t)
 
 
