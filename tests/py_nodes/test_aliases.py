@@ -39,9 +39,7 @@ async def test_erlang_sends_to_python_alias_until_unalias(erl: ErlNode, cookie: 
         assert await received(proc, 1) == [Atom("marker")]
 
 
-async def test_reply_alias_works_once_and_dies_with_its_process(
-    erl: ErlNode, cookie: str
-) -> None:
+async def test_reply_alias_works_once_and_dies_with_its_process(erl: ErlNode, cookie: str) -> None:
     async with running_node(cookie) as node:
         pid, proc = collector(node)
         once = proc.alias(reply=True)
