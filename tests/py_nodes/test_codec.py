@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import py_nodes
-from py_nodes import _codec
+from py_nodes import _codec, _decode, _encode
 from py_nodes._codec import decode, decode_prefix, encode
 from py_nodes._errors import DecodeError, EncodeError
 from py_nodes._terms import (
@@ -487,7 +487,7 @@ def test_iterative_encoder_matches_recursive(monkeypatch: pytest.MonkeyPatch) ->
     term = [(A("a"), {FrozenList([1]): [ImproperList((1, 2), 3)], ExactKey(1): (), 2: {}}),
             [], [1, 2], [1, 300], ImproperList((), A("t")), b"x", tuple(range(300)), "s", None]
     ext = _codec.pure_encode(term)
-    monkeypatch.setattr(_codec, "_FAST_DEPTH", 0)
+    monkeypatch.setattr(_encode, "FAST_DEPTH", 0)
     assert _codec.pure_encode(term) == ext
 
 
@@ -496,7 +496,7 @@ def test_iterative_and_recursive_decoders_agree(monkeypatch: pytest.MonkeyPatch)
     term = [(A("a"), m), [], b"x"]
     ext = encode(term)
     rec = _codec.pure_decode(ext)
-    monkeypatch.setattr(_codec, "_FAST_DEPTH", 0)
+    monkeypatch.setattr(_decode, "FAST_DEPTH", 0)
     it = _codec.pure_decode(ext)
     assert exact(rec) == exact(it)
 
@@ -577,18 +577,18 @@ def test_round_trip(term: Any) -> None:
 def test_round_trip_iterative(term: Any) -> None:
     ext = encode(term)
     rec = _codec.pure_decode(ext)
-    old = _codec._FAST_DEPTH
-    _codec._FAST_DEPTH = 0
+    old = _decode.FAST_DEPTH
+    _decode.FAST_DEPTH = 0
     try:
         it = _codec.pure_decode(ext)
     finally:
-        _codec._FAST_DEPTH = old
+        _decode.FAST_DEPTH = old
     assert exact(it) == exact(rec)
-    _codec._FAST_DEPTH = 0
+    _encode.FAST_DEPTH = 0
     try:
         assert _codec.pure_encode(term) == ext
     finally:
-        _codec._FAST_DEPTH = old
+        _encode.FAST_DEPTH = old
 
 
 def _only_decode_error(data: bytes) -> None:
