@@ -66,8 +66,8 @@ class PeerHost(Protocol):
 class PeerProtocol(asyncio.Protocol):
     """A socket to one peer node, as initiator (``peer_name`` known) or acceptor."""
 
-    def __init__(self, node: PeerHost, peer_name: str | None = None) -> None:
-        self.node = node
+    def __init__(self, host: PeerHost, peer_name: str | None = None) -> None:
+        self.host = host
         self.peer_name = peer_name
         self.handshake: _handshake.Handshake | None = None
         self.conn: Connection | None = None
@@ -85,18 +85,18 @@ class PeerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
-        node = self.node
+        host = self.host
         role = _handshake.Role.INITIATOR if self.peer_name else _handshake.Role.ACCEPTOR
         self.handshake = _handshake.Handshake(
             role,
-            this_node=node.name,
-            cookie=node.cookie,
-            creation=node.creation,
+            this_node=host.name,
+            cookie=host.cookie,
+            creation=host.creation,
             peer_node=self.peer_name,
         )
         self._write_handshake()
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(node.handshake_timeout, self._handshake_timeout)
+        self._timer = loop.call_later(host.handshake_timeout, self._handshake_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -113,11 +113,11 @@ class PeerProtocol(asyncio.Protocol):
         except ProtocolError as exc:
             self.abort(f"{exc}; dropping the connection")
             return
-        node = self.node
-        node.begin_batch()
+        host = self.host
+        host.begin_batch()
         try:
-            handlers = node.handlers
-            other = node.other_events
+            handlers = host.handlers
+            other = host.other_events
             for event in events:
                 handlers.get(type(event), other)(self, event)
         except Exception:
@@ -126,7 +126,7 @@ class PeerProtocol(asyncio.Protocol):
             log.exception("connection to %s: cannot handle a control message", self.peer_name)
             self.abort("malformed control message; dropping the connection")
         finally:
-            node.end_batch()
+            host.end_batch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         was_up = self.conn is not None and not self.closed
@@ -139,7 +139,7 @@ class PeerProtocol(asyncio.Protocol):
         if self.conn is not None:
             self.conn.close("socket closed")
         if was_up or self.conn is not None:
-            self.node.peer_lost(self)
+            self.host.peer_lost(self)
 
     # -- handshake ----------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ class PeerProtocol(asyncio.Protocol):
             for event in events:
                 if isinstance(event, _handshake.StatusNeeded):
                     self.peer_name = event.peer_name
-                    status = self.node.handshake_status(self, event.peer_name)
+                    status = self.host.handshake_status(self, event.peer_name)
                     hs.send_status(status)
                     self._write_handshake()
                     if status not in ("ok", "ok_simultaneous", "alive"):
@@ -189,7 +189,7 @@ class PeerProtocol(asyncio.Protocol):
             log.warning(
                 "handshake with %s timed out after %.1fs",
                 self.peer_name or "peer",
-                self.node.handshake_timeout,
+                self.host.handshake_timeout,
             )
             self.abort(None)
 
@@ -200,11 +200,11 @@ class PeerProtocol(asyncio.Protocol):
         self.conn = Connection(
             event.peer_name,
             event.peer_flags,
-            max_frame_size=self.node.max_frame_size,
-            monitors=self.node.pending_store(event.peer_name),
+            max_frame_size=self.host.max_frame_size,
+            monitors=self.host.pending_store(event.peer_name),
         )
         self._last_rx = time.monotonic()
-        self.node.peer_up(self)
+        self.host.peer_up(self)
         if not self.up.done():
             self.up.set_result(True)
         self._schedule_tick()
@@ -223,7 +223,7 @@ class PeerProtocol(asyncio.Protocol):
     def _mark_dirty(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.node.mark_dirty(self)
+            self.host.mark_dirty(self)
 
     def flush(self) -> None:
         self._flush_scheduled = False
@@ -258,7 +258,7 @@ class PeerProtocol(asyncio.Protocol):
             self._peer_tick_gap = min(self._peer_tick_gap, self._rx_gap)
 
     def tick_interval(self) -> float:
-        return min(self.node.net_ticktime / 4, self._peer_tick_gap)
+        return min(self.host.net_ticktime / 4, self._peer_tick_gap)
 
     def _schedule_tick(self) -> None:
         interval = self.tick_interval()
@@ -270,7 +270,7 @@ class PeerProtocol(asyncio.Protocol):
             return
         if conn.peer_silent():
             self._silent_for += interval
-            limit = self.node.net_ticktime
+            limit = self.host.net_ticktime
             if self._peer_tick_gap != float("inf"):
                 limit = max(limit, 4 * self._peer_tick_gap)
             if self._silent_for >= limit:

@@ -1,5 +1,5 @@
 """The py_nodes modules' structure: no import cycle, no reaching into private members,
-one sentence to open each module, ``__all__`` in each."""
+one sentence to open each module, ``__all__`` in each, parts of a readable size."""
 
 from __future__ import annotations
 
@@ -160,3 +160,13 @@ def test_each_module_opens_with_a_sentence_and_declares_all() -> None:
             and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
             for node in tree.body
         ), f"{module} has no __all__"
+
+
+def test_each_part_is_between_100_and_650_lines() -> None:
+    # The private modules are the parts; the package and the runnable echo node are
+    # entry points, held only to the upper bound.
+    for module, path in MODULES.items():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines <= 650, f"{module}: {lines} lines"
+        if path.stem.startswith("_"):
+            assert lines >= 100, f"{module}: {lines} lines"
