@@ -103,8 +103,8 @@ def _declared(cls: ast.ClassDef) -> set[str]:
 def _private_accesses(module: str) -> Iterator[str]:
     """``receiver._name`` where the receiver is not ``self``, ``cls``, ``super()`` or a
     name this module defines at its top level. Privacy is per class, as in Python: a
-    class's own methods may read what the class declares on another of its instances
-    (``other._items`` in ``__eq__``)."""
+    class's own methods may read what the class declares on ``other``, another of its
+    instances (``other._items`` in ``__eq__``)."""
     tree = _tree(module)
     own = {
         target.id
@@ -129,9 +129,13 @@ def _private_accesses(module: str) -> Iterator[str]:
         name = node.attr
         if not name.startswith("_") or name.startswith("__"):
             continue
-        if name in allowed_in.get(id(node), ()):
-            continue
         receiver = node.value
+        if (
+            isinstance(receiver, ast.Name)
+            and receiver.id == "other"
+            and name in allowed_in.get(id(node), ())
+        ):
+            continue
         if isinstance(receiver, ast.Name) and receiver.id in {"self", "cls", *own}:
             continue
         if (
