@@ -159,10 +159,6 @@ class Node:
             other_events=table.on_signal,
             pending_store=table.pending_store,
             node_down=self._node_down,
-            epmd_port=epmd_port,
-            handshake_timeout=handshake_timeout,
-            max_frame_size=max_frame_size,
-            net_ticktime=net_ticktime,
         )
         self._server: asyncio.Server | None = None
         self._registration: _epmd.EpmdRegistration | None = None

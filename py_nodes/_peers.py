@@ -29,13 +29,13 @@ from py_nodes._control import ControlEvent, Monitor, Tick
 from py_nodes._errors import NodeDown, PyNodesError
 from py_nodes._peer import EventHandler, PeerProtocol
 
-__all__ = ["Identity", "Peers"]
+__all__ = ["Peers", "Settings"]
 
 log = logging.getLogger("py_nodes.node")
 
 
-class Identity(Protocol):
-    """Who the node is, as the handshake tells it."""
+class Settings(Protocol):
+    """Who the node is and how it connects; read at each use, so changes apply."""
 
     @property
     def name(self) -> str: ...
@@ -43,6 +43,14 @@ class Identity(Protocol):
     def cookie(self) -> str: ...
     @property
     def creation(self) -> int: ...
+    @property
+    def epmd_port(self) -> int: ...
+    @property
+    def handshake_timeout(self) -> float: ...
+    @property
+    def max_frame_size(self) -> int: ...
+    @property
+    def net_ticktime(self) -> float: ...
 
 
 def _on_tick(peer: PeerProtocol, event: Tick) -> None:
@@ -50,30 +58,22 @@ def _on_tick(peer: PeerProtocol, event: Tick) -> None:
 
 
 class Peers:
-    """The connections of the node ``identity`` (a :class:`~py_nodes._peer.PeerHost`)."""
+    """The connections of the node ``settings`` (a :class:`~py_nodes._peer.PeerHost`)."""
 
     def __init__(
         self,
-        identity: Identity,
+        settings: Settings,
         *,
         handlers: dict[type, EventHandler],
         other_events: EventHandler,
         pending_store: Callable[[str], dict[bytes, Monitor]],
         node_down: Callable[[str], None],
-        epmd_port: int,
-        handshake_timeout: float,
-        max_frame_size: int,
-        net_ticktime: float,
     ) -> None:
-        self._identity = identity
+        self._settings = settings
         self.handlers: dict[type, EventHandler] = {**handlers, Tick: _on_tick}
         self.other_events = other_events
         self._pending_store = pending_store
         self._node_down = node_down
-        self.epmd_port = epmd_port
-        self.handshake_timeout = handshake_timeout
-        self.max_frame_size = max_frame_size
-        self.net_ticktime = net_ticktime
         #: True between the node's start and stop: only then are connections accepted.
         self.started = False
         self._peers: dict[str, PeerProtocol] = {}
@@ -87,15 +87,27 @@ class Peers:
 
     @property
     def name(self) -> str:
-        return self._identity.name
+        return self._settings.name
 
     @property
     def cookie(self) -> str:
-        return self._identity.cookie
+        return self._settings.cookie
 
     @property
     def creation(self) -> int:
-        return self._identity.creation
+        return self._settings.creation
+
+    @property
+    def handshake_timeout(self) -> float:
+        return self._settings.handshake_timeout
+
+    @property
+    def max_frame_size(self) -> int:
+        return self._settings.max_frame_size
+
+    @property
+    def net_ticktime(self) -> float:
+        return self._settings.net_ticktime
 
     # -- listening and closing ------------------------------------------------------------
 
@@ -139,7 +151,7 @@ class Peers:
     async def _connect(self, node_name: str) -> bool:
         try:
             alive, _, host = node_name.partition("@")
-            address = await _epmd.port_please(alive, host=host, epmd_port=self.epmd_port)
+            address = await _epmd.port_please(alive, host=host, epmd_port=self._settings.epmd_port)
             if address is None:
                 raise NodeDown(f"epmd on {host} does not know {alive}")
             loop = asyncio.get_running_loop()
