@@ -367,26 +367,50 @@ class Node:
 
     @overload
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
-        *, owner: Pid | None = None, link: bool = False, monitor: Literal[False] = False,
-        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: Literal[False] = False,
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
         timeout: float | None = 5.0,
-    ) -> Pid: ...  # fmt: skip
+    ) -> Pid: ...
 
     @overload
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
-        *, owner: Pid | None = None, link: bool = False, monitor: Literal[True],
-        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: Literal[True],
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
         timeout: float | None = 5.0,
-    ) -> tuple[Pid, Reference]: ...  # fmt: skip
+    ) -> tuple[Pid, Reference]: ...
 
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
-        *, owner: Pid | None = None, link: bool = False, monitor: bool = False,
-        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: bool = False,
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
         timeout: float | None = 5.0,
-    ) -> Pid | tuple[Pid, Reference]:  # fmt: skip
+    ) -> Pid | tuple[Pid, Reference]:
         """``erlang:spawn_opt(Node, M, F, A, Opts)``: start ``M:F(A...)`` on another node.
 
         Returns the new pid, or ``(pid, ref)`` with ``monitor=True`` (``ref`` is the
@@ -415,10 +439,17 @@ class Node:
         elif self.table.process(owner) is None:
             raise NoProc(f"no local process {owner!r}")
         return await self._spawner.request(
-            node_name, name_atom(module), name_atom(function), args,
-            owner=owner, group_leader=group_leader or self._group_leader or owner,
-            link=link, monitor=monitor, options=options, timeout=timeout,
-        )  # fmt: skip
+            node_name,
+            name_atom(module),
+            name_atom(function),
+            args,
+            owner=owner,
+            group_leader=group_leader or self._group_leader or owner,
+            link=link,
+            monitor=monitor,
+            options=options,
+            timeout=timeout,
+        )
 
     # -- aliases -------------------------------------------------------------------------------
 

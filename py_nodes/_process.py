@@ -66,18 +66,34 @@ class Host(Protocol):
     def spawn(self, cls: type[P], *args: Any, name: Atom | str | None = None) -> Pid: ...
     @overload
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
-        *, owner: Pid | None = None, link: bool = False, monitor: Literal[False] = False,
-        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: Literal[False] = False,
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
         timeout: float | None = 5.0,
-    ) -> Pid: ...  # fmt: skip
+    ) -> Pid: ...
     @overload
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
-        *, owner: Pid | None = None, link: bool = False, monitor: Literal[True],
-        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: Literal[True],
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
         timeout: float | None = 5.0,
-    ) -> tuple[Pid, Reference]: ...  # fmt: skip
+    ) -> tuple[Pid, Reference]: ...
     def process(self, pid: Pid) -> Process | None: ...
     def processes(self) -> list[Pid]: ...
     def registered(self) -> list[Atom]: ...
@@ -195,9 +211,13 @@ class Process:
         self.node.demonitor(self.pid, ref)
 
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str,
-        args: Sequence[Any] = (), **kwargs: Any,
-    ) -> Any:  # fmt: skip
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        **kwargs: Any,
+    ) -> Any:
         """:meth:`Node.spawn_remote` with this process as the owner of link and monitor."""
         return await self.node.spawn_remote(
             node_name, module, function, args, owner=self.pid, **kwargs

@@ -181,10 +181,19 @@ class Spawner:
     # -- outgoing: spawn_remote ----------------------------------------------------------------
 
     async def request(
-        self, node_name: str, module: Atom, function: Atom, args: Sequence[Any], *,
-        owner: Pid, group_leader: Pid, link: bool, monitor: bool, options: Sequence[Any],
+        self,
+        node_name: str,
+        module: Atom,
+        function: Atom,
+        args: Sequence[Any],
+        *,
+        owner: Pid,
+        group_leader: Pid,
+        link: bool,
+        monitor: bool,
+        options: Sequence[Any],
         timeout: float | None,
-    ) -> Pid | tuple[Pid, Reference]:  # fmt: skip
+    ) -> Pid | tuple[Pid, Reference]:
         """Spawn ``module:function(args...)`` on ``node_name`` for the local ``owner``.
 
         The arguments are checked already (see :meth:`Node.spawn_remote`).
@@ -193,9 +202,19 @@ class Spawner:
         future: asyncio.Future[Pid] = asyncio.get_running_loop().create_future()
         self._spawning[req_id] = _PendingSpawn(node_name, owner, link, monitor, future)
         opts = [*options, *([LINK] if link else ()), *([MONITOR] if monitor else ())]
-        self._send(node_name, SpawnRequest(
-            req_id, owner, group_leader, module, function, len(args), opts, list(args),
-        ))  # fmt: skip
+        self._send(
+            node_name,
+            SpawnRequest(
+                req_id,
+                owner,
+                group_leader,
+                module,
+                function,
+                len(args),
+                opts,
+                list(args),
+            ),
+        )
         try:
             pid = await asyncio.wait_for(future, timeout)
         except TimeoutError:
