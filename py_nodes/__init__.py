@@ -87,6 +87,11 @@ log line on ``py_nodes.*`` loggers; nothing else is affected.
 The event loop: any asyncio loop. The entry points that own their loop (``python -m
 py_nodes.echo``, the pod node) run on uvloop, a dependency.
 
+Inside, :class:`Node` is a front over three parts that talk through narrow interfaces:
+the process table (:mod:`py_nodes._table`, sans-I/O: processes, names, links, monitors,
+aliases), the peers (:mod:`py_nodes._peers` and :mod:`py_nodes._peer`: connections and
+the events they bring) and the spawner (:mod:`py_nodes._rpc`: spawn requests both ways).
+
 Terms: see :mod:`py_nodes._codec` for the Python <-> Erlang mapping.
 """
 

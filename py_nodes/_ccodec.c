@@ -1134,7 +1134,7 @@ c_setup(PyObject *self, PyObject *kw)
         PyErr_SetString(PyExc_TypeError, "setup(): atom caches are dicts, atom encodings bytes");
         return NULL;
     }
-    if (member_offset(S.Atom, "_ext", &S.atom_ext) < 0
+    if (member_offset(S.Atom, "ext", &S.atom_ext) < 0
         || member_offset(S.Pid, "node", &S.pid_node) < 0
         || member_offset(S.Pid, "id", &S.pid_id) < 0
         || member_offset(S.Pid, "serial", &S.pid_serial) < 0

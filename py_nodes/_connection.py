@@ -6,9 +6,9 @@ bytes; an empty frame is a tick. :class:`Connection` turns received bytes into
 or time: the driver calls :meth:`Connection.tick_due` / :meth:`Connection.peer_silent`
 with the clock.
 
-Each MONITOR_P read is also kept in ``pending_monitors`` until the node takes it over,
-and a DEMONITOR_P of a monitor still kept there removes it and makes no event (see
-:data:`~py_nodes._control.read_frames`).
+The frame reader leaves each MONITOR_P read in ``monitors``, a store of pending monitors
+that belongs to the process table, and a DEMONITOR_P of a monitor still there removes
+it and makes no event (see :data:`~py_nodes._control.read_frames`).
 
 A frame over ``max_frame_size`` or a frame that does not decode moves the connection
 to ``CLOSED`` and raises :class:`~py_nodes._errors.ProtocolError`; the driver logs it
@@ -50,6 +50,7 @@ class Connection:
         peer_flags: int = 0,
         *,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        monitors: dict[bytes, Monitor] | None = None,
     ) -> None:
         self.peer_name = peer_name
         self.peer_flags = peer_flags
@@ -59,8 +60,8 @@ class Connection:
         self._in = bytearray()  # the start of a frame not complete yet
         self._need = 4  # how many bytes _in needs to hold a complete frame
         self._out: list[bytes] = []
-        #: MONITOR_P events not taken over by the node yet (see _control.read_frames).
-        self.pending_monitors: dict[bytes, Monitor] = {}
+        # The process table's store of pending monitors (see _control.read_frames).
+        self._monitors: dict[bytes, Monitor] = {} if monitors is None else monitors
         # Activity marks, cleared by the driver at each tick check.
         self.sent_since_check = False
         self.received_since_check = False
@@ -94,7 +95,7 @@ class Connection:
         else:
             buf = data if type(data) is bytes else bytes(data)
         try:
-            events, pos, need = read_frames(buf, self.max_frame_size, self.pending_monitors)
+            events, pos, need = read_frames(buf, self.max_frame_size, self._monitors)
         except ProtocolError as exc:
             self._fail(str(exc))
         if pos < len(buf):
@@ -150,10 +151,14 @@ class ConnectionPair:
     """
 
     def __init__(
-        self, a_name: str = "a@127.0.0.1", b_name: str = "b@127.0.0.1", **kwargs: int
+        self,
+        a_name: str = "a@127.0.0.1",
+        b_name: str = "b@127.0.0.1",
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     ) -> None:
-        self.a = Connection(b_name, **kwargs)
-        self.b = Connection(a_name, **kwargs)
+        self.a = Connection(b_name, max_frame_size=max_frame_size)
+        self.b = Connection(a_name, max_frame_size=max_frame_size)
 
     def pump(self) -> tuple[list[ControlEvent], list[ControlEvent]]:
         at_a: list[ControlEvent] = []

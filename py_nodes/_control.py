@@ -24,6 +24,7 @@ external term format, then for some operations a message term::
 
 :func:`decode_frame` turns a frame body into an event; :func:`encode_event` does the
 reverse. Trace tokens are accepted and dropped: events keep them for inspection only.
+A :class:`Channel` is where the handlers of incoming events send their answers.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from py_nodes._codec import ACCELERATED, build_frozen, decode_prefix, encode
 from py_nodes._errors import DecodeError, ProtocolError
@@ -40,6 +41,7 @@ from py_nodes._terms import Atom, Pid, Reference
 
 __all__ = [
     "AliasSend",
+    "Channel",
     "ControlEvent",
     "Demonitor",
     "Exit",
@@ -200,9 +202,33 @@ class AliasSend:
 
 
 ControlEvent = (
-    Tick | Link | Send | RegSend | Exit | Exit2 | Unlink | UnlinkId | UnlinkIdAck
-    | GroupLeader | Monitor | Demonitor | MonitorExit | SpawnRequest | SpawnReply | AliasSend
+    Tick
+    | Link
+    | Send
+    | RegSend
+    | Exit
+    | Exit2
+    | Unlink
+    | UnlinkId
+    | UnlinkIdAck
+    | GroupLeader
+    | Monitor
+    | Demonitor
+    | MonitorExit
+    | SpawnRequest
+    | SpawnReply
+    | AliasSend
 )
+
+
+class Channel(Protocol):
+    """The connection an incoming event came on: its peer, and a way to answer."""
+
+    @property
+    def peer_name(self) -> str | None: ...
+
+    def send(self, event: ControlEvent) -> None: ...
+
 
 _NO_MESSAGE: Any = object()
 
@@ -336,9 +362,11 @@ def _read_frames_py(
 
 # type -> (control tuple, message) builders. Trace tokens are never sent: we do not trace.
 _ENCODERS: dict[type, Callable[[Any], tuple[tuple[Any, ...], Any]]] = {
-    Send: lambda e: ((2, _UNDEFINED, e.to_pid), e.message)
-    if e.sender is None
-    else ((22, e.sender, e.to_pid), e.message),
+    Send: lambda e: (
+        ((2, _UNDEFINED, e.to_pid), e.message)
+        if e.sender is None
+        else ((22, e.sender, e.to_pid), e.message)
+    ),
     RegSend: lambda e: ((6, e.from_pid, _UNDEFINED, e.to_name), e.message),
     AliasSend: lambda e: ((33, e.from_pid, e.alias), e.message),
     Link: lambda e: ((1, e.from_pid, e.to_pid), _NO_MESSAGE),
@@ -385,11 +413,11 @@ def encode_event(event: ControlEvent) -> bytes:
 #: for an oversize or malformed frame. The C codec has the same loop, and the frame
 #: encoder.
 #:
-#: ``monitors`` holds the connection's pending monitors: each :class:`Monitor` read is also
-#: left there, and the DEMONITOR_P that names the same monitor while it is still there
-#: removes it and makes no event. A gen_server call from a BEAM node sends both, so the
-#: node takes over a monitor (:meth:`Router._install_monitors`) only when something may
-#: need it: its target exits or a name changes.
+#: ``monitors`` is the store of pending monitors the process table gave the connection:
+#: each :class:`Monitor` read is also left there, and the DEMONITOR_P that names the same
+#: monitor while it is still there removes it and makes no event. A gen_server call from a
+#: BEAM node sends both, so most monitors never reach the table's indexes; when and how
+#: the store is emptied is the table's (:class:`~py_nodes._table.ProcessTable`).
 read_frames: Callable[[bytes, int, dict[bytes, Monitor]], tuple[list[ControlEvent], int, int]]
 _frame: Callable[[tuple[Any, ...], Any], bytes]
 if ACCELERATED:

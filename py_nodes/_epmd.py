@@ -125,9 +125,9 @@ def parse_names(data: bytes) -> dict[str, int]:
 # -- I/O ------------------------------------------------------------------------------
 
 
-async def _open(host: str, port: int, *, start: bool) -> tuple[
-    asyncio.StreamReader, asyncio.StreamWriter
-]:
+async def _open(
+    host: str, port: int, *, start: bool
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
         return await asyncio.open_connection(host, port)
     except OSError as exc:
@@ -148,8 +148,12 @@ async def _start_daemon(port: int) -> None:
         raise EpmdError("no epmd answers and no epmd executable on PATH")
     log.info("no epmd on port %d, starting `epmd -daemon`", port)
     proc = await asyncio.create_subprocess_exec(
-        exe, "-daemon", "-port", str(port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        exe,
+        "-daemon",
+        "-port",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     await proc.wait()
 

@@ -295,8 +295,7 @@ class Handshake:
         if not hmac.compare_digest(message[5:], digest(self._challenge, self._cookie)):
             self.state = HandshakeState.FAILED
             raise CookieMismatch(
-                f"handshake from {self.peer_node}: digest does not match our cookie "
-                "(wrong cookie?)"
+                f"handshake from {self.peer_node}: digest does not match our cookie (wrong cookie?)"
             )
         self._send(b"a" + digest(their_challenge, self._cookie))
         assert self.peer_node is not None

@@ -1,10 +1,11 @@
-"""The node: processes, names, links, monitors, calls and erpc exposure.
+"""The node: a thin front over its process table, its peers and its spawner.
 
-Every state change happens on the event loop thread, synchronously, in the order the
-events arrive; nothing here awaits except connecting, :meth:`Node.call` and start/stop.
-Talking to other nodes (connections, outbox, incoming control messages, what a lost
-connection does) is in :mod:`py_nodes._routing`; spawn requests both ways in
-:mod:`py_nodes._rpc`.
+:class:`Node` holds three parts and wires them together: the process table
+(:mod:`py_nodes._table`: processes, names, links, monitors, aliases), the peers
+(:mod:`py_nodes._peers`: connections, and the events they bring) and the spawner
+(:mod:`py_nodes._rpc`: spawn requests both ways). Every state change happens on the
+event loop thread, synchronously, in the order the events arrive; nothing here awaits
+except connecting, :meth:`Node.call` and start/stop.
 
 A call from Python runs in a short-lived ``_Caller`` process. Its monitor ref doubles
 as its alias (``[alias | Ref]``, as ``gen:call`` does since OTP 24), and both go when
@@ -15,40 +16,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
-from py_nodes import _epmd, _rpc
+from py_nodes import _epmd
 from py_nodes._codec import build_frozen
 from py_nodes._connection import DEFAULT_MAX_FRAME_SIZE
 from py_nodes._control import (
     AliasSend,
+    ControlEvent,
     Demonitor,
-    Exit,
-    Exit2,
-    Link,
     Monitor,
-    MonitorExit,
     RegSend,
     Send,
+    SpawnReply,
     SpawnRequest,
-    UnlinkId,
 )
 from py_nodes._errors import CallExit, CallTimeout, NodeDown, NoProc, PyNodesError
 from py_nodes._genserver import GEN_CALL, GEN_CAST, GenServer, NoReply, Reply
-from py_nodes._peer import PeerProtocol
-from py_nodes._process import NORMAL, Process
-from py_nodes._routing import DOWN, NOCONNECTION, NOPROC, PROCESS, Router
+from py_nodes._peers import Peers
+from py_nodes._process import NORMAL, P, Process
+from py_nodes._rpc import IoServer, Spawner
+from py_nodes._table import DOWN, NOCONNECTION, NOPROC, ProcessTable, name_atom
 from py_nodes._terms import Atom, ImproperList, Pid, Reference
 
 __all__ = ["Node"]
 
 log = logging.getLogger("py_nodes.node")
 
-P = TypeVar("P", bound=Process)
 F = TypeVar("F", bound=Callable[..., Any])
 
 SHUTDOWN = Atom("shutdown")
@@ -82,6 +78,14 @@ class _Caller(Process):
     ref: Reference | None
     tag: ImproperList | None
 
+    def init(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+        self.ref = self.tag = None
+
+    def finish(self) -> None:
+        """The call is over: the caller goes, quietly."""
+        self._terminate(NORMAL, run_terminate=False)
+
     def terminate(self, reason: Any) -> None:
         if not self.future.done():
             self.future.set_exception(NodeDown(f"the node stopped during the call ({reason})"))
@@ -103,15 +107,7 @@ class _Caller(Process):
             self.future.set_exception(exc)
 
 
-def _name_atom(name: Atom | str) -> Atom:
-    if type(name) is Atom:
-        return name
-    if isinstance(name, str):
-        return Atom(name)
-    raise TypeError(f"a process name must be an Atom or a str, not {type(name).__name__}")
-
-
-class Node(Router):
+class Node:
     """A hidden Erlang node hosting Python processes. See the package docstring."""
 
     def __init__(
@@ -140,28 +136,56 @@ class Node(Router):
         self.net_ticktime = net_ticktime
         self.handshake_timeout = handshake_timeout
         self.epmd_port = epmd_port
-        self.creation = secrets.randbits(32) or 1
-        self._pid_ids = itertools.count(1)
-        self._ref_ids = itertools.count(1)
-        self._ref_salt = secrets.randbits(32)
-        self._procs: dict[Pid, Process] = {}
-        self._names: dict[Atom, Pid] = {}
-        self._init_router()
+        #: The process table: processes, names, links, monitors and aliases.
+        self.table = ProcessTable(self, self.atom, self._to_peer)
         self._exposed: dict[tuple[str, str], Callable[..., Any]] = {}
+        self._spawner = Spawner(self.table, self._to_peer, self.exposed)
+        table = self.table
+        handlers: dict[type, Callable[[Any, Any], None]] = {
+            # A gen_server:call from a BEAM node makes two events (MONITOR_P, REG_SEND;
+            # its DEMONITOR_P only takes the monitor back from the connection's store),
+            # each handled one call deep.
+            Send: table.on_send,
+            RegSend: table.on_reg_send,
+            Monitor: table.on_monitor,
+            Demonitor: table.on_demonitor,
+            SpawnRequest: self._spawner.on_request,
+            SpawnReply: self._spawner.on_reply,
+        }
+        #: The connections to other nodes.
+        self.peers = Peers(
+            self,
+            handlers=handlers,
+            other_events=table.on_signal,
+            pending_store=table.pending_store,
+            node_down=self._node_down,
+        )
         self._server: asyncio.Server | None = None
         self._registration: _epmd.EpmdRegistration | None = None
         self._system_pid: Pid | None = None
         self._group_leader: Pid | None = None
-        self.started = False
+
+    @property
+    def creation(self) -> int:
+        """The creation of this incarnation of the node (from epmd once started)."""
+        return self.table.creation
+
+    @property
+    def started(self) -> bool:
+        return self.peers.started
+
+    def _to_peer(self, node_name: str, event: ControlEvent) -> None:
+        self.peers.send(node_name, event)
+
+    def _node_down(self, node_name: str) -> None:
+        self._spawner.node_down(node_name)
+        self.table.node_down(node_name)
 
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Listen, register with epmd (starting it if needed), start ``net_kernel``."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: PeerProtocol(self), self.listen_host, self.port
-        )
+        self._server = await self.peers.serve(self.listen_host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         try:
             self._registration = await _epmd.register(
@@ -170,22 +194,16 @@ class Node(Router):
         except BaseException:
             self._server.close()
             raise
-        self.creation = self._registration.creation or self.creation
-        self.started = True
+        self.table.creation = self._registration.creation or self.table.creation
+        self.peers.started = True
         self._system_pid = self.spawn(_NetKernel, name=NET_KERNEL)
-        self._group_leader = self.spawn(_rpc.IoServer)
+        self._group_leader = self.spawn(IoServer)
         log.info("node %s up on port %d (creation %d)", self.name, self.port, self.creation)
 
     async def stop(self) -> None:
         """Stop every process (reason ``shutdown``), close connections, leave epmd."""
-        for proc in list(self._procs.values()):
-            proc._terminate(SHUTDOWN)
-        self._flush_dirty()
-        for task in list(self._connecting.values()):
-            task.cancel()
-        for peer in list(self._peers.values()):
-            if peer.transport is not None:
-                peer.transport.close()
+        self.table.exit_all(SHUTDOWN)
+        self.peers.close()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -193,19 +211,27 @@ class Node(Router):
         if self._registration is not None:
             await self._registration.close()
             self._registration = None
-        self.started = False
+        self.peers.started = False
         log.info("node %s stopped", self.name)
+
+    # -- connections ----------------------------------------------------------------------
+
+    def nodes(self) -> list[str]:
+        """Names of the nodes connected now."""
+        return self.peers.nodes()
+
+    async def connect(self, node_name: str) -> bool:
+        """Connect to ``node_name`` (no-op when connected); True when up."""
+        return await self.peers.connect(node_name)
+
+    def disconnect(self, node_name: str) -> bool:
+        """``erlang:disconnect_node``: drop the connection; True if there was one."""
+        return self.peers.disconnect(node_name)
 
     # -- processes --------------------------------------------------------------------------
 
-    def _new_pid(self) -> Pid:
-        return Pid(self.atom, next(self._pid_ids), 0, self.creation)
-
     def make_ref(self) -> Reference:
-        n = next(self._ref_ids)
-        return Reference(
-            self.atom, self.creation, (n & 0x3FFFF, (n >> 18) & 0xFFFFFFFF, self._ref_salt)
-        )
+        return self.table.make_ref()
 
     def spawn(self, cls: type[P], *args: Any, name: Atom | str | None = None) -> Pid:
         """Start ``cls`` (a Process or GenServer subclass), call its ``init(*args)``.
@@ -213,28 +239,14 @@ class Node(Router):
         Raises what ``init`` raises (the process then never existed), or ValueError if
         ``name`` is taken.
         """
-        proc = cls()
-        pid = self._new_pid()
-        proc._attach(self, pid)
-        self._procs[pid] = proc
-        try:
-            if name is not None:
-                self.register(name, pid)
-            proc.init(*args)
-        except BaseException:
-            proc._alive = False
-            self._procs.pop(pid, None)
-            if proc.name is not None:
-                self._names.pop(proc.name, None)
-            raise
-        return pid
+        return self.table.spawn(cls, args, name).pid
 
     def process(self, pid: Pid) -> Process | None:
         """The local process object behind ``pid`` (None if gone)."""
-        return self._procs.get(pid)
+        return self.table.process(pid)
 
     def processes(self) -> list[Pid]:
-        return list(self._procs)
+        return self.table.processes()
 
     def notify_exit(self, pid: Pid, callback: Callable[[Pid, Any], None]) -> bool:
         """Call ``callback(pid, reason)`` once, when the local process ``pid`` exits.
@@ -243,79 +255,19 @@ class Node(Router):
         reference, no ``DOWN`` message. One callback per process (a second call replaces
         the first). Returns False, and never calls it, when there is no such process.
         """
-        proc = self._procs.get(pid)
-        if proc is None:
-            return False
-        proc._on_exit = callback
-        return True
+        return self.table.notify_exit(pid, callback)
 
     def register(self, name: Atom | str, pid: Pid) -> None:
-        atom = _name_atom(name)
-        self._install_all_monitors()
-        proc = self._procs.get(pid)
-        if proc is None:
-            raise NoProc(f"no local process {pid!r}")
-        if atom in self._names or proc.name is not None:
-            raise ValueError(f"{atom.name} is already registered, or {pid!r} has a name")
-        self._names[atom] = pid
-        proc.name = atom
+        self.table.register(name, pid)
 
     def unregister(self, name: Atom | str) -> None:
-        self._install_all_monitors()
-        pid = self._names.pop(_name_atom(name), None)
-        proc = self._procs.get(pid) if pid is not None else None
-        if proc is not None:
-            proc.name = None
+        self.table.unregister(name)
 
     def whereis(self, name: Atom | str) -> Pid | None:
-        return self._names.get(_name_atom(name))
+        return self.table.whereis(name_atom(name))
 
     def registered(self) -> list[Atom]:
-        return list(self._names)
-
-    def _process_exited(self, proc: Process, reason: Any) -> None:
-        self._install_all_monitors()
-        pid = proc.pid
-        self._procs.pop(pid, None)
-        if proc.name is not None and self._names.get(proc.name) == pid:
-            del self._names[proc.name]
-        links, proc._links = proc._links, None
-        for other in links or ():
-            if other.node is self.atom:
-                target = self._procs.get(other)
-                if target is not None:
-                    target._exit_signal(pid, reason, link=True)
-            else:
-                node_name = other.node.name
-                self._remote_links.get(node_name, set()).discard((pid, other))
-                self._send_remote(node_name, Exit(pid, other, reason))
-        watchers = proc._watchers()
-        proc._monitored_by = None
-        for ref, watcher, name in watchers:
-            if watcher.node is self.atom:
-                wproc = self._procs.get(watcher)
-                if wproc is not None:
-                    if wproc._monitoring is not None:
-                        wproc._monitoring.pop(ref, None)
-                    down_ident = pid if name is None else (name, self.atom)
-                    wproc._deliver((DOWN, ref, PROCESS, down_ident, reason))
-            else:
-                node_name = watcher.node.name
-                self._peer_monitors.get(node_name, {}).pop(ref, None)
-                ident = pid if name is None else name
-                self._send_remote(node_name, MonitorExit(ident, watcher, ref, reason))
-        if self._alias_owners:
-            for alias in self._alias_owners.pop(pid, ()):
-                del self._aliases[alias]
-        on_exit, proc._on_exit = proc._on_exit, None
-        if on_exit is not None:
-            try:
-                on_exit(pid, reason)
-            except Exception:
-                log.exception("exit callback of %r raised", pid)
-        monitoring, proc._monitoring = proc._monitoring, None
-        for ref, monitored in (monitoring or {}).items():
-            self._drop_monitor(pid, ref, monitored)
+        return self.table.registered()
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -328,36 +280,32 @@ class Node(Router):
         kind = type(dest)
         if kind is Pid:
             if dest.node is self.atom:
-                proc = self._procs.get(dest)
-                if proc is not None:
-                    proc._deliver(message)
+                self.table.deliver(dest, message)
             else:
-                self._send_remote(dest.node.name, Send(dest, message))
+                self.peers.send(dest.node.name, Send(dest, message))
         elif kind is tuple and len(dest) == 2:
-            name, node = _name_atom(dest[0]), dest[1]
+            name, node = name_atom(dest[0]), dest[1]
             node_name = node.name if type(node) is Atom else str(node)
             if node_name == self.name:
                 self.send(name, message, sender=sender)
             else:
-                self._send_remote(
-                    node_name, RegSend(sender or self._sender(), name, message)
-                )
+                self.peers.send(node_name, RegSend(sender or self._sender(), name, message))
         elif kind is Reference:
             self._send_to_alias(dest, message, sender)
         else:
-            pid = self._names.get(_name_atom(dest))
+            pid = self.table.whereis(name_atom(dest))
             if pid is None:
                 raise NoProc(f"no process registered as {dest!r}")
             self.send(pid, message, sender=sender)
 
     def _send_to_alias(self, alias: Reference, message: Any, sender: Pid | None) -> None:
         if alias.node is self.atom:
-            self._deliver_to_alias(alias, message)
+            self.table.deliver_to_alias(alias, message)
         else:
             # Every reply to a call from an OTP 24+ node comes here: the event is built
             # without its dataclass __init__.
             event = build_frozen(AliasSend, sender or self._sender(), alias, message, None)
-            self._send_remote(alias.node.name, event)
+            self.peers.send(alias.node.name, event)
 
     def _sender(self) -> Pid:
         if self._system_pid is None:
@@ -386,21 +334,16 @@ class Node(Router):
         unreachable or lost), :class:`CallTimeout`, or :class:`CallExit` (the callee
         exited; ``.reason`` is the exit reason).
         """
-        loop = asyncio.get_running_loop()
-        caller = _Caller()
-        pid = self._new_pid()
-        caller._attach(self, pid)
-        caller.future = loop.create_future()
-        caller.ref = caller.tag = None
-        self._procs[pid] = caller
+        caller = self.table.spawn(_Caller, (asyncio.get_running_loop().create_future(),), None)
+        pid = caller.pid
         try:
-            ref = self.monitor(pid, dest)
+            ref = self.table.monitor(pid, dest)
             # As gen:call since OTP 24: the monitor ref is also an alias, and the tag
             # [alias | Ref] tells the server to reply to it. The alias dies with the
             # caller, so a reply that comes after a timeout is dropped on arrival.
             caller.ref = ref
             caller.tag = ImproperList((ALIAS,), ref)
-            self._aliases[ref] = (pid, False)
+            self.table.call_alias(pid, ref)
             if not caller.future.done():
                 self.send(dest, (GEN_CALL, (pid, caller.tag), request), sender=pid)
             try:
@@ -408,9 +351,9 @@ class Node(Router):
             except TimeoutError:
                 raise CallTimeout(f"no reply from {dest!r} within {timeout}s") from None
         finally:
-            caller._terminate(NORMAL, run_terminate=False)
+            caller.finish()
             if caller.ref is not None:
-                del self._aliases[caller.ref]
+                self.table.end_call_alias(caller.ref)
 
     async def ping(self, node_name: str, timeout: float = 5.0) -> bool:
         """``net_adm:ping``: True when ``node_name`` answers (``pong``)."""
@@ -424,24 +367,48 @@ class Node(Router):
 
     @overload
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
-        *, owner: Pid | None = None, link: bool = False, monitor: Literal[False] = False,
-        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: Literal[False] = False,
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
         timeout: float | None = 5.0,
     ) -> Pid: ...
 
     @overload
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
-        *, owner: Pid | None = None, link: bool = False, monitor: Literal[True],
-        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: Literal[True],
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
         timeout: float | None = 5.0,
     ) -> tuple[Pid, Reference]: ...
 
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str, args: Sequence[Any] = (),
-        *, owner: Pid | None = None, link: bool = False, monitor: bool = False,
-        options: Sequence[Any] = (), group_leader: Pid | None = None,
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: bool = False,
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
         timeout: float | None = 5.0,
     ) -> Pid | tuple[Pid, Reference]:
         """``erlang:spawn_opt(Node, M, F, A, Opts)``: start ``M:F(A...)`` on another node.
@@ -469,21 +436,20 @@ class Node(Router):
             if link or monitor:
                 raise ValueError("a linked or monitored spawn needs an owner process")
             owner = self._sender()
-        elif owner not in self._procs:
+        elif self.table.process(owner) is None:
             raise NoProc(f"no local process {owner!r}")
-        req_id = self.make_ref()
-        future: asyncio.Future[Pid] = asyncio.get_running_loop().create_future()
-        self._spawning[req_id] = _rpc.PendingSpawn(node_name, owner, link, monitor, future)
-        opts = [*options, *([LINK] if link else ()), *([MONITOR] if monitor else ())]
-        self._send_remote(node_name, SpawnRequest(
-            req_id, owner, group_leader or self._group_leader or owner,
-            _name_atom(module), _name_atom(function), len(args), opts, list(args),
-        ))
-        try:
-            pid = await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise CallTimeout(f"no spawn reply from {node_name} within {timeout}s") from None
-        return (pid, req_id) if monitor else pid
+        return await self._spawner.request(
+            node_name,
+            name_atom(module),
+            name_atom(function),
+            args,
+            owner=owner,
+            group_leader=group_leader or self._group_leader or owner,
+            link=link,
+            monitor=monitor,
+            options=options,
+            timeout=timeout,
+        )
 
     # -- aliases -------------------------------------------------------------------------------
 
@@ -495,169 +461,45 @@ class Node(Router):
         that it is dropped. With ``reply=True`` the alias works once (``[reply]`` in
         Erlang): the first message through it deactivates it.
         """
-        if pid not in self._procs:
-            raise NoProc(f"no local process {pid!r}")
-        alias = self.make_ref()
-        self._aliases[alias] = (pid, reply)
-        owned = self._alias_owners.get(pid)
-        if owned is None:
-            owned = self._alias_owners[pid] = set()
-        owned.add(alias)
-        return alias
+        return self.table.alias(pid, reply=reply)
 
     def unalias(self, pid: Pid, alias: Reference) -> bool:
         """Deactivate ``alias`` of ``pid``; True if it was an active alias of ``pid``."""
-        entry = self._aliases.get(alias)
-        if entry is None or entry[0] != pid:
-            return False
-        return self._drop_alias(pid, alias)
+        return self.table.unalias(pid, alias)
 
     # -- links, monitors and exit signals ------------------------------------------------------
 
     def link(self, a: Pid, b: Pid) -> None:
         """Link local process ``a`` with ``b`` (local or remote)."""
-        proc = self._procs.get(a)
-        if proc is None:
-            raise NoProc(f"no local process {a!r}")
-        if a == b:
-            return
-        if proc._links is None:
-            proc._links = set()
-        if b in proc._links:
-            return
-        if b.node is self.atom:
-            other = self._procs.get(b)
-            if other is None:
-                proc._exit_signal(b, NOPROC, link=False)
-                return
-            proc._links.add(b)
-            if other._links is None:
-                other._links = set()
-            other._links.add(a)
-        else:
-            self._add_remote_link(proc, b, b.node.name)
-            self._send_remote(b.node.name, Link(a, b))
+        self.table.link(a, b)
 
     def unlink(self, a: Pid, b: Pid) -> None:
-        proc = self._procs.get(a)
-        if proc is None or proc._links is None or b not in proc._links:
-            return
-        proc._links.discard(b)
-        if b.node is self.atom:
-            other = self._procs.get(b)
-            if other is not None and other._links is not None:
-                other._links.discard(a)
-        else:
-            node_name = b.node.name
-            self._remote_links.get(node_name, set()).discard((a, b))
-            self._send_remote(node_name, UnlinkId(next(self._ref_ids), a, b))
+        self.table.unlink(a, b)
 
     def exit(self, pid: Pid, reason: Any, *, sender: Pid | None = None) -> None:
         """``exit(Pid, Reason)``: an exit signal (``kill`` cannot be trapped)."""
-        from_pid = sender or self._sender()
-        if pid.node is self.atom:
-            proc = self._procs.get(pid)
-            if proc is not None:
-                proc._exit_signal(from_pid, reason, link=False)
-        else:
-            self._send_remote(pid.node.name, Exit2(from_pid, pid, reason))
+        self.table.exit(pid, reason, sender or self._sender())
 
     def monitor(self, watcher: Pid, target: Any) -> Reference:
         """Monitor ``target`` (pid, local name, or ``(name, node)``) from local ``watcher``.
 
         The watcher later receives ``('DOWN', Ref, process, Pid | (Name, Node), Reason)``.
         """
-        wproc = self._procs.get(watcher)
-        if wproc is None:
-            raise NoProc(f"no local process {watcher!r}")
-        ref = self.make_ref()
-        kind = type(target)
-        remote_node: str | None = None
-        remote_target: Pid | Atom | None = None
-        ident: Any = target
-        if kind is Pid:
-            if target.node is not self.atom:
-                remote_node, remote_target = target.node.name, target
-        elif kind is tuple and len(target) == 2:
-            name = _name_atom(target[0])
-            node_name = target[1].name if type(target[1]) is Atom else str(target[1])
-            ident = (name, Atom(node_name))
-            if node_name != self.name:
-                remote_node, remote_target = node_name, name
-            else:
-                target = name
-        else:
-            target = _name_atom(target)
-            ident = (target, self.atom)
-        if remote_node is not None:
-            assert remote_target is not None
-            self._add_remote_monitor(wproc, ref, ident, remote_node)
-            self._send_remote(remote_node, Monitor(watcher, remote_target, ref))
-            return ref
-        pid = target if type(target) is Pid else self._names.get(target)
-        tproc = self._procs.get(pid) if pid is not None else None
-        if tproc is None:
-            wproc._deliver((DOWN, ref, PROCESS, ident, NOPROC))
-            return ref
-        if wproc._monitoring is None:
-            wproc._monitoring = {}
-        wproc._monitoring[ref] = tproc.pid
-        tproc._add_watcher(ref, watcher, None if type(target) is Pid else target)
-        return ref
+        return self.table.monitor(watcher, target)
 
     def demonitor(self, watcher: Pid, ref: Reference) -> None:
-        wproc = self._procs.get(watcher)
-        if wproc is None or wproc._monitoring is None:
-            return
-        target = wproc._monitoring.pop(ref, None)
-        if target is not None:
-            self._drop_monitor(watcher, ref, target)
-
-    def _drop_monitor(self, watcher: Pid, ref: Reference, target: Pid | tuple[Atom, Atom]) -> None:
-        if type(target) is Pid and target.node is self.atom:
-            tproc = self._procs.get(target)
-            if tproc is not None:
-                tproc._drop_watcher(ref)
-            return
-        remote: Pid | Atom
-        if isinstance(target, Pid):
-            node_name, remote = target.node.name, target
-        else:
-            node_name, remote = target[1].name, target[0]
-        if self._remote_monitors.get(node_name, {}).pop(ref, None) is not None:
-            self._send_remote(node_name, Demonitor(watcher, remote, ref))
+        self.table.demonitor(watcher, ref)
 
     def monitor_count(self) -> int:
         """Monitors held by our processes plus those remote processes hold on ours.
 
-        Every index is counted, so a leak anywhere shows (0 means none at all). Pending
-        monitors are installed first.
+        Every index is counted, so a leak anywhere shows (0 means none at all).
         """
-        self._install_all_monitors()
-        held = sum(len(proc._monitoring or ()) for proc in self._procs.values())
-        held_remote = sum(len(m) for m in self._remote_monitors.values())
-        held_local = sum(
-            1
-            for proc in self._procs.values()
-            for target in (proc._monitoring or {}).values()
-            if type(target) is Pid and target.node is self.atom
-        )
-        on_us = sum(len(m) for m in self._peer_monitors.values())
-        on_us_local = sum(
-            1
-            for proc in self._procs.values()
-            for _, watcher, _ in proc._watchers()
-            if watcher.node is not self.atom
-        )
-        # Each monitor is in two indexes; take the larger count of each pair so that a
-        # leak in either shows.
-        return max(held, held_local + held_remote) + max(on_us, on_us_local)
+        return self.table.monitor_count()
 
     # -- erpc ---------------------------------------------------------------------------------
 
-    def expose(
-        self, module: str, function: str, fn: Callable[..., Any] | None = None
-    ) -> Any:
+    def expose(self, module: str, function: str, fn: Callable[..., Any] | None = None) -> Any:
         """Make ``fn`` reachable as ``module:function`` by ``erpc:call``/``rpc:call``.
 
         Usable as ``node.expose("m", "f", fn)`` or as a decorator ``@node.expose("m", "f")``.

@@ -2,9 +2,10 @@
 
 One :class:`PeerProtocol` per socket. ``data_received`` feeds the sans-I/O
 :class:`~py_nodes._handshake.Handshake`, then the :class:`~py_nodes._connection.Connection`,
-and hands each event to the node in arrival order: there is no Task per message, the
+and hands each event to its handler in arrival order: there is no Task per message, the
 transport's callback is the connection's single reader. Writes made while events are
-dispatched are flushed once at the end of the batch; others on the next loop turn.
+dispatched are flushed once at the end of the batch; others on the next loop turn. What
+the protocol needs from the rest of the node is its :class:`PeerHost`.
 
 Ticks follow ``net_ticktime``: every ``tick_interval`` we send a tick if we sent
 nothing since the last check, and the peer is declared dead after ``ticktime`` of
@@ -17,26 +18,56 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from py_nodes import _handshake
 from py_nodes._connection import Connection, ConnectionState
-from py_nodes._control import ControlEvent, Tick
+from py_nodes._control import ControlEvent, Monitor, Tick
 from py_nodes._errors import CookieMismatch, HandshakeError, ProtocolError
 
-if TYPE_CHECKING:
-    from py_nodes._node import Node
-
-__all__ = ["PeerProtocol"]
+__all__ = ["EventHandler", "PeerHost", "PeerProtocol"]
 
 log = logging.getLogger("py_nodes.dist")
+
+#: What handles one incoming control event: ``handler(peer, event)``.
+EventHandler = Callable[["PeerProtocol", Any], None]
+
+
+class PeerHost(Protocol):
+    """The node's side of its connections, as a :class:`PeerProtocol` sees it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def cookie(self) -> str: ...
+    @property
+    def creation(self) -> int: ...
+    @property
+    def handshake_timeout(self) -> float: ...
+    @property
+    def max_frame_size(self) -> int: ...
+    @property
+    def net_ticktime(self) -> float: ...
+    @property
+    def handlers(self) -> dict[type, EventHandler]: ...
+    @property
+    def other_events(self) -> EventHandler: ...
+
+    def handshake_status(self, peer: PeerProtocol, peer_name: str) -> str: ...
+    def pending_store(self, peer_name: str) -> dict[bytes, Monitor]: ...
+    def peer_up(self, peer: PeerProtocol) -> None: ...
+    def peer_lost(self, peer: PeerProtocol) -> None: ...
+    def begin_batch(self) -> None: ...
+    def end_batch(self) -> None: ...
+    def mark_dirty(self, peer: PeerProtocol) -> None: ...
 
 
 class PeerProtocol(asyncio.Protocol):
     """A socket to one peer node, as initiator (``peer_name`` known) or acceptor."""
 
-    def __init__(self, node: Node, peer_name: str | None = None) -> None:
-        self.node = node
+    def __init__(self, host: PeerHost, peer_name: str | None = None) -> None:
+        self.host = host
         self.peer_name = peer_name
         self.handshake: _handshake.Handshake | None = None
         self.conn: Connection | None = None
@@ -54,18 +85,18 @@ class PeerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
-        node = self.node
+        host = self.host
         role = _handshake.Role.INITIATOR if self.peer_name else _handshake.Role.ACCEPTOR
         self.handshake = _handshake.Handshake(
             role,
-            this_node=node.name,
-            cookie=node.cookie,
-            creation=node.creation,
+            this_node=host.name,
+            cookie=host.cookie,
+            creation=host.creation,
             peer_node=self.peer_name,
         )
         self._write_handshake()
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(node.handshake_timeout, self._handshake_timeout)
+        self._timer = loop.call_later(host.handshake_timeout, self._handshake_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -82,11 +113,11 @@ class PeerProtocol(asyncio.Protocol):
         except ProtocolError as exc:
             self.abort(f"{exc}; dropping the connection")
             return
-        node = self.node
-        node._dispatching = True
+        host = self.host
+        host.begin_batch()
         try:
-            handlers = node._handlers
-            other = node._dispatch_other
+            handlers = host.handlers
+            other = host.other_events
             for event in events:
                 handlers.get(type(event), other)(self, event)
         except Exception:
@@ -95,8 +126,7 @@ class PeerProtocol(asyncio.Protocol):
             log.exception("connection to %s: cannot handle a control message", self.peer_name)
             self.abort("malformed control message; dropping the connection")
         finally:
-            node._dispatching = False
-            node._flush_dirty()
+            host.end_batch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         was_up = self.conn is not None and not self.closed
@@ -109,7 +139,7 @@ class PeerProtocol(asyncio.Protocol):
         if self.conn is not None:
             self.conn.close("socket closed")
         if was_up or self.conn is not None:
-            self.node._peer_lost(self)
+            self.host.peer_lost(self)
 
     # -- handshake ----------------------------------------------------------------------
 
@@ -127,7 +157,7 @@ class PeerProtocol(asyncio.Protocol):
             for event in events:
                 if isinstance(event, _handshake.StatusNeeded):
                     self.peer_name = event.peer_name
-                    status = self.node._handshake_status(self, event.peer_name)
+                    status = self.host.handshake_status(self, event.peer_name)
                     hs.send_status(status)
                     self._write_handshake()
                     if status not in ("ok", "ok_simultaneous", "alive"):
@@ -158,7 +188,8 @@ class PeerProtocol(asyncio.Protocol):
         if self.conn is None and not self.closed:
             log.warning(
                 "handshake with %s timed out after %.1fs",
-                self.peer_name or "peer", self.node.handshake_timeout,
+                self.peer_name or "peer",
+                self.host.handshake_timeout,
             )
             self.abort(None)
 
@@ -167,10 +198,13 @@ class PeerProtocol(asyncio.Protocol):
             self._timer.cancel()
         self.peer_name = event.peer_name
         self.conn = Connection(
-            event.peer_name, event.peer_flags, max_frame_size=self.node.max_frame_size
+            event.peer_name,
+            event.peer_flags,
+            max_frame_size=self.host.max_frame_size,
+            monitors=self.host.pending_store(event.peer_name),
         )
         self._last_rx = time.monotonic()
-        self.node._peer_up(self)
+        self.host.peer_up(self)
         if not self.up.done():
             self.up.set_result(True)
         self._schedule_tick()
@@ -189,10 +223,7 @@ class PeerProtocol(asyncio.Protocol):
     def _mark_dirty(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            node = self.node
-            node._dirty.append(self)
-            if not node._dispatching:
-                node._schedule_flush()
+            self.host.mark_dirty(self)
 
     def flush(self) -> None:
         self._flush_scheduled = False
@@ -201,6 +232,11 @@ class PeerProtocol(asyncio.Protocol):
             data = conn.data_to_send()
             if data:
                 self.transport.write(data)
+
+    def close(self) -> None:
+        """Close the socket once what is written has gone out."""
+        if self.transport is not None:
+            self.transport.close()
 
     def abort(self, why: str | None) -> None:
         """Drop this connection now (logs ``why`` when given)."""
@@ -215,13 +251,14 @@ class PeerProtocol(asyncio.Protocol):
 
     # -- ticks ----------------------------------------------------------------------------
 
-    def _saw_tick(self) -> None:
+    def saw_tick(self) -> None:
+        """A tick came: remember the peer's idle interval."""
         # An idle peer ticks every net_ticktime/4 of its own: learn that interval.
         if self._rx_gap > 0.05:
             self._peer_tick_gap = min(self._peer_tick_gap, self._rx_gap)
 
     def tick_interval(self) -> float:
-        return min(self.node.net_ticktime / 4, self._peer_tick_gap)
+        return min(self.host.net_ticktime / 4, self._peer_tick_gap)
 
     def _schedule_tick(self) -> None:
         interval = self.tick_interval()
@@ -233,7 +270,7 @@ class PeerProtocol(asyncio.Protocol):
             return
         if conn.peer_silent():
             self._silent_for += interval
-            limit = self.node.net_ticktime
+            limit = self.host.net_ticktime
             if self._peer_tick_gap != float("inf"):
                 limit = max(limit, 4 * self._peer_tick_gap)
             if self._silent_for >= limit:

@@ -1,22 +1,20 @@
-"""Processes: state objects with a mailbox, driven by message delivery.
+"""Process: a Python object with a pid and a mailbox, run when a message reaches it.
 
 A process owns no asyncio Task while idle. The node delivers a message by calling
-:meth:`Process._deliver` synchronously (from the connection reader, or from a local
+:meth:`Process.deliver` synchronously (from the connection reader, or from a local
 send); the process runs its handler at once. A handler that returns a coroutine makes
 the process *busy*: a Task runs it, messages that arrive meanwhile queue in the
 mailbox, and the Task ends once the mailbox is drained. A message sent to a busy
 process (including one sent to itself from its own handler) is queued, so handlers
 never re-enter.
 
-Signals follow Erlang: links propagate exits (``normal`` is ignored unless trapping),
-``kill`` from :meth:`Node.exit` cannot be trapped and becomes ``killed``, a process
-with ``trap_exit`` receives ``('EXIT', From, Reason)`` messages instead, and monitors
-deliver ``('DOWN', Ref, process, PidOrNameNode, Reason)``.
+Signals follow Erlang: ``kill`` from :meth:`Node.exit` cannot be trapped and becomes
+``killed``, a process with ``trap_exit`` receives ``('EXIT', From, Reason)`` messages
+instead, and ``normal`` is ignored unless trapping. Who is linked to or monitors whom
+is not kept here but in the process table (:mod:`py_nodes._table`), which a process
+tells when it exits (:class:`Owner`); the node a process talks to is a :class:`Host`.
 
-Bookkeeping is kept small because an idle process is mostly bookkeeping: slots, no
-dict or set until one is needed, and a single watcher held inline (see
-``_monitored_by``); a GenServer with a small state and one remote monitor costs about
-650 bytes, the monitor's Reference included.
+An idle process is mostly its own slots: no dict or set until one is needed.
 
 A handler that raises stops its process with reason
 ``(python_error, b"ExceptionType: message")``; the traceback is logged.
@@ -29,14 +27,11 @@ import collections
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol, TypeVar, overload
 
-from py_nodes._terms import Atom, Pid, Reference, untrack
+from py_nodes._terms import Atom, Pid, Reference
 
-if TYPE_CHECKING:
-    from py_nodes._node import Node
-
-__all__ = ["MailboxProcess", "Process", "python_error_reason"]
+__all__ = ["Host", "MailboxProcess", "Owner", "Process", "python_error_reason"]
 
 log = logging.getLogger("py_nodes.process")
 
@@ -46,14 +41,86 @@ KILLED = Atom("killed")
 EXIT = Atom("EXIT")
 PYTHON_ERROR = Atom("python_error")
 
-
-_Watcher = tuple[Reference, Pid, Atom | None]
+P = TypeVar("P", bound="Process")
 
 
 def python_error_reason(exc: BaseException) -> tuple[Atom, bytes]:
     """The exit reason for a Python exception: ``{python_error, <<"Type: message">>}``."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return (PYTHON_ERROR, text.encode("utf-8", "replace"))
+
+
+class Host(Protocol):
+    """What a process may ask of its node: :class:`~py_nodes.Node`'s public calls."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def atom(self) -> Atom: ...
+
+    def send(self, dest: Any, message: Any, *, sender: Pid | None = None) -> None: ...
+    def reply(self, from_: tuple[Any, Any], value: Any, *, sender: Pid | None = None) -> None: ...
+    def cast(self, dest: Any, request: Any) -> None: ...
+    async def call(self, dest: Any, request: Any, timeout: float | None = 5.0) -> Any: ...
+    async def ping(self, node_name: str, timeout: float = 5.0) -> bool: ...
+    def spawn(self, cls: type[P], *args: Any, name: Atom | str | None = None) -> Pid: ...
+    @overload
+    async def spawn_remote(
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: Literal[False] = False,
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
+        timeout: float | None = 5.0,
+    ) -> Pid: ...
+    @overload
+    async def spawn_remote(
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        *,
+        owner: Pid | None = None,
+        link: bool = False,
+        monitor: Literal[True],
+        options: Sequence[Any] = (),
+        group_leader: Pid | None = None,
+        timeout: float | None = 5.0,
+    ) -> tuple[Pid, Reference]: ...
+    def process(self, pid: Pid) -> Process | None: ...
+    def processes(self) -> list[Pid]: ...
+    def registered(self) -> list[Atom]: ...
+    def nodes(self) -> list[str]: ...
+    async def connect(self, node_name: str) -> bool: ...
+    def disconnect(self, node_name: str) -> bool: ...
+    def monitor_count(self) -> int: ...
+    def expose(self, module: str, function: str, fn: Callable[..., Any] | None = None) -> Any: ...
+    def exposed(self, module: str, function: str) -> Callable[..., Any] | None: ...
+    def notify_exit(self, pid: Pid, callback: Callable[[Pid, Any], None]) -> bool: ...
+    def register(self, name: Atom | str, pid: Pid) -> None: ...
+    def unregister(self, name: Atom | str) -> None: ...
+    def whereis(self, name: Atom | str) -> Pid | None: ...
+    def make_ref(self) -> Reference: ...
+    def link(self, a: Pid, b: Pid) -> None: ...
+    def unlink(self, a: Pid, b: Pid) -> None: ...
+    def exit(self, pid: Pid, reason: Any, *, sender: Pid | None = None) -> None: ...
+    def monitor(self, watcher: Pid, target: Any) -> Reference: ...
+    def demonitor(self, watcher: Pid, ref: Reference) -> None: ...
+    def alias(self, pid: Pid, *, reply: bool = False) -> Reference: ...
+    def unalias(self, pid: Pid, alias: Reference) -> bool: ...
+
+
+class Owner(Protocol):
+    """What keeps the process's links and monitors: told once when it exits."""
+
+    def exited(self, proc: Process, reason: Any) -> None: ...
 
 
 class Process:
@@ -68,11 +135,8 @@ class Process:
     __slots__ = (
         "_alive",
         "_busy",
-        "_links",
         "_mailbox",
-        "_monitored_by",
-        "_monitoring",
-        "_on_exit",
+        "_owner",
         "_task",
         "name",
         "node",
@@ -80,38 +144,31 @@ class Process:
         "trap_exit",
     )
 
-    node: Node
+    node: Host
     pid: Pid
     name: Atom | None
     trap_exit: bool
     _alive: bool
     _busy: bool
-    _links: set[Pid] | None
-    # Who monitors us: None, one ``(ref, watcher, name)`` tuple, or a dict ``ref ->
-    # (watcher, name)`` once there are two. ``name`` is the Atom the watcher monitored,
-    # or None when it monitored our pid. Most processes have exactly one watcher (the
-    # registry that placed them), and a dict would cost four times the tuple.
-    _monitored_by: _Watcher | dict[Reference, tuple[Pid, Atom | None]] | None
-    # ref -> target pid, or (name, node) for a name monitor
-    _monitoring: dict[Reference, Pid | tuple[Atom, Atom]] | None
+    _owner: Owner
     _mailbox: collections.deque[Any] | None
     _task: asyncio.Task[None] | None
-    # node.notify_exit's callback: a monitor without a reference, message or frame.
-    _on_exit: Callable[[Pid, Any], None] | None
 
-    def _attach(self, node: Node, pid: Pid) -> None:
+    def attach(self, node: Host, owner: Owner, pid: Pid) -> None:
+        """Make this object the live process ``pid`` of ``node`` (the table calls it)."""
         self.node = node
+        self._owner = owner
         self.pid = pid
         self.name = None
         self.trap_exit = False
         self._alive = True
         self._busy = False
-        self._links = None
-        self._monitored_by = None
-        self._monitoring = None
         self._mailbox = None
         self._task = None
-        self._on_exit = None
+
+    def detach(self) -> None:
+        """This process never started (its ``init`` raised): it is dead, silently."""
+        self._alive = False
 
     # -- callbacks ----------------------------------------------------------------
 
@@ -154,8 +211,12 @@ class Process:
         self.node.demonitor(self.pid, ref)
 
     async def spawn_remote(
-        self, node_name: str, module: Atom | str, function: Atom | str,
-        args: Sequence[Any] = (), **kwargs: Any,
+        self,
+        node_name: str,
+        module: Atom | str,
+        function: Atom | str,
+        args: Sequence[Any] = (),
+        **kwargs: Any,
     ) -> Any:
         """:meth:`Node.spawn_remote` with this process as the owner of link and monitor."""
         return await self.node.spawn_remote(
@@ -181,9 +242,10 @@ class Process:
     def cast(self, dest: Any, request: Any) -> None:
         self.node.cast(dest, request)
 
-    # -- delivery (called by the node) ------------------------------------------------
+    # -- delivery and signals (called by the node and its table) ------------------------
 
-    def _deliver(self, message: Any) -> None:
+    def deliver(self, message: Any) -> None:
+        """A message arrives: handle it now, or queue it while busy."""
         if not self._alive:
             return
         if self._busy:
@@ -192,6 +254,23 @@ class Process:
             self._mailbox.append(message)
             return
         self._run(message)
+
+    def exit_signal(self, from_pid: Pid, reason: Any, *, link: bool) -> None:
+        """An exit signal from ``from_pid``: through a link (``link``), or ``exit/2``.
+
+        The table checks that a link signal comes through a link still in place.
+        """
+        if not self._alive:
+            return
+        if reason is KILL and not link:
+            self._terminate(KILLED, run_terminate=False)
+        elif self.trap_exit:
+            self.deliver((EXIT, from_pid, reason))
+        elif reason is NORMAL:
+            if from_pid == self.pid:
+                self._terminate(NORMAL)
+        else:
+            self._terminate(reason)
 
     def _run(self, message: Any) -> None:
         self._busy = True
@@ -229,28 +308,8 @@ class Process:
         return self.handle_message(message)
 
     def _crash(self, exc: BaseException) -> None:
-        log.error(
-            "process %r (%s) crashed", self.pid, type(self).__name__, exc_info=exc
-        )
+        log.error("process %r (%s) crashed", self.pid, type(self).__name__, exc_info=exc)
         self._terminate(python_error_reason(exc))
-
-    def _exit_signal(self, from_pid: Pid, reason: Any, *, link: bool) -> None:
-        """An exit signal from ``from_pid`` (a link exit when ``link``, else exit/2)."""
-        if not self._alive:
-            return
-        if link:
-            if self._links is None or from_pid not in self._links:
-                return  # already unlinked: the signal is stale
-            self._links.discard(from_pid)
-        if reason is KILL and not link:
-            self._terminate(KILLED, run_terminate=False)
-        elif self.trap_exit:
-            self._deliver((EXIT, from_pid, reason))
-        elif reason is NORMAL:
-            if from_pid == self.pid:
-                self._terminate(NORMAL)
-        else:
-            self._terminate(reason)
 
     def _terminate(self, reason: Any, *, run_terminate: bool = True) -> None:
         if not self._alive:
@@ -265,38 +324,7 @@ class Process:
             except Exception:
                 log.exception("terminate of %r raised", self.pid)
         self._mailbox = None
-        self.node._process_exited(self, reason)
-
-    # -- who monitors us (see _monitored_by) ------------------------------------------
-
-    def _add_watcher(self, ref: Reference, watcher: Pid, name: Atom | None) -> None:
-        held = self._monitored_by
-        if held is None:
-            # Pids, references and atoms are leaves the collector does not track; so is a
-            # tuple of them, which it would otherwise walk once for every process.
-            self._monitored_by = untrack((ref, watcher, name))
-        elif isinstance(held, tuple):
-            self._monitored_by = {held[0]: (held[1], held[2]), ref: (watcher, name)}
-        else:
-            held[ref] = (watcher, name)
-
-    def _drop_watcher(self, ref: Reference) -> None:
-        held = self._monitored_by
-        if isinstance(held, tuple):
-            if held[0] == ref:
-                self._monitored_by = None
-        elif held is not None:
-            held.pop(ref, None)
-            if not held:
-                self._monitored_by = None
-
-    def _watchers(self) -> list[_Watcher]:
-        held = self._monitored_by
-        if held is None:
-            return []
-        if isinstance(held, tuple):
-            return [held]
-        return [(ref, watcher, name) for ref, (watcher, name) in held.items()]
+        self._owner.exited(self, reason)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.pid!r}{' ' + self.name.name if self.name else ''}>"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, final, overload
 
-from py_nodes._errors import EncodeError
+from py_nodes._errors import DecodeError, EncodeError
 
 
 def _keep_tracked(obj: Any) -> Any:
@@ -85,9 +85,10 @@ _ATOMS: dict[str, Atom] = {}
 class Atom:
     """An Erlang atom.  Interned: build it with ``Atom(name)``; compare with ``==`` or ``is``."""
 
-    __slots__ = ("_ext", "name")
+    __slots__ = ("ext", "name")
     name: str
-    _ext: bytes  # its external term format encoding (SMALL_ATOM_UTF8_EXT / ATOM_UTF8_EXT)
+    #: Its external term format encoding (SMALL_ATOM_UTF8_EXT or ATOM_UTF8_EXT).
+    ext: bytes
 
     _table: ClassVar[dict[str, Atom]] = _ATOMS
 
@@ -108,7 +109,7 @@ class Atom:
         ext = bytes((119, n)) + raw if n < 256 else b"v" + n.to_bytes(2, "big") + raw
         self = untrack(object.__new__(cls))  # a str and bytes: never in a cycle
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "_ext", ext)
+        object.__setattr__(self, "ext", ext)
         return _ATOMS.setdefault(name, self)
 
     def __setattr__(self, key: str, value: Any) -> NoReturn:
@@ -390,7 +391,7 @@ def _exact_form(t: Any) -> Any:
     if isinstance(t, dict | FrozenMap):
         return ("m", frozenset((_exact_form(k), _exact_form(v)) for k, v in t.items()))
     if c is ExactKey:
-        return t._form
+        return _exact_form(t.term)
     return ("o", t)
 
 
@@ -497,3 +498,51 @@ try:
         make_pid, make_ref, make_port = _fast_pid, _fast_ref, _fast_port
 except TypeError:  # pragma: no cover - layouts differ on this Python
     pass
+
+
+# -- building decoded terms -----------------------------------------------------------
+
+
+def improper(items: list[Any], tail: Any) -> Any:
+    """``items`` followed by ``tail``: a list, or an :class:`ImproperList` (flattened)."""
+    if type(tail) is list:
+        return items + tail
+    if type(tail) is ImproperList:
+        return ImproperList((*items, *tail.items), tail.tail)
+    if not items:
+        return tail
+    return ImproperList(tuple(items), tail)
+
+
+def freeze(t: Any) -> Any:
+    """A hashable equivalent of a decoded term (lists and maps inside become frozen)."""
+    c = type(t)
+    if c is list:
+        return FrozenList([freeze(x) for x in t])
+    if c is dict:
+        return FrozenMap({k: freeze(v) for k, v in t.items()})
+    if c is tuple:
+        return tuple([freeze(x) for x in t])
+    if c is ImproperList:
+        return ImproperList(tuple([freeze(x) for x in t.items]), freeze(t.tail))
+    return t
+
+
+def disambiguate(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A map from its decoded pairs, with :class:`ExactKey` where Python merges two keys."""
+    counts: dict[Any, int] = {}
+    frozen = []
+    for k, v in pairs:
+        try:
+            hash(k)
+        except TypeError:
+            k = freeze(k)
+        frozen.append((k, v))
+        counts[k] = counts.get(k, 0) + 1
+    d: dict[Any, Any] = {}
+    for k, v in frozen:
+        key = ExactKey(k) if counts[k] > 1 else k
+        if key in d:
+            raise DecodeError("map has duplicate keys")
+        d[key] = v
+    return d

@@ -1,9 +1,10 @@
-"""``python -m py_nodes.echo --name NAME@HOST --cookie COOKIE [--port N]``
+"""A node whose ``echo`` GenServer answers every call with its request, for benchmarks.
 
-Runs a node with a registered GenServer ``echo`` that answers every call with the
-request itself (and ignores casts), and an exposed ``echo:identity/1`` for erpc. It
-stays up until SIGTERM or SIGINT, then stops cleanly (epmd registration closed).
-It runs on uvloop, as the pod node does.
+``python -m py_nodes.echo --name NAME@HOST --cookie COOKIE [--port N]`` runs a node
+with a registered GenServer ``echo`` that answers every call with the request itself
+(and ignores casts), and an exposed ``echo:identity/1`` for erpc. It stays up until
+SIGTERM or SIGINT, then stops cleanly (epmd registration closed). It runs on uvloop,
+as the pod node does.
 """
 
 from __future__ import annotations

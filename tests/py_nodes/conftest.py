@@ -77,9 +77,20 @@ class ErlNode:
         self.name = name or unique("t")
         self.atom = Atom(self.name)
         self.proc = subprocess.Popen(
-            [ERL, "-name", self.name, "-setcookie", cookie, "-noshell", *extra,
-             "-eval", _LOOP.replace("\n", " ")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                ERL,
+                "-name",
+                self.name,
+                "-setcookie",
+                cookie,
+                "-noshell",
+                *extra,
+                "-eval",
+                _LOOP.replace("\n", " "),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self._lock = threading.Lock()
         self.output: list[str] = []
@@ -161,7 +172,9 @@ def start_echo_process(name: str, cookie: str) -> subprocess.Popen[bytes]:
     """``python -m py_nodes.echo`` in its own OS process (ready when it prints)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "py_nodes.echo", "--name", name, "--cookie", cookie],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.stdout is not None

@@ -39,9 +39,7 @@ async def test_erlang_sends_to_python_alias_until_unalias(erl: ErlNode, cookie: 
         assert await received(proc, 1) == [Atom("marker")]
 
 
-async def test_reply_alias_works_once_and_dies_with_its_process(
-    erl: ErlNode, cookie: str
-) -> None:
+async def test_reply_alias_works_once_and_dies_with_its_process(erl: ErlNode, cookie: str) -> None:
     async with running_node(cookie) as node:
         pid, proc = collector(node)
         once = proc.alias(reply=True)
@@ -90,7 +88,7 @@ async def test_late_reply_from_erlang_gen_server_is_dropped(erl: ErlNode, cookie
         # ... which is no longer active: nothing is left behind, and the next call gets
         # its own answer, not the stale one
         assert set(node.processes()) == before
-        assert node.monitor_count() == 0 and node._aliases == {}
+        assert node.monitor_count() == 0 and node.table.alias_count() == 0
         assert await node.call(server, (Atom("late"), 0)) == (Atom("late"), 0)
         await erl.eval("receive {tag, _} -> ok end, receive replied -> ok end")
         assert set(node.processes()) == before

@@ -98,14 +98,52 @@ def same_encoding(term: Any) -> None:
 TAG = ImproperList((A("alias"),), Reference(NODE, 7, (1, 2, 3)))
 CALL = (A("$gen_call"), (Pid(NODE, 93, 0, 1), TAG), (A("hello"), b"a small binary", [1, 2, 3]))
 EVERYTHING = [
-    0, 255, 256, -1, 2**31 - 1, -(2**31), 2**31, -(2**63), 2**64, -(2**2100), 1.5, -0.0,
-    True, False, None, A("ok"), A(""), A("é" * 100), b"", b"bin", "str", "ünï", bytearray(b"ba"),
-    memoryview(b"mv"), BitString(b"\xf0", 4), [], [1, 2], [300], list(range(256)), (), (1,),
-    tuple(range(300)), {}, {A("k"): [1], 2: {3: 4}}, {FrozenList([1]): 1, FrozenMap({1: 2}): 2},
-    {ExactKey(1): 1, ExactKey(1.0): 2, ExactKey(True): 3}, ImproperList((1, 2), A("t")),
-    Pid(NODE, 1, 2, 2**32 - 1), Reference(NODE, 2**32 - 1, ()), Reference(NODE, 1, (1, 2, 3, 4, 5)),
-    Port(NODE, 5, 1), Port(NODE, 2**40, 1), ExportFun(A("m"), A("f"), 2), decode(FUN_BYTES),
-    Pid(A("true"), 1, 2, 3), CALL,
+    0,
+    255,
+    256,
+    -1,
+    2**31 - 1,
+    -(2**31),
+    2**31,
+    -(2**63),
+    2**64,
+    -(2**2100),
+    1.5,
+    -0.0,
+    True,
+    False,
+    None,
+    A("ok"),
+    A(""),
+    A("é" * 100),
+    b"",
+    b"bin",
+    "str",
+    "ünï",
+    bytearray(b"ba"),
+    memoryview(b"mv"),
+    BitString(b"\xf0", 4),
+    [],
+    [1, 2],
+    [300],
+    list(range(256)),
+    (),
+    (1,),
+    tuple(range(300)),
+    {},
+    {A("k"): [1], 2: {3: 4}},
+    {FrozenList([1]): 1, FrozenMap({1: 2}): 2},
+    {ExactKey(1): 1, ExactKey(1.0): 2, ExactKey(True): 3},
+    ImproperList((1, 2), A("t")),
+    Pid(NODE, 1, 2, 2**32 - 1),
+    Reference(NODE, 2**32 - 1, ()),
+    Reference(NODE, 1, (1, 2, 3, 4, 5)),
+    Port(NODE, 5, 1),
+    Port(NODE, 2**40, 1),
+    ExportFun(A("m"), A("f"), 2),
+    decode(FUN_BYTES),
+    Pid(A("true"), 1, 2, 3),
+    CALL,
 ]
 
 
@@ -125,14 +163,18 @@ def test_same_bytes_and_terms_as_the_pure_codec(term: Any) -> None:
 
 def test_old_and_latin1_forms_decode_as_the_pure_codec() -> None:
     forms = [
-        b"\x83d\x00\x02ok", b"\x83s\x02ok", b"\x83s\x04true", b"\x83v\x00\x05false",
+        b"\x83d\x00\x02ok",
+        b"\x83s\x02ok",
+        b"\x83s\x04true",
+        b"\x83v\x00\x05false",
         b"\x83c" + b"1.50000000000000000000e+00".ljust(31, b"\x00"),
         b"\x83gs\x03a@b\x00\x00\x00\x01\x00\x00\x00\x02\x03",  # PID_EXT, node a SMALL_ATOM
         b"\x83r\x00\x02d\x00\x03a@b\x01\x00\x00\x00\x05\x00\x00\x00\x06",  # NEW_REFERENCE_EXT
         b"\x83Xs\x04true\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x03",  # node 'true'
         b"\x83i\x00\x00\x00\x01j",  # a 1-tuple as LARGE_TUPLE_EXT
         b"\x83o\x00\x00\x00\x01\x01\x05",  # LARGE_BIG_EXT -5
-        b"\x83n\x00\x00", b"\x83n\x01\x02\x05",  # big zero, any non-zero sign is negative
+        b"\x83n\x00\x00",
+        b"\x83n\x01\x02\x05",  # big zero, any non-zero sign is negative
         b"\x83t\x00\x00\x00\x02a\x01a\x02F\x3f\xf0\x00\x00\x00\x00\x00\x00a\x03",  # 1 and 1.0
         b"\x83t\x00\x00\x00\x01l\x00\x00\x00\x01a\x01jj",  # a list as a key
         b"\x83l\x00\x00\x00\x00w\x01t",  # [ | t] is t
@@ -144,8 +186,12 @@ def test_old_and_latin1_forms_decode_as_the_pure_codec() -> None:
 
 
 def test_sub_terms_of_other_tags_inside_c_containers() -> None:
-    inner = [BitString(b"\x80", 1), Port(NODE, 1, 2), ExportFun(A("m"), A("f"), 0),
-             decode(FUN_BYTES)]
+    inner = [
+        BitString(b"\x80", 1),
+        Port(NODE, 1, 2),
+        ExportFun(A("m"), A("f"), 0),
+        decode(FUN_BYTES),
+    ]
     term = (inner, {A("k"): tuple(inner)}, ImproperList(tuple(inner), BitString(b"\x80", 1)))
     ext = pure_encode(term)
     assert encode(term) == ext
@@ -179,11 +225,25 @@ class Point(NamedTuple):
 @pytest.mark.parametrize(
     "value",
     [
-        Color.RED, Point(1, 2), float("inf"), float("nan"), "\ud800", object(), {1: object()},
-        [1, object()], Pid(NODE, -1, 0, 0), Pid(NODE, 2**32, 0, 0),
-        Reference(NODE, 1, (1, 2, 3, 4, 5, 6)), Reference(NODE, 1, [1, 2]),  # type: ignore[arg-type]
-        Reference(NODE, 2**32, (1,)), ImproperList((), A("t")), ImproperList([1], 2),  # type: ignore[arg-type]
-        2**(8 * 300), -(2**(8 * 300)), {1.0, 2}, ExactKey((1, 2.0)),
+        Color.RED,
+        Point(1, 2),
+        float("inf"),
+        float("nan"),
+        "\ud800",
+        object(),
+        {1: object()},
+        [1, object()],
+        Pid(NODE, -1, 0, 0),
+        Pid(NODE, 2**32, 0, 0),
+        Reference(NODE, 1, (1, 2, 3, 4, 5, 6)),
+        Reference(NODE, 1, [1, 2]),  # type: ignore[arg-type]
+        Reference(NODE, 2**32, (1,)),
+        ImproperList((), A("t")),
+        ImproperList([1], 2),  # type: ignore[arg-type]
+        2 ** (8 * 300),
+        -(2 ** (8 * 300)),
+        {1.0, 2},
+        ExactKey((1, 2.0)),
     ],
     ids=repr,
 )
@@ -279,10 +339,18 @@ class _PurePid(_terms._Identifier):
 
 
 @given(
-    st.tuples(st.sampled_from([A("a@b"), A("c@d")]), st.integers(0, 3), st.integers(0, 1),
-              st.integers(0, 2**32 - 1)),
-    st.tuples(st.sampled_from([A("a@b"), A("c@d")]), st.integers(0, 3), st.integers(0, 1),
-              st.integers(0, 2**32 - 1)),
+    st.tuples(
+        st.sampled_from([A("a@b"), A("c@d")]),
+        st.integers(0, 3),
+        st.integers(0, 1),
+        st.integers(0, 2**32 - 1),
+    ),
+    st.tuples(
+        st.sampled_from([A("a@b"), A("c@d")]),
+        st.integers(0, 3),
+        st.integers(0, 1),
+        st.integers(0, 2**32 - 1),
+    ),
 )
 def test_identifiers_compare_as_the_pure_base(a: tuple[Any, ...], b: tuple[Any, ...]) -> None:
     assert _terms.Identifier is _ccodec.Identifier and issubclass(Pid, _ccodec.Identifier)

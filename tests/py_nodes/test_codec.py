@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import py_nodes
-from py_nodes import _codec
+from py_nodes import _codec, _decode, _encode
 from py_nodes._codec import decode, decode_prefix, encode
 from py_nodes._errors import DecodeError, EncodeError
 from py_nodes._terms import (
@@ -45,10 +45,82 @@ NODE_EXT = b"w\x03a@b"
 
 # term_to_binary(fun() -> ok end) from a module `edge` on nonode@nohost (OTP 25).
 FUN_BYTES = bytes(
-    [131, 112, 0, 0, 0, 72, 0, 154, 228, 106, 146, 58, 73, 28, 136, 81, 174, 49, 255, 126, 167,
-     43, 33, 0, 0, 0, 0, 0, 0, 0, 0, 100, 0, 4, 101, 100, 103, 101, 97, 0, 98, 4, 215, 35, 84, 88,
-     100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116, 0, 0, 0, 9, 0, 0,
-     0, 0, 0, 0, 0, 0]
+    [
+        131,
+        112,
+        0,
+        0,
+        0,
+        72,
+        0,
+        154,
+        228,
+        106,
+        146,
+        58,
+        73,
+        28,
+        136,
+        81,
+        174,
+        49,
+        255,
+        126,
+        167,
+        43,
+        33,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        100,
+        0,
+        4,
+        101,
+        100,
+        103,
+        101,
+        97,
+        0,
+        98,
+        4,
+        215,
+        35,
+        84,
+        88,
+        100,
+        0,
+        13,
+        110,
+        111,
+        110,
+        111,
+        100,
+        101,
+        64,
+        110,
+        111,
+        104,
+        111,
+        115,
+        116,
+        0,
+        0,
+        0,
+        9,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]
 )
 
 
@@ -87,9 +159,22 @@ def test_atom_length_limit() -> None:
 
 
 def test_public_names() -> None:
-    for name in ("Atom", "Pid", "Reference", "Port", "BitString", "ImproperList", "ExportFun",
-                 "Fun", "FrozenList", "FrozenMap", "ExactKey", "encode", "decode",
-                 "decode_prefix"):
+    for name in (
+        "Atom",
+        "Pid",
+        "Reference",
+        "Port",
+        "BitString",
+        "ImproperList",
+        "ExportFun",
+        "Fun",
+        "FrozenList",
+        "FrozenMap",
+        "ExactKey",
+        "encode",
+        "decode",
+        "decode_prefix",
+    ):
         assert hasattr(py_nodes, name)
 
 
@@ -139,9 +224,11 @@ def test_public_names() -> None:
         (FrozenMap({1: 2}), b"t\x00\x00\x00\x01a\x01a\x02"),
         (ExactKey(1.0), b"F?\xf0\x00\x00\x00\x00\x00\x00"),
         (Pid(NODE, 1, 2, 3), b"X" + NODE_EXT + b"\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x03"),
-        (Reference(NODE, 3, (1, 2, 3)),
-         b"Z\x00\x03" + NODE_EXT + b"\x00\x00\x00\x03" + b"\x00\x00\x00\x01\x00\x00\x00\x02"
-         b"\x00\x00\x00\x03"),
+        (
+            Reference(NODE, 3, (1, 2, 3)),
+            b"Z\x00\x03" + NODE_EXT + b"\x00\x00\x00\x03" + b"\x00\x00\x00\x01\x00\x00\x00\x02"
+            b"\x00\x00\x00\x03",
+        ),
         (Port(NODE, 5, 1), b"Y" + NODE_EXT + b"\x00\x00\x00\x05\x00\x00\x00\x01"),
         (Port(NODE, 2**40, 1), b"x" + NODE_EXT + struct.pack(">QI", 2**40, 1)),
         (Port(NODE, 2**28, 1), b"x" + NODE_EXT + struct.pack(">QI", 2**28, 1)),
@@ -173,8 +260,10 @@ def test_encode_bytes(term: Any, ext: bytes) -> None:
         (b"l\x00\x00\x00\x01a\x01l\x00\x00\x00\x01a\x02a\x03", ImproperList((1, 2), 3)),
         (b"g" + NODE_EXT + b"\x00\x00\x00\x01\x00\x00\x00\x02\x03", Pid(NODE, 1, 2, 3)),
         (b"e" + NODE_EXT + b"\x00\x00\x00\x07\x02", Reference(NODE, 2, (7,))),
-        (b"r\x00\x02" + NODE_EXT + b"\x02\x00\x00\x00\x07\x00\x00\x00\x08",
-         Reference(NODE, 2, (7, 8))),
+        (
+            b"r\x00\x02" + NODE_EXT + b"\x02\x00\x00\x00\x07\x00\x00\x00\x08",
+            Reference(NODE, 2, (7, 8)),
+        ),
         (b"f" + NODE_EXT + b"\x00\x00\x00\x07\x02", Port(NODE, 7, 2)),
         (b"x" + NODE_EXT + struct.pack(">QI", 9, 1), Port(NODE, 9, 1)),
         (b"qw\x01mw\x01fb\x00\x00\x00\x03", ExportFun(A("m"), A("f"), 3)),
@@ -262,9 +351,20 @@ def test_duplicate_map_keys_rejected() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{1, 2}, object(), float("nan"), float("inf"), "\ud800", Reference(NODE, 1, (1,) * 6),
-     Pid(NODE, -1, 0, 0), Pid(NODE, 2**32, 0, 0), ExportFun(A("m"), A("f"), 256), [{1}],
-     (1, object()), {A("k"): {1}}],
+    [
+        {1, 2},
+        object(),
+        float("nan"),
+        float("inf"),
+        "\ud800",
+        Reference(NODE, 1, (1,) * 6),
+        Pid(NODE, -1, 0, 0),
+        Pid(NODE, 2**32, 0, 0),
+        ExportFun(A("m"), A("f"), 256),
+        [{1}],
+        (1, object()),
+        {A("k"): {1}},
+    ],
 )
 def test_encode_errors(value: Any) -> None:
     with pytest.raises(EncodeError):
@@ -327,10 +427,24 @@ def test_decode_rejects_non_bytes() -> None:
 
 
 def test_every_truncation_is_a_decode_error() -> None:
-    term = (A("$gen_call"), (Pid(NODE, 1, 2, 3), Reference(NODE, 3, (1, 2, 3))),
-            (A("echo"), b"hello", 42, 2**100, -1.5, [1, A("x")], {A("k"): [1, 2]},
-             ImproperList((1,), 2), BitString(b"\x80", 1), Port(NODE, 2**40, 1),
-             ExportFun(A("m"), A("f"), 1), decode(FUN_BYTES)))
+    term = (
+        A("$gen_call"),
+        (Pid(NODE, 1, 2, 3), Reference(NODE, 3, (1, 2, 3))),
+        (
+            A("echo"),
+            b"hello",
+            42,
+            2**100,
+            -1.5,
+            [1, A("x")],
+            {A("k"): [1, 2]},
+            ImproperList((1,), 2),
+            BitString(b"\x80", 1),
+            Port(NODE, 2**40, 1),
+            ExportFun(A("m"), A("f"), 1),
+            decode(FUN_BYTES),
+        ),
+    )
     ext = encode(term)
     assert decode(ext) == term
     for i in range(len(ext)):
@@ -484,10 +598,19 @@ def test_too_deep_or_cyclic_python_value_is_an_encode_error() -> None:
 
 
 def test_iterative_encoder_matches_recursive(monkeypatch: pytest.MonkeyPatch) -> None:
-    term = [(A("a"), {FrozenList([1]): [ImproperList((1, 2), 3)], ExactKey(1): (), 2: {}}),
-            [], [1, 2], [1, 300], ImproperList((), A("t")), b"x", tuple(range(300)), "s", None]
+    term = [
+        (A("a"), {FrozenList([1]): [ImproperList((1, 2), 3)], ExactKey(1): (), 2: {}}),
+        [],
+        [1, 2],
+        [1, 300],
+        ImproperList((), A("t")),
+        b"x",
+        tuple(range(300)),
+        "s",
+        None,
+    ]
     ext = _codec.pure_encode(term)
-    monkeypatch.setattr(_codec, "_FAST_DEPTH", 0)
+    monkeypatch.setattr(_encode, "FAST_DEPTH", 0)
     assert _codec.pure_encode(term) == ext
 
 
@@ -496,7 +619,7 @@ def test_iterative_and_recursive_decoders_agree(monkeypatch: pytest.MonkeyPatch)
     term = [(A("a"), m), [], b"x"]
     ext = encode(term)
     rec = _codec.pure_decode(ext)
-    monkeypatch.setattr(_codec, "_FAST_DEPTH", 0)
+    monkeypatch.setattr(_decode, "FAST_DEPTH", 0)
     it = _codec.pure_decode(ext)
     assert exact(rec) == exact(it)
 
@@ -513,10 +636,15 @@ leaves = st.one_of(
     atoms,
     st.binary(max_size=16),
     st.builds(BitString, st.binary(min_size=1, max_size=4), st.integers(1, 7)),
-    st.builds(Pid, atoms, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
-              st.integers(0, 2**32 - 1)),
-    st.builds(Reference, atoms, st.integers(0, 2**32 - 1),
-              st.lists(st.integers(0, 2**32 - 1), max_size=5).map(tuple)),
+    st.builds(
+        Pid, atoms, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)
+    ),
+    st.builds(
+        Reference,
+        atoms,
+        st.integers(0, 2**32 - 1),
+        st.lists(st.integers(0, 2**32 - 1), max_size=5).map(tuple),
+    ),
     st.builds(Port, atoms, st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)),
     st.builds(ExportFun, atoms, atoms, st.integers(0, 255)),
     st.just(decode(FUN_BYTES)),
@@ -542,8 +670,11 @@ def _extend(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         st.lists(st.tuples(children.map(_freeze_key), children), max_size=4).map(
             lambda kvs: _unique_map(kvs)
         ),
-        st.builds(ImproperList, st.lists(children, min_size=1, max_size=3).map(tuple),
-                  st.one_of(atoms, st.integers(), st.binary(max_size=3))),
+        st.builds(
+            ImproperList,
+            st.lists(children, min_size=1, max_size=3).map(tuple),
+            st.one_of(atoms, st.integers(), st.binary(max_size=3)),
+        ),
     )
 
 
@@ -577,18 +708,18 @@ def test_round_trip(term: Any) -> None:
 def test_round_trip_iterative(term: Any) -> None:
     ext = encode(term)
     rec = _codec.pure_decode(ext)
-    old = _codec._FAST_DEPTH
-    _codec._FAST_DEPTH = 0
+    old = _decode.FAST_DEPTH
+    _decode.FAST_DEPTH = 0
     try:
         it = _codec.pure_decode(ext)
     finally:
-        _codec._FAST_DEPTH = old
+        _decode.FAST_DEPTH = old
     assert exact(it) == exact(rec)
-    _codec._FAST_DEPTH = 0
+    _encode.FAST_DEPTH = 0
     try:
         assert _codec.pure_encode(term) == ext
     finally:
-        _codec._FAST_DEPTH = old
+        _encode.FAST_DEPTH = old
 
 
 def _only_decode_error(data: bytes) -> None:
@@ -607,8 +738,39 @@ def test_fuzz_random_bytes(data: bytes) -> None:
     _only_decode_error(data)
 
 
-_TAGS = sorted({70, 77, 80, 88, 89, 90, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108,
-                109, 110, 111, 112, 113, 114, 115, 116, 118, 119, 120})
+_TAGS = sorted(
+    {
+        70,
+        77,
+        80,
+        88,
+        89,
+        90,
+        97,
+        98,
+        99,
+        100,
+        101,
+        102,
+        103,
+        104,
+        105,
+        106,
+        107,
+        108,
+        109,
+        110,
+        111,
+        112,
+        113,
+        114,
+        115,
+        116,
+        118,
+        119,
+        120,
+    }
+)
 #: Byte lists rich in tags: nested headers with random sizes in between.
 tag_soup = st.lists(st.one_of(st.sampled_from(_TAGS), st.integers(0, 255)), max_size=48)
 

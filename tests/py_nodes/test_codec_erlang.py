@@ -301,8 +301,21 @@ def test_fixed_terms_types(peer: Peer, tmp_path: Path) -> None:
     assert peer.ask("gen", "7", "0", str(orig)).startswith("ok")
     terms = [decode(b) for _, b in read_records(orig)]
     types = {type(t) for t in terms}
-    for cls in (int, float, bool, Atom, bytes, BitString, list, ImproperList, tuple, dict, Pid,
-                Reference, ExportFun):
+    for cls in (
+        int,
+        float,
+        bool,
+        Atom,
+        bytes,
+        BitString,
+        list,
+        ImproperList,
+        tuple,
+        dict,
+        Pid,
+        Reference,
+        ExportFun,
+    ):
         assert cls in types, cls
     neg_zero = [t for t in terms if type(t) is float and t == 0.0 and math.copysign(1, t) < 0]
     assert neg_zero
@@ -317,18 +330,14 @@ def test_fixed_terms_types(peer: Peer, tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 # Python-made terms must be accepted by Erlang, and come back equal.
 
-_atoms = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20
-).map(Atom)
+_atoms = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20).map(Atom)
 _leaves = st.one_of(
     st.integers(min_value=-(1 << 200), max_value=1 << 200),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
     _atoms,
     st.binary(max_size=20),
-    st.builds(
-        BitString, st.binary(min_size=1, max_size=5), st.integers(min_value=1, max_value=7)
-    ),
+    st.builds(BitString, st.binary(min_size=1, max_size=5), st.integers(min_value=1, max_value=7)),
     st.builds(
         Pid,
         st.sampled_from([Atom("a@b"), Atom("nonode@nohost")]),
@@ -344,9 +353,7 @@ _leaves = st.one_of(
     ),
     st.builds(ExportFun, _atoms, _atoms, st.integers(0, 255)),
 )
-_hashable = st.recursive(
-    _leaves, lambda c: st.lists(c, max_size=3).map(tuple), max_leaves=5
-)
+_hashable = st.recursive(_leaves, lambda c: st.lists(c, max_size=3).map(tuple), max_leaves=5)
 _terms = st.recursive(
     _leaves,
     lambda c: st.one_of(
@@ -365,8 +372,9 @@ _terms = st.recursive(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(_terms, min_size=50, max_size=50))
-def test_python_terms_accepted_by_erlang(peer: Peer, tmp_path_factory: pytest.TempPathFactory,
-                                         terms: list[Any]) -> None:
+def test_python_terms_accepted_by_erlang(
+    peer: Peer, tmp_path_factory: pytest.TempPathFactory, terms: list[Any]
+) -> None:
     d = tmp_path_factory.mktemp("echo")
     write_records(d / "in.bin", [(0, encode(t)) for t in terms])
     reply = peer.ask("echo", str(d / "in.bin"), str(d / "out.bin"))

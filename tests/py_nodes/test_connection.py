@@ -53,8 +53,16 @@ EVENTS = [
     Monitor(PA, Atom("echo"), REF),
     Demonitor(PA, PB, REF),
     MonitorExit(Atom("echo"), PA, REF, Atom("noproc")),
-    SpawnRequest(REF, PA, PA, Atom("erpc"), Atom("execute_call"), 4, [Atom("monitor")],
-                 [REF, Atom("m"), Atom("f"), []]),
+    SpawnRequest(
+        REF,
+        PA,
+        PA,
+        Atom("erpc"),
+        Atom("execute_call"),
+        4,
+        [Atom("monitor")],
+        [REF, Atom("m"), Atom("f"), []],
+    ),
     SpawnReply(REF, PA, 2, PB),
     Tick(),
 ]
@@ -129,14 +137,14 @@ def test_reply_fast_path_matches_the_generic_encoding(value: object) -> None:
     from py_nodes._control import _ENCODERS, encode_event
 
     tag = ImproperList((Atom("alias"),), REF)
-    for event in (AliasSend(PA, REF, (tag, value)), AliasSend(PA, REF, value),
-                  Send(PB, value)):
+    for event in (AliasSend(PA, REF, (tag, value)), AliasSend(PA, REF, value), Send(PB, value)):
         ctrl, message = _ENCODERS[type(event)](event)
         assert encode_event(event) == b"p" + encode(ctrl) + encode(message)
         assert decode_frame(encode_event(event)) == event
 
 
 # -- the C frame reader against the pure one ------------------------------------------------
+
 
 def _frames_of_every_operation() -> list[bytes]:
     fields = (PA, PB, REF, Atom("token"), Atom("reason"), 3)
@@ -209,7 +217,7 @@ def test_c_frame_reader_reads_as_the_pure_one(
 @pytest.mark.skipif(not ACCELERATED, reason="the C codec is not built")
 @pytest.mark.parametrize(
     "message",
-    [_NO_MESSAGE, b"", (Atom("hello"), [1, 2]), 2**100, BitString(b"\xf0", 4), "text", [] ],
+    [_NO_MESSAGE, b"", (Atom("hello"), [1, 2]), 2**100, BitString(b"\xf0", 4), "text", []],
 )
 def test_c_frame_encoder_writes_as_the_pure_one(message: Any) -> None:
     from py_nodes import _ccodec

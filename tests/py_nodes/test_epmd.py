@@ -29,7 +29,9 @@ def test_responses() -> None:
     addr = epmd.parse_port2_response(b"w\x00\x11\x12\x48\x00\x00\x06\x00\x05\x00\x02py\x00\x00")
     assert addr == epmd.NodeAddress(0x1112, 72, 6, 5)
     assert epmd.parse_names(b"\x00\x00\x11\x11name a at port 1\nname b at port 22\n") == {
-        "a": 1, "b": 22}
+        "a": 1,
+        "b": 22,
+    }
 
 
 def test_register_lookup_and_unregister() -> None:

@@ -71,8 +71,10 @@ async def test_erl_calls_python_gen_server(erl: ErlNode, cookie: str) -> None:
     async with running_node(cookie) as node:
         pid = node.spawn(Store, 1, name="store")
         assert await erl.eval(f"gen_server:call({{store, {q(node)}}}, get)") == [1]
-        assert await erl.eval(f"gen_server:call({{store, {q(node)}}}, {{a, <<\"b\">>}})") == (
-            Atom("echo"), (Atom("a"), b"b"))
+        assert await erl.eval(f'gen_server:call({{store, {q(node)}}}, {{a, <<"b">>}})') == (
+            Atom("echo"),
+            (Atom("a"), b"b"),
+        )
         await erl.eval(f"gen_server:cast({{store, {q(node)}}}, two)")
         assert await erl.eval(f"gen_server:call({{store, {q(node)}}}, get)") == [1, Atom("two")]
         # by pid too: Python sends its pid to erl first
@@ -151,10 +153,13 @@ async def test_python_calls_erlang_gen_server(erl: ErlNode, cookie: str) -> None
         with pytest.raises(NoProc):
             await node.call((Atom("nobody"), erl.name), 1)
         # the erl side holds no monitor of ours either
-        assert await erl.eval(
-            f"length([W || W <- element(2, process_info(whereis(erl_store), monitored_by)),"
-            f" node(W) =:= {q(node)}])"
-        ) == 0
+        assert (
+            await erl.eval(
+                f"length([W || W <- element(2, process_info(whereis(erl_store), monitored_by)),"
+                f" node(W) =:= {q(node)}])"
+            )
+            == 0
+        )
         with pytest.raises(CallExit) as died:
             await node.call(dest, Atom("die"))
         assert died.value.reason == Atom("died")
@@ -239,13 +244,20 @@ async def test_stop_from_cast_info_exit_and_raise(cookie: str) -> None:
         assert await stopped_with(lambda p: node.cast(p, Atom("stop"))) == Atom("cast_stop")
         assert await stopped_with(lambda p: node.send(p, Atom("stop"))) == Atom("info_stop")
         assert await stopped_with(lambda p: node.send(p, Atom("raise"))) == (
-            Atom("python_error"), b"KeyError: 'nope'")
+            Atom("python_error"),
+            b"KeyError: 'nope'",
+        )
         # trap_exit: an exit signal becomes {'EXIT', From, Reason} in handle_info
         assert await stopped_with(lambda p: node.exit(p, Atom("please"))) == (
-            Atom("linked_exit"), Atom("please"))
+            Atom("linked_exit"),
+            Atom("please"),
+        )
         assert Lifecycle.terminated[-4:] == [
-            Atom("cast_stop"), Atom("info_stop"), (Atom("python_error"), b"KeyError: 'nope'"),
-            (Atom("linked_exit"), Atom("please"))]
+            Atom("cast_stop"),
+            Atom("info_stop"),
+            (Atom("python_error"), b"KeyError: 'nope'"),
+            (Atom("linked_exit"), Atom("please")),
+        ]
         # kill cannot be trapped and skips terminate
         assert await stopped_with(lambda p: node.exit(p, Atom("kill"))) == Atom("killed")
         assert len(Lifecycle.terminated) == 4

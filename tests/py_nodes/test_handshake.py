@@ -23,14 +23,16 @@ def pair(
     cookie_a: str = "c", cookie_b: str = "c", flags_a: int = flags.OUR_FLAGS
 ) -> tuple[Handshake, Handshake]:
     return (
-        Handshake(Role.INITIATOR, this_node=A, cookie=cookie_a, creation=1,
-                  peer_node=B, flags=flags_a),
+        Handshake(
+            Role.INITIATOR, this_node=A, cookie=cookie_a, creation=1, peer_node=B, flags=flags_a
+        ),
         Handshake(Role.ACCEPTOR, this_node=B, cookie=cookie_b, creation=2),
     )
 
 
-def run(a: Handshake, b: Handshake, status: str = "ok", alive_answer: bool = True
-        ) -> tuple[list[HandshakeEvent], list[HandshakeEvent]]:
+def run(
+    a: Handshake, b: Handshake, status: str = "ok", alive_answer: bool = True
+) -> tuple[list[HandshakeEvent], list[HandshakeEvent]]:
     at_a: list[HandshakeEvent] = []
     at_b: list[HandshakeEvent] = []
     for _ in range(10):
@@ -58,8 +60,15 @@ def test_handshake_completes_both_ways() -> None:
 
 def test_our_flags() -> None:
     assert not flags.OUR_FLAGS & (flags.PUBLISHED | flags.DIST_HDR_ATOM_CACHE | flags.FRAGMENTS)
-    for needed in (flags.HANDSHAKE_23, flags.BIG_CREATION, flags.UNLINK_ID, flags.V4_NC,
-                   flags.SPAWN, flags.ALIAS, flags.DIST_MONITOR_NAME):
+    for needed in (
+        flags.HANDSHAKE_23,
+        flags.BIG_CREATION,
+        flags.UNLINK_ID,
+        flags.V4_NC,
+        flags.SPAWN,
+        flags.ALIAS,
+        flags.DIST_MONITOR_NAME,
+    ):
         assert flags.OUR_FLAGS & needed
 
 

@@ -94,16 +94,26 @@ async def test_erlang_exit_reaches_python_link_and_monitor(erl: ErlNode, cookie:
         await erl.eval(f"catch register(victim_{pid.id}, {ERL_SLEEPER})")
         name_ref = proc.monitor((f"victim_{pid.id}", erl.name))
         missing_ref = proc.monitor(("no_such_name", erl.name))
-        assert await proc.receive(5) == (DOWN, missing_ref, PROCESS,
-                                         (Atom("no_such_name"), Atom(erl.name)), NOPROC)
+        assert await proc.receive(5) == (
+            DOWN,
+            missing_ref,
+            PROCESS,
+            (Atom("no_such_name"), Atom(erl.name)),
+            NOPROC,
+        )
         await asyncio.sleep(0.2)
-        await erl.eval(f"exit(list_to_pid(\"{erl_pid_text(target)}\"), kill)")
+        await erl.eval(f'exit(list_to_pid("{erl_pid_text(target)}"), kill)')
         got = [await proc.receive(5), await proc.receive(5)]
         assert (EXIT, target, KILLED) in got
         assert (DOWN, ref, PROCESS, target, KILLED) in got
         await erl.eval(f"victim_{pid.id} ! stop")
         assert await proc.receive(5) == (
-            DOWN, name_ref, PROCESS, (Atom(f"victim_{pid.id}"), Atom(erl.name)), Atom("normal"))
+            DOWN,
+            name_ref,
+            PROCESS,
+            (Atom(f"victim_{pid.id}"), Atom(erl.name)),
+            Atom("normal"),
+        )
         assert node.monitor_count() == 0
 
 
@@ -146,8 +156,9 @@ async def test_monitors_from_erlang_follow_names_exits_and_demonitors(
             " after max(0, HEnd - erlang:monotonic_time(millisecond)) -> false end])"
         )
         assert downs == 2500
-        assert await erl.eval("receive {'DOWN', _, _, _, _} = D -> D after 300 -> none end") \
-            == Atom("none")
+        assert await erl.eval(
+            "receive {'DOWN', _, _, _, _} = D -> D after 300 -> none end"
+        ) == Atom("none")
         # A name answered noproc stays answered once a process takes it.
         await erl.eval(f"{w} ! {{watch_mon, {{later, '{node.name}'}}}}")
         assert (await seen(erl))[4] == NOPROC
@@ -170,7 +181,7 @@ async def test_untrapped_link_kills_python_process_and_exit2(erl: ErlNode, cooki
         target: Pid = await erl.eval(ERL_SLEEPER)
         node.link(victim, target)
         await asyncio.sleep(0.1)
-        await erl.eval(f"exit(list_to_pid(\"{erl_pid_text(target)}\"), crashed)")
+        await erl.eval(f'exit(list_to_pid("{erl_pid_text(target)}"), crashed)')
         assert await watcher_proc.receive(5) == (DOWN, ref, PROCESS, victim, Atom("crashed"))
         # exit/2 from Erlang: normal is ignored, anything else kills
         other = node.spawn(MailboxProcess)
@@ -190,10 +201,10 @@ async def test_unlink_from_erlang(erl: ErlNode, cookie: str) -> None:
         p = await give(erl, node, pid)
         await erl.eval(f"{w} ! {{watch_link, {p}}}")
         await asyncio.sleep(0.2)
-        assert proc._links
+        assert node.table.links(pid)
         await erl.eval(f"{w} ! {{unlink, {p}}}")
         await asyncio.sleep(0.2)
-        assert not proc._links
+        assert not node.table.links(pid)
         proc.exit(Atom("quietly"))
         assert await seen(erl, 300) == Atom("timeout")
 
@@ -217,7 +228,7 @@ async def test_disconnect_node_gives_noconnection(erl: ErlNode, cookie: str) -> 
         down = await seen(erl)
         assert down[0] == DOWN and down[4] == NOCONNECTION
         assert node.monitor_count() == 0
-        assert not node._remote_links.get(erl.name)
+        assert not node.table.links(proc.pid)
         # and the node reconnects on demand
         assert await node.ping(erl.name)
 

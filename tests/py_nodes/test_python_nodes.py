@@ -32,8 +32,10 @@ async def test_simultaneous_connect(cookie: str) -> None:
             a.spawn(Small, 1, name="small")
             b.spawn(Small, 2, name="small")
             got = await asyncio.gather(
-                a.call(("small", b.name), 0), b.call(("small", a.name), 0),
-                a.call(("small", b.name), 0), b.call(("small", a.name), 0),
+                a.call(("small", b.name), 0),
+                b.call(("small", a.name), 0),
+                a.call(("small", b.name), 0),
+                b.call(("small", a.name), 0),
             )
             assert got == [2, 1, 2, 1]
             assert a.nodes() == [b.name] and b.nodes() == [a.name]
@@ -55,9 +57,10 @@ async def test_links_and_monitors_between_python_nodes(cookie: str) -> None:
             assert b.monitor_count() == 1
             b.exit(target, Atom("shutdown"))
             got = {await watcher.receive(5), await watcher.receive(5)}
-            assert got == {(EXIT, target, Atom("shutdown")),
-                           (DOWN, ref, PROCESS, (Atom("target"), Atom(b.name)),
-                            Atom("shutdown"))}
+            assert got == {
+                (EXIT, target, Atom("shutdown")),
+                (DOWN, ref, PROCESS, (Atom("target"), Atom(b.name)), Atom("shutdown")),
+            }
             other = b.spawn(MailboxProcess)
             watcher.link(other)
             ref2 = watcher.monitor(other)
@@ -66,8 +69,10 @@ async def test_links_and_monitors_between_python_nodes(cookie: str) -> None:
             await b.stop()
         # stopping b ends its processes with reason shutdown, which arrives first
         got = {await watcher.receive(5), await watcher.receive(5)}
-        assert got == {(EXIT, other, Atom("shutdown")),
-                       (DOWN, ref2, PROCESS, other, Atom("shutdown"))}
+        assert got == {
+            (EXIT, other, Atom("shutdown")),
+            (DOWN, ref2, PROCESS, other, Atom("shutdown")),
+        }
         assert a.monitor_count() == 0
 
 

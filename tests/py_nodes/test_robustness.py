@@ -21,13 +21,14 @@ class Echo(GenServer):
         return Reply(request)
 
 
-async def raw_peer(node_port: int, node_name: str, cookie: str) -> tuple[
-    asyncio.StreamReader, asyncio.StreamWriter
-]:
+async def raw_peer(
+    node_port: int, node_name: str, cookie: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A bare socket that completes a real handshake with the node."""
     reader, writer = await asyncio.open_connection("127.0.0.1", node_port)
-    hs = Handshake(Role.INITIATOR, this_node=unique("raw"), cookie=cookie,
-                   creation=7, peer_node=node_name)
+    hs = Handshake(
+        Role.INITIATOR, this_node=unique("raw"), cookie=cookie, creation=7, peer_node=node_name
+    )
     writer.write(hs.data_to_send())
     while True:
         data = await asyncio.wait_for(reader.read(4096), 5)
@@ -58,7 +59,8 @@ async def test_wrong_cookie_is_refused(
         assert await intruder.eval(f"net_adm:ping('{node.name}')") == Atom("pang")
         assert "does not match our cookie" in caplog.text
         assert await erl.eval(f"gen_server:call({{echo, '{node.name}'}}, still_here)") == Atom(
-            "still_here")
+            "still_here"
+        )
         assert not await node.ping(intruder.name)
         assert intruder.name not in node.nodes()
 
@@ -107,8 +109,7 @@ async def test_no_monitor_leak_after_many_calls(erl: ErlNode, cookie: str) -> No
     async with running_node(cookie) as node:
         node.spawn(Echo, name="echo")
         total = await erl.eval(
-            f"lists:sum([gen_server:call({{echo, '{node.name}'}}, I)"
-            " || I <- lists:seq(1, 10000)])"
+            f"lists:sum([gen_server:call({{echo, '{node.name}'}}, I) || I <- lists:seq(1, 10000)])"
         )
         assert total == 10000 * 10001 // 2
         # concurrent callers too, some timing out (their DEMONITOR_P comes late)

@@ -40,7 +40,7 @@ async def test_erpc_call(erl: ErlNode, cookie: str) -> None:
         assert await erl.eval(f"erpc:call({n}, calc, add, [2, 3])") == 5
         assert await erl.eval(f"erpc:call({n}, calc, slow_double, [21])") == 42
         with pytest.raises(ErlError) as err:
-            await erl.eval(f"erpc:call({n}, calc, fail, [<<\"bad input\">>])")
+            await erl.eval(f'erpc:call({n}, calc, fail, [<<"bad input">>])')
         assert err.value.cls == ERROR
         kind, reason, stack = err.value.reason
         assert kind == EXCEPTION and reason == (PYTHON_ERROR, b"ValueError: bad input")
@@ -60,8 +60,10 @@ async def test_rpc_call(erl: ErlNode, cookie: str) -> None:
         n = f"'{node.name}'"
         assert await erl.eval(f"rpc:call({n}, calc, add, [1.5, 1])") == 2.5
         assert await erl.eval(f"rpc:call({n}, calc, missing, [])") == (
-            BADRPC, (Atom("EXIT"), (UNDEF, [(Atom("calc"), Atom("missing"), [], [])])))
-        bad = await erl.eval(f"rpc:call({n}, calc, fail, [<<\"x\">>])")
+            BADRPC,
+            (Atom("EXIT"), (UNDEF, [(Atom("calc"), Atom("missing"), [], [])])),
+        )
+        bad = await erl.eval(f'rpc:call({n}, calc, fail, [<<"x">>])')
         assert bad[0] == BADRPC and bad[1][1][0] == (PYTHON_ERROR, b"ValueError: x")
 
 
@@ -75,7 +77,9 @@ async def test_multicall_and_cast(erl: ErlNode, cookie: str) -> None:
         assert got[:2] == [(Atom("ok"), 3), (Atom("ok"), 3)]
         assert got[2] == (ERROR, (Atom("erpc"), Atom("noconnection")))
         assert await erl.eval(f"rpc:multicall(['{a.name}', '{b.name}'], calc, add, [2, 2])") == (
-            [4, 4], [])
+            [4, 4],
+            [],
+        )
         await erl.eval(f"erpc:cast('{b.name}', calc, note, [hello])")
         for _ in range(50):
             if notes:
@@ -83,7 +87,10 @@ async def test_multicall_and_cast(erl: ErlNode, cookie: str) -> None:
             await asyncio.sleep(0.02)
         assert notes == [Atom("hello")]
         # spawn of anything but erpc's entry points fails with undef, as for a missing module
-        assert await erl.eval(
-            f"{{_, Mref}} = spawn_monitor('{a.name}', lists, seq, [1, 3]),"
-            " receive {'DOWN', Mref, process, _, R} -> element(1, R) after 5000 -> timeout end"
-        ) == UNDEF
+        assert (
+            await erl.eval(
+                f"{{_, Mref}} = spawn_monitor('{a.name}', lists, seq, [1, 3]),"
+                " receive {'DOWN', Mref, process, _, R} -> element(1, R) after 5000 -> timeout end"
+            )
+            == UNDEF
+        )

@@ -26,8 +26,9 @@ async def test_plain_spawn_runs_the_function_there(erl: ErlNode, cookie: str) ->
         assert type(pid) is Pid and pid.node == erl.atom
         assert await proc.receive(5.0) == (Atom("hi"), 1)
         # io from the new process goes to our node's group leader, which answers
-        p = await node.spawn_remote(erl.name, "io", "format", ["~p~n", [[1, 2]]], owner=me,
-                                    monitor=True)
+        p = await node.spawn_remote(
+            erl.name, "io", "format", ["~p~n", [[1, 2]]], owner=me, monitor=True
+        )
         assert await proc.receive(5.0) == (DOWN, p[1], PROCESS, p[0], NORMAL)
 
 
@@ -58,8 +59,9 @@ async def test_monitored_spawn_and_undefined_function(erl: ErlNode, cookie: str)
         assert isinstance(ref, Reference)
         assert await proc.receive(5.0) == (DOWN, ref, PROCESS, pid, Atom("bye"))
         # an undefined function is spawned, then exits with undef through link and monitor
-        pid, ref = await proc.spawn_remote(erl.name, "no_such_module", "f", [1], link=True,
-                                           monitor=True)
+        pid, ref = await proc.spawn_remote(
+            erl.name, "no_such_module", "f", [1], link=True, monitor=True
+        )
         got = [await proc.receive(5.0), await proc.receive(5.0)]
         assert {m[0] for m in got} == {EXIT, DOWN}
         for message in got:
@@ -81,8 +83,14 @@ async def test_refused_spawns(erl: ErlNode, cookie: str) -> None:
         with pytest.raises(ValueError):
             await node.spawn_remote(node.name, "timer", "sleep", [10])
         with pytest.raises(NoProc):
-            await node.spawn_remote(erl.name, "timer", "sleep", [10], owner=node._new_pid(),
-                                    monitor=True)
+            await node.spawn_remote(
+                erl.name,
+                "timer",
+                "sleep",
+                [10],
+                owner=Pid(node.atom, 999_999, 0, node.creation),
+                monitor=True,
+            )
         assert node.monitor_count() == 0
 
 
@@ -93,8 +101,7 @@ async def test_spawned_link_and_monitor_see_connection_loss(
     async with running_node(cookie) as node:
         _, proc = collector(node)
         linked = await proc.spawn_remote(doomed.name, "timer", "sleep", [60000], link=True)
-        watched, ref = await proc.spawn_remote(doomed.name, "timer", "sleep", [60000],
-                                               monitor=True)
+        watched, ref = await proc.spawn_remote(doomed.name, "timer", "sleep", [60000], monitor=True)
         doomed.stop()
         got = [await proc.receive(10.0), await proc.receive(10.0)]
         assert (EXIT, linked, NOCONNECTION) in got
@@ -125,8 +132,9 @@ async def test_spawn_given_up_before_the_reply_is_abandoned(erl: ErlNode, cookie
         )
         fun = await proc.receive(5.0)
         with pytest.raises(CallTimeout):
-            await proc.spawn_remote(erl.name, "erlang", "apply", [fun, []], link=True,
-                                    monitor=True, timeout=0)
+            await proc.spawn_remote(
+                erl.name, "erlang", "apply", [fun, []], link=True, monitor=True, timeout=0
+            )
         # the reply still comes: the link is undone with the exit abandoned, the monitor
         # with a demonitor, and nothing of either stays here
         got = await erl.eval("receive {abandoned_with, AbX} -> AbX after 5000 -> none end")
