@@ -8,7 +8,7 @@
 -include_lib("stdlib/include/assert.hrl").
 
 -export([all/0, suite/0, init_per_testcase/2, end_per_testcase/2]).
--export([start_link_workers_live_with_the_registry/1, names_across_nodes/1, concurrent_register/1, via_callbacks/1,
+-export([start_link_workers_live_with_the_registry/1, swarm_api/1, names_across_nodes/1, concurrent_register/1, via_callbacks/1,
          groups_and_multi_call/1, join_rebalances/1, graceful_stop_drains/1,
          kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1,
          workers_on_the_owners_hidden_node/1, failed_handoff_is_abandoned/1]).
@@ -22,7 +22,7 @@ all() ->
     [names_across_nodes, concurrent_register, via_callbacks, groups_and_multi_call,
      join_rebalances, graceful_stop_drains, kill_restarts_from_mfa,
      netsplit_heals_to_one_copy, python_not_connected, workers_on_the_owners_hidden_node,
-     failed_handoff_is_abandoned, start_link_workers_live_with_the_registry].
+     failed_handoff_is_abandoned, start_link_workers_live_with_the_registry, swarm_api].
 
 init_per_testcase(Case, Config) ->
     Tag = atom_to_list(Case),
@@ -262,6 +262,54 @@ start_link_workers_live_with_the_registry(Config) ->
     %% The registry of the sibling's node goes, and the linked worker with it.
     true = On(Sibling, erlang, exit, [On(Sibling, erlang, whereis, [hp_registry_server]), kill]),
     wait_until(fun() -> not On(Sibling, erlang, is_process_alive, [Sibling]) end).
+
+%% Swarm's API under its own names, with swarm's return values: 'Elixir.Swarm' for the
+%% calls, swarm for {via, swarm, Name}, started with start_link by a long-lived process.
+swarm_api(Config) ->
+    [{A, _}, {B, _}, {C, _}] = ?config(peers, Config),
+    S = 'Elixir.Swarm',
+    {ok, P1} = call(A, S, register_name, [{sw, 1}, ?W, start_link, [{sw, 1}]]),
+    ?assertEqual({error, {already_registered, P1}},
+                 call(B, S, register_name, [{sw, 1}, ?W, start_link, [x], 5000])),
+    ?assertEqual({ok, P1}, call(C, S, whereis_or_register_name, [{sw, 1}, ?W, start_link, [x]])),
+    {ok, P2} = call(C, S, whereis_or_register_name, [{sw, 2}, ?W, start_link, [{sw, 2}], 5000]),
+    ?assertEqual(P2, call(A, S, whereis_name, [{sw, 2}])),
+    ?assertEqual(undefined, call(A, S, whereis_name, [{sw, 404}])),
+    Registered = call(B, S, registered, []),
+    ?assertEqual([{{sw, 1}, P1}, {{sw, 2}, P2}], [E || {{sw, _}, _} = E <- Registered]),
+    ok = call(A, S, join, [sws, P1]),
+    ok = call(B, S, join, [sws, P2]),
+    ?assertEqual(lists:sort([P1, P2]), lists:sort(call(C, S, members, [sws]))),
+    ?assertEqual([{pong, t, {sw, 1}}, {pong, t, {sw, 2}}],
+                 lists:sort(call(A, S, multi_call, [sws, {ping, t}]))),
+    ?assertEqual([1, 1], call(B, S, multi_call, [sws, incr, 1000])),
+    ok = call(C, S, leave, [sws, P2]),
+    ?assertEqual([P1], call(A, S, members, [sws])),
+    ?assertEqual(2, call(A, gen_server, call, [{via, swarm, {sw, 2}}, incr])),
+    %% publish and send deliver plain messages, as Kernel.send/2 does.
+    ok = call(A, S, publish, [sws, {swarm, die}]),
+    wait_until(fun() -> call(B, S, whereis_name, [{sw, 1}]) =:= undefined end),
+    ?assertEqual(P2, call(B, S, whereis_name, [{sw, 2}])),
+    ok = call(C, S, send, [{sw, 2}, {swarm, die}]),
+    wait_until(fun() -> call(A, S, whereis_name, [{sw, 2}]) =:= undefined end),
+    ?assertMatch({'EXIT', {badarg, {{sw, 404}, hi}}},
+                 call(C, erlang, apply, [fun() -> catch 'Elixir.Swarm':send({sw, 404}, hi) end, []])),
+    {ok, P3} = call(B, S, register_name, [{sw, 3}, ?W, start_link, [{sw, 3}]]),
+    ok = call(A, S, unregister_name, [{sw, 3}]),
+    ?assertEqual(undefined, call(B, S, whereis_name, [{sw, 3}])),
+    ?assert(call(A, erpc, call, [node(P3), erlang, is_process_alive, [P3]])),
+    %% GenServer.start_link(Mod, Arg, name: {:via, :swarm, Name}) from a long-lived process.
+    Holder = call(B, erlang, spawn, [fun() ->
+                                             {ok, _} = gen_server:start_link({via, swarm, via_sw}, ?W,
+                                                                             {via_sw, #{}}, []),
+                                             receive stop -> exit(shutdown) end
+                                     end]),
+    wait_until(fun() -> is_pid(call(C, swarm, whereis_name, [via_sw])) end),
+    ?assertMatch({via_sw, 0, _}, call(A, gen_server, call, [{via, swarm, via_sw}, get])),
+    ?assertEqual({error, {already_started, call(C, swarm, whereis_name, [via_sw])}},
+                 call(C, gen_server, start, [{via, swarm, via_sw}, ?W, {via_sw, #{}}, []])),
+    stop = call(B, erlang, send, [Holder, stop]),
+    wait_until(fun() -> call(A, swarm, whereis_name, [via_sw]) =:= undefined end).
 
 %% A cut between one node and the two others, names registered on both sides meanwhile,
 %% then the heal: one copy of each name survives and the losers resolve into the winners.
