@@ -284,6 +284,7 @@ reserve(Name, Mode) ->
 start_and_commit(Name, Ref, {M, F, A} = MFA, Groups, Then) ->
     try apply(M, F, A) of
         {ok, Pid} when is_pid(Pid) ->
+            ok = hp_mfa_links:keep(Pid),
             case Then of
                 {state, S} -> gen_server:cast(Pid, {swarm, end_handoff, S});
                 none -> ok
@@ -312,7 +313,7 @@ start_mfa(Name, {M, F, A}) ->
             {already_registered, Pid};
         undefined ->
             try apply(M, F, A) of
-                {ok, Pid} when is_pid(Pid) -> {ok, Pid};
+                {ok, Pid} when is_pid(Pid) -> ok = hp_mfa_links:keep(Pid), {ok, Pid};
                 {error, Reason} -> {error, Reason};
                 Other -> {error, {invalid_return, Other}}
             catch

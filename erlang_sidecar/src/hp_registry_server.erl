@@ -58,6 +58,7 @@
 
 -record(state, {
     members :: hp_registry_membership:members(),
+    links :: pid(),                              %% hp_mfa_links, linked: one goes, both go
     drain_waiters = done :: done | [gen_server:from()], %% callers of a drain under way
     reservations = #{} :: #{term() => {reference(), reference(), [gen_server:from()]}},
     res_mons = #{} :: #{reference() => term()}, %% monitor of the reserving process
@@ -101,7 +102,8 @@ info() ->
 init([]) ->
     process_flag(trap_exit, true),
     ok = hp_registry_store:new(),
-    {ok, #state{members = hp_registry_membership:init()}}.
+    {ok, Links} = hp_mfa_links:start_link(),
+    {ok, #state{members = hp_registry_membership:init(), links = Links}}.
 
 -spec handle_call(term(), gen_server:from(), state()) ->
           {reply, term(), state()} | {noreply, state()}.
@@ -349,6 +351,8 @@ handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->
     end;
 handle_info(resync, State) ->
     {noreply, maybe_resync(State)};
+handle_info({'EXIT', Pid, Reason}, #state{links = Pid} = State) ->
+    {stop, {hp_mfa_links, Reason}, State};
 handle_info({'EXIT', Pid, Reason}, #state{rebalancer = Pid} = State) when Reason =/= normal ->
     logger:warning("hp_registry: rebalance failed: ~p", [Reason]),
     {noreply, schedule_rebalance(State#state{rebalancer = undefined, rebalance_again = false})};

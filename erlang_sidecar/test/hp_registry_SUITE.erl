@@ -8,7 +8,7 @@
 -include_lib("stdlib/include/assert.hrl").
 
 -export([all/0, suite/0, init_per_testcase/2, end_per_testcase/2]).
--export([names_across_nodes/1, concurrent_register/1, via_callbacks/1,
+-export([start_link_workers_live_with_the_registry/1, swarm_api/1, names_across_nodes/1, concurrent_register/1, via_callbacks/1,
          groups_and_multi_call/1, join_rebalances/1, graceful_stop_drains/1,
          kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1,
          workers_on_the_owners_hidden_node/1, failed_handoff_is_abandoned/1]).
@@ -22,7 +22,7 @@ all() ->
     [names_across_nodes, concurrent_register, via_callbacks, groups_and_multi_call,
      join_rebalances, graceful_stop_drains, kill_restarts_from_mfa,
      netsplit_heals_to_one_copy, python_not_connected, workers_on_the_owners_hidden_node,
-     failed_handoff_is_abandoned].
+     failed_handoff_is_abandoned, start_link_workers_live_with_the_registry, swarm_api].
 
 init_per_testcase(Case, Config) ->
     Tag = atom_to_list(Case),
@@ -59,15 +59,15 @@ names_across_nodes(Config) ->
     %% A name taken answers with its pid; whereis_or_register returns it too.
     P7 = lists:nth(7, View),
     ?assertEqual({error, {already_registered, P7}},
-                 call(C, hp_registry, register_name, [{n, 7}, ?W, start_link_unlinked, [x]])),
+                 call(C, hp_registry, register_name, [{n, 7}, ?W, start_link, [x]])),
     ?assertEqual({ok, P7},
-                 call(A, hp_registry, whereis_or_register_name, [{n, 7}, ?W, start_link_unlinked, [x]])),
+                 call(A, hp_registry, whereis_or_register_name, [{n, 7}, ?W, start_link, [x]])),
     %% unregister: gone everywhere.
     ok = call(B, hp_registry, unregister_name, [{n, 7}]),
     ?assertEqual([undefined, undefined, undefined],
                  [call(P, hp_registry, whereis_name, [{n, 7}]) || {P, _} <- Peers]),
     %% A bare pid on another node: yes, then no; dropped when it dies.
-    {ok, Bare} = call(C, ?W, start_link_unlinked, [bare]),
+    {ok, Bare} = call(C, ?W, start, [bare, #{}]),
     ?assertEqual(yes, call(A, hp_registry, register_name, [bare, Bare])),
     ?assertEqual(no, call(B, hp_registry, register_name, [bare, Bare])),
     ?assertEqual(Bare, call(B, hp_registry, whereis_name, [bare])),
@@ -86,7 +86,7 @@ concurrent_register(Config) ->
     Peers = ?config(peers, Config),
     Results = pmap(fun({P, _}) ->
                            [call(P, hp_registry, whereis_or_register_name,
-                                 [{race, I}, ?W, start_link_unlinked, [{race, I}]]) || I <- lists:seq(1, 200)]
+                                 [{race, I}, ?W, start_link, [{race, I}]]) || I <- lists:seq(1, 200)]
                    end, Peers ++ Peers),
     [First | _] = Results,
     ?assert(lists:all(fun(R) -> R =:= First end, Results)),
@@ -114,13 +114,13 @@ groups_and_multi_call(Config) ->
     [{A, _}, {B, _}, {C, _}] = Peers = ?config(peers, Config),
     Quick = [begin
                  {ok, P} = call(Node, hp_registry, register_name,
-                                [{g, I}, ?W, start_link_unlinked, [{g, I}]]),
+                                [{g, I}, ?W, start_link, [{g, I}]]),
                  ok = call(Node, hp_registry, join, [room, P]),
                  P
              end || {{Node, _}, I} <- lists:zip(Peers, [1, 2, 3])],
-    {ok, Slow} = call(B, ?W, start_link_unlinked, [slow, #{delay => 3000}]),
+    {ok, Slow} = call(B, ?W, start, [slow, #{delay => 3000}]),
     ok = call(C, hp_registry, join, [room, Slow]),
-    {ok, Dead} = call(A, ?W, start_link_unlinked, [dead]),
+    {ok, Dead} = call(A, ?W, start, [dead, #{}]),
     ok = call(A, hp_registry, join, [room, Dead]),
     All = lists:sort(Quick ++ [Slow, Dead]),
     ?assertEqual([All, All, All], [call(P, hp_registry, members, [room]) || {P, _} <- Peers]),
@@ -235,6 +235,81 @@ kill_restarts_from_mfa(Config) ->
     ?assertEqual(call(A, ?W, lookup_many, [k, 1, N]), call(C, ?W, lookup_many, [k, 1, N])),
     %% Restarted names are back in their groups (the replica carries them).
     wait_until(fun() -> call(C, ?W, group_is, [killed, k, 1, 300]) end).
+
+%% A worker started with start_link, as swarm's users start theirs, outlives the short-lived
+%% process that ran its MFA, takes nothing down when it crashes, and dies with the
+%% registry of its node, as swarm's workers die with its tracker.
+start_link_workers_live_with_the_registry(Config) ->
+    [{A, _}, {B, _}, _] = ?config(peers, Config),
+    %% What runs on the node that holds a worker, asked through peer A.
+    On = fun(Pid, M, F, Args) -> call(A, erpc, call, [node(Pid), M, F, Args]) end,
+    {ok, Crasher} = call(A, hp_registry, register_name, [crasher, ?W, start_link, [crasher]]),
+    {ok, Sibling} = call(A, hp_registry, register_name, [sibling, ?W, start_link, [sibling]]),
+    Registry = On(Crasher, erlang, whereis, [hp_registry_server]),
+    Links = On(Crasher, erlang, whereis, [hp_mfa_links]),
+    ?assert(On(Crasher, erlang, is_process_alive, [Crasher])),
+    %% Each worker is linked to its node's link holder, not to the process that started it.
+    [?assert(lists:member(W, element(2, On(W, erlang, process_info,
+                                           [On(W, erlang, whereis, [hp_mfa_links]), links]))))
+     || W <- [Crasher, Sibling]],
+    %% The crash of a worker is its own: the registry, the link holder and the other
+    %% workers go on, and the name is dropped.
+    true = On(Crasher, erlang, exit, [Crasher, crashed]),
+    wait_until(fun() -> call(B, hp_registry, whereis_name, [crasher]) =:= undefined end),
+    ?assertEqual([true, true], [On(Crasher, erlang, is_process_alive, [P]) || P <- [Registry, Links]]),
+    ?assert(On(Sibling, erlang, is_process_alive, [Sibling])),
+    ?assertEqual(Sibling, call(B, hp_registry, whereis_name, [sibling])),
+    %% The registry of the sibling's node goes, and the linked worker with it.
+    true = On(Sibling, erlang, exit, [On(Sibling, erlang, whereis, [hp_registry_server]), kill]),
+    wait_until(fun() -> not On(Sibling, erlang, is_process_alive, [Sibling]) end).
+
+%% Swarm's API under its own names, with swarm's return values: 'Elixir.Swarm' for the
+%% calls, swarm for {via, swarm, Name}, started with start_link by a long-lived process.
+swarm_api(Config) ->
+    [{A, _}, {B, _}, {C, _}] = ?config(peers, Config),
+    S = 'Elixir.Swarm',
+    {ok, P1} = call(A, S, register_name, [{sw, 1}, ?W, start_link, [{sw, 1}]]),
+    ?assertEqual({error, {already_registered, P1}},
+                 call(B, S, register_name, [{sw, 1}, ?W, start_link, [x], 5000])),
+    ?assertEqual({ok, P1}, call(C, S, whereis_or_register_name, [{sw, 1}, ?W, start_link, [x]])),
+    {ok, P2} = call(C, S, whereis_or_register_name, [{sw, 2}, ?W, start_link, [{sw, 2}], 5000]),
+    ?assertEqual(P2, call(A, S, whereis_name, [{sw, 2}])),
+    ?assertEqual(undefined, call(A, S, whereis_name, [{sw, 404}])),
+    Registered = call(B, S, registered, []),
+    ?assertEqual([{{sw, 1}, P1}, {{sw, 2}, P2}], [E || {{sw, _}, _} = E <- Registered]),
+    ok = call(A, S, join, [sws, P1]),
+    ok = call(B, S, join, [sws, P2]),
+    ?assertEqual(lists:sort([P1, P2]), lists:sort(call(C, S, members, [sws]))),
+    ?assertEqual([{pong, t, {sw, 1}}, {pong, t, {sw, 2}}],
+                 lists:sort(call(A, S, multi_call, [sws, {ping, t}]))),
+    ?assertEqual([1, 1], call(B, S, multi_call, [sws, incr, 1000])),
+    ok = call(C, S, leave, [sws, P2]),
+    ?assertEqual([P1], call(A, S, members, [sws])),
+    ?assertEqual(2, call(A, gen_server, call, [{via, swarm, {sw, 2}}, incr])),
+    %% publish and send deliver plain messages, as Kernel.send/2 does.
+    ok = call(A, S, publish, [sws, {swarm, die}]),
+    wait_until(fun() -> call(B, S, whereis_name, [{sw, 1}]) =:= undefined end),
+    ?assertEqual(P2, call(B, S, whereis_name, [{sw, 2}])),
+    ok = call(C, S, send, [{sw, 2}, {swarm, die}]),
+    wait_until(fun() -> call(A, S, whereis_name, [{sw, 2}]) =:= undefined end),
+    ?assertMatch({'EXIT', {badarg, {{sw, 404}, hi}}},
+                 call(C, erlang, apply, [fun() -> catch 'Elixir.Swarm':send({sw, 404}, hi) end, []])),
+    {ok, P3} = call(B, S, register_name, [{sw, 3}, ?W, start_link, [{sw, 3}]]),
+    ok = call(A, S, unregister_name, [{sw, 3}]),
+    ?assertEqual(undefined, call(B, S, whereis_name, [{sw, 3}])),
+    ?assert(call(A, erpc, call, [node(P3), erlang, is_process_alive, [P3]])),
+    %% GenServer.start_link(Mod, Arg, name: {:via, :swarm, Name}) from a long-lived process.
+    Holder = call(B, erlang, spawn, [fun() ->
+                                             {ok, _} = gen_server:start_link({via, swarm, via_sw}, ?W,
+                                                                             {via_sw, #{}}, []),
+                                             receive stop -> exit(shutdown) end
+                                     end]),
+    wait_until(fun() -> is_pid(call(C, swarm, whereis_name, [via_sw])) end),
+    ?assertMatch({via_sw, 0, _}, call(A, gen_server, call, [{via, swarm, via_sw}, get])),
+    ?assertEqual({error, {already_started, call(C, swarm, whereis_name, [via_sw])}},
+                 call(C, gen_server, start, [{via, swarm, via_sw}, ?W, {via_sw, #{}}, []])),
+    stop = call(B, erlang, send, [Holder, stop]),
+    wait_until(fun() -> call(A, swarm, whereis_name, [via_sw]) =:= undefined end).
 
 %% A cut between one node and the two others, names registered on both sides meanwhile,
 %% then the heal: one copy of each name survives and the losers resolve into the winners.

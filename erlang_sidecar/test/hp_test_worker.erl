@@ -14,19 +14,25 @@
 -module(hp_test_worker).
 -behaviour(gen_server).
 
--export([start_link_unlinked/1, start_link_unlinked/2, start_via/1, start_workers_server/0,
+-export([start_link/1, start_link/2, start/2, start_via/1, start_workers_server/0,
          start_on/2]).
 -export([init_node/0, events/0, copies/1, register_many/3, register_pinned/4, lookup_many/3, incr_many/3,
          get_many/3, unique_pids/1, watch_lookups/2, watch_result/1, join_many/4,
          group_is/4]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
--spec start_link_unlinked(term()) -> {ok, pid()}.
-start_link_unlinked(Name) ->
-    start_link_unlinked(Name, #{}).
+-spec start_link(term()) -> {ok, pid()}.
+start_link(Name) ->
+    start_link(Name, #{}).
 
--spec start_link_unlinked(term(), map()) -> {ok, pid()}.
-start_link_unlinked(Name, Opts) ->
+%% As swarm's users start their workers: linked to whoever runs the MFA.
+-spec start_link(term(), map()) -> {ok, pid()}.
+start_link(Name, Opts) ->
+    gen_server:start_link(?MODULE, {Name, Opts}, []).
+
+%% A process started outside the registry, for register_name/2 of a bare pid.
+-spec start(term(), map()) -> {ok, pid()}.
+start(Name, Opts) ->
     gen_server:start(?MODULE, {Name, Opts}, []).
 
 %% Starts only on one of Nodes: elsewhere the start fails, as a handoff to a pod that
@@ -34,7 +40,7 @@ start_link_unlinked(Name, Opts) ->
 -spec start_on([node()], term()) -> {ok, pid()} | {error, term()}.
 start_on(Nodes, Name) ->
     case lists:member(node(), Nodes) of
-        true -> start_link_unlinked(Name);
+        true -> start_link(Name);
         false -> {error, {cannot_start_here, node()}}
     end.
 
@@ -61,7 +67,7 @@ start_workers_server() ->
 workers_loop() ->
     receive
         {'$gen_call', From, {start, _Kind, Name, _Args}} ->
-            gen_server:reply(From, start_link_unlinked(Name)),
+            gen_server:reply(From, start_link(Name)),
             workers_loop();
         {'$gen_call', From, {start_many, Specs}} ->
             gen_server:reply(From, [start_spec(Spec) || Spec <- Specs]),
@@ -78,9 +84,9 @@ workers_loop() ->
     end.
 
 start_spec({_Kind, Name, _Args}) ->
-    start_link_unlinked(Name);
+    start_link(Name);
 start_spec({_Kind, Name, _Args, State}) ->
-    {ok, Pid} = start_link_unlinked(Name),
+    {ok, Pid} = start_link(Name),
     gen_server:cast(Pid, {swarm, end_handoff, State}),
     {ok, Pid}.
 
@@ -107,7 +113,7 @@ copies(Name) ->
 %% Registers Prefix-I for I in From..To with 32 concurrent callers; returns the failures.
 -spec register_many(term(), integer(), integer()) -> [term()].
 register_many(Prefix, From, To) ->
-    register_with(fun(Name) -> {start_link_unlinked, [Name]} end, Prefix, From, To).
+    register_with(fun(Name) -> {start_link, [Name]} end, Prefix, From, To).
 
 %% As register_many/3, with workers that can start on Nodes only (start_on/2).
 -spec register_pinned(term(), integer(), integer(), [node()]) -> [term()].
