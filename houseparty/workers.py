@@ -165,6 +165,20 @@ class Worker(GenServer):
     key: Any
     handed_off: bool
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A worker's own helper named like one of GenServer's private methods would
+        # replace it and break message handling in ways far from the cause.
+        super().__init_subclass__(**kwargs)
+        taken = {
+            name
+            for name in vars(cls)
+            if name.startswith("_")
+            and not name.startswith("__")
+            and any(name in vars(base) for base in GenServer.__mro__)
+        }
+        if taken:
+            raise TypeError(f"{cls.__name__} redefines GenServer's private {sorted(taken)}")
+
     def init(self, key: Any, *args: Any) -> None:
         self.key = key
         self.handed_off = False

@@ -1,0 +1,150 @@
+"""Workers of your own on a real 3-pod cluster: registered, called, cast to and grouped from
+Python and from erl, an unknown kind, a class that raises in setup, and the count per
+kind that ``houseparty status`` shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from houseparty import (
+    AlreadyRegistered,
+    BadArgument,
+    UnknownKind,
+    UnknownName,
+    Workers,
+    WorkerStartError,
+)
+from py_nodes._terms import Atom, Pid
+from tests.houseparty.conftest import Cluster
+from tests.houseparty.own_cluster import own_cluster
+from tests.py_nodes.conftest import ErlNode
+
+__all__ = ["own_cluster"]  # the module's cluster fixture
+
+
+def workers(cluster: Cluster, pod: int = 1) -> Workers:
+    return Workers(cluster.pods[pod - 1].sidecar_node, cookie=cluster.cookie)
+
+
+def test_register_call_cast_and_unregister_from_python(own_cluster: Cluster) -> None:
+    python_nodes = {p.python_node for p in own_cluster.pods}
+    with workers(own_cluster, 1) as w:
+        pid = w.register("visits", "counter", 5)
+        assert isinstance(pid, Pid) and pid.node.name in python_nodes
+        with pytest.raises(AlreadyRegistered) as exc:
+            w.register("visits", "counter", 0)
+        assert exc.value.pid == pid
+    with workers(own_cluster, 3) as w:
+        assert w.whereis("visits") == pid
+        assert w.call("visits", "incr") == 6
+        assert w.call("visits", ("add", 4)) == 10
+        w.cast("visits", "incr")
+        assert w.call("visits", "get") == 11
+        w.unregister("visits")
+        assert w.whereis("visits") is None
+        with pytest.raises(UnknownName):
+            w.call("visits", "get")
+        with pytest.raises(UnknownName):
+            w.cast("visits", "incr")
+        # The worker stopped with its name: registered again, it starts afresh.
+        w.register("visits", "counter")
+        assert w.call("visits", "get") == 0
+        w.unregister("visits")
+
+
+def test_groups_multi_call_and_publish_from_python(own_cluster: Cluster) -> None:
+    names = [f"shard_{i}" for i in range(6)]
+    with workers(own_cluster, 2) as w:
+        for i, name in enumerate(names):
+            w.register(name, "counter", i)
+            w.join("shards", name)
+        assert set(w.members("shards")) == {w.whereis(n) for n in names}
+        # Spread over the pods by the ring.
+        assert len({pid.node for pid in w.members("shards")}) > 1
+        assert sorted(w.multi_call("shards", "get")) == [0, 1, 2, 3, 4, 5]
+        w.publish("shards", ("add", 10))
+        assert sorted(w.multi_call("shards", "get")) == [10, 11, 12, 13, 14, 15]
+        w.leave("shards", "shard_0")
+        assert sorted(w.multi_call("shards", "get")) == [11, 12, 13, 14, 15]
+        with pytest.raises(UnknownName):
+            w.join("shards", "no_such_shard")
+        for name in names:
+            w.unregister(name)
+        assert w.members("shards") == []
+
+
+def test_an_unknown_kind_and_a_class_that_raises_get_clear_errors(own_cluster: Cluster) -> None:
+    with workers(own_cluster) as w:
+        with pytest.raises(UnknownKind, match="'rate_limiter'"):
+            w.register("lim", "rate_limiter")
+        with pytest.raises(WorkerStartError, match="ValueError: no setup today"):
+            w.register("bad", "broken")
+        assert w.whereis("lim") is None and w.whereis("bad") is None
+        with pytest.raises(BadArgument):
+            w.register("", "counter")
+        with pytest.raises(BadArgument):
+            w.call(42, "get")  # type: ignore[arg-type]
+        # Every pod's Python node is still up and starts workers.
+        for i in range(9):
+            w.register(f"after_{i}", "counter", i)
+        assert sorted(w.call(f"after_{i}", "get") for i in range(9)) == list(range(9))
+        assert len({w.whereis(f"after_{i}").node for i in range(9)}) == 3  # type: ignore[union-attr]
+        for i in range(9):
+            w.unregister(f"after_{i}")
+
+
+def test_register_call_cast_and_groups_from_erl(own_cluster: Cluster) -> None:
+    erl = ErlNode(own_cluster.cookie)
+    s = own_cluster.sidecars[1]
+    try:
+
+        def on_sidecar(m: str, f: str, args: str) -> object:
+            return erl.eval_sync(f"rpc:call('{s}', {m}, {f}, {args})")
+
+        # As the iex guide says: the name and kind of your choice, the args of setup.
+        ok, pid = on_sidecar(
+            "hp_registry", "register_name",
+            '[<<"erl_counter">>, hp_python, start_worker, [counter, <<"erl_counter">>, [3]]]',
+        )  # fmt: skip
+        assert ok == Atom("ok") and isinstance(pid, Pid)
+        via = '{via, hp_registry, <<"erl_counter">>}'
+        assert on_sidecar("gen_server", "call", f'[{via}, <<"incr">>]') == 4
+        assert on_sidecar("gen_server", "cast", f'[{via}, {{<<"add">>, 6}}]') == Atom("ok")
+        assert on_sidecar("gen_server", "call", f'[{via}, <<"get">>]') == 10
+        assert on_sidecar("hp_registry", "join", f"[erl_group, {_pid_expr(s)}]") == Atom("ok")
+        assert on_sidecar("hp_registry", "multi_call", '[erl_group, <<"get">>]') == [10]
+        assert on_sidecar("hp_registry", "publish", '[erl_group, {<<"add">>, 1}]') == Atom("ok")
+        assert on_sidecar("hp_python", "call_name", '[<<"erl_counter">>, <<"get">>]') == (
+            Atom("reply"), 11,
+        )  # fmt: skip
+        assert on_sidecar(
+            "hp_registry", "register_name",
+            '[<<"erl_bad">>, hp_python, start_worker, [nope, <<"erl_bad">>, []]]',
+        ) == (Atom("error"), (Atom("unknown_kind"), Atom("nope")))  # fmt: skip
+        # The same worker from Python, by the same name.
+        with workers(own_cluster) as w:
+            assert w.call("erl_counter", "get") == 11
+            w.unregister("erl_counter")
+        assert on_sidecar("hp_registry", "whereis_name", '[<<"erl_counter">>]') == Atom("undefined")
+    finally:
+        erl.stop()
+
+
+def _pid_expr(sidecar: str) -> str:
+    return f"rpc:call('{sidecar}', hp_registry, whereis_name, [<<\"erl_counter\">>])"
+
+
+def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
+    with workers(own_cluster) as w:
+        for i in range(6):
+            w.register(f"counted_{i}", "counter")
+        counts = {}
+        for sidecar in own_cluster.sidecars:
+            status = w.rpc(
+                "erpc", "call", [Atom(sidecar), Atom("houseparty"), Atom("pod_status"), []]
+            )
+            for kind, n in status[Atom("workers")].items():
+                counts[kind.name] = counts.get(kind.name, 0) + n
+        assert counts == {"room": 0, "person": 0, "counter": 6, "broken": 0}
+        for i in range(6):
+            w.unregister(f"counted_{i}")
