@@ -145,7 +145,12 @@ class WorkerStarter(GenServer):
             return S.restart
         if not isinstance(worker, Worker) or worker.busy:
             return S.busy
-        return worker.answer_begin_handoff()
+        try:
+            return worker.answer_begin_handoff()
+        except Exception:
+            # The worker's own code failed: asked by the sidecar itself, it fails in its
+            # own process, which exits and restarts, and this one stays up.
+            return S.busy
 
     def _call_many(self, pids: list[Any], request: Any) -> list[tuple[Pid, Any]]:
         # What each worker would answer the call, asked in place between two of its
@@ -158,7 +163,10 @@ class WorkerStarter(GenServer):
             worker = self._live_worker(pid)
             if worker is None or worker.busy or worker.handed_off:
                 continue
-            outcome = worker.handle_call(request, _IN_PLACE)
+            try:
+                outcome = worker.handle_call(request, _IN_PLACE)
+            except Exception:
+                continue  # the worker's own code failed; a call of its own would show it
             if inspect.iscoroutine(outcome):
                 outcome.close()  # not started: it has run none of its code
             elif type(outcome) is Reply:

@@ -35,8 +35,11 @@ Write a worker by subclassing :class:`Worker`::
 Make the class known to every pod's Python node by import path: the pod setting
 ``HOUSEPARTY_WORKERS="counter=mypkg.counter:Counter"`` (entries ``[kind=]module:Class``,
 separated by commas or spaces), which ``houseparty up --worker mypkg.counter:Counter`` sets
-for a local cluster. Then register names from Python (:class:`houseparty.Workers`), erl or
-iex (``hp_registry:register_name(Name, hp_python, start_worker, [counter, Name, Args])``).
+for a local cluster. Then register names from Python (:class:`houseparty.Workers`), or
+from iex (erl alike) and call them as ordinary GenServers::
+
+    :hp_registry.register_name("visits", :hp_python, :start_worker, [:counter, "visits", [0]])
+    GenServer.call({:via, :hp_registry, "visits"}, "incr")
 
 A worker that has given its state away (its :meth:`Worker.begin_handoff` answered
 :class:`Resume` or :class:`Restart`) answers every call with ``{error, handed_off}`` and
