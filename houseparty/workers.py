@@ -6,7 +6,7 @@ The wire protocol they serve is described once, in ``docs/worker-protocol.md``.
 Write a worker by subclassing :class:`Worker`::
 
     from houseparty.workers import Worker
-    from py_nodes import Reply
+    from py_nodes import Atom, Reply
 
     class Counter(Worker):
         kind = "counter"                      # the name pods know the class by
@@ -115,8 +115,9 @@ class T:
 HANDED_OFF = (T.error, T.handed_off)
 # Each try of a call by name waits this long for the worker's answer.
 CALL_TIMEOUT_S = 5.0
-# The sidecar's retry loop (hp_python:call_name/3) gives up after 15 s of retries.
-_RIDE_OUT_S = 15.0 + CALL_TIMEOUT_S + 5.0
+# How long a call by name may take through the sidecar: longer than its retry loop
+# (hp_python:call_name/3), which answers {unavailable, Reason} when it gives up.
+_RIDE_OUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ kind that ``houseparty status`` shows."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -107,14 +108,15 @@ def test_register_call_cast_and_groups_from_erl(own_cluster: Cluster) -> None:
     s = own_cluster.sidecars[1]
     try:
 
-        def on_sidecar(m: str, f: str, args: str) -> object:
+        def on_sidecar(m: str, f: str, args: str) -> Any:
             return erl.eval_sync(f"rpc:call('{s}', {m}, {f}, {args})")
 
         # As the iex guide says: the name and kind of your choice, the args of setup.
         ok, pid = on_sidecar(
-            "hp_registry", "register_name",
+            "hp_registry",
+            "register_name",
             '[<<"erl_counter">>, hp_python, start_worker, [counter, <<"erl_counter">>, [3]]]',
-        )  # fmt: skip
+        )
         assert ok == Atom("ok") and isinstance(pid, Pid)
         via = '{via, hp_registry, <<"erl_counter">>}'
         assert on_sidecar("gen_server", "call", f'[{via}, <<"incr">>]') == 4
@@ -124,12 +126,14 @@ def test_register_call_cast_and_groups_from_erl(own_cluster: Cluster) -> None:
         assert on_sidecar("hp_registry", "multi_call", '[erl_group, <<"get">>]') == [10]
         assert on_sidecar("hp_registry", "publish", '[erl_group, {<<"add">>, 1}]') == Atom("ok")
         assert on_sidecar("hp_python", "call_name", '[<<"erl_counter">>, <<"get">>]') == (
-            Atom("reply"), 11,
-        )  # fmt: skip
+            Atom("reply"),
+            11,
+        )
         assert on_sidecar(
-            "hp_registry", "register_name",
+            "hp_registry",
+            "register_name",
             '[<<"erl_bad">>, hp_python, start_worker, [nope, <<"erl_bad">>, []]]',
-        ) == (Atom("error"), (Atom("unknown_kind"), Atom("nope")))  # fmt: skip
+        ) == (Atom("error"), (Atom("unknown_kind"), Atom("nope")))
         # The same worker from Python, by the same name.
         with workers(own_cluster) as w:
             assert w.call("erl_counter", "get") == 11
@@ -147,7 +151,7 @@ def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
     with workers(own_cluster) as w:
         for i in range(6):
             w.register(f"counted_{i}", "counter")
-        counts = {}
+        counts: dict[str, int] = {}
         for sidecar in own_cluster.sidecars:
             status = w.rpc(
                 "erpc", "call", [Atom(sidecar), Atom("houseparty"), Atom("pod_status"), []]
