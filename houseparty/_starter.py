@@ -9,12 +9,11 @@ a binary.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from houseparty.workers import Worker, bind_sidecar
+from houseparty.workers import NO_ANSWER, Worker, bind_sidecar
 from py_nodes import GenServer, Reply
 from py_nodes._terms import Atom, Pid
 
@@ -44,9 +43,6 @@ class S:
     unknown_kind = Atom("unknown_kind")
     init_failed = Atom("init_failed")
     bad_state = Atom("bad_state")
-
-
-_IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody waits on it
 
 
 class WorkerStarter(GenServer):
@@ -167,14 +163,11 @@ class WorkerStarter(GenServer):
             ):
                 continue
             try:
-                # Past the handed-off guard already: straight to the worker's requests.
-                outcome = worker.on_call(request, _IN_PLACE)
+                answer = worker.answer_in_place(request)
             except Exception:
                 continue  # the worker's own code failed; a call of its own would show it
-            if type(outcome) is Reply:
-                answers.append(outcome.value)
-            elif inspect.iscoroutine(outcome):
-                outcome.close()  # not started: it has run none of its code
+            if answer is not NO_ANSWER:
+                answers.append(answer)
         return answers
 
     def _count_by_kind(self) -> dict[Atom, int]:

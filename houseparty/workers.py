@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import re
 from collections.abc import Coroutine, Mapping
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from py_nodes import Node
 
 __all__ = [
+    "NO_ANSWER",
     "HandoffAnswer",
     "Ignore",
     "Restart",
@@ -138,6 +140,10 @@ class Ignore:
 
 
 HandoffAnswer = Resume | Restart | Ignore
+
+# What Worker.answer_in_place gives for a request it cannot answer in place.
+NO_ANSWER: Any = object()
+_IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody waits on it
 
 # The sidecar of each node's pod, whose registry finds workers by name: one per node, so
 # that no worker carries it.
@@ -224,6 +230,18 @@ class Worker(GenServer):
     def resolve_conflict(self, state: Any) -> None:
         """Merge the state of another copy of this name, met after a netsplit healed.
         The default keeps this copy's state."""
+
+    def answer_in_place(self, request: Any) -> Any:
+        """The answer to ``request`` given between two messages, without a message: what
+        ``hp_workers`` asks for ``call_many``. The default is :meth:`on_call`'s, when it
+        answers at once with a Reply, else :data:`NO_ANSWER`; override it to answer a
+        request many workers are asked at once more cheaply."""
+        outcome = self.on_call(request, _IN_PLACE)
+        if type(outcome) is Reply:
+            return outcome.value
+        if inspect.iscoroutine(outcome):
+            outcome.close()  # not started: it has run none of its code
+        return NO_ANSWER
 
     def registry_key(self) -> Any:
         """The name this worker is registered under in the cluster."""
