@@ -91,7 +91,7 @@ __all__ = [
 log = logging.getLogger("houseparty.workers")
 
 
-class T:
+class _T:
     """The atoms of the worker protocol."""
 
     ok = Atom("ok")
@@ -114,7 +114,7 @@ class T:
     unexpected_call = Atom("unexpected_call")
 
 
-HANDED_OFF = (T.error, T.handed_off)
+HANDED_OFF = (_T.error, _T.handed_off)
 # Each try of a call by name waits this long for the worker's answer.
 CALL_TIMEOUT_S = 5.0
 # How long a call by name may take through the sidecar: longer than its retry loop
@@ -163,9 +163,10 @@ class Worker(GenServer):
     GenServer's ``handle_call``, ``handle_cast`` and ``handle_info``; ``async def`` is
     allowed, to call other workers), and keep their state across moves with
     :meth:`state_term`, :meth:`end_handoff` and :meth:`resolve_conflict`. The class
-    attribute ``kind`` names the class for registrations; without it, the pod setting
-    names it. ``self.key`` is the name it is registered under (``bytes`` for a name
-    given from Python as ``str``).
+    attribute ``kind`` names the class for registrations, unless the pod setting
+    names it (``kind=module:Class``); without either, its name in lower case does.
+    ``self.key`` is the name it is registered under (``bytes`` for a name given from
+    Python as ``str``). It calls other workers by name with :meth:`call_name`.
     """
 
     __slots__ = ("handed_off", "key")
@@ -201,7 +202,7 @@ class Worker(GenServer):
 
     def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
         """A call that is not swarm's; the default answers ``{error, unexpected_call}``."""
-        return Stop((T.unexpected_call, request), reply=(T.error, T.unexpected_call))
+        return Stop((_T.unexpected_call, request), reply=(_T.error, _T.unexpected_call))
 
     def on_cast(self, request: Any) -> Any:
         """A cast that is not swarm's; the default ignores it."""
@@ -283,7 +284,7 @@ class Worker(GenServer):
 
     def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
         match request:
-            case (T.swarm, T.begin_handoff):
+            case (_T.swarm, _T.begin_handoff):
                 return Reply(self.answer_begin_handoff())
             case _ if self.handed_off:
                 # The copy on the new pod is the live one; answer at once, as a caller
@@ -298,21 +299,21 @@ class Worker(GenServer):
         match self.begin_handoff():
             case Resume(state):
                 self.handed_off = True
-                return (T.resume, state)
+                return (_T.resume, state)
             case Restart():
                 self.handed_off = True
-                return T.restart
+                return _T.restart
             case Ignore():
-                return T.ignore
+                return _T.ignore
             case other:
                 raise TypeError(f"begin_handoff must answer Resume, Restart or Ignore: {other!r}")
 
     def handle_cast(self, request: Any) -> Any:
         match request:
-            case (T.swarm, T.end_handoff, state):
+            case (_T.swarm, _T.end_handoff, state):
                 self.end_handoff(state)
                 return None
-            case (T.swarm, T.resolve_conflict, state) if not self.handed_off:
+            case (_T.swarm, _T.resolve_conflict, state) if not self.handed_off:
                 self.resolve_conflict(state)
                 return None
             case _ if self.handed_off:
@@ -324,11 +325,11 @@ class Worker(GenServer):
 
     def handle_info(self, message: Any) -> Any:
         match message:
-            case (T.hp_handoff, T.abandoned):
+            case (_T.hp_handoff, _T.abandoned):
                 self.handed_off = False
                 return None
-            case (T.swarm, T.die):
-                return Stop(T.shutdown)
+            case (_T.swarm, _T.die):
+                return Stop(_T.shutdown)
         return self.on_info(message)
 
     async def _forward(self, request: Any) -> None:
@@ -341,18 +342,18 @@ class Worker(GenServer):
             self.pid,
             _RIDE_OUT_S,
         )
-        if result is not T.ok:
+        if result is not _T.ok:
             log.warning("no live copy of %r took a cast: %r", self.registry_key(), result)
 
 
 def unwrap_call_result(name: Any, result: Any) -> Any:
     """The reply in ``hp_python:call_name/3``'s answer, or the error it stands for."""
     match result:
-        case (T.reply, reply):
+        case (_T.reply, reply):
             return reply
-        case T.absent:
+        case _T.absent:
             raise UnknownName(result, f"no worker is registered as {name!r}")
-        case (T.unavailable, reason):
+        case (_T.unavailable, reason):
             raise Unavailable(result, f"the worker {name!r} did not answer: {reason!r}")
     raise Unavailable(result, f"calling {name!r} failed: {result!r}")
 
