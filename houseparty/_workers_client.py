@@ -60,6 +60,8 @@ class _W:
 
 
 _SWARM_DIE = (Atom("swarm"), Atom("die"))
+# Rooms and people are named by atoms, and registered by the HouseParty client.
+_HOUSE_KINDS = frozenset({"room", "person"})
 
 
 def _name(value: Any, what: str = "a name") -> bytes:
@@ -106,6 +108,8 @@ class AsyncWorkers(AsyncClient):
         Raises :class:`AlreadyRegistered` (``.pid`` is the worker), :class:`UnknownKind`,
         :class:`WorkerStartError` (``setup`` raised), :class:`Unavailable`."""
         key = _name(name)
+        if kind in _HOUSE_KINDS:
+            raise BadArgument(kind, f"{kind!r} is HouseParty's own kind: see HouseParty")
         mfa_args = [_name(kind, "a kind"), key, list(args)]
         result = await self.rpc(
             "hp_registry", "register_name", [key, Atom("hp_python"), Atom("start_worker"), mfa_args]

@@ -89,6 +89,8 @@ def test_an_unknown_kind_and_a_class_that_raises_get_clear_errors(own_cluster: C
         assert w.whereis("lim") is None and w.whereis("bad") is None
         with pytest.raises(BadArgument):
             w.register("", "counter")
+        with pytest.raises(BadArgument, match="HouseParty's own kind"):
+            w.register("den", "room")
         with pytest.raises(BadArgument):
             w.call(42, "get")  # type: ignore[arg-type]
         # Every pod's Python node is still up and starts workers.
