@@ -5,7 +5,8 @@ on a sidecar, so Python users get exactly what iex users get, as plain Python va
 names are ``str``, ``dump()`` is a ``dict`` of sorted lists, log times are ``datetime``
 in UTC, and ``where_is`` gives ``None`` for nowhere. Refusals raise (see
 :mod:`houseparty._errors`): :class:`DestinationFull`, :class:`UnknownRoom`,
-:class:`BadArgument`; an unreachable cluster raises :class:`ConnectError`.
+:class:`BadArgument`, and :class:`Unavailable` when a worker did not answer in time;
+an unreachable cluster raises :class:`ConnectError`.
 
 ::
 
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient
-from houseparty._errors import ApiError, BadArgument, DestinationFull, UnknownRoom
+from houseparty._errors import ApiError, BadArgument, DestinationFull, Unavailable, UnknownRoom
 from py_nodes._terms import Atom
 
 __all__ = ["AsyncHouseParty", "HouseParty", "from_term"]
@@ -75,19 +76,31 @@ def _max(value: Any) -> int:
     return value
 
 
+class _R:
+    """The atoms of the erl API's refusals."""
+
+    destination_full = Atom("destination_full")
+    unknown_room = Atom("unknown_room")
+    bad_name = Atom("bad_name")
+    bad_max = Atom("bad_max")
+    too_many_people = Atom("too_many_people")
+    unavailable = Atom("unavailable")
+
+
 def _raise_for(reason: Any) -> None:
-    if reason is Atom("destination_full"):
-        raise DestinationFull(reason, "the room is full")
-    if type(reason) is tuple and len(reason) == 2:
-        kind, detail = reason
-        if kind is Atom("unknown_room"):
-            raise UnknownRoom(reason, f"unknown room: {from_term(detail)}")
-        if kind is Atom("bad_name"):
-            raise BadArgument(reason, f"not a name: {from_term(detail)!r}")
-        if kind is Atom("bad_max"):
-            raise BadArgument(reason, f"max must be an integer >= 1, not {from_term(detail)!r}")
-        if kind is Atom("too_many_people"):
-            raise BadArgument(reason, f"the room holds {detail} people, more than that max")
+    match reason:
+        case _R.destination_full:
+            raise DestinationFull(reason, "the room is full")
+        case (_R.unknown_room, room):
+            raise UnknownRoom(reason, f"unknown room: {from_term(room)}")
+        case (_R.bad_name, name):
+            raise BadArgument(reason, f"not a name: {from_term(name)!r}")
+        case (_R.bad_max, max_people):
+            raise BadArgument(reason, f"max must be an integer >= 1, not {from_term(max_people)!r}")
+        case (_R.too_many_people, count):
+            raise BadArgument(reason, f"the room holds {count} people, more than that max")
+        case (_R.unavailable, why):
+            raise Unavailable(reason, f"the cluster could not answer in time: {from_term(why)!r}")
     raise ApiError(reason, f"the cluster refused: {from_term(reason)!r}")
 
 
