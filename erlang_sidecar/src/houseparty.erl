@@ -196,22 +196,11 @@ ensure_worker(Key, Kind, Name, Args, Group) ->
             end
     end.
 
+%% A room missing while names move may only be on its way to a new owner.
 check_room_exists(Room) ->
-    check_room_exists(Room, erlang:monotonic_time(millisecond) + ?SETTLE_WAIT_MS).
-
-check_room_exists(Room, Deadline) ->
-    case hp_registry:whereis_name({room, Room}) of
-        Pid when is_pid(Pid) ->
-            ok;
-        undefined ->
-            case hp_registry_server:unsettled()
-                andalso erlang:monotonic_time(millisecond) < Deadline of
-                true ->
-                    timer:sleep(50),
-                    check_room_exists(Room, Deadline);
-                false ->
-                    {error, {unknown_room, Room}}
-            end
+    case hp_python:whereis_name({room, Room}) of
+        Pid when is_pid(Pid) -> ok;
+        _AbsentOrUnavailable -> {error, {unknown_room, Room}}
     end.
 
 room_call(Room, Request) ->
