@@ -5,6 +5,7 @@ kill."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -13,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from examples.ratelimit import BucketStats
-from houseparty import AsyncWorkers, Workers, WorkerStartError
+from houseparty import AsyncWorkers, Worker, Workers, WorkerStartError
 from houseparty._localcluster import LocalCluster
 from py_nodes import Atom, Pid
-from tests.houseparty.conftest import Cluster, free_base_port
+from tests.houseparty.conftest import Cluster, Iex, free_base_port
+from tests.houseparty.test_readme import README, layout_free
 from tests.py_nodes.conftest import ErlNode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,6 +169,9 @@ def test_a_drain_moves_every_bucket_with_its_tokens_and_counts(bucket_cluster: C
             assert stats_of(w, KEYS) == before
             where_after = placement(w)
             assert leaving not in {pid.node.name for pid in where_after.values()}
+            # The buckets of the other pods stayed where they were.
+            for key in set(KEYS) - set(on_leaving):
+                assert where_after[key] == where_before[key], key
             # The group moved with its members.
             assert len(w.multi_call(GROUP, "stats")) == len(KEYS)
             # A moved bucket goes on from its tokens.
@@ -242,3 +247,60 @@ def test_bad_arguments_refuse_the_registration(bucket_cluster: Cluster) -> None:
         while BucketStats.from_term(w.call("login:carol", "stats")).tokens != 2:
             assert time.monotonic() < deadline, "publish reset did not refill the bucket"
             time.sleep(0.05)
+
+
+def readme_section_blocks(language: str) -> list[str]:
+    """The fenced blocks of the README's section on writing your own workers."""
+    text = README.read_text()
+    start = text.index("## Writing your own workers")
+    section = text[start : text.index("\n## ", start + 1)]
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+
+
+def shown_matches(got: str, shown: str) -> bool:
+    """``got`` is what the README shows, ``...`` standing for anything (a pid)."""
+    parts = [re.escape(part) for part in layout_free(shown).split("...")]
+    return re.fullmatch(".*".join(parts), layout_free(got)) is not None
+
+
+def test_the_readme_section_runs_as_written(bucket_cluster: Cluster) -> None:
+    counter_class, session = readme_section_blocks("python")
+    namespace: dict[str, object] = {}
+    exec(compile(counter_class, str(README), "exec"), namespace)
+    assert issubclass(namespace["Counter"], Worker)  # type: ignore[arg-type]
+
+    sidecar = bucket_cluster.sidecars[0]
+    code = session.replace('"sidecar1@127.0.0.1"', repr(sidecar))
+    exec(compile(code.replace('"COOKIE"', repr(bucket_cluster.cookie)), str(README), "exec"), {})
+    with workers(bucket_cluster, 2) as w:
+        assert w.whereis("login:carol") is None
+        assert BucketStats.from_term(w.call("login:alice", "stats")) == BucketStats(
+            tokens=3, capacity=3, per_second=0.1, allowed=2, denied=1
+        )
+        # The stopped worker leaves its group once its exit reaches the registry.
+        deadline = time.monotonic() + 10
+        while len(w.members("logins")) != 2:
+            assert time.monotonic() < deadline, w.members("logins")
+            time.sleep(0.05)
+
+    iex = Iex(bucket_cluster.cookie, sidecar)
+    try:
+        (iex_block,) = readme_section_blocks("elixir")
+        for chunk in iex_block.split("iex> ")[1:]:
+            line, _, shown = chunk.partition("\n")
+            got = iex.run(line.strip())
+            assert shown_matches(got, shown), (line, got)
+    finally:
+        iex.close()
+
+    erl = ErlNode(bucket_cluster.cookie)
+    try:
+        (erl_block,) = readme_section_blocks("erlang")
+        for expr, shown in re.findall(r"^([^%\n].*?\.)\n(?:%% (.*)\n)?", erl_block, re.M):
+            got = erl.eval_sync(
+                f'list_to_binary(io_lib:format("~0p", '
+                f"[erpc:call('{sidecar}', fun() -> {expr.rstrip('.')} end)]))"
+            )
+            assert shown_matches(got.decode(), shown or "ok"), (expr, got)
+    finally:
+        erl.stop()
