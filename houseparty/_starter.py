@@ -132,10 +132,6 @@ class WorkerStarter(GenServer):
             if type(pid) is not Pid or not node.notify_exit(pid, report):
                 report(pid, S.noproc)
 
-    def _live_worker(self, pid: Any) -> Worker | None:
-        worker = self.node.process(pid) if type(pid) is Pid else None
-        return worker if isinstance(worker, Worker) and worker.alive else None
-
     def _begin_handoff(self, pid: Any) -> Any:
         # What the worker would answer {swarm, begin_handoff}, asked in place: only when
         # it is between two messages, else "busy" and the sidecar sends the call itself.
@@ -145,24 +141,40 @@ class WorkerStarter(GenServer):
             return S.restart
         if not isinstance(worker, Worker) or worker.busy:
             return S.busy
-        return worker.answer_begin_handoff()
+        try:
+            return worker.answer_begin_handoff()
+        except Exception:
+            # The worker's own code failed: asked by the sidecar itself, it fails in its
+            # own process, which exits and restarts, and this one stays up.
+            return S.busy
 
-    def _call_many(self, pids: list[Any], request: Any) -> list[tuple[Pid, Any]]:
+    def _call_many(self, pids: list[Any], request: Any) -> list[Any]:
         # What each worker would answer the call, asked in place between two of its
         # messages: one call here replaces a distribution round trip per worker. Only a
         # worker that answers at once with a Reply counts; those gone, handed off, in the
         # middle of a message or answering later are left out, as a dead member is left
-        # out of a multi_call, and the caller may call them itself.
+        # out of a multi_call. The replies come without pids, which would double the
+        # answer's size: a reply that must say whose it is says so itself.
         answers = []
+        process = self.node.process
         for pid in pids:
-            worker = self._live_worker(pid)
-            if worker is None or worker.busy or worker.handed_off:
+            worker = process(pid) if type(pid) is Pid else None
+            if (
+                not isinstance(worker, Worker)
+                or not worker.alive
+                or worker.busy
+                or worker.handed_off
+            ):
                 continue
-            outcome = worker.handle_call(request, _IN_PLACE)
-            if inspect.iscoroutine(outcome):
+            try:
+                # Past the handed-off guard already: straight to the worker's requests.
+                outcome = worker.on_call(request, _IN_PLACE)
+            except Exception:
+                continue  # the worker's own code failed; a call of its own would show it
+            if type(outcome) is Reply:
+                answers.append(outcome.value)
+            elif inspect.iscoroutine(outcome):
                 outcome.close()  # not started: it has run none of its code
-            elif type(outcome) is Reply:
-                answers.append((pid, outcome.value))
         return answers
 
     def _count_by_kind(self) -> dict[Atom, int]:

@@ -244,6 +244,16 @@ class Workers(SyncClient):
 
 
 # help() on the synchronous client shows the same reference as on the asyncio one.
-for _method in ("register", "whereis", "call", "cast", "unregister", "join", "leave",
-                "members", "multi_call", "publish"):  # fmt: skip
+for _method in (
+    "register",
+    "whereis",
+    "call",
+    "cast",
+    "unregister",
+    "join",
+    "leave",
+    "members",
+    "multi_call",
+    "publish",
+):
     getattr(Workers, _method).__doc__ = getattr(AsyncWorkers, _method).__doc__

@@ -6,7 +6,7 @@ The wire protocol they serve is described once, in ``docs/worker-protocol.md``.
 Write a worker by subclassing :class:`Worker`::
 
     from houseparty.workers import Worker
-    from py_nodes import Reply
+    from py_nodes import Atom, Reply
 
     class Counter(Worker):
         kind = "counter"                      # the name pods know the class by
@@ -35,8 +35,11 @@ Write a worker by subclassing :class:`Worker`::
 Make the class known to every pod's Python node by import path: the pod setting
 ``HOUSEPARTY_WORKERS="counter=mypkg.counter:Counter"`` (entries ``[kind=]module:Class``,
 separated by commas or spaces), which ``houseparty up --worker mypkg.counter:Counter`` sets
-for a local cluster. Then register names from Python (:class:`houseparty.Workers`), erl or
-iex (``hp_registry:register_name(Name, hp_python, start_worker, [counter, Name, Args])``).
+for a local cluster. Then register names from Python (:class:`houseparty.Workers`), or
+from iex (erl alike) and call them as ordinary GenServers::
+
+    :hp_registry.register_name("visits", :hp_python, :start_worker, [:counter, "visits", [0]])
+    GenServer.call({:via, :hp_registry, "visits"}, "incr")
 
 A worker that has given its state away (its :meth:`Worker.begin_handoff` answered
 :class:`Resume` or :class:`Restart`) answers every call with ``{error, handed_off}`` and
@@ -112,8 +115,9 @@ class T:
 HANDED_OFF = (T.error, T.handed_off)
 # Each try of a call by name waits this long for the worker's answer.
 CALL_TIMEOUT_S = 5.0
-# The sidecar's retry loop (hp_python:call_name/3) gives up after 15 s of retries.
-_RIDE_OUT_S = 15.0 + CALL_TIMEOUT_S + 5.0
+# How long a call by name may take through the sidecar: longer than its retry loop
+# (hp_python:call_name/3), which answers {unavailable, Reason} when it gives up.
+_RIDE_OUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)

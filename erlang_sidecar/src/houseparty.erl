@@ -82,7 +82,7 @@ dump() ->
 dump_replies(ReqIds, Deadline) ->
     case gen_server:receive_response(ReqIds, Deadline, true) of
         {{reply, Answers}, _Node, Rest} when is_list(Answers) ->
-            [[Dump || {_Pid, {ok, Dump}} <- Answers] | dump_replies(Rest, Deadline)];
+            [[Dump || {ok, Dump} <- Answers] | dump_replies(Rest, Deadline)];
         {_Error, _Node, Rest} -> dump_replies(Rest, Deadline);
         _NoMoreOrTimeout -> []
     end.

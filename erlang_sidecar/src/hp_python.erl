@@ -12,7 +12,7 @@
 -module(hp_python).
 
 -export([start_worker/3, start_workers/1, begin_handoffs/1, take_over/1, stop_handed_off/1,
-         watch/1, call_many/3, python_node/0]).
+         watch/1, python_node/0]).
 -export([call_name/2, call_name/3, cast_name/3]).
 
 -define(APP, houseparty_sidecar).
@@ -112,16 +112,6 @@ begin_handoffs([]) ->
     [];
 begin_handoffs([Pid | _] = Pids) ->
     gen_server:call({hp_workers, node(Pid)}, {begin_handoffs, Pids}, ?START_TIMEOUT).
-
-%% Request asked of many workers of one Python node in one message, answered in place by
-%% each worker that is between two messages and answers at once; the others (gone,
-%% handed off, busy) are left out of the list.
-%%
-%%   gen_server:call({hp_workers, Node}, {call_many, [Pid], Request}, Timeout)
-%%       -> [{Pid, Reply}]
--spec call_many(node(), [pid()], term()) -> [{pid(), term()}].
-call_many(Node, Pids, Request) ->
-    gen_server:call({hp_workers, Node}, {call_many, Pids, Request}, ?CALL_TIMEOUT).
 
 %% gen_server:call to the worker registered as Name, riding out a handoff or a restart:
 %% the name may point to nothing, to a process that exits under the call, or to a copy

@@ -21,17 +21,33 @@ def hp(*args: str, run_dir: Path) -> subprocess.CompletedProcess[str]:
     """The CLI run from the checkout, where the tests' worker classes can be imported."""
     return subprocess.run(
         [*CLI, *args, "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
 
 
 def test_up_with_a_worker_class_and_status_per_kind(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cookie = "c" + secrets.token_hex(6)
-    up = hp("up", "--pods", "2", "--detach", "--cookie", cookie,
-            "--base-port", str(free_base_port(2)), "--name-suffix", "_w" + secrets.token_hex(2),
-            "--worker", "tests.houseparty.worker_classes:Counter",
-            "--worker", "oops=tests.houseparty.worker_classes:Broken", run_dir=run_dir)  # fmt: skip
+    up = hp(
+        "up",
+        "--pods",
+        "2",
+        "--detach",
+        "--cookie",
+        cookie,
+        "--base-port",
+        str(free_base_port(2)),
+        "--name-suffix",
+        "_w" + secrets.token_hex(2),
+        "--worker",
+        "tests.houseparty.worker_classes:Counter",
+        "--worker",
+        "oops=tests.houseparty.worker_classes:Broken",
+        run_dir=run_dir,
+    )
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         sidecar = next(iter(LocalCluster(run_dir).pods()))[0].sidecar_node
@@ -59,8 +75,15 @@ def test_up_with_a_class_that_cannot_be_imported_says_so(tmp_path: Path) -> None
         ("tests.houseparty.worker_classes:SETTING", "is not a houseparty Worker class"),
         ("not a spec", "a worker is [kind=]module:Class"),
     ]:
-        up = hp("up", "--detach", "--base-port", str(free_base_port()), "--worker", worker,
-                run_dir=tmp_path / "run")  # fmt: skip
+        up = hp(
+            "up",
+            "--detach",
+            "--base-port",
+            str(free_base_port()),
+            "--worker",
+            worker,
+            run_dir=tmp_path / "run",
+        )
         assert up.returncode == 1, up.stdout
         assert message in up.stderr and "Traceback" not in up.stderr, up.stderr
         assert not (tmp_path / "run" / "cluster.json").exists()

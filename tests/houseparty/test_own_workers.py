@@ -4,6 +4,9 @@ kind that ``houseparty status`` shows."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 
 from houseparty import (
@@ -15,7 +18,7 @@ from houseparty import (
     WorkerStartError,
 )
 from py_nodes._terms import Atom, Pid
-from tests.houseparty.conftest import Cluster
+from tests.houseparty.conftest import Cluster, Iex
 from tests.houseparty.own_cluster import own_cluster
 from tests.py_nodes.conftest import ErlNode
 
@@ -53,7 +56,7 @@ def test_register_call_cast_and_unregister_from_python(own_cluster: Cluster) -> 
 
 
 def test_groups_multi_call_and_publish_from_python(own_cluster: Cluster) -> None:
-    names = [f"shard_{i}" for i in range(6)]
+    names = [f"shard_{i}" for i in range(12)]
     with workers(own_cluster, 2) as w:
         for i, name in enumerate(names):
             w.register(name, "counter", i)
@@ -61,15 +64,19 @@ def test_groups_multi_call_and_publish_from_python(own_cluster: Cluster) -> None
         assert set(w.members("shards")) == {w.whereis(n) for n in names}
         # Spread over the pods by the ring.
         assert len({pid.node for pid in w.members("shards")}) > 1
-        assert sorted(w.multi_call("shards", "get")) == [0, 1, 2, 3, 4, 5]
-        w.publish("shards", ("add", 10))
-        assert sorted(w.multi_call("shards", "get")) == [10, 11, 12, 13, 14, 15]
+        assert sorted(w.multi_call("shards", "get")) == list(range(12))
+        w.publish("shards", ("add", 100))
+        assert sorted(w.multi_call("shards", "get")) == list(range(100, 112))
         w.leave("shards", "shard_0")
-        assert sorted(w.multi_call("shards", "get")) == [11, 12, 13, 14, 15]
+        assert sorted(w.multi_call("shards", "get")) == list(range(101, 112))
         with pytest.raises(UnknownName):
             w.join("shards", "no_such_shard")
         for name in names:
             w.unregister(name)
+        # The stopped workers leave their groups as their exits reach the registry.
+        deadline = time.monotonic() + 10
+        while w.members("shards") and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert w.members("shards") == []
 
 
@@ -85,10 +92,13 @@ def test_an_unknown_kind_and_a_class_that_raises_get_clear_errors(own_cluster: C
         with pytest.raises(BadArgument):
             w.call(42, "get")  # type: ignore[arg-type]
         # Every pod's Python node is still up and starts workers.
+        for pod in own_cluster.pods:
+            hp_workers = (Atom("hp_workers"), Atom(pod.python_node))
+            counts = w.rpc("gen_server", "call", [hp_workers, Atom("workers")])
+            assert counts[Atom("broken")] == 0
         for i in range(9):
             w.register(f"after_{i}", "counter", i)
         assert sorted(w.call(f"after_{i}", "get") for i in range(9)) == list(range(9))
-        assert len({w.whereis(f"after_{i}").node for i in range(9)}) == 3  # type: ignore[union-attr]
         for i in range(9):
             w.unregister(f"after_{i}")
 
@@ -98,14 +108,15 @@ def test_register_call_cast_and_groups_from_erl(own_cluster: Cluster) -> None:
     s = own_cluster.sidecars[1]
     try:
 
-        def on_sidecar(m: str, f: str, args: str) -> object:
+        def on_sidecar(m: str, f: str, args: str) -> Any:
             return erl.eval_sync(f"rpc:call('{s}', {m}, {f}, {args})")
 
         # As the iex guide says: the name and kind of your choice, the args of setup.
         ok, pid = on_sidecar(
-            "hp_registry", "register_name",
+            "hp_registry",
+            "register_name",
             '[<<"erl_counter">>, hp_python, start_worker, [counter, <<"erl_counter">>, [3]]]',
-        )  # fmt: skip
+        )
         assert ok == Atom("ok") and isinstance(pid, Pid)
         via = '{via, hp_registry, <<"erl_counter">>}'
         assert on_sidecar("gen_server", "call", f'[{via}, <<"incr">>]') == 4
@@ -115,12 +126,14 @@ def test_register_call_cast_and_groups_from_erl(own_cluster: Cluster) -> None:
         assert on_sidecar("hp_registry", "multi_call", '[erl_group, <<"get">>]') == [10]
         assert on_sidecar("hp_registry", "publish", '[erl_group, {<<"add">>, 1}]') == Atom("ok")
         assert on_sidecar("hp_python", "call_name", '[<<"erl_counter">>, <<"get">>]') == (
-            Atom("reply"), 11,
-        )  # fmt: skip
+            Atom("reply"),
+            11,
+        )
         assert on_sidecar(
-            "hp_registry", "register_name",
+            "hp_registry",
+            "register_name",
             '[<<"erl_bad">>, hp_python, start_worker, [nope, <<"erl_bad">>, []]]',
-        ) == (Atom("error"), (Atom("unknown_kind"), Atom("nope")))  # fmt: skip
+        ) == (Atom("error"), (Atom("unknown_kind"), Atom("nope")))
         # The same worker from Python, by the same name.
         with workers(own_cluster) as w:
             assert w.call("erl_counter", "get") == 11
@@ -138,7 +151,7 @@ def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
     with workers(own_cluster) as w:
         for i in range(6):
             w.register(f"counted_{i}", "counter")
-        counts = {}
+        counts: dict[str, int] = {}
         for sidecar in own_cluster.sidecars:
             status = w.rpc(
                 "erpc", "call", [Atom(sidecar), Atom("houseparty"), Atom("pod_status"), []]
@@ -148,3 +161,27 @@ def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
         assert counts == {"room": 0, "person": 0, "counter": 6, "broken": 0}
         for i in range(6):
             w.unregister(f"counted_{i}")
+
+
+def test_register_and_call_from_iex_as_the_guide_shows(own_cluster: Cluster) -> None:
+    iex = Iex(own_cluster.cookie, own_cluster.sidecars[2])
+    try:
+        registered = iex.run(
+            ':hp_registry.register_name("visits", :hp_python, :start_worker,'
+            ' [:counter, "visits", [0]])'
+        )
+        assert registered.startswith("{:ok, #PID<"), registered
+        assert iex.run('GenServer.call({:via, :hp_registry, "visits"}, "incr")') == "1"
+        assert iex.run('GenServer.cast({:via, :hp_registry, "visits"}, "incr")') == ":ok"
+        assert iex.run(':hp_registry.join(:counters, :hp_registry.whereis_name("visits"))') == ":ok"
+        assert iex.run(':hp_registry.multi_call(:counters, "get")') == "[2]"
+        assert iex.run(':hp_python.call_name("visits", "get", %{})') == "{:reply, 2}"
+        unknown = iex.run(
+            ':hp_registry.register_name("x", :hp_python, :start_worker, [:nope, "x", []])'
+        )
+        assert unknown == "{:error, {:unknown_kind, :nope}}"
+    finally:
+        iex.close()
+    with workers(own_cluster) as w:
+        assert w.call("visits", "get") == 2
+        w.unregister("visits")
