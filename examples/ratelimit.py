@@ -16,7 +16,7 @@ From Python (``str`` travels as a binary)::
     from houseparty import Workers
     from examples.ratelimit import BucketStats
 
-    with Workers("sidecar1@127.0.0.1", cookie=COOKIE) as workers:
+    with Workers("sidecar1@127.0.0.1", cookie="COOKIE") as workers:
         workers.register("login:alice", "bucket", 5, 0.5)   # 5 at once, one more per 2 s
         workers.call("login:alice", "allow")                # True
         workers.call("login:alice", ("allow", 3))           # True: three tokens at once
@@ -26,12 +26,13 @@ From a shell on a sidecar (``erl -remsh`` or ``iex --remsh``)::
 
     gen_server:call({via, hp_registry, <<"login:alice">>}, <<"allow">>).   %% true
     GenServer.call({:via, :hp_registry, "login:alice"}, "stats")
-    # %{allowed: 3, capacity: 5, denied: 0, per_second: 0.5, tokens: 1}
+    # %{allowed: 3, capacity: 5, denied: 0, per_second: 0.5, tokens: 0} (and refilling)
 
 Requests (calls; ``allow`` may be cast too, to spend without waiting for the answer):
 
 - ``"allow"`` or ``("allow", cost)``: ``true`` and the tokens are spent, or ``false``;
-  ``{error, {bad_cost, Cost}}`` for a cost that is not a whole number from 1 to capacity.
+  ``{error, {bad_cost, Cost}}`` for a cost that is not a whole number from 1 to capacity
+  (a cast with such a cost is dropped).
 - ``"stats"``: ``#{tokens, capacity, per_second, allowed, denied}``; ``tokens`` counts
   whole tokens, ``allowed`` and ``denied`` the answers given since the bucket started.
 - ``"reset"``: ``ok``, the bucket is full again (also as a message: ``publish`` it to a
@@ -44,7 +45,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from houseparty import Worker
 from py_nodes import Atom, Reply
@@ -91,7 +92,7 @@ class Bucket(Worker):
 
     __slots__ = ("allowed", "capacity", "denied", "per_second", "refilled_at", "tokens")
 
-    kind: ClassVar[str | None] = "bucket"
+    kind = "bucket"
 
     capacity: int
     per_second: float

@@ -249,12 +249,15 @@ def test_bad_arguments_refuse_the_registration(bucket_cluster: Cluster) -> None:
             time.sleep(0.05)
 
 
-def readme_section_blocks(language: str) -> list[str]:
-    """The fenced blocks of the README's section on writing your own workers."""
+def blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def readme_section() -> str:
+    """The README's section on writing your own workers."""
     text = README.read_text()
     start = text.index("## Writing your own workers")
-    section = text[start : text.index("\n## ", start + 1)]
-    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+    return text[start : text.index("\n## ", start + 1)]
 
 
 def shown_matches(got: str, shown: str) -> bool:
@@ -263,15 +266,66 @@ def shown_matches(got: str, shown: str) -> bool:
     return re.fullmatch(".*".join(parts), layout_free(got)) is not None
 
 
+def run_python(block: str, cluster: Cluster) -> None:
+    """A guide's Python session, pointed at ``cluster``'s first sidecar."""
+    code = block.replace('"sidecar1@127.0.0.1"', repr(cluster.sidecars[0]))
+    code = code.replace('"COOKIE"', repr(cluster.cookie))
+    exec(compile(code, "<guide>", "exec"), {})
+
+
+def run_iex(block: str, cluster: Cluster) -> None:
+    """Type a guide's ``iex>`` lines into iex on the first sidecar; each prints what the
+    guide shows."""
+    iex = Iex(cluster.cookie, cluster.sidecars[0])
+    try:
+        for chunk in block.split("iex> ")[1:]:
+            line, _, shown = chunk.partition("\n")
+            got = iex.run(line.strip())
+            assert shown_matches(got, shown), (line, got)
+    finally:
+        iex.close()
+
+
+def erl_statements(block: str) -> list[tuple[str, str]]:
+    """A guide's erl statements, each with the ``%% result`` line under it ("ok" when it
+    shows none)."""
+    statements: list[tuple[str, str]] = []
+    pending: list[str] = []
+    for line in block.splitlines():
+        if line.startswith("%% ") and not pending and statements:
+            statements[-1] = (statements[-1][0], line[3:])
+        elif line.strip():
+            pending.append(line.strip())
+            if line.rstrip().endswith("."):
+                statements.append((" ".join(pending).rstrip("."), "ok"))
+                pending = []
+    assert not pending, pending
+    return statements
+
+
+def run_erl(block: str, cluster: Cluster) -> None:
+    """Run a guide's erl statements on the first sidecar, as its shell would; each gives
+    what the guide shows."""
+    erl = ErlNode(cluster.cookie)
+    try:
+        for expr, shown in erl_statements(block):
+            got = erl.eval_sync(
+                f'list_to_binary(io_lib:format("~0p", '
+                f"[erpc:call('{cluster.sidecars[0]}', fun() -> {expr} end)]))"
+            )
+            assert shown_matches(got.decode(), shown), (expr, got)
+    finally:
+        erl.stop()
+
+
 def test_the_readme_section_runs_as_written(bucket_cluster: Cluster) -> None:
-    counter_class, session = readme_section_blocks("python")
+    section = readme_section()
+    counter_class, session = blocks(section, "python")
     namespace: dict[str, object] = {}
     exec(compile(counter_class, str(README), "exec"), namespace)
     assert issubclass(namespace["Counter"], Worker)  # type: ignore[arg-type]
 
-    sidecar = bucket_cluster.sidecars[0]
-    code = session.replace('"sidecar1@127.0.0.1"', repr(sidecar))
-    exec(compile(code.replace('"COOKIE"', repr(bucket_cluster.cookie)), str(README), "exec"), {})
+    run_python(session, bucket_cluster)
     with workers(bucket_cluster, 2) as w:
         assert w.whereis("login:carol") is None
         assert BucketStats.from_term(w.call("login:alice", "stats")) == BucketStats(
@@ -282,25 +336,22 @@ def test_the_readme_section_runs_as_written(bucket_cluster: Cluster) -> None:
         while len(w.members("logins")) != 2:
             assert time.monotonic() < deadline, w.members("logins")
             time.sleep(0.05)
+    (iex_block,) = blocks(section, "elixir")
+    run_iex(iex_block, bucket_cluster)
+    (erl_block,) = blocks(section, "erlang")
+    assert len(erl_statements(erl_block)) == 2
+    run_erl(erl_block, bucket_cluster)
 
-    iex = Iex(bucket_cluster.cookie, sidecar)
-    try:
-        (iex_block,) = readme_section_blocks("elixir")
-        for chunk in iex_block.split("iex> ")[1:]:
-            line, _, shown = chunk.partition("\n")
-            got = iex.run(line.strip())
-            assert shown_matches(got, shown), (line, got)
-    finally:
-        iex.close()
 
-    erl = ErlNode(bucket_cluster.cookie)
-    try:
-        (erl_block,) = readme_section_blocks("erlang")
-        for expr, shown in re.findall(r"^([^%\n].*?\.)\n(?:%% (.*)\n)?", erl_block, re.M):
-            got = erl.eval_sync(
-                f'list_to_binary(io_lib:format("~0p", '
-                f"[erpc:call('{sidecar}', fun() -> {expr.rstrip('.')} end)]))"
-            )
-            assert shown_matches(got.decode(), shown or "ok"), (expr, got)
-    finally:
-        erl.stop()
+def test_the_examples_guide_runs_as_written(bucket_cluster: Cluster) -> None:
+    guide = (REPO / "examples" / "README.md").read_text()
+    (session,) = blocks(guide, "python")
+    run_python(session, bucket_cluster)
+    with workers(bucket_cluster, 3) as w:
+        alice = BucketStats.from_term(w.call("login:alice", "stats"))
+        assert (alice.allowed, alice.denied, alice.capacity) == (2, 1, 5)
+    (erl_block,) = blocks(guide, "erlang")
+    assert len(erl_statements(erl_block)) == 2
+    run_erl(erl_block, bucket_cluster)
+    (iex_block,) = blocks(guide, "elixir")
+    run_iex(iex_block, bucket_cluster)
