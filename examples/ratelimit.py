@@ -7,28 +7,12 @@ client, Erlang or Elixir process then asks the bucket whether a request may pass
 bucket lives on its key's owner pod: when that pod drains, the bucket moves with its
 tokens and counts; when a pod is lost, its buckets start again, full.
 
-Run it on a local cluster from the repository's root::
+``examples/README.md`` shows how to run it on a local cluster
+(``houseparty up --worker examples.ratelimit:Bucket``) and call it from Python, erl and
+iex.
 
-    .venv/bin/houseparty up --pods 3 --detach --worker examples.ratelimit:Bucket
-
-From Python (``str`` travels as a binary)::
-
-    from houseparty import Workers
-    from examples.ratelimit import BucketStats
-
-    with Workers("sidecar1@127.0.0.1", cookie="COOKIE") as workers:
-        workers.register("login:alice", "bucket", 5, 0.5)   # 5 at once, one more per 2 s
-        workers.call("login:alice", "allow")                # True
-        workers.call("login:alice", ("allow", 3))           # True: three tokens at once
-        BucketStats.from_term(workers.call("login:alice", "stats")).tokens   # 1
-
-From a shell on a sidecar (``erl -remsh`` or ``iex --remsh``)::
-
-    gen_server:call({via, hp_registry, <<"login:alice">>}, <<"allow">>).   %% true
-    GenServer.call({:via, :hp_registry, "login:alice"}, "stats")
-    # %{allowed: 3, capacity: 5, denied: 0, per_second: 0.5, tokens: 0} (and refilling)
-
-Requests (calls; ``allow`` may be cast too, to spend without waiting for the answer):
+Requests are binaries (``"allow"`` from Python and Elixir, ``<<"allow">>`` from Erlang),
+sent as calls; ``allow`` may be cast too, to spend without waiting for the answer:
 
 - ``"allow"`` or ``("allow", cost)``: ``true`` and the tokens are spent, or ``false``;
   ``{error, {bad_cost, Cost}}`` for a cost that is not a whole number from 1 to capacity
@@ -84,7 +68,8 @@ class Bucket(Worker):
     """A token bucket: holds up to ``capacity`` tokens, refilled at ``per_second`` tokens a
     second; a request passes when it can spend its cost in tokens.
 
-    Registered with ``(capacity, per_second)`` as its args. A drain hands the current
+    Registered as kind ``bucket`` with ``(capacity, per_second)`` as its args, ``(10, 1.0)``
+    when none are given. A drain hands the current
     tokens and counts to the copy on the new pod; the refill goes on across the move, by
     the wall clock time between the two. Two copies met after a netsplit keep the
     lower token count, so the split lets no more through than either side allowed.
@@ -123,7 +108,7 @@ class Bucket(Worker):
             case b"allow":
                 return Reply(self.spend(1))
             case (b"allow", cost):
-                if not (_positive_int(cost) and cost <= self.capacity):
+                if not self.can_cost(cost):
                     return Reply((_A.error, (_A.bad_cost, cost)))
                 return Reply(self.spend(cost))
             case b"stats":
@@ -137,12 +122,16 @@ class Bucket(Worker):
         match request:
             case b"allow":
                 self.spend(1)
-            case (b"allow", cost) if _positive_int(cost) and cost <= self.capacity:
+            case (b"allow", cost) if self.can_cost(cost):
                 self.spend(cost)
 
     def on_info(self, message: Any) -> None:
         if message == b"reset":
             self.fill()
+
+    def can_cost(self, cost: Any) -> bool:
+        """Whether ``cost`` is a cost this bucket can ever let through."""
+        return _positive_int(cost) and cost <= self.capacity
 
     def spend(self, cost: int) -> bool:
         """Take ``cost`` tokens if the bucket holds them; whether it did."""
