@@ -87,3 +87,24 @@ def test_up_with_a_class_that_cannot_be_imported_says_so(tmp_path: Path) -> None
         assert up.returncode == 1, up.stdout
         assert message in up.stderr and "Traceback" not in up.stderr, up.stderr
         assert not (tmp_path / "run" / "cluster.json").exists()
+
+
+def test_a_pod_with_a_bad_worker_setting_says_so_and_exits(tmp_path: Path) -> None:
+    env = {
+        "HOUSEPARTY_COOKIE": "c" + secrets.token_hex(4),
+        "HP_PYTHON_NODE": f"pybad_{secrets.token_hex(3)}@127.0.0.1",
+        "HP_PYTHON_DIST_PORT": str(free_base_port(1)),
+        "HOUSEPARTY_WORKERS": "counter=no_such_module:Counter",
+        "PATH": "/usr/bin:/bin",
+    }
+    pod = subprocess.run(
+        [sys.executable, "-m", "houseparty.pod"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert pod.returncode == 1
+    assert "HOUSEPARTY_WORKERS: cannot load worker no_such_module:Counter" in pod.stderr
+    assert "Traceback" not in pod.stderr

@@ -158,7 +158,7 @@ def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
             )
             for kind, n in status[Atom("workers")].items():
                 counts[kind.name] = counts.get(kind.name, 0) + n
-        assert counts == {"room": 0, "person": 0, "counter": 6, "broken": 0}
+        assert counts == {"room": 0, "person": 0, "counter": 6, "broken": 0, "fresh": 0}
         for i in range(6):
             w.unregister(f"counted_{i}")
 
@@ -185,3 +185,30 @@ def test_register_and_call_from_iex_as_the_guide_shows(own_cluster: Cluster) -> 
     with workers(own_cluster) as w:
         assert w.call("visits", "get") == 2
         w.unregister("visits")
+
+
+def test_a_drain_moves_counters_with_their_state_and_restarts_those_that_ask(
+    own_cluster: Cluster,
+) -> None:
+    # Last in this module: it stops pod 3.
+    names = [f"kept_{i}" for i in range(60)]
+    fresh = [f"fresh_{i}" for i in range(30)]
+    leaving = Atom(own_cluster.pods[2].python_node)
+    with workers(own_cluster) as w:
+        for i, name in enumerate(names):
+            w.register(name, "counter", i)
+            w.join("kept", name)
+        for i, name in enumerate(fresh):
+            w.register(name, "fresh", i)
+            assert w.call(name, "incr") == i + 1
+        on_leaving = {n for n in names + fresh if w.whereis(n).node == leaving}  # type: ignore[union-attr]
+        assert on_leaving & set(names) and on_leaving & set(fresh)
+    own_cluster.runner.stop_pod(3)
+    with workers(own_cluster) as w:
+        assert [w.call(n, "get") for n in names] == list(range(60))
+        assert all(w.whereis(n).node != leaving for n in names + fresh)  # type: ignore[union-attr]
+        assert sorted(w.multi_call("kept", "get")) == list(range(60))
+        # Those that answered Restart started again from their args; the others kept on.
+        assert [w.call(n, "get") for n in fresh] == [
+            i if n in on_leaving else i + 1 for i, n in enumerate(fresh)
+        ]

@@ -110,7 +110,13 @@ def check_replies(replies: list[Any], python_node: str) -> None:
     p4 = r4[0][1]
     # call_many: answered in place; the second counter started from its handed-over 42.
     assert r5 == [5, 1, 42]
-    assert r6 == {Atom("counter"): 3, Atom("broken"): 0, Atom("room"): 0, Atom("person"): 0}
+    assert r6 == {
+        Atom("counter"): 3,
+        Atom("broken"): 0,
+        Atom("fresh"): 0,
+        Atom("room"): 0,
+        Atom("person"): 0,
+    }
     assert r7[Atom("rss")] > 0 and r7[Atom("processes")] >= 4
     # begin_handoffs: the state given; from then on the worker answers handed_off, and
     # call_many leaves it out, until the handoff is abandoned.

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from houseparty.workers import Worker
+from houseparty.workers import HandoffAnswer, Restart, Worker
 from py_nodes import Reply
 from py_nodes._terms import Atom
 
-__all__ = ["Broken", "Counter"]
+__all__ = ["Broken", "Counter", "Fresh"]
 
-SETTING = "counter=tests.houseparty.worker_classes:Counter tests.houseparty.worker_classes:Broken"
+SETTING = (
+    "counter=tests.houseparty.worker_classes:Counter tests.houseparty.worker_classes:Broken,"
+    "tests.houseparty.worker_classes:Fresh"
+)
 
 
 class Counter(Worker):
@@ -60,3 +63,12 @@ class Broken(Worker):
 
     def setup(self, *args: Any) -> None:
         raise ValueError("no setup today")
+
+
+class Fresh(Counter):
+    """A counter that starts afresh from its args when it moves (kind ``fresh``)."""
+
+    kind = "fresh"
+
+    def begin_handoff(self) -> HandoffAnswer:
+        return Restart()
