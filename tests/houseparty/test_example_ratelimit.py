@@ -34,8 +34,8 @@ def capacity(i: int) -> int:
 
 @pytest.fixture
 def bucket_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    """Three pods started as ``houseparty up --worker examples.ratelimit:Bucket`` run from
-    the repository's root starts them."""
+    """Three pods that know the example's class, started as ``houseparty up --worker
+    examples.ratelimit:Bucket`` run from the repository's root starts them."""
     monkeypatch.chdir(REPO)
     runner = LocalCluster(tmp_path / "run")
     cookie = "hp_" + secrets.token_hex(8)
