@@ -57,7 +57,7 @@ import logging
 import re
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
 
 from houseparty._errors import BadArgument, Unavailable, UnknownName
@@ -73,9 +73,6 @@ from py_nodes import (
     Stop,
 )
 from py_nodes._terms import Atom
-
-if TYPE_CHECKING:
-    from py_nodes import Node
 
 __all__ = [
     "NO_ANSWER",
@@ -147,10 +144,10 @@ _IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody wai
 
 # The sidecar of each node's pod, whose registry finds workers by name: one per node, so
 # that no worker carries it.
-_sidecars: WeakKeyDictionary[Node, Atom] = WeakKeyDictionary()
+_sidecars: WeakKeyDictionary[object, Atom] = WeakKeyDictionary()
 
 
-def bind_sidecar(node: Node, sidecar: Atom) -> None:
+def bind_sidecar(node: object, sidecar: Atom) -> None:
     """Workers on ``node`` find other workers through ``sidecar``'s registry."""
     _sidecars[node] = sidecar
 
