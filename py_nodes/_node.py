@@ -499,7 +499,13 @@ class Node:
 
     # -- erpc ---------------------------------------------------------------------------------
 
-    def expose(self, module: str, function: str, fn: Callable[..., Any] | None = None) -> Any:
+    @overload
+    def expose(self, module: str, function: str) -> Callable[[F], F]: ...
+    @overload
+    def expose(self, module: str, function: str, fn: F) -> F: ...
+    def expose(
+        self, module: str, function: str, fn: Callable[..., Any] | None = None
+    ) -> Callable[..., Any]:
         """Make ``fn`` reachable as ``module:function`` by ``erpc:call``/``rpc:call``.
 
         Usable as ``node.expose("m", "f", fn)`` or as a decorator ``@node.expose("m", "f")``.

@@ -358,14 +358,29 @@ class LocalCluster:
     def _spawn_pod(self, state: _ClusterState, spec: PodSpec) -> None:
         env = self._env(state, spec)
         sidecar_cmd = [
-            "erl", "-name", spec.sidecar_node, "-noshell", "-noinput",
-            "+t", "5000000", "+P", "2097152",
-            "-kernel", "prevent_overlapping_partitions", "false",
-            "-kernel", "inet_dist_listen_min", str(spec.sidecar_port),
-            "inet_dist_listen_max", str(spec.sidecar_port),
-            "-pa", str(sidecar_ebin()), *(str(p) for p in elixir_ebins()),
-            "-eval", "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
-        ]  # fmt: skip
+            "erl",
+            "-name",
+            spec.sidecar_node,
+            "-noshell",
+            "-noinput",
+            "+t",
+            "5000000",
+            "+P",
+            "2097152",
+            "-kernel",
+            "prevent_overlapping_partitions",
+            "false",
+            "-kernel",
+            "inet_dist_listen_min",
+            str(spec.sidecar_port),
+            "inet_dist_listen_max",
+            str(spec.sidecar_port),
+            "-pa",
+            str(sidecar_ebin()),
+            *(str(p) for p in elixir_ebins()),
+            "-eval",
+            "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
+        ]
         python_cmd = [sys.executable, "-m", "houseparty.pod", "--name", spec.python_node]
         pod = state.pod_states[spec.index]
         pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))

@@ -240,8 +240,9 @@ def _client(node: str | None, cookie: str | None, run_dir: Path | None) -> House
         _fail(str(exc))
 
 
-def _api(call: Callable[[HouseParty], T], node: str | None, cookie: str | None,
-         run_dir: Path | None) -> T:  # fmt: skip
+def _api(
+    call: Callable[[HouseParty], T], node: str | None, cookie: str | None, run_dir: Path | None
+) -> T:
     with _client(node, cookie, run_dir) as hp:
         try:
             return call(hp)
@@ -272,8 +273,13 @@ def status(node: str | None, cookie: str | None, run_dir: Path | None, as_json: 
                 pods.append({"node": sidecar, "error": str(exc)})
     missing = sorted(set(local_pods) - {p["node"] for p in pods})
     if as_json:
-        _print_json({"pods": pods, "local_run_dir": str(local.run_dir) if local_pods else None,
-                     "local_pods_down": missing})  # fmt: skip
+        _print_json(
+            {
+                "pods": pods,
+                "local_run_dir": str(local.run_dir) if local_pods else None,
+                "local_pods_down": missing,
+            }
+        )
         return
     rows = []
     for p in pods:
@@ -281,20 +287,36 @@ def status(node: str | None, cookie: str | None, run_dir: Path | None, as_json: 
             rows.append([p["node"], "-", "[red]unreachable[/]", "-", "-", "-", "-", "-"])
             continue
         python_rss = (p.get("python_memory") or {}).get("rss")
-        rows.append([
-            p["node"], p["python_node"],
-            "[green]yes[/]" if p["python_connected"] else "[red]no[/]",
-            p["names"], _per_kind(p.get("workers")), f"{100 * p['ring_share']:.1f}%",
-            _mib(p["memory"]), _mib(python_rss) if python_rss else "-",
-        ])  # fmt: skip
+        rows.append(
+            [
+                p["node"],
+                p["python_node"],
+                "[green]yes[/]" if p["python_connected"] else "[red]no[/]",
+                p["names"],
+                _per_kind(p.get("workers")),
+                f"{100 * p['ring_share']:.1f}%",
+                _mib(p["memory"]),
+                _mib(python_rss) if python_rss else "-",
+            ]
+        )
     for sidecar in missing:
         rows.append([sidecar, "-", "[red]down[/]", "-", "-", "-", "-", "-"])
-    console.print(_table(
-        "HouseParty cluster",
-        ["sidecar", "python node", "python connected", "names", "workers", "ring share",
-         "sidecar memory", "python RSS"],
-        rows,
-    ))  # fmt: skip
+    console.print(
+        _table(
+            "HouseParty cluster",
+            [
+                "sidecar",
+                "python node",
+                "python connected",
+                "names",
+                "workers",
+                "ring share",
+                "sidecar memory",
+                "python RSS",
+            ],
+            rows,
+        )
+    )
     if local_pods:
         console.print(f"local run folder: {local.run_dir} (logs in {local.run_dir / 'logs'})")
 
@@ -334,8 +356,9 @@ def dump(node: str | None, cookie: str | None, run_dir: Path | None, as_json: bo
 @click.argument("room")
 @_connect_options
 @_json_option
-def who_is_in(room: str, node: str | None, cookie: str | None, run_dir: Path | None,
-              as_json: bool) -> None:  # fmt: skip
+def who_is_in(
+    room: str, node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool
+) -> None:
     """The people in ROOM."""
     people = _api(lambda hp: hp.who_is_in(room), node, cookie, run_dir)
     if as_json:
@@ -348,8 +371,9 @@ def who_is_in(room: str, node: str | None, cookie: str | None, run_dir: Path | N
 @click.argument("person")
 @_connect_options
 @_json_option
-def where_is(person: str, node: str | None, cookie: str | None, run_dir: Path | None,
-             as_json: bool) -> None:  # fmt: skip
+def where_is(
+    person: str, node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool
+) -> None:
     """The room PERSON is in."""
     room = _api(lambda hp: hp.where_is(person), node, cookie, run_dir)
     if as_json:
@@ -362,23 +386,32 @@ def where_is(person: str, node: str | None, cookie: str | None, run_dir: Path | 
 @click.argument("person")
 @_connect_options
 @_json_option
-def room_log(person: str, node: str | None, cookie: str | None, run_dir: Path | None,
-             as_json: bool) -> None:  # fmt: skip
+def room_log(
+    person: str, node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool
+) -> None:
     """The rooms PERSON walked into, newest first."""
     log = _api(lambda hp: hp.get_person_room_log(person), node, cookie, run_dir)
     if as_json:
         _print_json([{"at": dt.isoformat(), "room": room} for dt, room in log])
         return
-    console.print(_table(f"{person}'s rooms", ["at (UTC)", "room"],
-                         [[dt.isoformat(), room] for dt, room in log]))  # fmt: skip
+    console.print(
+        _table(
+            f"{person}'s rooms", ["at (UTC)", "room"], [[dt.isoformat(), room] for dt, room in log]
+        )
+    )
 
 
 @main.command("add-rooms")
 @click.argument("rooms", nargs=-1, required=True)
 @click.option("--max", "max_people", type=int, default=None, help="Max people per new room.")
 @_connect_options
-def add_rooms(rooms: tuple[str, ...], max_people: int | None, node: str | None,
-              cookie: str | None, run_dir: Path | None) -> None:  # fmt: skip
+def add_rooms(
+    rooms: tuple[str, ...],
+    max_people: int | None,
+    node: str | None,
+    cookie: str | None,
+    run_dir: Path | None,
+) -> None:
     """Add ROOMS (existing rooms are left as they are)."""
     _api(lambda hp: hp.add_rooms(list(rooms), max=max_people), node, cookie, run_dir)
     console.print("ok")
@@ -388,8 +421,9 @@ def add_rooms(rooms: tuple[str, ...], max_people: int | None, node: str | None,
 @click.argument("room")
 @click.argument("people", nargs=-1, required=True)
 @_connect_options
-def walk(room: str, people: tuple[str, ...], node: str | None, cookie: str | None,
-         run_dir: Path | None) -> None:  # fmt: skip
+def walk(
+    room: str, people: tuple[str, ...], node: str | None, cookie: str | None, run_dir: Path | None
+) -> None:
     """Walk PEOPLE into ROOM, in order, stopping at the first refusal."""
     _api(lambda hp: hp.walk_into(room, list(people)), node, cookie, run_dir)
     console.print("ok")
@@ -424,8 +458,13 @@ def demo(
     try:
         if fresh:
             with console.status("starting a fresh local cluster...") as status:
-                cluster.up(pods=pods, cookie=cookie, base_port=base_port, tag=name_suffix,
-                           progress=lambda msg: status.update(msg))  # fmt: skip
+                cluster.up(
+                    pods=pods,
+                    cookie=cookie,
+                    base_port=base_port,
+                    tag=name_suffix,
+                    progress=lambda msg: status.update(msg),
+                )
             console.print(f"[green]{pods} pods up[/] (run folder {cluster.run_dir})")
         run_demo(cluster, console, (lambda: click.pause()) if pause else (lambda: None))
     except HousePartyError as exc:
@@ -488,18 +527,28 @@ def _sidecar_name_template(ctx: click.Context, param: click.Parameter, value: st
     "basename (HP_NODE_BASENAME) is not sidecar.",
 )
 @_json_option
-def k8s_status(namespace: str | None, selector: str | None, context: str | None,
-               kubeconfig: str | None, cookie: str | None, sidecar_name_template: str,
-               as_json: bool) -> None:  # fmt: skip
+def k8s_status(
+    namespace: str | None,
+    selector: str | None,
+    context: str | None,
+    kubeconfig: str | None,
+    cookie: str | None,
+    sidecar_name_template: str,
+    as_json: bool,
+) -> None:
     """The pods Kubernetes shows, their node names, and how they match the cluster's ring."""
     from houseparty.cli import _k8s
 
     try:
         with console.status("listing pods..."):
             report = _k8s.k8s_status(
-                namespace=namespace, selector=selector, context=context,
-                kubeconfig=kubeconfig, cookie=cookie, sidecar_template=sidecar_name_template,
-            )  # fmt: skip
+                namespace=namespace,
+                selector=selector,
+                context=context,
+                kubeconfig=kubeconfig,
+                cookie=cookie,
+                sidecar_template=sidecar_name_template,
+            )
     except HousePartyError as exc:
         _fail(str(exc))
     if as_json:
@@ -526,26 +575,46 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 @main.command()
-@click.argument("benchmarks", nargs=-1,
-                type=click.Choice(["all", "scale", "calls", "walks", "handoff", "dump",
-                                   "registry"]))  # fmt: skip
+@click.argument(
+    "benchmarks",
+    nargs=-1,
+    type=click.Choice(["all", "scale", "calls", "walks", "handoff", "dump", "registry"]),
+)
 @click.option("--quick", is_flag=True, help="Small sizes: the whole run in about 2 minutes.")
 @click.option("--sizes", callback=_int_list, help="scale: process counts, e.g. 10000,100000.")
 @click.option("--people", type=click.IntRange(1), help="walks: people in the cluster.")
 @click.option("--handoff-size", type=click.IntRange(3), help="handoff: rooms on the 3 pods.")
 @click.option("--dump-sizes", callback=_int_list, help="dump: room counts, e.g. 10000,100000.")
-@click.option("--registry-names", type=click.IntRange(min=1), default=None,
-              help="registry: names registered with hp_registry.")  # fmt: skip
-@click.option("--settle/--no-settle", default=None,
-              help="Wait (up to 45 s per cluster) until the registries settled the new ring "
-              "before creating names [default: on; off with --quick].")  # fmt: skip
+@click.option(
+    "--registry-names",
+    type=click.IntRange(min=1),
+    default=None,
+    help="registry: names registered with hp_registry.",
+)
+@click.option(
+    "--settle/--no-settle",
+    default=None,
+    help="Wait (up to 45 s per cluster) until the registries settled the new ring "
+    "before creating names [default: on; off with --quick].",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON here.")
-@click.option("--plots", type=click.Path(file_okay=False, path_type=Path),
-              help="Write PNG plots into this folder (needs matplotlib).")  # fmt: skip
-def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
-          people: int | None, handoff_size: int | None, dump_sizes: list[int] | None,
-          registry_names: int | None, settle: bool | None, out: Path | None,
-          plots: Path | None) -> None:  # fmt: skip
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write PNG plots into this folder (needs matplotlib).",
+)
+def bench(
+    benchmarks: tuple[str, ...],
+    quick: bool,
+    sizes: list[int] | None,
+    people: int | None,
+    handoff_size: int | None,
+    dump_sizes: list[int] | None,
+    registry_names: int | None,
+    settle: bool | None,
+    out: Path | None,
+    plots: Path | None,
+) -> None:
     """Benchmarks on fresh local 3-pod clusters of their own: scale, calls, walks, handoff,
     dump, registry (all by default). Prints a table per benchmark against its target.
 
@@ -558,8 +627,11 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
         _fail(str(exc))
     from benchmarks import _report as report_mod
 
-    names = list(report_mod.BENCHMARKS) if not benchmarks or "all" in benchmarks else [
-        b for b in report_mod.BENCHMARKS if b in benchmarks]  # fmt: skip
+    names = (
+        list(report_mod.BENCHMARKS)
+        if not benchmarks or "all" in benchmarks
+        else [b for b in report_mod.BENCHMARKS if b in benchmarks]
+    )
     settings = report_mod.BenchSettings.quick() if quick else report_mod.BenchSettings()
     if sizes:
         settings.scale_sizes = sizes

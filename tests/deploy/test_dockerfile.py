@@ -108,7 +108,7 @@ def test_the_image_runs_as_a_non_root_user() -> None:
     user, _, group = users[-1].args.partition(":")
     assert user == "10001" and group == "10001"
     # nothing runs as root after the switch
-    after = FINAL.instructions[FINAL.instructions.index(users[-1]):]
+    after = FINAL.instructions[FINAL.instructions.index(users[-1]) :]
     assert not [i for i in after if i.keyword == "RUN"]
     assert re.search(r"useradd .*--uid 10001", run_text(FINAL))
 

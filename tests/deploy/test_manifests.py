@@ -65,9 +65,7 @@ def test_the_newest_schema_set_is_newer_than_the_oldest_supported_cluster() -> N
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize(
-    ("file", "index", "doc"), DOCS, ids=[f"{f}#{i}" for f, i, _ in DOCS]
-)
+@pytest.mark.parametrize(("file", "index", "doc"), DOCS, ids=[f"{f}#{i}" for f, i, _ in DOCS])
 def test_every_base_document_is_valid_strictly(
     file: str, index: int, doc: Manifest, version: str
 ) -> None:
@@ -138,8 +136,11 @@ def test_the_endpointslice_selector_matches_the_service_labels() -> None:
 
 
 def test_service_ports_target_named_container_ports() -> None:
-    named = {p["name"]: p["containerPort"] for c in containers(the(RENDERED, "Deployment"))
-             for p in c.get("ports", [])}
+    named = {
+        p["name"]: p["containerPort"]
+        for c in containers(the(RENDERED, "Deployment"))
+        for p in c.get("ports", [])
+    }
     for port in the(RENDERED, "Service")["spec"]["ports"]:
         assert port["targetPort"] in named, port
         assert named[port["targetPort"]] == port["port"], port
@@ -173,13 +174,17 @@ def test_the_role_binding_binds_the_pods_service_account() -> None:
     role = the(RENDERED, "Role")
     assert pod_spec(RENDERED)["serviceAccountName"] == sa["metadata"]["name"]
     assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
     }
-    assert binding["subjects"] == [{
-        "kind": "ServiceAccount",
-        "name": sa["metadata"]["name"],
-        "namespace": sa["metadata"]["namespace"],
-    }]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": sa["metadata"]["name"],
+            "namespace": sa["metadata"]["namespace"],
+        }
+    ]
 
 
 def test_the_role_grants_what_k8s_api_and_status_read_and_no_more() -> None:
@@ -325,8 +330,11 @@ def test_the_scripts_defaults_are_the_contracts() -> None:
 
 def test_the_downward_api_feeds_the_pod_ip_and_namespace() -> None:
     for c in containers(the(RENDERED, "Deployment")):
-        refs = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
-                for e in c["env"] if "fieldRef" in e.get("valueFrom", {})}
+        refs = {
+            e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+            for e in c["env"]
+            if "fieldRef" in e.get("valueFrom", {})
+        }
         assert refs["POD_IP"] == "status.podIP"
         if "HP_K8S_NAMESPACE" in env_names(c):
             assert refs["HP_K8S_NAMESPACE"] == "metadata.namespace"

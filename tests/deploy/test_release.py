@@ -48,12 +48,16 @@ def release() -> Iterator[Path]:
         build.chmod(0o755)
         archive = subprocess.run(
             ["git", "archive", "HEAD", "rebar.config", "rebar.lock", "erlang_sidecar"],
-            cwd=REPO, capture_output=True, check=True, timeout=60,
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            timeout=60,
         ).stdout
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(build, filter="data")
-        done = subprocess.run(["rebar3", "release"], cwd=build, capture_output=True,
-                              text=True, timeout=600)
+        done = subprocess.run(
+            ["rebar3", "release"], cwd=build, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         home = build / "_build/default/rel" / RELEASE
         assert (home / "bin" / RELEASE).is_file()
@@ -86,10 +90,20 @@ class Sidecar:
         self.log = log_dir / "sidecar.log"
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
-                ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
-                 "/bin/sh", str(DEPLOY / "entrypoint-sidecar.sh"),
-                 str(release / "bin" / RELEASE), "foreground"],
-                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    "setpriv",
+                    f"--reuid={UID}",
+                    f"--regid={UID}",
+                    "--clear-groups",
+                    "/bin/sh",
+                    str(DEPLOY / "entrypoint-sidecar.sh"),
+                    str(release / "bin" / RELEASE),
+                    "foreground",
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -160,8 +174,7 @@ def own_sidecar(release: Path, tmp_path: Path) -> Iterator[Sidecar]:
 def test_the_release_starts_as_the_image_user_with_the_contracts_names_and_ports(
     sidecar: Sidecar, release: Path
 ) -> None:
-    names = subprocess.run(["epmd", "-names"], capture_output=True, text=True,
-                           timeout=10).stdout
+    names = subprocess.run(["epmd", "-names"], capture_output=True, text=True, timeout=10).stdout
     short = sidecar.name.split("@")[0]
     assert f"name {short} at port {sidecar.dist_port}" in names
     # vm.args was written under /tmp by uid 10001, the release left as built.
@@ -181,9 +194,14 @@ def test_not_ready_without_its_python_node(sidecar: Sidecar) -> None:
 def test_the_pre_stop_hook_drains_the_running_sidecar(sidecar: Sidecar) -> None:
     done = subprocess.run(
         ["/bin/sh", str(DEPLOY / "drain.sh")],
-        env={"PATH": f"{sidecar.erl_call_dir}:/usr/bin:/bin",
-             "HOUSEPARTY_COOKIE": sidecar.cookie, "HP_SIDECAR_NODE": sidecar.name},
-        capture_output=True, text=True, timeout=120,
+        env={
+            "PATH": f"{sidecar.erl_call_dir}:/usr/bin:/bin",
+            "HOUSEPARTY_COOKIE": sidecar.cookie,
+            "HP_SIDECAR_NODE": sidecar.name,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert f"{sidecar.name} drained: ok" in done.stdout

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from houseparty import Workers
-from houseparty._localcluster import LocalCluster
+from houseparty.cli._localcluster import LocalCluster
 from tests.houseparty.conftest import free_base_port
 
 CLI = [sys.executable, "-m", "houseparty.cli"]

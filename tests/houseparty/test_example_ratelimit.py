@@ -15,7 +15,7 @@ import pytest
 
 from examples.ratelimit import BucketStats
 from houseparty import AsyncWorkers, Worker, Workers, WorkerStartError
-from houseparty._localcluster import LocalCluster
+from houseparty.cli._localcluster import LocalCluster
 from py_nodes import Atom, Pid
 from tests.houseparty.conftest import Cluster, Iex, free_base_port
 from tests.houseparty.test_readme import README, layout_free

@@ -22,19 +22,26 @@ from tests.houseparty.conftest import free_base_port
 CLI = [sys.executable, "-m", "houseparty.cli"]
 
 
-def hp(*args: str, run_dir: Path, env: dict[str, str] | None = None,
-       timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def hp(
+    *args: str, run_dir: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args, "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def node_processes(suffix: str) -> list[str]:
     """Command lines of live processes that belong to the cluster with this name suffix."""
     ps = subprocess.run(["ps", "-eww", "-o", "pid,stat,args"], capture_output=True, text=True)
-    return [line for line in ps.stdout.splitlines()[1:]
-            if suffix in line and " Z" not in line and "houseparty.cli" not in line]  # fmt: skip
+    return [
+        line
+        for line in ps.stdout.splitlines()[1:]
+        if suffix in line and " Z" not in line and "houseparty.cli" not in line
+    ]
 
 
 def test_up_drive_pods_and_down(tmp_path: Path) -> None:
@@ -43,8 +50,19 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
     base = str(free_base_port())
     cookie = "c" + secrets.token_hex(6)
     try:
-        up = hp("up", "--pods", "2", "--detach", "--cookie", cookie, "--base-port", base,
-                "--name-suffix", suffix, run_dir=run_dir)  # fmt: skip
+        up = hp(
+            "up",
+            "--pods",
+            "2",
+            "--detach",
+            "--cookie",
+            cookie,
+            "--base-port",
+            base,
+            "--name-suffix",
+            suffix,
+            run_dir=run_dir,
+        )
         assert up.returncode == 0, up.stderr + up.stdout
         assert f"--remsh sidecar1{suffix}@127.0.0.1" in up.stdout
         again = hp("up", "--pods", "2", "--detach", "--base-port", base, run_dir=run_dir)
@@ -63,9 +81,13 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
         full = hp("walk", "kitchen", "play", run_dir=run_dir)
         assert full.returncode == 1 and "full" in full.stderr
         assert json.loads(hp("dump", "--json", run_dir=run_dir).stdout) == {
-            "den": [], "kitchen": ["bilal", "kid"]}  # fmt: skip
+            "den": [],
+            "kitchen": ["bilal", "kid"],
+        }
         assert json.loads(hp("who-is-in", "kitchen", "--json", run_dir=run_dir).stdout) == [
-            "bilal", "kid"]  # fmt: skip
+            "bilal",
+            "kid",
+        ]
         assert json.loads(hp("where-is", "kid", "--json", run_dir=run_dir).stdout) == "kitchen"
         log = json.loads(hp("log", "kid", "--json", run_dir=run_dir).stdout)
         assert [e["room"] for e in log] == ["kitchen"]
@@ -78,7 +100,9 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
         status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
         assert status["local_pods_down"] == [f"sidecar2{suffix}@127.0.0.1"]
         assert json.loads(hp("dump", "--json", run_dir=run_dir).stdout) == {
-            "den": [], "kitchen": ["bilal", "kid"]}  # fmt: skip
+            "den": [],
+            "kitchen": ["bilal", "kid"],
+        }
 
         assert hp("pod", "start", "2", run_dir=run_dir).returncode == 0
         assert hp("pod", "kill", "1", run_dir=run_dir).returncode == 0
@@ -98,10 +122,24 @@ def test_up_in_the_foreground_stops_on_ctrl_c(tmp_path: Path) -> None:
     suffix = "_fg" + secrets.token_hex(2)
     cookie = "secret" + secrets.token_hex(6)
     proc = subprocess.Popen(
-        [*CLI, "up", "--pods", "2", "--cookie", cookie, "--name-suffix", suffix,
-         "--base-port", str(free_base_port()), "--run-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            *CLI,
+            "up",
+            "--pods",
+            "2",
+            "--cookie",
+            cookie,
+            "--name-suffix",
+            suffix,
+            "--base-port",
+            str(free_base_port()),
+            "--run-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     try:
         seen = ""
@@ -167,13 +205,29 @@ def test_stale_run_folder_is_set_aside(tmp_path: Path) -> None:
     run_dir.mkdir()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = {"pods": 1, "cookie": "old", "base_port": 1, "started_at": 0.0,
-             "tag": "", "pod_states": {"1": {"index": 1, "sidecar_pid": dead.pid,
-                                             "python_pid": dead.pid}}}  # fmt: skip
+    stale = {
+        "pods": 1,
+        "cookie": "old",
+        "base_port": 1,
+        "started_at": 0.0,
+        "tag": "",
+        "pod_states": {"1": {"index": 1, "sidecar_pid": dead.pid, "python_pid": dead.pid}},
+    }
     (run_dir / "cluster.json").write_text(json.dumps(stale))
     suffix = "_st" + secrets.token_hex(2)
-    up = hp("up", "--pods", "1", "--detach", "--cookie", "st", "--name-suffix", suffix,
-            "--base-port", str(free_base_port()), run_dir=run_dir)  # fmt: skip
+    up = hp(
+        "up",
+        "--pods",
+        "1",
+        "--detach",
+        "--cookie",
+        "st",
+        "--name-suffix",
+        suffix,
+        "--base-port",
+        str(free_base_port()),
+        run_dir=run_dir,
+    )
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         assert "stale" in up.stdout + up.stderr
@@ -193,13 +247,24 @@ def test_missing_erlang(tmp_path: Path) -> None:
 
 def test_demo_on_a_fresh_cluster(tmp_path: Path) -> None:
     suffix = "_demo" + secrets.token_hex(2)
-    demo = hp("demo", "--name-suffix", suffix, "--base-port", str(free_base_port()),
-              run_dir=tmp_path / "run", timeout=300)  # fmt: skip
+    demo = hp(
+        "demo",
+        "--name-suffix",
+        suffix,
+        "--base-port",
+        str(free_base_port()),
+        run_dir=tmp_path / "run",
+        timeout=300,
+    )
     try:
         assert demo.returncode == 0, demo.stdout + demo.stderr
         out = demo.stdout
-        titles = ("1. The basic HouseParty API", "2. Rooms have a max",
-                  "3. A person keeps a log", "4. A graceful stop of pod 2")  # fmt: skip
+        titles = (
+            "1. The basic HouseParty API",
+            "2. Rooms have a max",
+            "3. A person keeps a log",
+            "4. A graceful stop of pod 2",
+        )
         for title in titles:
             assert title in out, out
         assert "%{den: [], kitchen: [:bilal], living_room: [:kid, :play, :sidney]}" in out
