@@ -31,7 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from houseparty._client import HouseParty, from_term
-from houseparty._errors import ApiError, ConnectError, HousePartyError
+from houseparty._errors import ApiError, BadArgument, ConnectError, HousePartyError
 from py_nodes import PyNodesError
 
 if TYPE_CHECKING:
@@ -335,8 +335,9 @@ def load_core_api(
             )
             namespace = _context_namespace(kubeconfig, context)
     except (config.ConfigException, OSError) as exc:
-        raise ConnectError(
-            f"cannot load the Kubernetes configuration from {source}: {exc}"
+        # Not the API's fault: the configuration the user (or the pod) gives is unusable.
+        raise BadArgument(
+            source, f"cannot load the Kubernetes configuration from {source}: {exc}"
         ) from None
     configuration.retries = API_RETRIES
     return client.CoreV1Api(client.ApiClient(configuration)), namespace, source

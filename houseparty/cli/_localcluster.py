@@ -448,17 +448,25 @@ class LocalCluster:
             raise NotRunning(f"pod {index} is not part of this cluster (pods 1..{state.pods})")
         return state, state.pod_states[index]
 
-    def stop_pod(self, index: int, timeout: float = 120.0) -> None:
-        """Drain pod ``index``: SIGTERM the Python node, then the sidecar, and wait for both."""
+    def _running_pod(self, index: int) -> tuple[_ClusterState, _PodState]:
         state, pod = self._pod(index)
+        if not self._pod_alive(pod):
+            raise NotRunning(f"pod {index} is not running")
+        return state, pod
+
+    def stop_pod(self, index: int, timeout: float = 120.0) -> None:
+        """Drain pod ``index``: SIGTERM the Python node, then the sidecar, and wait for both.
+        NotRunning when neither runs."""
+        state, pod = self._running_pod(index)
         _terminate(pod.python_pid, timeout)
         _terminate(pod.sidecar_pid, timeout)
         pod.python_pid = pod.sidecar_pid = None
         self._save(state)
 
     def kill_pod(self, index: int) -> None:
-        """SIGKILL both nodes of pod ``index``: its state is lost, its names restart elsewhere."""
-        state, pod = self._pod(index)
+        """SIGKILL both nodes of pod ``index``: its state is lost, its names restart elsewhere.
+        NotRunning when neither runs."""
+        state, pod = self._running_pod(index)
         # The sidecar first: were the Python node to die first, the sidecar could see its
         # workers go down one by one and drop their names instead of restarting them.
         for pid in (pod.sidecar_pid, pod.python_pid):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -17,7 +19,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from houseparty._client import HouseParty, from_term
-from houseparty._errors import HousePartyError, NotRunning
+from houseparty._errors import (
+    AlreadyRegistered,
+    AlreadyRunning,
+    BadArgument,
+    ConnectError,
+    DestinationFull,
+    HousePartyError,
+    NotRunning,
+    Unavailable,
+    UnknownKind,
+    UnknownName,
+    UnknownRoom,
+)
 from houseparty.cli._benchmarks import load_benchmarks
 from houseparty.cli._demo import run_demo
 from houseparty.cli._localcluster import (
@@ -27,11 +41,10 @@ from houseparty.cli._localcluster import (
     default_run_dir,
     resolve_cookie,
 )
+from py_nodes import PyNodesError
 from py_nodes._terms import Atom
 
 __all__ = ["main"]
-
-DEFAULT_NODE = "sidecar1@127.0.0.1"
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -40,9 +53,44 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
-def _fail(message: str) -> NoReturn:
+class Exit(IntEnum):
+    """The exit codes of every command, as ``houseparty --help`` lists them."""
+
+    OK = 0
+    OTHER = 1  # anything else
+    USAGE = 2  # bad input: an option, an argument, a name (click's own usage errors too)
+    REFUSED = 3  # the cluster said no: a full room, a name taken, a cluster already running
+    NOT_FOUND = 4  # no such room, worker, kind, pod or cluster; a person in no room
+    UNREACHABLE = 5  # the cluster, or the worker, could not be asked in time
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 other error, 2 usage (bad input), 3 refused (a full room, a taken "
+    "name), 4 not found (no such room, person, pod or cluster), 5 unreachable (the cluster "
+    "or a worker could not be asked in time)."
+)
+
+
+def _fail(message: str, code: Exit = Exit.OTHER) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {escape(message)}")
-    sys.exit(1)
+    sys.exit(code)
+
+
+def _exit_code(exc: HousePartyError) -> Exit:
+    match exc:
+        case BadArgument():
+            return Exit.USAGE
+        case DestinationFull() | AlreadyRegistered() | AlreadyRunning():
+            return Exit.REFUSED
+        case UnknownRoom() | UnknownName() | UnknownKind() | NotRunning():
+            return Exit.NOT_FOUND
+        case ConnectError() | Unavailable():
+            return Exit.UNREACHABLE
+    return Exit.OTHER
+
+
+def _fail_for(exc: HousePartyError) -> NoReturn:
+    _fail(str(exc), _exit_code(exc))
 
 
 def _run_dir_option(func: F) -> F:
@@ -62,7 +110,7 @@ def _name_suffix_option(func: F) -> F:
     )(func)
 
 
-@click.group()
+@click.group(epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="houseparty")
 def main() -> None:
     """Rooms and people as Python GenServers spread over an Erlang cluster."""
@@ -109,9 +157,9 @@ def up(
                 workers=workers,
             )
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     except TimeoutError as exc:
-        _fail(f"{exc}; logs are in {cluster.run_dir / 'logs'}")
+        _fail(f"{exc}; logs are in {cluster.run_dir / 'logs'}", Exit.UNREACHABLE)
     console.print(f"[green]{state.pods} pods up[/] (run folder {cluster.run_dir})")
     for spec, _pod in cluster.pods():
         console.print(f"  pod {spec.index}: {spec.sidecar_node} + {spec.python_node}")
@@ -146,7 +194,7 @@ def down(run_dir: Path | None) -> None:
         with console.status("stopping pods gracefully..."):
             cluster.down()
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     console.print("cluster stopped")
 
 
@@ -165,7 +213,7 @@ def pod_stop(index: int, run_dir: Path | None) -> None:
         with console.status(f"draining pod {index}..."):
             cluster.stop_pod(index)
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     console.print(f"pod {index} stopped")
 
 
@@ -178,7 +226,7 @@ def pod_kill(index: int, run_dir: Path | None) -> None:
     try:
         cluster.kill_pod(index)
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     console.print(f"pod {index} killed")
 
 
@@ -192,7 +240,7 @@ def pod_start(index: int, run_dir: Path | None) -> None:
         with console.status(f"starting pod {index}..."):
             cluster.start_pod(index)
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     console.print(f"pod {index} started")
 
 
@@ -213,14 +261,24 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 
 def _target(node: str | None, cookie: str | None, run_dir: Path | None) -> tuple[str, str]:
-    """``--node``/``--cookie``, else the local cluster of the run folder, else defaults."""
+    """``--node``/``--cookie``, else the local cluster of the run folder. Without
+    ``--node``, a run folder with no cluster is an error: guessing a node name could
+    reach another cluster on the same host."""
     local = LocalCluster(run_dir)
     state = None
     if node is None or cookie is None:
-        with contextlib.suppress(NotRunning):
+        try:
             state = local.state()
+        except NotRunning as exc:
+            if node is None:
+                _fail(
+                    f"{exc}: start one with `houseparty up`, or name any sidecar of a "
+                    "cluster with --node",
+                    Exit.NOT_FOUND,
+                )
     if node is None:
-        node = PodSpec(1, state.base_port, state.tag).sidecar_node if state else DEFAULT_NODE
+        assert state is not None
+        node = PodSpec(1, state.base_port, state.tag).sidecar_node
     if cookie is None:
         cookie = state.cookie if state else resolve_cookie(None)
     return node, cookie
@@ -237,7 +295,7 @@ def _client(node: str | None, cookie: str | None, run_dir: Path | None) -> House
     try:
         return HouseParty(target, cookie=secret)
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
 
 
 def _api(
@@ -247,7 +305,25 @@ def _api(
         try:
             return call(hp)
         except HousePartyError as exc:
-            _fail(str(exc))
+            _fail_for(exc)
+        except PyNodesError as exc:
+            _fail(f"the request could not be sent: {exc}")
+
+
+# An Erlang atom holds at most 255 characters, and names are atoms at the API's edge.
+MAX_NAME = 255
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Names as the cluster takes them: not empty, at most MAX_NAME characters."""
+    for name in [value] if isinstance(value, str) else value:
+        if not name:
+            raise click.BadParameter("a name cannot be empty")
+        if len(name) > MAX_NAME:
+            raise click.BadParameter(
+                f"a name has at most {MAX_NAME} characters; this one has {len(name)}"
+            )
+    return value
 
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -342,33 +418,54 @@ def _mib(value: int) -> str:
 @main.command()
 @_connect_options
 @_json_option
-def dump(node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
-    """Every room with the people in it."""
+@click.option(
+    "--plain", is_flag=True, help="One line per room: the room, then its people, tab-separated."
+)
+@click.option("--match", "pattern", default=None, help="Only rooms whose name matches this glob.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rooms.")
+def dump(
+    node: str | None,
+    cookie: str | None,
+    run_dir: Path | None,
+    as_json: bool,
+    plain: bool,
+    pattern: str | None,
+    limit: int | None,
+) -> None:
+    """Every room with the people in it, sorted by room (a table; --plain for many rooms)."""
     rooms = _api(lambda hp: hp.dump(), node, cookie, run_dir)
+    names = sorted(r for r in rooms if pattern is None or fnmatch.fnmatchcase(r, pattern))
+    shown = names if limit is None else names[:limit]
     if as_json:
-        _print_json(rooms)
-        return
-    rows = [[room, len(people), ", ".join(people)] for room, people in sorted(rooms.items())]
-    console.print(_table("rooms", ["room", "people", "who"], rows))
+        _print_json({room: rooms[room] for room in shown})
+    elif plain:
+        click.echo("".join("\t".join([room, *rooms[room]]) + "\n" for room in shown), nl=False)
+    else:
+        rows = [[room, len(rooms[room]), ", ".join(rooms[room])] for room in shown]
+        console.print(_table("rooms", ["room", "people", "who"], rows))
+    if len(shown) < len(names):
+        err_console.print(f"{len(names) - len(shown)} more rooms not shown (--limit {limit})")
 
 
 @main.command("who-is-in")
-@click.argument("room")
+@click.argument("room", callback=_names)
 @_connect_options
 @_json_option
 def who_is_in(
     room: str, node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool
 ) -> None:
-    """The people in ROOM."""
+    """The people in ROOM, one per line."""
     people = _api(lambda hp: hp.who_is_in(room), node, cookie, run_dir)
     if as_json:
         _print_json(people)
+    elif people:
+        click.echo("".join(f"{person}\n" for person in people), nl=False)
     else:
-        console.print(", ".join(people) if people else f"nobody is in {room}")
+        err_console.print(f"nobody is in {escape(room)}")
 
 
 @main.command("where-is")
-@click.argument("person")
+@click.argument("person", callback=_names)
 @_connect_options
 @_json_option
 def where_is(
@@ -378,12 +475,15 @@ def where_is(
     room = _api(lambda hp: hp.where_is(person), node, cookie, run_dir)
     if as_json:
         _print_json(room)
-    else:
-        console.print(room if room is not None else f"{person} is nowhere")
+    elif room is not None:
+        click.echo(room)
+    if room is None:
+        # Nobody of that name, or somebody every room refused: no room to name either way.
+        _fail(f"{person} is in no room", Exit.NOT_FOUND)
 
 
 @main.command("log")
-@click.argument("person")
+@click.argument("person", callback=_names)
 @_connect_options
 @_json_option
 def room_log(
@@ -393,16 +493,20 @@ def room_log(
     log = _api(lambda hp: hp.get_person_room_log(person), node, cookie, run_dir)
     if as_json:
         _print_json([{"at": dt.isoformat(), "room": room} for dt, room in log])
-        return
-    console.print(
-        _table(
-            f"{person}'s rooms", ["at (UTC)", "room"], [[dt.isoformat(), room] for dt, room in log]
+    elif log:
+        console.print(
+            _table(
+                f"{escape(person)}'s rooms",
+                ["at (UTC)", "room"],
+                [[dt.isoformat(), escape(room)] for dt, room in log],
+            )
         )
-    )
+    if not log:
+        _fail(f"{person} has walked into no room", Exit.NOT_FOUND)
 
 
 @main.command("add-rooms")
-@click.argument("rooms", nargs=-1, required=True)
+@click.argument("rooms", nargs=-1, required=True, callback=_names)
 @click.option("--max", "max_people", type=int, default=None, help="Max people per new room.")
 @_connect_options
 def add_rooms(
@@ -418,15 +522,36 @@ def add_rooms(
 
 
 @main.command("walk")
-@click.argument("room")
-@click.argument("people", nargs=-1, required=True)
+@click.argument("room", callback=_names)
+@click.argument("people", nargs=-1, required=True, callback=_names)
 @_connect_options
 def walk(
     room: str, people: tuple[str, ...], node: str | None, cookie: str | None, run_dir: Path | None
 ) -> None:
     """Walk PEOPLE into ROOM, in order, stopping at the first refusal."""
-    _api(lambda hp: hp.walk_into(room, list(people)), node, cookie, run_dir)
+
+    def walk_each(hp: HouseParty) -> None:
+        # One at a time, as walk_into walks a list, so that a refusal can say who got in.
+        walked: list[str] = []
+        for person in people:
+            try:
+                hp.walk_into(room, person)
+            except DestinationFull:
+                _fail(_refusal(room, person, walked), Exit.REFUSED)
+            walked.append(person)
+
+    _api(walk_each, node, cookie, run_dir)
     console.print("ok")
+
+
+def _refusal(room: str, refused: str, walked: Iterable[str]) -> str:
+    walked = list(walked)
+    before = f"; {_and(walked)} walked in before" if walked else ""
+    return f"{room} is full: {refused} was refused{before}"
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 @main.command("pod-node")
@@ -468,7 +593,7 @@ def demo(
             console.print(f"[green]{pods} pods up[/] (run folder {cluster.run_dir})")
         run_demo(cluster, console, (lambda: click.pause()) if pause else (lambda: None))
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     finally:
         if fresh and cluster.is_running():
             with console.status("stopping the demo cluster gracefully..."):
@@ -550,7 +675,7 @@ def k8s_status(
                 sidecar_template=sidecar_name_template,
             )
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     if as_json:
         _print_json(report.to_json())
         return
@@ -660,7 +785,7 @@ def bench(
         _fail("interrupted; the benchmark clusters are stopped")
     except HousePartyError as exc:
         reporter.done()
-        _fail(str(exc))
+        _fail_for(exc)
     if out is not None:
         report_mod.write_json(out, results)
         console.print(f"figures written to {out}")

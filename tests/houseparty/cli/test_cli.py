@@ -66,7 +66,7 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stderr + up.stdout
         assert f"--remsh sidecar1{suffix}@127.0.0.1" in up.stdout
         again = hp("up", "--pods", "2", "--detach", "--base-port", base, run_dir=run_dir)
-        assert again.returncode == 1
+        assert again.returncode == 3  # refused
         assert "already running" in again.stderr
         assert "Traceback" not in again.stderr
 
@@ -79,11 +79,26 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
         assert hp("add-rooms", "den", "kitchen", "--max", "2", run_dir=run_dir).returncode == 0
         assert hp("walk", "kitchen", "kid", "bilal", run_dir=run_dir).returncode == 0
         full = hp("walk", "kitchen", "play", run_dir=run_dir)
-        assert full.returncode == 1 and "full" in full.stderr
+        assert full.returncode == 3 and "kitchen is full: play was refused" in full.stderr
+        assert hp("add-rooms", "bathroom", "--max", "2", run_dir=run_dir).returncode == 0
+        full = hp("walk", "bathroom", "play", "sidney", "bilal", "dee", run_dir=run_dir)
+        assert full.returncode == 3
+        refusal = "bathroom is full: bilal was refused; play and sidney walked in before"
+        assert refusal in " ".join(full.stderr.split())
+        assert hp("where-is", "bilal", run_dir=run_dir).stdout.strip() == "kitchen"
+        assert hp("where-is", "dee", run_dir=run_dir).returncode == 4  # never walked
         assert json.loads(hp("dump", "--json", run_dir=run_dir).stdout) == {
+            "bathroom": ["play", "sidney"],
             "den": [],
             "kitchen": ["bilal", "kid"],
         }
+        plain = hp("dump", "--plain", "--match", "*room", "--limit", "1", run_dir=run_dir)
+        assert plain.stdout == "bathroom\tplay\tsidney\n"
+        assert "0 more rooms" not in plain.stderr
+        assert hp("who-is-in", "kitchen", run_dir=run_dir).stdout == "bilal\nkid\n"
+        empty = hp("who-is-in", "den", run_dir=run_dir)
+        assert (empty.returncode, empty.stdout) == (0, "")
+        assert "nobody is in den" in empty.stderr
         assert json.loads(hp("who-is-in", "kitchen", "--json", run_dir=run_dir).stdout) == [
             "bilal",
             "kid",
@@ -92,14 +107,24 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
         log = json.loads(hp("log", "kid", "--json", run_dir=run_dir).stdout)
         assert [e["room"] for e in log] == ["kitchen"]
         unknown = hp("who-is-in", "garage", run_dir=run_dir)
-        assert unknown.returncode == 1 and "unknown room: garage" in unknown.stderr
+        assert unknown.returncode == 4 and "unknown room: garage" in unknown.stderr
+        nobody = hp("log", "nobody", run_dir=run_dir)
+        assert nobody.returncode == 4 and "nobody has walked into no room" in nobody.stderr
+        long_name = hp("where-is", "x" * 300, run_dir=run_dir)
+        assert long_name.returncode == 2 and "at most 255 characters" in long_name.stderr
+        assert "Traceback" not in long_name.stderr
 
         assert hp("pod", "stop", "2", run_dir=run_dir).returncode == 0
         assert not [p for p in node_processes(suffix) if f"2{suffix}@" in p]
+        again = hp("pod", "stop", "2", run_dir=run_dir)
+        assert again.returncode == 4 and "pod 2 is not running" in again.stderr
+        again = hp("pod", "kill", "2", run_dir=run_dir)
+        assert again.returncode == 4 and "pod 2 is not running" in again.stderr
         assert len(node_processes(suffix)) == 2
         status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
         assert status["local_pods_down"] == [f"sidecar2{suffix}@127.0.0.1"]
         assert json.loads(hp("dump", "--json", run_dir=run_dir).stdout) == {
+            "bathroom": ["play", "sidney"],
             "den": [],
             "kitchen": ["bilal", "kid"],
         }
@@ -166,17 +191,22 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     run_dir = str(tmp_path / "nothing")
 
     result = runner.invoke(main, ["down", "--run-dir", run_dir])
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     assert "no local cluster is running" in result.output
 
     result = runner.invoke(main, ["pod", "stop", "1", "--run-dir", run_dir])
-    assert result.exit_code == 1 and "no local cluster is running" in result.output
+    assert result.exit_code == 4 and "no local cluster is running" in result.output
+
+    # A run folder without a cluster is no license to guess a node of another cluster.
+    result = runner.invoke(main, ["status", "--run-dir", run_dir])
+    assert result.exit_code == 4
+    assert "no local cluster is running" in result.output and "--node" in result.output
 
     # Nothing listens there: the cluster is not running, or the cookie is wrong.
     result = runner.invoke(
         main, ["dump", "--node", "sidecar9_nobody@127.0.0.1", "--cookie", "x", "--run-dir", run_dir]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 5
     assert "cannot reach sidecar9_nobody@127.0.0.1" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
