@@ -553,3 +553,20 @@ def test_the_renderer_refuses_what_it_does_not_implement() -> None:
         json_patch(doc, [{"op": "move", "from": "/spec", "path": "/other"}])
     with pytest.raises(KeyError):
         json_patch(doc, [{"op": "replace", "path": "/spec/replicas", "value": 2}])
+
+
+def test_the_kind_cluster_of_the_quickstart_has_a_worker_per_pod_of_the_base() -> None:
+    import yaml
+
+    cluster = yaml.safe_load((DEPLOY / "kind-cluster.yaml").read_text())
+    assert cluster["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    workers = [n for n in cluster["nodes"] if n["role"] == "worker"]
+    assert len(workers) == the(RENDERS["base"], "Deployment")["spec"]["replicas"]
+    quickstart = (DEPLOY / "README.md").read_text().split("## Try it on kind", 1)[1]
+    assert "--config deploy/kind-cluster.yaml" in quickstart
+    for step in ("docker build", "kind load docker-image", "kubectl apply -k deploy/k8s"):
+        assert step in quickstart, step
+    assert "houseparty k8s status" in quickstart
+    # The image the quickstart loads is the one the base runs.
+    [image] = {c["image"] for c in containers(the(RENDERS["base"], "Deployment"))}
+    assert f"kind load docker-image {image}" in quickstart
