@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import inspect
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 
 import houseparty
+from houseparty.cli._localcluster import sidecar_ebin
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,3 +69,25 @@ def test_the_version_is_the_packages() -> None:
     assert f'{{vsn, "{houseparty.__version__}"}}' in app_src
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert f"## [{houseparty.__version__}]" in changelog
+
+
+@pytest.mark.skipif(shutil.which("erl") is None, reason="needs Erlang")
+def test_the_sidecar_houseparty_up_runs_has_docs_for_erl_and_iex() -> None:
+    # The checkout's build (scripts/setup.sh) or the installed package's shipped sidecar.
+    ebin = sidecar_ebin()
+    probe = (
+        '{ok, {docs_v1, _, erlang, _, #{<<"en">> := _}, _, Fs}} ='
+        " code:get_doc('Elixir.HouseParty'),"
+        " Names = lists:sort([{F, A} || {{function, F, A}, _, _, D, _} <- Fs, is_map(D)]),"
+        ' io:format("~p~n", [Names]), halt().'
+    )
+    done = subprocess.run(
+        ["erl", "-noshell", "-pa", str(ebin), "-eval", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("walk_into,2", "add_rooms,2", "rooms,0", "get_person_room_log,1"):
+        assert "{" + name + "}" in done.stdout.replace(" ", ""), done.stdout
