@@ -29,6 +29,9 @@ from houseparty._errors import (
 from houseparty._workers_client import AsyncWorkers, Workers
 from houseparty.workers import Ignore, Restart, Resume, Worker
 
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.1.0"
+
 __all__ = [
     "AlreadyRegistered",
     "AlreadyRunning",
@@ -54,4 +57,5 @@ __all__ = [
     "Worker",
     "WorkerStartError",
     "Workers",
+    "__version__",
 ]

@@ -116,6 +116,12 @@ class AsyncHouseParty(AsyncClient):
         return result
 
     async def add_rooms(self, rooms: str | Iterable[str], *, max: int | None = None) -> None:
+        """Create the rooms that do not exist yet; rooms that exist are left as they are,
+        so calling it twice is harmless.
+
+        ``rooms`` is one name or an iterable of names. ``max`` is how many people each
+        new room holds at most (10 when not given). Raises :class:`BadArgument` for an
+        empty or non-``str`` name or a ``max`` below 1, and nothing is created then."""
         names = _names(rooms, "a room")
         if max is not None:
             await self._api("add_rooms", names, {Atom("max"): _max(max)})
@@ -123,24 +129,40 @@ class AsyncHouseParty(AsyncClient):
             await self._api("add_rooms", names)
 
     async def set_room_max(self, room: str, max: int) -> None:
+        """Set how many people ``room`` holds at most.
+
+        Raises :class:`UnknownRoom`, or :class:`BadArgument` for a ``max`` below 1 or
+        below the number of people already in the room."""
         await self._api("set_room_max", _name(room, "a room"), _max(max))
 
     async def walk_into(self, room: str, people: str | Iterable[str]) -> None:
+        """Walk each person, in order, into ``room`` and out of the room they stood in.
+
+        ``people`` is one name or an iterable of names; a person is created on first use.
+        The walk stops at the first refusal: :class:`DestinationFull` when the room is
+        full (that person is not moved and nothing is logged), :class:`UnknownRoom`.
+        Walking into the room one stands in changes nothing."""
         await self._api("walk_into", _name(room, "a room"), _names(people, "a person"))
 
     async def dump(self) -> dict[str, list[str]]:
+        """Every room with the people in it: ``{"den": [], "kitchen": ["bilal"]}``."""
         result: dict[str, list[str]] = from_term(await self._api("dump"))
         return result
 
     async def who_is_in(self, room: str) -> list[str]:
+        """The people in ``room``, sorted. Raises :class:`UnknownRoom`."""
         result: list[str] = from_term(await self._api("who_is_in", _name(room, "a room")))
         return result
 
     async def where_is(self, person: str) -> str | None:
+        """The room ``person`` stands in; None for a person who stands nowhere or was
+        never seen."""
         result: str | None = from_term(await self._api("where_is", _name(person, "a person")))
         return result
 
     async def get_person_room_log(self, person: str) -> list[tuple[datetime, str]]:
+        """The rooms ``person`` walked into, newest first, each with the time of the walk
+        as an aware :class:`~datetime.datetime` in UTC. Empty for an unknown person."""
         log = await self._api("get_person_room_log", _name(person, "a person"))
         return [(from_term(dt), from_term(room)) for dt, room in log]
 
@@ -162,22 +184,29 @@ class HouseParty(SyncClient):
         super().__init__(self._client)
 
     def add_rooms(self, rooms: str | Iterable[str], *, max: int | None = None) -> None:
+        """Like :meth:`AsyncHouseParty.add_rooms`, blocking until it is done."""
         self._run(self._client.add_rooms(rooms, max=max))
 
     def set_room_max(self, room: str, max: int) -> None:
+        """Like :meth:`AsyncHouseParty.set_room_max`, blocking until it is done."""
         self._run(self._client.set_room_max(room, max))
 
     def walk_into(self, room: str, people: str | Iterable[str]) -> None:
+        """Like :meth:`AsyncHouseParty.walk_into`, blocking until it is done."""
         self._run(self._client.walk_into(room, people))
 
     def dump(self) -> dict[str, list[str]]:
+        """Like :meth:`AsyncHouseParty.dump`, blocking until it is done."""
         return self._run(self._client.dump())
 
     def who_is_in(self, room: str) -> list[str]:
+        """Like :meth:`AsyncHouseParty.who_is_in`, blocking until it is done."""
         return self._run(self._client.who_is_in(room))
 
     def where_is(self, person: str) -> str | None:
+        """Like :meth:`AsyncHouseParty.where_is`, blocking until it is done."""
         return self._run(self._client.where_is(person))
 
     def get_person_room_log(self, person: str) -> list[tuple[datetime, str]]:
+        """Like :meth:`AsyncHouseParty.get_person_room_log`, blocking until it is done."""
         return self._run(self._client.get_person_room_log(person))

@@ -71,13 +71,27 @@ def resolve_cookie(explicit: str | None) -> str:
     return path.read_text().strip()
 
 
+# Where a wheel ships the compiled sidecar (setup.py builds it there).
+_SHIPPED_EBIN = Path(__file__).resolve().parents[1] / "_sidecar" / "ebin"
+_CHECKOUT_EBIN = (
+    Path(__file__).resolve().parents[2]
+    / "_build"
+    / "default"
+    / "lib"
+    / "houseparty_sidecar"
+    / "ebin"
+)
+
+
 def sidecar_ebin() -> Path:
-    """The compiled sidecar: ``HP_SIDECAR_EBIN``, else the checkout's rebar3 build."""
+    """The compiled sidecar: ``HP_SIDECAR_EBIN``, else the one shipped in the installed
+    package, else the checkout's rebar3 build."""
     env = os.environ.get("HP_SIDECAR_EBIN")
     if env:
         return Path(env)
-    root = Path(__file__).resolve().parents[2]
-    return root / "_build" / "default" / "lib" / "houseparty_sidecar" / "ebin"
+    if _SHIPPED_EBIN.is_dir():
+        return _SHIPPED_EBIN
+    return _CHECKOUT_EBIN
 
 
 def elixir_ebins() -> list[Path]:
@@ -246,10 +260,13 @@ class LocalCluster:
                 f"{' and '.join(missing)} not found on PATH: install Erlang/OTP "
                 "(scripts/setup.sh does it: apt-get install erlang-nox erlang-dev)"
             )
-        if not (sidecar_ebin() / "houseparty_sidecar.app").exists():
+        ebin = sidecar_ebin()
+        if not (ebin / "houseparty_sidecar.app").exists():
             raise ErlangMissing(
-                f"the sidecar is not compiled ({sidecar_ebin()} has no houseparty_sidecar.app): "
-                "run scripts/setup.sh or `rebar3 compile`"
+                f"no compiled sidecar: {ebin} has no houseparty_sidecar.app. This "
+                "installation was built without Erlang/OTP; install Erlang/OTP 25 or newer "
+                "and reinstall houseparty, set HP_SIDECAR_EBIN to a compiled sidecar's ebin, "
+                "or, in a checkout, run scripts/setup.sh"
             )
 
     def up(

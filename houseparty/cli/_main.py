@@ -110,7 +110,15 @@ def _name_suffix_option(func: F) -> F:
     )(func)
 
 
-@click.group(epilog=EXIT_CODES_HELP)
+# Click completes commands, options and paths for bash, zsh and fish.
+_COMPLETION = """\b
+Shell completion, in ~/.bashrc (zsh: zsh_source, in ~/.zshrc):
+  eval "$(_HOUSEPARTY_COMPLETE=bash_source houseparty)"
+fish, in ~/.config/fish/completions/houseparty.fish:
+  _HOUSEPARTY_COMPLETE=fish_source houseparty | source"""
+
+
+@click.group(epilog=f"{EXIT_CODES_HELP}\n\n{_COMPLETION}")
 @click.version_option(package_name="houseparty")
 def main() -> None:
     """Rooms and people as Python GenServers spread over an Erlang cluster."""
@@ -518,6 +526,18 @@ def add_rooms(
 ) -> None:
     """Add ROOMS (existing rooms are left as they are)."""
     _api(lambda hp: hp.add_rooms(list(rooms), max=max_people), node, cookie, run_dir)
+    console.print("ok")
+
+
+@main.command("set-max")
+@click.argument("room")
+@click.argument("max_people", metavar="MAX", type=int)
+@_connect_options
+def set_max(
+    room: str, max_people: int, node: str | None, cookie: str | None, run_dir: Path | None
+) -> None:
+    """Set how many people ROOM holds at most (a room holding more refuses)."""
+    _api(lambda hp: hp.set_room_max(room, max_people), node, cookie, run_dir)
     console.print("ok")
 
 

@@ -145,16 +145,18 @@ class Sidecar:
 def started(release: Path, tmp: Path) -> Iterator[Sidecar]:
     from tests.deploy.test_entrypoints import erl_call_dir
 
-    before = set(Path("/tmp").glob("houseparty_sidecar.*"))
     node = Sidecar(release, erl_call_dir(tmp), tmp)
+    made: Path | None = None
     try:
         node.wait_healthy()
+        # Only this node's own run folder goes afterwards: another sidecar started on the
+        # machine meanwhile has one of the same pattern.
+        made = node.run_dir()
         yield node
     finally:
         node.stop()
-        for made in set(Path("/tmp").glob("houseparty_sidecar.*")) - before:
-            if made.stat().st_uid == UID:
-                shutil.rmtree(made, ignore_errors=True)
+        if made is not None and made.stat().st_uid == UID:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +212,15 @@ def test_the_pre_stop_hook_drains_the_running_sidecar(sidecar: Sidecar) -> None:
 def test_sigterm_stops_the_sidecar_cleanly(own_sidecar: Sidecar) -> None:
     os.kill(own_sidecar.proc.pid, signal.SIGTERM)
     assert own_sidecar.proc.wait(timeout=30) == 0, own_sidecar.output()
+
+
+def test_the_images_healthcheck_passes_on_a_healthy_sidecar_and_fails_without_one(
+    sidecar: Sidecar,
+) -> None:
+    from tests.deploy.test_dockerfile import healthcheck
+
+    _options, command = healthcheck()
+    env = {"PATH": os.environ["PATH"], "HP_HEALTH_PORT": str(sidecar.health_port)}
+    assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode == 0
+    env["HP_HEALTH_PORT"] = str(free_port())  # nothing listens there
+    assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode != 0
