@@ -7,6 +7,8 @@ written with :class:`houseparty.workers.Worker`. The errors they raise are drawn
 :mod:`houseparty._errors`.
 """
 
+import logging
+
 from houseparty._client import AsyncHouseParty, HouseParty
 from houseparty._errors import (
     AlreadyRegistered,
@@ -15,11 +17,14 @@ from houseparty._errors import (
     BadArgument,
     ClusterError,
     ConnectError,
+    CookieRefused,
     DestinationFull,
     ErlangMissing,
     HousePartyError,
+    NotConnected,
     NotRunning,
     PortInUse,
+    Timeout,
     Unavailable,
     UnknownKind,
     UnknownName,
@@ -41,15 +46,18 @@ __all__ = [
     "BadArgument",
     "ClusterError",
     "ConnectError",
+    "CookieRefused",
     "DestinationFull",
     "ErlangMissing",
     "HouseParty",
     "HousePartyError",
     "Ignore",
+    "NotConnected",
     "NotRunning",
     "PortInUse",
     "Restart",
     "Resume",
+    "Timeout",
     "Unavailable",
     "UnknownKind",
     "UnknownName",
@@ -59,3 +67,7 @@ __all__ = [
     "Workers",
     "__version__",
 ]
+
+# A library logs and leaves the printing to the application (the CLI and the pod
+# configure logging); without this, Python's last-resort handler would print warnings.
+logging.getLogger("houseparty").addHandler(logging.NullHandler())

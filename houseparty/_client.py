@@ -6,7 +6,10 @@ names are ``str``, ``dump()`` is a ``dict`` of sorted lists, log times are ``dat
 in UTC, and ``where_is`` gives ``None`` for nowhere. Refusals raise (see
 :mod:`houseparty._errors`): :class:`DestinationFull`, :class:`UnknownRoom`,
 :class:`BadArgument`, and :class:`Unavailable` when a worker did not answer in time;
-an unreachable cluster raises :class:`ConnectError`.
+an unreachable cluster raises :class:`ConnectError` (:class:`CookieRefused` for a wrong
+cookie), a cluster that does not answer in time :class:`Timeout`, a client not connected
+:class:`NotConnected`. A client takes one sidecar or a list of seeds, and carries on
+through the next seed when its sidecar goes away.
 
 ::
 
@@ -21,7 +24,7 @@ an unreachable cluster raises :class:`ConnectError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +32,7 @@ from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient
 from houseparty._errors import ApiError, BadArgument, DestinationFull, Unavailable, UnknownRoom
 from py_nodes._terms import Atom
 
-__all__ = ["AsyncHouseParty", "HouseParty", "from_term"]
+__all__ = ["MAX_NAME", "AsyncHouseParty", "HouseParty", "from_term"]
 
 _ERROR = Atom("error")
 _NIL = Atom("nil")
@@ -56,10 +59,28 @@ def from_term(term: Any) -> Any:
     return term
 
 
+# Rooms and people are atoms at the API's edge, and an atom holds at most 255 characters.
+MAX_NAME = 255
+
+
 def _name(value: Any, what: str) -> Atom:
     if not isinstance(value, str) or not value:
         raise BadArgument(value, f"{what} must be a non-empty str, not {value!r}")
+    if len(value) > MAX_NAME:
+        raise BadArgument(
+            value, f"{what} has at most {MAX_NAME} characters, not {len(value)}: {value[:20]!r}..."
+        )
+    if _unencodable(value):
+        raise BadArgument(value, f"{what} must be text UTF-8 can carry, not {value!r}")
     return Atom(value)
+
+
+def _unencodable(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for the wire
+        return True
+    return False
 
 
 def _names(values: str | Iterable[str], what: str) -> list[Atom]:
@@ -105,12 +126,15 @@ def _raise_for(reason: Any) -> None:
 
 
 class AsyncHouseParty(AsyncClient):
-    """The asyncio client. ``node`` is any sidecar of the cluster; ``client_host`` names
-    and binds this client's node on that address, for a client whose address differs
-    from the sidecar's host."""
+    """The asyncio client. ``node`` is a sidecar of the cluster, or a list of them to use
+    in turn (seeds); ``client_host`` names and binds this client's node on that address,
+    for a client whose address differs from the sidecars' host."""
 
     async def _api(self, function: str, *args: Any) -> Any:
-        result = await self.rpc("houseparty", function, list(args))
+        # Each call of the API gives the same result when it runs twice (adding rooms and
+        # setting a max are idempotent, a walk into the room one stands in changes
+        # nothing, the rest only read), so a sidecar lost under it is no reason to fail.
+        result = await self.rpc("houseparty", function, list(args), retry_elsewhere=True)
         if type(result) is tuple and len(result) == 2 and result[0] is _ERROR:
             _raise_for(result[1])
         return result
@@ -174,7 +198,7 @@ class HouseParty(SyncClient):
 
     def __init__(
         self,
-        node: str,
+        node: str | Sequence[str],
         cookie: str,
         *,
         timeout: float = CALL_TIMEOUT_S,

@@ -355,6 +355,16 @@ class Node:
             if caller.ref is not None:
                 self.table.end_call_alias(caller.ref)
 
+    async def listed_by_epmd(self, node_name: str) -> bool:
+        """Whether the epmd of ``node_name``'s host lists that node: it is up, even when it
+        refuses us (a wrong cookie); False when epmd does not know it or cannot be asked."""
+        alive, _, host = node_name.partition("@")
+        try:
+            address = await _epmd.port_please(alive, host=host, epmd_port=self.epmd_port)
+        except (OSError, TimeoutError, PyNodesError):
+            return False
+        return address is not None
+
     async def ping(self, node_name: str, timeout: float = 5.0) -> bool:
         """``net_adm:ping``: True when ``node_name`` answers (``pong``)."""
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import os
+import re
 import signal
 import sys
 import time
@@ -18,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from houseparty._client import HouseParty, from_term
+from houseparty._client import MAX_NAME, HouseParty, from_term
 from houseparty._errors import (
     AlreadyRegistered,
     AlreadyRunning,
@@ -175,6 +177,7 @@ def up(
     console.print(
         f"attach iex with:  iex --name me@127.0.0.1 --cookie {state.cookie} --remsh {first}"
     )
+    console.print("  (leave it with Ctrl-C twice; q() there would stop that sidecar)")
     if detach:
         return
     console.print("Ctrl-C stops the cluster gracefully.")
@@ -268,46 +271,58 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 # -- driving and inspecting any cluster ------------------------------------------------------
 
 
-def _target(node: str | None, cookie: str | None, run_dir: Path | None) -> tuple[str, str]:
-    """``--node``/``--cookie``, else the local cluster of the run folder. Without
-    ``--node``, a run folder with no cluster is an error: guessing a node name could
-    reach another cluster on the same host."""
-    local = LocalCluster(run_dir)
+def _target(
+    nodes: tuple[str, ...], cookie: str | None, run_dir: Path | None
+) -> tuple[list[str], str]:
+    """The sidecars to try, in order, and the cookie: ``--node`` (repeatable), else
+    ``HOUSEPARTY_NODES``, else every pod of the run folder's local cluster. Without any of
+    them, a run folder with no cluster is an error: guessing a node name could reach
+    another cluster on the same host."""
+    seeds = list(nodes) or _env_nodes()
     state = None
-    if node is None or cookie is None:
+    if not seeds or cookie is None:
         try:
-            state = local.state()
+            state = LocalCluster(run_dir).state()
         except NotRunning as exc:
-            if node is None:
+            if not seeds:
                 _fail(
-                    f"{exc}: start one with `houseparty up`, or name any sidecar of a "
-                    "cluster with --node",
+                    f"{exc}: start one with `houseparty up`, or name sidecars of a cluster "
+                    "with --node or HOUSEPARTY_NODES",
                     Exit.NOT_FOUND,
                 )
-    if node is None:
+    if not seeds:
         assert state is not None
-        node = PodSpec(1, state.base_port, state.tag).sidecar_node
+        seeds = [PodSpec(i, state.base_port, state.tag).sidecar_node for i in state.pod_states]
     if cookie is None:
         cookie = state.cookie if state else resolve_cookie(None)
-    return node, cookie
+    return seeds, cookie
+
+
+def _env_nodes() -> list[str]:
+    return [n for n in re.split(r"[,\s]+", os.environ.get("HOUSEPARTY_NODES", "")) if n]
 
 
 def _connect_options(func: F) -> F:
-    func = click.option("--node", default=None, help="Any sidecar of the cluster.")(func)
+    func = click.option(
+        "--node",
+        multiple=True,
+        help="A sidecar of the cluster (repeatable: the first that answers serves; "
+        "default HOUSEPARTY_NODES, else every pod of the run folder).",
+    )(func)
     func = click.option("--cookie", default=None, help="The cluster's cookie.")(func)
     return _run_dir_option(func)
 
 
-def _client(node: str | None, cookie: str | None, run_dir: Path | None) -> HouseParty:
-    target, secret = _target(node, cookie, run_dir)
+def _client(node: tuple[str, ...], cookie: str | None, run_dir: Path | None) -> HouseParty:
+    seeds, secret = _target(node, cookie, run_dir)
     try:
-        return HouseParty(target, cookie=secret)
+        return HouseParty(seeds, cookie=secret)
     except HousePartyError as exc:
         _fail_for(exc)
 
 
 def _api(
-    call: Callable[[HouseParty], T], node: str | None, cookie: str | None, run_dir: Path | None
+    call: Callable[[HouseParty], T], node: tuple[str, ...], cookie: str | None, run_dir: Path | None
 ) -> T:
     with _client(node, cookie, run_dir) as hp:
         try:
@@ -316,10 +331,6 @@ def _api(
             _fail_for(exc)
         except PyNodesError as exc:
             _fail(f"the request could not be sent: {exc}")
-
-
-# An Erlang atom holds at most 255 characters, and names are atoms at the API's edge.
-MAX_NAME = 255
 
 
 def _names(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -340,7 +351,7 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 @main.command()
 @_connect_options
 @_json_option
-def status(node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
+def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
     """Pods, node names, connections, workers per kind, ring share and memory."""
     local = LocalCluster(run_dir)
     local_pods: dict[str, int] = {}
@@ -432,7 +443,7 @@ def _mib(value: int) -> str:
 @click.option("--match", "pattern", default=None, help="Only rooms whose name matches this glob.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rooms.")
 def dump(
-    node: str | None,
+    node: tuple[str, ...],
     cookie: str | None,
     run_dir: Path | None,
     as_json: bool,
@@ -460,7 +471,7 @@ def dump(
 @_connect_options
 @_json_option
 def who_is_in(
-    room: str, node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool
+    room: str, node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool
 ) -> None:
     """The people in ROOM, one per line."""
     people = _api(lambda hp: hp.who_is_in(room), node, cookie, run_dir)
@@ -477,7 +488,7 @@ def who_is_in(
 @_connect_options
 @_json_option
 def where_is(
-    person: str, node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool
+    person: str, node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool
 ) -> None:
     """The room PERSON is in."""
     room = _api(lambda hp: hp.where_is(person), node, cookie, run_dir)
@@ -495,7 +506,7 @@ def where_is(
 @_connect_options
 @_json_option
 def room_log(
-    person: str, node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool
+    person: str, node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool
 ) -> None:
     """The rooms PERSON walked into, newest first."""
     log = _api(lambda hp: hp.get_person_room_log(person), node, cookie, run_dir)
@@ -520,7 +531,7 @@ def room_log(
 def add_rooms(
     rooms: tuple[str, ...],
     max_people: int | None,
-    node: str | None,
+    node: tuple[str, ...],
     cookie: str | None,
     run_dir: Path | None,
 ) -> None:
@@ -546,7 +557,11 @@ def set_max(
 @click.argument("people", nargs=-1, required=True, callback=_names)
 @_connect_options
 def walk(
-    room: str, people: tuple[str, ...], node: str | None, cookie: str | None, run_dir: Path | None
+    room: str,
+    people: tuple[str, ...],
+    node: tuple[str, ...],
+    cookie: str | None,
+    run_dir: Path | None,
 ) -> None:
     """Walk PEOPLE into ROOM, in order, stopping at the first refusal."""
 

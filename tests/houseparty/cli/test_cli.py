@@ -132,6 +132,18 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
         assert hp("pod", "start", "2", run_dir=run_dir).returncode == 0
         assert hp("pod", "kill", "1", run_dir=run_dir).returncode == 0
         assert not [p for p in node_processes(suffix) if f"1{suffix}@" in p]
+        # Any pod of the run folder will do: pod 1 is down, pod 2 answers.
+        status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
+        assert [p["node"] for p in status["pods"]] == [f"sidecar2{suffix}@127.0.0.1"]
+        assert status["local_pods_down"] == [f"sidecar1{suffix}@127.0.0.1"]
+        absent, pod2 = "sidecar9_nobody@127.0.0.1", f"sidecar2{suffix}@127.0.0.1"
+        # (The killed pod's rooms are back, restarted from their registration.)
+        rooms = ["bathroom", "den", "kitchen"]
+        seeds = hp("dump", "--json", "--node", absent, "--node", pod2, run_dir=run_dir)
+        assert sorted(json.loads(seeds.stdout)) == rooms, seeds.stderr
+        env = {**os.environ, "HOUSEPARTY_NODES": f"{absent},{pod2}"}
+        by_env = hp("dump", "--json", run_dir=run_dir, env=env)
+        assert sorted(json.loads(by_env.stdout)) == rooms, by_env.stderr
         assert hp("pod", "start", "1", run_dir=run_dir).returncode == 0
         status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
         assert len(status["pods"]) == 2 and status["local_pods_down"] == []
