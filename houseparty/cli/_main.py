@@ -541,11 +541,11 @@ def add_rooms(
 
 
 @main.command("set-max")
-@click.argument("room")
+@click.argument("room", callback=_names)
 @click.argument("max_people", metavar="MAX", type=int)
 @_connect_options
 def set_max(
-    room: str, max_people: int, node: str | None, cookie: str | None, run_dir: Path | None
+    room: str, max_people: int, node: tuple[str, ...], cookie: str | None, run_dir: Path | None
 ) -> None:
     """Set how many people ROOM holds at most (a room holding more refuses)."""
     _api(lambda hp: hp.set_room_max(room, max_people), node, cookie, run_dir)
