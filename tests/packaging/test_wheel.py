@@ -217,9 +217,10 @@ def test_a_pip_installed_houseparty_runs_a_cluster_walks_and_stops(
     assert cli("set-max", "den", "1").returncode == 0
     assert cli("walk", "den", "kid").returncode == 0
     full = cli("walk", "den", "bilal")
-    assert full.returncode == 1 and "full" in full.stderr and "Traceback" not in full.stderr
+    assert full.returncode == 3  # refused
+    assert "den is full: bilal was refused" in full.stderr and "Traceback" not in full.stderr
     bad = cli("set-max", "den", "0")
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr  # usage
     dump = cli("dump", "--json")
     assert json.loads(dump.stdout) == {"den": ["kid"], "kitchen": ["bilal"]}
 
