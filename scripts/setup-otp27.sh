@@ -40,7 +40,7 @@ if [[ ! -f $stamp || $(cat "$stamp") != "${packages[*]}" ]]; then
                 debootstrap >/dev/null || skip "debootstrap is not installed and apt could not install it"
         fi
         say "debootstrap trixie into $root"
-        rm -rf "$root"
+        rm -rf "$root" "$root.partial"
         debootstrap --variant=minbase trixie "$root.partial" http://deb.debian.org/debian \
             >"$cache/debootstrap.log" 2>&1 || {
             tail -20 "$cache/debootstrap.log" >&2

@@ -164,3 +164,9 @@ def test_a_rolling_upgrade_to_otp27_keeps_every_state(mixed: Cluster) -> None:
             assert sorted(w.multi_call("shards", "get")) == sorted(counts.values())
         with mixed.client(pod) as hp:
             assert house_state(hp, people) == house
+    # Started again without a runtime, a pod keeps the one it last ran on.
+    mixed.runner.stop_pod(3)
+    mixed.runner.start_pod(3, timeout=90)
+    assert releases(mixed) == [27, 27, 27]
+    with workers(mixed, 3) as w:
+        assert {name: w.call(name, "get") for name in SHARDS} == counts
