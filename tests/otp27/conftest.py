@@ -31,10 +31,12 @@ from tests.py_nodes.conftest import cookie, pytest_pyfunc_call
 
 __all__ = [
     "BIN",
+    "EBIN27",
     "OTP27",
     "REPO",
     "Iex27",
     "cookie",
+    "needs_otp27",
     "otp27_on_path",
     "pytest_pyfunc_call",
     "run27",
@@ -48,17 +50,21 @@ EBIN27 = REPO / "_build" / "otp27" / "lib" / "houseparty_sidecar" / "ebin"
 # Debian's Elixir, at the same path inside the root as on the machine.
 ELIXIR_LIB = Path("/usr/lib/elixir/lib")
 
-if not (ROOT / ".houseparty-ready").exists():
-    pytest.skip(
-        f"the OTP 27 root {ROOT} is not set up: scripts/setup-otp27.sh makes it "
-        "(it needs root and debootstrap, and says why it skips)",
-        allow_module_level=True,
-    )
-if not (EBIN27 / "houseparty_sidecar.app").exists():
-    pytest.skip(
-        f"the sidecar is not built for OTP 27 ({EBIN27}): run scripts/setup-otp27.sh",
-        allow_module_level=True,
-    )
+
+def _why_not_ready() -> str | None:
+    if not (ROOT / ".houseparty-ready").exists():
+        return (
+            f"the OTP 27 root {ROOT} is not set up: scripts/setup-otp27.sh makes it "
+            "(it needs root and debootstrap, and says why it skips)"
+        )
+    if not (EBIN27 / "houseparty_sidecar.app").exists():
+        return f"the sidecar is not built for OTP 27 ({EBIN27}): run scripts/setup-otp27.sh"
+    return None
+
+
+#: Why the OTP 27 tests cannot run here, or None: their modules skip with it.
+NOT_READY = _why_not_ready()
+needs_otp27 = pytest.mark.skipif(NOT_READY is not None, reason=NOT_READY or "")
 
 #: A sidecar on OTP 27: its erl, its build of the sidecar and its Elixir (for ``iex --remsh``).
 OTP27 = SidecarRuntime(

@@ -15,8 +15,10 @@ from py_nodes._terms import Atom
 from tests.houseparty import worker_classes
 from tests.houseparty.conftest import Cluster
 from tests.houseparty.test_seed import SESSION_1
-from tests.otp27.conftest import OTP27, Iex27, start_cluster
+from tests.otp27.conftest import OTP27, Iex27, needs_otp27, start_cluster
 from tests.py_nodes.conftest import ErlNode
+
+pytestmark = needs_otp27
 
 PEOPLE = ["kid", "bilal", "play", "sidney"]
 SHARDS = [f"shard_{i}" for i in range(24)]

@@ -14,11 +14,11 @@ import pytest
 from py_nodes import GenServer, Node, Reply
 from py_nodes._codec import decode, encode
 from py_nodes._terms import Atom, Port
-from tests.otp27.conftest import BIN, EBIN27, REPO, run27
+from tests.otp27.conftest import BIN, EBIN27, REPO, needs_otp27, run27
 from tests.py_nodes.conftest import ERL, ErlNode, running_node
 
 ERROR, EXCEPTION, UNDEF = Atom("error"), Atom("exception"), Atom("undef")
-pytestmark = pytest.mark.skipif(ERL is None, reason="erl is not on PATH")
+pytestmark = [needs_otp27, pytest.mark.skipif(ERL is None, reason="erl is not on PATH")]
 
 
 class Echo(GenServer):
