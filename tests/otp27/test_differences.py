@@ -1,9 +1,10 @@
 """What changed between OTP 25 and OTP 27 that a Python node meets, each checked against real
-nodes of both versions: the port encoding, the two zeros, erpc and peer, Elixir 1.18's
-compiler and the sidecar's calls to deprecated functions."""
+nodes of both versions: the distribution flags, the port encoding, the two zeros, erpc and
+peer, Elixir 1.18's compiler and the sidecar's calls to deprecated functions."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from py_nodes import GenServer, Node, Reply
+from py_nodes import GenServer, Node, Reply, _flags
 from py_nodes._codec import decode, encode
+from py_nodes._errors import HandshakeError
+from py_nodes._handshake import Handshake, HandshakeDone, Role
 from py_nodes._terms import Atom, Port
 from tests.otp27.conftest import BIN, EBIN27, REPO, needs_otp27, run27
 from tests.py_nodes.conftest import ERL, ErlNode, running_node
@@ -52,6 +55,46 @@ async def echo_node(cookie: str) -> AsyncIterator[Node]:
         node.spawn(Echo, name="echo")
         node.expose("echo", "identity", lambda x: x)
         yield node
+
+
+def handshake(erl: ErlNode, cookie: str, flags: int) -> int:
+    """Our side of a real handshake with ``erl``, announcing ``flags``: the peer's flags."""
+    alive = erl.name.split("@")[0]
+    port = erl.eval_sync(f'element(2, erl_epmd:port_please("{alive}", "127.0.0.1"))')
+    shake = Handshake(
+        Role.INITIATOR,
+        this_node=f"shake_{alive}@127.0.0.1",
+        cookie=cookie,
+        creation=1,
+        peer_node=erl.name,
+        flags=flags,
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(shake.data_to_send())
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                raise HandshakeError(f"{erl.name} closed the connection")
+            for event in shake.receive_data(data):
+                if isinstance(event, HandshakeDone):
+                    return event.peer_flags
+            sock.sendall(shake.data_to_send())
+
+
+def test_otp27_demands_v4_nc_and_unlink_id_which_py_nodes_announces(
+    erl25: ErlNode, erl27: ErlNode, cookie: str
+) -> None:
+    """OTP 26 made the 64-bit pid/port/reference format (V4_NC) and UNLINK_ID mandatory:
+    OTP 27 refuses a peer without them, where OTP 25 took it. Both versions announce the
+    same flags, everything py_nodes requires of a peer."""
+    theirs = {handshake(erl, cookie, _flags.OUR_FLAGS) for erl in (erl25, erl27)}
+    assert len(theirs) == 1
+    assert theirs.pop() & _flags.REQUIRED_FLAGS == _flags.REQUIRED_FLAGS
+    for flag in (_flags.V4_NC, _flags.UNLINK_ID):
+        assert _flags.OUR_FLAGS & flag
+        handshake(erl25, cookie, _flags.OUR_FLAGS & ~flag)
+        with pytest.raises(HandshakeError, match="not_allowed"):
+            handshake(erl27, cookie, _flags.OUR_FLAGS & ~flag)
 
 
 def test_the_root_runs_otp27_and_elixir_118() -> None:
@@ -105,8 +148,8 @@ async def test_the_two_zeros_stay_two_on_otp27(erl25: ErlNode, erl27: ErlNode, c
 async def test_erpc_and_rpc_across_otp25_otp27_and_python(
     erl25: ErlNode, erl27: ErlNode, cookie: str
 ) -> None:
-    """``erpc:multicall`` and ``rpc:multicall`` (erpc underneath since OTP 23) from each
-    version reach the other version and the Python node; ``erpc:send_request`` too."""
+    """``erpc:multicall``, ``rpc:call`` (erpc underneath) and ``erpc:send_request`` from
+    each version reach the other version and the Python node."""
     async with echo_node(cookie) as node:
         python = f"'{node.name}'"
         beams = f"['{erl25.name}', '{erl27.name}']"
