@@ -13,7 +13,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${HOUSEPARTY_OTP27_ROOT:-/var/cache/houseparty/otp27-trixie}
 root=$cache/root
 stamp=$root/.houseparty-ready
-packages=(erlang-nox erlang-dev elixir rebar3 erlang-eunit erlang-common-test erlang-tools)
+# ca-certificates: OTP 26 and later read the system CAs for httpc's default ssl options.
+packages=(erlang-nox erlang-dev elixir rebar3 erlang-eunit erlang-common-test erlang-tools
+          ca-certificates)
 
 say() { printf '\033[1m[setup-otp27]\033[0m %s\n' "$*"; }
 skip() {
