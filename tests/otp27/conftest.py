@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / "scripts" / "otp27" / "bin"
 ROOT = Path(os.environ.get("HOUSEPARTY_OTP27_ROOT", "/var/cache/houseparty/otp27-trixie")) / "root"
 EBIN27 = REPO / "_build" / "otp27" / "lib" / "houseparty_sidecar" / "ebin"
-# Debian's Elixir, at the same path inside the root as on the machine.
+# Debian 13's Elixir, by its path inside the root, where an OTP 27 sidecar loads it.
 ELIXIR_LIB = Path("/usr/lib/elixir/lib")
 
 
@@ -174,17 +174,17 @@ def start_cluster(
 ) -> Cluster:
     """Three pods, the sidecars of ``runtimes`` on their Erlang, the others on ``erl``."""
     runner = LocalCluster(run_dir)
-    cookie = "hp_" + secrets.token_hex(8)
+    secret = "hp_" + secrets.token_hex(8)
     runner.up(
         pods=3,
-        cookie=cookie,
+        cookie=secret,
         base_port=free_base_port(3),
         tag="_" + secrets.token_hex(3),
         timeout=90,
         workers=workers.split(),
         runtimes=runtimes,
     )
-    return Cluster(runner, cookie, [spec for spec, _ in runner.pods()])
+    return Cluster(runner, secret, [spec for spec, _ in runner.pods()])
 
 
 @pytest.fixture

@@ -43,8 +43,8 @@ def house_state(
 
 
 def iex_seed_session(cluster: Cluster, pod: int, *, remsh: bool = True) -> None:
-    """The seed's first iex session, typed into iex 1.18 attached to sidecar ``pod`` of an
-    empty house."""
+    """The seed's first iex session, typed into iex 1.18 attached to sidecar ``pod``, in a
+    house where none of its people are yet."""
     iex = Iex27(cluster.cookie, cluster.sidecars[pod - 1], remsh=remsh)
     try:
         # OTP 26 and later keep a map of atom keys in the atoms' order, not in term order,
