@@ -14,12 +14,17 @@ from houseparty import HouseParty, Workers
 from py_nodes._terms import Atom
 from tests.houseparty import worker_classes
 from tests.houseparty.conftest import Cluster
+from tests.houseparty.test_readme import iex_session, layout_free
 from tests.houseparty.test_seed import SESSION_1
 from tests.otp27.conftest import OTP27, Iex27, needs_otp27, start_cluster
 from tests.py_nodes.conftest import ErlNode
 
 pytestmark = needs_otp27
 
+# OTP 26 and later keep a map of atom keys in the atoms' order, not in term order, so iex
+# prints a dump in the order the rooms' names were first seen unless it is asked to sort
+# maps, as the seed's transcript and the README show them.
+SORT_MAPS = "IEx.configure(inspect: [custom_options: [sort_maps: true]])"
 PEOPLE = ["kid", "bilal", "play", "sidney"]
 SHARDS = [f"shard_{i}" for i in range(24)]
 
@@ -47,10 +52,7 @@ def iex_seed_session(cluster: Cluster, pod: int, *, remsh: bool = True) -> None:
     house where none of its people are yet."""
     iex = Iex27(cluster.cookie, cluster.sidecars[pod - 1], remsh=remsh)
     try:
-        # OTP 26 and later keep a map of atom keys in the atoms' order, not in term order,
-        # so iex prints the dump in the order the rooms' names were first seen unless it is
-        # asked to sort maps, as the seed's transcript shows them.
-        assert iex.run("IEx.configure(inspect: [custom_options: [sort_maps: true]])") == ":ok"
+        assert iex.run(SORT_MAPS) == ":ok"
         for line, expected in SESSION_1:
             assert iex.run(line) == expected, line
     finally:
@@ -72,7 +74,14 @@ def test_three_otp27_sidecars_run_the_seed_and_keep_it_through_a_graceful_stop(
         assert iex.run("HouseParty.dump()") == "%{den: [], living_room: [], kitchen: []}"
     finally:
         iex.close()
-    iex_seed_session(cluster, 2)
+    # The README's iex session, which opens with the seed's, shows what iex 1.18 prints.
+    iex = Iex27(cluster.cookie, cluster.sidecars[1])
+    try:
+        assert iex.run(SORT_MAPS) == ":ok"
+        for line, shown in iex_session():
+            assert layout_free(iex.run(line)) == layout_free(shown), line
+    finally:
+        iex.close()
     with cluster.client(3) as hp:
         before = house_state(hp)
     cluster.runner.stop_pod(1)
