@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_BASE_PORT",
     "LocalCluster",
     "PodSpec",
+    "SidecarRuntime",
     "default_run_dir",
     "elixir_ebins",
     "port_free",
@@ -133,11 +134,33 @@ class PodSpec:
         return self.sidecar_port + 2
 
 
+@dataclass(frozen=True)
+class SidecarRuntime:
+    """The Erlang a pod's sidecar runs on: the ``erl`` command and the code path it loads.
+    The default is ``erl`` on PATH with the checkout's build and Elixir on PATH; another
+    Erlang (a newer OTP, for a mixed cluster or a rolling upgrade) brings its own build of the
+    sidecar and its own Elixir."""
+
+    erl: str = "erl"
+    # Empty: sidecar_ebin() and elixir_ebins().
+    code_path: tuple[str, ...] = ()
+
+    def command_prefix(self) -> list[str]:
+        paths = self.code_path or (str(sidecar_ebin()), *(str(p) for p in elixir_ebins()))
+        return [self.erl, "-pa", *paths]
+
+
 @dataclass
 class _PodState:
     index: int
     sidecar_pid: int | None = None
     python_pid: int | None = None
+    erl: str = "erl"
+    code_path: list[str] = field(default_factory=list)
+
+    @property
+    def runtime(self) -> SidecarRuntime:
+        return SidecarRuntime(self.erl, tuple(self.code_path))
 
 
 @dataclass
@@ -278,10 +301,12 @@ class LocalCluster:
         timeout: float = 60.0,
         tag: str = "",
         workers: Sequence[str] = (),
+        runtimes: Mapping[int, SidecarRuntime] | None = None,
     ) -> _ClusterState:
         """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs.
         ``workers`` are ``[kind=]module:Class`` worker classes for the pods, imported from
-        the current folder (or the Python path); BadArgument if one cannot be."""
+        the current folder (or the Python path); BadArgument if one cannot be.
+        ``runtimes`` gives the sidecar of a pod (by index) another Erlang than ``erl``."""
         self.check_erlang()
         setting = " ".join(workers)
         _check_worker_classes(setting, os.getcwd())
@@ -316,7 +341,7 @@ class LocalCluster:
             base_port=base_port,
             tag=tag,
             started_at=time.time(),
-            pod_states={s.index: _PodState(s.index) for s in specs},
+            pod_states={s.index: _pod_state(s.index, (runtimes or {}).get(s.index)) for s in specs},
             workers=setting,
             workers_path=os.getcwd() if setting else "",
         )
@@ -374,8 +399,9 @@ class LocalCluster:
 
     def _spawn_pod(self, state: _ClusterState, spec: PodSpec) -> None:
         env = self._env(state, spec)
+        pod = state.pod_states[spec.index]
         sidecar_cmd = [
-            "erl",
+            *pod.runtime.command_prefix(),
             "-name",
             spec.sidecar_node,
             "-noshell",
@@ -392,14 +418,10 @@ class LocalCluster:
             str(spec.sidecar_port),
             "inet_dist_listen_max",
             str(spec.sidecar_port),
-            "-pa",
-            str(sidecar_ebin()),
-            *(str(p) for p in elixir_ebins()),
             "-eval",
             "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
         ]
         python_cmd = [sys.executable, "-m", "houseparty.pod", "--name", spec.python_node]
-        pod = state.pod_states[spec.index]
         pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
         pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
 
@@ -493,11 +515,16 @@ class LocalCluster:
         pod.python_pid = pod.sidecar_pid = None
         self._save(state)
 
-    def start_pod(self, index: int, timeout: float = 60.0) -> None:
-        """Bring a stopped or killed pod back; it rejoins and takes its share of names."""
+    def start_pod(
+        self, index: int, timeout: float = 60.0, runtime: SidecarRuntime | None = None
+    ) -> None:
+        """Bring a stopped or killed pod back; it rejoins and takes its share of names.
+        ``runtime`` replaces the Erlang its sidecar ran on (an upgrade); else it keeps it."""
         state, pod = self._pod(index)
         if self._pod_alive(pod):
             raise AlreadyRunning(f"pod {index} is running")
+        if runtime is not None:
+            pod.erl, pod.code_path = runtime.erl, list(runtime.code_path)
         spec = PodSpec(index, state.base_port, state.tag)
         self._spawn_pod(state, spec)
         self._save(state)
@@ -513,6 +540,11 @@ class LocalCluster:
             _terminate(pod.sidecar_pid, timeout)
             pod.python_pid = pod.sidecar_pid = None
         self.state_path.unlink(missing_ok=True)
+
+
+def _pod_state(index: int, runtime: SidecarRuntime | None) -> _PodState:
+    runtime = runtime or SidecarRuntime()
+    return _PodState(index, erl=runtime.erl, code_path=list(runtime.code_path))
 
 
 def _signal(pid: int | None, sig: signal.Signals) -> None:

@@ -10,7 +10,11 @@ from pathlib import PurePosixPath
 from tests.deploy._deploy import DEPLOY, REPO, DockerStage, Instruction, parse_dockerfile
 
 STAGES = parse_dockerfile(DEPLOY / "Dockerfile")
-BUILD, FINAL = STAGES[0], STAGES[-1]
+BY_NAME = {stage.name: stage for stage in STAGES}
+BUILD, FINAL = BY_NAME["sidecar-build"], STAGES[-1]
+# The OTP releases the tests run (tests/otp27 for 27), and the Debian release whose
+# packages bring each.
+DEBIAN_OF_OTP = {"25": "bookworm", "27": "trixie"}
 
 
 def run_text(stage: DockerStage) -> str:
@@ -42,11 +46,31 @@ def workdir(stage: DockerStage) -> PurePosixPath:
     return dirs[0]
 
 
-def test_two_stages_a_bookworm_builder_and_a_python_runtime() -> None:
-    assert len(STAGES) == 2
-    assert BUILD.base.startswith("debian:bookworm")
-    assert BUILD.name is not None
-    assert FINAL.base == "python:3.11-slim-bookworm"
+def default_otp() -> str:
+    """The default of the global ``ARG OTP``."""
+    found = re.findall(r"^ARG OTP=(\d+)$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    assert len(found) == 1, "one global ARG OTP with a default"
+    return str(found[0])
+
+
+def test_a_debian_builder_and_a_python_runtime_on_the_debian_of_the_otp_argument() -> None:
+    assert BUILD.base == "debian-otp${OTP}"
+    assert FINAL.base == "python-otp${OTP}" and FINAL.name == "runtime"
+    assert default_otp() in DEBIAN_OF_OTP
+    for otp, debian in DEBIAN_OF_OTP.items():
+        assert BY_NAME[f"debian-otp{otp}"].base == f"debian:{debian}-slim"
+        assert BY_NAME[f"python-otp{otp}"].base == f"python:3.11-slim-{debian}"
+    # Only the bases are named per release: a newer one is a stage pair and the default.
+    assert set(BY_NAME) == {"sidecar-build", "runtime"} | {
+        f"{kind}-otp{otp}" for kind in ("debian", "python") for otp in DEBIAN_OF_OTP
+    }
+
+
+def test_the_builder_refuses_a_base_whose_erlang_is_not_the_otp_argument() -> None:
+    assert [a.args for a in BUILD.all("ARG")] == ["OTP"]
+    text = run_text(BUILD)
+    assert "erlang:system_info(otp_release)" in text
+    assert re.search(r'\[ "\$release" != "\$OTP" \].*exit 1', text)
 
 
 def test_the_builder_makes_the_release_with_debians_erlang_and_rebar3() -> None:
@@ -120,9 +144,13 @@ def test_the_image_runs_as_a_non_root_user() -> None:
 
 
 def test_the_runtime_has_the_libraries_the_bundled_erts_links() -> None:
-    text = run_text(FINAL)
-    for lib in ("libtinfo6", "zlib1g", "libstdc++6", "libssl3"):
-        assert lib in text, lib
+    assert "$ERTS_LIBRARIES" in run_text(FINAL)
+    # Debian 13 renamed libssl3 for its 64-bit time_t.
+    ssl = {"bookworm": "libssl3", "trixie": "libssl3t64"}
+    for otp, debian in DEBIAN_OF_OTP.items():
+        [env] = [e.args for e in BY_NAME[f"python-otp{otp}"].all("ENV")]
+        libraries = env.removeprefix("ERTS_LIBRARIES=").strip('"').split()
+        assert sorted(libraries) == sorted(["libtinfo6", "zlib1g", "libstdc++6", ssl[debian]])
 
 
 def test_the_scripts_are_installed_and_executable_in_the_repository() -> None:

@@ -72,13 +72,21 @@ class ErlError(Exception):
 class ErlNode:
     """A real ``erl`` node evaluating expressions sent by the test."""
 
-    def __init__(self, cookie: str, name: str | None = None, extra: tuple[str, ...] = ()) -> None:
-        assert ERL is not None
+    def __init__(
+        self,
+        cookie: str,
+        name: str | None = None,
+        extra: tuple[str, ...] = (),
+        erl: str | None = None,
+    ) -> None:
+        """``erl`` is the command of another Erlang than ``erl`` on PATH (a newer OTP)."""
+        command = erl or ERL
+        assert command is not None
         self.name = name or unique("t")
         self.atom = Atom(self.name)
         self.proc = subprocess.Popen(
             [
-                ERL,
+                command,
                 "-name",
                 self.name,
                 "-setcookie",
