@@ -26,7 +26,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from py_nodes._codec import decode, encode
-from py_nodes._terms import Atom, BitString, ExportFun, FrozenList, ImproperList, Pid, Reference
+from py_nodes._terms import (
+    Atom,
+    BitString,
+    ExportFun,
+    FrozenList,
+    ImproperList,
+    Pid,
+    Port,
+    Reference,
+)
 
 ERL = shutil.which("erl")
 pytestmark = pytest.mark.skipif(ERL is None, reason="erl is not on PATH")
@@ -285,14 +294,42 @@ def test_erlang_terms_roundtrip(peer: Peer, tmp_path: Path, seed: int) -> None:
         term = decode(b)
         again = encode(term)
         out.append((kind, again))
-        if kind == 0 and again != b:
+        if kind == 0 and again != b and not (OTP26_ENCODING and _has_port_or_map(term)):
             not_identical.append((i, b[:60], again[:60]))
         assert decode(again) == term
     write_records(back, out)
     reply = peer.ask("check", str(orig), str(back))
     assert reply.startswith("ok"), reply
     # Erlang's minor_version 2 encoding is canonical: ours must be byte-identical to it.
+    # From OTP 26 on two things are written otherwise, and both read back the same on
+    # both sides (the check above, and decode(again) == term): every port as V4_PORT_EXT
+    # (py_nodes, as OTP 25, writes NEW_PORT_EXT when the id fits), and the keys of a small
+    # map in the order of their atoms' creation rather than in term order.
     assert not not_identical, not_identical[:3]
+
+
+def _otp_release() -> int:
+    done = subprocess.run(
+        [str(ERL), "-noshell", "-eval", "io:put_chars(erlang:system_info(otp_release)), halt()."],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return int(done.stdout)
+
+
+OTP26_ENCODING = ERL is not None and _otp_release() >= 26
+
+
+def _has_port_or_map(term: object) -> bool:
+    match term:
+        case Port() | dict():
+            return True
+        case list() | tuple():
+            return any(_has_port_or_map(t) for t in term)
+        case ImproperList():
+            return any(_has_port_or_map(t) for t in (*term.items, term.tail))
+    return False
 
 
 def test_fixed_terms_types(peer: Peer, tmp_path: Path) -> None:
