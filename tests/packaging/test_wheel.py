@@ -127,7 +127,6 @@ def test_the_wheel_ships_the_sidecar_its_docs_the_typing_markers_and_the_license
     metadata = zipfile.ZipFile(wheel).read(meta).decode()
     assert "License-Expression: Apache-2.0" in metadata
     assert "Classifier: Typing :: Typed" in metadata
-    assert "Project-URL: Changelog" in metadata
 
 
 def test_the_installed_package_is_the_wheels_with_its_version(venv: Venv) -> None:
