@@ -21,6 +21,7 @@ __all__ = ["CALL_TIMEOUT_S", "AsyncClient", "SyncClient"]
 T = TypeVar("T")
 
 CALL_TIMEOUT_S = 60.0
+HOST = "127.0.0.1"
 
 log = logging.getLogger("houseparty.client")
 
@@ -30,10 +31,10 @@ class AsyncClient:
 
     ``nodes`` is one sidecar or several (seeds): the client talks to the first that
     answers, and when that one goes away under a request that is safe to repeat, asks the
-    next. ``timeout`` bounds each request; ``client_host`` names and binds this client's
-    node on that address, for a client whose address differs from the sidecars' host
-    (another network namespace, another machine); by default the client takes the first
-    sidecar's host and listens on every interface.
+    next. ``timeout`` bounds each request; ``client_host`` names this client's node after that
+    address and has it listen there, for a client whose address differs from the
+    sidecars' host (another network namespace, another machine); by default the client
+    takes the first sidecar's host for its name and listens nowhere: it only calls out.
     """
 
     def __init__(
@@ -49,16 +50,15 @@ class AsyncClient:
             raise ValueError("a client needs at least one sidecar to talk to")
         self.sidecar = self.seeds[0]
         self.timeout = timeout
-        if client_host is None:
-            host = self.sidecar.split("@", 1)[1] if "@" in self.sidecar else "127.0.0.1"
-            self._node = Node(f"hpclient_{secrets.token_hex(4)}@{host}", cookie=cookie, port=0)
-        else:
-            self._node = Node(
-                f"hpclient_{secrets.token_hex(4)}@{client_host}",
-                cookie=cookie,
-                port=0,
-                listen_host=client_host,
-            )
+        # A client only calls out: its node neither listens nor registers with epmd,
+        # unless ``client_host`` asks it to listen on that address.
+        host = client_host or (self.sidecar.split("@", 1)[1] if "@" in self.sidecar else HOST)
+        self._node = Node(
+            f"hpclient_{secrets.token_hex(4)}@{host}",
+            cookie=cookie,
+            port=0,
+            listen_host=client_host,
+        )
         self._started = False
         self._connected = False
 

@@ -51,6 +51,7 @@ class PodConfig:
     python_port: int
     net_ticktime: int = 60
     workers: str = ""
+    listen_ip: str = "127.0.0.1"  # POD_IP: where the Python node listens
 
     def worker_classes(self) -> dict[str, type[Worker]]:
         """The worker classes by kind: rooms, people and those of ``HOUSEPARTY_WORKERS``."""
@@ -70,10 +71,18 @@ class PodConfig:
             cookie=cookie,
             python_node=env.get("HP_PYTHON_NODE", f"py@{pod_ip}"),
             sidecar_node=env.get("HP_SIDECAR_NODE", f"sidecar@{pod_ip}"),
-            python_port=int(env.get("HP_PYTHON_DIST_PORT", "9101")),
+            python_port=_port(env, "HP_PYTHON_DIST_PORT", "9101"),
+            listen_ip=pod_ip,
             net_ticktime=_positive(env, "HP_NET_TICKTIME", "60"),
             workers=env.get("HOUSEPARTY_WORKERS", ""),
         )
+
+
+def _port(env: dict[str, str], name: str, default: str) -> int:
+    value = env.get(name, default)
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SystemExit(f"{name} must be a TCP port (1-65535), got {value!r}")
+    return int(value)
 
 
 def _positive(env: dict[str, str], name: str, default: str) -> int:
@@ -110,6 +119,8 @@ async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
         config.python_node,
         cookie=config.cookie,
         port=config.python_port,
+        # The pod's own address only: distribution is for the pod's sidecar and peers.
+        listen_host=config.listen_ip,
         net_ticktime=config.net_ticktime,
     )
     await node.start()

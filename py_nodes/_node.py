@@ -116,7 +116,7 @@ class Node:
         cookie: str,
         *,
         port: int = 0,
-        listen_host: str = "0.0.0.0",
+        listen_host: str | None = "0.0.0.0",
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         net_ticktime: float = 60.0,
         handshake_timeout: float = 10.0,
@@ -184,8 +184,20 @@ class Node:
     # -- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen, register with epmd (starting it if needed), start ``net_kernel``."""
-        self._server = await self.peers.serve(self.listen_host, self.port)
+        """Listen, register with epmd (starting it if needed), start ``net_kernel``.
+
+        A node made with ``listen_host=None`` does neither: it only connects out, as a
+        client that no other node needs to reach first (replies come back on the
+        connection the client opened)."""
+        if self.listen_host is not None:
+            await self._listen(self.listen_host)
+        self.peers.started = True
+        self._system_pid = self.spawn(_NetKernel, name=NET_KERNEL)
+        self._group_leader = self.spawn(IoServer)
+        log.info("node %s up on port %d (creation %d)", self.name, self.port, self.creation)
+
+    async def _listen(self, host: str) -> None:
+        self._server = await self.peers.serve(host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         try:
             self._registration = await _epmd.register(
@@ -195,10 +207,6 @@ class Node:
             self._server.close()
             raise
         self.table.creation = self._registration.creation or self.table.creation
-        self.peers.started = True
-        self._system_pid = self.spawn(_NetKernel, name=NET_KERNEL)
-        self._group_leader = self.spawn(IoServer)
-        log.info("node %s up on port %d (creation %d)", self.name, self.port, self.creation)
 
     async def stop(self) -> None:
         """Stop every process (reason ``shutdown``), close connections, leave epmd."""

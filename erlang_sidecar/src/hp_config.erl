@@ -11,6 +11,8 @@
 %%   placement_whitelist regexes; a node takes part in placement only if one matches
 %%   placement_blacklist regexes; a node that matches one never takes part
 %%   health_port         TCP port of /healthz and /readyz
+%%   health_ip           the address it listens on (HP_HEALTH_IP, default 0.0.0.0: every
+%%                       address of the pod, for the kubelet and the image's health check)
 %%   join_with_python    true when HP_PYTHON_NODE is set: the registry joins placement
 %%                       only once that node is connected (a pod that cannot start
 %%                       workers must not be handed any)
@@ -52,6 +54,7 @@ from_env(Env) when is_map(Env) ->
       placement_whitelist => regexes("HP_PLACEMENT_WHITELIST", Env, ?DEFAULT_WHITELIST),
       placement_blacklist => regexes("HP_PLACEMENT_BLACKLIST", Env, []),
       health_port => port("HP_HEALTH_PORT", env("HP_HEALTH_PORT", Env, "8080")),
+      health_ip => address("HP_HEALTH_IP", env("HP_HEALTH_IP", Env, "0.0.0.0")),
       join_with_python => maps:is_key("HP_PYTHON_NODE", Env)}.
 
 -spec apply_os_env() -> ok.
@@ -214,6 +217,12 @@ port(Var, Value) ->
     case string:to_integer(string:trim(Value)) of
         {P, ""} when P >= 0, P =< 65535 -> P;
         _ -> bad(Var, Value, "a TCP port 0..65535")
+    end.
+
+address(Var, Value) ->
+    case inet:parse_address(string:trim(Value)) of
+        {ok, Ip} -> Ip;
+        {error, _} -> bad(Var, Value, "an IPv4 or IPv6 address")
     end.
 
 positive(Var, Value) ->

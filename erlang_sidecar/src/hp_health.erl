@@ -1,4 +1,5 @@
-%% HTTP health endpoints for the kubelet's probes, on health_port (HP_HEALTH_PORT).
+%% HTTP health endpoints for the kubelet's probes, on health_port (HP_HEALTH_PORT) of
+%% health_ip (HP_HEALTH_IP: every address of the pod by default, 127.0.0.1 for a local cluster).
 %%
 %%   GET /healthz  200 "ok" while the node runs (liveness).
 %%   GET /readyz   200 "ready" once this sidecar has joined the cluster (every topology's
@@ -62,7 +63,10 @@ response(_Method, _Path) ->
 
 -spec init(inet:port_number()) -> {ok, {gen_tcp:socket(), pid()}} | {stop, term()}.
 init(Port) ->
-    case gen_tcp:listen(Port, [binary, {active, false}, {reuseaddr, true}, {backlog, 64}]) of
+    Ip = application:get_env(houseparty_sidecar, health_ip, {0, 0, 0, 0}),
+    Family = case tuple_size(Ip) of 8 -> [inet6]; 4 -> [] end,
+    case gen_tcp:listen(Port, Family ++ [binary, {ip, Ip}, {active, false}, {reuseaddr, true},
+                                         {backlog, 64}]) of
         {ok, Listen} ->
             Acceptor = spawn_link(fun() -> accept_loop(Listen) end),
             {ok, {Listen, Acceptor}};

@@ -12,6 +12,7 @@ defaults_test() ->
     C = hp_config:from_env(#{}),
     ?assertEqual('py@127.0.0.1', maps:get(python_node, C)),
     ?assertEqual(8080, maps:get(health_port, C)),
+    ?assertEqual({0, 0, 0, 0}, maps:get(health_ip, C)),
     ?assertEqual(["^sidecar"], maps:get(placement_whitelist, C)),
     ?assertEqual([], maps:get(placement_blacklist, C)),
     ?assertEqual(#{strategy => hp_strategy_local_epmd,
@@ -30,6 +31,12 @@ explicit_names_win_test() ->
     ?assertEqual('py3@127.0.0.1', maps:get(python_node, C)),
     ?assertEqual(18083, maps:get(health_port, C)),
     ?assertMatch(#{config := #{polling_interval := 250}}, topology(Env)).
+
+health_ip_test() ->
+    ?assertEqual({127, 0, 0, 1}, maps:get(health_ip, hp_config:from_env(#{"HP_HEALTH_IP" => "127.0.0.1"}))),
+    ?assertEqual({0, 0, 0, 0, 0, 0, 0, 1}, maps:get(health_ip, hp_config:from_env(#{"HP_HEALTH_IP" => "::1"}))),
+    ?assertError({bad_env, "HP_HEALTH_IP", "localhost:80", _},
+                 hp_config:from_env(#{"HP_HEALTH_IP" => "localhost:80"})).
 
 epmd_strategy_test() ->
     ?assertEqual(#{strategy => hp_strategy_epmd,

@@ -250,10 +250,15 @@ class LocalCluster:
             ) from exc
 
     def _save(self, state: _ClusterState) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # The state holds the cookie: the run folder is the user's alone (0700), and so
+        # is every file in it (0600).
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.run_dir.chmod(0o700)
         data = asdict(state)
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(data, indent=2))
         tmp.replace(self.state_path)
 
     def state(self) -> _ClusterState:
@@ -345,7 +350,7 @@ class LocalCluster:
             workers=setting,
             workers_path=os.getcwd() if setting else "",
         )
-        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
         self._save(state)
         try:
             for spec in specs:
@@ -372,6 +377,10 @@ class LocalCluster:
             HP_SIDECAR_DIST_PORT=str(spec.sidecar_port),
             HP_PYTHON_DIST_PORT=str(spec.python_port),
             HP_HEALTH_PORT=str(spec.health_port),
+            # A local cluster listens on the loopback only: health, and epmd when the
+            # sidecar starts it (the distribution ports are bound in the sidecar's args).
+            HP_HEALTH_IP=HOST,
+            ERL_EPMD_ADDRESS=HOST,
             HP_CLUSTER_STRATEGY="epmd",
             HP_CLUSTER_HOSTS=peers,
             HP_POLL_INTERVAL_MS="1000",
@@ -414,6 +423,9 @@ class LocalCluster:
             "prevent_overlapping_partitions",
             "false",
             "-kernel",
+            "inet_dist_use_interface",
+            "{" + HOST.replace(".", ",") + "}",
+            "-kernel",
             "inet_dist_listen_min",
             str(spec.sidecar_port),
             "inet_dist_listen_max",
@@ -426,7 +438,7 @@ class LocalCluster:
         pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> int:
-        with log.open("ab") as out:
+        with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
             proc = subprocess.Popen(
                 cmd,
                 env=env,
@@ -435,6 +447,7 @@ class LocalCluster:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal reaches only `houseparty up`
+                umask=0o077,  # a crash dump holds the node's memory, its cookie too
             )
         return proc.pid
 
