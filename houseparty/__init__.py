@@ -1,11 +1,15 @@
-"""HouseParty: rooms and people as Python GenServers spread over an Erlang cluster.
+"""HouseParty: rooms and people as Python GenServers spread over an Erlang cluster, and
+workers of your own placed, found, grouped and moved the same way.
 
-The Python API is :class:`HouseParty` (synchronous) and :class:`AsyncHouseParty`; the
-errors they raise are drawn in :mod:`houseparty._errors`.
+The Python API is :class:`HouseParty` (synchronous) and :class:`AsyncHouseParty` for
+rooms and people; :class:`Workers` and :class:`AsyncWorkers` for workers of your own,
+written with :class:`houseparty.workers.Worker`. The errors they raise are drawn in
+:mod:`houseparty._errors`.
 """
 
 from houseparty._client import AsyncHouseParty, HouseParty
 from houseparty._errors import (
+    AlreadyRegistered,
     AlreadyRunning,
     ApiError,
     BadArgument,
@@ -16,13 +20,21 @@ from houseparty._errors import (
     HousePartyError,
     NotRunning,
     PortInUse,
+    Unavailable,
+    UnknownKind,
+    UnknownName,
     UnknownRoom,
+    WorkerStartError,
 )
+from houseparty._workers_client import AsyncWorkers, Workers
+from houseparty.workers import Ignore, Restart, Resume, Worker
 
 __all__ = [
+    "AlreadyRegistered",
     "AlreadyRunning",
     "ApiError",
     "AsyncHouseParty",
+    "AsyncWorkers",
     "BadArgument",
     "ClusterError",
     "ConnectError",
@@ -30,7 +42,16 @@ __all__ = [
     "ErlangMissing",
     "HouseParty",
     "HousePartyError",
+    "Ignore",
     "NotRunning",
     "PortInUse",
+    "Restart",
+    "Resume",
+    "Unavailable",
+    "UnknownKind",
+    "UnknownName",
     "UnknownRoom",
+    "Worker",
+    "WorkerStartError",
+    "Workers",
 ]

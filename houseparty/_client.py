@@ -20,29 +20,20 @@ in UTC, and ``where_is`` gives ``None`` for nowhere. Refusals raise (see
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from houseparty._errors import ApiError, BadArgument, ConnectError, DestinationFull, UnknownRoom
-from houseparty._rex import rex_call
-from py_nodes import Node, PyNodesError
+from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient
+from houseparty._errors import ApiError, BadArgument, DestinationFull, UnknownRoom
 from py_nodes._terms import Atom
 
 __all__ = ["AsyncHouseParty", "HouseParty", "from_term"]
 
-T = TypeVar("T")
-
-_OK = Atom("ok")
 _ERROR = Atom("error")
 _NIL = Atom("nil")
-_BADRPC = Atom("badrpc")
 _STRUCT = Atom("__struct__")
 _DATETIME = Atom("Elixir.DateTime")
-CALL_TIMEOUT_S = 60.0
 
 
 def from_term(term: Any) -> Any:
@@ -100,77 +91,10 @@ def _raise_for(reason: Any) -> None:
     raise ApiError(reason, f"the cluster refused: {from_term(reason)!r}")
 
 
-class AsyncHouseParty:
-    """The asyncio client. ``node`` is any sidecar of the cluster."""
-
-    def __init__(
-        self,
-        node: str,
-        cookie: str,
-        *,
-        timeout: float = CALL_TIMEOUT_S,
-        client_host: str | None = None,
-    ) -> None:
-        """``client_host`` names and binds this client's node on that address, for a
-        client whose address differs from the sidecar's host (another network
-        namespace, another machine); by default the client takes the sidecar's host
-        and listens on every interface."""
-        self.sidecar = node
-        self.timeout = timeout
-        if client_host is None:
-            host = node.split("@", 1)[1] if "@" in node else "127.0.0.1"
-            self._node = Node(f"hpclient_{secrets.token_hex(4)}@{host}", cookie=cookie, port=0)
-        else:
-            self._node = Node(
-                f"hpclient_{secrets.token_hex(4)}@{client_host}",
-                cookie=cookie,
-                port=0,
-                listen_host=client_host,
-            )
-        self._started = False
-
-    async def connect(self) -> None:
-        if not self._started:
-            await self._node.start()
-            self._started = True
-        try:
-            reachable = await self._node.ping(self.sidecar, timeout=5.0)
-        except PyNodesError as exc:
-            reachable = False
-            detail = f": {exc}"
-        else:
-            detail = ""
-        if not reachable:
-            await self.close()
-            raise ConnectError(
-                f"cannot reach {self.sidecar} (is the cluster running, is the cookie right?)"
-                + detail
-            )
-
-    async def close(self) -> None:
-        if self._started:
-            self._started = False
-            await self._node.stop()
-
-    async def __aenter__(self) -> AsyncHouseParty:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def rpc(self, module: str, function: str, args: list[Any]) -> Any:
-        """``rpc:call(Sidecar, Module, Function, Args)``; raises on ``badrpc``."""
-        group_leader = self._node.whereis("net_kernel")
-        try:
-            result = await rex_call(
-                self._node, self.sidecar, module, function, args, group_leader, self.timeout
-            )
-        except PyNodesError as exc:
-            raise ConnectError(f"{self.sidecar} did not answer: {exc}") from exc
-        if type(result) is tuple and len(result) == 2 and result[0] is _BADRPC:
-            raise ConnectError(f"{module}:{function} failed on {self.sidecar}: {result[1]!r}")
-        return result
+class AsyncHouseParty(AsyncClient):
+    """The asyncio client. ``node`` is any sidecar of the cluster; ``client_host`` names
+    and binds this client's node on that address, for a client whose address differs
+    from the sidecar's host."""
 
     async def _api(self, function: str, *args: Any) -> Any:
         result = await self.rpc("houseparty", function, list(args))
@@ -208,8 +132,10 @@ class AsyncHouseParty:
         return [(from_term(dt), from_term(room)) for dt, room in log]
 
 
-class HouseParty:
+class HouseParty(SyncClient):
     """The synchronous client: an :class:`AsyncHouseParty` on a private event loop thread."""
+
+    _client: AsyncHouseParty
 
     def __init__(
         self,
@@ -219,38 +145,8 @@ class HouseParty:
         timeout: float = CALL_TIMEOUT_S,
         client_host: str | None = None,
     ) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
         self._client = AsyncHouseParty(node, cookie, timeout=timeout, client_host=client_host)
-        self.sidecar = node
-        try:
-            self._run(self._client.connect())
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-    def close(self) -> None:
-        if not self._loop.is_closed():
-            self._run(self._client.close())
-            self._stop_loop()
-
-    def __enter__(self) -> HouseParty:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def rpc(self, module: str, function: str, args: list[Any]) -> Any:
-        return self._run(self._client.rpc(module, function, args))
+        super().__init__(self._client)
 
     def add_rooms(self, rooms: str | Iterable[str], *, max: int | None = None) -> None:
         self._run(self._client.add_rooms(rooms, max=max))

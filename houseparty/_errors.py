@@ -12,7 +12,12 @@
     └── ApiError                     the cluster refused a request; ``.reason`` is the term
         ├── UnknownRoom              the room was never added
         ├── DestinationFull          the room is at its max
-        └── BadArgument              a name of the wrong type, or a bad ``max``
+        ├── BadArgument              a name of the wrong type, a bad ``max`` or setting
+        ├── UnknownName              no worker is registered under that name
+        ├── AlreadyRegistered        a worker is registered under that name already
+        ├── UnknownKind              no pod knows a worker class of that kind
+        ├── WorkerStartError         the worker class raised in ``setup``
+        └── Unavailable              the worker did not answer in time (it may exist)
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AlreadyRegistered",
     "AlreadyRunning",
     "ApiError",
     "BadArgument",
@@ -30,7 +36,11 @@ __all__ = [
     "HousePartyError",
     "NotRunning",
     "PortInUse",
+    "Unavailable",
+    "UnknownKind",
+    "UnknownName",
     "UnknownRoom",
+    "WorkerStartError",
 ]
 
 
@@ -80,3 +90,27 @@ class DestinationFull(ApiError):
 
 class BadArgument(ApiError):
     """A name of the wrong type, or a bad ``max``."""
+
+
+class UnknownName(ApiError):
+    """No worker is registered under that name."""
+
+
+class AlreadyRegistered(ApiError):
+    """A worker is registered under that name already; ``.pid`` is that worker."""
+
+    def __init__(self, reason: Any, message: str, pid: Any) -> None:
+        super().__init__(reason, message)
+        self.pid = pid
+
+
+class UnknownKind(ApiError):
+    """The pods know no worker class of that kind (see ``HOUSEPARTY_WORKERS``)."""
+
+
+class WorkerStartError(ApiError):
+    """The worker class raised while starting (in ``setup``); the pod stays up."""
+
+
+class Unavailable(ApiError):
+    """The cluster could not ask the worker in time: it may well exist."""

@@ -1,4 +1,5 @@
-"""``rpc:call`` into a sidecar from Python, through the node's ``rex`` server.
+"""``rpc:call`` into a sidecar from Python, through the node's ``rex`` server, and the
+registry lookup that rides on it.
 
 Every OTP node runs ``rex`` (kernel's rpc server): a gen_server call of
 ``{call, Module, Function, Args, GroupLeader}`` applies the function there and answers its
@@ -12,11 +13,18 @@ from typing import Any, Protocol
 
 from py_nodes._terms import Atom, Pid
 
-__all__ = ["rex_call"]
+__all__ = ["registry_whereis", "rex_call"]
+
+REGISTRY_TIMEOUT_S = 10.0
 
 
 class _Caller(Protocol):
     async def call(self, dest: Any, request: Any, timeout: float) -> Any: ...
+
+
+class _Process(_Caller, Protocol):
+    @property
+    def pid(self) -> Pid: ...
 
 
 async def rex_call(
@@ -32,3 +40,11 @@ async def rex_call(
     request = (Atom("call"), Atom(module), Atom(function), args, group_leader)
     target = node if isinstance(node, Atom) else Atom(node)
     return await caller.call((Atom("rex"), target), request, timeout)
+
+
+async def registry_whereis(caller: _Process, sidecar: Atom, name: Any) -> Pid | None:
+    """``hp_registry:whereis_name(Name)`` on ``sidecar``, asked by a process."""
+    pid = await rex_call(
+        caller, sidecar, "hp_registry", "whereis_name", [name], caller.pid, REGISTRY_TIMEOUT_S
+    )
+    return pid if isinstance(pid, Pid) else None

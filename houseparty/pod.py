@@ -2,8 +2,10 @@
 
 It reads the pod's environment (``HOUSEPARTY_COOKIE``, ``POD_IP``, ``HP_PYTHON_NODE``,
 ``HP_SIDECAR_NODE``, ``HP_PYTHON_DIST_PORT``, ``HP_NET_TICKTIME``: the sidecars'
-``net_ticktime``, which every node that talks with them must share), starts a hidden
-node with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
+``net_ticktime``, which every node that talks with them must share;
+``HOUSEPARTY_WORKERS``: the worker classes of your own it can start, as
+``[kind=]module:Class`` entries, see :mod:`houseparty.workers`), starts a hidden node
+with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
 sidecar to drain, so that every worker of this pod moves to the other pods with its
 state, and exits after that.
 """
@@ -20,8 +22,11 @@ from dataclasses import dataclass
 
 import uvloop
 
+from houseparty._errors import BadArgument
+from houseparty._house import PersonWorker, RoomWorker
 from houseparty._rex import rex_call
-from houseparty._workers import WorkerStarter
+from houseparty._starter import WorkerStarter
+from houseparty.workers import Worker, worker_table
 from py_nodes import Node, PyNodesError
 from py_nodes._terms import Atom
 
@@ -35,6 +40,7 @@ DRAIN_TIMEOUT_S = 300.0
 # short-lived objects; collected every 700, its survivors pile into the old generation and
 # bring on full collections, which walk every worker of the pod while it waits.
 GC_YOUNG_THRESHOLD = 20_000
+BUILTIN_WORKERS: dict[str, type[Worker]] = {"room": RoomWorker, "person": PersonWorker}
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,14 @@ class PodConfig:
     sidecar_node: str
     python_port: int
     net_ticktime: int = 60
+    workers: str = ""
+
+    def worker_classes(self) -> dict[str, type[Worker]]:
+        """The worker classes by kind: rooms, people and those of ``HOUSEPARTY_WORKERS``."""
+        try:
+            return worker_table(BUILTIN_WORKERS, self.workers)
+        except BadArgument as exc:
+            raise SystemExit(f"HOUSEPARTY_WORKERS: {exc}") from exc
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> PodConfig:
@@ -58,6 +72,7 @@ class PodConfig:
             sidecar_node=env.get("HP_SIDECAR_NODE", f"sidecar@{pod_ip}"),
             python_port=int(env.get("HP_PYTHON_DIST_PORT", "9101")),
             net_ticktime=_positive(env, "HP_NET_TICKTIME", "60"),
+            workers=env.get("HOUSEPARTY_WORKERS", ""),
         )
 
 
@@ -90,6 +105,7 @@ async def _drain(node: Node, sidecar: str) -> None:
 
 async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    kinds = config.worker_classes()
     node = Node(
         config.python_node,
         cookie=config.cookie,
@@ -97,8 +113,13 @@ async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
         net_ticktime=config.net_ticktime,
     )
     await node.start()
-    node.spawn(WorkerStarter, Atom(config.sidecar_node), name="hp_workers")
-    log.info("python node %s up, sidecar %s", config.python_node, config.sidecar_node)
+    node.spawn(WorkerStarter, Atom(config.sidecar_node), kinds, name="hp_workers")
+    log.info(
+        "python node %s up, sidecar %s, workers %s",
+        config.python_node,
+        config.sidecar_node,
+        ", ".join(sorted(kinds)),
+    )
     try:
         await _connect(node, config.sidecar_node, stop)
         await stop.wait()

@@ -1,22 +1,12 @@
 %% The HouseParty API for erl users; 'Elixir.HouseParty' gives iex users the same calls.
 %%
-%% Rooms and people are Python GenServers on the pods' Python nodes, registered in
-%% hp_registry as {room, Name} and {person, Name} and started through hp_python, so
-%% placement follows the ring. Groups: house_party_rooms, house_party_people.
-%%
-%% Worker protocol (gen_server calls to the Python workers):
-%%   room:   {enter, Person} -> ok | {error, destination_full}
-%%           {leave, Person} -> ok
-%%           who_is_in       -> {ok, [Person]}              (sorted)
-%%           {dump}          -> {ok, {Room, [Person]}}      (the seed's multi_call reply)
-%%           {set_max, Max}  -> ok | {error, {too_many_people, Count}}
-%%   person: {walk_into, Room} -> ok | {error, destination_full} | {error, {unknown_room, Room}}
-%%           where_is          -> Room | nil
-%%           room_log          -> [{DateTime, Room}]        (newest first)
-%%   hp_workers (one per Python node):
-%%           {dump_rooms, [Pid]} -> [{Room, [Person]}]  (those of its own rooms that are live)
-%% The person runs its own move (enter, leave, log); this module only finds or starts
-%% the person and asks it. Every input is checked before anything is changed.
+%% Rooms and people are Python workers on the pods' Python nodes (kinds room and person),
+%% registered in hp_registry as {room, Name} and {person, Name} and started through
+%% hp_python, so placement follows the ring. Groups: house_party_rooms,
+%% house_party_people. Their requests, and the rest of the worker protocol, are
+%% described in docs/worker-protocol.md. The person runs its own move (enter, leave,
+%% log); this module only finds or starts the person and asks it. Input is checked here,
+%% where it enters from erl and iex, before anything is changed; the workers trust it.
 -module(houseparty).
 
 -export([add_rooms/1, add_rooms/2, set_room_max/2, walk_into/2, dump/0, who_is_in/1,
@@ -26,9 +16,9 @@
 -define(PEOPLE, house_party_people).
 -define(DEFAULT_MAX, 10).
 -define(CALL_TIMEOUT, 5000).
-%% A name may be between owners for a moment (handoff, restart after a node loss);
-%% calls retry for this long before giving up.
--define(RETRY_FOR_MS, 15000).
+%% While names move, rooms may be in no node's group for a moment: dump/0 waits this long
+%% at most for them to settle.
+-define(SETTLE_WAIT_MS, 15000).
 
 -type name() :: atom().
 -type error() :: {error, destination_full | {unknown_room, name()} | {bad_name, term()}
@@ -73,24 +63,26 @@ who_is_in(Room) ->
               end).
 
 %% The seed's dump, over the members of the room group. Rather than a call per room
-%% (the seed's multi_call), each Python node holding rooms is asked once for the dump of
-%% all of its own, all nodes at once: a dying room costs its own entry, and a node that
-%% does not answer in time costs its rooms, never the whole answer.
+%% (the seed's multi_call), each Python node holding rooms is asked once for the {dump}
+%% of all of its own ({call_many, Pids, {dump}}), all nodes at once: a dying room costs
+%% its own entry, and a node that does not answer in time costs its rooms, never the
+%% whole answer.
 -spec dump() -> #{name() => [name()]}.
 dump() ->
     %% Rooms on their way to a new owner are in no node's group for a moment.
-    wait_settled(erlang:monotonic_time(millisecond) + ?RETRY_FOR_MS),
+    wait_settled(erlang:monotonic_time(millisecond) + ?SETTLE_WAIT_MS),
     ByNode = maps:groups_from_list(fun erlang:node/1, hp_registry:members(?ROOMS)),
     ReqIds = maps:fold(fun(Node, Pids, Acc) ->
-                               gen_server:send_request({hp_workers, Node}, {dump_rooms, Pids},
-                                                       Node, Acc)
+                               gen_server:send_request({hp_workers, Node},
+                                                       {call_many, Pids, {dump}}, Node, Acc)
                        end, gen_server:reqids_new(), ByNode),
     Deadline = {abs, erlang:monotonic_time(millisecond) + ?CALL_TIMEOUT},
     maps:from_list(lists:append(dump_replies(ReqIds, Deadline))).
 
 dump_replies(ReqIds, Deadline) ->
     case gen_server:receive_response(ReqIds, Deadline, true) of
-        {{reply, Rooms}, _Node, Rest} when is_list(Rooms) -> [Rooms | dump_replies(Rest, Deadline)];
+        {{reply, Answers}, _Node, Rest} when is_list(Answers) ->
+            [[Dump || {ok, Dump} <- Answers] | dump_replies(Rest, Deadline)];
         {_Error, _Node, Rest} -> dump_replies(Rest, Deadline);
         _NoMoreOrTimeout -> []
     end.
@@ -147,12 +139,14 @@ pod_status() ->
       draining => maps:get(draining, Info),
       ring_share => Owned / Sample,
       memory => erlang:memory(total),
-      python_memory => python_memory(Python)}.
+      python_memory => ask_python(Python, memory),
+      workers => ask_python(Python, workers)}.
 
-python_memory(undefined) ->
+%% hp_workers' memory (RSS and process count) or workers (a count per kind).
+ask_python(undefined, _Request) ->
     undefined;
-python_memory(Python) ->
-    try gen_server:call({hp_workers, Python}, memory, 2000)
+ask_python(Python, Request) ->
+    try gen_server:call({hp_workers, Python}, Request, 2000)
     catch exit:_ -> undefined
     end.
 
@@ -203,7 +197,7 @@ ensure_worker(Key, Kind, Name, Args, Group) ->
     end.
 
 check_room_exists(Room) ->
-    check_room_exists(Room, erlang:monotonic_time(millisecond) + ?RETRY_FOR_MS).
+    check_room_exists(Room, erlang:monotonic_time(millisecond) + ?SETTLE_WAIT_MS).
 
 check_room_exists(Room, Deadline) ->
     case hp_registry:whereis_name({room, Room}) of
@@ -221,44 +215,17 @@ check_room_exists(Room, Deadline) ->
     end.
 
 room_call(Room, Request) ->
-    call_name({room, Room}, Request, {error, {unknown_room, Room}}).
+    case hp_python:call_name({room, Room}, Request) of
+        {reply, Reply} -> Reply;
+        absent -> {error, {unknown_room, Room}};
+        {unavailable, Reason} -> {error, {unavailable, Reason}}
+    end.
 
+%% Called only once the person is known to exist: a missing one is on its way.
 person_call(Person, Request) ->
-    call_name({person, Person}, Request, {error, {unavailable, {person, Person}}}).
-
-%% Calls a registered worker, riding out a handoff or a restart: the name may point to
-%% nothing, or to a process that exits under the call, for a short while.
-call_name(Key, Request, IfAbsent) ->
-    call_name(Key, Request, IfAbsent, erlang:monotonic_time(millisecond) + ?RETRY_FOR_MS).
-
-call_name(Key, Request, IfAbsent, Deadline) ->
-    Retry = fun(Reason) ->
-                    case erlang:monotonic_time(millisecond) < Deadline of
-                        true ->
-                            timer:sleep(50),
-                            call_name(Key, Request, IfAbsent, Deadline);
-                        false ->
-                            {error, {unavailable, Reason}}
-                    end
-            end,
-    case hp_registry:whereis_name(Key) of
-        undefined when element(1, Key) =:= room ->
-            %% A room missing while names move may only be on its way to a new owner.
-            case hp_registry_server:unsettled() of
-                true -> Retry(undefined);
-                false -> IfAbsent
-            end;
-        undefined ->
-            Retry(undefined);
-        Pid ->
-            try gen_server:call(Pid, Request, ?CALL_TIMEOUT) of
-                %% The worker gave its state to a new copy and is about to stop.
-                {error, handed_off} -> Retry(handed_off);
-                Reply -> Reply
-            catch
-                exit:{Reason, {gen_server, call, _}} ->
-                    Retry(Reason)
-            end
+    case hp_python:call_name({person, Person}, Request, #{absent => retry}) of
+        {reply, Reply} -> Reply;
+        {unavailable, Reason} -> {error, {unavailable, Reason}}
     end.
 
 check_names(Names) when is_list(Names) ->

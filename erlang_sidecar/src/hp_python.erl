@@ -1,28 +1,40 @@
-%% The bridge to this pod's Python node: the MFA placement runs to start a Python worker.
+%% The bridge to the pods' Python nodes: the MFA placement runs to start a Python worker
+%% of any kind, the batch requests of the handoff, and the one place where a worker is
+%% called by name riding out a move. The protocol (hp_workers' requests, the workers'
+%% swarm messages, rooms and people) is described in docs/worker-protocol.md.
 %%
 %%   hp_registry:register_name(Name, hp_python, start_worker, [Kind, Name, Args])
 %%
 %% runs start_worker/3 on the name's owner sidecar, which asks its own pod's Python node
-%% (app env python_node, a hidden node) to start the worker:
-%%
-%%   gen_server:call({hp_workers, PythonNode}, {start, Kind, Name, Args}, Timeout)
-%%       -> {ok, Pid} | {error, Reason}
-%%
-%% The worker thus lands on the owner's pod. When the Python node is not connected and
-%% cannot be reached within ?CONNECT_TIMEOUT, the answer is {error, no_python_node}; the
-%% caller never hangs on it.
+%% (app env python_node, a hidden node) to start the worker: it lands on the owner's pod.
+%% When the Python node is not connected and cannot be reached within ?CONNECT_TIMEOUT,
+%% the answer is {error, no_python_node}; the caller never hangs on it.
 -module(hp_python).
 -behaviour(hp_handoff_batch).
 
 -export([start_worker/3, start_workers/1, begin_handoffs/1, take_over/1, stop_handed_off/1,
          watch/1, python_node/0]).
+-export([call_name/2, call_name/3, cast_name/3]).
 
 -define(APP, houseparty_sidecar).
 -define(CONNECT_TIMEOUT, 2000).
 -define(START_TIMEOUT, 15000).
+%% A name may be between owners for a moment (handoff, restart after a node loss): calls
+%% by name retry for this long, this often.
+-define(RETRY_FOR_MS, 15000).
+-define(RETRY_PAUSE_MS, 50).
+-define(CALL_TIMEOUT, 5000).
 
--spec start_worker(atom(), term(), list()) -> {ok, pid()} | {error, no_python_node | term()}.
-start_worker(Kind, Name, Args) when is_atom(Kind), is_list(Args) ->
+-type kind() :: atom() | binary().
+-type call_result() :: {reply, term()} | absent | {unavailable, term()}.
+-type name_opts() :: #{absent => stop | retry, timeout => timeout(), not_pid => pid()}.
+-export_type([kind/0, call_result/0, name_opts/0]).
+
+%% Kind names a worker class the Python node knows (rooms, people, and those of its
+%% HOUSEPARTY_WORKERS setting); {error, {unknown_kind, Kind}} otherwise, and
+%% {error, {init_failed, <<"Type: message">>}} when the class refuses to start.
+-spec start_worker(kind(), term(), list()) -> {ok, pid()} | {error, no_python_node | term()}.
+start_worker(Kind, Name, Args) when (is_atom(Kind) orelse is_binary(Kind)), is_list(Args) ->
     case ask_workers({start, Kind, Name, Args}) of
         {ok, Pid} when is_pid(Pid) -> {ok, Pid};
         {error, Reason} -> {error, Reason};
@@ -48,7 +60,8 @@ start_workers(MFAs) ->
           [{ok, pid()} | {error, term()}].
 take_over(MFAStates) ->
     Specs = [case MFA of
-                 {?MODULE, start_worker, [Kind, Name, Args]} when is_atom(Kind), is_list(Args) ->
+                 {?MODULE, start_worker, [Kind, Name, Args]}
+                   when (is_atom(Kind) orelse is_binary(Kind)), is_list(Args) ->
                      case Then of
                          none -> {Kind, Name, Args};
                          {state, S} -> {Kind, Name, Args, S}
@@ -100,6 +113,68 @@ begin_handoffs([]) ->
     [];
 begin_handoffs([Pid | _] = Pids) ->
     gen_server:call({hp_workers, node(Pid)}, {begin_handoffs, Pids}, ?START_TIMEOUT).
+
+%% gen_server:call to the worker registered as Name, riding out a handoff or a restart:
+%% the name may point to nothing, to a process that exits under the call, or to a copy
+%% that has handed its state over ({error, handed_off}), for a short while. The one
+%% retry loop of calls by name, for the erl API and for the Python workers.
+%%   absent: stop (default) gives absent at once for a name that is not registered while
+%%           names are not moving; retry waits for it as for a moving one.
+%%   timeout: of each try (default ?CALL_TIMEOUT).
+-spec call_name(term(), term()) -> call_result().
+call_name(Name, Request) ->
+    call_name(Name, Request, #{}).
+
+-spec call_name(term(), term(), name_opts()) -> call_result().
+call_name(Name, Request, Opts) ->
+    Timeout = maps:get(timeout, Opts, ?CALL_TIMEOUT),
+    with_name(Name, Opts,
+              fun(Pid) ->
+                      try gen_server:call(Pid, Request, Timeout) of
+                          {error, handed_off} -> {retry, handed_off};
+                          Reply -> {done, {reply, Reply}}
+                      catch
+                          exit:{Reason, {gen_server, call, _}} -> {retry, Reason}
+                      end
+              end).
+
+%% gen_server:cast to the worker registered as Name, once a live one is found; with
+%% not_pid, to one other than that pid (a copy that has moved on forwards to the live
+%% one).
+-spec cast_name(term(), term(), name_opts()) -> ok | absent | {unavailable, term()}.
+cast_name(Name, Request, Opts) ->
+    NotPid = maps:get(not_pid, Opts, undefined),
+    with_name(Name, Opts, fun(Pid) when Pid =:= NotPid -> {retry, not_moved_yet};
+                             (Pid) -> gen_server:cast(Pid, Request), {done, ok}
+                          end).
+
+with_name(Name, Opts, Try) ->
+    with_name(Name, maps:get(absent, Opts, stop), Try,
+              erlang:monotonic_time(millisecond) + ?RETRY_FOR_MS).
+
+with_name(Name, Absent, Try, Deadline) ->
+    Retry = fun(Reason) ->
+                    case erlang:monotonic_time(millisecond) < Deadline of
+                        true ->
+                            timer:sleep(?RETRY_PAUSE_MS),
+                            with_name(Name, Absent, Try, Deadline);
+                        false ->
+                            {unavailable, Reason}
+                    end
+            end,
+    case hp_registry:whereis_name(Name) of
+        undefined ->
+            %% A name missing while names move may only be on its way to a new owner.
+            case Absent =:= retry orelse hp_registry_server:unsettled() of
+                true -> Retry(undefined);
+                false -> absent
+            end;
+        Pid ->
+            case Try(Pid) of
+                {done, Result} -> Result;
+                {retry, Reason} -> Retry(Reason)
+            end
+    end.
 
 ask_workers(Request) ->
     case python_node() of

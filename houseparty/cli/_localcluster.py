@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from houseparty._errors import (
     NotRunning,
     PortInUse,
 )
+from houseparty.workers import worker_table
 
 __all__ = [
     "DEFAULT_BASE_PORT",
@@ -133,6 +134,18 @@ class _ClusterState:
     started_at: float
     tag: str = ""
     pod_states: dict[int, _PodState] = field(default_factory=dict)
+    # HOUSEPARTY_WORKERS for the pods, and the folder their classes are imported from.
+    workers: str = ""
+    workers_path: str = ""
+
+
+def _check_worker_classes(setting: str, folder: str) -> None:
+    """Import each worker class of ``setting`` as the pods will, from ``folder`` first."""
+    sys.path.insert(0, folder)
+    try:
+        worker_table({}, setting)
+    finally:
+        sys.path.remove(folder)
 
 
 def _alive(pid: int | None) -> bool:
@@ -247,9 +260,14 @@ class LocalCluster:
         progress: Callable[[str], None] | None = None,
         timeout: float = 60.0,
         tag: str = "",
+        workers: Sequence[str] = (),
     ) -> _ClusterState:
-        """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs."""
+        """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs.
+        ``workers`` are ``[kind=]module:Class`` worker classes for the pods, imported from
+        the current folder (or the Python path); BadArgument if one cannot be."""
         self.check_erlang()
+        setting = " ".join(workers)
+        _check_worker_classes(setting, os.getcwd())
         if not re.fullmatch(r"[A-Za-z0-9_-]*", tag):
             raise ClusterError(
                 f"a node name suffix takes letters, digits, _ and - only, not {tag!r}"
@@ -282,6 +300,8 @@ class LocalCluster:
             tag=tag,
             started_at=time.time(),
             pod_states={s.index: _PodState(s.index) for s in specs},
+            workers=setting,
+            workers_path=os.getcwd() if setting else "",
         )
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._save(state)
@@ -317,6 +337,11 @@ class LocalCluster:
             # `ps` would show it to everyone.
             HOME=str(self._cookie_home(state.cookie)),
         )
+        if state.workers:
+            env["HOUSEPARTY_WORKERS"] = state.workers
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [state.workers_path, env.get("PYTHONPATH")])
+            )
         return env
 
     def _cookie_home(self, cookie: str) -> Path:

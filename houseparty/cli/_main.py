@@ -78,6 +78,13 @@ def main() -> None:
 )
 @click.option("--detach", is_flag=True, help="Return once the cluster is up.")
 @click.option("--base-port", default=DEFAULT_BASE_PORT, show_default=True, type=int)
+@click.option(
+    "--worker",
+    "workers",
+    multiple=True,
+    metavar="[KIND=]MODULE:CLASS",
+    help="A worker class of your own for the pods (repeatable), imported from here.",
+)
 @_name_suffix_option
 @_run_dir_option
 def up(
@@ -85,6 +92,7 @@ def up(
     cookie: str | None,
     detach: bool,
     base_port: int,
+    workers: tuple[str, ...],
     name_suffix: str,
     run_dir: Path | None,
 ) -> None:
@@ -98,6 +106,7 @@ def up(
                 base_port=base_port,
                 progress=lambda msg: status.update(msg),
                 tag=name_suffix,
+                workers=workers,
             )
     except HousePartyError as exc:
         _fail(str(exc))
@@ -247,7 +256,7 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 @_connect_options
 @_json_option
 def status(node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
-    """Pods, node names, connections, processes per pod, ring share and memory."""
+    """Pods, node names, connections, workers per kind, ring share and memory."""
     local = LocalCluster(run_dir)
     local_pods: dict[str, int] = {}
     with contextlib.suppress(NotRunning):
@@ -269,20 +278,20 @@ def status(node: str | None, cookie: str | None, run_dir: Path | None, as_json: 
     rows = []
     for p in pods:
         if "error" in p:
-            rows.append([p["node"], "-", "[red]unreachable[/]", "-", "-", "-", "-"])
+            rows.append([p["node"], "-", "[red]unreachable[/]", "-", "-", "-", "-", "-"])
             continue
         python_rss = (p.get("python_memory") or {}).get("rss")
         rows.append([
             p["node"], p["python_node"],
             "[green]yes[/]" if p["python_connected"] else "[red]no[/]",
-            p["names"], f"{100 * p['ring_share']:.1f}%",
+            p["names"], _per_kind(p.get("workers")), f"{100 * p['ring_share']:.1f}%",
             _mib(p["memory"]), _mib(python_rss) if python_rss else "-",
         ])  # fmt: skip
     for sidecar in missing:
-        rows.append([sidecar, "-", "[red]down[/]", "-", "-", "-", "-"])
+        rows.append([sidecar, "-", "[red]down[/]", "-", "-", "-", "-", "-"])
     console.print(_table(
         "HouseParty cluster",
-        ["sidecar", "python node", "python connected", "names", "ring share",
+        ["sidecar", "python node", "python connected", "names", "workers", "ring share",
          "sidecar memory", "python RSS"],
         rows,
     ))  # fmt: skip
@@ -295,6 +304,13 @@ def _pod_status(hp: HouseParty, sidecar: str) -> dict[str, Any]:
         hp.rpc("erpc", "call", [Atom(sidecar), Atom("houseparty"), Atom("pod_status"), [], 5000])
     )
     return status
+
+
+def _per_kind(counts: dict[str, int] | None) -> str:
+    """``person 3, room 10``: the workers of a pod per kind, those it has any of."""
+    if not counts:
+        return "-"
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()) if n) or "0"
 
 
 def _mib(value: int) -> str:

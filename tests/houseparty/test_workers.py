@@ -83,13 +83,14 @@ def test_bad_batch_requests_get_errors_and_change_nothing(cluster: Cluster) -> N
     assert reply[0] == ERROR and reply[1][0] == bad_request
     reply = _ask_workers(cluster, 1, (Atom("start_many"), [(Atom("room"),)]))
     assert reply[0] == ERROR and reply[1][0] == bad_request
-    assert _ask_workers(
-        cluster, 1, (Atom("start_many"), [(Atom("room"), 5, []), (Atom("room"), Atom("x"), [0])])
-    ) == [(ERROR, (Atom("bad_name"), 5)), (ERROR, (Atom("bad_max"), 0))]
+    assert _ask_workers(cluster, 1, (Atom("start_many"), [(Atom("kitchen"), Atom("x"), [])])) == [
+        (ERROR, (Atom("unknown_kind"), Atom("kitchen")))
+    ]
     reply = _ask_workers(cluster, 1, (Atom("begin_handoffs"), 42))
     assert reply[0] == ERROR and reply[1][0] == bad_request
-    assert _ask_workers(cluster, 1, (Atom("dump_rooms"), 42)) == []
-    assert _ask_workers(cluster, 1, (Atom("dump_rooms"), [1, Atom("x")])) == []
+    reply = _ask_workers(cluster, 1, (Atom("call_many"), 42, Atom("x")))
+    assert reply[0] == ERROR and reply[1][0] == bad_request
+    assert _ask_workers(cluster, 1, (Atom("call_many"), [1, Atom("x")], (Atom("dump"),))) == []
     with cluster.client() as hp:
         assert hp.dump() == {}
         assert hp.rpc("hp_registry", "registered", []) == []

@@ -1,0 +1,294 @@
+"""Rooms and people: the two kinds of worker HouseParty itself places in the cluster.
+
+Both are ordinary :class:`~houseparty.workers.Worker` classes, registered as
+``{room, Name}`` and ``{person, Name}`` (``Name`` an atom); their requests are listed in
+``docs/worker-protocol.md``. Workers refer to each other by those names, never by pid: a
+pid changes when a worker moves to another pod.
+
+Conflict merges are deterministic, whichever copy wins:
+
+* a person keeps the union of both logs, ordered by time, and stands in the room of the
+  newest entry; that room then lists it (even beyond its ``max``: both sides of the split
+  may have let people in, and no walk that was answered ``ok`` is undone);
+* a room keeps the larger ``max`` and the union of both people lists, then, once the
+  persons have merged too, drops those who say they stand elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from houseparty._errors import ApiError, UnknownName
+from houseparty.workers import Worker, run_outside_mailbox
+from py_nodes import PyNodesError, Reply
+from py_nodes._terms import Atom
+
+__all__ = ["DEFAULT_MAX", "PersonWorker", "RoomWorker", "datetime_term"]
+
+DEFAULT_MAX = 10
+
+log = logging.getLogger("houseparty.house")
+
+
+class H:
+    """The atoms of rooms' and people's requests."""
+
+    ok = Atom("ok")
+    error = Atom("error")
+    nil = Atom("nil")
+    room = Atom("room")
+    person = Atom("person")
+    enter = Atom("enter")
+    enter_merged = Atom("enter_merged")
+    leave = Atom("leave")
+    who_is_in = Atom("who_is_in")
+    dump = Atom("dump")
+    set_max = Atom("set_max")
+    walk_into = Atom("walk_into")
+    where_is = Atom("where_is")
+    room_log = Atom("room_log")
+    settle_rooms = Atom("settle_rooms")
+    max = Atom("max")
+    people = Atom("people")
+    log = Atom("log")
+    unknown_room = Atom("unknown_room")
+    unavailable = Atom("unavailable")
+
+
+DESTINATION_FULL = (H.error, Atom("destination_full"))
+# Answers that never change, made once: a Reply is immutable.
+REPLY_OK = Reply(H.ok)
+REPLY_FULL = Reply(DESTINATION_FULL)
+DUMP = (H.dump,)
+
+_DATETIME = Atom("Elixir.DateTime")
+_CALENDAR_ISO = Atom("Elixir.Calendar.ISO")
+_STRUCT = Atom("__struct__")
+_DT_FIELDS = tuple(Atom(n) for n in ("year", "month", "day", "hour", "minute", "second"))
+
+
+def datetime_term(micros: int) -> dict[Atom, Any]:
+    """An Elixir ``%DateTime{}`` in UTC for ``micros`` since the epoch, as iex prints it."""
+    dt = datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
+    term: dict[Atom, Any] = {
+        _STRUCT: _DATETIME,
+        Atom("calendar"): _CALENDAR_ISO,
+        Atom("microsecond"): (micros % 1_000_000, 6),
+        Atom("std_offset"): 0,
+        Atom("utc_offset"): 0,
+        Atom("time_zone"): "Etc/UTC",
+        Atom("zone_abbr"): "UTC",
+    }
+    for key, value in zip(_DT_FIELDS, dt.timetuple()[:6], strict=True):
+        term[key] = value
+    return term
+
+
+def _now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+# Persons and rooms of a healed split get their resolve_conflict casts in no set order;
+# reconciling after a pause lets both sides merge first.
+MERGE_SETTLE_S = 2.0
+
+
+class RoomWorker(Worker):
+    """A room (``self.key``): its people (sorted names) and its ``max``.
+
+    The people are a tuple, rebuilt on each change: rooms are small, and most hold
+    nobody, which then costs nothing (a list would cost its own object per room).
+    """
+
+    __slots__ = ("max", "people")
+
+    kind = "room"
+
+    key: Atom
+    max: int
+    people: tuple[Atom, ...]
+
+    def setup(self, max_people: int = DEFAULT_MAX) -> None:
+        self.max = max_people
+        self.people = ()
+
+    def registry_key(self) -> tuple[Atom, Atom]:
+        return (H.room, self.key)
+
+    def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        # The requests of walks and dumps first: they come by the thousand.
+        match request:
+            case (H.enter, person):
+                if person in self.people:
+                    return REPLY_OK
+                if len(self.people) >= self.max:
+                    return REPLY_FULL
+                self._set_people((*self.people, person))
+                return REPLY_OK
+            case (H.dump,):
+                return Reply((H.ok, (self.key, list(self.people))))
+            case (H.leave, person):
+                self._without(person)
+                return REPLY_OK
+            case H.who_is_in:
+                return Reply((H.ok, list(self.people)))
+            case (H.set_max, max_people):
+                if len(self.people) > max_people:
+                    return Reply((H.error, (Atom("too_many_people"), len(self.people))))
+                self.max = max_people
+                return REPLY_OK
+            case (H.enter_merged, person):
+                if person not in self.people:
+                    self._set_people((*self.people, person))
+                return REPLY_OK
+        return super().on_call(request, from_)
+
+    def answer_in_place(self, request: Any) -> Any:
+        # A dump asks every room at once: answered without a Reply each.
+        if request == DUMP:
+            return (H.ok, (self.key, list(self.people)))
+        return super().answer_in_place(request)
+
+    def state_term(self) -> dict[Atom, Any]:
+        return {H.max: self.max, H.people: list(self.people)}
+
+    def _set_people(self, people: Iterable[Atom]) -> None:
+        self.people = tuple(sorted(people, key=str))
+
+    def _without(self, person: Atom) -> None:
+        if person in self.people:
+            self.people = tuple(p for p in self.people if p != person)
+
+    def end_handoff(self, state: Any) -> None:
+        self.max = state[H.max]
+        self._set_people(state[H.people])
+
+    def resolve_conflict(self, state: Any) -> None:
+        self.max = max(self.max, state[H.max])
+        self._set_people(set(self.people) | set(state[H.people]))
+        run_outside_mailbox(self._keep_only_those_here(), delay=MERGE_SETTLE_S)
+
+    async def _keep_only_those_here(self) -> None:
+        # Each side of a split may have moved people on: a person belongs here only if,
+        # once persons have merged too, it says it stands here. A person's own merge may
+        # land after the first pass, hence a second one.
+        for pause in (0.0, 2 * MERGE_SETTLE_S):
+            await asyncio.sleep(pause)
+            for person in self.people:
+                try:
+                    where = await self.call_name((H.person, person), H.where_is)
+                except UnknownName:
+                    continue
+                except (ApiError, PyNodesError) as exc:
+                    log.warning("%s: cannot ask %s where it stands: %s", self.key, person, exc)
+                    continue
+                if isinstance(where, Atom) and where is not self.key:
+                    self._without(person)
+
+
+class PersonWorker(Worker):
+    """A person (``self.key``): the room they stand in and their log of ``(micros,
+    room)``, oldest first.
+
+    Until the first walk the log is the empty tuple, which costs no object per person.
+    """
+
+    __slots__ = ("log", "room")
+
+    kind = "person"
+
+    key: Atom
+    room: Atom | None
+    log: list[tuple[int, Atom]] | tuple[()]
+
+    def setup(self) -> None:
+        self.room = None
+        self.log = ()
+
+    def registry_key(self) -> tuple[Atom, Atom]:
+        return (H.person, self.key)
+
+    def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        match request:
+            case (H.walk_into, room):
+                return self._walk_into(room)
+            case H.where_is:
+                return Reply(self.room if self.room is not None else H.nil)
+            case H.room_log:
+                return Reply([(datetime_term(us), room) for us, room in reversed(self.log)])
+        return super().on_call(request, from_)
+
+    async def _walk_into(self, room: Atom) -> Reply:
+        # The person runs its own move: enter the new room, leave the old one, log it.
+        # Being async, the worker takes its next message only once the move is done.
+        if room is self.room:
+            return REPLY_OK
+        try:
+            entered = await self.call_name((H.room, room), (H.enter, self.key))
+        except UnknownName:
+            return Reply((H.error, (H.unknown_room, room)))
+        except ApiError as exc:
+            return Reply((H.error, (H.unavailable, exc.reason)))
+        if entered is not H.ok:
+            return Reply(entered)
+        if self.room is not None:
+            await self._tell_room(self.room, H.leave)
+        self.room = room
+        if isinstance(self.log, list):
+            self.log.append((_now_micros(), room))
+        else:
+            self.log = [(_now_micros(), room)]
+        return REPLY_OK
+
+    async def _tell_room(self, room: Atom, what: Atom) -> None:
+        try:
+            await self.call_name((H.room, room), (what, self.key))
+        except UnknownName:
+            pass
+        except ApiError as exc:
+            log.warning("%s: room %s did not take %s: %s", self.key, room, what, exc)
+
+    def state_term(self) -> dict[Atom, Any]:
+        return {H.log: list(self.log)}
+
+    def end_handoff(self, state: Any) -> None:
+        # A walk may reach the new copy before its state does: keep both.
+        self._join_log((int(us), room) for us, room in state[H.log])
+
+    def resolve_conflict(self, state: Any) -> None:
+        theirs = sorted((int(us), room) for us, room in state[H.log])
+        stood_in = {room for room in (self.room, theirs[-1][1] if theirs else None) if room}
+        self._join_log(theirs)
+        run_outside_mailbox(self._settle_later(stood_in - {self.room}), delay=MERGE_SETTLE_S)
+
+    async def _settle_later(self, stale: set[Atom]) -> None:
+        # Settled in the mailbox, between walks: a walk running alongside could leave the
+        # room this settling is about to list the person in.
+        self.send(self.pid, (H.settle_rooms, stale))
+
+    def _join_log(self, entries: Iterable[tuple[int, Atom]]) -> None:
+        # The union of both logs in time order; the person stands in the newest room.
+        self.log = sorted(set(self.log) | set(entries), key=lambda e: (e[0], str(e[1])))
+        self.room = self.log[-1][1] if self.log else None
+
+    def on_info(self, message: Any) -> Any:
+        match message:
+            case (H.settle_rooms, stale):
+                # A copy that has moved on leaves the rooms to the live copy.
+                return None if self.handed_off else self._settle_rooms(stale)
+        return super().on_info(message)
+
+    async def _settle_rooms(self, stale: set[Atom]) -> None:
+        # The merged log says where this person stands. The rooms either copy stood in
+        # may still list it; that room's winning copy may not have seen the walk, and
+        # lists the person even if that puts it over its max.
+        for room in stale:
+            if self.room is not room:
+                await self._tell_room(room, H.leave)
+        if self.room is not None:
+            await self._tell_room(self.room, H.enter_merged)

@@ -1,0 +1,424 @@
+"""Workers: Python GenServers that the cluster places by name, moves on a drain and restarts
+after a pod loss, with swarm's handoff hooks as methods.
+
+The wire protocol they serve is described once, in ``docs/worker-protocol.md``.
+
+Write a worker by subclassing :class:`Worker`::
+
+    from houseparty.workers import Worker
+    from py_nodes import Atom, Reply
+
+    class Counter(Worker):
+        kind = "counter"                      # the name pods know the class by
+
+        def setup(self, start=0):             # the args given at registration
+            self.n = start
+
+        def on_call(self, request, from_):    # as GenServer.handle_call
+            match request:
+                case b"incr":
+                    self.n += 1
+                    return Reply(self.n)
+                case b"get":
+                    return Reply(self.n)
+            return Reply((Atom("error"), Atom("unknown_request")))
+
+        def state_term(self):                 # what a handoff carries to the new pod
+            return self.n
+
+        def end_handoff(self, state):         # the state its old copy gave
+            self.n = state
+
+        def resolve_conflict(self, state):    # a copy from the other side of a netsplit
+            self.n = max(self.n, state)
+
+Make the class known to every pod's Python node by import path: the pod setting
+``HOUSEPARTY_WORKERS="counter=mypkg.counter:Counter"`` (entries ``[kind=]module:Class``,
+separated by commas or spaces), which ``houseparty up --worker mypkg.counter:Counter`` sets
+for a local cluster. Then register names from Python (:class:`houseparty.Workers`), or
+from iex (erl alike) and call them as ordinary GenServers::
+
+    :hp_registry.register_name("visits", :hp_python, :start_worker, [:counter, "visits", [0]])
+    GenServer.call({:via, :hp_registry, "visits"}, "incr")
+
+A worker that has given its state away (its :meth:`Worker.begin_handoff` answered
+:class:`Resume` or :class:`Restart`) answers every call with ``{error, handed_off}`` and
+forwards its casts to the live copy, until it stops or the sidecar gives the handoff up
+(``{hp_handoff, abandoned}``): callers by name retry meanwhile, and
+:meth:`Worker.call_name` does so too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import re
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from weakref import WeakKeyDictionary
+
+from houseparty._errors import BadArgument, Unavailable, UnknownName
+from houseparty._rex import registry_whereis, rex_call
+from py_nodes import (
+    CallExit,
+    CallTimeout,
+    GenServer,
+    NodeDown,
+    NoProc,
+    PyNodesError,
+    Reply,
+    Stop,
+)
+from py_nodes._terms import Atom
+
+if TYPE_CHECKING:
+    from py_nodes import Node
+
+__all__ = [
+    "NO_ANSWER",
+    "HandoffAnswer",
+    "Ignore",
+    "Restart",
+    "Resume",
+    "Worker",
+    "load_worker_class",
+    "parse_worker_specs",
+]
+
+log = logging.getLogger("houseparty.workers")
+
+
+class _T:
+    """The atoms of the worker protocol."""
+
+    ok = Atom("ok")
+    error = Atom("error")
+    swarm = Atom("swarm")
+    begin_handoff = Atom("begin_handoff")
+    end_handoff = Atom("end_handoff")
+    resolve_conflict = Atom("resolve_conflict")
+    die = Atom("die")
+    hp_handoff = Atom("hp_handoff")
+    abandoned = Atom("abandoned")
+    resume = Atom("resume")
+    restart = Atom("restart")
+    ignore = Atom("ignore")
+    handed_off = Atom("handed_off")
+    reply = Atom("reply")
+    absent = Atom("absent")
+    unavailable = Atom("unavailable")
+    shutdown = Atom("shutdown")
+    unexpected_call = Atom("unexpected_call")
+
+
+HANDED_OFF = (_T.error, _T.handed_off)
+# Each try of a call by name waits this long for the worker's answer.
+CALL_TIMEOUT_S = 5.0
+# How long a call by name may take through the sidecar: longer than its retry loop
+# (hp_python:call_name/3), which answers {unavailable, Reason} when it gives up.
+_RIDE_OUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Answer to :meth:`Worker.begin_handoff`: the new copy starts and takes ``state``."""
+
+    state: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Answer to :meth:`Worker.begin_handoff`: the new copy starts afresh from its args."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """Answer to :meth:`Worker.begin_handoff`: this copy stays where it is, still serving."""
+
+
+HandoffAnswer = Resume | Restart | Ignore
+
+# What Worker.answer_in_place gives for a request it cannot answer in place.
+NO_ANSWER: Any = object()
+_IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody waits on it
+
+# The sidecar of each node's pod, whose registry finds workers by name: one per node, so
+# that no worker carries it.
+_sidecars: WeakKeyDictionary[Node, Atom] = WeakKeyDictionary()
+
+
+def bind_sidecar(node: Node, sidecar: Atom) -> None:
+    """Workers on ``node`` find other workers through ``sidecar``'s registry."""
+    _sidecars[node] = sidecar
+
+
+class Worker(GenServer):
+    """Base class of the workers the cluster places: a GenServer serving swarm's handoff.
+
+    Subclasses set their state in :meth:`setup`, answer their own requests in
+    :meth:`on_call`, :meth:`on_cast` and :meth:`on_info` (the return values of
+    GenServer's ``handle_call``, ``handle_cast`` and ``handle_info``; ``async def`` is
+    allowed, to call other workers), and keep their state across moves with
+    :meth:`state_term`, :meth:`end_handoff` and :meth:`resolve_conflict`. The class
+    attribute ``kind`` names the class for registrations, unless the pod setting
+    names it (``kind=module:Class``); without either, its name in lower case does.
+    ``self.key`` is the name it is registered under (``bytes`` for a name given from
+    Python as ``str``). It calls other workers by name with :meth:`call_name`.
+    """
+
+    __slots__ = ("handed_off", "key")
+
+    kind: ClassVar[str | None] = None
+
+    key: Any
+    handed_off: bool
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A worker's own helper named like one of GenServer's private methods would
+        # replace it and break message handling in ways far from the cause.
+        super().__init_subclass__(**kwargs)
+        taken = {
+            name
+            for name in vars(cls)
+            if name.startswith("_")
+            and not name.startswith("__")
+            and any(name in vars(base) for base in GenServer.__mro__)
+        }
+        if taken:
+            raise TypeError(f"{cls.__name__} redefines GenServer's private {sorted(taken)}")
+
+    def init(self, key: Any, *args: Any) -> None:
+        self.key = key
+        self.handed_off = False
+        self.setup(*args)
+
+    # -- for subclasses ---------------------------------------------------------------
+
+    def setup(self, *args: Any) -> None:
+        """Set the worker's state from the args given at registration; raise to refuse."""
+
+    def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        """A call that is not swarm's; the default answers ``{error, unexpected_call}``."""
+        return Stop((_T.unexpected_call, request), reply=(_T.error, _T.unexpected_call))
+
+    def on_cast(self, request: Any) -> Any:
+        """A cast that is not swarm's; the default ignores it."""
+        return None
+
+    def on_info(self, message: Any) -> Any:
+        """Any other message; the default ignores it."""
+        return None
+
+    def state_term(self) -> Any:
+        """The worker's state as a term: what a handoff carries. The default: None."""
+        return None
+
+    def begin_handoff(self) -> HandoffAnswer:
+        """Asked when the worker's name moves to another pod (a drain, a new pod).
+
+        :class:`Resume` carries a state to the new copy, :class:`Restart` starts it
+        afresh, :class:`Ignore` keeps this copy where it is. The default resumes with
+        :meth:`state_term`.
+        """
+        return Resume(self.state_term())
+
+    def end_handoff(self, state: Any) -> None:
+        """Take the state the old copy handed over. The default ignores it."""
+
+    def resolve_conflict(self, state: Any) -> None:
+        """Merge the state of another copy of this name, met after a netsplit healed.
+        The default keeps this copy's state."""
+
+    def answer_in_place(self, request: Any) -> Any:
+        """The answer to ``request`` given between two messages, without a message: what
+        ``hp_workers`` asks for ``call_many``. The default is :meth:`on_call`'s, when it
+        answers at once with a Reply, else :data:`NO_ANSWER`; override it to answer a
+        request many workers are asked at once more cheaply."""
+        outcome = self.on_call(request, _IN_PLACE)
+        if type(outcome) is Reply:
+            return outcome.value
+        if inspect.iscoroutine(outcome):
+            outcome.close()  # not started: it has run none of its code
+        return NO_ANSWER
+
+    def registry_key(self) -> Any:
+        """The name this worker is registered under in the cluster."""
+        return self.key
+
+    @property
+    def sidecar(self) -> Atom:
+        """This pod's sidecar node."""
+        return _sidecars[self.node]
+
+    async def call_name(self, name: Any, request: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
+        """Call the worker registered as ``name`` (a term: ``bytes`` for a Python name),
+        riding out a handoff or a restart. Raises :class:`~houseparty.UnknownName` when
+        nothing is registered under it, :class:`~houseparty.Unavailable` when it does
+        not answer in time."""
+        # The first try goes straight to the worker; the sidecar's retry loop takes over
+        # only when that misses, so a call that lands costs no more than a lookup.
+        pid = await registry_whereis(self, self.sidecar, name)
+        if pid is not None:
+            try:
+                reply = await self.call(pid, request, timeout)
+            except (NoProc, CallExit, NodeDown, CallTimeout):
+                pass
+            else:
+                if reply != HANDED_OFF:
+                    return reply
+        result = await rex_call(
+            self,
+            self.sidecar,
+            "hp_python",
+            "call_name",
+            [name, request, {Atom("timeout"): int(timeout * 1000)}],
+            self.pid,
+            _RIDE_OUT_S,
+        )
+        return unwrap_call_result(name, result)
+
+    # -- swarm's protocol -------------------------------------------------------------
+
+    def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        match request:
+            case (_T.swarm, _T.begin_handoff):
+                return Reply(self.answer_begin_handoff())
+            case _ if self.handed_off:
+                # The copy on the new pod is the live one; answer at once, as a caller
+                # left waiting here could hold up its own handoff.
+                return Reply(HANDED_OFF)
+        return self.on_call(request, from_)
+
+    def answer_begin_handoff(self) -> Any:
+        """The term that answers ``{swarm, begin_handoff}``. Once given, the state must
+        not change: a handoff that failed on the new pod asks again, and the state given
+        then is the same."""
+        match self.begin_handoff():
+            case Resume(state):
+                self.handed_off = True
+                return (_T.resume, state)
+            case Restart():
+                self.handed_off = True
+                return _T.restart
+            case Ignore():
+                return _T.ignore
+            case other:
+                raise TypeError(f"begin_handoff must answer Resume, Restart or Ignore: {other!r}")
+
+    def handle_cast(self, request: Any) -> Any:
+        match request:
+            case (_T.swarm, _T.end_handoff, state):
+                self.end_handoff(state)
+                return None
+            case (_T.swarm, _T.resolve_conflict, state) if not self.handed_off:
+                self.resolve_conflict(state)
+                return None
+            case _ if self.handed_off:
+                # Met this copy just as it moved on (a conflict's state among them): the
+                # live copy must have it.
+                run_outside_mailbox(self._forward(request))
+                return None
+        return self.on_cast(request)
+
+    def handle_info(self, message: Any) -> Any:
+        match message:
+            case (_T.hp_handoff, _T.abandoned):
+                self.handed_off = False
+                return None
+            case (_T.swarm, _T.die):
+                return Stop(_T.shutdown)
+        return self.on_info(message)
+
+    async def _forward(self, request: Any) -> None:
+        result = await rex_call(
+            self,
+            self.sidecar,
+            "hp_python",
+            "cast_name",
+            [self.registry_key(), request, {Atom("not_pid"): self.pid}],
+            self.pid,
+            _RIDE_OUT_S,
+        )
+        if result is not _T.ok:
+            log.warning("no live copy of %r took a cast: %r", self.registry_key(), result)
+
+
+def unwrap_call_result(name: Any, result: Any) -> Any:
+    """The reply in ``hp_python:call_name/3``'s answer, or the error it stands for."""
+    match result:
+        case (_T.reply, reply):
+            return reply
+        case _T.absent:
+            raise UnknownName(result, f"no worker is registered as {name!r}")
+        case (_T.unavailable, reason):
+            raise Unavailable(result, f"the worker {name!r} did not answer: {reason!r}")
+    raise Unavailable(result, f"calling {name!r} failed: {result!r}")
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def run_outside_mailbox(work: Coroutine[Any, Any, None], delay: float = 0.0) -> None:
+    """Run ``work`` (after ``delay`` seconds) apart from the worker's mailbox: it calls
+    other workers, which may be calling this one."""
+
+    async def later() -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            await work
+        except PyNodesError as exc:
+            log.warning("a worker's background work failed: %s", exc)
+
+    task = asyncio.get_running_loop().create_task(later())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+# -- the pod setting ---------------------------------------------------------------------
+
+_SPEC = re.compile(r"(?:(?P<kind>[a-z][a-z0-9_]*)=)?(?P<module>[\w.]+):(?P<cls>[A-Za-z_]\w*)")
+
+
+def parse_worker_specs(setting: str) -> list[tuple[str | None, str, str]]:
+    """``"[kind=]module:Class ..."`` (commas or spaces between entries) as
+    ``(kind or None, module, class)`` triples; :class:`~houseparty.BadArgument` if one is
+    not of that form."""
+    specs = []
+    for entry in re.split(r"[,\s]+", setting.strip()):
+        if not entry:
+            continue
+        m = _SPEC.fullmatch(entry)
+        if m is None:
+            raise BadArgument(entry, f"a worker is [kind=]module:Class, not {entry!r}")
+        specs.append((m["kind"], m["module"], m["cls"]))
+    return specs
+
+
+def load_worker_class(kind: str | None, module: str, cls: str) -> tuple[str, type[Worker]]:
+    """Import ``module:cls`` and check it is a :class:`Worker`; its kind is ``kind``, else
+    its ``kind`` attribute, else its name in lower case. Raises
+    :class:`~houseparty.BadArgument` with the reason when it cannot."""
+    try:
+        found = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:
+        raise BadArgument(f"{module}:{cls}", f"cannot load worker {module}:{cls}: {exc}") from exc
+    if not (isinstance(found, type) and issubclass(found, Worker)):
+        raise BadArgument(f"{module}:{cls}", f"{module}:{cls} is not a houseparty Worker class")
+    return kind or found.kind or found.__name__.lower(), found
+
+
+def worker_table(
+    builtin: Mapping[str, type[Worker]], setting: str | None
+) -> dict[str, type[Worker]]:
+    """The kinds a pod's Python node can start: ``builtin`` and those of the setting."""
+    table = dict(builtin)
+    for kind, module, cls in parse_worker_specs(setting or ""):
+        name, found = load_worker_class(kind, module, cls)
+        if name in table and table[name] is not found:
+            raise BadArgument(name, f"two worker classes for the kind {name!r}")
+        table[name] = found
+    return table

@@ -1,0 +1,148 @@
+"""The worker protocol of ``docs/worker-protocol.md``, request by request: the same
+requests to a pod's ``hp_workers`` and to its workers from a real ``erl`` node and from a
+Python node, and the same replies checked."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+from py_nodes import MailboxProcess, Node
+from py_nodes._terms import Atom, Pid
+from tests.houseparty.conftest import Cluster
+from tests.houseparty.own_cluster import own_cluster
+from tests.py_nodes.conftest import ErlNode
+
+__all__ = ["own_cluster"]  # the module's cluster fixture
+
+OK = Atom("ok")
+ERROR = Atom("error")
+
+# The steps, from erl; each R<n> is checked by check_replies.
+ERL_STEPS = """
+HW = {hp_workers, 'PY'},
+C = fun(R) -> gen_server:call(HW, R) end,
+{ok, P1} = R1 = C({start, counter, <<"pa">>, [5]}),
+R2 = C({start, nope, <<"pb">>, []}),
+R3 = C({start, <<"broken">>, <<"pc">>, []}),
+Specs = [{counter, <<"pd">>, [1]}, {counter, <<"pe">>, [0], 42}],
+[{ok, P4}, {ok, P5}] = R4 = C({start_many, Specs}),
+R5 = C({call_many, [P1, P4, P5], <<"get">>}),
+R6 = C(workers),
+R7 = C(memory),
+R8 = C({begin_handoffs, [P4]}),
+R9 = gen_server:call(P4, <<"get">>),
+R10 = C({call_many, [P1, P4], <<"get">>}),
+P4 ! {hp_handoff, abandoned},
+R11 = gen_server:call(P4, <<"get">>),
+R12 = gen_server:call(P1, {swarm, begin_handoff}),
+P1 ! {hp_handoff, abandoned},
+gen_server:cast(P1, {swarm, resolve_conflict, 9}),
+R13 = gen_server:call(P1, <<"get">>),
+gen_server:cast(P1, {swarm, end_handoff, 7}),
+R14 = gen_server:call(P1, <<"get">>),
+HW ! {watch, self(), [P4]},
+HW ! {stop_handed_off, [P4]},
+R15 = receive {hp_exits, Exited} -> Exited after 5000 -> timeout end,
+R16 = C({begin_handoffs, [P4]}),
+R17 = C(bogus),
+exit(P1, kill), exit(P5, kill),
+[R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, R11, R12, R13, R14, R15, R16, R17]
+"""
+
+
+async def python_steps(cookie: str, python_node: str) -> list[Any]:
+    """ERL_STEPS, sent from a Python node."""
+    node = Node(f"proto_{secrets.token_hex(3)}@127.0.0.1", cookie=cookie, port=0)
+    await node.start()
+    try:
+        hw = (Atom("hp_workers"), Atom(python_node))
+
+        async def c(request: Any) -> Any:
+            return await node.call(hw, request, 10.0)
+
+        swarm, abandoned = Atom("swarm"), (Atom("hp_handoff"), Atom("abandoned"))
+        r = [await c((Atom("start"), Atom("counter"), b"pa", [5]))]
+        p1 = r[0][1]
+        r.append(await c((Atom("start"), Atom("nope"), b"pb", [])))
+        r.append(await c((Atom("start"), b"broken", b"pc", [])))
+        specs = [(Atom("counter"), b"pd", [1]), (Atom("counter"), b"pe", [0], 42)]
+        r.append(await c((Atom("start_many"), specs)))
+        p4, p5 = r[3][0][1], r[3][1][1]
+        r.append(await c((Atom("call_many"), [p1, p4, p5], b"get")))
+        r.append(await c(Atom("workers")))
+        r.append(await c(Atom("memory")))
+        r.append(await c((Atom("begin_handoffs"), [p4])))
+        r.append(await node.call(p4, b"get"))
+        r.append(await c((Atom("call_many"), [p1, p4], b"get")))
+        node.send(p4, abandoned)
+        r.append(await node.call(p4, b"get"))
+        r.append(await node.call(p1, (swarm, Atom("begin_handoff"))))
+        node.send(p1, abandoned)
+        node.cast(p1, (swarm, Atom("resolve_conflict"), 9))
+        r.append(await node.call(p1, b"get"))
+        node.cast(p1, (swarm, Atom("end_handoff"), 7))
+        r.append(await node.call(p1, b"get"))
+        inbox_pid = node.spawn(MailboxProcess)
+        inbox = node.process(inbox_pid)
+        assert isinstance(inbox, MailboxProcess)
+        node.send(hw, (Atom("watch"), inbox_pid, [p4]))
+        node.send(hw, (Atom("stop_handed_off"), [p4]))
+        tag, exited = await inbox.receive(5.0)
+        assert tag == Atom("hp_exits")
+        r.append(exited)
+        r.append(await c((Atom("begin_handoffs"), [p4])))
+        r.append(await c(Atom("bogus")))
+        node.exit(p1, Atom("kill"))
+        node.exit(p5, Atom("kill"))
+        return r
+    finally:
+        await node.stop()
+
+
+def check_replies(replies: list[Any], python_node: str) -> None:
+    (r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15, r16, r17) = replies
+    assert r1[0] == OK and isinstance(r1[1], Pid) and r1[1].node == Atom(python_node)
+    assert r2 == (ERROR, (Atom("unknown_kind"), Atom("nope")))
+    assert r3 == (ERROR, (Atom("init_failed"), b"ValueError: no setup today"))
+    assert [tag for tag, _ in r4] == [OK, OK]
+    p4 = r4[0][1]
+    # call_many: answered in place; the second counter started from its handed-over 42.
+    assert r5 == [5, 1, 42]
+    assert r6 == {
+        Atom("counter"): 3,
+        Atom("broken"): 0,
+        Atom("fresh"): 0,
+        Atom("room"): 0,
+        Atom("person"): 0,
+    }
+    assert r7[Atom("rss")] > 0 and r7[Atom("processes")] >= 4
+    # begin_handoffs: the state given; from then on the worker answers handed_off, and
+    # call_many leaves it out, until the handoff is abandoned.
+    assert r8 == [(Atom("resume"), 1)]
+    assert r9 == (ERROR, Atom("handed_off"))
+    assert r10 == [5]
+    assert r11 == 1
+    assert r12 == (Atom("resume"), 5)
+    assert r13 == 9  # resolve_conflict: the counter keeps the larger
+    assert r14 == 7  # end_handoff: the state given
+    assert r15 == [p4]  # stop_handed_off stopped it; watch reported the exit
+    assert r16 == [Atom("restart")]  # gone: restarted, as when a call finds no process
+    assert r17 == (ERROR, (Atom("bad_request"), Atom("bogus")))
+
+
+def test_the_protocol_from_erl(own_cluster: Cluster) -> None:
+    python_node = own_cluster.pods[0].python_node
+    erl = ErlNode(own_cluster.cookie)
+    try:
+        replies = erl.eval_sync(ERL_STEPS.replace("PY", python_node))
+    finally:
+        erl.stop()
+    check_replies(replies, python_node)
+
+
+def test_the_protocol_from_python(own_cluster: Cluster) -> None:
+    python_node = own_cluster.pods[1].python_node
+    replies = asyncio.run(python_steps(own_cluster.cookie, python_node))
+    check_replies(replies, python_node)

@@ -1,0 +1,74 @@
+"""Worker classes of the tests' own, which the test clusters' pods load by import path
+(``HOUSEPARTY_WORKERS``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from houseparty.workers import HandoffAnswer, Restart, Worker
+from py_nodes import Reply
+from py_nodes._terms import Atom
+
+__all__ = ["Broken", "Counter", "Fresh"]
+
+SETTING = (
+    "counter=tests.houseparty.worker_classes:Counter tests.houseparty.worker_classes:Broken,"
+    "tests.houseparty.worker_classes:Fresh"
+)
+
+
+class Counter(Worker):
+    """A number: ``b"incr"`` and ``(b"add", N)`` (calls or casts), ``b"get"``; a message
+    ``(b"add", N)`` adds too. It keeps the larger of two copies after a netsplit."""
+
+    n: int
+
+    def setup(self, start: int = 0) -> None:
+        self.n = start
+
+    def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        match request:
+            case b"get":
+                return Reply(self.n)
+            case b"incr" | (b"add", int()):
+                self._add(request)
+                return Reply(self.n)
+        return Reply((Atom("error"), Atom("unknown_request")))
+
+    def on_cast(self, request: Any) -> None:
+        self._add(request)
+
+    def on_info(self, message: Any) -> None:
+        self._add(message)
+
+    def _add(self, request: Any) -> None:
+        match request:
+            case b"incr":
+                self.n += 1
+            case (b"add", int(amount)):
+                self.n += amount
+
+    def state_term(self) -> int:
+        return self.n
+
+    def end_handoff(self, state: Any) -> None:
+        self.n = state
+
+    def resolve_conflict(self, state: Any) -> None:
+        self.n = max(self.n, state)
+
+
+class Broken(Worker):
+    """A worker that refuses to start (kind ``broken``, from its class name)."""
+
+    def setup(self, *args: Any) -> None:
+        raise ValueError("no setup today")
+
+
+class Fresh(Counter):
+    """A counter that starts afresh from its args when it moves (kind ``fresh``)."""
+
+    kind = "fresh"
+
+    def begin_handoff(self) -> HandoffAnswer:
+        return Restart()
