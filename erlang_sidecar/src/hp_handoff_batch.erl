@@ -11,8 +11,9 @@
 %%                              on its own
 %%   M:take_over([{MFA, Then}]) on the new owner: starts each MFA, Then = {state, S}
 %%                              giving it S before any message (what
-%%                              {swarm, end_handoff, S} would), none giving nothing; one
-%%                              {ok, Pid} | {error, Reason} per item, in order
+%%                              {swarm, end_handoff, S} would), {state, S, Version} also
+%%                              the state's version (hp_replica), none giving nothing;
+%%                              one {ok, Pid} | {error, Reason} per item, in order
 %%   M:stop_handed_off(Pids)    {swarm, die} to each old process (Pids of one node)
 %%
 %% Pids of begin_handoffs/1 and stop_handed_off/1 are processes of M on one node.
@@ -23,7 +24,8 @@
 -type mfargs() :: {module(), atom(), list()}.
 
 -callback begin_handoffs(Pids :: [pid()]) -> [term()].
--callback take_over([{mfargs(), none | {state, term()}}]) -> [{ok, pid()} | {error, term()}].
+-callback take_over([{mfargs(), none | {state, term()} | {state, term(), non_neg_integer()}}]) ->
+    [{ok, pid()} | {error, term()}].
 -callback stop_handed_off(Pids :: [pid()]) -> ok.
 
 %% Whether module M declares this behaviour (false for a module that cannot be loaded).

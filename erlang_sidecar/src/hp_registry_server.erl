@@ -597,7 +597,8 @@ maybe_resync(State) ->
     end.
 
 %% After a ring change: each peer gets the full set of replicas it must hold for us, so
-%% replicas of moved or unregistered names disappear. Runs in this process so no
+%% replicas of moved or unregistered names disappear, and the names' new successors get
+%% their states (hp_replica:resend/1). Runs in this process so no
 %% replica_put of a concurrent commit can be overtaken by an older full set.
 resync_replicas(Peers) ->
     Ring = hp_registry_store:ring(),
@@ -612,4 +613,6 @@ resync_replicas(Peers) ->
                        end
                end, #{}),
     [gen_server:cast({?SERVER, P}, {replica_reset, Me, maps:get(P, BySucc, [])}) || P <- Peers],
-    ok.
+    %% The states go with them: the names' new successors get this sidecar's copies.
+    hp_replica:resend(hp_registry_store:fold_names(fun({Name, _, _, _}, Acc) -> [Name | Acc] end,
+                                                   [])).
