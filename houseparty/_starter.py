@@ -42,6 +42,7 @@ class S:
     die = Atom("die")
     noproc = Atom("noproc")
     restart = Atom("restart")
+    gone = Atom("gone")
     busy = Atom("busy")
     bad_request = Atom("bad_request")
     unknown_kind = Atom("unknown_kind")
@@ -141,10 +142,11 @@ class WorkerStarter(GenServer):
     def _begin_handoff(self, pid: Any) -> Any:
         # What the worker would answer {swarm, begin_handoff}, asked in place: only when
         # it is between two messages, else "busy" and the sidecar sends the call itself.
-        # A worker that is gone is restarted, as when the call finds no process.
+        # A worker that is gone says "gone": the sidecar starts the new copy from the last
+        # state it acknowledged (its owner copy), else afresh.
         worker = self.node.process(pid) if type(pid) is Pid else None
         if worker is None or not worker.alive:
-            return S.restart
+            return S.gone
         if not isinstance(worker, Worker) or worker.busy:
             return S.busy
         try:

@@ -434,7 +434,8 @@ begin_handoffs(Entries) ->
     Batches = maps:groups_from_list(fun({M, Pid}) -> {M, node(Pid)} end, fun({_, Pid}) -> Pid end,
                                     [{M, Pid} || {_, Pid, MFA, _} <- Live,
                                                  {ok, M} <- [batch_module(MFA, Batch)]]),
-    maps:fold(fun({M, _Node}, Pids, Acc) -> maps:merge(Acc, ask_begin(M, Pids)) end,
+    NameOf = maps:from_list([{Pid, Name} || {Name, Pid, _, _} <- Live]),
+    maps:fold(fun({M, _Node}, Pids, Acc) -> maps:merge(Acc, ask_begin(M, Pids, NameOf)) end,
               maps:from_list([{Pid, from_copy(Name)} || {Name, Pid, _, _} <- Lost]), Batches).
 
 from_copy(Name) ->
@@ -453,10 +454,14 @@ versioned(Name, {start, {state, S}}) ->
 versioned(_Name, Mode) ->
     Mode.
 
-ask_begin(M, Pids) ->
+%% A process that is gone (gone: its node restarted since) starts from its owner copy.
+ask_begin(M, Pids, NameOf) ->
     try M:begin_handoffs(Pids) of
         Replies when is_list(Replies), length(Replies) =:= length(Pids) ->
-            maps:from_list([{Pid, handoff_mode(Reply)}
+            maps:from_list([{Pid, case Reply of
+                                      gone -> from_copy(maps:get(Pid, NameOf));
+                                      _ -> handoff_mode(Reply)
+                                  end}
                             || {Pid, Reply} <- lists:zip(Pids, Replies), Reply =/= busy]);
         _ ->
             #{}

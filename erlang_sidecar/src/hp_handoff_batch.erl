@@ -6,9 +6,10 @@
 %%
 %%   M:begin_handoffs(Pids)     {swarm, begin_handoff} to each, in one round trip per
 %%                              node: one reply per pid, in order, as the process would
-%%                              give it (restart | {resume, State} | ignore), or busy for
+%%                              give it (restart | {resume, State} | ignore), busy for
 %%                              a process in the middle of a message, which is then asked
-%%                              on its own
+%%                              on its own, or gone for one that no longer exists (its new
+%%                              copy starts from the sidecar's owner copy, hp_replica)
 %%   M:take_over([{MFA, Then}]) on the new owner: starts each MFA, Then = {state, S}
 %%                              giving it S before any message (what
 %%                              {swarm, end_handoff, S} would), {state, S, Version} also

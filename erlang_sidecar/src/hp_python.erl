@@ -112,7 +112,8 @@ watch([Pid | _] = Pids) ->
 %% of a message, which must then be asked on its own.
 %%
 %%   gen_server:call({hp_workers, node(Pid)}, {begin_handoffs, [Pid]}, Timeout)
-%%       -> [restart | {resume, State} | busy]
+%%       -> [restart | {resume, State} | ignore | busy | gone]
+%% gone: no such worker (any more); hp_handoff starts the new copy from its owner copy.
 -spec begin_handoffs([pid()]) -> [term()].
 begin_handoffs([]) ->
     [];

@@ -4,12 +4,18 @@ people agree afterwards; a lookup that cannot reach an owner answers unavailable
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 
+import pytest
+
 from houseparty import DestinationFull, HouseParty, Unavailable
+from py_nodes._terms import Atom
 from tests.houseparty.conftest import Cluster
 
 ROOMS = [f"hall_{i}" for i in range(10)]
@@ -126,7 +132,7 @@ def check_nothing_lost(
             assert where[person] is not None
 
 
-def run_kill_scenario(cluster: Cluster, kill: callable) -> None:  # type: ignore[valid-type]
+def run_kill_scenario(cluster: Cluster, kill: Callable[[], None]) -> None:
     with cluster.client(1) as hp:
         populate(hp)
         before = {p: len(hp.get_person_room_log(p)) for p in PEOPLE}
@@ -147,3 +153,93 @@ def run_kill_scenario(cluster: Cluster, kill: callable) -> None:  # type: ignore
 
 def test_a_killed_pod_loses_no_acknowledged_walk(cluster: Cluster) -> None:
     run_kill_scenario(cluster, lambda: cluster.runner.kill_pod(3))
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.3)
+
+
+def ring_of(cluster: Cluster, pod: int) -> list[str]:
+    with cluster.client(pod) as hp:
+        return sorted(str(n) for n in hp.rpc("hp_registry_server", "info", [])[Atom("peers")])
+
+
+def workers_on(cluster: Cluster, pod: int, via: int) -> int:
+    """How many workers pod ``pod``'s Python node runs, asked through sidecar ``via``."""
+    hp_workers = (Atom("hp_workers"), Atom(cluster.pods[pod - 1].python_node))
+    with cluster.client(via) as hp:
+        counts = hp.rpc("gen_server", "call", [hp_workers, Atom("workers")])
+    return sum(counts.values())
+
+
+def test_a_killed_python_node_loses_nothing_and_its_pod_leaves_then_rejoins(
+    cluster: Cluster,
+) -> None:
+    run_kill_scenario(cluster, lambda: cluster.runner.kill_node(3, "python"))
+    lost = cluster.pods[2]
+    # The pod without its Python node owns nothing: its peers dropped it from the ring.
+    assert lost.sidecar_node not in ring_of(cluster, 1)
+    assert not cluster.runner.ready(lost)
+    with cluster.client(1) as hp:
+        before = state(hp)
+    cluster.runner.start_node(3, "python")
+    wait_until(lambda: cluster.runner.ready(lost), 60, "pod 3 ready again")
+    wait_until(lambda: lost.sidecar_node in ring_of(cluster, 1), 30, "pod 3 back in the ring")
+    wait_until(lambda: workers_on(cluster, 3, 1) > 0, 30, "names moved back to pod 3")
+    with cluster.client(2) as hp:
+        wait_all_answer(hp)
+        assert state(hp) == before
+
+
+def test_a_killed_sidecar_leaves_no_orphan_and_its_pod_recovers(cluster: Cluster) -> None:
+    run_kill_scenario(cluster, lambda: cluster.runner.kill_node(3, "sidecar"))
+    lost = cluster.pods[2]
+    # Its Python node stopped the workers it could no longer answer for.
+    cluster.runner.start_node(3, "sidecar")
+    wait_until(lambda: cluster.runner.ready(lost), 60, "pod 3 ready again by itself")
+    with cluster.client(1) as hp:
+        before = state(hp)
+    wait_until(lambda: lost.sidecar_node in ring_of(cluster, 1), 30, "pod 3 back in the ring")
+    with cluster.client(2) as hp:
+        wait_all_answer(hp)
+        rooms, where, logs = state(hp)
+        assert (rooms, where, logs) == before
+        registered = hp.rpc("hp_registry", "registered", [])
+    # Every worker on pod 3's Python node is one the registry knows: no orphans.
+    on_pod_3 = [pid for _, pid in registered if str(pid.node) == lost.python_node]
+    assert workers_on(cluster, 3, 1) == len(on_pod_3)
+
+
+def test_a_lookup_against_a_paused_owner_answers_unavailable(cluster: Cluster) -> None:
+    with cluster.client(1) as hp:
+        populate(hp, walks=100)
+        registered = hp.rpc("hp_registry", "registered", [])
+    paused = cluster.pods[2]
+    on_paused = [
+        (str(kind), str(name))
+        for (kind, name), pid in registered
+        if str(pid.node) == paused.python_node
+    ]
+    person = next(name for kind, name in on_paused if kind == "person")
+    room = next(name for kind, name in on_paused if kind == "room")
+    sidecar_pid = cluster.runner.state().pod_states[3].sidecar_pid
+    assert sidecar_pid is not None
+    os.kill(sidecar_pid, signal.SIGSTOP)
+    try:
+        with cluster.client(1) as hp:
+            for ask in (
+                lambda: hp.where_is(person),
+                lambda: hp.get_person_room_log(person),
+                lambda: hp.who_is_in(room),
+            ):
+                with pytest.raises(Unavailable):
+                    ask()
+    finally:
+        os.kill(sidecar_pid, signal.SIGCONT)
+    with cluster.client(1) as hp:
+        wait_all_answer(hp)
+        assert hp.get_person_room_log(person)
