@@ -270,12 +270,9 @@ batch_module(undefined, _Batch) ->
 accept_restart(Name, {M, _, _} = MFA, Groups, Then) ->
     case reserve(Name, force) of
         {already_registered, Existing} ->
-            %% Race: a caller registered the name afresh before its restart: that copy
-            %% merges the replicated state, as a copy met after a netsplit does.
-            case Then of
-                {state, S, _} -> gen_server:cast(Existing, {swarm, resolve_conflict, S});
-                _ -> ok
-            end,
+            %% Handed over before its old owner went (a drain), or registered again: the
+            %% copy there is the live one. (Lookups answer unavailable, not absent, while
+            %% a name waits for its restart, so no caller registers it afresh then.)
             {ok, Existing};
         {reserved, Ref} ->
             case batch_module(MFA, batch_modules([MFA])) of
