@@ -13,6 +13,8 @@
 %%   health_port         TCP port of /healthz and /readyz
 %%   health_ip           the address it listens on (HP_HEALTH_IP, default 0.0.0.0: every
 %%                       address of the pod, for the kubelet and the image's health check)
+%%   replica_copies      HP_REPLICA_COPIES (default 1): how many other sidecars hold
+%%                       each worker's state (hp_replica); 0 turns replication off
 %%   join_with_python    true when HP_PYTHON_NODE is set: the registry joins placement
 %%                       only once that node is connected (a pod that cannot start
 %%                       workers must not be handed any)
@@ -55,6 +57,7 @@ from_env(Env) when is_map(Env) ->
       placement_blacklist => regexes("HP_PLACEMENT_BLACKLIST", Env, []),
       health_port => port("HP_HEALTH_PORT", env("HP_HEALTH_PORT", Env, "8080")),
       health_ip => address("HP_HEALTH_IP", env("HP_HEALTH_IP", Env, "0.0.0.0")),
+      replica_copies => copies("HP_REPLICA_COPIES", env("HP_REPLICA_COPIES", Env, "1")),
       join_with_python => maps:is_key("HP_PYTHON_NODE", Env)}.
 
 -spec apply_os_env() -> ok.
@@ -223,6 +226,12 @@ address(Var, Value) ->
     case inet:parse_address(string:trim(Value)) of
         {ok, Ip} -> Ip;
         {error, _} -> bad(Var, Value, "an IPv4 or IPv6 address")
+    end.
+
+copies(Var, Value) ->
+    case string:to_integer(string:trim(Value)) of
+        {N, ""} when N >= 0 -> N;
+        _ -> bad(Var, Value, "a number of copies, 0 or more")
     end.
 
 positive(Var, Value) ->

@@ -174,6 +174,8 @@ class _ClusterState:
     # HOUSEPARTY_WORKERS for the pods, and the folder their classes are imported from.
     workers: str = ""
     workers_path: str = ""
+    # HP_REPLICA_COPIES for the pods; None leaves the environment's.
+    replica_copies: int | None = None
 
 
 def _check_worker_classes(setting: str, folder: str) -> None:
@@ -307,11 +309,14 @@ class LocalCluster:
         tag: str = "",
         workers: Sequence[str] = (),
         runtimes: Mapping[int, SidecarRuntime] | None = None,
+        replica_copies: int | None = None,
     ) -> _ClusterState:
         """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs.
         ``workers`` are ``[kind=]module:Class`` worker classes for the pods, imported from
         the current folder (or the Python path); BadArgument if one cannot be.
-        ``runtimes`` gives the sidecar of a pod (by index) another Erlang than ``erl``."""
+        ``runtimes`` gives the sidecar of a pod (by index) another Erlang than ``erl``;
+        ``replica_copies`` sets the pods' ``HP_REPLICA_COPIES`` (else the environment's,
+        else its default, 1)."""
         self.check_erlang()
         setting = " ".join(workers)
         _check_worker_classes(setting, os.getcwd())
@@ -349,6 +354,7 @@ class LocalCluster:
             pod_states={s.index: _pod_state(s.index, (runtimes or {}).get(s.index)) for s in specs},
             workers=setting,
             workers_path=os.getcwd() if setting else "",
+            replica_copies=replica_copies,
         )
         (self.run_dir / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
         self._save(state)
@@ -388,6 +394,8 @@ class LocalCluster:
             # `ps` would show it to everyone.
             HOME=str(self._cookie_home(state.cookie)),
         )
+        if state.replica_copies is not None:
+            env["HP_REPLICA_COPIES"] = str(state.replica_copies)
         if state.workers:
             env["HOUSEPARTY_WORKERS"] = state.workers
             env["PYTHONPATH"] = os.pathsep.join(
@@ -406,7 +414,7 @@ class LocalCluster:
                 out.write(cookie)
         return home
 
-    def _spawn_pod(self, state: _ClusterState, spec: PodSpec) -> None:
+    def _spawn_pod(self, state: _ClusterState, spec: PodSpec, *, only: str | None = None) -> None:
         env = self._env(state, spec)
         pod = state.pod_states[spec.index]
         sidecar_cmd = [
@@ -434,8 +442,10 @@ class LocalCluster:
             "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
         ]
         python_cmd = [sys.executable, "-m", "houseparty.pod", "--name", spec.python_node]
-        pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
-        pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
+        if only in (None, "sidecar"):
+            pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
+        if only in (None, "python"):
+            pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> int:
         with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
@@ -527,6 +537,36 @@ class LocalCluster:
             _wait_gone(pid, 10.0)
         pod.python_pid = pod.sidecar_pid = None
         self._save(state)
+
+    def kill_node(self, index: int, which: str) -> None:
+        """SIGKILL one of pod ``index``'s two nodes: ``"sidecar"`` or ``"python"``."""
+        state, pod = self._pod(index)
+        pid = self._half_pid(pod, which)
+        _signal(pid, signal.SIGKILL)
+        _wait_gone(pid, 10.0)
+        if which == "sidecar":
+            pod.sidecar_pid = None
+        else:
+            pod.python_pid = None
+        self._save(state)
+
+    def start_node(self, index: int, which: str) -> None:
+        """Start again one of pod ``index``'s two nodes (``"sidecar"`` or ``"python"``),
+        as the container's restart would; it does not wait for the pod to be ready."""
+        state, pod = self._pod(index)
+        if _alive(self._half_pid(pod, which)):
+            raise AlreadyRunning(f"the {which} node of pod {index} is running")
+        self._spawn_pod(state, PodSpec(index, state.base_port, state.tag), only=which)
+        self._save(state)
+
+    @staticmethod
+    def _half_pid(pod: _PodState, which: str) -> int | None:
+        match which:
+            case "sidecar":
+                return pod.sidecar_pid
+            case "python":
+                return pod.python_pid
+        raise ValueError(f"a pod's node is 'sidecar' or 'python', not {which!r}")
 
     def start_pod(
         self, index: int, timeout: float = 60.0, runtime: SidecarRuntime | None = None
