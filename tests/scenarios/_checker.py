@@ -108,6 +108,14 @@ def _is_subsequence(wanted: Sequence[str], seq: Sequence[str]) -> int:
     return found
 
 
+def _ends(items: Sequence[object], n: int = 4) -> str:
+    """The first and last few of a long list."""
+    names = [item.room if isinstance(item, Walk) else str(item) for item in items]
+    if len(names) <= 2 * n:
+        return str(names)
+    return f"[{', '.join(names[:n])}, ..., {', '.join(names[-n:])}]"
+
+
 def _stamp(walk: Walk) -> str:
     return f"{walk.room} ({walk.answer}, {walk.start:.3f}..{walk.end:.3f}, {walk.via})"
 
@@ -152,7 +160,8 @@ def check_house(
                     "lost_walk",
                     person,
                     f"walk answered ok into {_stamp(ok_rooms[found])} is not in the log "
-                    f"{log} (ok walks in order: {[w.room for w in ok_rooms]})",
+                    f"(ok walk {found + 1} of {len(ok_rooms)}; the log holds {len(log)} "
+                    f"entries, oldest first {_ends(log)}; the ok walks {_ends(ok_rooms)})",
                 )
             )
         # 2. where_is: the last acknowledged room, or a later walk never answered
