@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient
-from houseparty._errors import ApiError, BadArgument, DestinationFull, UnknownRoom
+from houseparty._errors import ApiError, BadArgument, DestinationFull, Unavailable, UnknownRoom
 from py_nodes._terms import Atom
 
 __all__ = ["AsyncHouseParty", "HouseParty", "from_term"]
@@ -86,6 +86,8 @@ def _raise_for(reason: Any) -> None:
             raise BadArgument(reason, f"not a name: {from_term(detail)!r}")
         if kind is Atom("bad_max"):
             raise BadArgument(reason, f"max must be an integer >= 1, not {from_term(detail)!r}")
+        if kind is Atom("unavailable"):
+            raise Unavailable(reason, f"could not be asked in time: {from_term(detail)!r}")
         if kind is Atom("too_many_people"):
             raise BadArgument(reason, f"the room holds {detail} people, more than that max")
     raise ApiError(reason, f"the cluster refused: {from_term(reason)!r}")

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from houseparty._errors import ApiError, UnknownName
+from houseparty._errors import ApiError, Unavailable, UnknownName
 from houseparty.workers import Worker, run_outside_mailbox
 from py_nodes import PyNodesError, Reply
 from py_nodes._terms import Atom
@@ -53,6 +53,8 @@ class H:
     where_is = Atom("where_is")
     room_log = Atom("room_log")
     settle_rooms = Atom("settle_rooms")
+    finish_walk = Atom("finish_walk")
+    intent = Atom("intent")
     max = Atom("max")
     people = Atom("people")
     log = Atom("log")
@@ -93,6 +95,16 @@ def _now_micros() -> int:
     return time.time_ns() // 1000
 
 
+def _is_unavailable(answer: Any) -> bool:
+    return (
+        type(answer) is tuple
+        and len(answer) == 2
+        and answer[0] is H.error
+        and type(answer[1]) is tuple
+        and answer[1][:1] == (H.unavailable,)
+    )
+
+
 # Persons and rooms of a healed split get their resolve_conflict casts in no set order;
 # reconciling after a pause lets both sides merge first.
 MERGE_SETTLE_S = 2.0
@@ -129,6 +141,7 @@ class RoomWorker(Worker):
                 if len(self.people) >= self.max:
                     return REPLY_FULL
                 self._set_people((*self.people, person))
+                self.changed()
                 return REPLY_OK
             case (H.dump,):
                 return Reply((H.ok, (self.key, list(self.people))))
@@ -141,10 +154,12 @@ class RoomWorker(Worker):
                 if len(self.people) > max_people:
                     return Reply((H.error, (Atom("too_many_people"), len(self.people))))
                 self.max = max_people
+                self.changed()
                 return REPLY_OK
             case (H.enter_merged, person):
                 if person not in self.people:
                     self._set_people((*self.people, person))
+                    self.changed()
                 return REPLY_OK
         return super().on_call(request, from_)
 
@@ -163,6 +178,7 @@ class RoomWorker(Worker):
     def _without(self, person: Atom) -> None:
         if person in self.people:
             self.people = tuple(p for p in self.people if p != person)
+            self.changed()
 
     def end_handoff(self, state: Any) -> None:
         self.max = state[H.max]
@@ -192,23 +208,31 @@ class RoomWorker(Worker):
 
 
 class PersonWorker(Worker):
-    """A person (``self.key``): the room they stand in and their log of ``(micros,
-    room)``, oldest first.
+    """A person (``self.key``): the room they stand in, their log of ``(micros, room)``,
+    oldest first, and the walk under way, if any (its intent: ``(micros, room)``).
 
     Until the first walk the log is the empty tuple, which costs no object per person.
+
+    Rooms and people agree after any crash: a walk has its intent held (replicated)
+    before it enters the new room, and its completed move after it left the old one,
+    before it answers. A person restarted with an intent finishes that walk (entering
+    and leaving are idempotent) or, when the room refuses it, stays where it was, in the
+    room that still lists it.
     """
 
-    __slots__ = ("log", "room")
+    __slots__ = ("intent", "log", "room")
 
     kind = "person"
 
     key: Atom
     room: Atom | None
     log: list[tuple[int, Atom]] | tuple[()]
+    intent: tuple[int, Atom] | None
 
     def setup(self) -> None:
         self.room = None
         self.log = ()
+        self.intent = None
 
     def registry_key(self) -> tuple[Atom, Atom]:
         return (H.person, self.key)
@@ -228,22 +252,63 @@ class PersonWorker(Worker):
         # Being async, the worker takes its next message only once the move is done.
         if room is self.room:
             return REPLY_OK
+        self.intent = (_now_micros(), room)
+        try:
+            await self.replicate()
+        except Unavailable as exc:
+            self.intent = None
+            return Reply((H.error, (H.unavailable, exc.reason)))
         try:
             entered = await self.call_name((H.room, room), (H.enter, self.key))
         except UnknownName:
-            return Reply((H.error, (H.unknown_room, room)))
+            entered = (H.error, (H.unknown_room, room))
         except ApiError as exc:
-            return Reply((H.error, (H.unavailable, exc.reason)))
+            entered = (H.error, (H.unavailable, exc.reason))
         if entered is not H.ok:
+            if _is_unavailable(entered):
+                # The room may have taken the person in without saying so.
+                await self._tell_room(room, H.leave)
+            self.intent = None
+            self.changed()
             return Reply(entered)
-        if self.room is not None:
+        await self._complete_walk()
+        return REPLY_OK
+
+    async def _complete_walk(self) -> None:
+        # Entered the intent's room: leave the old one and log the move.
+        assert self.intent is not None
+        micros, room = self.intent
+        if self.room is not None and self.room is not room:
             await self._tell_room(self.room, H.leave)
         self.room = room
         if isinstance(self.log, list):
-            self.log.append((_now_micros(), room))
+            self.log.append((micros, room))
         else:
-            self.log = [(_now_micros(), room)]
-        return REPLY_OK
+            self.log = [(micros, room)]
+        self.intent = None
+        self.changed()
+
+    async def _finish_walk(self) -> None:
+        # Restarted with a walk under way: finish it, or stay where the person was.
+        if self.intent is None:
+            return
+        room = self.intent[1]
+        try:
+            entered = await self.call_name((H.room, room), (H.enter, self.key))
+        except UnknownName:
+            entered = H.error
+        except ApiError as exc:
+            log.warning("%s: cannot finish its walk into %s yet: %s", self.key, room, exc)
+            run_outside_mailbox(self._finish_later(), delay=MERGE_SETTLE_S)
+            return
+        if entered is H.ok:
+            await self._complete_walk()
+        else:
+            self.intent = None
+            self.changed()
+
+    async def _finish_later(self) -> None:
+        self.send(self.pid, (H.finish_walk,))
 
     async def _tell_room(self, room: Atom, what: Atom) -> None:
         try:
@@ -254,11 +319,17 @@ class PersonWorker(Worker):
             log.warning("%s: room %s did not take %s: %s", self.key, room, what, exc)
 
     def state_term(self) -> dict[Atom, Any]:
-        return {H.log: list(self.log)}
+        if self.intent is None:
+            return {H.log: list(self.log)}
+        return {H.log: list(self.log), H.intent: self.intent}
 
     def end_handoff(self, state: Any) -> None:
         # A walk may reach the new copy before its state does: keep both.
         self._join_log((int(us), room) for us, room in state[H.log])
+        intent = state.get(H.intent)
+        if intent is not None and self.intent is None:
+            self.intent = (int(intent[0]), intent[1])
+            self.send(self.pid, (H.finish_walk,))
 
     def resolve_conflict(self, state: Any) -> None:
         theirs = sorted((int(us), room) for us, room in state[H.log])
@@ -281,6 +352,8 @@ class PersonWorker(Worker):
             case (H.settle_rooms, stale):
                 # A copy that has moved on leaves the rooms to the live copy.
                 return None if self.handed_off else self._settle_rooms(stale)
+            case (H.finish_walk,):
+                return None if self.handed_off else self._finish_walk()
         return super().on_info(message)
 
     async def _settle_rooms(self, stale: set[Atom]) -> None:

@@ -9,15 +9,19 @@ a binary.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from houseparty.workers import NO_ANSWER, Worker, bind_sidecar
+from houseparty._errors import Unavailable
+from houseparty.workers import NO_ANSWER, Worker, bind_sidecar, run_outside_mailbox
 from py_nodes import GenServer, Reply
 from py_nodes._terms import Atom, Pid
 
 __all__ = ["WorkerStarter"]
+
+log = logging.getLogger("houseparty.starter")
 
 
 class S:
@@ -38,6 +42,7 @@ class S:
     die = Atom("die")
     noproc = Atom("noproc")
     restart = Atom("restart")
+    gone = Atom("gone")
     busy = Atom("busy")
     bad_request = Atom("bad_request")
     unknown_kind = Atom("unknown_kind")
@@ -55,18 +60,20 @@ class WorkerStarter(GenServer):
     kinds: dict[str, type[Worker]]
     exit_reports: dict[Pid, _ExitReport]
 
-    def init(self, sidecar: Atom, kinds: Mapping[str, type[Worker]]) -> None:
+    def init(
+        self, sidecar: Atom, kinds: Mapping[str, type[Worker]], replica_copies: int = 1
+    ) -> None:
         self.sidecar = sidecar
         self.kinds = dict(kinds)
         self.exit_reports = {}
-        bind_sidecar(self.node, sidecar)
+        bind_sidecar(self.node, sidecar, replica_copies)
 
     def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Reply:
         match request:
             case (S.start, kind, name, list(args)):
                 return Reply(self._start(kind, name, args))
             case (S.start_many, list(specs)) if all(
-                type(spec) is tuple and len(spec) in (3, 4) and type(spec[2]) is list
+                type(spec) is tuple and len(spec) in (3, 4, 5) and type(spec[2]) is list
                 for spec in specs
             ):
                 return Reply([self._start(*spec) for spec in specs])
@@ -83,8 +90,9 @@ class WorkerStarter(GenServer):
         return Reply((S.error, (S.bad_request, request)))
 
     def _start(self, kind: Any, name: Any, args: list[Any], *handed_over: Any) -> Any:
-        # With a handed-over state, the new worker takes it as {swarm, end_handoff, State}
-        # would, before its first message.
+        # With a handed-over state (and its version), the new worker takes it as
+        # {swarm, end_handoff, State} would, before its first message, and has it held by
+        # this pod's sidecar and its successors, its new owner copy and replicas.
         cls = self._class_of(kind)
         if cls is None:
             return (S.error, (S.unknown_kind, kind))
@@ -100,6 +108,9 @@ class WorkerStarter(GenServer):
             except Exception as exc:
                 self.node.exit(pid, Atom("kill"))
                 return (S.error, (S.bad_state, _describe(exc)))
+            if len(handed_over) == 2 and type(handed_over[1]) is int:
+                worker.take_version(handed_over[1])
+            run_outside_mailbox(_replicate(worker))
         return (S.ok, pid)
 
     def _class_of(self, kind: Any) -> type[Worker] | None:
@@ -131,10 +142,11 @@ class WorkerStarter(GenServer):
     def _begin_handoff(self, pid: Any) -> Any:
         # What the worker would answer {swarm, begin_handoff}, asked in place: only when
         # it is between two messages, else "busy" and the sidecar sends the call itself.
-        # A worker that is gone is restarted, as when the call finds no process.
+        # A worker that is gone says "gone": the sidecar starts the new copy from the last
+        # state it acknowledged (its owner copy), else afresh.
         worker = self.node.process(pid) if type(pid) is Pid else None
         if worker is None or not worker.alive:
-            return S.restart
+            return S.gone
         if not isinstance(worker, Worker) or worker.busy:
             return S.busy
         try:
@@ -201,6 +213,14 @@ class _ExitReport:
         pids, self.pending = self.pending, []
         if self.starter.alive:  # not while the node stops
             self.starter.send(self.registry, (S.hp_exits, pids))
+
+
+async def _replicate(worker: Worker) -> None:
+    # A failure here is not the end: the worker's next change carries the state too.
+    try:
+        await worker.replicate()
+    except Unavailable as exc:
+        log.warning("%s", exc)
 
 
 def _describe(exc: Exception) -> bytes:

@@ -4,15 +4,22 @@ It reads the pod's environment (``HOUSEPARTY_COOKIE``, ``POD_IP``, ``HP_PYTHON_N
 ``HP_SIDECAR_NODE``, ``HP_PYTHON_DIST_PORT``, ``HP_NET_TICKTIME``: the sidecars'
 ``net_ticktime``, which every node that talks with them must share;
 ``HOUSEPARTY_WORKERS``: the worker classes of your own it can start, as
-``[kind=]module:Class`` entries, see :mod:`houseparty.workers`), starts a hidden node
-with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
+``[kind=]module:Class`` entries, see :mod:`houseparty.workers`; ``HP_REPLICA_COPIES``:
+how many other pods hold each worker's state, default 1, 0 for none), starts a hidden
+node with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
 sidecar to drain, so that every worker of this pod moves to the other pods with its
 state, and exits after that.
+
+When the connection to its sidecar goes (the sidecar crashed), its workers are orphans:
+their names restart on other pods from their replicas, and these copies could only
+answer with a state nobody can acknowledge any more. It stops them all and connects
+again, so that the restarted sidecar joins with an empty Python node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -41,6 +48,9 @@ DRAIN_TIMEOUT_S = 300.0
 # bring on full collections, which walk every worker of the pod while it waits.
 GC_YOUNG_THRESHOLD = 20_000
 BUILTIN_WORKERS: dict[str, type[Worker]] = {"room": RoomWorker, "person": PersonWorker}
+# How often the node checks that its sidecar is still connected.
+SIDECAR_CHECK_S = 0.2
+KILL = Atom("kill")
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class PodConfig:
     python_port: int
     net_ticktime: int = 60
     workers: str = ""
+    replica_copies: int = 1
 
     def worker_classes(self) -> dict[str, type[Worker]]:
         """The worker classes by kind: rooms, people and those of ``HOUSEPARTY_WORKERS``."""
@@ -73,6 +84,7 @@ class PodConfig:
             python_port=int(env.get("HP_PYTHON_DIST_PORT", "9101")),
             net_ticktime=_positive(env, "HP_NET_TICKTIME", "60"),
             workers=env.get("HOUSEPARTY_WORKERS", ""),
+            replica_copies=_count(env, "HP_REPLICA_COPIES", "1"),
         )
 
 
@@ -83,6 +95,13 @@ def _positive(env: dict[str, str], name: str, default: str) -> int:
     return int(value)
 
 
+def _count(env: dict[str, str], name: str, default: str) -> int:
+    value = env.get(name, default)
+    if not value.isdigit():
+        raise SystemExit(f"{name} must be a number, 0 or more, got {value!r}")
+    return int(value)
+
+
 async def _connect(node: Node, sidecar: str, stop: asyncio.Event) -> None:
     """Keep trying until the sidecar answers: it may start after us."""
     while not stop.is_set():
@@ -90,6 +109,25 @@ async def _connect(node: Node, sidecar: str, stop: asyncio.Event) -> None:
             log.info("connected to sidecar %s", sidecar)
             return
         await asyncio.sleep(0.5)
+
+
+async def _serve(node: Node, sidecar: str, stop: asyncio.Event) -> None:
+    """Stay connected to the sidecar until ``stop``; stop the workers each time it goes."""
+    while not stop.is_set():
+        await _connect(node, sidecar, stop)
+        while not stop.is_set() and sidecar in node.nodes():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SIDECAR_CHECK_S)
+        if not stop.is_set():
+            stopped = _stop_workers(node)
+            log.warning("lost sidecar %s: stopped its %d orphan workers", sidecar, stopped)
+
+
+def _stop_workers(node: Node) -> int:
+    workers = [pid for pid in node.processes() if isinstance(node.process(pid), Worker)]
+    for pid in workers:
+        node.exit(pid, KILL)
+    return len(workers)
 
 
 async def _drain(node: Node, sidecar: str) -> None:
@@ -113,7 +151,13 @@ async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
         net_ticktime=config.net_ticktime,
     )
     await node.start()
-    node.spawn(WorkerStarter, Atom(config.sidecar_node), kinds, name="hp_workers")
+    node.spawn(
+        WorkerStarter,
+        Atom(config.sidecar_node),
+        kinds,
+        config.replica_copies,
+        name="hp_workers",
+    )
     log.info(
         "python node %s up, sidecar %s, workers %s",
         config.python_node,
@@ -121,8 +165,7 @@ async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
         ", ".join(sorted(kinds)),
     )
     try:
-        await _connect(node, config.sidecar_node, stop)
-        await stop.wait()
+        await _serve(node, config.sidecar_node, stop)
         log.info("stopping: draining this pod's workers through %s", config.sidecar_node)
         await _drain(node, config.sidecar_node)
     finally:

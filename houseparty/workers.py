@@ -41,6 +41,14 @@ from iex (erl alike) and call them as ordinary GenServers::
     :hp_registry.register_name("visits", :hp_python, :start_worker, [:counter, "visits", [0]])
     GenServer.call({:via, :hp_registry, "visits"}, "incr")
 
+A worker whose request changed its state says so with :meth:`Worker.changed`: its answer
+then waits until the new :meth:`Worker.state_term` is held by its pod's sidecar and by
+the name's successors (``HP_REPLICA_COPIES`` of them, default 1), so that a name
+restarted after its pod died starts from the state of its last acknowledged change.
+When they do not hold it in time, the caller gets ``{error, {unavailable, Reason}}``
+instead of the handler's answer. An ``async`` handler that must have a step held before
+it goes on (a person's intent before it enters a room) awaits :meth:`Worker.replicate`.
+
 A worker that has given its state away (its :meth:`Worker.begin_handoff` answered
 :class:`Resume` or :class:`Restart`) answers every call with ``{error, handed_off}`` and
 forwards its casts to the live copy, until it stops or the sidecar gives the handoff up
@@ -55,6 +63,7 @@ import importlib
 import inspect
 import logging
 import re
+import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -75,7 +84,7 @@ from py_nodes import (
 from py_nodes._terms import Atom
 
 if TYPE_CHECKING:
-    from py_nodes import Node
+    pass
 
 __all__ = [
     "NO_ANSWER",
@@ -111,6 +120,8 @@ class _T:
     absent = Atom("absent")
     unavailable = Atom("unavailable")
     shutdown = Atom("shutdown")
+    hp_replica = Atom("hp_replica")
+    put = Atom("put")
     unexpected_call = Atom("unexpected_call")
 
 
@@ -120,6 +131,10 @@ CALL_TIMEOUT_S = 5.0
 # How long a call by name may take through the sidecar: longer than its retry loop
 # (hp_python:call_name/3), which answers {unavailable, Reason} when it gives up.
 _RIDE_OUT_S = 60.0
+# A put waits this long for the sidecar, longer than the sidecar waits for the
+# successors (hp_replica's ack timeout), so that its own answer comes first.
+REPLICA_TIMEOUT_S = 5.0
+DEFAULT_REPLICA_COPIES = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +160,22 @@ HandoffAnswer = Resume | Restart | Ignore
 NO_ANSWER: Any = object()
 _IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody waits on it
 
-# The sidecar of each node's pod, whose registry finds workers by name: one per node, so
-# that no worker carries it.
-_sidecars: WeakKeyDictionary[Node, Atom] = WeakKeyDictionary()
+# The sidecar of each node's pod, whose registry finds workers by name and which holds
+# their state copies, with how many successors hold a copy too: one per node, so that no
+# worker carries it.
+_sidecars: WeakKeyDictionary[Any, tuple[Atom, int]] = WeakKeyDictionary()
 
 
-def bind_sidecar(node: Node, sidecar: Atom) -> None:
-    """Workers on ``node`` find other workers through ``sidecar``'s registry."""
-    _sidecars[node] = sidecar
+def bind_sidecar(node: Any, sidecar: Atom, copies: int = DEFAULT_REPLICA_COPIES) -> None:
+    """Workers on ``node`` find other workers through ``sidecar``'s registry, and keep
+    their state there and on ``copies`` other sidecars (0: replication is off)."""
+    _sidecars[node] = (sidecar, copies)
+
+
+def _version_after(version: int) -> int:
+    # Monotonic per name: above the last one even if the clock went back or the last
+    # one came from another pod's clock.
+    return max(version + 1, time.time_ns() // 1000)
 
 
 class Worker(GenServer):
@@ -169,12 +192,14 @@ class Worker(GenServer):
     Python as ``str``). It calls other workers by name with :meth:`call_name`.
     """
 
-    __slots__ = ("handed_off", "key")
+    __slots__ = ("handed_off", "key", "replica_due", "version")
 
     kind: ClassVar[str | None] = None
 
     key: Any
     handed_off: bool
+    replica_due: bool
+    version: int
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A worker's own helper named like one of GenServer's private methods would
@@ -193,6 +218,8 @@ class Worker(GenServer):
     def init(self, key: Any, *args: Any) -> None:
         self.key = key
         self.handed_off = False
+        self.replica_due = False
+        self.version = 0
         self.setup(*args)
 
     # -- for subclasses ---------------------------------------------------------------
@@ -251,7 +278,49 @@ class Worker(GenServer):
     @property
     def sidecar(self) -> Atom:
         """This pod's sidecar node."""
-        return _sidecars[self.node]
+        return _sidecars[self.node][0]
+
+    def changed(self) -> None:
+        """Say that the request being handled changed the state: its answer waits until
+        the new state is replicated (see the module's docstring). Cheap to call often:
+        the state is sent once, after the handler."""
+        self.replica_due = True
+
+    async def replicate(self) -> None:
+        """Have the current :meth:`state_term` held by this pod's sidecar and the name's
+        successors now, under a new version. Raises :class:`~houseparty.Unavailable` when
+        they do not hold it in time; the state stays here and goes with the next one."""
+        self.replica_due = False
+        sidecar, copies = _sidecars[self.node]
+        if copies == 0:
+            return
+        self.version = _version_after(self.version)
+        request = (_T.put, self.registry_key(), self.version, self.state_term())
+        try:
+            result = await self.call((_T.hp_replica, sidecar), request, REPLICA_TIMEOUT_S)
+        except PyNodesError as exc:
+            self.replica_due = True
+            raise Unavailable(exc, f"{self.registry_key()!r}: no replica took its state") from exc
+        if result is not _T.ok:
+            self.replica_due = True
+            raise Unavailable(result, f"{self.registry_key()!r}: {result!r}")
+
+    def take_version(self, version: int) -> None:
+        """The version of the state this worker started from (a restart, a handoff):
+        its next changes are numbered above it."""
+        self.version = max(self.version, version)
+
+    async def _answer_once_replicated(self, outcome: Any) -> Any:
+        if inspect.iscoroutine(outcome):
+            outcome = await outcome
+        if self.replica_due:
+            try:
+                await self.replicate()
+            except Unavailable as exc:
+                if type(outcome) is Reply:
+                    return Reply((_T.error, (_T.unavailable, exc.reason)))
+                log.warning("%s", exc)
+        return outcome
 
     async def call_name(self, name: Any, request: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
         """Call the worker registered as ``name`` (a term: ``bytes`` for a Python name),
@@ -290,7 +359,14 @@ class Worker(GenServer):
                 # The copy on the new pod is the live one; answer at once, as a caller
                 # left waiting here could hold up its own handoff.
                 return Reply(HANDED_OFF)
-        return self.on_call(request, from_)
+        return self._replicated(self.on_call(request, from_))
+
+    def _replicated(self, outcome: Any) -> Any:
+        # Acknowledged means replicated: an outcome that changed the state (or may yet,
+        # being async) is given only once the state is held elsewhere.
+        if self.replica_due or inspect.iscoroutine(outcome):
+            return self._answer_once_replicated(outcome)
+        return outcome
 
     def answer_begin_handoff(self) -> Any:
         """The term that answers ``{swarm, begin_handoff}``. Once given, the state must
@@ -312,16 +388,19 @@ class Worker(GenServer):
         match request:
             case (_T.swarm, _T.end_handoff, state):
                 self.end_handoff(state)
-                return None
+                self.changed()
+                return self._replicated(None)
             case (_T.swarm, _T.resolve_conflict, state) if not self.handed_off:
+                # The merged state supersedes both sides': its version is above both.
                 self.resolve_conflict(state)
-                return None
+                self.changed()
+                return self._replicated(None)
             case _ if self.handed_off:
                 # Met this copy just as it moved on (a conflict's state among them): the
                 # live copy must have it.
                 run_outside_mailbox(self._forward(request))
                 return None
-        return self.on_cast(request)
+        return self._replicated(self.on_cast(request))
 
     def handle_info(self, message: Any) -> Any:
         match message:
@@ -330,7 +409,7 @@ class Worker(GenServer):
                 return None
             case (_T.swarm, _T.die):
                 return Stop(_T.shutdown)
-        return self.on_info(message)
+        return self._replicated(self.on_info(message))
 
     async def _forward(self, request: Any) -> None:
         result = await rex_call(

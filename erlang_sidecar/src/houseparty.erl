@@ -19,6 +19,9 @@
 %% While names move, rooms may be in no node's group for a moment: dump/0 waits this long
 %% at most for them to settle.
 -define(SETTLE_WAIT_MS, 15000).
+%% A lookup whose owner cannot be asked is asked again this long, this often.
+-define(FIND_FOR_MS, 10000).
+-define(FIND_PAUSE_MS, 100).
 
 -type name() :: atom().
 -type error() :: {error, destination_full | {unknown_room, name()} | {bad_name, term()}
@@ -104,8 +107,9 @@ walk_into(_Room, People) ->
 where_is(Person) ->
     maybe_all([fun() -> check_name(Person) end],
               fun() ->
-                      case hp_registry:whereis_name({person, Person}) of
+                      case find({person, Person}) of
                           undefined -> nil;
+                          {unavailable, _} = Unavailable -> {error, Unavailable};
                           _ -> person_call(Person, where_is)
                       end
               end).
@@ -114,8 +118,9 @@ where_is(Person) ->
 get_person_room_log(Person) ->
     maybe_all([fun() -> check_name(Person) end],
               fun() ->
-                      case hp_registry:whereis_name({person, Person}) of
+                      case find({person, Person}) of
                           undefined -> [];
+                          {unavailable, _} = Unavailable -> {error, Unavailable};
                           _ -> person_call(Person, room_log)
                       end
               end).
@@ -152,6 +157,23 @@ ask_python(Python, Request) ->
 
 %% --- internals ------------------------------------------------------------------------
 
+%% hp_registry:lookup/1, asked again while the owner cannot be asked (it may be paused,
+%% just gone, or its names restarting from their replicas), for ?FIND_FOR_MS at most:
+%% then {unavailable, Reason}, never "absent".
+find(Key) ->
+    find(Key, erlang:monotonic_time(millisecond) + ?FIND_FOR_MS).
+
+find(Key, Deadline) ->
+    case hp_registry:lookup(Key) of
+        {unavailable, _} = Unavailable ->
+            case erlang:monotonic_time(millisecond) < Deadline of
+                true -> timer:sleep(?FIND_PAUSE_MS), find(Key, Deadline);
+                false -> Unavailable
+            end;
+        Found ->
+            Found
+    end.
+
 wait_settled(Deadline) ->
     case hp_registry_server:unsettled()
         andalso erlang:monotonic_time(millisecond) < Deadline of
@@ -181,9 +203,12 @@ ensure_person(Person) ->
     ensure_worker({person, Person}, person, Person, [], ?PEOPLE).
 
 ensure_worker(Key, Kind, Name, Args, Group) ->
-    case hp_registry:whereis_name(Key) of
+    case find(Key) of
         Pid when is_pid(Pid) ->
             ok;
+        {unavailable, _} = Unavailable ->
+            %% It may exist: a fresh one would stand beside the one that cannot be asked.
+            {error, Unavailable};
         undefined ->
             case hp_registry:whereis_or_register_name(Key, hp_python, start_worker,
                                                       [Kind, Name, Args]) of
@@ -200,9 +225,11 @@ check_room_exists(Room) ->
     check_room_exists(Room, erlang:monotonic_time(millisecond) + ?SETTLE_WAIT_MS).
 
 check_room_exists(Room, Deadline) ->
-    case hp_registry:whereis_name({room, Room}) of
+    case find({room, Room}) of
         Pid when is_pid(Pid) ->
             ok;
+        {unavailable, _} = Unavailable ->
+            {error, Unavailable};
         undefined ->
             case hp_registry_server:unsettled()
                 andalso erlang:monotonic_time(millisecond) < Deadline of

@@ -1,5 +1,5 @@
 %% Top supervisor: the registry first (it must outlive membership so a stop can drain
-%% through it), then cluster membership, then the health endpoint. Children stop in
+%% through it), the state replicas, then cluster membership, then the health endpoint. Children stop in
 %% reverse order.
 -module(houseparty_sidecar_sup).
 -behaviour(supervisor).
@@ -13,6 +13,7 @@ start_link() ->
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
     Children = [hp_registry:child_spec(),
+                hp_replica:child_spec(),
                 #{id => hp_cluster_sup, start => {hp_cluster_sup, start_link, []},
                   type => supervisor, shutdown => infinity},
                 #{id => hp_health, start => {hp_health, start_link, []},

@@ -11,6 +11,8 @@
 %%   placement_whitelist regexes; a node takes part in placement only if one matches
 %%   placement_blacklist regexes; a node that matches one never takes part
 %%   health_port         TCP port of /healthz and /readyz
+%%   replica_copies      HP_REPLICA_COPIES (default 1): how many other sidecars hold
+%%                       each worker's state (hp_replica); 0 turns replication off
 %%   join_with_python    true when HP_PYTHON_NODE is set: the registry joins placement
 %%                       only once that node is connected (a pod that cannot start
 %%                       workers must not be handed any)
@@ -52,6 +54,7 @@ from_env(Env) when is_map(Env) ->
       placement_whitelist => regexes("HP_PLACEMENT_WHITELIST", Env, ?DEFAULT_WHITELIST),
       placement_blacklist => regexes("HP_PLACEMENT_BLACKLIST", Env, []),
       health_port => port("HP_HEALTH_PORT", env("HP_HEALTH_PORT", Env, "8080")),
+      replica_copies => copies("HP_REPLICA_COPIES", env("HP_REPLICA_COPIES", Env, "1")),
       join_with_python => maps:is_key("HP_PYTHON_NODE", Env)}.
 
 -spec apply_os_env() -> ok.
@@ -214,6 +217,12 @@ port(Var, Value) ->
     case string:to_integer(string:trim(Value)) of
         {P, ""} when P >= 0, P =< 65535 -> P;
         _ -> bad(Var, Value, "a TCP port 0..65535")
+    end.
+
+copies(Var, Value) ->
+    case string:to_integer(string:trim(Value)) of
+        {N, ""} when N >= 0 -> N;
+        _ -> bad(Var, Value, "a number of copies, 0 or more")
     end.
 
 positive(Var, Value) ->

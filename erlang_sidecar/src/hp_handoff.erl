@@ -33,7 +33,7 @@
 %% The same workers restart names from their replicas when their owner went down.
 -module(hp_handoff).
 
--export([rebalance/0, drain/1, restart_replicas/3, accept/5, accept_many/1, accept_restart/3,
+-export([rebalance/0, drain/1, restart_replicas/3, accept/5, accept_many/1, accept_restart/4,
          start_and_commit/5, start_and_commit_many/3, start_mfa/2, reserve/2, parallel/3]).
 
 -define(BATCH, 256).
@@ -48,7 +48,8 @@
 -define(RETRY_MS, 300).
 
 -type mfargs() :: {module(), atom(), list()}.
--type mode() :: keep | {start, none | {state, term()}}.
+-type then() :: none | {state, term()} | {state, term(), hp_replica:version()}.
+-type mode() :: keep | {start, then()}.
 
 %% Hands over every name this node holds but no longer owns.
 -spec rebalance() -> ok.
@@ -100,17 +101,23 @@ drain_names(Attempts) ->
         false -> ok
     end.
 
-%% Dead's names, from the replicas this node kept, restart on their new owners.
+%% Dead's names, from the replicas this node kept, restart on their new owners, each with
+%% the newest state any sidecar holds for it (hp_replica) and that state's version.
 -spec restart_replicas(node(), [{term(), node(), mfargs(), [term()]}], hp_ring:ring()) -> ok.
 restart_replicas(Dead, Replicas, Ring) ->
     Me = node(),
+    States = hp_replica:newest([N || {N, _, _, _} <- Replicas]),
     Restart = fun({Name, _Owner, MFA, Groups}) ->
+                      Then = case maps:find(Name, States) of
+                                 {ok, {V, S}} -> {state, S, V};
+                                 error -> none
+                             end,
                       case hp_ring:key_to_node(Name, Ring) of
                           {error, no_nodes} -> {error, no_nodes};
-                          Me -> accept_restart(Name, MFA, Groups);
+                          Me -> accept_restart(Name, MFA, Groups, Then);
                           Owner ->
-                              try erpc:call(Owner, ?MODULE, accept_restart, [Name, MFA, Groups],
-                                            ?ACCEPT_TIMEOUT)
+                              try erpc:call(Owner, ?MODULE, accept_restart,
+                                            [Name, MFA, Groups, Then], ?ACCEPT_TIMEOUT)
                               catch Class:Reason -> {error, {Class, Reason}}
                               end
                       end
@@ -256,13 +263,31 @@ batch_module({M, _, _}, Batch) ->
 batch_module(undefined, _Batch) ->
     none.
 
-%% Runs on the new owner: start Name from its replicated MFA unless it is already here.
--spec accept_restart(term(), mfargs(), [term()]) -> {ok, pid()} | {error, term()}.
-accept_restart(Name, MFA, Groups) ->
+%% Runs on the new owner: start Name from its replicated MFA (with its replicated state,
+%% Then) unless it is already here. A batch module (hp_python) gives the state to the
+%% worker before its first message, with its version.
+-spec accept_restart(term(), mfargs(), [term()], then()) -> {ok, pid()} | {error, term()}.
+accept_restart(Name, {M, _, _} = MFA, Groups, Then) ->
     case reserve(Name, force) of
-        {already_registered, Existing} -> {ok, Existing};
-        {reserved, Ref} -> start_and_commit(Name, Ref, MFA, Groups, none);
-        {error, _} = Error -> Error
+        {already_registered, Existing} ->
+            %% Race: a caller registered the name afresh before its restart: that copy
+            %% merges the replicated state, as a copy met after a netsplit does.
+            case Then of
+                {state, S, _} -> gen_server:cast(Existing, {swarm, resolve_conflict, S});
+                _ -> ok
+            end,
+            {ok, Existing};
+        {reserved, Ref} ->
+            case batch_module(MFA, batch_modules([MFA])) of
+                {ok, M} when Then =/= none ->
+                    [Result] = start_and_commit_many(M, take_over,
+                                                     [{Name, Ref, MFA, Groups, {MFA, Then}}]),
+                    Result;
+                _ ->
+                    start_and_commit(Name, Ref, MFA, Groups, Then)
+            end;
+        {error, _} = Error ->
+            Error
     end.
 
 %% Reserve Name at this node's registry; waits out a concurrent reservation.
@@ -279,7 +304,7 @@ reserve(Name, Mode) ->
 %% Starts the process from MFA (here, so it lands on this node's pod) and registers it
 %% under the reservation Ref. The handed-over state is cast before the name is visible,
 %% so the first request that finds the new pid is served with the old state.
--spec start_and_commit(term(), reference(), mfargs(), [term()], none | {state, term()}) ->
+-spec start_and_commit(term(), reference(), mfargs(), [term()], then()) ->
           {ok, pid()} | {error, term()}.
 start_and_commit(Name, Ref, {M, F, A} = MFA, Groups, Then) ->
     try apply(M, F, A) of
@@ -287,6 +312,7 @@ start_and_commit(Name, Ref, {M, F, A} = MFA, Groups, Then) ->
             ok = hp_mfa_links:keep(Pid),
             case Then of
                 {state, S} -> gen_server:cast(Pid, {swarm, end_handoff, S});
+                {state, S, _Version} -> gen_server:cast(Pid, {swarm, end_handoff, S});
                 none -> ok
             end,
             ok = gen_server:call(?SERVER, {commit, Name, Ref, Pid, MFA, Groups}),
@@ -380,7 +406,8 @@ move_many({Target, Entries}) ->
                hp_registry_store:holds(Name, Pid)],
     Modes = begin_handoffs(Held),
     {Ready, Others} = lists:partition(fun({_, Pid, _, _}) -> maps:is_key(Pid, Modes) end, Held),
-    Items = [{Name, maps:get(Pid, Modes), Pid, MFA, Groups} || {Name, Pid, MFA, Groups} <- Ready],
+    Items = [{Name, versioned(Name, maps:get(Pid, Modes)), Pid, MFA, Groups}
+             || {Name, Pid, MFA, Groups} <- Ready],
     Results = try erpc:call(Target, ?MODULE, accept_many, [Items], 2 * ?ACCEPT_TIMEOUT)
               catch Class:Reason -> [{error, {Class, Reason}} || _ <- Items]
               end,
@@ -395,19 +422,46 @@ move_many({Target, Entries}) ->
                     Others, ?BATCH).
 
 %% #{Pid => Mode} for the processes of batch modules, asked together, one call per
-%% module and node; a busy process is not in it.
+%% module and node; a busy process is not in it. A process whose node is gone (this
+%% pod's Python node crashed) cannot answer: its state is this sidecar's owner copy
+%% (hp_replica), the last one it acknowledged.
 begin_handoffs(Entries) ->
     Batch = batch_modules([MFA || {_, _, MFA, _} <- Entries]),
+    Connected = [node() | nodes([visible, hidden])],
+    {Live, Lost} = lists:partition(fun({_, Pid, _, _}) -> lists:member(node(Pid), Connected) end,
+                                   [E || {_, _, MFA, _} = E <- Entries,
+                                         batch_module(MFA, Batch) =/= none]),
     Batches = maps:groups_from_list(fun({M, Pid}) -> {M, node(Pid)} end, fun({_, Pid}) -> Pid end,
-                                    [{M, Pid} || {_, Pid, MFA, _} <- Entries,
+                                    [{M, Pid} || {_, Pid, MFA, _} <- Live,
                                                  {ok, M} <- [batch_module(MFA, Batch)]]),
-    maps:fold(fun({M, _Node}, Pids, Acc) -> maps:merge(Acc, ask_begin(M, Pids)) end,
-              #{}, Batches).
+    NameOf = maps:from_list([{Pid, Name} || {Name, Pid, _, _} <- Live]),
+    maps:fold(fun({M, _Node}, Pids, Acc) -> maps:merge(Acc, ask_begin(M, Pids, NameOf)) end,
+              maps:from_list([{Pid, from_copy(Name)} || {Name, Pid, _, _} <- Lost]), Batches).
 
-ask_begin(M, Pids) ->
+from_copy(Name) ->
+    case hp_replica:lookup(Name) of
+        {V, S} -> {start, {state, S, V}};
+        none -> {start, none}
+    end.
+
+%% A handed-over state carries the version of this sidecar's owner copy, so that the new
+%% owner's next changes are numbered above it.
+versioned(Name, {start, {state, S}}) ->
+    case hp_replica:lookup(Name) of
+        {V, _} -> {start, {state, S, V}};
+        none -> {start, {state, S}}
+    end;
+versioned(_Name, Mode) ->
+    Mode.
+
+%% A process that is gone (gone: its node restarted since) starts from its owner copy.
+ask_begin(M, Pids, NameOf) ->
     try M:begin_handoffs(Pids) of
         Replies when is_list(Replies), length(Replies) =:= length(Pids) ->
-            maps:from_list([{Pid, handoff_mode(Reply)}
+            maps:from_list([{Pid, case Reply of
+                                      gone -> from_copy(maps:get(Pid, NameOf));
+                                      _ -> handoff_mode(Reply)
+                                  end}
                             || {Pid, Reply} <- lists:zip(Pids, Replies), Reply =/= busy]);
         _ ->
             #{}

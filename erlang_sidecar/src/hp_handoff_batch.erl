@@ -6,13 +6,15 @@
 %%
 %%   M:begin_handoffs(Pids)     {swarm, begin_handoff} to each, in one round trip per
 %%                              node: one reply per pid, in order, as the process would
-%%                              give it (restart | {resume, State} | ignore), or busy for
+%%                              give it (restart | {resume, State} | ignore), busy for
 %%                              a process in the middle of a message, which is then asked
-%%                              on its own
+%%                              on its own, or gone for one that no longer exists (its new
+%%                              copy starts from the sidecar's owner copy, hp_replica)
 %%   M:take_over([{MFA, Then}]) on the new owner: starts each MFA, Then = {state, S}
 %%                              giving it S before any message (what
-%%                              {swarm, end_handoff, S} would), none giving nothing; one
-%%                              {ok, Pid} | {error, Reason} per item, in order
+%%                              {swarm, end_handoff, S} would), {state, S, Version} also
+%%                              the state's version (hp_replica), none giving nothing;
+%%                              one {ok, Pid} | {error, Reason} per item, in order
 %%   M:stop_handed_off(Pids)    {swarm, die} to each old process (Pids of one node)
 %%
 %% Pids of begin_handoffs/1 and stop_handed_off/1 are processes of M on one node.
@@ -23,7 +25,8 @@
 -type mfargs() :: {module(), atom(), list()}.
 
 -callback begin_handoffs(Pids :: [pid()]) -> [term()].
--callback take_over([{mfargs(), none | {state, term()}}]) -> [{ok, pid()} | {error, term()}].
+-callback take_over([{mfargs(), none | {state, term()} | {state, term(), non_neg_integer()}}]) ->
+    [{ok, pid()} | {error, term()}].
 -callback stop_handed_off(Pids :: [pid()]) -> ok.
 
 %% Whether module M declares this behaviour (false for a module that cannot be loaded).

@@ -48,15 +48,19 @@ start_worker(Kind, Name, Args) ->
 %% one result per MFA, in order.
 %%
 %%   gen_server:call({hp_workers, PythonNode}, {start_many, [Spec]}, Timeout)
-%%       -> [{ok, Pid} | {error, Reason}]       Spec: {Kind, Name, Args} | {Kind, Name, Args, State}
+%%       -> [{ok, Pid} | {error, Reason}]
+%%   Spec: {Kind, Name, Args} | {Kind, Name, Args, State} | {Kind, Name, Args, State, Version}
 -spec start_workers([{module(), atom(), list()}]) -> [{ok, pid()} | {error, term()}].
 start_workers(MFAs) ->
     take_over([{MFA, none} || MFA <- MFAs]).
 
 %% hp_handoff's batch take-over: start_workers/1, each worker given the state its old
 %% copy handed over ({state, S}, what {swarm, end_handoff, S} gives) before it takes any
-%% message. A spec {Kind, Name, Args, State} in the same start_many request.
--spec take_over([{{module(), atom(), list()}, none | {state, term()}}]) ->
+%% message, and with {state, S, Version} the version of that state (hp_replica), above
+%% which its next changes are numbered. A spec {Kind, Name, Args, State} or
+%% {Kind, Name, Args, State, Version} in the same start_many request.
+-spec take_over([{{module(), atom(), list()},
+                  none | {state, term()} | {state, term(), non_neg_integer()}}]) ->
           [{ok, pid()} | {error, term()}].
 take_over(MFAStates) ->
     Specs = [case MFA of
@@ -64,7 +68,8 @@ take_over(MFAStates) ->
                    when (is_atom(Kind) orelse is_binary(Kind)), is_list(Args) ->
                      case Then of
                          none -> {Kind, Name, Args};
-                         {state, S} -> {Kind, Name, Args, S}
+                         {state, S} -> {Kind, Name, Args, S};
+                         {state, S, V} -> {Kind, Name, Args, S, V}
                      end;
                  _ ->
                      bad
@@ -107,7 +112,8 @@ watch([Pid | _] = Pids) ->
 %% of a message, which must then be asked on its own.
 %%
 %%   gen_server:call({hp_workers, node(Pid)}, {begin_handoffs, [Pid]}, Timeout)
-%%       -> [restart | {resume, State} | busy]
+%%       -> [restart | {resume, State} | ignore | busy | gone]
+%% gone: no such worker (any more); hp_handoff starts the new copy from its owner copy.
 -spec begin_handoffs([pid()]) -> [term()].
 begin_handoffs([]) ->
     [];
@@ -162,13 +168,16 @@ with_name(Name, Absent, Try, Deadline) ->
                             {unavailable, Reason}
                     end
             end,
-    case hp_registry:whereis_name(Name) of
+    case hp_registry:lookup(Name) of
         undefined ->
             %% A name missing while names move may only be on its way to a new owner.
             case Absent =:= retry orelse hp_registry_server:unsettled() of
                 true -> Retry(undefined);
                 false -> absent
             end;
+        {unavailable, Reason} ->
+            %% Its owner could not be asked: it may well exist.
+            Retry(Reason);
         Pid ->
             case Try(Pid) of
                 {done, Result} -> Result;

@@ -38,7 +38,7 @@
 %% placement node in parallel and skips those that do not answer in time.
 -module(hp_registry).
 
--export([register_name/2, register_name/4, register_many/3, whereis_name/1,
+-export([register_name/2, register_name/4, register_many/3, whereis_name/1, lookup/1,
          whereis_or_register_name/4,
          unregister_name/1, registered/0, send/2,
          join/2, leave/2, members/1, publish/2, multi_call/2, multi_call/3,
@@ -112,8 +112,20 @@ register_many(Entries, BatchStart, Groups) ->
     Results = maps:from_list(lists:append(Done)),
     [maps:get(Name, Results) || {Name, _} <- Entries].
 
+%% swarm's answer: undefined also when the owner could not be asked (see lookup/1).
 -spec whereis_name(term()) -> pid() | undefined.
 whereis_name(Name) ->
+    case lookup(Name, 0) of
+        {unavailable, _} -> undefined;
+        Found -> Found
+    end.
+
+%% whereis_name/1 that tells "not registered" (undefined) from "could not be asked"
+%% ({unavailable, Reason}: the owner did not answer in time or is gone, or the name is
+%% being restarted from its replica after its owner's death). The HouseParty API and the
+%% calls by name retry on the latter and never take it for absent.
+-spec lookup(term()) -> pid() | undefined | {unavailable, term()}.
+lookup(Name) ->
     lookup(Name, 0).
 
 -spec whereis_or_register_name(term(), module(), atom(), list()) ->
@@ -204,7 +216,7 @@ drain() ->
 
 %% --- run on the owner ------------------------------------------------------------------
 
--spec local_lookup(term(), non_neg_integer()) -> pid() | undefined.
+-spec local_lookup(term(), non_neg_integer()) -> pid() | undefined | {unavailable, term()}.
 local_lookup(Name, Hops) ->
     case peek(Name) of
         Pid when is_pid(Pid) ->
@@ -223,12 +235,21 @@ local_lookup(Name, Hops) ->
         undefined ->
             Me = node(),
             case owner(Name) of
-                Me -> ask_settling(Name);
+                Me -> restarting(ask_settling(Name), Name);
                 {error, no_nodes} -> undefined;
                 Other when Hops < ?MAX_HOPS -> remote_lookup(Other, Name, Hops + 1);
-                _ -> undefined
+                _ -> {unavailable, no_owner}
             end
     end.
+
+%% A miss on the owner, unless the name is on its way back from a replica.
+restarting(undefined, Name) ->
+    case hp_registry_store:restarting(Name, hp_registry_store:ring()) of
+        true -> {unavailable, restarting};
+        false -> undefined
+    end;
+restarting(Pid, _Name) ->
+    Pid.
 
 %% This node's entry for Name, waiting out a start or handoff in progress.
 -spec peek(term()) -> pid() | undefined.
@@ -311,7 +332,7 @@ lookup(Name, Hops) ->
 
 owner_lookup(Name, Hops) ->
     case owner(Name) of
-        {error, no_nodes} -> undefined;
+        {error, no_nodes} -> {unavailable, no_nodes};
         Owner when Owner =:= node() -> local_lookup(Name, Hops);
         Owner -> remote_lookup(Owner, Name, Hops)
     end.
@@ -336,15 +357,14 @@ wait_one_copy(Name, Nodes, Deadline) ->
             end
     end.
 
+%% "I could not ask" is not "it does not exist".
 remote_lookup(Node, Name, Hops) ->
-    rpc_to(Node, local_lookup, [Name, Hops], undefined).
-
-rpc_to(Node, F, Args, IfDown) ->
-    try erpc:call(Node, ?MODULE, F, Args, ?RPC_TIMEOUT)
+    try erpc:call(Node, ?MODULE, local_lookup, [Name, Hops], ?RPC_TIMEOUT)
     catch
-        error:{erpc, _} -> IfDown;
-        exit:{exception, _} -> IfDown;
-        exit:{signal, _} -> IfDown
+        error:{erpc, Reason} -> {unavailable, {Reason, Node}};
+        error:{exception, Reason, _} -> {unavailable, {Reason, Node}};
+        exit:{exception, Reason} -> {unavailable, {Reason, Node}};
+        exit:{signal, Reason} -> {unavailable, {Reason, Node}}
     end.
 
 %% Calls the registry on Name's owner, following redirects of a ring that changed.

@@ -18,7 +18,9 @@
 %%
 %% Joining waits for the pod's Python node when the pod has one (app env
 %% join_with_python): until it is connected the node neither says hello nor answers one,
-%% so no peer places names on a pod that cannot start workers. A draining node sends no
+%% so no peer places names on a pod that cannot start workers. When that node goes
+%% down, the node leaves placement the way a drain does (python_down/2), and joins
+%% again once it is back. A draining node sends no
 %% hello and answers none, so a node that comes up meanwhile places nothing on it.
 %%
 %% The peers and the flags live in the registry's state (members()); the ring, read on
@@ -27,7 +29,7 @@
 
 -export([init/0, peers/1, draining/1, reporter/1]).
 -export([hello/2, hello_ack/2, leaving/2, handoff_done/1, nodeup/3, nodedown/2, drain/1]).
--export([leave/1, done/1]).
+-export([leave/1, done/1, python_down/2, python/1]).
 
 -define(SERVER, hp_registry_server).
 -define(SETTLE_MS, 30000).
@@ -40,7 +42,10 @@
     joined = true :: boolean(),
     %% The pod's Python node when joining waits for it: it also reports the exits of its
     %% processes to the registry (hp_registry_watch).
-    python = undefined :: node() | undefined
+    python = undefined :: node() | undefined,
+    %% The pod's Python node went down: this node left placement (its names move to the
+    %% peers) until that node is back.
+    away = false :: boolean()
 }).
 
 -opaque members() :: #members{}.
@@ -66,9 +71,26 @@ init() ->
 peers(#members{peers = Peers}) ->
     Peers.
 
+%% Whether this node owns nothing: it drains, or its Python node is gone.
 -spec draining(members()) -> boolean().
-draining(#members{draining = Draining}) ->
-    Draining.
+draining(#members{draining = Draining, away = Away}) ->
+    Draining orelse Away.
+
+%% The pod's Python node when joining waits for it.
+-spec python(members()) -> node() | undefined.
+python(#members{python = Python}) ->
+    Python.
+
+%% The pod's Python node is gone: this node leaves its own ring (the registry hands its
+%% names over, from their owner copies, and tells the peers it leaves) and joins again
+%% once that node is back (nodeup/3). Whether it left.
+-spec python_down(node(), members()) -> {boolean(), members()}.
+python_down(Node, #members{python = Node, joined = true, draining = false, away = false,
+                           peers = Peers} = M) when Node =/= undefined ->
+    hp_registry_store:set_ring(hp_ring:new(Peers)),
+    {true, M#members{joined = false, away = true}};
+python_down(_Node, M) ->
+    {false, M}.
 
 %% The Python node whose processes' exits it reports itself, if any.
 -spec reporter(members()) -> node() | undefined.
@@ -110,6 +132,12 @@ handoff_done(From) ->
 -spec nodeup(node(), visible | hidden, members()) -> members().
 nodeup(Node, hidden, #members{joined = false} = M) ->
     case Node =:= hp_python:python_node() of
+        true when M#members.away ->
+            %% Back after its Python node was gone: the peers dropped this node when it
+            %% left, and add it again on its hello.
+            hp_registry_store:set_ring(hp_ring:new([node() | M#members.peers])),
+            hello_all(),
+            M#members{joined = true, away = false};
         true ->
             hello_all(),
             M#members{joined = true};

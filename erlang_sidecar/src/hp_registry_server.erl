@@ -68,7 +68,11 @@
     rebalance_again = false :: boolean(),
     %% A ring change left the replicas at our successors to be resent; that waits until
     %% no peer is still handing names over (see maybe_resync/1).
-    resync_due = false :: boolean()
+    resync_due = false :: boolean(),
+    %% The pod's Python node went down: its names are being handed to the peers from
+    %% their owner copies (python_lost/2) by this process, and the node joins again
+    %% only once that is done.
+    python_handoff = undefined :: undefined | pid()
 }).
 
 -type state() :: #state{}.
@@ -277,13 +281,36 @@ handle_cast(_Other, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), state()) -> {noreply, state()}.
-handle_info({nodeup, Node, [{node_type, hidden}]}, State) ->
-    {noreply, State#state{members = hp_registry_membership:nodeup(Node, hidden,
-                                                                  State#state.members)}};
-handle_info({nodedown, Node, [{node_type, hidden}]}, State) ->
-    %% A Python node that reported exits is gone: so is every process on it it watched.
-    [pid_down(Pid) || Pid <- hp_registry_watch:node_down(Node)],
+handle_info({nodeup, _Node, [{node_type, hidden}]}, #state{python_handoff = Pid} = State)
+  when is_pid(Pid) ->
+    %% Back before its names have all moved: the node joins once they have.
     {noreply, State};
+handle_info({nodeup, Node, [{node_type, hidden}]}, State) ->
+    M = State#state.members,
+    M1 = hp_registry_membership:nodeup(Node, hidden, M),
+    case hp_registry_membership:draining(M) andalso not hp_registry_membership:draining(M1) of
+        true -> {noreply, schedule_rebalance(State#state{members = M1})};  %% back in the ring
+        false -> {noreply, State#state{members = M1}}
+    end;
+handle_info({nodedown, Node, [{node_type, hidden}]}, State) ->
+    case hp_registry_membership:python_down(Node, State#state.members) of
+        {true, M} ->
+            {noreply, python_lost(Node, State#state{members = M})};
+        {false, _} ->
+            %% A Python node that reported exits is gone: so is every process on it it
+            %% watched.
+            [pid_down(Pid) || Pid <- hp_registry_watch:node_down(Node)],
+            {noreply, State}
+    end;
+handle_info({python_handed_off, Node, Pid}, #state{python_handoff = Pid} = State) ->
+    %% What could not move (no peer took it) is gone with its processes.
+    [pid_down(P) || P <- hp_registry_watch:node_down(Node)],
+    State1 = State#state{python_handoff = undefined},
+    case lists:member(Node, nodes(hidden)) of
+        true -> self() ! {nodeup, Node, [{node_type, hidden}]};
+        false -> ok
+    end,
+    {noreply, State1};
 handle_info({nodeup, Node, _}, State) ->
     {noreply, State#state{members = hp_registry_membership:nodeup(Node, visible,
                                                                   State#state.members)}};
@@ -364,6 +391,17 @@ terminate(_Reason, _State) ->
     hp_registry_store:delete_ring().
 
 %% --- internal --------------------------------------------------------------------------
+
+%% The pod's Python node is gone, and this node has left its own ring: its names go to
+%% their new owners as in a drain, each with the state of this sidecar's owner copy
+%% (hp_replica: the last change it acknowledged), since the process that would answer
+%% begin_handoff is gone (hp_handoff:begin_handoffs/1).
+python_lost(Node, #state{members = M} = State) ->
+    Self = self(),
+    Peers = hp_registry_membership:peers(M),
+    logger:warning("hp_registry: Python node ~s is gone: handing its names to ~0p", [Node, Peers]),
+    Pid = spawn_link(fun() -> hp_handoff:drain(Peers), Self ! {python_handed_off, Node, self()} end),
+    cancel_rebalance(State#state{python_handoff = Pid}).
 
 %% The guard of every write that must run on Name's owner: here, or the redirect to give.
 %% A node that drains owns nothing; in check mode, the caller may have routed with a ring
@@ -597,7 +635,8 @@ maybe_resync(State) ->
     end.
 
 %% After a ring change: each peer gets the full set of replicas it must hold for us, so
-%% replicas of moved or unregistered names disappear. Runs in this process so no
+%% replicas of moved or unregistered names disappear, and the names' new successors get
+%% their states (hp_replica:resend/1). Runs in this process so no
 %% replica_put of a concurrent commit can be overtaken by an older full set.
 resync_replicas(Peers) ->
     Ring = hp_registry_store:ring(),
@@ -612,4 +651,6 @@ resync_replicas(Peers) ->
                        end
                end, #{}),
     [gen_server:cast({?SERVER, P}, {replica_reset, Me, maps:get(P, BySucc, [])}) || P <- Peers],
-    ok.
+    %% The states go with them: the names' new successors get this sidecar's copies.
+    hp_replica:resend(hp_registry_store:fold_names(fun({Name, _, _, _}, Acc) -> [Name | Acc] end,
+                                                   [])).

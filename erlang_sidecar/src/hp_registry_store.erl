@@ -36,7 +36,7 @@
 -export([watch_of/1, set_watch/2, delete_watch/1, reported_on/1]).
 %% Replicas.
 -export([put_replicas/2, delete_replica/2, reset_replicas/2, replicas_of/1,
-         delete_replicas/2]).
+         delete_replicas/2, restarting/2]).
 -export([info/0]).
 
 -export_type([entry/0, replica/0, tag/0]).
@@ -280,6 +280,15 @@ reset_replicas(Owner, Replicas) ->
 -spec replicas_of(node()) -> [{term(), node(), mfargs(), [term()]}].
 replicas_of(Owner) ->
     ets:match_object(?REPLICAS, {'_', Owner, '_', '_'}).
+
+%% Whether Name is held here as the replica of an owner that has left Ring: its restart
+%% from that replica is due or under way, and the name exists though nobody holds it.
+-spec restarting(term(), hp_ring:ring()) -> boolean().
+restarting(Name, Ring) ->
+    case ets:lookup(?REPLICAS, Name) of
+        [{_, Owner, _, _}] -> not lists:member(Owner, hp_ring:nodes(Ring));
+        [] -> false
+    end.
 
 -spec delete_replicas(node(), [term()]) -> ok.
 delete_replicas(Owner, Names) ->

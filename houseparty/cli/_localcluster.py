@@ -355,7 +355,7 @@ class LocalCluster:
                 out.write(cookie)
         return home
 
-    def _spawn_pod(self, state: _ClusterState, spec: PodSpec) -> None:
+    def _spawn_pod(self, state: _ClusterState, spec: PodSpec, *, only: str | None = None) -> None:
         env = self._env(state, spec)
         sidecar_cmd = [
             "erl", "-name", spec.sidecar_node, "-noshell", "-noinput",
@@ -368,8 +368,10 @@ class LocalCluster:
         ]  # fmt: skip
         python_cmd = [sys.executable, "-m", "houseparty.pod", "--name", spec.python_node]
         pod = state.pod_states[spec.index]
-        pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
-        pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
+        if only in (None, "sidecar"):
+            pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
+        if only in (None, "python"):
+            pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> int:
         with log.open("ab") as out:
@@ -452,6 +454,36 @@ class LocalCluster:
             _wait_gone(pid, 10.0)
         pod.python_pid = pod.sidecar_pid = None
         self._save(state)
+
+    def kill_node(self, index: int, which: str) -> None:
+        """SIGKILL one of pod ``index``'s two nodes: ``"sidecar"`` or ``"python"``."""
+        state, pod = self._pod(index)
+        pid = self._half_pid(pod, which)
+        _signal(pid, signal.SIGKILL)
+        _wait_gone(pid, 10.0)
+        if which == "sidecar":
+            pod.sidecar_pid = None
+        else:
+            pod.python_pid = None
+        self._save(state)
+
+    def start_node(self, index: int, which: str) -> None:
+        """Start again one of pod ``index``'s two nodes (``"sidecar"`` or ``"python"``),
+        as the container's restart would; it does not wait for the pod to be ready."""
+        state, pod = self._pod(index)
+        if _alive(self._half_pid(pod, which)):
+            raise AlreadyRunning(f"the {which} node of pod {index} is running")
+        self._spawn_pod(state, PodSpec(index, state.base_port, state.tag), only=which)
+        self._save(state)
+
+    @staticmethod
+    def _half_pid(pod: _PodState, which: str) -> int | None:
+        match which:
+            case "sidecar":
+                return pod.sidecar_pid
+            case "python":
+                return pod.python_pid
+        raise ValueError(f"a pod's node is 'sidecar' or 'python', not {which!r}")
 
     def start_pod(self, index: int, timeout: float = 60.0) -> None:
         """Bring a stopped or killed pod back; it rejoins and takes its share of names."""

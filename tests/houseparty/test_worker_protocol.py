@@ -128,7 +128,7 @@ def check_replies(replies: list[Any], python_node: str) -> None:
     assert r13 == 9  # resolve_conflict: the counter keeps the larger
     assert r14 == 7  # end_handoff: the state given
     assert r15 == [p4]  # stop_handed_off stopped it; watch reported the exit
-    assert r16 == [Atom("restart")]  # gone: restarted, as when a call finds no process
+    assert r16 == [Atom("gone")]  # the sidecar restarts it from its last acknowledged state
     assert r17 == (ERROR, (Atom("bad_request"), Atom("bogus")))
 
 

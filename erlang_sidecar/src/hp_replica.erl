@@ -1,0 +1,282 @@
+%% The state replicas of the workers: each sidecar keeps, in RAM, the newest state of the
+%% names its pod owns (the owner copy) and of the names it is a successor of (the
+%% replicas), so that a name restarted after its owner's death starts from the state of
+%% its last acknowledged change.
+%%
+%% A worker whose state changed asks its own pod's sidecar, before it answers its caller:
+%%
+%%   gen_server:call({hp_replica, Sidecar}, {put, Name, Version, State})
+%%       -> ok | {error, {unavailable, Reason}}
+%%
+%% The sidecar keeps the owner copy and sends the change to the name's Copies successors
+%% on the ring (targets/4; app env replica_copies, HP_REPLICA_COPIES, default 1), and
+%% answers ok once each of them holds it. The puts that arrive together go out together:
+%% one message per successor for all of them,
+%%
+%%   {hp_replica, Successor} ! {store, Self, Batch, [{Name, Version, State}]}
+%%   Self ! {stored, Batch}
+%%
+%% so that concurrent callers share their round trips. A successor that goes away (its
+%% monitor fires) or does not answer within ?ACK_TIMEOUT fails the batch's puts with
+%% {unavailable, ...}; the copies it did reach keep the change, and the next put carries
+%% it anyway. With no successor (a cluster of one, or Copies = 0) a put is held by the
+%% owner's sidecar alone, which outlives a crash of the Python node but not of the pod.
+%%
+%% Versions grow per name across moves, restarts and merges (the worker takes
+%% max(last + 1, now in microseconds), and a handoff or restart carries the last one): a
+%% holder keeps a state only if its version is newer than the one it holds (newer/2), so
+%% no replica brings back a state that a later change or a merge superseded.
+%%
+%% After a ring change the owner resends its copies to the names' new successors
+%% (resend/1); a restart asks every sidecar for the newest state of the names it starts
+%% (newest/1). The table is one ETS set, {Name, Version, State}, read without a message.
+-module(hp_replica).
+-behaviour(gen_server).
+
+-export([start_link/0, child_spec/0, copies/0]).
+-export([lookup/1, get_many/1, newest/1, resend/1, forget/1]).
+-export([newer/2, targets/4, pick_newest/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
+
+-define(SERVER, ?MODULE).
+-define(TABLE, hp_replica_states).
+-define(APP, houseparty_sidecar).
+-define(ACK_TIMEOUT, 3000).
+-define(FANOUT_TIMEOUT, 3000).
+-define(RESEND_BATCH, 2000).
+
+-type version() :: non_neg_integer().
+-type copy() :: {term(), version(), term()}.
+-export_type([version/0, copy/0]).
+
+-record(batch, {
+    dest :: node(),
+    mon :: reference(),
+    timer :: reference(),
+    froms :: [gen_server:from()]
+}).
+
+-record(state, {
+    %% Puts not sent yet, per destination, newest first: [{Copy, From}].
+    queued = #{} :: #{node() => [{copy(), gen_server:from()}]},
+    flush_due = false :: boolean(),
+    batches = #{} :: #{reference() => #batch{}},
+    %% Per caller, how many successors have still to hold its put.
+    waiting = #{} :: #{gen_server:from() => pos_integer()}
+}).
+
+-spec child_spec() -> supervisor:child_spec().
+child_spec() ->
+    #{id => ?MODULE, start => {?MODULE, start_link, []}, restart => permanent,
+      shutdown => 5000, type => worker, modules => [?MODULE]}.
+
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    gen_server:start_link({local, ?SERVER}, ?MODULE, [], []).
+
+%% How many sidecars besides the owner's hold each change (app env replica_copies).
+-spec copies() -> non_neg_integer().
+copies() ->
+    case application:get_env(?APP, replica_copies, 1) of
+        N when is_integer(N), N >= 0 -> N;
+        _ -> 1
+    end.
+
+%% This sidecar's newest copy of Name.
+-spec lookup(term()) -> {version(), term()} | none.
+lookup(Name) ->
+    case ets:lookup(?TABLE, Name) of
+        [{_, V, S}] -> {V, S};
+        [] -> none
+    end.
+
+%% The copies this sidecar holds of Names (run by erpc from newest/1).
+-spec get_many([term()]) -> [copy()].
+get_many(Names) ->
+    lists:append([ets:lookup(?TABLE, N) || N <- Names]).
+
+%% The newest copy of each of Names that any sidecar of the cluster holds: #{Name =>
+%% {Version, State}}. Sidecars that do not answer in time are left out.
+-spec newest([term()]) -> #{term() => {version(), term()}}.
+newest([]) ->
+    #{};
+newest(Names) ->
+    Others = hp_ring:nodes(hp_registry_store:ring()) -- [node()],
+    Remote = [Copies || {ok, Copies} <- erpc:multicall(Others, ?MODULE, get_many, [Names],
+                                                       ?FANOUT_TIMEOUT)],
+    pick_newest(lists:append([get_many(Names) | Remote])).
+
+%% Sends this sidecar's copies of Names to their successors on the current ring (after a
+%% ring change, or once a name's new owner holds it). No answer is awaited: a later put
+%% or resend makes up for a lost one.
+-spec resend([term()]) -> ok.
+resend(Names) ->
+    gen_server:cast(?SERVER, {resend, Names}).
+
+%% Drops this sidecar's copy of Names (unregistered).
+-spec forget([term()]) -> ok.
+forget(Names) ->
+    [ets:delete(?TABLE, N) || N <- Names],
+    ok.
+
+%% --- pure ------------------------------------------------------------------------------
+
+%% Whether a copy at version New replaces one at version Held (none: nothing held).
+-spec newer(version(), version() | none) -> boolean().
+newer(_New, none) -> true;
+newer(New, Held) -> New > Held.
+
+%% The sidecars that hold Name's replicas when Me owns it: the first Copies nodes after
+%% Me among Name's preference list on Ring (those that take the name over, in order, when
+%% its owner goes), never Me. Fewer when the ring has fewer other nodes.
+-spec targets(term(), non_neg_integer(), hp_ring:ring(), node()) -> [node()].
+targets(_Name, 0, _Ring, _Me) ->
+    [];
+targets(Name, Copies, Ring, Me) ->
+    lists:sublist([N || N <- hp_ring:key_to_nodes(Name, Copies + 1, Ring), N =/= Me], Copies).
+
+%% The newest copy of each name among Copies.
+-spec pick_newest([copy()]) -> #{term() => {version(), term()}}.
+pick_newest(Copies) ->
+    lists:foldl(fun({Name, V, S}, Acc) ->
+                        case maps:find(Name, Acc) of
+                            {ok, {Held, _}} when Held >= V -> Acc;
+                            _ -> Acc#{Name => {V, S}}
+                        end
+                end, #{}, Copies).
+
+%% --- gen_server ------------------------------------------------------------------------
+
+-spec init([]) -> {ok, #state{}}.
+init([]) ->
+    _ = ets:new(?TABLE, [set, public, named_table, {read_concurrency, true}]),
+    {ok, #state{}}.
+
+-spec handle_call(term(), gen_server:from(), #state{}) ->
+          {reply, term(), #state{}} | {noreply, #state{}}.
+handle_call({put, Name, Version, S}, From, State) when is_integer(Version), Version >= 0 ->
+    keep([{Name, Version, S}]),
+    case targets(Name, copies(), hp_registry_store:ring(), node()) of
+        [] ->
+            {reply, ok, State};
+        Dests ->
+            Queued = lists:foldl(fun(D, Q) ->
+                                         maps:update_with(D, fun(L) -> [{{Name, Version, S}, From} | L] end,
+                                                          [{{Name, Version, S}, From}], Q)
+                                 end, State#state.queued, Dests),
+            State1 = State#state{queued = Queued,
+                                 waiting = (State#state.waiting)#{From => length(Dests)}},
+            {noreply, schedule_flush(State1)}
+    end;
+handle_call(_Other, _From, State) ->
+    {reply, {error, bad_request}, State}.
+
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+handle_cast({resend, Names}, State) ->
+    Ring = hp_registry_store:ring(),
+    Copies = copies(),
+    ByDest = lists:foldl(fun({Name, _, _} = C, Acc) ->
+                                 lists:foldl(fun(D, A) -> maps:update_with(D, fun(L) -> [C | L] end, [C], A) end,
+                                             Acc, targets(Name, Copies, Ring, node()))
+                         end, #{}, get_many(Names)),
+    maps:foreach(fun(Dest, Cs) -> [send_store(Dest, noack, Chunk) || Chunk <- chunks(Cs)] end,
+                 ByDest),
+    {noreply, State};
+handle_cast(_Other, State) ->
+    {noreply, State}.
+
+-spec handle_info(term(), #state{}) -> {noreply, #state{}}.
+handle_info({store, From, Batch, Copies}, State) ->
+    keep(Copies),
+    Batch =/= noack andalso (From ! {stored, Batch}),
+    {noreply, State};
+handle_info(flush, State) ->
+    {noreply, flush(State#state{flush_due = false})};
+handle_info({stored, Ref}, State) ->
+    case maps:take(Ref, State#state.batches) of
+        {#batch{mon = Mon, timer = Timer, froms = Froms}, Batches} ->
+            erlang:demonitor(Mon, [flush]),
+            _ = erlang:cancel_timer(Timer),
+            {noreply, acked(Froms, State#state{batches = Batches})};
+        error ->
+            {noreply, State}
+    end;
+handle_info({ack_timeout, Ref}, State) ->
+    {noreply, failed(Ref, replica_timeout, State)};
+handle_info({'DOWN', Mon, process, _, _Reason}, State) ->
+    case [Ref || {Ref, #batch{mon = M}} <- maps:to_list(State#state.batches), M =:= Mon] of
+        [Ref] -> {noreply, failed(Ref, replica_down, State)};
+        [] -> {noreply, State}
+    end;
+handle_info(_Other, State) ->
+    {noreply, State}.
+
+%% --- internal --------------------------------------------------------------------------
+
+keep(Copies) ->
+    lists:foreach(fun({Name, V, S}) ->
+                          Held = case ets:lookup(?TABLE, Name) of
+                                     [{_, H, _}] -> H;
+                                     [] -> none
+                                 end,
+                          newer(V, Held) andalso ets:insert(?TABLE, {Name, V, S})
+                  end, Copies).
+
+%% The puts already in the mailbox when the first one came go out with it.
+schedule_flush(#state{flush_due = true} = State) ->
+    State;
+schedule_flush(State) ->
+    self() ! flush,
+    State#state{flush_due = true}.
+
+flush(#state{queued = Queued} = State) ->
+    Batches = maps:fold(
+                fun(Dest, Entries, Acc) ->
+                        Ref = make_ref(),
+                        Mon = erlang:monitor(process, {?SERVER, Dest}),
+                        send_store(Dest, Ref, lists:reverse([C || {C, _} <- Entries])),
+                        Timer = erlang:send_after(?ACK_TIMEOUT, self(), {ack_timeout, Ref}),
+                        Acc#{Ref => #batch{dest = Dest, mon = Mon, timer = Timer,
+                                           froms = [F || {_, F} <- Entries]}}
+                end, State#state.batches, Queued),
+    State#state{queued = #{}, batches = Batches}.
+
+send_store(Dest, Batch, Copies) ->
+    {?SERVER, Dest} ! {store, self(), Batch, Copies},
+    ok.
+
+acked(Froms, State) ->
+    Waiting = lists:foldl(fun(F, W) ->
+                                  case maps:find(F, W) of
+                                      {ok, 1} -> gen_server:reply(F, ok), maps:remove(F, W);
+                                      {ok, N} -> W#{F => N - 1};
+                                      error -> W
+                                  end
+                          end, State#state.waiting, Froms),
+    State#state{waiting = Waiting}.
+
+failed(Ref, What, State) ->
+    case maps:take(Ref, State#state.batches) of
+        {#batch{dest = Dest, mon = Mon, timer = Timer, froms = Froms}, Batches} ->
+            erlang:demonitor(Mon, [flush]),
+            _ = erlang:cancel_timer(Timer),
+            Reason = {What, Dest},
+            Waiting = lists:foldl(fun(F, W) ->
+                                          case maps:is_key(F, W) of
+                                              true ->
+                                                  gen_server:reply(F, {error, {unavailable, Reason}}),
+                                                  maps:remove(F, W);
+                                              false ->
+                                                  W
+                                          end
+                                  end, State#state.waiting, Froms),
+            State#state{batches = Batches, waiting = Waiting};
+        error ->
+            State
+    end.
+
+chunks(List) when length(List) =< ?RESEND_BATCH ->
+    [List];
+chunks(List) ->
+    {Chunk, Rest} = lists:split(?RESEND_BATCH, List),
+    [Chunk | chunks(Rest)].

@@ -1,0 +1,245 @@
+"""Durable state: a pod, or half of one, dies and no acknowledged walk is lost; rooms and
+people agree afterwards; a lookup that cannot reach an owner answers unavailable."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+
+from houseparty import DestinationFull, HouseParty, Unavailable
+from py_nodes._terms import Atom
+from tests.houseparty.conftest import Cluster
+
+ROOMS = [f"hall_{i}" for i in range(10)]
+PEOPLE = [f"visitor_{i}" for i in range(80)]
+
+
+def populate(hp: HouseParty, walks: int = 240) -> None:
+    rng = random.Random(11)
+    hp.add_rooms(ROOMS, max=20)
+    for _ in range(walks):
+        with contextlib.suppress(DestinationFull):
+            hp.walk_into(rng.choice(ROOMS), rng.choice(PEOPLE))
+
+
+def wait_all_answer(hp: HouseParty, timeout: float = 60.0) -> None:
+    """Every room and person answers again (names restarted, ring settled)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            for room in ROOMS:
+                hp.who_is_in(room)
+            for person in PEOPLE:
+                hp.where_is(person)
+            return
+        except Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def state(
+    hp: HouseParty,
+) -> tuple[dict[str, list[str]], dict[str, str | None], dict[str, list[tuple[datetime, str]]]]:
+    rooms = {room: sorted(hp.who_is_in(room)) for room in ROOMS}
+    where = {person: hp.where_is(person) for person in PEOPLE}
+    logs = {person: hp.get_person_room_log(person) for person in PEOPLE}
+    return rooms, where, logs
+
+
+def assert_agree(rooms: dict[str, list[str]], where: dict[str, str | None]) -> None:
+    """Every person is listed in exactly the room where_is names, and nowhere else."""
+    listed: dict[str, list[str]] = {}
+    for room, people in rooms.items():
+        for person in people:
+            listed.setdefault(person, []).append(room)
+    for person in PEOPLE:
+        expected = [] if where[person] is None else [where[person]]
+        assert listed.get(person, []) == expected, person
+
+
+def walk_concurrently(
+    cluster: Cluster, pods: list[int], stop: threading.Event
+) -> list[tuple[str, str]]:
+    """Walks from several sidecars at once until ``stop``, each walker with people of its
+    own, each walk into a room its person was not walked into last: the (person, room)
+    of each walk answered ok, in order per person."""
+    acked: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    walkers = len(pods) * 3
+
+    def walker(pod: int, index: int) -> None:
+        rng = random.Random(index)
+        mine = PEOPLE[index::walkers]
+        with cluster.client(pod) as hp:
+            last = {p: {hp.where_is(p)} for p in mine}
+            while not stop.is_set():
+                person = rng.choice(mine)
+                room = rng.choice([r for r in ROOMS if r not in last[person]])
+                try:
+                    hp.walk_into(room, person)
+                except DestinationFull:
+                    continue
+                except Unavailable:
+                    # It may have happened: the next walk avoids both rooms.
+                    last[person].add(room)
+                    continue
+                last[person] = {room}
+                with lock:
+                    acked.append((person, room))
+
+    threads = [
+        threading.Thread(target=walker, args=(pod, i), daemon=True)
+        for i, pod in enumerate(pods * 3)
+    ]
+    for t in threads:
+        t.start()
+    stop.wait()
+    for t in threads:
+        t.join(timeout=120)
+    return acked
+
+
+def check_nothing_lost(
+    cluster: Cluster, before: dict[str, int], acked: list[tuple[str, str]]
+) -> None:
+    with cluster.client(1) as hp:
+        wait_all_answer(hp)
+        rooms, where, logs = state(hp)
+    assert_agree(rooms, where)
+    for room, people in rooms.items():
+        assert len(people) <= 20, room
+    for person in PEOPLE:
+        # Every walk answered ok is in the person's log, in order (a walk whose answer
+        # was lost may sit between them).
+        entered = iter([room for _, room in reversed(logs[person])][before[person] :])
+        mine = [room for p, room in acked if p == person]
+        assert all(room in entered for room in mine), (
+            person,
+            mine,
+            [room for _, room in reversed(logs[person])][before[person] :],
+        )
+        # where_is names the last acknowledged room, or a later walk's.
+        if mine:
+            assert where[person] is not None
+
+
+def run_kill_scenario(cluster: Cluster, kill: Callable[[], None]) -> None:
+    with cluster.client(1) as hp:
+        populate(hp)
+        before = {p: len(hp.get_person_room_log(p)) for p in PEOPLE}
+    stop = threading.Event()
+    acked: list[tuple[str, str]] = []
+    runner = threading.Thread(
+        target=lambda: acked.extend(walk_concurrently(cluster, [1, 2], stop)), daemon=True
+    )
+    runner.start()
+    time.sleep(2.0)
+    kill()
+    time.sleep(4.0)
+    stop.set()
+    runner.join(timeout=180)
+    assert acked, "no walk was answered ok"
+    check_nothing_lost(cluster, before, acked)
+
+
+def test_a_killed_pod_loses_no_acknowledged_walk(cluster: Cluster) -> None:
+    run_kill_scenario(cluster, lambda: cluster.runner.kill_pod(3))
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.3)
+
+
+def ring_of(cluster: Cluster, pod: int) -> list[str]:
+    with cluster.client(pod) as hp:
+        return sorted(str(n) for n in hp.rpc("hp_registry_server", "info", [])[Atom("peers")])
+
+
+def workers_on(cluster: Cluster, pod: int, via: int) -> int:
+    """How many workers pod ``pod``'s Python node runs, asked through sidecar ``via``."""
+    hp_workers = (Atom("hp_workers"), Atom(cluster.pods[pod - 1].python_node))
+    with cluster.client(via) as hp:
+        counts = hp.rpc("gen_server", "call", [hp_workers, Atom("workers")])
+    return sum(counts.values())
+
+
+def test_a_killed_python_node_loses_nothing_and_its_pod_leaves_then_rejoins(
+    cluster: Cluster,
+) -> None:
+    run_kill_scenario(cluster, lambda: cluster.runner.kill_node(3, "python"))
+    lost = cluster.pods[2]
+    # The pod without its Python node owns nothing: its peers dropped it from the ring.
+    assert lost.sidecar_node not in ring_of(cluster, 1)
+    assert not cluster.runner.ready(lost)
+    with cluster.client(1) as hp:
+        before = state(hp)
+    cluster.runner.start_node(3, "python")
+    wait_until(lambda: cluster.runner.ready(lost), 60, "pod 3 ready again")
+    wait_until(lambda: lost.sidecar_node in ring_of(cluster, 1), 30, "pod 3 back in the ring")
+    wait_until(lambda: workers_on(cluster, 3, 1) > 0, 30, "names moved back to pod 3")
+    with cluster.client(2) as hp:
+        wait_all_answer(hp)
+        assert state(hp) == before
+
+
+def test_a_killed_sidecar_leaves_no_orphan_and_its_pod_recovers(cluster: Cluster) -> None:
+    run_kill_scenario(cluster, lambda: cluster.runner.kill_node(3, "sidecar"))
+    lost = cluster.pods[2]
+    # Its Python node stopped the workers it could no longer answer for.
+    cluster.runner.start_node(3, "sidecar")
+    wait_until(lambda: cluster.runner.ready(lost), 60, "pod 3 ready again by itself")
+    with cluster.client(1) as hp:
+        before = state(hp)
+    wait_until(lambda: lost.sidecar_node in ring_of(cluster, 1), 30, "pod 3 back in the ring")
+    with cluster.client(2) as hp:
+        wait_all_answer(hp)
+        rooms, where, logs = state(hp)
+        assert (rooms, where, logs) == before
+        registered = hp.rpc("hp_registry", "registered", [])
+    # Every worker on pod 3's Python node is one the registry knows: no orphans.
+    on_pod_3 = [pid for _, pid in registered if str(pid.node) == lost.python_node]
+    assert workers_on(cluster, 3, 1) == len(on_pod_3)
+
+
+def test_a_lookup_against_a_paused_owner_answers_unavailable(cluster: Cluster) -> None:
+    with cluster.client(1) as hp:
+        populate(hp, walks=100)
+        registered = hp.rpc("hp_registry", "registered", [])
+    paused = cluster.pods[2]
+    on_paused = [
+        (str(kind), str(name))
+        for (kind, name), pid in registered
+        if str(pid.node) == paused.python_node
+    ]
+    person = next(name for kind, name in on_paused if kind == "person")
+    room = next(name for kind, name in on_paused if kind == "room")
+    sidecar_pid = cluster.runner.state().pod_states[3].sidecar_pid
+    assert sidecar_pid is not None
+    os.kill(sidecar_pid, signal.SIGSTOP)
+    try:
+        with cluster.client(1) as hp:
+            for ask in (
+                lambda: hp.where_is(person),
+                lambda: hp.get_person_room_log(person),
+                lambda: hp.who_is_in(room),
+            ):
+                with pytest.raises(Unavailable):
+                    ask()
+    finally:
+        os.kill(sidecar_pid, signal.SIGCONT)
+    with cluster.client(1) as hp:
+        wait_all_answer(hp)
+        assert hp.get_person_room_log(person)
