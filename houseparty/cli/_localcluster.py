@@ -137,6 +137,8 @@ class _ClusterState:
     # HOUSEPARTY_WORKERS for the pods, and the folder their classes are imported from.
     workers: str = ""
     workers_path: str = ""
+    # HP_REPLICA_COPIES for the pods; None leaves the environment's.
+    replica_copies: int | None = None
 
 
 def _check_worker_classes(setting: str, folder: str) -> None:
@@ -261,10 +263,13 @@ class LocalCluster:
         timeout: float = 60.0,
         tag: str = "",
         workers: Sequence[str] = (),
+        replica_copies: int | None = None,
     ) -> _ClusterState:
         """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs.
         ``workers`` are ``[kind=]module:Class`` worker classes for the pods, imported from
-        the current folder (or the Python path); BadArgument if one cannot be."""
+        the current folder (or the Python path); BadArgument if one cannot be.
+        ``replica_copies`` sets the pods' ``HP_REPLICA_COPIES`` (else the environment's,
+        else its default, 1)."""
         self.check_erlang()
         setting = " ".join(workers)
         _check_worker_classes(setting, os.getcwd())
@@ -302,6 +307,7 @@ class LocalCluster:
             pod_states={s.index: _PodState(s.index) for s in specs},
             workers=setting,
             workers_path=os.getcwd() if setting else "",
+            replica_copies=replica_copies,
         )
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._save(state)
@@ -337,6 +343,8 @@ class LocalCluster:
             # `ps` would show it to everyone.
             HOME=str(self._cookie_home(state.cookie)),
         )
+        if state.replica_copies is not None:
+            env["HP_REPLICA_COPIES"] = str(state.replica_copies)
         if state.workers:
             env["HOUSEPARTY_WORKERS"] = state.workers
             env["PYTHONPATH"] = os.pathsep.join(

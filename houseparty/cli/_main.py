@@ -85,6 +85,13 @@ def main() -> None:
     metavar="[KIND=]MODULE:CLASS",
     help="A worker class of your own for the pods (repeatable), imported from here.",
 )
+@click.option(
+    "--replica-copies",
+    default=None,
+    type=click.IntRange(0),
+    help="Pods besides the owner's that hold each worker's state (HP_REPLICA_COPIES, "
+    "default 1; 0: a killed pod loses its workers' state).",
+)
 @_name_suffix_option
 @_run_dir_option
 def up(
@@ -93,6 +100,7 @@ def up(
     detach: bool,
     base_port: int,
     workers: tuple[str, ...],
+    replica_copies: int | None,
     name_suffix: str,
     run_dir: Path | None,
 ) -> None:
@@ -107,6 +115,7 @@ def up(
                 progress=lambda msg: status.update(msg),
                 tag=name_suffix,
                 workers=workers,
+                replica_copies=replica_copies,
             )
     except HousePartyError as exc:
         _fail(str(exc))

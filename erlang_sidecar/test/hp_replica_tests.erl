@@ -1,0 +1,104 @@
+%% Randomized property checks of hp_replica's pure parts (where a name's state copies go,
+%% which copy wins), seeded so a failure replays exactly; and one sidecar's put path.
+-module(hp_replica_tests).
+-include_lib("eunit/include/eunit.hrl").
+
+seed(Seed) ->
+    rand:seed(exsss, {Seed, Seed * 7 + 1, Seed * 13 + 2}).
+
+random_nodes(N) ->
+    lists:usort([list_to_atom("sidecar" ++ integer_to_list(rand:uniform(1000000)) ++ "@10.0.0."
+                              ++ integer_to_list(rand:uniform(255)))
+                 || _ <- lists:seq(1, N)]).
+
+names() ->
+    [case I rem 2 of
+         0 -> {person, list_to_atom("p" ++ integer_to_list(I))};
+         1 -> <<"counter-", (integer_to_binary(I))/binary>>
+     end || I <- lists:seq(1, 500)].
+
+%% The copies of a name go to the nodes that take it over, in that order, when its owner
+%% goes: never the owner itself, as many as asked while the ring has them, and the first
+%% one is the node that keeps its registration replica (and restarts it).
+targets_are_the_successors_test() ->
+    seed(1),
+    lists:foreach(
+      fun(_) ->
+              Nodes = random_nodes(1 + rand:uniform(8)),
+              Ring = hp_ring:new(Nodes),
+              Copies = rand:uniform(4) - 1,
+              lists:foreach(
+                fun(Name) ->
+                        Owner = hp_ring:key_to_node(Name, Ring),
+                        Targets = hp_replica:targets(Name, Copies, Ring, Owner),
+                        ?assertNot(lists:member(Owner, Targets)),
+                        ?assertEqual(min(Copies, length(Nodes) - 1), length(Targets)),
+                        ?assertEqual(length(Targets), length(lists:usort(Targets))),
+                        case Targets of
+                            [First | _] ->
+                                ?assertEqual(First, hp_registry_plan:successor(Name, Ring, Owner)),
+                                %% Once the owner is gone, the first copy's node owns it.
+                                ?assertEqual(First, hp_ring:key_to_node(
+                                                      Name, hp_ring:remove_node(Owner, Ring)));
+                            [] ->
+                                ok
+                        end
+                end, names())
+      end, lists:seq(1, 30)).
+
+%% Whatever order copies arrive in, the newest version wins, and a holder never takes an
+%% older or equal one over what it has.
+newest_copy_wins_in_any_order_test() ->
+    seed(2),
+    lists:foreach(
+      fun(_) ->
+              Copies = [{rand:uniform(5), rand:uniform(1000000), make_ref()}
+                        || _ <- lists:seq(1, rand:uniform(40))],
+              Picked = hp_replica:pick_newest(Copies),
+              Shuffled = [C || {_, C} <- lists:sort([{rand:uniform(), C} || C <- Copies])],
+              ?assertEqual(lists:sort(maps:keys(Picked)),
+                           lists:usort([N || {N, _, _} <- Copies])),
+              maps:foreach(fun(Name, {V, _}) ->
+                                   ?assertEqual(V, lists:max([V1 || {N, V1, _} <- Copies, N =:= Name]))
+                           end, Picked),
+              %% Keeping copies one by one with newer/2 ends where pick_newest/1 does.
+              Held = lists:foldl(fun({N, V, S}, Acc) ->
+                                         case hp_replica:newer(V, held(N, Acc)) of
+                                             true -> Acc#{N => {V, S}};
+                                             false -> Acc
+                                         end
+                                 end, #{}, Shuffled),
+              ?assertEqual(maps:map(fun(_, {V, _}) -> V end, Picked),
+                           maps:map(fun(_, {V, _}) -> V end, Held))
+      end, lists:seq(1, 200)).
+
+held(Name, Held) ->
+    case maps:find(Name, Held) of
+        {ok, {V, _}} -> V;
+        error -> none
+    end.
+
+newer_test() ->
+    ?assert(hp_replica:newer(1, none)),
+    ?assert(hp_replica:newer(0, none)),
+    ?assert(hp_replica:newer(5, 4)),
+    ?assertNot(hp_replica:newer(4, 4)),
+    ?assertNot(hp_replica:newer(3, 4)).
+
+%% On a sidecar alone (no successor), a put is held by its owner copy and answered at
+%% once; an older version does not replace it.
+put_without_successor_test_() ->
+    {setup,
+     fun() ->
+             {ok, Pid} = hp_replica:start_link(),
+             unlink(Pid),
+             Pid
+     end,
+     fun(Pid) -> exit(Pid, kill) end,
+     fun() ->
+             ?assertEqual(ok, gen_server:call(hp_replica, {put, k, 10, new})),
+             ?assertEqual(ok, gen_server:call(hp_replica, {put, k, 9, old})),
+             ?assertEqual({10, new}, hp_replica:lookup(k)),
+             ?assertEqual(#{k => {10, new}}, hp_replica:newest([k, missing])),
+             ?assertEqual(none, hp_replica:lookup(missing))
+     end}.
