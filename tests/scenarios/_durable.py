@@ -30,7 +30,7 @@ from houseparty import AsyncHouseParty, DestinationFull, Unavailable, UnknownRoo
 from houseparty._errors import ApiError, ConnectError
 from py_nodes._terms import Atom
 from tests.scenarios._checker import Observation, Problem, Read, Walk, check_answers, check_house
-from tests.scenarios._house import HouseCluster, report
+from tests.scenarios._house import HouseCluster, report, results_dir
 from tests.sim import PodProcess, erl_argv
 
 __all__ = [
@@ -535,4 +535,12 @@ class DurableHouse:
                 )
             )
         report(name, figures)
+        # Every walk, for a closer look at a failure: person, room, answer, start, end, via.
+        with (results_dir() / f"{name}.walks.tsv").open("w") as out:
+            for w in sorted(self.walks, key=lambda w: w.start):
+                out.write(
+                    f"{w.person}\t{w.room}\t{w.answer}\t{w.start:.6f}\t{w.end:.6f}\t{w.via}\n"
+                )
+        with (results_dir() / f"{name}.problems.txt").open("w") as out:
+            out.writelines(f"{p}\n" for p in problems)
         return Outcome(self.walks, seen, problems, figures)

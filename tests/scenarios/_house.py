@@ -57,6 +57,7 @@ __all__ = [
     "lost_log_entries",
     "placement",
     "report",
+    "results_dir",
     "snapshot",
     "total",
     "wait_for",

@@ -27,11 +27,11 @@ async def scenario(cluster: HouseCluster) -> list[str]:
         house.start_walking([], [CUT], sidecars=[CUT], people=minority, erl_pod=CUT)
         await asyncio.sleep(2.0)
         await asyncio.to_thread(cluster.cut, CUT)
-        t_cut = time.monotonic()
+        t_cut, cut_at = time.monotonic(), time.time()
         majority_s = await house.wait_every_name_answers(CUT_S - 2.0, majority_clients)
         await asyncio.sleep(max(0.0, CUT_S - (time.monotonic() - t_cut)))
         await asyncio.to_thread(cluster.heal, CUT)
-        t_heal = time.monotonic()
+        t_heal, heal_at = time.monotonic(), time.time()
         await asyncio.sleep(3.0)
         await house.stop_walking()
         back_s = await house.wait_every_name_answers(SETTLE_S)
@@ -41,6 +41,8 @@ async def scenario(cluster: HouseCluster) -> list[str]:
         house.figures.update(
             {
                 "cut_s": CUT_S,
+                "cut_at": round(cut_at, 3),
+                "healed_at": round(heal_at, 3),
                 "majority_every_name_answers_s": None
                 if majority_s is None
                 else round(majority_s, 2),

@@ -51,7 +51,8 @@ async def scenario(cluster: HouseCluster) -> list[str]:
         await house.stop_walking()
         back_s = await house.wait_every_name_answers(15.0)
         await house.wait_settled()
-        house.figures["pause_s"] = round(t_cont - t_stop, 2)
+        house.figures["paused_at"] = round(t_stop, 3)
+        house.figures["resumed_at"] = round(t_cont, 3)
         house.figures["every_name_answers_after_resume_s"] = (
             None if back_s is None else round(back_s, 2)
         )
