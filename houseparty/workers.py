@@ -77,6 +77,7 @@ from py_nodes import (
     GenServer,
     NodeDown,
     NoProc,
+    NoReply,
     PyNodesError,
     Reply,
     Stop,
@@ -121,11 +122,12 @@ class _T:
     unavailable = Atom("unavailable")
     shutdown = Atom("shutdown")
     hp_replica = Atom("hp_replica")
-    put = Atom("put")
+    put_many = Atom("put_many")
     unexpected_call = Atom("unexpected_call")
 
 
 HANDED_OFF = (_T.error, _T.handed_off)
+_NO_REPLY = NoReply()
 # Each try of a call by name waits this long for the worker's answer.
 CALL_TIMEOUT_S = 5.0
 # How long a call by name may take through the sidecar: longer than its retry loop
@@ -160,16 +162,57 @@ HandoffAnswer = Resume | Restart | Ignore
 NO_ANSWER: Any = object()
 _IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody waits on it
 
+
+class _Puts:
+    """The state puts of one node's workers, those of one turn of its event loop sent to
+    its sidecar as one ``{put_many, [{Name, Version, State}]}``: concurrent changes share
+    one round trip."""
+
+    __slots__ = ("node", "pending", "sidecar")
+
+    def __init__(self, node: Any, sidecar: Atom) -> None:
+        self.node = node
+        self.sidecar = sidecar
+        self.pending: list[tuple[tuple[Any, int, Any], asyncio.Future[Any]]] = []
+
+    def put(self, name: Any, version: int, state: Any) -> asyncio.Future[Any]:
+        """The sidecar's answer for this put (a PyNodesError when it gave none)."""
+        loop = asyncio.get_running_loop()
+        if not self.pending:
+            loop.call_soon(self._flush)
+        answer = loop.create_future()
+        self.pending.append(((name, version, state), answer))
+        return answer
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, int, Any], asyncio.Future[Any]]]) -> None:
+        request = (_T.put_many, [put for put, _ in batch])
+        try:
+            result: Any = await self.node.call(
+                (_T.hp_replica, self.sidecar), request, REPLICA_TIMEOUT_S
+            )
+        except PyNodesError as exc:
+            result = exc
+        for _, answer in batch:
+            if not answer.done():
+                answer.set_result(result)
+
+
 # The sidecar of each node's pod, whose registry finds workers by name and which holds
 # their state copies, with how many successors hold a copy too: one per node, so that no
 # worker carries it.
-_sidecars: WeakKeyDictionary[Any, tuple[Atom, int]] = WeakKeyDictionary()
+_sidecars: WeakKeyDictionary[Any, tuple[Atom, int, _Puts]] = WeakKeyDictionary()
 
 
 def bind_sidecar(node: Any, sidecar: Atom, copies: int = DEFAULT_REPLICA_COPIES) -> None:
     """Workers on ``node`` find other workers through ``sidecar``'s registry, and keep
     their state there and on ``copies`` other sidecars (0: replication is off)."""
-    _sidecars[node] = (sidecar, copies)
+    _sidecars[node] = (sidecar, copies, _Puts(node, sidecar))
 
 
 def _version_after(version: int) -> int:
@@ -291,16 +334,14 @@ class Worker(GenServer):
         successors now, under a new version. Raises :class:`~houseparty.Unavailable` when
         they do not hold it in time; the state stays here and goes with the next one."""
         self.replica_due = False
-        sidecar, copies = _sidecars[self.node]
+        _, copies, puts = _sidecars[self.node]
         if copies == 0:
             return
         self.version = _version_after(self.version)
-        request = (_T.put, self.registry_key(), self.version, self.state_term())
-        try:
-            result = await self.call((_T.hp_replica, sidecar), request, REPLICA_TIMEOUT_S)
-        except PyNodesError as exc:
+        result = await puts.put(self.registry_key(), self.version, self.state_term())
+        if isinstance(result, PyNodesError):
             self.replica_due = True
-            raise Unavailable(exc, f"{self.registry_key()!r}: no replica took its state") from exc
+            raise Unavailable(result, f"{self.registry_key()!r}: no replica took its state")
         if result is not _T.ok:
             self.replica_due = True
             raise Unavailable(result, f"{self.registry_key()!r}: {result!r}")
@@ -359,7 +400,14 @@ class Worker(GenServer):
                 # The copy on the new pod is the live one; answer at once, as a caller
                 # left waiting here could hold up its own handoff.
                 return Reply(HANDED_OFF)
-        return self._replicated(self.on_call(request, from_))
+        outcome = self.on_call(request, from_)
+        if self.replica_due and type(outcome) is Reply:
+            # The answer waits for the copies, the mailbox does not: the next request is
+            # served meanwhile, and its own answer waits for a later put (which holds
+            # this change too).
+            self._reply_once_held(from_, outcome.value)
+            return _NO_REPLY
+        return self._replicated(outcome)
 
     def _replicated(self, outcome: Any) -> Any:
         # Acknowledged means replicated: an outcome that changed the state (or may yet,
@@ -367,6 +415,27 @@ class Worker(GenServer):
         if self.replica_due or inspect.iscoroutine(outcome):
             return self._answer_once_replicated(outcome)
         return outcome
+
+    def _reply_once_held(self, from_: tuple[Any, Any], value: Any) -> None:
+        self.replica_due = False
+        _, copies, puts = _sidecars[self.node]
+        if copies == 0:
+            self.reply(from_, value)
+            return
+        self.version = _version_after(self.version)
+        held = puts.put(self.registry_key(), self.version, self.state_term())
+
+        def answer(done: asyncio.Future[Any]) -> None:
+            result = done.result()
+            if result is _T.ok:
+                self.reply(from_, value)
+                return
+            self.replica_due = True  # goes with the next put
+            if isinstance(result, PyNodesError):
+                result = (_T.error, (_T.unavailable, str(result).encode()))
+            self.reply(from_, result)
+
+        held.add_done_callback(answer)
 
     def answer_begin_handoff(self) -> Any:
         """The term that answers ``{swarm, begin_handoff}``. Once given, the state must

@@ -3,10 +3,12 @@
 %% replicas), so that a name restarted after its owner's death starts from the state of
 %% its last acknowledged change.
 %%
-%% A worker whose state changed asks its own pod's sidecar, before it answers its caller:
+%% A worker whose state changed asks its own pod's sidecar, before it answers its caller;
+%% the Python node sends the puts of all its workers that changed during one turn of its
+%% event loop as one request:
 %%
-%%   gen_server:call({hp_replica, Sidecar}, {put, Name, Version, State})
-%%       -> ok | {error, {unavailable, Reason}}
+%%   gen_server:call({hp_replica, Sidecar}, {put_many, [{Name, Version, State}]})
+%%       -> ok | {error, {unavailable, Reason}}      ({put, Name, Version, State}: one)
 %%
 %% The sidecar keeps the owner copy and sends the change to the name's Copies successors
 %% on the ring (targets/4; app env replica_copies, HP_REPLICA_COPIES, default 1), and
@@ -154,19 +156,12 @@ init([]) ->
 
 -spec handle_call(term(), gen_server:from(), #state{}) ->
           {reply, term(), #state{}} | {noreply, #state{}}.
-handle_call({put, Name, Version, S}, From, State) when is_integer(Version), Version >= 0 ->
-    keep([{Name, Version, S}]),
-    case targets(Name, copies(), hp_registry_store:ring(), node()) of
-        [] ->
-            {reply, ok, State};
-        Dests ->
-            Queued = lists:foldl(fun(D, Q) ->
-                                         maps:update_with(D, fun(L) -> [{{Name, Version, S}, From} | L] end,
-                                                          [{{Name, Version, S}, From}], Q)
-                                 end, State#state.queued, Dests),
-            State1 = State#state{queued = Queued,
-                                 waiting = (State#state.waiting)#{From => length(Dests)}},
-            {noreply, schedule_flush(State1)}
+handle_call({put, Name, Version, S}, From, State) ->
+    handle_call({put_many, [{Name, Version, S}]}, From, State);
+handle_call({put_many, Copies}, From, State) when is_list(Copies) ->
+    case lists:all(fun valid/1, Copies) of
+        true -> put_many(Copies, From, State);
+        false -> {reply, {error, {bad_copies, Copies}}, State}
     end;
 handle_call(_Other, _From, State) ->
     {reply, {error, bad_request}, State}.
@@ -213,6 +208,29 @@ handle_info(_Other, State) ->
 
 %% --- internal --------------------------------------------------------------------------
 
+valid({_Name, Version, _S}) -> is_integer(Version) andalso Version >= 0;
+valid(_) -> false.
+
+put_many(Copies, From, State) ->
+    keep(Copies),
+    Ring = hp_registry_store:ring(),
+    N = copies(),
+    Me = node(),
+    Sends = [{D, C} || {Name, _, _} = C <- Copies, D <- targets(Name, N, Ring, Me)],
+    case lists:usort([D || {D, _} <- Sends]) of
+        [] ->
+            {reply, ok, State};
+        Dests ->
+            %% The caller waits for each successor its copies go to, once.
+            Queued = lists:foldl(fun({D, C}, Q) ->
+                                         maps:update_with(D, fun(L) -> [{C, From} | L] end,
+                                                          [{C, From}], Q)
+                                 end, State#state.queued, Sends),
+            State1 = State#state{queued = Queued,
+                                 waiting = (State#state.waiting)#{From => length(Dests)}},
+            {noreply, schedule_flush(State1)}
+    end.
+
 keep(Copies) ->
     lists:foreach(fun({Name, V, S}) ->
                           Held = case ets:lookup(?TABLE, Name) of
@@ -237,7 +255,7 @@ flush(#state{queued = Queued} = State) ->
                         send_store(Dest, Ref, lists:reverse([C || {C, _} <- Entries])),
                         Timer = erlang:send_after(?ACK_TIMEOUT, self(), {ack_timeout, Ref}),
                         Acc#{Ref => #batch{dest = Dest, mon = Mon, timer = Timer,
-                                           froms = [F || {_, F} <- Entries]}}
+                                           froms = lists:usort([F || {_, F} <- Entries])}}
                 end, State#state.batches, Queued),
     State#state{queued = #{}, batches = Batches}.
 

@@ -243,3 +243,25 @@ def test_a_lookup_against_a_paused_owner_answers_unavailable(cluster: Cluster) -
     with cluster.client(1) as hp:
         wait_all_answer(hp)
         assert hp.get_person_room_log(person)
+
+
+def test_copies_follow_the_ring_through_a_restart_and_a_second_kill(cluster: Cluster) -> None:
+    with cluster.client(1) as hp:
+        populate(hp)
+    cluster.runner.kill_pod(3)
+    cluster.runner.start_pod(3)
+    wait_until(
+        lambda: cluster.pods[2].sidecar_node in ring_of(cluster, 1), 30, "pod 3 back in the ring"
+    )
+    with cluster.client(2) as hp:
+        wait_all_answer(hp)
+        before = state(hp)
+    # Names moved back to pod 3 and copies moved to the new successors: losing another
+    # pod now loses nothing either.
+    time.sleep(3.0)
+    cluster.runner.kill_pod(1)
+    with cluster.client(2) as hp:
+        wait_all_answer(hp)
+        after = state(hp)
+    assert after == before
+    assert_agree(after[0], after[1])
