@@ -228,7 +228,7 @@ def check_answers(
             absent = call.subject in rooms and call.error and call.answer == "unknown_room"
         else:
             exists = known_since.get(call.subject, float("inf")) < call.start
-            empty = None if call.what == "where_is" else []
+            empty: object = None if call.what == "where_is" else []
             absent = exists and not call.error and call.answer == empty
         if absent:
             problems.append(

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -403,7 +404,7 @@ class DurableHouse:
         clients = clients or self.live_clients()
         gate = asyncio.Semaphore(24)
 
-        async def answers(i: int, call: Any) -> bool:
+        async def answers(call: Awaitable[object]) -> bool:
             async with gate:
                 try:
                     await call
@@ -417,9 +418,11 @@ class DurableHouse:
             if await hp.where_is(person) is None:
                 raise LookupError(person)
 
-        calls = [clients[i % len(clients)].who_is_in(r) for i, r in enumerate(self.rooms)]
+        calls: list[Awaitable[object]] = [
+            clients[i % len(clients)].who_is_in(r) for i, r in enumerate(self.rooms)
+        ]
         calls += [stands_somewhere(clients[i % len(clients)], p) for i, p in enumerate(self.people)]
-        results = await asyncio.gather(*(answers(i, c) for i, c in enumerate(calls)))
+        results = await asyncio.gather(*(answers(c) for c in calls))
         return all(results)
 
     async def wait_every_name_answers(
