@@ -21,8 +21,9 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from benchmarks._cases import Reporter
 from benchmarks._harness import DriverBuild, bench_cluster, percentile
 from houseparty._client import AsyncHouseParty
 from houseparty.workers import DEFAULT_REPLICA_COPIES
@@ -33,10 +34,6 @@ COPIES_SETTING = "HP_REPLICA_COPIES"
 RATE_TARGET = 0.7  # walks/s with replicas, at least this share of the rate without
 KILLED_POD = 3
 NAMES_BACK_WITHIN_S = 60.0
-
-
-class _Reporter(Protocol):
-    def step(self, text: str) -> None: ...
 
 
 @contextmanager
@@ -153,7 +150,7 @@ async def _read_house(
 def _kill_run(
     workdir: Path,
     driver: DriverBuild,
-    report: _Reporter,
+    report: Reporter,
     copies: int | None,
     people: int,
     rooms: int,
@@ -257,7 +254,7 @@ def _figures(
 def bench_kill(
     workdir: Path,
     driver: DriverBuild,
-    report: _Reporter,
+    report: Reporter,
     people: int,
     rooms: int,
     concurrency: int,
