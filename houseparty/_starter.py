@@ -9,19 +9,15 @@ a binary.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from houseparty._errors import Unavailable
-from houseparty.workers import NO_ANSWER, Worker, bind_sidecar, run_outside_mailbox
+from houseparty.workers import NO_ANSWER, Worker, bind_sidecar
 from py_nodes import GenServer, Reply
 from py_nodes._terms import Atom, Pid
 
 __all__ = ["WorkerStarter"]
-
-log = logging.getLogger("houseparty.starter")
 
 
 class S:
@@ -91,8 +87,8 @@ class WorkerStarter(GenServer):
 
     def _start(self, kind: Any, name: Any, args: list[Any], *handed_over: Any) -> Any:
         # With a handed-over state (and its version), the new worker takes it as
-        # {swarm, end_handoff, State} would, before its first message, and has it held by
-        # this pod's sidecar and its successors, its new owner copy and replicas.
+        # {swarm, end_handoff, State} would, before its first message; the sidecar keeps
+        # that state as its owner copy and sends it to the successors itself.
         cls = self._class_of(kind)
         if cls is None:
             return (S.error, (S.unknown_kind, kind))
@@ -110,7 +106,6 @@ class WorkerStarter(GenServer):
                 return (S.error, (S.bad_state, _describe(exc)))
             if len(handed_over) == 2 and type(handed_over[1]) is int:
                 worker.take_version(handed_over[1])
-            run_outside_mailbox(_replicate(worker))
         return (S.ok, pid)
 
     def _class_of(self, kind: Any) -> type[Worker] | None:
@@ -213,14 +208,6 @@ class _ExitReport:
         pids, self.pending = self.pending, []
         if self.starter.alive:  # not while the node stops
             self.starter.send(self.registry, (S.hp_exits, pids))
-
-
-async def _replicate(worker: Worker) -> None:
-    # A failure here is not the end: the worker's next change carries the state too.
-    try:
-        await worker.replicate()
-    except Unavailable as exc:
-        log.warning("%s", exc)
 
 
 def _describe(exc: Exception) -> bytes:

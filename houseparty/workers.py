@@ -18,6 +18,7 @@ Write a worker by subclassing :class:`Worker`::
             match request:
                 case b"incr":
                     self.n += 1
+                    self.changed()            # answered once the new state is held
                     return Reply(self.n)
                 case b"get":
                     return Reply(self.n)

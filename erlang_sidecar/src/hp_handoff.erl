@@ -208,10 +208,24 @@ take_over([]) ->
     [];
 take_over([{{_, _, _, {M, _, _}, _}, _} | _] = Batch) ->
     {Mine, Others} = lists:partition(fun({{_, _, _, {M1, _, _}, _}, _}) -> M1 =:= M end, Batch),
-    Results = start_and_commit_many(M, take_over,
-                                    [{Name, Ref, MFA1, Groups, {MFA1, Then}}
-                                     || {{Name, {start, Then}, _, MFA1, Groups}, Ref} <- Mine]),
+    Items = [{Name, Ref, MFA1, Groups, {MFA1, Then}}
+             || {{Name, {start, Then}, _, MFA1, Groups}, Ref} <- Mine],
+    Results = start_and_commit_many(M, take_over, Items),
+    hold_states(Items, Results),
     [{Ref, Result} || {{_, Ref}, Result} <- lists:zip(Mine, Results)] ++ take_over(Others).
+
+%% The states the new workers started from become this sidecar's owner copies, sent on to
+%% their successors (hp_replica:hold/1). A state handed over without a version (the old
+%% owner held no copy) gets one from the clock, as the worker's own would.
+hold_states(Items, Results) ->
+    Now = erlang:system_time(microsecond),
+    hp_replica:hold([{Name, V, S}
+                     || {{Name, _, _, _, {_, Then}}, {ok, _}} <- lists:zip(Items, Results),
+                        {S, V} <- [case Then of
+                                       {state, S0, V0} -> {S0, V0};
+                                       {state, S0} -> {S0, Now}
+                                   end || Then =/= none]]).
+
 
 %% start_and_commit/5 for many reserved names at once: M:F(Args) starts them all, one
 %% Arg per {Name, Ref, MFA, Groups, Arg}; those that started are committed together
@@ -270,18 +284,16 @@ batch_module(undefined, _Batch) ->
 accept_restart(Name, {M, _, _} = MFA, Groups, Then) ->
     case reserve(Name, force) of
         {already_registered, Existing} ->
-            %% Race: a caller registered the name afresh before its restart: that copy
-            %% merges the replicated state, as a copy met after a netsplit does.
-            case Then of
-                {state, S, _} -> gen_server:cast(Existing, {swarm, resolve_conflict, S});
-                _ -> ok
-            end,
+            %% Handed over before its old owner went (a drain), or registered again: the
+            %% copy there is the live one. (Lookups answer unavailable, not absent, while
+            %% a name waits for its restart, so no caller registers it afresh then.)
             {ok, Existing};
         {reserved, Ref} ->
             case batch_module(MFA, batch_modules([MFA])) of
                 {ok, M} when Then =/= none ->
-                    [Result] = start_and_commit_many(M, take_over,
-                                                     [{Name, Ref, MFA, Groups, {MFA, Then}}]),
+                    Items = [{Name, Ref, MFA, Groups, {MFA, Then}}],
+                    [Result] = start_and_commit_many(M, take_over, Items),
+                    hold_states(Items, [Result]),
                     Result;
                 _ ->
                     start_and_commit(Name, Ref, MFA, Groups, Then)

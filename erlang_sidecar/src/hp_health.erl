@@ -1,6 +1,9 @@
 %% HTTP health endpoints for the kubelet's probes, on health_port (HP_HEALTH_PORT).
 %%
-%%   GET /healthz  200 "ok" while the node runs (liveness).
+%%   GET /healthz  200 "ok" while the node runs and can recover on its own (liveness);
+%%                 503 once its registry process has been restarted, which lost the
+%%                 names it held: a restart of the node brings them back from their
+%%                 replicas on the other pods.
 %%   GET /readyz   200 "ready" once this sidecar has joined the cluster (every topology's
 %%                 strategy has succeeded and found either no peers or connected ones,
 %%                 see hp_cluster:joined/0) and this pod's Python node (app env
@@ -47,7 +50,11 @@ ready() ->
 -spec response(binary() | atom(), binary()) -> {100..599, iodata()}.
 response(Method, Path) when Method =:= 'GET'; Method =:= 'HEAD' ->
     case strip_query(Path) of
-        <<"/healthz">> -> {200, "ok\n"};
+        <<"/healthz">> ->
+            case hp_registry_server:restarted() of
+                false -> {200, "ok\n"};
+                true -> {503, "registry restarted: this node's names are lost until it restarts\n"}
+            end;
         <<"/readyz">> ->
             case ready() of
                 true -> {200, "ready\n"};

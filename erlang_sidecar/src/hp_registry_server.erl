@@ -50,7 +50,7 @@
 -module(hp_registry_server).
 -behaviour(gen_server).
 
--export([start_link/0, ring/0, settling/0, unsettled/0, info/0]).
+-export([start_link/0, ring/0, settling/0, unsettled/0, info/0, restarted/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(SERVER, ?MODULE).
@@ -100,11 +100,24 @@ unsettled() ->
 info() ->
     gen_server:call(?SERVER, info).
 
+%% Whether this node's registry process has been restarted since the node started: the
+%% names it held are gone, and the peers, which saw no nodedown, restart none of them.
+%% Only a restart of the whole node brings them back (from their replicas), so the
+%% liveness probe fails (hp_health).
+-spec restarted() -> boolean().
+restarted() ->
+    persistent_term:get({?MODULE, restarted}, false).
+
 %% --- gen_server ------------------------------------------------------------------------
 
 -spec init([]) -> {ok, state()}.
 init([]) ->
     process_flag(trap_exit, true),
+    %% Started before under the same supervisor: a restart (see restarted/0).
+    Sup = whereis(houseparty_sidecar_sup),
+    persistent_term:put({?MODULE, restarted},
+                        is_pid(Sup) andalso persistent_term:get({?MODULE, sup}, none) =:= Sup),
+    persistent_term:put({?MODULE, sup}, Sup),
     ok = hp_registry_store:new(),
     {ok, Links} = hp_mfa_links:start_link(),
     {ok, #state{members = hp_registry_membership:init(), links = Links}}.

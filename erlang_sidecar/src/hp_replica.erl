@@ -31,12 +31,14 @@
 %%
 %% After a ring change the owner resends its copies to the names' new successors
 %% (resend/1); a restart asks every sidecar for the newest state of the names it starts
-%% (newest/1). The table is one ETS set, {Name, Version, State}, read without a message.
+%% (newest/1); the new owner of a handoff or a restart takes the states it started the
+%% names with as its owner copies and sends them on (hold/1), in one message per
+%% successor for a whole batch. The table is one ETS set, {Name, Version, State}, read without a message.
 -module(hp_replica).
 -behaviour(gen_server).
 
 -export([start_link/0, child_spec/0, copies/0]).
--export([lookup/1, get_many/1, newest/1, resend/1, forget/1]).
+-export([lookup/1, get_many/1, newest/1, resend/1, hold/1, forget/1]).
 -export([newer/2, targets/4, pick_newest/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -115,6 +117,15 @@ newest(Names) ->
 resend(Names) ->
     gen_server:cast(?SERVER, {resend, Names}).
 
+%% This sidecar becomes the owner of Copies (a handoff or a restart started them here
+%% with these states): it keeps them as its owner copies and sends them to their
+%% successors, all in one message per successor, without waiting for an answer.
+-spec hold([copy()]) -> ok.
+hold([]) ->
+    ok;
+hold(Copies) ->
+    gen_server:cast(?SERVER, {hold, Copies}).
+
 %% Drops this sidecar's copy of Names (unregistered).
 -spec forget([term()]) -> ok.
 forget(Names) ->
@@ -168,14 +179,11 @@ handle_call(_Other, _From, State) ->
 
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
 handle_cast({resend, Names}, State) ->
-    Ring = hp_registry_store:ring(),
-    Copies = copies(),
-    ByDest = lists:foldl(fun({Name, _, _} = C, Acc) ->
-                                 lists:foldl(fun(D, A) -> maps:update_with(D, fun(L) -> [C | L] end, [C], A) end,
-                                             Acc, targets(Name, Copies, Ring, node()))
-                         end, #{}, get_many(Names)),
-    maps:foreach(fun(Dest, Cs) -> [send_store(Dest, noack, Chunk) || Chunk <- chunks(Cs)] end,
-                 ByDest),
+    send_copies(get_many(Names)),
+    {noreply, State};
+handle_cast({hold, Copies}, State) ->
+    keep(Copies),
+    send_copies(Copies),
     {noreply, State};
 handle_cast(_Other, State) ->
     {noreply, State}.
@@ -258,6 +266,17 @@ flush(#state{queued = Queued} = State) ->
                                            froms = lists:usort([F || {_, F} <- Entries])}}
                 end, State#state.batches, Queued),
     State#state{queued = #{}, batches = Batches}.
+
+%% Copies to their successors, no answer awaited.
+send_copies(Copies) ->
+    Ring = hp_registry_store:ring(),
+    N = copies(),
+    ByDest = lists:foldl(fun({Name, _, _} = C, Acc) ->
+                                 lists:foldl(fun(D, A) -> maps:update_with(D, fun(L) -> [C | L] end, [C], A) end,
+                                             Acc, targets(Name, N, Ring, node()))
+                         end, #{}, Copies),
+    maps:foreach(fun(Dest, Cs) -> [send_store(Dest, noack, Chunk) || Chunk <- chunks(Cs)] end,
+                 ByDest).
 
 send_store(Dest, Batch, Copies) ->
     {?SERVER, Dest} ! {store, self(), Batch, Copies},

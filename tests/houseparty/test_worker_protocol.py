@@ -47,12 +47,15 @@ HW ! {stop_handed_off, [P4]},
 R15 = receive {hp_exits, Exited} -> Exited after 5000 -> timeout end,
 R16 = C({begin_handoffs, [P4]}),
 R17 = C(bogus),
-exit(P1, kill), exit(P5, kill),
-[R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, R11, R12, R13, R14, R15, R16, R17]
+[{ok, P6}] = C({start_many, [{counter, <<"pf">>, [0], 7, 99}]}),
+R18 = gen_server:call(P6, <<"get">>),
+R19 = gen_server:call({hp_replica, 'SIDECAR'}, {put_many, [{<<"proto">>, 5, x}]}),
+exit(P1, kill), exit(P5, kill), exit(P6, kill),
+[R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, R11, R12, R13, R14, R15, R16, R17, R18, R19]
 """
 
 
-async def python_steps(cookie: str, python_node: str) -> list[Any]:
+async def python_steps(cookie: str, python_node: str, sidecar: str) -> list[Any]:
     """ERL_STEPS, sent from a Python node."""
     node = Node(f"proto_{secrets.token_hex(3)}@127.0.0.1", cookie=cookie, port=0)
     await node.start()
@@ -94,15 +97,19 @@ async def python_steps(cookie: str, python_node: str) -> list[Any]:
         r.append(exited)
         r.append(await c((Atom("begin_handoffs"), [p4])))
         r.append(await c(Atom("bogus")))
-        node.exit(p1, Atom("kill"))
-        node.exit(p5, Atom("kill"))
+        [(_, p6)] = await c((Atom("start_many"), [(Atom("counter"), b"pf", [0], 7, 99)]))
+        r.append(await node.call(p6, b"get"))
+        put = (Atom("put_many"), [(b"proto", 5, Atom("x"))])
+        r.append(await node.call((Atom("hp_replica"), Atom(sidecar)), put, 10.0))
+        for pid in (p1, p5, p6):
+            node.exit(pid, Atom("kill"))
         return r
     finally:
         await node.stop()
 
 
 def check_replies(replies: list[Any], python_node: str) -> None:
-    (r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15, r16, r17) = replies
+    (r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15, r16, r17, r18, r19) = replies
     assert r1[0] == OK and isinstance(r1[1], Pid) and r1[1].node == Atom(python_node)
     assert r2 == (ERROR, (Atom("unknown_kind"), Atom("nope")))
     assert r3 == (ERROR, (Atom("init_failed"), b"ValueError: no setup today"))
@@ -130,19 +137,24 @@ def check_replies(replies: list[Any], python_node: str) -> None:
     assert r15 == [p4]  # stop_handed_off stopped it; watch reported the exit
     assert r16 == [Atom("gone")]  # the sidecar restarts it from its last acknowledged state
     assert r17 == (ERROR, (Atom("bad_request"), Atom("bogus")))
+    assert r18 == 7  # started from a state with its version
+    assert r19 == OK  # the sidecar and the successors hold the copy
 
 
 def test_the_protocol_from_erl(own_cluster: Cluster) -> None:
-    python_node = own_cluster.pods[0].python_node
+    pod = own_cluster.pods[0]
+    python_node = pod.python_node
     erl = ErlNode(own_cluster.cookie)
     try:
-        replies = erl.eval_sync(ERL_STEPS.replace("PY", python_node))
+        steps = ERL_STEPS.replace("PY", python_node).replace("SIDECAR", pod.sidecar_node)
+        replies = erl.eval_sync(steps)
     finally:
         erl.stop()
     check_replies(replies, python_node)
 
 
 def test_the_protocol_from_python(own_cluster: Cluster) -> None:
-    python_node = own_cluster.pods[1].python_node
-    replies = asyncio.run(python_steps(own_cluster.cookie, python_node))
+    pod = own_cluster.pods[1]
+    python_node = pod.python_node
+    replies = asyncio.run(python_steps(own_cluster.cookie, python_node, pod.sidecar_node))
     check_replies(replies, python_node)

@@ -45,8 +45,10 @@ class Counter(Worker):
         match request:
             case b"incr":
                 self.n += 1
+                self.changed()
             case (b"add", int(amount)):
                 self.n += amount
+                self.changed()
 
     def state_term(self) -> int:
         return self.n
