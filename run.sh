@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The two entry points of the README. Both run the idempotent set-up first.
 #   ./run.sh demo   the seed scenario on a local 3-pod cluster
-#   ./run.sh test   the whole test suite: the sidecar's EUnit and Common Test suites, then pytest
+#   ./run.sh test   the whole test suite: the sidecar's EUnit and Common Test suites, dialyzer and
+#                   xref, ruff (format and lint), mypy --strict over every package and the tests,
+#                   then pytest
 set -euo pipefail
 cd "$(dirname "$0")"
 cmd=${1:-}
@@ -20,7 +22,8 @@ case "$cmd" in
         echo "== sidecar: dialyzer, xref"
         rebar3 dialyzer
         rebar3 xref
-        echo "== python: ruff, mypy"
+        echo "== python: ruff, mypy --strict"
+        .venv/bin/ruff format --check .
         .venv/bin/ruff check .
         .venv/bin/mypy
         echo "== python: pytest"

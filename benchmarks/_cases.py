@@ -36,8 +36,15 @@ from benchmarks._harness import (
 from houseparty._client import AsyncHouseParty
 from py_nodes._terms import Atom
 
-__all__ = ["Reporter", "bench_calls", "bench_dump", "bench_handoff", "bench_registry",
-           "bench_scale", "bench_walks"]  # fmt: skip
+__all__ = [
+    "Reporter",
+    "bench_calls",
+    "bench_dump",
+    "bench_handoff",
+    "bench_registry",
+    "bench_scale",
+    "bench_walks",
+]
 
 CALLERS_PER_SIDECAR = 64
 CPUS = os.cpu_count() or 1
@@ -58,9 +65,14 @@ class Reporter:
 
 
 def _start_everywhere(
-    cluster: BenchCluster, kind: str, prefix: str, count: int, callers: int,
-    tick: Callable[[], None] | None = None, offset: int = 0,
-) -> tuple[float, int]:  # fmt: skip
+    cluster: BenchCluster,
+    kind: str,
+    prefix: str,
+    count: int,
+    callers: int,
+    tick: Callable[[], None] | None = None,
+    offset: int = 0,
+) -> tuple[float, int]:
     """``count`` workers of ``kind`` named <prefix><offset + 1>..., each sidecar starting
     a third; the seconds it took and how many failed."""
     per = -(-count // len(cluster.sidecars))
@@ -68,22 +80,40 @@ def _start_everywhere(
     for i, sidecar in enumerate(cluster.sidecars):
         first, last = offset + i * per + 1, offset + min(count, (i + 1) * per)
         if first <= last:
-            calls.append((sidecar, "hp_bench_driver", "start_names",
-                          [Atom(kind), prefix, first, last, callers]))  # fmt: skip
+            calls.append(
+                (
+                    sidecar,
+                    "hp_bench_driver",
+                    "start_names",
+                    [Atom(kind), prefix, first, last, callers],
+                )
+            )
     t0 = time.perf_counter()
     results = cluster.on_each(calls, tick)
     return time.perf_counter() - t0, sum(int(r[1]) for r in results)
 
 
-def _fill(cluster: BenchCluster, report: Reporter, kind: str, prefix: str,
-          count: int, base: int = 0, offset: int = 0) -> tuple[float, int]:  # fmt: skip
+def _fill(
+    cluster: BenchCluster,
+    report: Reporter,
+    kind: str,
+    prefix: str,
+    count: int,
+    base: int = 0,
+    offset: int = 0,
+) -> tuple[float, int]:
     """Starts workers with a progress bar; ``base`` names are in the registry already."""
     plural = "people" if kind == "person" else f"{kind}s"
     bar = report.progress(f"starting {count:,} {plural}", count)
     seconds, failed = _start_everywhere(
-        cluster, kind, prefix, count, CALLERS_PER_SIDECAR,
-        lambda: bar(max(0, cluster.names_held() - base)), offset,
-    )  # fmt: skip
+        cluster,
+        kind,
+        prefix,
+        count,
+        CALLERS_PER_SIDECAR,
+        lambda: bar(max(0, cluster.names_held() - base)),
+        offset,
+    )
     bar(count)
     return seconds, failed
 
@@ -100,8 +130,9 @@ def _settle(cluster: BenchCluster, report: Reporter, settle: bool) -> None:
         time.sleep(1.0)
 
 
-def bench_scale(workdir: Path, driver: DriverBuild, report: Reporter,
-                sizes: list[int], settle: bool = True) -> dict[str, Any]:  # fmt: skip
+def bench_scale(
+    workdir: Path, driver: DriverBuild, report: Reporter, sizes: list[int], settle: bool = True
+) -> dict[str, Any]:
     rows = []
     for size in sizes:
         report.step(f"scale: {size:,} processes on a fresh 3-pod cluster")
@@ -141,7 +172,7 @@ def bench_scale(workdir: Path, driver: DriverBuild, report: Reporter,
                 "python_cpu_us_per_process": round(py_cpu / size * 1e6, 1),
                 "sidecar_cpu_us_per_process": round(beam_cpu / size * 1e6, 1),
                 "cluster_cpu_share": round((py_cpu + beam_cpu) / total_s / CPUS, 3),
-            }  # fmt: skip
+            }
             if size == sizes[0]:
                 report.step("scale: where the time of one registration goes")
                 row["stages_us"] = _stages(cluster, min(3000, max(300, size)))
@@ -158,18 +189,27 @@ def _stages(cluster: BenchCluster, count: int) -> dict[str, dict[str, float]]:
     """
     out: dict[str, dict[str, float]] = {}
     for callers, n in ((1, max(30, count // 10)), (CALLERS_PER_SIDECAR, count)):
-        stages = cluster.on(cluster.sidecars[0], "hp_bench_driver", "stages",
-                            [f"stage{callers}_", 1, n, callers])  # fmt: skip
+        stages = cluster.on(
+            cluster.sidecars[0], "hp_bench_driver", "stages", [f"stage{callers}_", 1, n, callers]
+        )
         out[f"callers_{callers}"] = {k.name: round(float(v), 1) for k, v in stages.items()}
     cpu: dict[str, float] = {}
     for step in ("lookup_miss", "python_start", "register_beam", "register_join", "full"):
         before = sum(cluster.cpu_seconds().values())
         if step == "full":
-            cluster.on(cluster.sidecars[0], "hp_bench_driver", "start_names",
-                       [Atom("room"), "cpufull", 1, count, CALLERS_PER_SIDECAR])  # fmt: skip
+            cluster.on(
+                cluster.sidecars[0],
+                "hp_bench_driver",
+                "start_names",
+                [Atom("room"), "cpufull", 1, count, CALLERS_PER_SIDECAR],
+            )
         else:
-            cluster.on(cluster.sidecars[0], "hp_bench_driver", "stage_ops",
-                       [Atom(step), f"cpu{step}", 1, count, CALLERS_PER_SIDECAR])  # fmt: skip
+            cluster.on(
+                cluster.sidecars[0],
+                "hp_bench_driver",
+                "stage_ops",
+                [Atom(step), f"cpu{step}", 1, count, CALLERS_PER_SIDECAR],
+            )
         cpu[step] = (sum(cluster.cpu_seconds().values()) - before) / count * 1e6
     cpu["join"] = cpu.pop("register_join") - cpu["register_beam"]
     out["cpu_us"] = {k: round(v, 1) for k, v in cpu.items()}
@@ -188,8 +228,9 @@ def _latency_stats(count: int, micros: int, lats: list[int]) -> dict[str, float]
     }
 
 
-def bench_calls(workdir: Path, driver: DriverBuild, report: Reporter,
-                count: int, concurrency: int) -> dict[str, Any]:  # fmt: skip
+def bench_calls(
+    workdir: Path, driver: DriverBuild, report: Reporter, count: int, concurrency: int
+) -> dict[str, Any]:
     report.step("calls: a Python room and a BEAM gen_server, called from a separate erl node")
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         cluster.hp.add_rooms(["bench_room"])
@@ -200,8 +241,10 @@ def bench_calls(workdir: Path, driver: DriverBuild, report: Reporter,
         sidecar = cluster.sidecars[pod]
         cluster.on(sidecar, "hp_bench_driver", "start_echo", [])
         out = cluster.runner.run_dir / "calls.out"
-        report.step(f"calls: {count:,} sequential, then {count:,} from {concurrency} callers, "
-                    "to each worker")  # fmt: skip
+        report.step(
+            f"calls: {count:,} sequential, then {count:,} from {concurrency} callers, "
+            "to each worker"
+        )
         cluster.caller_node(
             f'hp_bench_driver:calls_main(["{out}", "{sidecar}", "bench_room", '
             f'"{count}", "{concurrency}"]).',
@@ -222,8 +265,9 @@ def bench_calls(workdir: Path, driver: DriverBuild, report: Reporter,
 # -- 3. walks ---------------------------------------------------------------------------------
 
 
-async def _python_walks(node: str, cookie: str, rooms: list[str], people: int,
-                        count: int, concurrency: int) -> tuple[float, list[float]]:  # fmt: skip
+async def _python_walks(
+    node: str, cookie: str, rooms: list[str], people: int, count: int, concurrency: int
+) -> tuple[float, list[float]]:
     lats: list[float] = []
     counter = iter(range(count))
 
@@ -247,23 +291,32 @@ async def _python_walks(node: str, cookie: str, rooms: list[str], people: int,
             await hp.close()
 
 
-def bench_walks(workdir: Path, driver: DriverBuild, report: Reporter, people: int,
-                count: int, concurrency: int, settle: bool = True) -> dict[str, Any]:  # fmt: skip
+def bench_walks(
+    workdir: Path,
+    driver: DriverBuild,
+    report: Reporter,
+    people: int,
+    count: int,
+    concurrency: int,
+    settle: bool = True,
+) -> dict[str, Any]:
     report.step(f"walks: a cluster holding {people:,} people")
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         _settle(cluster, report, settle)
         rooms = [f"hall{i}" for i in range(1, 101)]
         cluster.hp.add_rooms(rooms, max=10**9)
         _fill(cluster, report, "person", "w", people, len(rooms))
-        result: dict[str, Any] = {"people": people, "rooms": len(rooms),
-                                  "concurrency": concurrency}  # fmt: skip
+        result: dict[str, Any] = {"people": people, "rooms": len(rooms), "concurrency": concurrency}
         report.step(f"walks: {count:,} walk_into from Python clients, {concurrency} at once")
-        seconds, lats = asyncio.run(_python_walks(
-            cluster.sidecars[0], cluster.cookie, rooms, people, count, concurrency))  # fmt: skip
+        seconds, lats = asyncio.run(
+            _python_walks(cluster.sidecars[0], cluster.cookie, rooms, people, count, concurrency)
+        )
         result["python"] = {
-            "walks": len(lats), "per_second": round(len(lats) / seconds, 1),
-            "p50_us": percentile(lats, 50), "p99_us": percentile(lats, 99),
-        }  # fmt: skip
+            "walks": len(lats),
+            "per_second": round(len(lats) / seconds, 1),
+            "p50_us": percentile(lats, 50),
+            "p99_us": percentile(lats, 99),
+        }
         report.step(f"walks: {count:,} walk_into from an erl client (rpc), {concurrency} at once")
         out = cluster.runner.run_dir / "walks.out"
         cluster.caller_node(
@@ -273,25 +326,28 @@ def bench_walks(workdir: Path, driver: DriverBuild, report: Reporter, people: in
         )
         n, micros, erl_lats = parse_erlang_term(out.read_text())
         result["erlang"] = {
-            "walks": n, "per_second": round(n / (micros / 1e6), 1),
+            "walks": n,
+            "per_second": round(n / (micros / 1e6), 1),
             "p50_us": percentile([float(x) for x in erl_lats], 50),
             "p99_us": percentile([float(x) for x in erl_lats], 99),
-        }  # fmt: skip
+        }
     return result
 
 
 # -- 4. handoff -------------------------------------------------------------------------------
 
 
-def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
-                  size: int, settle: bool = True) -> dict[str, Any]:  # fmt: skip
+def bench_handoff(
+    workdir: Path, driver: DriverBuild, report: Reporter, size: int, settle: bool = True
+) -> dict[str, Any]:
     report.step(f"handoff: {size:,} rooms on 3 pods, then pod 3 stops gracefully")
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         _settle(cluster, report, settle)
         fill_s, failed = _fill(cluster, report, "room", "h", size)
         dead_python = Atom(cluster.python_nodes[2])
-        _, on_pod3 = cluster.on(cluster.sidecars[0], "hp_bench_driver", "count_names",
-                                [dead_python])  # fmt: skip
+        _, on_pod3 = cluster.on(
+            cluster.sidecars[0], "hp_bench_driver", "count_names", [dead_python]
+        )
         stop_error: list[BaseException] = []
 
         def stop() -> None:
@@ -312,8 +368,9 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
         while time.perf_counter() < deadline:
             # Table sizes only: pod 3's registry holds exactly the names not moved yet,
             # for it drops each one once its new owner has committed it.
-            total, still_there = cluster.on(cluster.sidecars[0], "hp_bench_driver",
-                                            "count_held", [leaving])  # fmt: skip
+            total, still_there = cluster.on(
+                cluster.sidecars[0], "hp_bench_driver", "count_held", [leaving]
+            )
             now = time.perf_counter() - t0
             timeline.append((round(now, 2), int(on_pod3) - int(still_there)))
             bar(int(on_pod3) - int(still_there))
@@ -331,11 +388,11 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
         leaving_nodes = {cluster.sidecars[2], cluster.python_nodes[2]}
         used = {n: cpu_after[n] - cpu_before[n] for n in cpu_after if n in cpu_before}
         cpu_survivors = sum(v for n, v in used.items() if n not in leaving_nodes)
-        cpu_leaving = (sum(used[n] for n in leaving_nodes)
-                       if leaving_nodes <= used.keys() else None)  # fmt: skip
+        cpu_leaving = sum(used[n] for n in leaving_nodes) if leaving_nodes <= used.keys() else None
 
         def per_room_us(cpu_s: float) -> float:
             return round(cpu_s / max(1, int(on_pod3)) * 1e6, 1)
+
         if stop_error:
             raise stop_error[0]
         report.step("handoff: looking every room up from the surviving pods")
@@ -344,12 +401,24 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
         # leaves out the rooms that answer after its 5 s.)
         survivors = cluster.sidecars[:2]
         half = -(-size // 2)
-        checks = cluster.on_each([
-            (sc, "hp_bench_driver", "check_names",
-             [Atom("room"), "h", 1 + i * half, min(size, (i + 1) * half), dead_python,
-              CALLERS_PER_SIDECAR])
-            for i, sc in enumerate(survivors)
-        ])  # fmt: skip
+        checks = cluster.on_each(
+            [
+                (
+                    sc,
+                    "hp_bench_driver",
+                    "check_names",
+                    [
+                        Atom("room"),
+                        "h",
+                        1 + i * half,
+                        min(size, (i + 1) * half),
+                        dead_python,
+                        CALLERS_PER_SIDECAR,
+                    ],
+                )
+                for i, sc in enumerate(survivors)
+            ]
+        )
         answering = sum(int(c[0]) for c in checks)
     return {
         "rooms": size,
@@ -359,8 +428,9 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
         "seconds_until_pod_exited": round(stopped_s, 2),
         "moved_per_second": round(int(on_pod3) / moved_s, 1) if moved_s else None,
         "surviving_pods_cpu_us_per_moved_room": per_room_us(cpu_survivors),
-        "stopped_pod_cpu_us_per_moved_room": (per_room_us(cpu_leaving)
-                                              if cpu_leaving is not None else None),
+        "stopped_pod_cpu_us_per_moved_room": (
+            per_room_us(cpu_leaving) if cpu_leaving is not None else None
+        ),
         "rooms_answering_after": answering,
         "rooms_missing_after": sum(int(c[1]) for c in checks),
         "rooms_on_stopped_pod_after": sum(int(c[2]) for c in checks),
@@ -372,8 +442,9 @@ def bench_handoff(workdir: Path, driver: DriverBuild, report: Reporter,
 # -- 5. dump ----------------------------------------------------------------------------------
 
 
-def bench_dump(workdir: Path, driver: DriverBuild, report: Reporter,
-               sizes: list[int], settle: bool = True) -> dict[str, Any]:  # fmt: skip
+def bench_dump(
+    workdir: Path, driver: DriverBuild, report: Reporter, sizes: list[int], settle: bool = True
+) -> dict[str, Any]:
     rows = []
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         _settle(cluster, report, settle)
@@ -391,41 +462,57 @@ def bench_dump(workdir: Path, driver: DriverBuild, report: Reporter,
                 rooms = len(dumped)
             cpu_before = cluster.cpu_seconds()
             sidecar_s = [
-                float(cluster.on(cluster.sidecars[0], "timer", "tc",
-                                 [Atom("houseparty"), Atom("dump"), []])[0]) / 1e6
+                float(
+                    cluster.on(
+                        cluster.sidecars[0], "timer", "tc", [Atom("houseparty"), Atom("dump"), []]
+                    )[0]
+                )
+                / 1e6
                 for _ in range(3)
-            ]  # fmt: skip
+            ]
             cpu_after = cluster.cpu_seconds()
             # Where one dump's work is done: CPU seconds per node (mean of the three).
-            cpu_by_node = {node_label(n): round((cpu_after[n] - cpu_before[n]) / 3, 2)
-                           for n in cpu_after}  # fmt: skip
-            rows.append({
-                "rooms": size, "rooms_in_dump": rooms,
-                "python_client_seconds": round(statistics.median(python_s), 3),
-                "on_sidecar_seconds": round(statistics.median(sidecar_s), 3),
-                "cpu_seconds_per_dump": cpu_by_node,
-            })  # fmt: skip
+            cpu_by_node = {
+                node_label(n): round((cpu_after[n] - cpu_before[n]) / 3, 2) for n in cpu_after
+            }
+            rows.append(
+                {
+                    "rooms": size,
+                    "rooms_in_dump": rooms,
+                    "python_client_seconds": round(statistics.median(python_s), 3),
+                    "on_sidecar_seconds": round(statistics.median(sidecar_s), 3),
+                    "cpu_seconds_per_dump": cpu_by_node,
+                }
+            )
     return {"sizes": rows}
 
 
 # -- 6. registry ------------------------------------------------------------------------------
 
 
-def bench_registry(workdir: Path, driver: DriverBuild, report: Reporter,
-                   names: int, global_names: int) -> dict[str, Any]:  # fmt: skip
-    report.step(f"registry: {names:,} hp_registry and {global_names:,} :global registrations,"
-                " from the 3 sidecars at once, 32 callers each")  # fmt: skip
+def bench_registry(
+    workdir: Path, driver: DriverBuild, report: Reporter, names: int, global_names: int
+) -> dict[str, Any]:
+    report.step(
+        f"registry: {names:,} hp_registry and {global_names:,} :global registrations,"
+        " from the 3 sidecars at once, 32 callers each"
+    )
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         out: dict[str, Any] = {}
         for impl, count in (("hp_registry", names), ("global", global_names)):
             per = count // 3
             tag = Atom("hp" if impl == "hp_registry" else "global")
-            micros = cluster.on_each([
-                (sc, "hp_bench_driver", "registry_rate", [tag, f"n{i}_", per, 32])
-                for i, sc in enumerate(cluster.sidecars)
-            ])  # fmt: skip
+            micros = cluster.on_each(
+                [
+                    (sc, "hp_bench_driver", "registry_rate", [tag, f"n{i}_", per, 32])
+                    for i, sc in enumerate(cluster.sidecars)
+                ]
+            )
             seconds = max(int(m) for m in micros) / 1e6
-            out[impl] = {"names": per * 3, "seconds": round(seconds, 2),
-                         "per_second": round(per * 3 / seconds, 1)}  # fmt: skip
+            out[impl] = {
+                "names": per * 3,
+                "seconds": round(seconds, 2),
+                "per_second": round(per * 3 / seconds, 1),
+            }
         out["ratio"] = round(out["hp_registry"]["per_second"] / out["global"]["per_second"], 1)
     return out

@@ -72,16 +72,26 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     otp = subprocess.run(
-        ["erl", "-noshell", "-eval",
-         'io:format("~s/~s", [erlang:system_info(otp_release), erlang:system_info(version)]),'
-         " halt()."],
-        capture_output=True, text=True, timeout=30, check=False,
-    ).stdout.strip()  # fmt: skip
+        [
+            "erl",
+            "-noshell",
+            "-eval",
+            'io:format("~s/~s", [erlang:system_info(otp_release), erlang:system_info(version)]),'
+            " halt().",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout.strip()
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     commit = subprocess.run(
         ["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, timeout=10, check=False,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout.strip()
     return {
         "cpus": os.cpu_count(),
         "cpu_model": cpu,
@@ -113,8 +123,10 @@ class DriverBuild:
         ebin.mkdir(parents=True, exist_ok=True)
         done = subprocess.run(
             ["erlc", "-o", str(ebin), str(source)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             raise ClusterError(f"erlc {source} failed: {done.stdout}{done.stderr}")
         return cls(ebin, (ebin / f"{DRIVER}.beam").read_bytes())
@@ -150,8 +162,11 @@ class BenchCluster:
             "erpc", "call", [Atom(sidecar), Atom(module), Atom(function), args, Atom("infinity")]
         )
 
-    def on_each(self, calls: list[tuple[str, str, str, list[Any]]],
-                progress: Callable[[], None] | None = None) -> list[Any]:  # fmt: skip
+    def on_each(
+        self,
+        calls: list[tuple[str, str, str, list[Any]]],
+        progress: Callable[[], None] | None = None,
+    ) -> list[Any]:
         """The calls at the same time (one thread each); ``progress`` runs every 0.5 s."""
         pool = concurrent.futures.ThreadPoolExecutor(len(calls))
         try:
@@ -173,8 +188,10 @@ class BenchCluster:
         the benchmarks that create names measure the steady state."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
-            if not any(self.on(sc, "hp_registry_server", "unsettled", []) in (True, Atom("true"))
-                       for sc in self.sidecars):  # fmt: skip
+            if not any(
+                self.on(sc, "hp_registry_server", "unsettled", []) in (True, Atom("true"))
+                for sc in self.sidecars
+            ):
                 break
             time.sleep(0.5)
         return time.monotonic() - t0
@@ -194,8 +211,10 @@ class BenchCluster:
         """RSS in bytes of every live node's OS process, by node name."""
         out: dict[str, int] = {}
         for spec, pod in self.runner.pods():
-            for node, pid in ((spec.sidecar_node, pod.sidecar_pid),
-                              (spec.python_node, pod.python_pid)):  # fmt: skip
+            for node, pid in (
+                (spec.sidecar_node, pod.sidecar_pid),
+                (spec.python_node, pod.python_pid),
+            ):
                 if pid is not None:
                     rss = _rss_of(pid)
                     if rss is not None:
@@ -206,8 +225,10 @@ class BenchCluster:
         """CPU time (user + system) every live node's OS process has used so far."""
         out: dict[str, float] = {}
         for spec, pod in self.runner.pods():
-            for node, pid in ((spec.sidecar_node, pod.sidecar_pid),
-                              (spec.python_node, pod.python_pid)):  # fmt: skip
+            for node, pid in (
+                (spec.sidecar_node, pod.sidecar_pid),
+                (spec.python_node, pod.python_pid),
+            ):
                 if pid is not None:
                     cpu = _cpu_of(pid)
                     if cpu is not None:
@@ -231,13 +252,28 @@ class BenchCluster:
         name = f"hpbenchcaller_{secrets.token_hex(4)}@127.0.0.1"
         env = dict(os.environ, HOME=str(self.runner.run_dir / "home"))  # the cookie lives there
         done = subprocess.run(
-            ["erl", "-noshell", "-noinput", "-hidden", "-name", name,
-             "-pa", str(self.driver.ebin), "-eval", eval_expr],
-            env=env, capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
+            [
+                "erl",
+                "-noshell",
+                "-noinput",
+                "-hidden",
+                "-name",
+                name,
+                "-pa",
+                str(self.driver.ebin),
+                "-eval",
+                eval_expr,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if done.returncode != 0:
-            raise ClusterError(f"the erl caller node failed: {done.stdout[-2000:]}"
-                               f"{done.stderr[-2000:]}")  # fmt: skip
+            raise ClusterError(
+                f"the erl caller node failed: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
 
     def close(self) -> None:
         self.hp.close()
@@ -269,8 +305,9 @@ def _free_base(pods: int) -> int:
 
 
 @contextmanager
-def bench_cluster(workdir: Path, driver: DriverBuild, pods: int = 3,
-                  log: Callable[[str], None] | None = None) -> Iterator[BenchCluster]:  # fmt: skip
+def bench_cluster(
+    workdir: Path, driver: DriverBuild, pods: int = 3, log: Callable[[str], None] | None = None
+) -> Iterator[BenchCluster]:
     """A fresh cluster of ``pods`` pods for one benchmark, stopped however the block ends."""
     run_dir = Path(tempfile.mkdtemp(prefix="cluster-", dir=workdir))
     runner = LocalCluster(run_dir)

@@ -15,8 +15,13 @@ def plot_results(results: dict[str, Any], folder: Path) -> list[Path]:
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, plot in (("scale", _scale), ("calls", _calls), ("handoff", _handoff),
-                       ("walks", _walks), ("kill", _kill)):  # fmt: skip
+    for name, plot in (
+        ("scale", _scale),
+        ("calls", _calls),
+        ("handoff", _handoff),
+        ("walks", _walks),
+        ("kill", _kill),
+    ):
         if name in results:
             path = folder / f"{name}.png"
             plot(results[name], path)
@@ -59,15 +64,32 @@ def _calls(result: dict[str, Any], path: Path) -> None:
     fig, (rate, lat) = plt.subplots(1, 2, figsize=(11, 4))
     width = 0.38
     xs = range(len(modes))
-    for offset, who, color in ((-width / 2, "python", "tab:blue"),
-                               (width / 2, "beam", "tab:orange")):  # fmt: skip
-        rate.bar([x + offset for x in xs],
-                 [result[who][m]["calls_per_second"] for m in modes], width,
-                 label=f"{who} worker", color=color)  # fmt: skip
-        lat.bar([x + offset for x in xs], [result[who][m]["p99_us"] for m in modes], width,
-                color=color, alpha=0.45, label=f"{who} p99")  # fmt: skip
-        lat.bar([x + offset for x in xs], [result[who][m]["p50_us"] for m in modes], width,
-                color=color, label=f"{who} p50")  # fmt: skip
+    for offset, who, color in (
+        (-width / 2, "python", "tab:blue"),
+        (width / 2, "beam", "tab:orange"),
+    ):
+        rate.bar(
+            [x + offset for x in xs],
+            [result[who][m]["calls_per_second"] for m in modes],
+            width,
+            label=f"{who} worker",
+            color=color,
+        )
+        lat.bar(
+            [x + offset for x in xs],
+            [result[who][m]["p99_us"] for m in modes],
+            width,
+            color=color,
+            alpha=0.45,
+            label=f"{who} p99",
+        )
+        lat.bar(
+            [x + offset for x in xs],
+            [result[who][m]["p50_us"] for m in modes],
+            width,
+            color=color,
+            label=f"{who} p50",
+        )
     for axis in (rate, lat):
         axis.set_xticks(list(xs), labels)
     rate.set_ylabel("gen_server calls / s")
@@ -88,13 +110,18 @@ def _handoff(result: dict[str, Any], path: Path) -> None:
     fig, axis = plt.subplots(figsize=(7, 4))
     points = result["timeline"]
     axis.plot([t for t, _ in points], [n for _, n in points], "-")
-    axis.axhline(result["rooms_on_stopped_pod"], color="gray", linestyle=":",
-                 label=f"{result['rooms_on_stopped_pod']:,} rooms on pod 3")  # fmt: skip
+    axis.axhline(
+        result["rooms_on_stopped_pod"],
+        color="gray",
+        linestyle=":",
+        label=f"{result['rooms_on_stopped_pod']:,} rooms on pod 3",
+    )
     axis.axvline(10, color="tab:red", linestyle="--", label="target 10 s (for 100k)")
     axis.set_xlabel("seconds after SIGTERM to pod 3")
     axis.set_ylabel("rooms of pod 3 held by pods 1-2")
-    axis.set_title(f"graceful stop of 1 of 3 pods, {result['rooms']:,} rooms, "
-                   f"{result['lost']} lost")  # fmt: skip
+    axis.set_title(
+        f"graceful stop of 1 of 3 pods, {result['rooms']:,} rooms, {result['lost']} lost"
+    )
     axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -106,8 +133,11 @@ def _walks(result: dict[str, Any], path: Path) -> None:
 
     fig, axis = plt.subplots(figsize=(6, 4))
     whos = [("Python clients", "python"), ("erl client (rpc)", "erlang")]
-    axis.bar([w for w, _ in whos], [result[k]["per_second"] for _, k in whos],
-             color=["tab:blue", "tab:orange"])  # fmt: skip
+    axis.bar(
+        [w for w, _ in whos],
+        [result[k]["per_second"] for _, k in whos],
+        color=["tab:blue", "tab:orange"],
+    )
     axis.set_ylabel("walk_into / s")
     axis.set_title(f"walks, {result['people']:,} people, {result['concurrency']} at once")
     fig.tight_layout()

@@ -55,10 +55,22 @@ class BenchSettings:
 
     @classmethod
     def quick(cls) -> BenchSettings:
-        return cls(scale_sizes=[2_000], calls=2_000, concurrency=100, people=1_000, walks=1_000,
-                   handoff=2_000, dump_sizes=[1_000], registry_names=3_000,
-                   global_names=600, kill_people=300, kill_rooms=30, kill_concurrency=8,
-                   kill_seconds=10.0, settle=False)  # fmt: skip
+        return cls(
+            scale_sizes=[2_000],
+            calls=2_000,
+            concurrency=100,
+            people=1_000,
+            walks=1_000,
+            handoff=2_000,
+            dump_sizes=[1_000],
+            registry_names=3_000,
+            global_names=600,
+            kill_people=300,
+            kill_rooms=30,
+            kill_concurrency=8,
+            kill_seconds=10.0,
+            settle=False,
+        )
 
 
 class RichReporter(Reporter):
@@ -72,8 +84,14 @@ class RichReporter(Reporter):
 
     def progress(self, label: str, total: int) -> Callable[[int], None]:
         self.done()
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=False)  # fmt: skip
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
         task = progress.add_task(label, total=max(1, total))
         progress.start()
         self._progress = progress
@@ -85,9 +103,12 @@ class RichReporter(Reporter):
             self._progress = None
 
 
-def run_benchmarks(names: list[str], settings: BenchSettings, report: Reporter,
-                   on_result: Callable[[str, dict[str, Any]], None] | None = None,
-                   ) -> dict[str, Any]:  # fmt: skip
+def run_benchmarks(
+    names: list[str],
+    settings: BenchSettings,
+    report: Reporter,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Runs the named benchmarks in order; the figures of each, plus the machine."""
     results: dict[str, Any] = {"machine": machine_info(), "settings": settings.__dict__}
     with tempfile.TemporaryDirectory(prefix="houseparty-bench-") as tmp:
@@ -96,25 +117,38 @@ def run_benchmarks(names: list[str], settings: BenchSettings, report: Reporter,
         for name in names:
             t0 = time.perf_counter()
             if name == "scale":
-                result = bench_scale(workdir, driver, report, settings.scale_sizes,
-                                     settings.settle)  # fmt: skip
+                result = bench_scale(workdir, driver, report, settings.scale_sizes, settings.settle)
             elif name == "calls":
-                result = bench_calls(workdir, driver, report, settings.calls,
-                                     settings.concurrency)  # fmt: skip
+                result = bench_calls(workdir, driver, report, settings.calls, settings.concurrency)
             elif name == "walks":
-                result = bench_walks(workdir, driver, report, settings.people, settings.walks,
-                                     settings.concurrency, settings.settle)  # fmt: skip
+                result = bench_walks(
+                    workdir,
+                    driver,
+                    report,
+                    settings.people,
+                    settings.walks,
+                    settings.concurrency,
+                    settings.settle,
+                )
             elif name == "handoff":
                 result = bench_handoff(workdir, driver, report, settings.handoff, settings.settle)
             elif name == "dump":
                 result = bench_dump(workdir, driver, report, settings.dump_sizes, settings.settle)
             elif name == "registry":
-                result = bench_registry(workdir, driver, report, settings.registry_names,
-                                        settings.global_names)  # fmt: skip
+                result = bench_registry(
+                    workdir, driver, report, settings.registry_names, settings.global_names
+                )
             elif name == "kill":
-                result = bench_kill(workdir, driver, report, settings.kill_people,
-                                    settings.kill_rooms, settings.kill_concurrency,
-                                    settings.kill_seconds, settings.settle)  # fmt: skip
+                result = bench_kill(
+                    workdir,
+                    driver,
+                    report,
+                    settings.kill_people,
+                    settings.kill_rooms,
+                    settings.kill_concurrency,
+                    settings.kill_seconds,
+                    settings.settle,
+                )
             else:
                 raise ValueError(f"no benchmark {name!r}; there are {', '.join(BENCHMARKS)}")
             report.done()
@@ -161,116 +195,258 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
             rss = r["rss_after"]
             sidecar_rss = "/".join(_mib(v) for k, v in sorted(rss.items()) if "sidecar" in k)
             python_rss = "/".join(_mib(v) for k, v in sorted(rss.items()) if k.startswith("py"))
-            rows.append([
-                _n(r["processes"]), _n(r["registered"]), _n(r["failed"]), r["seconds"],
-                _n(r["per_second"]), sidecar_rss, python_rss,
-                _n(r["sidecar_bytes_per_process"]), _n(r["python_bytes_per_process"]),
-                _n(r["sidecar_cpu_us_per_process"]), _n(r["python_cpu_us_per_process"]),
-                f"{100 * r['cluster_cpu_share']:.0f}%",
-                _check(r["per_second"] >= 20_000), _check(r["python_bytes_per_process"] <= 1024),
-            ])  # fmt: skip
-        out = [_table(
-            "scale: start and register N processes (half rooms, half people) on 3 pods",
-            ["N", "registered", "failed", "seconds", "processes/s", "sidecar RSS MiB",
-             "python RSS MiB", "sidecar B/proc", "python B/proc", "sidecar CPU us/proc",
-             "python CPU us/proc", "machine CPU used", ">= 20k/s", "<= 1 KiB/proc"],
-            rows,
-        )]  # fmt: skip
+            rows.append(
+                [
+                    _n(r["processes"]),
+                    _n(r["registered"]),
+                    _n(r["failed"]),
+                    r["seconds"],
+                    _n(r["per_second"]),
+                    sidecar_rss,
+                    python_rss,
+                    _n(r["sidecar_bytes_per_process"]),
+                    _n(r["python_bytes_per_process"]),
+                    _n(r["sidecar_cpu_us_per_process"]),
+                    _n(r["python_cpu_us_per_process"]),
+                    f"{100 * r['cluster_cpu_share']:.0f}%",
+                    _check(r["per_second"] >= 20_000),
+                    _check(r["python_bytes_per_process"] <= 1024),
+                ]
+            )
+        out = [
+            _table(
+                "scale: start and register N processes (half rooms, half people) on 3 pods",
+                [
+                    "N",
+                    "registered",
+                    "failed",
+                    "seconds",
+                    "processes/s",
+                    "sidecar RSS MiB",
+                    "python RSS MiB",
+                    "sidecar B/proc",
+                    "python B/proc",
+                    "sidecar CPU us/proc",
+                    "python CPU us/proc",
+                    "machine CPU used",
+                    ">= 20k/s",
+                    "<= 1 KiB/proc",
+                ],
+                rows,
+            )
+        ]
         for r in result["sizes"]:
             if "stages_us" in r:
                 stages = r["stages_us"]
                 keys = ["lookup", "register", "join", "python_start"]
-                stage_rows = [[f"wall us, {k.split('_')[1]} caller(s)",
-                               *(_n(stages[k][s]) for s in keys)]
-                              for k in ("callers_1", "callers_64")]  # fmt: skip
+                stage_rows = [
+                    [f"wall us, {k.split('_')[1]} caller(s)", *(_n(stages[k][s]) for s in keys)]
+                    for k in ("callers_1", "callers_64")
+                ]
                 cpu = stages["cpu_us"]
-                stage_rows.append(["CPU us of all nodes, step alone", _n(cpu["lookup_miss"]),
-                                   _n(cpu["register_beam"]), _n(cpu["join"]),
-                                   _n(cpu["python_start"])])  # fmt: skip
-                out.append(_table(
-                    "scale: one registration step by step (lookup = a miss; register = "
-                    "hp_registry:register_name/4, with the Python start in the wall times, "
-                    f"a BEAM start in the CPU row); whole registration: {_n(cpu['full'])} "
-                    "CPU us",
-                    ["", *keys], stage_rows))  # fmt: skip
+                stage_rows.append(
+                    [
+                        "CPU us of all nodes, step alone",
+                        _n(cpu["lookup_miss"]),
+                        _n(cpu["register_beam"]),
+                        _n(cpu["join"]),
+                        _n(cpu["python_start"]),
+                    ]
+                )
+                out.append(
+                    _table(
+                        "scale: one registration step by step (lookup = a miss; register = "
+                        "hp_registry:register_name/4, with the Python start in the wall times, "
+                        f"a BEAM start in the CPU row); whole registration: {_n(cpu['full'])} "
+                        "CPU us",
+                        ["", *keys],
+                        stage_rows,
+                    )
+                )
         return out
     if name == "calls":
         rows = []
         for mode in ("sequential", "concurrent"):
             py, beam = result["python"][mode], result["beam"][mode]
-            rows.append([f"{mode} ({1 if mode == 'sequential' else result['concurrency']})",
-                         _n(py["calls_per_second"]), _n(beam["calls_per_second"]),
-                         _n(py["p50_us"]), _n(beam["p50_us"]), _n(py["p99_us"]),
-                         _n(beam["p99_us"]), result[f"ratio_{mode}"]])  # fmt: skip
-        return [_table("calls: gen_server:call from an erl node, Python worker vs BEAM worker",
-                       ["callers", "python calls/s", "beam calls/s", "python p50 us",
-                        "beam p50 us", "python p99 us", "beam p99 us", "beam/python"],
-                       rows)]  # fmt: skip
+            rows.append(
+                [
+                    f"{mode} ({1 if mode == 'sequential' else result['concurrency']})",
+                    _n(py["calls_per_second"]),
+                    _n(beam["calls_per_second"]),
+                    _n(py["p50_us"]),
+                    _n(beam["p50_us"]),
+                    _n(py["p99_us"]),
+                    _n(beam["p99_us"]),
+                    result[f"ratio_{mode}"],
+                ]
+            )
+        return [
+            _table(
+                "calls: gen_server:call from an erl node, Python worker vs BEAM worker",
+                [
+                    "callers",
+                    "python calls/s",
+                    "beam calls/s",
+                    "python p50 us",
+                    "beam p50 us",
+                    "python p99 us",
+                    "beam p99 us",
+                    "beam/python",
+                ],
+                rows,
+            )
+        ]
     if name == "walks":
         sides = (("Python clients", "python"), ("erl client (rpc)", "erlang"))
-        rows = [[who, _n(result[key]["walks"]), _n(result[key]["per_second"]),
-                 _n(result[key]["p50_us"]), _n(result[key]["p99_us"])]
-                for who, key in sides]  # fmt: skip
-        return [_table(f"walks: walk_into with {result['people']:,} people, "
-                       f"{result['concurrency']} at once",
-                       ["from", "walks", "walks/s", "p50 us", "p99 us"], rows)]  # fmt: skip
+        rows = [
+            [
+                who,
+                _n(result[key]["walks"]),
+                _n(result[key]["per_second"]),
+                _n(result[key]["p50_us"]),
+                _n(result[key]["p99_us"]),
+            ]
+            for who, key in sides
+        ]
+        return [
+            _table(
+                f"walks: walk_into with {result['people']:,} people, "
+                f"{result['concurrency']} at once",
+                ["from", "walks", "walks/s", "p50 us", "p99 us"],
+                rows,
+            )
+        ]
     if name == "handoff":
         moved = result["seconds_until_all_held_elsewhere"]
         ok = moved is not None and result["lost"] == 0
         # The target is for 100k rooms moved: scale the time allowed to what moved.
         allowed = 10.0 * result["rooms_on_stopped_pod"] / 100_000
         ok = ok and moved is not None and moved <= allowed
-        return [_table("handoff: graceful stop of pod 3 of 3",
-                       ["rooms", "on pod 3", "all held elsewhere after s", "pod exited after s",
-                        "moved/s", "CPU us/room: survivors, pod 3", "answering after", "lost",
-                        "100k in <= 10 s, 0 lost"],
-                       [[_n(result["rooms"]), _n(result["rooms_on_stopped_pod"]),
-                         _n(moved, 2) if moved is not None else "never",
-                         _n(result["seconds_until_pod_exited"], 2),
-                         _n(result["moved_per_second"]),
-                         f'{_n(result["surviving_pods_cpu_us_per_moved_room"])}, '
-                         f'{_n(result.get("stopped_pod_cpu_us_per_moved_room"))}',
-                         _n(result["rooms_answering_after"]), _n(result["lost"]),
-                         _check(ok)]])]  # fmt: skip
+        return [
+            _table(
+                "handoff: graceful stop of pod 3 of 3",
+                [
+                    "rooms",
+                    "on pod 3",
+                    "all held elsewhere after s",
+                    "pod exited after s",
+                    "moved/s",
+                    "CPU us/room: survivors, pod 3",
+                    "answering after",
+                    "lost",
+                    "100k in <= 10 s, 0 lost",
+                ],
+                [
+                    [
+                        _n(result["rooms"]),
+                        _n(result["rooms_on_stopped_pod"]),
+                        _n(moved, 2) if moved is not None else "never",
+                        _n(result["seconds_until_pod_exited"], 2),
+                        _n(result["moved_per_second"]),
+                        f"{_n(result['surviving_pods_cpu_us_per_moved_room'])}, "
+                        f"{_n(result.get('stopped_pod_cpu_us_per_moved_room'))}",
+                        _n(result["rooms_answering_after"]),
+                        _n(result["lost"]),
+                        _check(ok),
+                    ]
+                ],
+            )
+        ]
     if name == "dump":
-        rows = [[_n(r["rooms"]), _n(r["rooms_in_dump"]), _n(r["python_client_seconds"], 3),
-                 _n(r["on_sidecar_seconds"], 3),
-                 " ".join(f"{k}={v}" for k, v in sorted(r["cpu_seconds_per_dump"].items())),
-                 _check(r["python_client_seconds"] <= 2.0) if r["rooms"] >= 100_000 else "-"]
-                for r in result["sizes"]]  # fmt: skip
-        return [_table("dump: dump() over every room",
-                       ["rooms", "in dump", "Python client s", "on the sidecar s",
-                        "CPU s per dump by node", "100k in <= 2 s"], rows)]  # fmt: skip
+        rows = [
+            [
+                _n(r["rooms"]),
+                _n(r["rooms_in_dump"]),
+                _n(r["python_client_seconds"], 3),
+                _n(r["on_sidecar_seconds"], 3),
+                " ".join(f"{k}={v}" for k, v in sorted(r["cpu_seconds_per_dump"].items())),
+                _check(r["python_client_seconds"] <= 2.0) if r["rooms"] >= 100_000 else "-",
+            ]
+            for r in result["sizes"]
+        ]
+        return [
+            _table(
+                "dump: dump() over every room",
+                [
+                    "rooms",
+                    "in dump",
+                    "Python client s",
+                    "on the sidecar s",
+                    "CPU s per dump by node",
+                    "100k in <= 2 s",
+                ],
+                rows,
+            )
+        ]
     if name == "registry":
         hp, gl = result["hp_registry"], result["global"]
-        return [_table("registry: register_name/2 from 3 sidecars, 32 callers each",
-                       ["", "names", "seconds", "per second"],
-                       [["hp_registry", _n(hp["names"]), hp["seconds"], _n(hp["per_second"])],
-                        [":global", _n(gl["names"]), gl["seconds"], _n(gl["per_second"])],
-                        ["hp_registry / :global", "", "", f"{result['ratio']}x"]])]  # fmt: skip
+        return [
+            _table(
+                "registry: register_name/2 from 3 sidecars, 32 callers each",
+                ["", "names", "seconds", "per second"],
+                [
+                    ["hp_registry", _n(hp["names"]), hp["seconds"], _n(hp["per_second"])],
+                    [":global", _n(gl["names"]), gl["seconds"], _n(gl["per_second"])],
+                    ["hp_registry / :global", "", "", f"{result['ratio']}x"],
+                ],
+            )
+        ]
     if name == "kill":
         ratio = result["rate_with_replicas_vs_without"]
         rows = []
         for run in result["runs"]:
             replicated = run["replica_copies"] != "0"
-            ok = (run["acknowledged_walks_lost"] == 0
-                  and run["every_name_answers_after_s"] is not None
-                  and ratio is not None and ratio >= RATE_TARGET)  # fmt: skip
-            rows.append([run["replica_copies"], _n(run["walks_per_second_before_kill"]),
-                         _n(run["p50_us_before_kill"]), _n(run["p99_us_before_kill"]),
-                         _n(run["acknowledged_walks"]), _n(run["acknowledged_walks_lost"]),
-                         _n(run["people_not_where_last_acknowledged"]),
-                         _n(run["every_name_answers_after_s"], 2)
-                         if run["every_name_answers_after_s"] is not None else "never",
-                         _check(ok) if replicated else "-"])  # fmt: skip
-        rows.append(["with / without", f"{ratio}x" if ratio is not None else "-", "", "", "",
-                     "", "", "", ""])  # fmt: skip
-        return [_table(f"kill: pod 3 of 3 SIGKILLed while {result['concurrency']} walkers walk "
-                       f"{result['people']:,} people through pods 1-2",
-                       ["replica copies", "walks/s before kill", "p50 us", "p99 us",
-                        "acknowledged walks", "acknowledged lost", "people not where acked",
-                        "every name answers after s",
-                        f"0 lost, >= {RATE_TARGET}x the rate without"], rows)]  # fmt: skip
+            ok = (
+                run["acknowledged_walks_lost"] == 0
+                and run["every_name_answers_after_s"] is not None
+                and ratio is not None
+                and ratio >= RATE_TARGET
+            )
+            back = run["every_name_answers_after_s"]
+            rows.append(
+                [
+                    run["replica_copies"],
+                    _n(run["walks_per_second_before_kill"]),
+                    _n(run["p50_us_before_kill"]),
+                    _n(run["p99_us_before_kill"]),
+                    _n(run["acknowledged_walks"]),
+                    _n(run["acknowledged_walks_lost"]),
+                    _n(run["people_not_where_last_acknowledged"]),
+                    _n(back, 2) if back is not None else "never",
+                    _check(ok) if replicated else "-",
+                ]
+            )
+        rows.append(
+            [
+                "with / without",
+                f"{ratio}x" if ratio is not None else "-",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
+        return [
+            _table(
+                f"kill: pod 3 of 3 SIGKILLed while {result['concurrency']} walkers walk "
+                f"{result['people']:,} people through pods 1-2",
+                [
+                    "replica copies",
+                    "walks/s before kill",
+                    "p50 us",
+                    "p99 us",
+                    "acknowledged walks",
+                    "acknowledged lost",
+                    "people not where acked",
+                    "every name answers after s",
+                    f"0 lost, >= {RATE_TARGET}x the rate without",
+                ],
+                rows,
+            )
+        ]
     return []
 
 

@@ -84,13 +84,13 @@ def erlang_rates(bins: dict[str, bytes], seconds: float) -> dict[str, tuple[floa
         src = Path(d) / "codec_bench_erl.erl"
         src.write_text(ERL_BENCH)
         subprocess.run([erlc, "-o", d, str(src)], check=True, timeout=120)
-        cases = ", ".join(
-            f'{{"{k}", <<{",".join(str(b) for b in v)}>>}}' for k, v in bins.items()
-        )
+        cases = ", ".join(f'{{"{k}", <<{",".join(str(b) for b in v)}>>}}' for k, v in bins.items())
         script = f"codec_bench_erl:run([{cases}], {int(seconds * 1000)}), halt()."
         out = subprocess.run(
             [erl, "-noshell", "-pa", d, "-eval", script],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True,
+            text=True,
+            timeout=600,
         ).stdout
     res = {}
     for line in out.splitlines():
@@ -104,8 +104,10 @@ def main() -> None:
     bins = {name: encode(t) for name, t in CASES.items()}
     frame = b"p" + bins["control"] + bins["call"]
     erl = erlang_rates(bins, seconds)
-    print(f"{'term':<9}{'bytes':>6}{'encode/s':>11}{'decode/s':>11}{'pure enc/s':>11}"
-          f"{'pure dec/s':>11}{'erl t2b/s':>11}{'erl b2t/s':>11}{'enc ratio':>10}{'dec ratio':>10}")
+    print(
+        f"{'term':<9}{'bytes':>6}{'encode/s':>11}{'decode/s':>11}{'pure enc/s':>11}"
+        f"{'pure dec/s':>11}{'erl t2b/s':>11}{'erl b2t/s':>11}{'enc ratio':>10}{'dec ratio':>10}"
+    )
     for name, t in CASES.items():
         b = bins[name]
         enc = rate(lambda t=t: encode(t), seconds)
@@ -113,19 +115,25 @@ def main() -> None:
         p_enc = rate(lambda t=t: pure_encode(t), seconds)
         p_dec = rate(lambda b=b: pure_decode(b), seconds)
         e_enc, e_dec = erl.get(name, (float("nan"), float("nan")))
-        print(f"{name:<9}{len(b):>6}{enc:>11,.0f}{dec:>11,.0f}{p_enc:>11,.0f}{p_dec:>11,.0f}"
-              f"{e_enc:>11,.0f}{e_dec:>11,.0f}{enc / e_enc:>10.3f}{dec / e_dec:>10.3f}")
+        print(
+            f"{name:<9}{len(b):>6}{enc:>11,.0f}{dec:>11,.0f}{p_enc:>11,.0f}{p_dec:>11,.0f}"
+            f"{e_enc:>11,.0f}{e_dec:>11,.0f}{enc / e_enc:>10.3f}{dec / e_dec:>10.3f}"
+        )
 
     def split_frame() -> None:
         _, off = decode_prefix(frame, 1)
         decode_prefix(frame, off)
 
-    print(f"\nframe 112+control+call ({len(frame)} bytes): "
-          f"{rate(split_frame, seconds):,.0f} decode_prefix pairs/s")
+    print(
+        f"\nframe 112+control+call ({len(frame)} bytes): "
+        f"{rate(split_frame, seconds):,.0f} decode_prefix pairs/s"
+    )
     assert decode(bins["call"]) == CALL
-    print(f"python {sys.version.split()[0]}; C codec: {'yes' if ACCELERATED else 'not built'};"
-          f" erl: {'yes' if erl else 'not found'}; ratios are Python (encode/s, decode/s) /"
-          " Erlang, both single-threaded on this machine")
+    print(
+        f"python {sys.version.split()[0]}; C codec: {'yes' if ACCELERATED else 'not built'};"
+        f" erl: {'yes' if erl else 'not found'}; ratios are Python (encode/s, decode/s) /"
+        " Erlang, both single-threaded on this machine"
+    )
 
 
 if __name__ == "__main__":

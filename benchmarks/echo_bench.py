@@ -88,14 +88,27 @@ def pinned(cpu: int | None) -> list[str]:
     return [] if cpu is None else ["taskset", "-c", str(cpu)]
 
 
-def erl_node(name: str, cookie: str, code_dir: str, cpu: int | None,
-             *eval_args: str) -> subprocess.Popen[bytes]:  # fmt: skip
+def erl_node(
+    name: str, cookie: str, code_dir: str, cpu: int | None, *eval_args: str
+) -> subprocess.Popen[bytes]:
     # Pinned to one CPU, a node runs one scheduler, as the Python node runs one thread.
     schedulers = [] if cpu is None else ["+S", "1:1"]
     return subprocess.Popen(
-        [*pinned(cpu), "erl", "-name", name, "-setcookie", cookie, "-noshell", *schedulers,
-         "-pa", code_dir, *eval_args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            *pinned(cpu),
+            "erl",
+            "-name",
+            name,
+            "-setcookie",
+            cookie,
+            "-noshell",
+            *schedulers,
+            "-pa",
+            code_dir,
+            *eval_args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -107,9 +120,13 @@ def main() -> None:
     parser.add_argument("--conc", type=int, default=40000, help="concurrent calls per round")
     parser.add_argument("--callers", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-pin", dest="pin", action="store_false",
-                        help="let the kernel place the nodes (default: driver and echo node"
-                             " each pinned to a CPU of their own)")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let the kernel place the nodes (default: driver and echo node"
+        " each pinned to a CPU of their own)",
+    )
     args = parser.parse_args()
     if shutil.which("erl") is None:
         sys.exit("erl is not on PATH")
@@ -130,11 +147,25 @@ def main() -> None:
             subprocess.run(["erlc", "-o", code_dir, f"{code_dir}/{mod}.erl"], check=True)
         try:
             py = subprocess.Popen(
-                [*pinned(server_cpu), sys.executable, "-m", "py_nodes.echo",
-                 "--name", py_name, "--cookie", cookie],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)},
+                [
+                    *pinned(server_cpu),
+                    sys.executable,
+                    "-m",
+                    "py_nodes.echo",
+                    "--name",
+                    py_name,
+                    "--cookie",
+                    cookie,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(
+                        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
+                    ),
+                },
             )
             procs.append(py)
             assert py.stdout is not None
@@ -144,7 +175,11 @@ def main() -> None:
             )
             time.sleep(0.5)
             driver = erl_node(
-                drv_name, cookie, code_dir, driver_cpu, "-eval",
+                drv_name,
+                cookie,
+                code_dir,
+                driver_cpu,
+                "-eval",
                 f"echo_driver:main(['{py_name}', '{srv_name}', {args.seq}, {args.conc}, "
                 f"{args.callers}, {args.rounds}])",
             )
@@ -170,10 +205,15 @@ def report(output: str, args: argparse.Namespace) -> None:
         nums = [float(v) for v in values]
         old = best.get(label)
         # keep the best round of each: highest throughput, lowest latency
-        best[label] = nums if old is None else [
-            max(nums[0], old[0]), max(nums[1], old[1]),
-            *(min(a, b) for a, b in zip(nums[2:], old[2:], strict=True)),
-        ]
+        best[label] = (
+            nums
+            if old is None
+            else [
+                max(nums[0], old[0]),
+                max(nums[1], old[1]),
+                *(min(a, b) for a, b in zip(nums[2:], old[2:], strict=True)),
+            ]
+        )
     if set(best) != {"python", "beam"}:
         sys.exit(f"benchmark failed:\n{output}")
     py, beam = best["python"], best["beam"]
@@ -185,8 +225,10 @@ def report(output: str, args: argparse.Namespace) -> None:
         ("concurrent p50 (us)", 4, False),
         ("concurrent p99 (us)", 5, False),
     ]
-    print(f"\ngen_server:call from an erl node, {args.seq} sequential + {args.conc} concurrent"
-          f" calls per round, best of {args.rounds} rounds")
+    print(
+        f"\ngen_server:call from an erl node, {args.seq} sequential + {args.conc} concurrent"
+        f" calls per round, best of {args.rounds} rounds"
+    )
     print(f"{'':28}{'Python node':>14}{'BEAM node':>14}{'Python/BEAM':>14}")
     for title, i, higher_better in rows:
         ratio = py[i] / beam[i] if higher_better else beam[i] / py[i]

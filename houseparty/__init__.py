@@ -7,6 +7,8 @@ written with :class:`houseparty.workers.Worker`. The errors they raise are drawn
 :mod:`houseparty._errors`.
 """
 
+import logging
+
 from houseparty._client import AsyncHouseParty, HouseParty
 from houseparty._errors import (
     AlreadyRegistered,
@@ -15,11 +17,14 @@ from houseparty._errors import (
     BadArgument,
     ClusterError,
     ConnectError,
+    CookieRefused,
     DestinationFull,
     ErlangMissing,
     HousePartyError,
+    NotConnected,
     NotRunning,
     PortInUse,
+    Timeout,
     Unavailable,
     UnknownKind,
     UnknownName,
@@ -28,6 +33,9 @@ from houseparty._errors import (
 )
 from houseparty._workers_client import AsyncWorkers, Workers
 from houseparty.workers import Ignore, Restart, Resume, Worker
+
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.1.0"
 
 __all__ = [
     "AlreadyRegistered",
@@ -38,15 +46,18 @@ __all__ = [
     "BadArgument",
     "ClusterError",
     "ConnectError",
+    "CookieRefused",
     "DestinationFull",
     "ErlangMissing",
     "HouseParty",
     "HousePartyError",
     "Ignore",
+    "NotConnected",
     "NotRunning",
     "PortInUse",
     "Restart",
     "Resume",
+    "Timeout",
     "Unavailable",
     "UnknownKind",
     "UnknownName",
@@ -54,4 +65,9 @@ __all__ = [
     "Worker",
     "WorkerStartError",
     "Workers",
+    "__version__",
 ]
+
+# A library logs and leaves the printing to the application (the CLI and the pod
+# configure logging); without this, Python's last-resort handler would print warnings.
+logging.getLogger("houseparty").addHandler(logging.NullHandler())

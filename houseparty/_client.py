@@ -5,7 +5,11 @@ on a sidecar, so Python users get exactly what iex users get, as plain Python va
 names are ``str``, ``dump()`` is a ``dict`` of sorted lists, log times are ``datetime``
 in UTC, and ``where_is`` gives ``None`` for nowhere. Refusals raise (see
 :mod:`houseparty._errors`): :class:`DestinationFull`, :class:`UnknownRoom`,
-:class:`BadArgument`; an unreachable cluster raises :class:`ConnectError`.
+:class:`BadArgument`, and :class:`Unavailable` when a worker did not answer in time;
+an unreachable cluster raises :class:`ConnectError` (:class:`CookieRefused` for a wrong
+cookie), a cluster that does not answer in time :class:`Timeout`, a client not connected
+:class:`NotConnected`. A client takes one sidecar or a list of seeds, and carries on
+through the next seed when its sidecar goes away.
 
 ::
 
@@ -20,7 +24,7 @@ in UTC, and ``where_is`` gives ``None`` for nowhere. Refusals raise (see
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +32,7 @@ from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient
 from houseparty._errors import ApiError, BadArgument, DestinationFull, Unavailable, UnknownRoom
 from py_nodes._terms import Atom
 
-__all__ = ["AsyncHouseParty", "HouseParty", "from_term"]
+__all__ = ["MAX_NAME", "AsyncHouseParty", "HouseParty", "from_term"]
 
 _ERROR = Atom("error")
 _NIL = Atom("nil")
@@ -55,10 +59,28 @@ def from_term(term: Any) -> Any:
     return term
 
 
+# Rooms and people are atoms at the API's edge, and an atom holds at most 255 characters.
+MAX_NAME = 255
+
+
 def _name(value: Any, what: str) -> Atom:
     if not isinstance(value, str) or not value:
         raise BadArgument(value, f"{what} must be a non-empty str, not {value!r}")
+    if len(value) > MAX_NAME:
+        raise BadArgument(
+            value, f"{what} has at most {MAX_NAME} characters, not {len(value)}: {value[:20]!r}..."
+        )
+    if _unencodable(value):
+        raise BadArgument(value, f"{what} must be text UTF-8 can carry, not {value!r}")
     return Atom(value)
+
+
+def _unencodable(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for the wire
+        return True
+    return False
 
 
 def _names(values: str | Iterable[str], what: str) -> list[Atom]:
@@ -75,36 +97,55 @@ def _max(value: Any) -> int:
     return value
 
 
+class _R:
+    """The atoms of the erl API's refusals."""
+
+    destination_full = Atom("destination_full")
+    unknown_room = Atom("unknown_room")
+    bad_name = Atom("bad_name")
+    bad_max = Atom("bad_max")
+    too_many_people = Atom("too_many_people")
+    unavailable = Atom("unavailable")
+
+
 def _raise_for(reason: Any) -> None:
-    if reason is Atom("destination_full"):
-        raise DestinationFull(reason, "the room is full")
-    if type(reason) is tuple and len(reason) == 2:
-        kind, detail = reason
-        if kind is Atom("unknown_room"):
-            raise UnknownRoom(reason, f"unknown room: {from_term(detail)}")
-        if kind is Atom("bad_name"):
-            raise BadArgument(reason, f"not a name: {from_term(detail)!r}")
-        if kind is Atom("bad_max"):
-            raise BadArgument(reason, f"max must be an integer >= 1, not {from_term(detail)!r}")
-        if kind is Atom("unavailable"):
-            raise Unavailable(reason, f"could not be asked in time: {from_term(detail)!r}")
-        if kind is Atom("too_many_people"):
-            raise BadArgument(reason, f"the room holds {detail} people, more than that max")
+    match reason:
+        case _R.destination_full:
+            raise DestinationFull(reason, "the room is full")
+        case (_R.unknown_room, room):
+            raise UnknownRoom(reason, f"unknown room: {from_term(room)}")
+        case (_R.bad_name, name):
+            raise BadArgument(reason, f"not a name: {from_term(name)!r}")
+        case (_R.bad_max, max_people):
+            raise BadArgument(reason, f"max must be an integer >= 1, not {from_term(max_people)!r}")
+        case (_R.too_many_people, count):
+            raise BadArgument(reason, f"the room holds {count} people, more than that max")
+        case (_R.unavailable, why):
+            raise Unavailable(reason, f"the cluster could not answer in time: {from_term(why)!r}")
     raise ApiError(reason, f"the cluster refused: {from_term(reason)!r}")
 
 
 class AsyncHouseParty(AsyncClient):
-    """The asyncio client. ``node`` is any sidecar of the cluster; ``client_host`` names
-    and binds this client's node on that address, for a client whose address differs
-    from the sidecar's host."""
+    """The asyncio client. ``node`` is a sidecar of the cluster, or a list of them to use
+    in turn (seeds); ``client_host`` names and binds this client's node on that address,
+    for a client whose address differs from the sidecars' host."""
 
     async def _api(self, function: str, *args: Any) -> Any:
-        result = await self.rpc("houseparty", function, list(args))
+        # Each call of the API gives the same result when it runs twice (adding rooms and
+        # setting a max are idempotent, a walk into the room one stands in changes
+        # nothing, the rest only read), so a sidecar lost under it is no reason to fail.
+        result = await self.rpc("houseparty", function, list(args), retry_elsewhere=True)
         if type(result) is tuple and len(result) == 2 and result[0] is _ERROR:
             _raise_for(result[1])
         return result
 
     async def add_rooms(self, rooms: str | Iterable[str], *, max: int | None = None) -> None:
+        """Create the rooms that do not exist yet; rooms that exist are left as they are,
+        so calling it twice is harmless.
+
+        ``rooms`` is one name or an iterable of names. ``max`` is how many people each
+        new room holds at most (10 when not given). Raises :class:`BadArgument` for an
+        empty or non-``str`` name or a ``max`` below 1, and nothing is created then."""
         names = _names(rooms, "a room")
         if max is not None:
             await self._api("add_rooms", names, {Atom("max"): _max(max)})
@@ -112,24 +153,40 @@ class AsyncHouseParty(AsyncClient):
             await self._api("add_rooms", names)
 
     async def set_room_max(self, room: str, max: int) -> None:
+        """Set how many people ``room`` holds at most.
+
+        Raises :class:`UnknownRoom`, or :class:`BadArgument` for a ``max`` below 1 or
+        below the number of people already in the room."""
         await self._api("set_room_max", _name(room, "a room"), _max(max))
 
     async def walk_into(self, room: str, people: str | Iterable[str]) -> None:
+        """Walk each person, in order, into ``room`` and out of the room they stood in.
+
+        ``people`` is one name or an iterable of names; a person is created on first use.
+        The walk stops at the first refusal: :class:`DestinationFull` when the room is
+        full (that person is not moved and nothing is logged), :class:`UnknownRoom`.
+        Walking into the room one stands in changes nothing."""
         await self._api("walk_into", _name(room, "a room"), _names(people, "a person"))
 
     async def dump(self) -> dict[str, list[str]]:
+        """Every room with the people in it: ``{"den": [], "kitchen": ["bilal"]}``."""
         result: dict[str, list[str]] = from_term(await self._api("dump"))
         return result
 
     async def who_is_in(self, room: str) -> list[str]:
+        """The people in ``room``, sorted. Raises :class:`UnknownRoom`."""
         result: list[str] = from_term(await self._api("who_is_in", _name(room, "a room")))
         return result
 
     async def where_is(self, person: str) -> str | None:
+        """The room ``person`` stands in; None for a person who stands nowhere or was
+        never seen."""
         result: str | None = from_term(await self._api("where_is", _name(person, "a person")))
         return result
 
     async def get_person_room_log(self, person: str) -> list[tuple[datetime, str]]:
+        """The rooms ``person`` walked into, newest first, each with the time of the walk
+        as an aware :class:`~datetime.datetime` in UTC. Empty for an unknown person."""
         log = await self._api("get_person_room_log", _name(person, "a person"))
         return [(from_term(dt), from_term(room)) for dt, room in log]
 
@@ -141,7 +198,7 @@ class HouseParty(SyncClient):
 
     def __init__(
         self,
-        node: str,
+        node: str | Sequence[str],
         cookie: str,
         *,
         timeout: float = CALL_TIMEOUT_S,
@@ -151,22 +208,29 @@ class HouseParty(SyncClient):
         super().__init__(self._client)
 
     def add_rooms(self, rooms: str | Iterable[str], *, max: int | None = None) -> None:
+        """Like :meth:`AsyncHouseParty.add_rooms`, blocking until it is done."""
         self._run(self._client.add_rooms(rooms, max=max))
 
     def set_room_max(self, room: str, max: int) -> None:
+        """Like :meth:`AsyncHouseParty.set_room_max`, blocking until it is done."""
         self._run(self._client.set_room_max(room, max))
 
     def walk_into(self, room: str, people: str | Iterable[str]) -> None:
+        """Like :meth:`AsyncHouseParty.walk_into`, blocking until it is done."""
         self._run(self._client.walk_into(room, people))
 
     def dump(self) -> dict[str, list[str]]:
+        """Like :meth:`AsyncHouseParty.dump`, blocking until it is done."""
         return self._run(self._client.dump())
 
     def who_is_in(self, room: str) -> list[str]:
+        """Like :meth:`AsyncHouseParty.who_is_in`, blocking until it is done."""
         return self._run(self._client.who_is_in(room))
 
     def where_is(self, person: str) -> str | None:
+        """Like :meth:`AsyncHouseParty.where_is`, blocking until it is done."""
         return self._run(self._client.where_is(person))
 
     def get_person_room_log(self, person: str) -> list[tuple[datetime, str]]:
+        """Like :meth:`AsyncHouseParty.get_person_room_log`, blocking until it is done."""
         return self._run(self._client.get_person_room_log(person))

@@ -5,43 +5,52 @@ private event loop thread."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, Self, TypeVar
 
-from houseparty._errors import ConnectError
+from houseparty._errors import ApiError, ConnectError, CookieRefused, NotConnected, Timeout
 from houseparty._rex import rex_call
-from py_nodes import Node, PyNodesError
+from py_nodes import CallExit, CallTimeout, ConnectionLost, Node, NodeDown, PyNodesError
 from py_nodes._terms import Atom
 
 __all__ = ["CALL_TIMEOUT_S", "AsyncClient", "SyncClient"]
 
 T = TypeVar("T")
 
-_BADRPC = Atom("badrpc")
 CALL_TIMEOUT_S = 60.0
+
+log = logging.getLogger("houseparty.client")
 
 
 class AsyncClient:
-    """An asyncio client of the cluster. ``node`` is any sidecar of the cluster."""
+    """An asyncio client of the cluster, standing on any of its sidecars.
+
+    ``nodes`` is one sidecar or several (seeds): the client talks to the first that
+    answers, and when that one goes away under a request that is safe to repeat, asks the
+    next. ``timeout`` bounds each request; ``client_host`` names and binds this client's
+    node on that address, for a client whose address differs from the sidecars' host
+    (another network namespace, another machine); by default the client takes the first
+    sidecar's host and listens on every interface.
+    """
 
     def __init__(
         self,
-        node: str,
+        node: str | Sequence[str],
         cookie: str,
         *,
         timeout: float = CALL_TIMEOUT_S,
         client_host: str | None = None,
     ) -> None:
-        """``client_host`` names and binds this client's node on that address, for a
-        client whose address differs from the sidecar's host (another network
-        namespace, another machine); by default the client takes the sidecar's host
-        and listens on every interface."""
-        self.sidecar = node
+        self.seeds = [node] if isinstance(node, str) else list(node)
+        if not self.seeds:
+            raise ValueError("a client needs at least one sidecar to talk to")
+        self.sidecar = self.seeds[0]
         self.timeout = timeout
         if client_host is None:
-            host = node.split("@", 1)[1] if "@" in node else "127.0.0.1"
+            host = self.sidecar.split("@", 1)[1] if "@" in self.sidecar else "127.0.0.1"
             self._node = Node(f"hpclient_{secrets.token_hex(4)}@{host}", cookie=cookie, port=0)
         else:
             self._node = Node(
@@ -51,28 +60,35 @@ class AsyncClient:
                 listen_host=client_host,
             )
         self._started = False
+        self._connected = False
 
     async def connect(self) -> None:
-        """Start this client's node and reach the sidecar; :class:`ConnectError` if not."""
+        """Start this client's node and reach a sidecar, the seeds in order.
+
+        Raises :class:`CookieRefused` when a seed is up but refuses this client's cookie
+        (and none answers), :class:`ConnectError` when none can be reached."""
         if not self._started:
             await self._node.start()
             self._started = True
-        try:
-            reachable = await self._node.ping(self.sidecar, timeout=5.0)
-        except PyNodesError as exc:
-            reachable = False
-            detail = f": {exc}"
-        else:
-            detail = ""
-        if not reachable:
-            await self.close()
-            raise ConnectError(
-                f"cannot reach {self.sidecar} (is the cluster running, is the cookie right?)"
-                + detail
-            )
+        await self._reach(self.seeds)
+
+    async def _reach(self, candidates: Sequence[str]) -> None:
+        refused = []
+        for seed in candidates:
+            if await self._node.ping(seed, timeout=5.0):
+                self.sidecar = seed
+                self._connected = True
+                return
+            if await self._node.listed_by_epmd(seed):
+                refused.append(seed)
+        await self.close()
+        if refused:
+            raise CookieRefused(f"{', '.join(refused)} refused this client: is the cookie right?")
+        raise ConnectError(f"cannot reach {_listing(candidates)} (is the cluster running?)")
 
     async def close(self) -> None:
-        """Leave the cluster."""
+        """Leave the cluster. The client can be connected again."""
+        self._connected = False
         if self._started:
             self._started = False
             await self._node.stop()
@@ -84,18 +100,89 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def rpc(self, module: str, function: str, args: list[Any]) -> Any:
-        """``rpc:call(Sidecar, Module, Function, Args)``; raises on ``badrpc``."""
+    async def rpc(
+        self, module: str, function: str, args: list[Any], *, retry_elsewhere: bool = False
+    ) -> Any:
+        """``rpc:call(Sidecar, Module, Function, Args)``.
+
+        With ``retry_elsewhere``, a request whose sidecar went away before answering is
+        asked again of the next seed that answers: only for requests that give the same
+        result when they run twice. Raises :class:`NotConnected`, :class:`Timeout`,
+        :class:`ConnectError` (no sidecar left), :class:`ApiError` (the function failed
+        there: an exception, an unknown module)."""
+        if not self._connected:
+            raise NotConnected("the client is not connected: call connect() first")
+        while True:
+            try:
+                return await self._rpc_once(module, function, args)
+            except _SidecarLost as lost:
+                if not retry_elsewhere:
+                    raise ConnectError(
+                        f"{lost.sidecar} went away during {module}:{function}"
+                    ) from None
+                others = [s for s in self.seeds if s != lost.sidecar]
+                if not others:
+                    raise ConnectError(
+                        f"{lost.sidecar} went away during {module}:{function}, "
+                        "and there is no other seed to ask"
+                    ) from None
+                log.info("%s went away; asking %s", lost.sidecar, _listing(others))
+                await self._reach_again(others)
+
+    async def _reach_again(self, candidates: Sequence[str]) -> None:
+        for seed in candidates:
+            if await self._node.ping(seed, timeout=5.0):
+                self.sidecar = seed
+                return
+        raise ConnectError(f"cannot reach {_listing(candidates)} either")
+
+    async def _rpc_once(self, module: str, function: str, args: list[Any]) -> Any:
+        sidecar = self.sidecar
         group_leader = self._node.whereis("net_kernel")
         try:
             result = await rex_call(
-                self._node, self.sidecar, module, function, args, group_leader, self.timeout
+                self._node, sidecar, module, function, args, group_leader, self.timeout
             )
+        except CallTimeout:
+            raise Timeout(
+                f"{sidecar} did not answer {module}:{function} within {self.timeout:g} s"
+            ) from None
+        except (NodeDown, ConnectionLost) as exc:
+            raise _SidecarLost(sidecar) from exc
+        except CallExit as exc:
+            if exc.reason is _NOCONNECTION:
+                raise _SidecarLost(sidecar) from exc
+            raise ApiError(exc.reason, f"{module}:{function} failed on {sidecar}: {exc}") from exc
         except PyNodesError as exc:
-            raise ConnectError(f"{self.sidecar} did not answer: {exc}") from exc
-        if type(result) is tuple and len(result) == 2 and result[0] is _BADRPC:
-            raise ConnectError(f"{module}:{function} failed on {self.sidecar}: {result[1]!r}")
+            raise ApiError(
+                exc, f"{module}:{function} could not be asked of {sidecar}: {exc}"
+            ) from exc
+        match result:
+            case (_T.badrpc, _T.nodedown):
+                raise _SidecarLost(sidecar)
+            case (_T.badrpc, reason):
+                raise ApiError(reason, f"{module}:{function} failed on {sidecar}: {reason!r}")
         return result
+
+
+class _SidecarLost(Exception):
+    """The sidecar a request went to went away before it answered."""
+
+    def __init__(self, sidecar: str) -> None:
+        super().__init__(sidecar)
+        self.sidecar = sidecar
+
+
+class _T:
+    badrpc = Atom("badrpc")
+    nodedown = Atom("nodedown")
+
+
+_NOCONNECTION = Atom("noconnection")
+
+
+def _listing(nodes: Sequence[str]) -> str:
+    return ", ".join(nodes) if len(nodes) <= 3 else f"{', '.join(nodes[:3])} (+{len(nodes) - 3})"
 
 
 class SyncClient:
@@ -107,7 +194,6 @@ class SyncClient:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self._async = client
-        self.sidecar = client.sidecar
         try:
             self._run(client.connect())
         except BaseException:
@@ -115,6 +201,9 @@ class SyncClient:
             raise
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop.is_closed():
+            coro.close()
+            raise NotConnected("the client is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def _stop_loop(self) -> None:
@@ -134,6 +223,11 @@ class SyncClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def sidecar(self) -> str:
+        """The sidecar this client talks to now."""
+        return self._async.sidecar
+
     def rpc(self, module: str, function: str, args: list[Any]) -> Any:
-        """``rpc:call(Sidecar, Module, Function, Args)``; raises on ``badrpc``."""
+        """``rpc:call(Sidecar, Module, Function, Args)``: see :meth:`AsyncClient.rpc`."""
         return self._run(self._async.rpc(module, function, args))

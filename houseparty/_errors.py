@@ -8,7 +8,10 @@
     │   ├── AlreadyRunning           a live cluster already owns the run folder
     │   ├── NotRunning               no live cluster in the run folder
     │   └── PortInUse                a port the cluster needs is taken
-    ├── ConnectError                 the cluster cannot be reached (down, or wrong cookie)
+    ├── ConnectError                 no seed node of the cluster can be reached
+    │   └── CookieRefused            a seed node is up but refused this client's cookie
+    ├── Timeout                      no answer within the client's timeout (it may have run)
+    ├── NotConnected                 the client is not connected: before connect, after close
     └── ApiError                     the cluster refused a request; ``.reason`` is the term
         ├── UnknownRoom              the room was never added
         ├── DestinationFull          the room is at its max
@@ -31,11 +34,14 @@ __all__ = [
     "BadArgument",
     "ClusterError",
     "ConnectError",
+    "CookieRefused",
     "DestinationFull",
     "ErlangMissing",
     "HousePartyError",
+    "NotConnected",
     "NotRunning",
     "PortInUse",
+    "Timeout",
     "Unavailable",
     "UnknownKind",
     "UnknownName",
@@ -70,6 +76,19 @@ class PortInUse(ClusterError):
 
 class ConnectError(HousePartyError):
     """The cluster cannot be reached: it is down, or the cookie is wrong."""
+
+
+class CookieRefused(ConnectError):
+    """A seed node is up (epmd knows it) but refused this client: the cookie is wrong."""
+
+
+class Timeout(HousePartyError):
+    """The cluster did not answer within the client's timeout; the request may have run."""
+
+
+class NotConnected(HousePartyError):
+    """The client is not connected: ``connect()`` (or ``with``/``async with``) was not
+    called, or ``close()`` was."""
 
 
 class ApiError(HousePartyError):

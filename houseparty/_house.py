@@ -55,6 +55,7 @@ class H:
     settle_rooms = Atom("settle_rooms")
     finish_walk = Atom("finish_walk")
     intent = Atom("intent")
+    leaving = Atom("leaving")
     max = Atom("max")
     people = Atom("people")
     log = Atom("log")
@@ -214,13 +215,14 @@ class PersonWorker(Worker):
     Until the first walk the log is the empty tuple, which costs no object per person.
 
     Rooms and people agree after any crash: a walk has its intent held (replicated)
-    before it enters the new room, and its completed move after it left the old one,
-    before it answers. A person restarted with an intent finishes that walk (entering
-    and leaving are idempotent) or, when the room refuses it, stays where it was, in the
-    room that still lists it.
+    before it enters the new room, and its completed move, with the room it is leaving,
+    before it answers (the old room lets go meanwhile). A person restarted with an
+    intent finishes that walk (entering and leaving are idempotent) or, when the room
+    refuses it, stays where it was, in the room that still lists it; one restarted with
+    a room to leave leaves it again.
     """
 
-    __slots__ = ("intent", "log", "room")
+    __slots__ = ("intent", "leaving", "log", "room")
 
     kind = "person"
 
@@ -228,11 +230,13 @@ class PersonWorker(Worker):
     room: Atom | None
     log: list[tuple[int, Atom]] | tuple[()]
     intent: tuple[int, Atom] | None
+    leaving: Atom | None
 
     def setup(self) -> None:
         self.room = None
         self.log = ()
         self.intent = None
+        self.leaving = None
 
     def registry_key(self) -> tuple[Atom, Atom]:
         return (H.person, self.key)
@@ -275,21 +279,38 @@ class PersonWorker(Worker):
         return REPLY_OK
 
     async def _complete_walk(self) -> None:
-        # Entered the intent's room: leave the old one and log the move.
+        # Entered the intent's room: log the move and leave the old room. The new state,
+        # which still names the room to leave, is held while the old room lets go (a
+        # person restarted from it leaves that room again: leaving is idempotent), so
+        # the two round trips run side by side.
         assert self.intent is not None
         micros, room = self.intent
-        if self.room is not None and self.room is not room:
-            await self._tell_room(self.room, H.leave)
+        old = self.room
         self.room = room
         if isinstance(self.log, list):
             self.log.append((micros, room))
         else:
             self.log = [(micros, room)]
         self.intent = None
-        self.changed()
+        if old is None or old is room:
+            self.changed()
+            return
+        self.leaving = old
+        held, _ = await asyncio.gather(
+            self.replicate(), self._tell_room(old, H.leave), return_exceptions=True
+        )
+        self.leaving = None
+        if isinstance(held, BaseException) and not isinstance(held, Unavailable):
+            raise held
+        # Unavailable: the state is due again, and the answer waits for it.
 
     async def _finish_walk(self) -> None:
         # Restarted with a walk under way: finish it, or stay where the person was.
+        if self.leaving is not None:
+            if self.leaving is not self.room:
+                await self._tell_room(self.leaving, H.leave)
+            self.leaving = None
+            self.changed()
         if self.intent is None:
             return
         room = self.intent[1]
@@ -319,9 +340,12 @@ class PersonWorker(Worker):
             log.warning("%s: room %s did not take %s: %s", self.key, room, what, exc)
 
     def state_term(self) -> dict[Atom, Any]:
-        if self.intent is None:
-            return {H.log: list(self.log)}
-        return {H.log: list(self.log), H.intent: self.intent}
+        state: dict[Atom, Any] = {H.log: list(self.log)}
+        if self.intent is not None:
+            state[H.intent] = self.intent
+        if self.leaving is not None:
+            state[H.leaving] = self.leaving
+        return state
 
     def end_handoff(self, state: Any) -> None:
         # A walk may reach the new copy before its state does: keep both.
@@ -329,6 +353,10 @@ class PersonWorker(Worker):
         intent = state.get(H.intent)
         if intent is not None and self.intent is None:
             self.intent = (int(intent[0]), intent[1])
+        leaving = state.get(H.leaving)
+        if leaving is not None and self.leaving is None:
+            self.leaving = leaving
+        if self.intent is not None or self.leaving is not None:
             self.send(self.pid, (H.finish_walk,))
 
     def resolve_conflict(self, state: Any) -> None:

@@ -27,6 +27,7 @@ a binary and comes back as ``bytes``, an :class:`~py_nodes.Atom` as an atom. Err
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient
@@ -68,7 +69,10 @@ def _name(value: Any, what: str = "a name") -> bytes:
     """A name or group from Python, as the binary the cluster knows it by."""
     if not isinstance(value, str) or not value:
         raise BadArgument(value, f"{what} must be a non-empty str, not {value!r}")
-    return value.encode()
+    try:
+        return value.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        raise BadArgument(value, f"{what} must be text UTF-8 can carry, not {value!r}") from None
 
 
 def _timeout_ms(timeout: float) -> int:
@@ -118,7 +122,7 @@ class AsyncWorkers(AsyncClient):
 
     async def whereis(self, name: str) -> Pid | None:
         """The pid of the worker registered as ``name``, or None."""
-        pid = await self.rpc("hp_registry", "whereis_name", [_name(name)])
+        pid = await self.rpc("hp_registry", "whereis_name", [_name(name)], retry_elsewhere=True)
         return pid if isinstance(pid, Pid) else None
 
     async def call(self, name: str, request: Any, *, timeout: float = WORKER_CALL_TIMEOUT_S) -> Any:
@@ -147,7 +151,7 @@ class AsyncWorkers(AsyncClient):
         as in swarm, where it would run on unnamed. Nothing happens for an unknown name."""
         key = _name(name)
         pid = await self.whereis(name) if stop else None
-        await self.rpc("hp_registry", "unregister_name", [key])
+        await self.rpc("hp_registry", "unregister_name", [key], retry_elsewhere=True)
         if pid is not None:
             await self.rpc("erlang", "send", [pid, _SWARM_DIE])
 
@@ -161,16 +165,22 @@ class AsyncWorkers(AsyncClient):
         """Put the worker registered as ``name`` in ``group``; it stays there when it
         moves. Raises :class:`UnknownName`."""
         group_key = _name(group, "a group")
-        await self.rpc("hp_registry", "join", [group_key, await self._pid_of(name)])
+        await self.rpc(
+            "hp_registry", "join", [group_key, await self._pid_of(name)], retry_elsewhere=True
+        )
 
     async def leave(self, group: str, name: str) -> None:
         """Take the worker registered as ``name`` out of ``group``."""
         group_key = _name(group, "a group")
-        await self.rpc("hp_registry", "leave", [group_key, await self._pid_of(name)])
+        await self.rpc(
+            "hp_registry", "leave", [group_key, await self._pid_of(name)], retry_elsewhere=True
+        )
 
     async def members(self, group: str) -> list[Pid]:
         """The pids of ``group``'s members (pods that do not answer in time are left out)."""
-        pids: list[Pid] = await self.rpc("hp_registry", "members", [_name(group, "a group")])
+        pids: list[Pid] = await self.rpc(
+            "hp_registry", "members", [_name(group, "a group")], retry_elsewhere=True
+        )
         return pids
 
     async def multi_call(
@@ -195,7 +205,7 @@ class Workers(SyncClient):
 
     def __init__(
         self,
-        node: str,
+        node: str | Sequence[str],
         cookie: str,
         *,
         timeout: float = CALL_TIMEOUT_S,

@@ -67,7 +67,7 @@ import re
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
 
 from houseparty._errors import BadArgument, Unavailable, UnknownName
@@ -84,9 +84,6 @@ from py_nodes import (
     Stop,
 )
 from py_nodes._terms import Atom
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "NO_ANSWER",
@@ -207,10 +204,10 @@ class _Puts:
 # The sidecar of each node's pod, whose registry finds workers by name and which holds
 # their state copies, with how many successors hold a copy too: one per node, so that no
 # worker carries it.
-_sidecars: WeakKeyDictionary[Any, tuple[Atom, int, _Puts]] = WeakKeyDictionary()
+_sidecars: WeakKeyDictionary[object, tuple[Atom, int, _Puts]] = WeakKeyDictionary()
 
 
-def bind_sidecar(node: Any, sidecar: Atom, copies: int = DEFAULT_REPLICA_COPIES) -> None:
+def bind_sidecar(node: object, sidecar: Atom, copies: int = DEFAULT_REPLICA_COPIES) -> None:
     """Workers on ``node`` find other workers through ``sidecar``'s registry, and keep
     their state there and on ``copies`` other sidecars (0: replication is off)."""
     _sidecars[node] = (sidecar, copies, _Puts(node, sidecar))

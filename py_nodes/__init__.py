@@ -95,6 +95,8 @@ the events they bring) and the spawner (:mod:`py_nodes._rpc`: spawn requests bot
 Terms: see :mod:`py_nodes._codec` for the Python <-> Erlang mapping.
 """
 
+import logging
+
 from py_nodes._codec import decode, decode_prefix, encode
 from py_nodes._errors import (
     CallExit,
@@ -172,3 +174,7 @@ __all__ = [
     "decode_prefix",
     "encode",
 ]
+
+# A library logs and leaves the printing to the application; without this, Python's
+# last-resort handler would print the node's warnings to stderr.
+logging.getLogger("py_nodes").addHandler(logging.NullHandler())

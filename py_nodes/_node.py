@@ -355,6 +355,16 @@ class Node:
             if caller.ref is not None:
                 self.table.end_call_alias(caller.ref)
 
+    async def listed_by_epmd(self, node_name: str) -> bool:
+        """Whether the epmd of ``node_name``'s host lists that node: it is up, even when it
+        refuses us (a wrong cookie); False when epmd does not know it or cannot be asked."""
+        alive, _, host = node_name.partition("@")
+        try:
+            address = await _epmd.port_please(alive, host=host, epmd_port=self.epmd_port)
+        except (OSError, TimeoutError, PyNodesError):
+            return False
+        return address is not None
+
     async def ping(self, node_name: str, timeout: float = 5.0) -> bool:
         """``net_adm:ping``: True when ``node_name`` answers (``pong``)."""
         try:
@@ -499,7 +509,13 @@ class Node:
 
     # -- erpc ---------------------------------------------------------------------------------
 
-    def expose(self, module: str, function: str, fn: Callable[..., Any] | None = None) -> Any:
+    @overload
+    def expose(self, module: str, function: str) -> Callable[[F], F]: ...
+    @overload
+    def expose(self, module: str, function: str, fn: F) -> F: ...
+    def expose(
+        self, module: str, function: str, fn: Callable[..., Any] | None = None
+    ) -> Callable[..., Any]:
         """Make ``fn`` reachable as ``module:function`` by ``erpc:call``/``rpc:call``.
 
         Usable as ``node.expose("m", "f", fn)`` or as a decorator ``@node.expose("m", "f")``.

@@ -46,4 +46,6 @@ fi
 
 say "compiling the sidecar"
 rebar3 compile >/dev/null
+# iex's `h HouseParty` reads the EEP 48 docs chunks beside the ebin.
+escript erlang_sidecar/package.escript docs _build/default/lib/houseparty_sidecar
 say "ready"

@@ -221,24 +221,12 @@ ensure_worker(Key, Kind, Name, Args, Group) ->
             end
     end.
 
+%% A room missing while names move may only be on its way to a new owner.
 check_room_exists(Room) ->
-    check_room_exists(Room, erlang:monotonic_time(millisecond) + ?SETTLE_WAIT_MS).
-
-check_room_exists(Room, Deadline) ->
-    case find({room, Room}) of
-        Pid when is_pid(Pid) ->
-            ok;
-        {unavailable, _} = Unavailable ->
-            {error, Unavailable};
-        undefined ->
-            case hp_registry_server:unsettled()
-                andalso erlang:monotonic_time(millisecond) < Deadline of
-                true ->
-                    timer:sleep(50),
-                    check_room_exists(Room, Deadline);
-                false ->
-                    {error, {unknown_room, Room}}
-            end
+    case hp_python:whereis_name({room, Room}) of
+        Pid when is_pid(Pid) -> ok;
+        absent -> {error, {unknown_room, Room}};
+        {unavailable, _} = Unavailable -> {error, Unavailable}
     end.
 
 room_call(Room, Request) ->

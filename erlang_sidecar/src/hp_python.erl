@@ -14,7 +14,7 @@
 
 -export([start_worker/3, start_workers/1, begin_handoffs/1, take_over/1, stop_handed_off/1,
          watch/1, python_node/0]).
--export([call_name/2, call_name/3, cast_name/3]).
+-export([whereis_name/1, call_name/2, call_name/3, cast_name/3]).
 
 -define(APP, houseparty_sidecar).
 -define(CONNECT_TIMEOUT, 2000).
@@ -119,6 +119,12 @@ begin_handoffs([]) ->
     [];
 begin_handoffs([Pid | _] = Pids) ->
     gen_server:call({hp_workers, node(Pid)}, {begin_handoffs, Pids}, ?START_TIMEOUT).
+
+%% The pid registered as Name, waiting for it while names move (as call_name/3 does with
+%% absent => stop): absent when no such name is registered and names are not moving.
+-spec whereis_name(term()) -> pid() | absent | {unavailable, undefined}.
+whereis_name(Name) ->
+    with_name(Name, #{}, fun(Pid) -> {done, Pid} end).
 
 %% gen_server:call to the worker registered as Name, riding out a handoff or a restart:
 %% the name may point to nothing, to a process that exits under the call, or to a copy

@@ -44,9 +44,19 @@ start_on(Nodes, Name) ->
         false -> {error, {cannot_start_here, node()}}
     end.
 
+%% gen_server:start_link with a via name, as a supervisor would run it: from a process that
+%% stays (the caller of a test is an rpc, gone at once), until the worker exits.
 -spec start_via(term()) -> {ok, pid()} | {error, term()}.
 start_via(Name) ->
-    gen_server:start({via, hp_registry, Name}, ?MODULE, {Name, #{}}, []).
+    Caller = self(),
+    Holder = spawn(fun() ->
+                           process_flag(trap_exit, true),
+                           Started = gen_server:start_link({via, hp_registry, Name}, ?MODULE,
+                                                           {Name, #{}}, []),
+                           Caller ! {self(), Started},
+                           receive {'EXIT', _, _} -> ok end
+                   end),
+    receive {Holder, Started} -> Started end.
 
 %% A stand-in for the Python node's hp_workers server (what hp_python calls): a
 %% registered process that answers {start, Kind, Name, Args} with a new worker, and the

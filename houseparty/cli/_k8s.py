@@ -31,7 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from houseparty._client import HouseParty, from_term
-from houseparty._errors import ApiError, ConnectError, HousePartyError
+from houseparty._errors import ApiError, BadArgument, ConnectError, HousePartyError
 from py_nodes import PyNodesError
 
 if TYPE_CHECKING:
@@ -232,16 +232,31 @@ def status_table(status: K8sStatus) -> Table:
     table = Table(
         title=f"HouseParty pods in namespace {status.namespace} ({escape(status.selector)})"
     )
-    for column in ["pod", "phase", "ready", "IP", "k8s node", "sidecar node", "python node",
-                   "restarts", "in ring"]:  # fmt: skip
+    for column in [
+        "pod",
+        "phase",
+        "ready",
+        "IP",
+        "k8s node",
+        "sidecar node",
+        "python node",
+        "restarts",
+        "in ring",
+    ]:
         table.add_column(column)
     for r in status.pods:
         phase = f"{r.phase}, terminating" if r.terminating else r.phase
         table.add_row(
-            escape(r.name), escape(phase), _yes_no(r.ready), escape(r.ip or "-"),
-            escape(r.k8s_node or "-"), escape(r.sidecar_node or "-"),
-            escape(r.python_node or "-"), str(r.restarts), _yes_no(status.in_ring(r)),
-        )  # fmt: skip
+            escape(r.name),
+            escape(phase),
+            _yes_no(r.ready),
+            escape(r.ip or "-"),
+            escape(r.k8s_node or "-"),
+            escape(r.sidecar_node or "-"),
+            escape(r.python_node or "-"),
+            str(r.restarts),
+            _yes_no(status.in_ring(r)),
+        )
     return table
 
 
@@ -258,11 +273,15 @@ def status_notes(status: K8sStatus) -> list[str]:
         return lines
     lines.append(f"ring seen from {escape(view.via)}: {len(view.ring)} sidecars")
     if view.missing_from_ring:
-        lines.append("[red]pods Kubernetes shows that the ring lacks:[/] "
-                     + escape(", ".join(view.missing_from_ring)))  # fmt: skip
+        lines.append(
+            "[red]pods Kubernetes shows that the ring lacks:[/] "
+            + escape(", ".join(view.missing_from_ring))
+        )
     if view.missing_from_k8s:
-        lines.append("[red]ring members Kubernetes does not show:[/] "
-                     + escape(", ".join(view.missing_from_k8s)))  # fmt: skip
+        lines.append(
+            "[red]ring members Kubernetes does not show:[/] "
+            + escape(", ".join(view.missing_from_k8s))
+        )
     if not (view.missing_from_ring or view.missing_from_k8s):
         lines.append("[green]Kubernetes and the ring agree[/]")
     return lines
@@ -276,9 +295,9 @@ def _context_namespace(config_file: str | None, context: str | None) -> str | No
 
     # The kubernetes package leaves its config loaders unannotated.
     contexts, active = config.list_kube_config_contexts(config_file=config_file)  # type: ignore[no-untyped-call]
-    chosen = active if context is None else next(
-        (c for c in contexts if c.get("name") == context), None
-    )  # fmt: skip
+    chosen = (
+        active if context is None else next((c for c in contexts if c.get("name") == context), None)
+    )
     namespace = ((chosen or {}).get("context") or {}).get("namespace")
     return str(namespace) if namespace else None
 
@@ -316,8 +335,9 @@ def load_core_api(
             )
             namespace = _context_namespace(kubeconfig, context)
     except (config.ConfigException, OSError) as exc:
-        raise ConnectError(
-            f"cannot load the Kubernetes configuration from {source}: {exc}"
+        # Not the API's fault: the configuration the user (or the pod) gives is unusable.
+        raise BadArgument(
+            source, f"cannot load the Kubernetes configuration from {source}: {exc}"
         ) from None
     configuration.retries = API_RETRIES
     return client.CoreV1Api(client.ApiClient(configuration)), namespace, source

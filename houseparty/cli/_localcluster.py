@@ -71,13 +71,27 @@ def resolve_cookie(explicit: str | None) -> str:
     return path.read_text().strip()
 
 
+# Where a wheel ships the compiled sidecar (setup.py builds it there).
+_SHIPPED_EBIN = Path(__file__).resolve().parents[1] / "_sidecar" / "ebin"
+_CHECKOUT_EBIN = (
+    Path(__file__).resolve().parents[2]
+    / "_build"
+    / "default"
+    / "lib"
+    / "houseparty_sidecar"
+    / "ebin"
+)
+
+
 def sidecar_ebin() -> Path:
-    """The compiled sidecar: ``HP_SIDECAR_EBIN``, else the checkout's rebar3 build."""
+    """The compiled sidecar: ``HP_SIDECAR_EBIN``, else the one shipped in the installed
+    package, else the checkout's rebar3 build."""
     env = os.environ.get("HP_SIDECAR_EBIN")
     if env:
         return Path(env)
-    root = Path(__file__).resolve().parents[2]
-    return root / "_build" / "default" / "lib" / "houseparty_sidecar" / "ebin"
+    if _SHIPPED_EBIN.is_dir():
+        return _SHIPPED_EBIN
+    return _CHECKOUT_EBIN
 
 
 def elixir_ebins() -> list[Path]:
@@ -248,10 +262,13 @@ class LocalCluster:
                 f"{' and '.join(missing)} not found on PATH: install Erlang/OTP "
                 "(scripts/setup.sh does it: apt-get install erlang-nox erlang-dev)"
             )
-        if not (sidecar_ebin() / "houseparty_sidecar.app").exists():
+        ebin = sidecar_ebin()
+        if not (ebin / "houseparty_sidecar.app").exists():
             raise ErlangMissing(
-                f"the sidecar is not compiled ({sidecar_ebin()} has no houseparty_sidecar.app): "
-                "run scripts/setup.sh or `rebar3 compile`"
+                f"no compiled sidecar: {ebin} has no houseparty_sidecar.app. This "
+                "installation was built without Erlang/OTP; install Erlang/OTP 25 or newer "
+                "and reinstall houseparty, set HP_SIDECAR_EBIN to a compiled sidecar's ebin, "
+                "or, in a checkout, run scripts/setup.sh"
             )
 
     def up(
@@ -366,14 +383,29 @@ class LocalCluster:
     def _spawn_pod(self, state: _ClusterState, spec: PodSpec, *, only: str | None = None) -> None:
         env = self._env(state, spec)
         sidecar_cmd = [
-            "erl", "-name", spec.sidecar_node, "-noshell", "-noinput",
-            "+t", "5000000", "+P", "2097152",
-            "-kernel", "prevent_overlapping_partitions", "false",
-            "-kernel", "inet_dist_listen_min", str(spec.sidecar_port),
-            "inet_dist_listen_max", str(spec.sidecar_port),
-            "-pa", str(sidecar_ebin()), *(str(p) for p in elixir_ebins()),
-            "-eval", "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
-        ]  # fmt: skip
+            "erl",
+            "-name",
+            spec.sidecar_node,
+            "-noshell",
+            "-noinput",
+            "+t",
+            "5000000",
+            "+P",
+            "2097152",
+            "-kernel",
+            "prevent_overlapping_partitions",
+            "false",
+            "-kernel",
+            "inet_dist_listen_min",
+            str(spec.sidecar_port),
+            "inet_dist_listen_max",
+            str(spec.sidecar_port),
+            "-pa",
+            str(sidecar_ebin()),
+            *(str(p) for p in elixir_ebins()),
+            "-eval",
+            "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
+        ]
         python_cmd = [sys.executable, "-m", "houseparty.pod", "--name", spec.python_node]
         pod = state.pod_states[spec.index]
         if only in (None, "sidecar"):
@@ -443,17 +475,25 @@ class LocalCluster:
             raise NotRunning(f"pod {index} is not part of this cluster (pods 1..{state.pods})")
         return state, state.pod_states[index]
 
-    def stop_pod(self, index: int, timeout: float = 120.0) -> None:
-        """Drain pod ``index``: SIGTERM the Python node, then the sidecar, and wait for both."""
+    def _running_pod(self, index: int) -> tuple[_ClusterState, _PodState]:
         state, pod = self._pod(index)
+        if not self._pod_alive(pod):
+            raise NotRunning(f"pod {index} is not running")
+        return state, pod
+
+    def stop_pod(self, index: int, timeout: float = 120.0) -> None:
+        """Drain pod ``index``: SIGTERM the Python node, then the sidecar, and wait for both.
+        NotRunning when neither runs."""
+        state, pod = self._running_pod(index)
         _terminate(pod.python_pid, timeout)
         _terminate(pod.sidecar_pid, timeout)
         pod.python_pid = pod.sidecar_pid = None
         self._save(state)
 
     def kill_pod(self, index: int) -> None:
-        """SIGKILL both nodes of pod ``index``: its state is lost, its names restart elsewhere."""
-        state, pod = self._pod(index)
+        """SIGKILL both nodes of pod ``index``: its state is lost, its names restart elsewhere.
+        NotRunning when neither runs."""
+        state, pod = self._running_pod(index)
         # The sidecar first: were the Python node to die first, the sidecar could see its
         # workers go down one by one and drop their names instead of restarting them.
         for pid in (pod.sidecar_pid, pod.python_pid):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
+import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -16,8 +20,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from houseparty._client import HouseParty, from_term
-from houseparty._errors import HousePartyError, NotRunning
+from houseparty._client import MAX_NAME, HouseParty, from_term
+from houseparty._errors import (
+    AlreadyRegistered,
+    AlreadyRunning,
+    BadArgument,
+    ConnectError,
+    DestinationFull,
+    HousePartyError,
+    NotRunning,
+    Unavailable,
+    UnknownKind,
+    UnknownName,
+    UnknownRoom,
+)
 from houseparty.cli._benchmarks import load_benchmarks
 from houseparty.cli._demo import run_demo
 from houseparty.cli._localcluster import (
@@ -27,11 +43,10 @@ from houseparty.cli._localcluster import (
     default_run_dir,
     resolve_cookie,
 )
+from py_nodes import PyNodesError
 from py_nodes._terms import Atom
 
 __all__ = ["main"]
-
-DEFAULT_NODE = "sidecar1@127.0.0.1"
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -40,9 +55,44 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
-def _fail(message: str) -> NoReturn:
+class Exit(IntEnum):
+    """The exit codes of every command, as ``houseparty --help`` lists them."""
+
+    OK = 0
+    OTHER = 1  # anything else
+    USAGE = 2  # bad input: an option, an argument, a name (click's own usage errors too)
+    REFUSED = 3  # the cluster said no: a full room, a name taken, a cluster already running
+    NOT_FOUND = 4  # no such room, worker, kind, pod or cluster; a person in no room
+    UNREACHABLE = 5  # the cluster, or the worker, could not be asked in time
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 other error, 2 usage (bad input), 3 refused (a full room, a taken "
+    "name), 4 not found (no such room, person, pod or cluster), 5 unreachable (the cluster "
+    "or a worker could not be asked in time)."
+)
+
+
+def _fail(message: str, code: Exit = Exit.OTHER) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {escape(message)}")
-    sys.exit(1)
+    sys.exit(code)
+
+
+def _exit_code(exc: HousePartyError) -> Exit:
+    match exc:
+        case BadArgument():
+            return Exit.USAGE
+        case DestinationFull() | AlreadyRegistered() | AlreadyRunning():
+            return Exit.REFUSED
+        case UnknownRoom() | UnknownName() | UnknownKind() | NotRunning():
+            return Exit.NOT_FOUND
+        case ConnectError() | Unavailable():
+            return Exit.UNREACHABLE
+    return Exit.OTHER
+
+
+def _fail_for(exc: HousePartyError) -> NoReturn:
+    _fail(str(exc), _exit_code(exc))
 
 
 def _run_dir_option(func: F) -> F:
@@ -62,7 +112,15 @@ def _name_suffix_option(func: F) -> F:
     )(func)
 
 
-@click.group()
+# Click completes commands, options and paths for bash, zsh and fish.
+_COMPLETION = """\b
+Shell completion, in ~/.bashrc (zsh: zsh_source, in ~/.zshrc):
+  eval "$(_HOUSEPARTY_COMPLETE=bash_source houseparty)"
+fish, in ~/.config/fish/completions/houseparty.fish:
+  _HOUSEPARTY_COMPLETE=fish_source houseparty | source"""
+
+
+@click.group(epilog=f"{EXIT_CODES_HELP}\n\n{_COMPLETION}")
 @click.version_option(package_name="houseparty")
 def main() -> None:
     """Rooms and people as Python GenServers spread over an Erlang cluster."""
@@ -118,9 +176,9 @@ def up(
                 replica_copies=replica_copies,
             )
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     except TimeoutError as exc:
-        _fail(f"{exc}; logs are in {cluster.run_dir / 'logs'}")
+        _fail(f"{exc}; logs are in {cluster.run_dir / 'logs'}", Exit.UNREACHABLE)
     console.print(f"[green]{state.pods} pods up[/] (run folder {cluster.run_dir})")
     for spec, _pod in cluster.pods():
         console.print(f"  pod {spec.index}: {spec.sidecar_node} + {spec.python_node}")
@@ -128,6 +186,7 @@ def up(
     console.print(
         f"attach iex with:  iex --name me@127.0.0.1 --cookie {state.cookie} --remsh {first}"
     )
+    console.print("  (leave it with Ctrl-C twice; q() there would stop that sidecar)")
     if detach:
         return
     console.print("Ctrl-C stops the cluster gracefully.")
@@ -155,7 +214,7 @@ def down(run_dir: Path | None) -> None:
         with console.status("stopping pods gracefully..."):
             cluster.down()
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     console.print("cluster stopped")
 
 
@@ -174,7 +233,7 @@ def pod_stop(index: int, run_dir: Path | None) -> None:
         with console.status(f"draining pod {index}..."):
             cluster.stop_pod(index)
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     console.print(f"pod {index} stopped")
 
 
@@ -187,7 +246,7 @@ def pod_kill(index: int, run_dir: Path | None) -> None:
     try:
         cluster.kill_pod(index)
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     console.print(f"pod {index} killed")
 
 
@@ -201,7 +260,7 @@ def pod_start(index: int, run_dir: Path | None) -> None:
         with console.status(f"starting pod {index}..."):
             cluster.start_pod(index)
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     console.print(f"pod {index} started")
 
 
@@ -221,41 +280,78 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 # -- driving and inspecting any cluster ------------------------------------------------------
 
 
-def _target(node: str | None, cookie: str | None, run_dir: Path | None) -> tuple[str, str]:
-    """``--node``/``--cookie``, else the local cluster of the run folder, else defaults."""
-    local = LocalCluster(run_dir)
+def _target(
+    nodes: tuple[str, ...], cookie: str | None, run_dir: Path | None
+) -> tuple[list[str], str]:
+    """The sidecars to try, in order, and the cookie: ``--node`` (repeatable), else
+    ``HOUSEPARTY_NODES``, else every pod of the run folder's local cluster. Without any of
+    them, a run folder with no cluster is an error: guessing a node name could reach
+    another cluster on the same host."""
+    seeds = list(nodes) or _env_nodes()
     state = None
-    if node is None or cookie is None:
-        with contextlib.suppress(NotRunning):
-            state = local.state()
-    if node is None:
-        node = PodSpec(1, state.base_port, state.tag).sidecar_node if state else DEFAULT_NODE
+    if not seeds or cookie is None:
+        try:
+            state = LocalCluster(run_dir).state()
+        except NotRunning as exc:
+            if not seeds:
+                _fail(
+                    f"{exc}: start one with `houseparty up`, or name sidecars of a cluster "
+                    "with --node or HOUSEPARTY_NODES",
+                    Exit.NOT_FOUND,
+                )
+    if not seeds:
+        assert state is not None
+        seeds = [PodSpec(i, state.base_port, state.tag).sidecar_node for i in state.pod_states]
     if cookie is None:
         cookie = state.cookie if state else resolve_cookie(None)
-    return node, cookie
+    return seeds, cookie
+
+
+def _env_nodes() -> list[str]:
+    return [n for n in re.split(r"[,\s]+", os.environ.get("HOUSEPARTY_NODES", "")) if n]
 
 
 def _connect_options(func: F) -> F:
-    func = click.option("--node", default=None, help="Any sidecar of the cluster.")(func)
+    func = click.option(
+        "--node",
+        multiple=True,
+        help="A sidecar of the cluster (repeatable: the first that answers serves; "
+        "default HOUSEPARTY_NODES, else every pod of the run folder).",
+    )(func)
     func = click.option("--cookie", default=None, help="The cluster's cookie.")(func)
     return _run_dir_option(func)
 
 
-def _client(node: str | None, cookie: str | None, run_dir: Path | None) -> HouseParty:
-    target, secret = _target(node, cookie, run_dir)
+def _client(node: tuple[str, ...], cookie: str | None, run_dir: Path | None) -> HouseParty:
+    seeds, secret = _target(node, cookie, run_dir)
     try:
-        return HouseParty(target, cookie=secret)
+        return HouseParty(seeds, cookie=secret)
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
 
 
-def _api(call: Callable[[HouseParty], T], node: str | None, cookie: str | None,
-         run_dir: Path | None) -> T:  # fmt: skip
+def _api(
+    call: Callable[[HouseParty], T], node: tuple[str, ...], cookie: str | None, run_dir: Path | None
+) -> T:
     with _client(node, cookie, run_dir) as hp:
         try:
             return call(hp)
         except HousePartyError as exc:
-            _fail(str(exc))
+            _fail_for(exc)
+        except PyNodesError as exc:
+            _fail(f"the request could not be sent: {exc}")
+
+
+def _names(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Names as the cluster takes them: not empty, at most MAX_NAME characters."""
+    for name in [value] if isinstance(value, str) else value:
+        if not name:
+            raise click.BadParameter("a name cannot be empty")
+        if len(name) > MAX_NAME:
+            raise click.BadParameter(
+                f"a name has at most {MAX_NAME} characters; this one has {len(name)}"
+            )
+    return value
 
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -264,7 +360,7 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 @main.command()
 @_connect_options
 @_json_option
-def status(node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
+def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
     """Pods, node names, connections, workers per kind, ring share and memory."""
     local = LocalCluster(run_dir)
     local_pods: dict[str, int] = {}
@@ -281,8 +377,13 @@ def status(node: str | None, cookie: str | None, run_dir: Path | None, as_json: 
                 pods.append({"node": sidecar, "error": str(exc)})
     missing = sorted(set(local_pods) - {p["node"] for p in pods})
     if as_json:
-        _print_json({"pods": pods, "local_run_dir": str(local.run_dir) if local_pods else None,
-                     "local_pods_down": missing})  # fmt: skip
+        _print_json(
+            {
+                "pods": pods,
+                "local_run_dir": str(local.run_dir) if local_pods else None,
+                "local_pods_down": missing,
+            }
+        )
         return
     rows = []
     for p in pods:
@@ -290,20 +391,36 @@ def status(node: str | None, cookie: str | None, run_dir: Path | None, as_json: 
             rows.append([p["node"], "-", "[red]unreachable[/]", "-", "-", "-", "-", "-"])
             continue
         python_rss = (p.get("python_memory") or {}).get("rss")
-        rows.append([
-            p["node"], p["python_node"],
-            "[green]yes[/]" if p["python_connected"] else "[red]no[/]",
-            p["names"], _per_kind(p.get("workers")), f"{100 * p['ring_share']:.1f}%",
-            _mib(p["memory"]), _mib(python_rss) if python_rss else "-",
-        ])  # fmt: skip
+        rows.append(
+            [
+                p["node"],
+                p["python_node"],
+                "[green]yes[/]" if p["python_connected"] else "[red]no[/]",
+                p["names"],
+                _per_kind(p.get("workers")),
+                f"{100 * p['ring_share']:.1f}%",
+                _mib(p["memory"]),
+                _mib(python_rss) if python_rss else "-",
+            ]
+        )
     for sidecar in missing:
         rows.append([sidecar, "-", "[red]down[/]", "-", "-", "-", "-", "-"])
-    console.print(_table(
-        "HouseParty cluster",
-        ["sidecar", "python node", "python connected", "names", "workers", "ring share",
-         "sidecar memory", "python RSS"],
-        rows,
-    ))  # fmt: skip
+    console.print(
+        _table(
+            "HouseParty cluster",
+            [
+                "sidecar",
+                "python node",
+                "python connected",
+                "names",
+                "workers",
+                "ring share",
+                "sidecar memory",
+                "python RSS",
+            ],
+            rows,
+        )
+    )
     if local_pods:
         console.print(f"local run folder: {local.run_dir} (logs in {local.run_dir / 'logs'})")
 
@@ -329,79 +446,156 @@ def _mib(value: int) -> str:
 @main.command()
 @_connect_options
 @_json_option
-def dump(node: str | None, cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
-    """Every room with the people in it."""
+@click.option(
+    "--plain", is_flag=True, help="One line per room: the room, then its people, tab-separated."
+)
+@click.option("--match", "pattern", default=None, help="Only rooms whose name matches this glob.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rooms.")
+def dump(
+    node: tuple[str, ...],
+    cookie: str | None,
+    run_dir: Path | None,
+    as_json: bool,
+    plain: bool,
+    pattern: str | None,
+    limit: int | None,
+) -> None:
+    """Every room with the people in it, sorted by room (a table; --plain for many rooms)."""
     rooms = _api(lambda hp: hp.dump(), node, cookie, run_dir)
+    names = sorted(r for r in rooms if pattern is None or fnmatch.fnmatchcase(r, pattern))
+    shown = names if limit is None else names[:limit]
     if as_json:
-        _print_json(rooms)
-        return
-    rows = [[room, len(people), ", ".join(people)] for room, people in sorted(rooms.items())]
-    console.print(_table("rooms", ["room", "people", "who"], rows))
+        _print_json({room: rooms[room] for room in shown})
+    elif plain:
+        click.echo("".join("\t".join([room, *rooms[room]]) + "\n" for room in shown), nl=False)
+    else:
+        rows = [[room, len(rooms[room]), ", ".join(rooms[room])] for room in shown]
+        console.print(_table("rooms", ["room", "people", "who"], rows))
+    if len(shown) < len(names):
+        err_console.print(f"{len(names) - len(shown)} more rooms not shown (--limit {limit})")
 
 
 @main.command("who-is-in")
-@click.argument("room")
+@click.argument("room", callback=_names)
 @_connect_options
 @_json_option
-def who_is_in(room: str, node: str | None, cookie: str | None, run_dir: Path | None,
-              as_json: bool) -> None:  # fmt: skip
-    """The people in ROOM."""
+def who_is_in(
+    room: str, node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool
+) -> None:
+    """The people in ROOM, one per line."""
     people = _api(lambda hp: hp.who_is_in(room), node, cookie, run_dir)
     if as_json:
         _print_json(people)
+    elif people:
+        click.echo("".join(f"{person}\n" for person in people), nl=False)
     else:
-        console.print(", ".join(people) if people else f"nobody is in {room}")
+        err_console.print(f"nobody is in {escape(room)}")
 
 
 @main.command("where-is")
-@click.argument("person")
+@click.argument("person", callback=_names)
 @_connect_options
 @_json_option
-def where_is(person: str, node: str | None, cookie: str | None, run_dir: Path | None,
-             as_json: bool) -> None:  # fmt: skip
+def where_is(
+    person: str, node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool
+) -> None:
     """The room PERSON is in."""
     room = _api(lambda hp: hp.where_is(person), node, cookie, run_dir)
     if as_json:
         _print_json(room)
-    else:
-        console.print(room if room is not None else f"{person} is nowhere")
+    elif room is not None:
+        click.echo(room)
+    if room is None:
+        # Nobody of that name, or somebody every room refused: no room to name either way.
+        _fail(f"{person} is in no room", Exit.NOT_FOUND)
 
 
 @main.command("log")
-@click.argument("person")
+@click.argument("person", callback=_names)
 @_connect_options
 @_json_option
-def room_log(person: str, node: str | None, cookie: str | None, run_dir: Path | None,
-             as_json: bool) -> None:  # fmt: skip
+def room_log(
+    person: str, node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool
+) -> None:
     """The rooms PERSON walked into, newest first."""
     log = _api(lambda hp: hp.get_person_room_log(person), node, cookie, run_dir)
     if as_json:
         _print_json([{"at": dt.isoformat(), "room": room} for dt, room in log])
-        return
-    console.print(_table(f"{person}'s rooms", ["at (UTC)", "room"],
-                         [[dt.isoformat(), room] for dt, room in log]))  # fmt: skip
+    elif log:
+        console.print(
+            _table(
+                f"{escape(person)}'s rooms",
+                ["at (UTC)", "room"],
+                [[dt.isoformat(), escape(room)] for dt, room in log],
+            )
+        )
+    if not log:
+        _fail(f"{person} has walked into no room", Exit.NOT_FOUND)
 
 
 @main.command("add-rooms")
-@click.argument("rooms", nargs=-1, required=True)
+@click.argument("rooms", nargs=-1, required=True, callback=_names)
 @click.option("--max", "max_people", type=int, default=None, help="Max people per new room.")
 @_connect_options
-def add_rooms(rooms: tuple[str, ...], max_people: int | None, node: str | None,
-              cookie: str | None, run_dir: Path | None) -> None:  # fmt: skip
+def add_rooms(
+    rooms: tuple[str, ...],
+    max_people: int | None,
+    node: tuple[str, ...],
+    cookie: str | None,
+    run_dir: Path | None,
+) -> None:
     """Add ROOMS (existing rooms are left as they are)."""
     _api(lambda hp: hp.add_rooms(list(rooms), max=max_people), node, cookie, run_dir)
     console.print("ok")
 
 
-@main.command("walk")
-@click.argument("room")
-@click.argument("people", nargs=-1, required=True)
+@main.command("set-max")
+@click.argument("room", callback=_names)
+@click.argument("max_people", metavar="MAX", type=int)
 @_connect_options
-def walk(room: str, people: tuple[str, ...], node: str | None, cookie: str | None,
-         run_dir: Path | None) -> None:  # fmt: skip
-    """Walk PEOPLE into ROOM, in order, stopping at the first refusal."""
-    _api(lambda hp: hp.walk_into(room, list(people)), node, cookie, run_dir)
+def set_max(
+    room: str, max_people: int, node: tuple[str, ...], cookie: str | None, run_dir: Path | None
+) -> None:
+    """Set how many people ROOM holds at most (a room holding more refuses)."""
+    _api(lambda hp: hp.set_room_max(room, max_people), node, cookie, run_dir)
     console.print("ok")
+
+
+@main.command("walk")
+@click.argument("room", callback=_names)
+@click.argument("people", nargs=-1, required=True, callback=_names)
+@_connect_options
+def walk(
+    room: str,
+    people: tuple[str, ...],
+    node: tuple[str, ...],
+    cookie: str | None,
+    run_dir: Path | None,
+) -> None:
+    """Walk PEOPLE into ROOM, in order, stopping at the first refusal."""
+
+    def walk_each(hp: HouseParty) -> None:
+        # One at a time, as walk_into walks a list, so that a refusal can say who got in.
+        walked: list[str] = []
+        for person in people:
+            try:
+                hp.walk_into(room, person)
+            except DestinationFull:
+                _fail(_refusal(room, person, walked), Exit.REFUSED)
+            walked.append(person)
+
+    _api(walk_each, node, cookie, run_dir)
+    console.print("ok")
+
+
+def _refusal(room: str, refused: str, walked: Iterable[str]) -> str:
+    walked = list(walked)
+    before = f"; {_and(walked)} walked in before" if walked else ""
+    return f"{room} is full: {refused} was refused{before}"
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 @main.command("pod-node")
@@ -433,12 +627,17 @@ def demo(
     try:
         if fresh:
             with console.status("starting a fresh local cluster...") as status:
-                cluster.up(pods=pods, cookie=cookie, base_port=base_port, tag=name_suffix,
-                           progress=lambda msg: status.update(msg))  # fmt: skip
+                cluster.up(
+                    pods=pods,
+                    cookie=cookie,
+                    base_port=base_port,
+                    tag=name_suffix,
+                    progress=lambda msg: status.update(msg),
+                )
             console.print(f"[green]{pods} pods up[/] (run folder {cluster.run_dir})")
         run_demo(cluster, console, (lambda: click.pause()) if pause else (lambda: None))
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     finally:
         if fresh and cluster.is_running():
             with console.status("stopping the demo cluster gracefully..."):
@@ -497,20 +696,30 @@ def _sidecar_name_template(ctx: click.Context, param: click.Parameter, value: st
     "basename (HP_NODE_BASENAME) is not sidecar.",
 )
 @_json_option
-def k8s_status(namespace: str | None, selector: str | None, context: str | None,
-               kubeconfig: str | None, cookie: str | None, sidecar_name_template: str,
-               as_json: bool) -> None:  # fmt: skip
+def k8s_status(
+    namespace: str | None,
+    selector: str | None,
+    context: str | None,
+    kubeconfig: str | None,
+    cookie: str | None,
+    sidecar_name_template: str,
+    as_json: bool,
+) -> None:
     """The pods Kubernetes shows, their node names, and how they match the cluster's ring."""
     from houseparty.cli import _k8s
 
     try:
         with console.status("listing pods..."):
             report = _k8s.k8s_status(
-                namespace=namespace, selector=selector, context=context,
-                kubeconfig=kubeconfig, cookie=cookie, sidecar_template=sidecar_name_template,
-            )  # fmt: skip
+                namespace=namespace,
+                selector=selector,
+                context=context,
+                kubeconfig=kubeconfig,
+                cookie=cookie,
+                sidecar_template=sidecar_name_template,
+            )
     except HousePartyError as exc:
-        _fail(str(exc))
+        _fail_for(exc)
     if as_json:
         _print_json(report.to_json())
         return
@@ -535,26 +744,46 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 @main.command()
-@click.argument("benchmarks", nargs=-1,
-                type=click.Choice(["all", "scale", "calls", "walks", "handoff", "dump",
-                                   "registry"]))  # fmt: skip
+@click.argument(
+    "benchmarks",
+    nargs=-1,
+    type=click.Choice(["all", "scale", "calls", "walks", "handoff", "dump", "registry"]),
+)
 @click.option("--quick", is_flag=True, help="Small sizes: the whole run in about 2 minutes.")
 @click.option("--sizes", callback=_int_list, help="scale: process counts, e.g. 10000,100000.")
 @click.option("--people", type=click.IntRange(1), help="walks: people in the cluster.")
 @click.option("--handoff-size", type=click.IntRange(3), help="handoff: rooms on the 3 pods.")
 @click.option("--dump-sizes", callback=_int_list, help="dump: room counts, e.g. 10000,100000.")
-@click.option("--registry-names", type=click.IntRange(min=1), default=None,
-              help="registry: names registered with hp_registry.")  # fmt: skip
-@click.option("--settle/--no-settle", default=None,
-              help="Wait (up to 45 s per cluster) until the registries settled the new ring "
-              "before creating names [default: on; off with --quick].")  # fmt: skip
+@click.option(
+    "--registry-names",
+    type=click.IntRange(min=1),
+    default=None,
+    help="registry: names registered with hp_registry.",
+)
+@click.option(
+    "--settle/--no-settle",
+    default=None,
+    help="Wait (up to 45 s per cluster) until the registries settled the new ring "
+    "before creating names [default: on; off with --quick].",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON here.")
-@click.option("--plots", type=click.Path(file_okay=False, path_type=Path),
-              help="Write PNG plots into this folder (needs matplotlib).")  # fmt: skip
-def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
-          people: int | None, handoff_size: int | None, dump_sizes: list[int] | None,
-          registry_names: int | None, settle: bool | None, out: Path | None,
-          plots: Path | None) -> None:  # fmt: skip
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write PNG plots into this folder (needs matplotlib).",
+)
+def bench(
+    benchmarks: tuple[str, ...],
+    quick: bool,
+    sizes: list[int] | None,
+    people: int | None,
+    handoff_size: int | None,
+    dump_sizes: list[int] | None,
+    registry_names: int | None,
+    settle: bool | None,
+    out: Path | None,
+    plots: Path | None,
+) -> None:
     """Benchmarks on fresh local 3-pod clusters of their own: scale, calls, walks, handoff,
     dump, registry (all by default). Prints a table per benchmark against its target.
 
@@ -567,8 +796,11 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
         _fail(str(exc))
     from benchmarks import _report as report_mod
 
-    names = list(report_mod.BENCHMARKS) if not benchmarks or "all" in benchmarks else [
-        b for b in report_mod.BENCHMARKS if b in benchmarks]  # fmt: skip
+    names = (
+        list(report_mod.BENCHMARKS)
+        if not benchmarks or "all" in benchmarks
+        else [b for b in report_mod.BENCHMARKS if b in benchmarks]
+    )
     settings = report_mod.BenchSettings.quick() if quick else report_mod.BenchSettings()
     if sizes:
         settings.scale_sizes = sizes
@@ -597,7 +829,7 @@ def bench(benchmarks: tuple[str, ...], quick: bool, sizes: list[int] | None,
         _fail("interrupted; the benchmark clusters are stopped")
     except HousePartyError as exc:
         reporter.done()
-        _fail(str(exc))
+        _fail_for(exc)
     if out is not None:
         report_mod.write_json(out, results)
         console.print(f"figures written to {out}")

@@ -17,13 +17,19 @@ import houseparty
 
 def bench_from_copy(root: Path) -> subprocess.CompletedProcess[str]:
     """``houseparty bench --quick`` run by a copy of the package in ``root``, as installed."""
-    shutil.copytree(Path(houseparty.__file__).parent, root / "houseparty",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(
+        Path(houseparty.__file__).parent,
+        root / "houseparty",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     return subprocess.run(
         [sys.executable, "-m", "houseparty.cli", "bench", "--quick"],
-        capture_output=True, text=True, timeout=60, cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
-    )  # fmt: skip
+    )
 
 
 def test_bench_without_a_checkout_says_so_in_one_line(tmp_path: Path) -> None:
@@ -52,10 +58,23 @@ def test_another_benchmarks_package_beside_it_is_not_imported(tmp_path: Path) ->
 def test_the_checkout_benchmarks_run_from_any_folder(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     done = subprocess.run(
-        [sys.executable, "-m", "houseparty.cli", "bench", "scale", "--sizes", "3", "--no-settle",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=80, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "houseparty.cli",
+            "bench",
+            "scale",
+            "--sizes",
+            "3",
+            "--no-settle",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(out.read_text())["scale"]["sizes"]
     assert (row["processes"], row["failed"]) == (3, 0)

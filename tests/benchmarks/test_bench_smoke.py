@@ -45,8 +45,12 @@ def test_bench_scale_writes_its_figures_and_stops_its_cluster(tmp_path: Path) ->
     assert row["per_second"] > 0
     assert sum(row["python_processes"].values()) >= 200
     assert set(row["rss_after"]) == {f"{kind}{i}" for kind in ("sidecar", "py") for i in (1, 2, 3)}
-    for key in ("python_bytes_per_process", "sidecar_bytes_per_process",
-                "python_cpu_us_per_process", "sidecar_cpu_us_per_process"):  # fmt: skip
+    for key in (
+        "python_bytes_per_process",
+        "sidecar_bytes_per_process",
+        "python_cpu_us_per_process",
+        "sidecar_cpu_us_per_process",
+    ):
         assert isinstance(row[key], float)
     assert set(row["stages_us"]["callers_1"]) == {"lookup", "register", "join", "python_start"}
     assert "scale: start and register N processes" in result.output

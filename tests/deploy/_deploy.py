@@ -1,5 +1,5 @@
-"""Readers for what ``deploy/`` ships: the kustomize base, the Dockerfile, the entry-point
-scripts and the environment contract table of ``deploy/README.md``.
+"""Readers for what ``deploy/`` ships: the kustomize base and overlays, the Dockerfile, the
+entry-point scripts and the environment contract table of ``deploy/README.md``.
 
 They are small, strict parsers: anything they do not understand is an error rather than
 something silently skipped, so that a check built on them cannot pass by reading nothing.
@@ -22,6 +22,8 @@ import yaml
 __all__ = [
     "DEPLOY",
     "K8S",
+    "KUSTOMIZATIONS",
+    "OVERLAYS",
     "REPO",
     "DockerStage",
     "Instruction",
@@ -29,8 +31,10 @@ __all__ = [
     "containers",
     "contract_variables",
     "env_names",
+    "json_patch",
     "load_base_files",
     "parse_dockerfile",
+    "render",
     "render_base",
     "render_with_kubectl",
     "script_env_reads",
@@ -41,6 +45,9 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
+# The kustomizations a user applies: the base and its overlays.
+OVERLAYS = {"dev": DEPLOY / "overlays" / "dev", "prod": DEPLOY / "overlays" / "prod"}
+KUSTOMIZATIONS = {"base": K8S, **OVERLAYS}
 
 Manifest = dict[str, Any]
 
@@ -65,14 +72,28 @@ def load_base_files() -> dict[str, list[Manifest]]:
     }
 
 
-def _kustomization() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    known = {"apiVersion", "kind", "namespace", "resources", "images"}
-    unknown = set(data) - known
+# What this renderer implements of a kustomization; anything else is refused, since it
+# would be ignored here while kustomize applies it.
+_KUSTOMIZATION_FIELDS = {
+    "apiVersion",
+    "kind",
+    "namespace",
+    "resources",
+    "images",
+    "labels",
+    "replicas",
+    "patches",
+}
+_JSON_PATCH_OPS = {"add", "remove", "replace"}
+
+
+def _kustomization(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unknown = set(data) - _KUSTOMIZATION_FIELDS
     if unknown:
-        # This renderer implements only these fields; anything else would be ignored here
-        # while kustomize applies it.
-        raise ValueError(f"kustomization.yaml uses fields this renderer lacks: {unknown}")
+        raise ValueError(
+            f"{directory}/kustomization.yaml uses fields this renderer lacks: {unknown}"
+        )
     return data
 
 
@@ -86,34 +107,114 @@ def _set_image(container: dict[str, Any], images: list[dict[str, str]]) -> None:
             container["image"] = f"{new_base}:{new_tag}" if new_tag else new_base
 
 
-def render_base() -> list[Manifest]:
-    """The base as ``kubectl apply -k deploy/k8s`` would send it, for the fields the
-    kustomization uses (``namespace``, ``images``, ``resources``)."""
-    kust = _kustomization()
-    namespace = kust.get("namespace")
+def _add_labels(doc: Manifest, rule: dict[str, Any]) -> None:
+    if set(rule) - {"pairs", "includeSelectors", "includeTemplates"}:
+        raise ValueError(f"labels entry with fields this renderer lacks: {rule}")
+    if rule.get("includeSelectors"):
+        raise ValueError("labels with includeSelectors are not implemented here")
+    doc["metadata"].setdefault("labels", {}).update(rule["pairs"])
+    template = doc.get("spec", {}).get("template")
+    if rule.get("includeTemplates") and template is not None:
+        template.setdefault("metadata", {}).setdefault("labels", {}).update(rule["pairs"])
+
+
+def _pointer(path: str) -> list[str]:
+    if not path.startswith("/"):
+        raise ValueError(f"a JSON pointer starts with '/': {path!r}")
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def json_patch(doc: Manifest, ops: list[dict[str, Any]]) -> None:
+    """RFC 6902 add, remove and replace, as kustomize applies an inline patch of ops."""
+    for op in ops:
+        if op["op"] not in _JSON_PATCH_OPS:
+            raise ValueError(f"JSON patch op {op['op']!r} is not implemented here")
+        *parents, last = _pointer(op["path"])
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            if op["op"] == "add":
+                node.insert(len(node) if last == "-" else int(last), op["value"])
+            elif op["op"] == "remove":
+                del node[int(last)]
+            else:
+                node[int(last)] = op["value"]
+        else:
+            if op["op"] != "add" and last not in node:
+                raise KeyError(f"{op['op']} of a missing {op['path']}")
+            if op["op"] == "remove":
+                del node[last]
+            else:
+                node[last] = op["value"]
+
+
+def _patch(docs: list[Manifest], entry: dict[str, Any]) -> None:
+    if set(entry) != {"target", "patch"}:
+        raise ValueError(f"only inline patches with a target are implemented here: {entry}")
+    target = entry["target"]
+    if set(target) - {"kind", "name"}:
+        raise ValueError(f"patch target with fields this renderer lacks: {target}")
+    ops = yaml.safe_load(entry["patch"])
+    if not isinstance(ops, list):
+        raise ValueError("only JSON 6902 patches (a list of ops) are implemented here")
+    hits = [
+        d
+        for d in docs
+        if d["kind"] == target.get("kind", d["kind"])
+        and d["metadata"]["name"] == target.get("name", d["metadata"]["name"])
+    ]
+    if not hits:
+        raise ValueError(f"patch target {target} matches nothing")
+    for doc in hits:
+        json_patch(doc, ops)
+
+
+def render(directory: Path = K8S) -> list[Manifest]:
+    """A kustomization as ``kubectl kustomize`` renders it, for the fields it uses:
+    ``resources`` (files and other kustomizations), ``namespace``, ``labels`` (without
+    selectors), inline JSON 6902 ``patches``, ``replicas`` and ``images``, applied in
+    kustomize's order."""
+    kust = _kustomization(directory)
     out: list[Manifest] = []
     for name in kust["resources"]:
-        for doc in _load_documents(K8S / name):
-            doc = copy.deepcopy(doc)
-            if namespace and doc["kind"] not in _CLUSTER_SCOPED:
-                doc["metadata"]["namespace"] = namespace
-            if namespace and doc["kind"] in {"RoleBinding", "ClusterRoleBinding"}:
-                for subject in doc.get("subjects", []):
-                    if subject.get("kind") == "ServiceAccount":
-                        subject["namespace"] = namespace
-            for c in containers(doc):
-                _set_image(c, kust.get("images", []))
-            out.append(doc)
+        path = (directory / name).resolve()
+        if path.is_dir():
+            out.extend(render(path))
+        else:
+            out.extend(copy.deepcopy(d) for d in _load_documents(path))
+    for entry in kust.get("patches", []):
+        _patch(out, entry)
+    namespace = kust.get("namespace")
+    for doc in out:
+        if namespace and doc["kind"] not in _CLUSTER_SCOPED:
+            doc["metadata"]["namespace"] = namespace
+        if namespace and doc["kind"] in {"RoleBinding", "ClusterRoleBinding"}:
+            for subject in doc.get("subjects", []):
+                if subject.get("kind") == "ServiceAccount":
+                    subject["namespace"] = namespace
+        for rule in kust.get("labels", []):
+            _add_labels(doc, rule)
+        for rule in kust.get("replicas", []):
+            if doc["metadata"]["name"] == rule["name"] and "replicas" in doc.get("spec", {}):
+                doc["spec"]["replicas"] = rule["count"]
+        for c in containers(doc):
+            _set_image(c, kust.get("images", []))
     return out
 
 
-def render_with_kubectl() -> list[Manifest] | None:
-    """``kubectl kustomize deploy/k8s`` when kubectl is installed, else None."""
+def render_base() -> list[Manifest]:
+    """The base as ``kubectl apply -k deploy/k8s`` would send it."""
+    return render(K8S)
+
+
+def render_with_kubectl(directory: Path = K8S) -> list[Manifest] | None:
+    """``kubectl kustomize <directory>`` when kubectl is installed, else None."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         return None
     done = subprocess.run(
-        [kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60
     )
     if done.returncode != 0:
         raise RuntimeError(f"kubectl kustomize failed: {done.stderr}")

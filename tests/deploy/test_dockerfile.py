@@ -7,7 +7,7 @@ import re
 import tomllib
 from pathlib import PurePosixPath
 
-from tests.deploy._deploy import DEPLOY, REPO, DockerStage, parse_dockerfile
+from tests.deploy._deploy import DEPLOY, REPO, DockerStage, Instruction, parse_dockerfile
 
 STAGES = parse_dockerfile(DEPLOY / "Dockerfile")
 BUILD, FINAL = STAGES[0], STAGES[-1]
@@ -96,7 +96,13 @@ def test_the_runtime_installs_the_python_package_from_its_sources() -> None:
     }
     # A subpackage (houseparty.cli) comes with its top-level package's folder.
     folders = {p.split(".")[0] for p in project["tool"]["setuptools"]["packages"]}
-    needed = {"pyproject.toml", project["project"]["readme"], *folders}
+    needed = {
+        "pyproject.toml",
+        "setup.py",
+        project["project"]["readme"],
+        *project["project"].get("license-files", []),
+        *folders,
+    }
     assert needed <= copied
     assert re.search(r"\bpip install \.", run_text(FINAL))
     assert "houseparty" in project["project"]["scripts"]
@@ -108,7 +114,7 @@ def test_the_image_runs_as_a_non_root_user() -> None:
     user, _, group = users[-1].args.partition(":")
     assert user == "10001" and group == "10001"
     # nothing runs as root after the switch
-    after = FINAL.instructions[FINAL.instructions.index(users[-1]):]
+    after = FINAL.instructions[FINAL.instructions.index(users[-1]) :]
     assert not [i for i in after if i.keyword == "RUN"]
     assert re.search(r"useradd .*--uid 10001", run_text(FINAL))
 
@@ -130,3 +136,30 @@ def test_the_scripts_are_installed_and_executable_in_the_repository() -> None:
 def test_the_context_keeps_build_outputs_out() -> None:
     for path in (".git", ".venv", "_build"):
         assert is_ignored(path), path
+
+
+def healthcheck() -> tuple[dict[str, str], list[str]]:
+    """The final stage's HEALTHCHECK: its options and its command (exec form)."""
+    [check] = FINAL.all("HEALTHCHECK")
+    words = check.words()
+    options = dict(w[2:].split("=", 1) for w in words if w.startswith("--"))
+    rest = check.args[check.args.index("CMD") + len("CMD") :].strip()
+    assert rest.startswith("["), "the exec form: no shell in the check"
+    command = Instruction("CMD", rest, check.line).words()
+    return options, command
+
+
+def seconds(value: str) -> int:
+    m = re.fullmatch(r"(\d+)s", value)
+    assert m, value
+    return int(m.group(1))
+
+
+def test_the_image_checks_its_sidecars_health_as_the_probes_do() -> None:
+    options, command = healthcheck()
+    assert command[0] == "python3"
+    assert "/healthz" in command[-1] and "HP_HEALTH_PORT" in command[-1]
+    assert seconds(options["timeout"]) < seconds(options["interval"])
+    # As the Deployment's startupProbe (60 s to boot) and livenessProbe (6 x 10 s).
+    assert seconds(options["start-period"]) >= 60
+    assert seconds(options["interval"]) * int(options["retries"]) >= 60

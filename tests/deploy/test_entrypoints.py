@@ -23,8 +23,9 @@ DRAIN = DEPLOY / "drain.sh"
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
 
 
-def run(script: Path, *argv: str, env: dict[str, str] | None = None,
-        path: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    script: Path, *argv: str, env: dict[str, str] | None = None, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
     full = dict(BASE_ENV)
     if path:
         full["PATH"] = f"{path}:{full['PATH']}"
@@ -185,9 +186,16 @@ def erl_call_dir(tmp: Path) -> str:
     if erl is None:
         pytest.skip("erl is not installed")
     out = subprocess.run(
-        [erl, "-noshell", "-eval",
-         'io:put_chars([code:root_dir(), "/erts-", erlang:system_info(version)]), halt().'],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            erl,
+            "-noshell",
+            "-eval",
+            'io:put_chars([code:root_dir(), "/erts-", erlang:system_info(version)]), halt().',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     target = Path(out) / "bin" / "erl_call"
     assert target.is_file(), target
@@ -216,18 +224,43 @@ class Node:
             src.write_text(REGISTRY_MODULE)
             subprocess.run(["erlc", "-o", str(code), str(src)], check=True, timeout=60)
         self.proc = subprocess.Popen(
-            ["erl", "-name", self.name, "-setcookie", self.cookie, "-noshell", "-pa", str(code),
-             "-kernel", "inet_dist_use_interface", "{127,0,0,1}"],
+            [
+                "erl",
+                "-name",
+                self.name,
+                "-setcookie",
+                self.cookie,
+                "-noshell",
+                "-pa",
+                str(code),
+                "-kernel",
+                "inet_dist_use_interface",
+                "{127,0,0,1}",
+            ],
             env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
 
     def call(self, bindir: str, mf: str) -> str:
         return subprocess.run(
-            [f"{bindir}/erl_call", "-name", self.name, "-c", self.cookie, "-R",
-             "-timeout", "5", "-a", mf],
-            capture_output=True, text=True, timeout=30,
+            [
+                f"{bindir}/erl_call",
+                "-name",
+                self.name,
+                "-c",
+                self.cookie,
+                "-R",
+                "-timeout",
+                "5",
+                "-a",
+                mf,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         ).stdout
 
     def wait_up(self, bindir: str) -> None:
@@ -271,30 +304,38 @@ def bare_node(tmp_path: Path, erl_call_path: str) -> Iterator[Node]:
 
 def test_drain_asks_the_named_sidecar_to_drain(registry_node: Node, erl_call_path: str) -> None:
     assert "hp_drained" not in registry_node.call(erl_call_path, "persistent_term get")
-    done = run(DRAIN, env={"HOUSEPARTY_COOKIE": registry_node.cookie,
-                           "HP_SIDECAR_NODE": registry_node.name}, path=erl_call_path)
+    done = run(
+        DRAIN,
+        env={"HOUSEPARTY_COOKIE": registry_node.cookie, "HP_SIDECAR_NODE": registry_node.name},
+        path=erl_call_path,
+    )
     assert done.returncode == 0, done.stderr
     assert f"{registry_node.name} drained: ok" in done.stdout
     assert "hp_drained" in registry_node.call(erl_call_path, "persistent_term get")
 
 
 def test_drain_fails_when_the_sidecar_cannot_drain(bare_node: Node, erl_call_path: str) -> None:
-    done = run(DRAIN, env={"HOUSEPARTY_COOKIE": bare_node.cookie,
-                           "HP_SIDECAR_NODE": bare_node.name}, path=erl_call_path)
+    done = run(
+        DRAIN,
+        env={"HOUSEPARTY_COOKIE": bare_node.cookie, "HP_SIDECAR_NODE": bare_node.name},
+        path=erl_call_path,
+    )
     assert done.returncode == 1
     assert "did not drain" in done.stderr and "undef" in done.stderr
 
 
 def test_drain_fails_with_the_wrong_cookie(bare_node: Node, erl_call_path: str) -> None:
-    done = run(DRAIN, env={"HOUSEPARTY_COOKIE": "not-" + bare_node.cookie,
-                           "HP_SIDECAR_NODE": bare_node.name}, path=erl_call_path)
+    done = run(
+        DRAIN,
+        env={"HOUSEPARTY_COOKIE": "not-" + bare_node.cookie, "HP_SIDECAR_NODE": bare_node.name},
+        path=erl_call_path,
+    )
     assert done.returncode == 1
     assert f"could not reach {bare_node.name}" in done.stderr
 
 
 def test_drain_fails_when_no_sidecar_runs(erl_call_path: str) -> None:
     name = f"absent{secrets.token_hex(4)}@127.0.0.1"
-    done = run(DRAIN, env={"HOUSEPARTY_COOKIE": "c", "HP_SIDECAR_NODE": name},
-               path=erl_call_path)
+    done = run(DRAIN, env={"HOUSEPARTY_COOKIE": "c", "HP_SIDECAR_NODE": name}, path=erl_call_path)
     assert done.returncode == 1
     assert f"could not reach {name}" in done.stderr

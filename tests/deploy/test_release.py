@@ -48,12 +48,16 @@ def release() -> Iterator[Path]:
         build.chmod(0o755)
         archive = subprocess.run(
             ["git", "archive", "HEAD", "rebar.config", "rebar.lock", "erlang_sidecar"],
-            cwd=REPO, capture_output=True, check=True, timeout=60,
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            timeout=60,
         ).stdout
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(build, filter="data")
-        done = subprocess.run(["rebar3", "release"], cwd=build, capture_output=True,
-                              text=True, timeout=600)
+        done = subprocess.run(
+            ["rebar3", "release"], cwd=build, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         home = build / "_build/default/rel" / RELEASE
         assert (home / "bin" / RELEASE).is_file()
@@ -86,10 +90,20 @@ class Sidecar:
         self.log = log_dir / "sidecar.log"
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
-                ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups",
-                 "/bin/sh", str(DEPLOY / "entrypoint-sidecar.sh"),
-                 str(release / "bin" / RELEASE), "foreground"],
-                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    "setpriv",
+                    f"--reuid={UID}",
+                    f"--regid={UID}",
+                    "--clear-groups",
+                    "/bin/sh",
+                    str(DEPLOY / "entrypoint-sidecar.sh"),
+                    str(release / "bin" / RELEASE),
+                    "foreground",
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -131,16 +145,18 @@ class Sidecar:
 def started(release: Path, tmp: Path) -> Iterator[Sidecar]:
     from tests.deploy.test_entrypoints import erl_call_dir
 
-    before = set(Path("/tmp").glob("houseparty_sidecar.*"))
     node = Sidecar(release, erl_call_dir(tmp), tmp)
+    made: Path | None = None
     try:
         node.wait_healthy()
+        # Only this node's own run folder goes afterwards: another sidecar started on the
+        # machine meanwhile has one of the same pattern.
+        made = node.run_dir()
         yield node
     finally:
         node.stop()
-        for made in set(Path("/tmp").glob("houseparty_sidecar.*")) - before:
-            if made.stat().st_uid == UID:
-                shutil.rmtree(made, ignore_errors=True)
+        if made is not None and made.stat().st_uid == UID:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +176,7 @@ def own_sidecar(release: Path, tmp_path: Path) -> Iterator[Sidecar]:
 def test_the_release_starts_as_the_image_user_with_the_contracts_names_and_ports(
     sidecar: Sidecar, release: Path
 ) -> None:
-    names = subprocess.run(["epmd", "-names"], capture_output=True, text=True,
-                           timeout=10).stdout
+    names = subprocess.run(["epmd", "-names"], capture_output=True, text=True, timeout=10).stdout
     short = sidecar.name.split("@")[0]
     assert f"name {short} at port {sidecar.dist_port}" in names
     # vm.args was written under /tmp by uid 10001, the release left as built.
@@ -181,9 +196,14 @@ def test_not_ready_without_its_python_node(sidecar: Sidecar) -> None:
 def test_the_pre_stop_hook_drains_the_running_sidecar(sidecar: Sidecar) -> None:
     done = subprocess.run(
         ["/bin/sh", str(DEPLOY / "drain.sh")],
-        env={"PATH": f"{sidecar.erl_call_dir}:/usr/bin:/bin",
-             "HOUSEPARTY_COOKIE": sidecar.cookie, "HP_SIDECAR_NODE": sidecar.name},
-        capture_output=True, text=True, timeout=120,
+        env={
+            "PATH": f"{sidecar.erl_call_dir}:/usr/bin:/bin",
+            "HOUSEPARTY_COOKIE": sidecar.cookie,
+            "HP_SIDECAR_NODE": sidecar.name,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert f"{sidecar.name} drained: ok" in done.stdout
@@ -192,3 +212,15 @@ def test_the_pre_stop_hook_drains_the_running_sidecar(sidecar: Sidecar) -> None:
 def test_sigterm_stops_the_sidecar_cleanly(own_sidecar: Sidecar) -> None:
     os.kill(own_sidecar.proc.pid, signal.SIGTERM)
     assert own_sidecar.proc.wait(timeout=30) == 0, own_sidecar.output()
+
+
+def test_the_images_healthcheck_passes_on_a_healthy_sidecar_and_fails_without_one(
+    sidecar: Sidecar,
+) -> None:
+    from tests.deploy.test_dockerfile import healthcheck
+
+    _options, command = healthcheck()
+    env = {"PATH": os.environ["PATH"], "HP_HEALTH_PORT": str(sidecar.health_port)}
+    assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode == 0
+    env["HP_HEALTH_PORT"] = str(free_port())  # nothing listens there
+    assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode != 0

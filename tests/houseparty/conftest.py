@@ -89,9 +89,12 @@ class Iex:
         name = f"iex_{secrets.token_hex(3)}@127.0.0.1"
         self.proc = subprocess.Popen(
             ["iex", "--name", name, "--cookie", cookie, "--remsh", sidecar],
-            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
             env={**os.environ, "TERM": "vt100"},
-        )  # fmt: skip
+        )
         os.close(slave)
         self.transcript = b""
         self._read_until_prompt(30.0)

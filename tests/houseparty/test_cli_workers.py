@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from houseparty import Workers
-from houseparty._localcluster import LocalCluster
+from houseparty.cli._localcluster import LocalCluster
 from tests.houseparty.conftest import free_base_port
 
 CLI = [sys.executable, "-m", "houseparty.cli"]
@@ -84,7 +84,7 @@ def test_up_with_a_class_that_cannot_be_imported_says_so(tmp_path: Path) -> None
             worker,
             run_dir=tmp_path / "run",
         )
-        assert up.returncode == 1, up.stdout
+        assert up.returncode == 2, up.stdout  # usage: a bad --worker
         assert message in up.stderr and "Traceback" not in up.stderr, up.stderr
         assert not (tmp_path / "run" / "cluster.json").exists()
 

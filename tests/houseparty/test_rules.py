@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,10 @@ def test_bad_input_from_erl(cluster: Cluster) -> None:
     erl = ErlNode(cluster.cookie)
     s = cluster.sidecars[0]
     try:
-        call = lambda expr: erl.eval_sync(f"rpc:call('{s}', houseparty, {expr})")  # noqa: E731
+
+        def call(expr: str) -> Any:
+            return erl.eval_sync(f"rpc:call('{s}', houseparty, {expr})")
+
         assert str(call("add_rooms, [[kitchen]]")) == "ok"
         bad = call('walk_into, [kitchen, [kid, <<"play">>]]')
         assert bad == (Atom("error"), (Atom("bad_name"), b"play"))
@@ -112,13 +116,13 @@ def test_concurrent_random_walks_keep_the_invariants(cluster: Cluster) -> None:
                 assert person not in listed, f"{person} is in {listed[person]} and {room}"
                 listed[person] = room
         for person in people:
-            room = hp.where_is(person)
-            assert room == listed.get(person), person
+            where = hp.where_is(person)
+            assert where == listed.get(person), person
             log = hp.get_person_room_log(person)
-            if room is None:
+            if where is None:
                 assert log == []
             else:
-                assert log[0][1] == room
+                assert log[0][1] == where
                 # No entry repeats the room before it: walking into one's own room logs nothing.
                 assert all(a[1] != b[1] for a, b in itertools.pairwise(log)), log
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -57,7 +58,10 @@ def test_seed_from_erl(cluster: Cluster) -> None:
     erl = ErlNode(cluster.cookie)
     s = cluster.sidecars[1]
     try:
-        call = lambda expr: erl.eval_sync(f"rpc:call('{s}', houseparty, {expr})")  # noqa: E731
+
+        def call(expr: str) -> Any:
+            return erl.eval_sync(f"rpc:call('{s}', houseparty, {expr})")
+
         assert str(call("add_rooms, [[den, living_room, kitchen]]")) == "ok"
         assert str(call("walk_into, [kitchen, [kid, bilal]]")) == "ok"
         assert str(call("walk_into, [living_room, [play, sidney, kid]]")) == "ok"

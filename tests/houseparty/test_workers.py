@@ -67,8 +67,9 @@ def test_a_drained_pod_hands_its_rooms_over_in_batches(cluster: Cluster) -> None
         assert hp.dump() == before
         registered = hp.rpc("hp_registry", "registered", [])
         assert {pid.node.name for _, pid in registered} <= {
-            cluster.pods[0].python_node, cluster.pods[1].python_node,
-        }  # fmt: skip
+            cluster.pods[0].python_node,
+            cluster.pods[1].python_node,
+        }
         assert len(registered) == len(rooms) + len(range(0, 2000, 97))
         # The rooms kept their max through the handoff.
         hp.walk_into("room_97", ["q1", "q2"])
@@ -111,14 +112,16 @@ def test_the_registry_forgets_workers_that_exit_and_moves_those_of_a_lost_python
         hp.rpc("erlang", "send", [held["den_8"], (Atom("swarm"), Atom("die"))])
 
         def gone(name: str) -> bool:
-            return hp.rpc("hp_registry", "whereis_name", [(ROOM, Atom(name))]) == UNDEFINED
+            return bool(hp.rpc("hp_registry", "whereis_name", [(ROOM, Atom(name))]) == UNDEFINED)
 
         _eventually(lambda: all(gone(n) for n in doomed), f"{doomed} unregistered")
         assert not gone("den_9")
         # The registry no longer monitors the workers one by one.
-        monitors = hp.rpc("erlang", "process_info",
-                          [hp.rpc("erlang", "whereis", [Atom("hp_registry_server")]),
-                           Atom("monitors")])  # fmt: skip
+        monitors = hp.rpc(
+            "erlang",
+            "process_info",
+            [hp.rpc("erlang", "whereis", [Atom("hp_registry_server")]), Atom("monitors")],
+        )
         assert not [m for m in monitors[1] if m[1].node.name.startswith("py")], monitors
 
     on_py2 = {name for name, pid in held.items() if pid.node.name == py2} - set(doomed)

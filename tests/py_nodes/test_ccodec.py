@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -206,9 +206,9 @@ def test_input_types() -> None:
     for bad in ("text", 131, None):
         with pytest.raises(DecodeError, match="bytes-like object required"):
             decode(bad)  # type: ignore[arg-type]
-    for data, off in ((ext, len(ext)), (ext, -1), (b"", 0)):
+    for raw, off in ((ext, len(ext)), (ext, -1), (b"", 0)):
         with pytest.raises(DecodeError, match="offset out of range"):
-            decode_prefix(data, off)
+            decode_prefix(raw, off)
     with pytest.raises(DecodeError, match="trailing bytes"):
         decode(ext + b"x")
 
@@ -353,7 +353,8 @@ class _PurePid(_terms._Identifier):
     ),
 )
 def test_identifiers_compare_as_the_pure_base(a: tuple[Any, ...], b: tuple[Any, ...]) -> None:
-    assert _terms.Identifier is _ccodec.Identifier and issubclass(Pid, _ccodec.Identifier)
+    assert cast(object, _terms.Identifier) is _ccodec.Identifier
+    assert issubclass(Pid, _ccodec.Identifier)
     c_a, c_b, py_a, py_b = Pid(*a), Pid(*b), _PurePid(*a), _PurePid(*b)
     assert (c_a == c_b, c_a != c_b) == (py_a == py_b, py_a != py_b) == (a == b, a != b)
     assert hash(c_a) == hash(Pid(*a)) and hash(py_a) == hash(_PurePid(*a))

@@ -330,7 +330,7 @@ def test_fixed_terms_types(peer: Peer, tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 # Python-made terms must be accepted by Erlang, and come back equal.
 
-_atoms = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20).map(Atom)
+_atoms = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=20).map(Atom)
 _leaves = st.one_of(
     st.integers(min_value=-(1 << 200), max_value=1 << 200),
     st.floats(allow_nan=False, allow_infinity=False),

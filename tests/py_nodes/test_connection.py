@@ -17,6 +17,7 @@ from py_nodes._control import (
     _DECODERS,
     _NO_MESSAGE,
     AliasSend,
+    ControlEvent,
     Demonitor,
     Exit,
     Exit2,
@@ -40,7 +41,7 @@ NA, NB = Atom("a@127.0.0.1"), Atom("b@127.0.0.1")
 PA, PB = Pid(NA, 1, 0, 7), Pid(NB, 2, 0, 9)
 REF = Reference(NB, 9, (1, 2, 3))
 
-EVENTS = [
+EVENTS: list[ControlEvent] = [
     Send(PB, (Atom("hello"), b"bin", [1, 2])),
     Send(PB, b"from a sender", sender=PA),
     RegSend(PA, Atom("echo"), {b"k": 1.5}),
@@ -222,7 +223,11 @@ def test_c_frame_reader_reads_as_the_pure_one(
 def test_c_frame_encoder_writes_as_the_pure_one(message: Any) -> None:
     from py_nodes import _ccodec
 
-    for ctrl in [(2, Atom(""), PB), (29, REF, PA, PA, (Atom("m"), Atom("f"), 0), [])]:
+    ctrls: list[tuple[Any, ...]] = [
+        (2, Atom(""), PB),
+        (29, REF, PA, PA, (Atom("m"), Atom("f"), 0), []),
+    ]
+    for ctrl in ctrls:
         assert _ccodec.encode_frame(ctrl, message) == _encode_frame_py(ctrl, message)
     with pytest.raises(EncodeError):
         _ccodec.encode_frame((2, Atom(""), PB), object())

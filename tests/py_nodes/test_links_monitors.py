@@ -165,7 +165,9 @@ async def test_monitors_from_erlang_follow_names_exits_and_demonitors(
         node.spawn(MailboxProcess, name="later")
         assert node.monitor_count() == 0
         node.exit(successor, Atom("kill"))
-        node.exit(node.whereis("later"), Atom("kill"))
+        later = node.whereis("later")
+        assert later is not None
+        node.exit(later, Atom("kill"))
         assert await seen(erl, 300) == Atom("timeout")
 
 

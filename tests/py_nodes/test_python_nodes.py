@@ -37,7 +37,7 @@ async def test_simultaneous_connect(cookie: str) -> None:
                 a.call(("small", b.name), 0),
                 b.call(("small", a.name), 0),
             )
-            assert got == [2, 1, 2, 1]
+            assert list(got) == [2, 1, 2, 1]
             assert a.nodes() == [b.name] and b.nodes() == [a.name]
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from houseparty import AsyncHouseParty, DestinationFull, Unavailable, UnknownRoom
+from houseparty import AsyncHouseParty, DestinationFull, Timeout, Unavailable, UnknownRoom
 from houseparty._errors import ApiError, ConnectError
 from py_nodes._terms import Atom
 from tests.scenarios._checker import Observation, Problem, Read, Walk, check_answers, check_house
@@ -65,8 +65,10 @@ def answer_of(exc: BaseException) -> str:
         if type(reason) is tuple and reason and isinstance(reason[0], Atom):
             return str(reason[0].name)
         return f"error:{reason!r}"[:80]
+    if isinstance(exc, Timeout):
+        return "timeout"
     if isinstance(exc, ConnectError):
-        return "connect"  # no answer: the sidecar went away, or the call timed out
+        return "connect"  # no answer: the sidecar went away
     return f"exception:{type(exc).__name__}"
 
 

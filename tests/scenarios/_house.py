@@ -141,27 +141,40 @@ class HouseCluster:
         """Start pod ``i``'s sidecar and wait for its ``/healthz``."""
         pod = self.pods[i]
         sidecar = [
-            "erl", "-name", pod.sidecar_node, "-noshell", "-noinput", "+t", "5000000",
-            "-kernel", "inet_dist_listen_min", str(SIDECAR_PORT),
-            "inet_dist_listen_max", str(SIDECAR_PORT),
+            "erl",
+            "-name",
+            pod.sidecar_node,
+            "-noshell",
+            "-noinput",
+            "+t",
+            "5000000",
+            "-kernel",
+            "inet_dist_listen_min",
+            str(SIDECAR_PORT),
+            "inet_dist_listen_max",
+            str(SIDECAR_PORT),
             # as the release's vm.args has it
-            "-kernel", "prevent_overlapping_partitions", "false",
-            "-pa", str(sidecar_ebin()),
-            "-eval", "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
-        ]  # fmt: skip
+            "-kernel",
+            "prevent_overlapping_partitions",
+            "false",
+            "-pa",
+            str(sidecar_ebin()),
+            "-eval",
+            "{ok, _} = application:ensure_all_started(houseparty_sidecar)",
+        ]
         pod.sidecar = self.sim.run(pod.pod, sidecar, self.env(i))
         deadline = time.monotonic() + timeout
         while not self._probe(i, "healthz"):
             if not pod.sidecar.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"pod {i}: the sidecar did not come up:\n"
-                                   + pod.sidecar.output()[-3000:])
+                raise RuntimeError(
+                    f"pod {i}: the sidecar did not come up:\n" + pod.sidecar.output()[-3000:]
+                )
             time.sleep(0.1)
 
     def start_python(self, i: int) -> None:
         """Start pod ``i``'s Python node; returns without waiting for it."""
         pod = self.pods[i]
-        pod.python = self.sim.run(pod.pod, [sys.executable, "-m", "houseparty.pod"],
-                                  self.env(i))
+        pod.python = self.sim.run(pod.pod, [sys.executable, "-m", "houseparty.pod"], self.env(i))
 
     def ready(self, i: int) -> bool:
         """The sidecar's ``/readyz``: joined, and its Python node connected."""
@@ -184,14 +197,17 @@ class HouseCluster:
                 pod = self.pods[i]
                 for proc in (pod.sidecar, pod.python):
                     if proc is not None and not proc.alive():
-                        raise RuntimeError(f"pod {i}: {proc.argv[0]} exited:\n"
-                                           + proc.output()[-3000:])
+                        raise RuntimeError(
+                            f"pod {i}: {proc.argv[0]} exited:\n" + proc.output()[-3000:]
+                        )
                 if self.ready(i):
                     pending.discard(i)
             if pending:
                 if time.monotonic() - start > timeout:
-                    raise TimeoutError(f"pods {sorted(pending)} not ready after {timeout} s:\n"
-                                       + self.logs(min(pending)))
+                    raise TimeoutError(
+                        f"pods {sorted(pending)} not ready after {timeout} s:\n"
+                        + self.logs(min(pending))
+                    )
                 time.sleep(0.2)
         return time.monotonic() - start
 
@@ -214,11 +230,14 @@ class HouseCluster:
             except subprocess.TimeoutExpired:
                 proc.signal(signal.SIGKILL)
                 proc.wait(10)
-                raise RuntimeError(f"pod {i}: {proc.argv[0]} ignored SIGTERM for {timeout} s:\n"
-                                   + proc.output()[-3000:]) from None
+                raise RuntimeError(
+                    f"pod {i}: {proc.argv[0]} ignored SIGTERM for {timeout} s:\n"
+                    + proc.output()[-3000:]
+                ) from None
             if status != 0:
-                raise RuntimeError(f"pod {i}: {proc.argv[0]} exited with {status}:\n"
-                                   + proc.output()[-3000:])
+                raise RuntimeError(
+                    f"pod {i}: {proc.argv[0]} exited with {status}:\n" + proc.output()[-3000:]
+                )
         pod.python = pod.sidecar = None
         return time.monotonic() - start
 
@@ -274,8 +293,9 @@ class HouseCluster:
         return "\n".join(parts)
 
     def client(self, i: int, timeout: float = 30.0) -> AsyncHouseParty:
-        hp = AsyncHouseParty(self.sidecars[i], self.cookie, timeout=timeout,
-                             client_host=self.sim.bridge_ip)
+        hp = AsyncHouseParty(
+            self.sidecars[i], self.cookie, timeout=timeout, client_host=self.sim.bridge_ip
+        )
         # The client notices a silent sidecar as fast as the sidecars notice each other.
         hp._node.net_ticktime = self.tick
         return hp
@@ -284,8 +304,12 @@ class HouseCluster:
         """An erl node inside pod ``i``'s namespace (it sees its pod when the pod is cut)."""
         if i not in self._probes:
             pod = self.pods[i]
-            argv = erl_argv(f"probe{secrets.token_hex(3)}@{pod.ip}", self.cookie,
-                            net_ticktime=self.tick, shell=True)
+            argv = erl_argv(
+                f"probe{secrets.token_hex(3)}@{pod.ip}",
+                self.cookie,
+                net_ticktime=self.tick,
+                shell=True,
+            )
             shell = ErlShell(self.sim.run(pod.pod, argv, pipe=True))
             shell.wait_started()
             self._probes[i] = shell
@@ -295,13 +319,15 @@ class HouseCluster:
         """``hp_registry:registered()`` as pod ``i``'s sidecar sees it: name -> node of
         the pid, asked from inside the pod."""
         text = self.probe(i).eval(
-            "[{K, node(P)} || {K, P} <- rpc:call('" + self.sidecars[i]
-            + "', hp_registry, registered, [])]")
+            "[{K, node(P)} || {K, P} <- rpc:call('"
+            + self.sidecars[i]
+            + "', hp_registry, registered, [])]"
+        )
         return _parse_placement(text)
 
-
-    def probe_walk(self, i: int, people: list[str], rooms: list[str], seconds: float,
-                   seed: int) -> ProbeWalks:
+    def probe_walk(
+        self, i: int, people: list[str], rooms: list[str], seconds: float, seed: int
+    ) -> ProbeWalks:
         """Random walks through pod ``i``'s sidecar from inside the pod, for ``seconds``
         (blocking: run it in a thread)."""
         expr = (
@@ -403,8 +429,14 @@ class Walker:
     outcome is unknown (it gave up, or failed unexpectedly) is in ``uncertain``.
     """
 
-    def __init__(self, clients: list[AsyncHouseParty], people: list[str], rooms: list[str],
-                 seed: int, retry_for: float = 30.0) -> None:
+    def __init__(
+        self,
+        clients: list[AsyncHouseParty],
+        people: list[str],
+        rooms: list[str],
+        seed: int,
+        retry_for: float = 30.0,
+    ) -> None:
         self.clients = clients
         self.people = people
         self.rooms = rooms
@@ -499,8 +531,9 @@ async def snapshot(hp: AsyncHouseParty, people: list[str]) -> Snapshot:
     return Snapshot(dump, logs)
 
 
-async def check_invariants(hp: AsyncHouseParty, rooms: list[str], people: list[str],
-                           max_people: int) -> list[str]:
+async def check_invariants(
+    hp: AsyncHouseParty, rooms: list[str], people: list[str], max_people: int
+) -> list[str]:
     """The seed's rules on the whole house; returns what breaks them (empty: they hold)."""
     problems: list[str] = []
     dump = await hp.dump()
@@ -519,8 +552,9 @@ async def check_invariants(hp: AsyncHouseParty, rooms: list[str], people: list[s
         where = await hp.where_is(person)
         log = await hp.get_person_room_log(person)
         if where != listed.get(person):
-            problems.append(f"{person}: where_is says {where}, the rooms list it in "
-                            f"{listed.get(person)}")
+            problems.append(
+                f"{person}: where_is says {where}, the rooms list it in {listed.get(person)}"
+            )
         newest = log[0][1] if log else None
         if newest != where:
             problems.append(f"{person}: newest log entry {newest}, where_is {where}")
@@ -533,15 +567,19 @@ def lost_log_entries(before: dict[str, Log], after: dict[str, Log]) -> dict[str,
     lost: dict[str, int] = {}
     for person, old in before.items():
         new = after.get(person, [])
-        tail = new[len(new) - len(old):] if len(new) >= len(old) else []
+        tail = new[len(new) - len(old) :] if len(new) >= len(old) else []
         if tail != old:
             kept = sum(1 for a, b in zip(reversed(old), reversed(new), strict=False) if a == b)
             lost[person] = len(old) - kept
     return lost
 
 
-def check_walks(walkers: list[Walker], before: Snapshot, after: Snapshot,
-                skip: frozenset[str] | set[str] = frozenset()) -> list[str]:
+def check_walks(
+    walkers: list[Walker],
+    before: Snapshot,
+    after: Snapshot,
+    skip: frozenset[str] | set[str] = frozenset(),
+) -> list[str]:
     """Every walk that returned ok is in the person's log, in order, after what the log
     held before; exactly those walks when no walk of that person had an unknown outcome."""
     problems: list[str] = []
@@ -660,4 +698,3 @@ class House:
 
     async def snapshot(self, via: int) -> Snapshot:
         return await snapshot(self.clients[via], PEOPLE)
-

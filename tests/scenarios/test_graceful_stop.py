@@ -59,29 +59,40 @@ async def scenario(cluster: HouseCluster) -> None:
         where_end = await placement(house.clients[0])
 
     stats = total(walkers)
-    report("graceful_stop", {
-        "quiet_stop": {"names_moved": len(moved), "stop_s": round(quiet_stop_s, 2),
-                       "state_equal": True},
-        "rejoin_ready_s": round(rejoin_s, 2),
-        # Read while names still moved onto the rejoined pod: a room being handed over
-        # is missing from dump() or listed empty for a moment.
-        "people_missing_from_dump_after_rejoin": sum(
-            1 for p, room in start.stands().items() if start.where().get(p) != room),
-        "busy_stop": {"stop_s": round(busy_stop_s, 2), "walking_s": round(walking_s, 1),
-                      **stats.figures(), "uncertain_people": sum(len(w.uncertain)
-                                                                 for w in walkers),
-                      "log_entries_lost": sum(lost.values()),
-                      "ok_walks_missing_from_logs": len(walk_problems),
-                      "ok_walks_problems_first": [p[:400] for p in walk_problems[:4]],
-                      "invariant_violations": len(problems)},
-    })
+    report(
+        "graceful_stop",
+        {
+            "quiet_stop": {
+                "names_moved": len(moved),
+                "stop_s": round(quiet_stop_s, 2),
+                "state_equal": True,
+            },
+            "rejoin_ready_s": round(rejoin_s, 2),
+            # Read while names still moved onto the rejoined pod: a room being handed over
+            # is missing from dump() or listed empty for a moment.
+            "people_missing_from_dump_after_rejoin": sum(
+                1 for p, room in start.stands().items() if start.where().get(p) != room
+            ),
+            "busy_stop": {
+                "stop_s": round(busy_stop_s, 2),
+                "walking_s": round(walking_s, 1),
+                **stats.figures(),
+                "uncertain_people": sum(len(w.uncertain) for w in walkers),
+                "log_entries_lost": sum(lost.values()),
+                "ok_walks_missing_from_logs": len(walk_problems),
+                "ok_walks_problems_first": [p[:400] for p in walk_problems[:4]],
+                "invariant_violations": len(problems),
+            },
+        },
+    )
     assert problems == []
     assert lost == {}
     assert walk_problems == []
     assert stats.unexpected == []
     assert stats.gave_up == 0
     assert set(where_end) == {f"room:{r}" for r in end.dump} | {
-        f"person:{p}" for p in PEOPLE if end.logs[p]}
+        f"person:{p}" for p in PEOPLE if end.logs[p]
+    }
     assert cluster.pods[2].python_node not in set(where_end.values())
 
 

@@ -39,8 +39,9 @@ def collapse(start: str | None, rooms: list[str]) -> list[str]:
     return out
 
 
-def missing_ok_walks(ok_walks: dict[str, list[str]], before: Snapshot,
-                     after: Snapshot) -> list[str]:
+def missing_ok_walks(
+    ok_walks: dict[str, list[str]], before: Snapshot, after: Snapshot
+) -> list[str]:
     """Each person's ok walks must appear, in order, among the entries added to its log
     (other walks, from the other side, may be interleaved)."""
     problems = []
@@ -71,8 +72,10 @@ async def scenario(cluster: HouseCluster) -> None:
         before = await house.snapshot(via=0)
         where_before = await placement(house.clients[0])
         procs_before = await python_processes(house)
-        own_processes = {node: procs_before[node] - list(where_before.values()).count(node)
-                         for node in procs_before}
+        own_processes = {
+            node: procs_before[node] - list(where_before.values()).count(node)
+            for node in procs_before
+        }
         cluster.probe(cut)  # the minority's client, started before the link goes
 
         walkers = house.walkers()
@@ -81,8 +84,9 @@ async def scenario(cluster: HouseCluster) -> None:
         await asyncio.sleep(1.0)
         await asyncio.to_thread(cluster.cut, cut)
         t_cut = time.monotonic()
-        minority = asyncio.create_task(asyncio.to_thread(
-            cluster.probe_walk, cut, house.shares[cut], ROOMS, CUT_S - 4.0, 5))
+        minority = asyncio.create_task(
+            asyncio.to_thread(cluster.probe_walk, cut, house.shares[cut], ROOMS, CUT_S - 4.0, 5)
+        )
 
         async def split_seen() -> bool:
             nodes = await house.clients[0].rpc("erlang", "nodes", [])
@@ -92,8 +96,9 @@ async def scenario(cluster: HouseCluster) -> None:
 
         async def majority_whole() -> bool:
             where = await placement(house.clients[0])
-            return (set(where) >= set(where_before)
-                    and cluster.pods[cut].python_node not in set(where.values()))
+            return set(where) >= set(where_before) and cluster.pods[cut].python_node not in set(
+                where.values()
+            )
 
         majority_s = await wait_for(majority_whole, within=CUT_S - 8.0)
         minority_walks = await minority
@@ -118,9 +123,11 @@ async def scenario(cluster: HouseCluster) -> None:
                 for name in await local_names(hp):
                     holders.setdefault(name, []).append(i)
             views[:] = [await placement(hp) for hp in house.clients]
-            return (all(len(h) == 1 for h in holders.values())
-                    and all(v == views[0] for v in views)
-                    and set(views[0]) >= set(where_before))
+            return (
+                all(len(h) == 1 for h in holders.values())
+                and all(v == views[0] for v in views)
+                and set(views[0]) >= set(where_before)
+            )
 
         one_copy_s = await wait_for(one_copy, within=SETTLE_S, every=0.5)
         await asyncio.sleep(3.0)
@@ -143,53 +150,59 @@ async def scenario(cluster: HouseCluster) -> None:
     # The merge: names with a copy on both sides, and whose copy won.
     conflicts = sorted(set(where_majority) & set(where_minority))
     minority_node = cluster.pods[cut].python_node
-    won_by_minority = sorted(n for n in conflicts
-                             if where_after.get(n) == minority_node)
+    won_by_minority = sorted(n for n in conflicts if where_after.get(n) == minority_node)
     duplicates = {n: h for n, h in holders.items() if len(h) > 1}
-    extra = {node: procs_after[node] - list(where_after.values()).count(node)
-             - own_processes[node] for node in procs_after}
+    extra = {
+        node: procs_after[node] - list(where_after.values()).count(node) - own_processes[node]
+        for node in procs_after
+    }
     majority_ok = {p: rooms for w in walkers for p, rooms in w.ok_walks.items()}
     lost_majority = missing_ok_walks(majority_ok, before, after)
     lost_minority = missing_ok_walks(
-        {p: minority_walks.ok_walks.get(p, []) for p in house.shares[cut]}, before, after)
+        {p: minority_walks.ok_walks.get(p, []) for p in house.shares[cut]}, before, after
+    )
     # The people only the majority walked: their logs hold exactly their ok walks unless
     # a copy restarted during the split (it knew no room) logged a walk into the room
     # the person already stood in.
     not_exact = check_walks([w for i, w in enumerate(walkers) if i != cut], before, after)
     stats = total(walkers)
-    report("netsplit", {
-        "cut_s": CUT_S,
-        "nodedown_seen_s": None if nodedown_s is None else round(nodedown_s, 2),
-        "majority_has_every_name_s": None if majority_s is None else round(majority_s, 2),
-        "names_before": len(where_before),
-        "names_on_majority_during_split": len(where_majority),
-        "names_on_minority_during_split": len(where_minority),
-        "conflicts": len(conflicts),
-        "conflicts_won_by_minority_copy": len(won_by_minority),
-        "conflicts_won_by_majority_copy": len(conflicts) - len(won_by_minority),
-        "rejoin_s": None if rejoin_s is None else round(rejoin_s, 2),
-        "one_copy_after_heal_s": None if one_copy_s is None else round(one_copy_s, 2),
-        "names_held_twice": len(duplicates),
-        "extra_python_processes": extra,
-        "rules_hold_after_heal_s": (None if heal_to_rules_s is None
-                                    else round(heal_to_rules_s, 2)),
-        "rule_violations": len(problems),
-        "rule_violations_by_kind": {
-            "room_over_max": sum("over its max" in p for p in problems),
-            "person_listed_in_two_rooms": sum("is listed in" in p for p in problems),
-            "where_is_not_the_listing_room": sum("where_is says" in p for p in problems),
-            "newest_log_entry_not_where_is": sum("newest log entry" in p for p in problems),
+    report(
+        "netsplit",
+        {
+            "cut_s": CUT_S,
+            "nodedown_seen_s": None if nodedown_s is None else round(nodedown_s, 2),
+            "majority_has_every_name_s": None if majority_s is None else round(majority_s, 2),
+            "names_before": len(where_before),
+            "names_on_majority_during_split": len(where_majority),
+            "names_on_minority_during_split": len(where_minority),
+            "conflicts": len(conflicts),
+            "conflicts_won_by_minority_copy": len(won_by_minority),
+            "conflicts_won_by_majority_copy": len(conflicts) - len(won_by_minority),
+            "rejoin_s": None if rejoin_s is None else round(rejoin_s, 2),
+            "one_copy_after_heal_s": None if one_copy_s is None else round(one_copy_s, 2),
+            "names_held_twice": len(duplicates),
+            "extra_python_processes": extra,
+            "rules_hold_after_heal_s": (
+                None if heal_to_rules_s is None else round(heal_to_rules_s, 2)
+            ),
+            "rule_violations": len(problems),
+            "rule_violations_by_kind": {
+                "room_over_max": sum("over its max" in p for p in problems),
+                "person_listed_in_two_rooms": sum("is listed in" in p for p in problems),
+                "where_is_not_the_listing_room": sum("where_is says" in p for p in problems),
+                "newest_log_entry_not_where_is": sum("newest log entry" in p for p in problems),
+            },
+            "rule_violations_first": problems[:12],
+            "ok_walks_missing_majority": len(lost_majority),
+            "ok_walks_missing_minority": len(lost_minority),
+            "ok_walks_missing_first": (lost_majority + lost_minority)[:4],
+            "logs_with_entries_beyond_ok_walks": len(not_exact),
+            "logs_with_entries_beyond_ok_walks_first": [p[:300] for p in not_exact[:3]],
+            "minority_walks": dict(minority_walks.outcomes),
+            "majority_walking_s": round(walking_s, 1),
+            **stats.figures(),
         },
-        "rule_violations_first": problems[:12],
-        "ok_walks_missing_majority": len(lost_majority),
-        "ok_walks_missing_minority": len(lost_minority),
-        "ok_walks_missing_first": (lost_majority + lost_minority)[:4],
-        "logs_with_entries_beyond_ok_walks": len(not_exact),
-        "logs_with_entries_beyond_ok_walks_first": [p[:300] for p in not_exact[:3]],
-        "minority_walks": dict(minority_walks.outcomes),
-        "majority_walking_s": round(walking_s, 1),
-        **stats.figures(),
-    })
+    )
     assert nodedown_s is not None, f"no nodedown within {3 * TICK} s of the cut"
     assert majority_s is not None, "the majority never had every name"
     assert rejoin_s is not None, "the pods did not reconnect after the heal"
@@ -201,7 +214,8 @@ async def scenario(cluster: HouseCluster) -> None:
     assert problems == [], "the rules do not hold after the heal:\n" + "\n".join(problems)
     assert sorted(after.dump) == sorted(ROOMS)
     assert {p for p in PEOPLE if after.logs[p]} <= {
-        n.split(":", 1)[1] for n in where_after if n.startswith("person:")}
+        n.split(":", 1)[1] for n in where_after if n.startswith("person:")
+    }
 
 
 def test_netsplit_heals_to_one_copy_of_every_name(house: HouseCluster) -> None:

@@ -54,11 +54,16 @@ async def scenario(cluster: HouseCluster) -> None:
             now = await house.snapshot(via=via)
             lost_here = lost_log_entries(previous.logs, now.logs)
             previous = now
-            steps.append({"pod": i, "stop_s": round(stop_s, 2), "ready_s": round(ready_s, 2),
-                          "names_back_s": None if names_back_s is None
-                          else round(names_back_s, 2),
-                          "names_on_pod_after": list(where.values()).count(node),
-                          "people_whose_log_lost_entries": sorted(lost_here)})
+            steps.append(
+                {
+                    "pod": i,
+                    "stop_s": round(stop_s, 2),
+                    "ready_s": round(ready_s, 2),
+                    "names_back_s": None if names_back_s is None else round(names_back_s, 2),
+                    "names_on_pod_after": list(where.values()).count(node),
+                    "people_whose_log_lost_entries": sorted(lost_here),
+                }
+            )
         roll_s = time.monotonic() - t0
         await asyncio.sleep(2.0)
         for w in walkers:
@@ -70,19 +75,22 @@ async def scenario(cluster: HouseCluster) -> None:
     lost = lost_log_entries(before.logs, after.logs)
     walk_problems = check_walks(walkers, before, after)
     stats = total(walkers)
-    report("rolling_restart", {
-        "roll_s": round(roll_s, 1),
-        "steps": steps,
-        "names_before": len(where_before),
-        "names_after": len(where_after),
-        "log_entries_lost": sum(lost.values()),
-        "ok_walks_missing_from_logs": len(walk_problems),
-        "ok_walks_problems_first": walk_problems[:6],
-        "invariant_violations": len(problems),
-        "invariant_violations_first": problems[:6],
-        "uncertain_people": sum(len(w.uncertain) for w in walkers),
-        **stats.figures(),
-    })
+    report(
+        "rolling_restart",
+        {
+            "roll_s": round(roll_s, 1),
+            "steps": steps,
+            "names_before": len(where_before),
+            "names_after": len(where_after),
+            "log_entries_lost": sum(lost.values()),
+            "ok_walks_missing_from_logs": len(walk_problems),
+            "ok_walks_problems_first": walk_problems[:6],
+            "invariant_violations": len(problems),
+            "invariant_violations_first": problems[:6],
+            "uncertain_people": sum(len(w.uncertain) for w in walkers),
+            **stats.figures(),
+        },
+    )
     assert set(where_after) >= set(where_before)
     for room, inside in before.dump.items():
         assert room in after.dump, f"{room} was lost"

@@ -63,30 +63,36 @@ async def scenario(cluster: HouseCluster) -> None:
     # The surviving rooms kept their lists; a person reset on the killed pod does not
     # know it stood in one of them.
     stands = after.stands()
-    stale_listings = {room: stale for room, inside in sorted(after.dump.items())
-                      if room not in rooms_on_killed
-                      for stale in [sorted(p for p in inside
-                                           if p in people_on_killed and stands.get(p) != room)]
-                      if stale}
+    stale_listings = {
+        room: stale
+        for room, inside in sorted(after.dump.items())
+        if room not in rooms_on_killed
+        for stale in [sorted(p for p in inside if p in people_on_killed and stands.get(p) != room)]
+        if stale
+    }
     stats = total(walkers)
-    report("sigkill", {
-        "names_on_killed_pod": len(on_killed),
-        "rooms_on_killed_pod": len(rooms_on_killed),
-        "people_on_killed_pod": len(people_on_killed),
-        "recover_s": None if recover_s is None else round(recover_s, 2),
-        "people_whose_log_was_reset": len(lost),
-        "log_entries_lost": sum(lost.values()),
-        "rooms_restarted_empty": sorted(rooms_on_killed),
-        "people_reset": sorted(lost),
-        "surviving_rooms_listing_reset_people": stale_listings,
-        "reset_people_listed_by_surviving_rooms": sum(len(v) for v in stale_listings.values()),
-        "invariant_violations_after": len(problems),
-        "invariant_violations": problems[:20],
-        **stats.figures(),
-    })
+    report(
+        "sigkill",
+        {
+            "names_on_killed_pod": len(on_killed),
+            "rooms_on_killed_pod": len(rooms_on_killed),
+            "people_on_killed_pod": len(people_on_killed),
+            "recover_s": None if recover_s is None else round(recover_s, 2),
+            "people_whose_log_was_reset": len(lost),
+            "log_entries_lost": sum(lost.values()),
+            "rooms_restarted_empty": sorted(rooms_on_killed),
+            "people_reset": sorted(lost),
+            "surviving_rooms_listing_reset_people": stale_listings,
+            "reset_people_listed_by_surviving_rooms": sum(len(v) for v in stale_listings.values()),
+            "invariant_violations_after": len(problems),
+            "invariant_violations": problems[:20],
+            **stats.figures(),
+        },
+    )
     assert recover_s is not None and recover_s < RECOVERY_BOUND_S, (
         f"names not all back within {RECOVERY_BOUND_S} s: missing "
-        f"{sorted(set(where_before) - set(where_after))}")
+        f"{sorted(set(where_before) - set(where_after))}"
+    )
     assert set(where_after) >= set(where_before)
     assert killed not in set(where_after.values())
     assert sorted(after.dump) == sorted(ROOMS)

@@ -63,8 +63,14 @@ def erl_argv(
     if listen_ip is not None:
         argv += ["-kernel", "inet_dist_use_interface", "{" + listen_ip.replace(".", ",") + "}"]
     if dist_port is not None:
-        argv += ["-kernel", "inet_dist_listen_min", str(dist_port),
-                 "-kernel", "inet_dist_listen_max", str(dist_port)]
+        argv += [
+            "-kernel",
+            "inet_dist_listen_min",
+            str(dist_port),
+            "-kernel",
+            "inet_dist_listen_max",
+            str(dist_port),
+        ]
     if net_ticktime is not None:
         argv += ["-kernel", "net_ticktime", str(net_ticktime)]
     argv += list(extra)
@@ -95,7 +101,7 @@ class ErlShell:
         try:
             for line in stdout:
                 if line.startswith(_MARK):
-                    self._lines.put(line[len(_MARK):].rstrip("\n"))
+                    self._lines.put(line[len(_MARK) :].rstrip("\n"))
                 else:
                     self.other_output.append(line)
         except (OSError, ValueError):
@@ -149,4 +155,3 @@ class ErlShell:
         if stdin is not None:
             with contextlib.suppress(OSError):
                 stdin.close()
-

@@ -319,8 +319,9 @@ class PodCluster:
             _ip("addr", "add", f"{self.bridge_ip}/24", "dev", self.bridge)
             _ip("link", "set", self.bridge, "up")
         for i in range(count):
-            pod = Pod(i, f"hp{self.run_id}-pod{i}", f"{_PREFIX_NET}.{x}.{10 + i}",
-                      f"hp{self.run_id}h{i}")
+            pod = Pod(
+                i, f"hp{self.run_id}-pod{i}", f"{_PREFIX_NET}.{x}.{10 + i}", f"hp{self.run_id}h{i}"
+            )
             self._run.namespaces.append(pod.namespace)
             self._run.links.append(pod.host_link)
             self._run.save()
@@ -403,8 +404,7 @@ class PodCluster:
         pod = self.pod(which)
         if self._epmd_answers(pod):
             return
-        self._spawn(pod, ["epmd", "-port", str(_EPMD_PORT)], None, pipe=False,
-                    infrastructure=True)
+        self._spawn(pod, ["epmd", "-port", str(_EPMD_PORT)], None, pipe=False, infrastructure=True)
         deadline = time.monotonic() + timeout
         while not self._epmd_answers(pod):
             if time.monotonic() > deadline:
@@ -414,7 +414,9 @@ class PodCluster:
     def _epmd_answers(self, pod: Pod) -> bool:
         done = subprocess.run(
             [_IP, "netns", "exec", pod.namespace, "epmd", "-names"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return done.returncode == 0
 
@@ -446,12 +448,17 @@ class PodCluster:
         """
         return self._spawn(None, argv, env, pipe=pipe)
 
-    def exec(self, which: int | Pod, argv: Sequence[str],
-             timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, which: int | Pod, argv: Sequence[str], timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run a short command in the pod and wait for it (``ip addr``, ``epmd -names``)."""
         pod = self.pod(which)
-        return subprocess.run([_IP, "netns", "exec", pod.namespace, *argv],
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [_IP, "netns", "exec", pod.namespace, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def processes(self, which: int | Pod | None = None) -> list[PodProcess]:
         """The live processes started in a pod (in the root namespace with None)."""
@@ -474,8 +481,13 @@ class PodCluster:
             try:
                 status[p.pid] = p.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("%s: %s ignored SIGTERM for %.0f s; its output ends with:\n%s",
-                            p.pod, p.argv[0], timeout, p.output()[-2000:])
+                log.warning(
+                    "%s: %s ignored SIGTERM for %.0f s; its output ends with:\n%s",
+                    p.pod,
+                    p.argv[0],
+                    timeout,
+                    p.output()[-2000:],
+                )
                 p.signal(signal.SIGKILL)
                 status[p.pid] = p.wait(10)
         return status

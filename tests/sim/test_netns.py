@@ -43,8 +43,13 @@ def start_sidecars(cluster: PodCluster, cookie: str) -> None:
 
 
 def start_client(cluster: PodCluster, cookie: str) -> ErlShell:
-    argv = erl_argv(f"client{cluster.run_id}@{cluster.bridge_ip}", cookie,
-                    listen_ip=cluster.bridge_ip, net_ticktime=TICK, shell=True)
+    argv = erl_argv(
+        f"client{cluster.run_id}@{cluster.bridge_ip}",
+        cookie,
+        listen_ip=cluster.bridge_ip,
+        net_ticktime=TICK,
+        shell=True,
+    )
     # Should this node have to start the root namespace's epmd, keep it on loopback.
     client = ErlShell(cluster.run_host(argv, env={"ERL_EPMD_ADDRESS": "127.0.0.1"}, pipe=True))
     client.wait_started()
@@ -126,10 +131,15 @@ def test_pods_reach_each_other_over_the_bridge(pod_cluster: MakeCluster) -> None
     cookie = secrets.token_hex(8)
     start_sidecars(cluster, cookie)
     a, b = cluster.pods
-    probe = cluster.run(a, erl_argv(
-        f"probe@{a.ip}", cookie, net_ticktime=TICK,
-        extra=("-eval", f"io:format(\"~p~n\", [net_adm:ping('{sidecar(b)}')]), halt()."),
-    ))
+    probe = cluster.run(
+        a,
+        erl_argv(
+            f"probe@{a.ip}",
+            cookie,
+            net_ticktime=TICK,
+            extra=("-eval", f"io:format(\"~p~n\", [net_adm:ping('{sidecar(b)}')]), halt()."),
+        ),
+    )
     deadline = time.monotonic() + 30
     while "pong" not in probe.output() and time.monotonic() < deadline:
         if not probe.alive():  # the sidecar may not be registered yet: ask again
@@ -197,8 +207,14 @@ def test_a_dead_runs_leftovers_are_reaped() -> None:
         print(cluster.run_id, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     run_id = done.stdout.strip()
     assert {f"hp{run_id}-pod0", f"hp{run_id}-pod1"} <= namespaces()

@@ -22,19 +22,26 @@ from tests.houseparty.conftest import free_base_port
 CLI = [sys.executable, "-m", "houseparty.cli"]
 
 
-def hp(*args: str, run_dir: Path, env: dict[str, str] | None = None,
-       timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def hp(
+    *args: str, run_dir: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args, "--run-dir", str(run_dir)],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def node_processes(suffix: str) -> list[str]:
     """Command lines of live processes that belong to the cluster with this name suffix."""
     ps = subprocess.run(["ps", "-eww", "-o", "pid,stat,args"], capture_output=True, text=True)
-    return [line for line in ps.stdout.splitlines()[1:]
-            if suffix in line and " Z" not in line and "houseparty.cli" not in line]  # fmt: skip
+    return [
+        line
+        for line in ps.stdout.splitlines()[1:]
+        if suffix in line and " Z" not in line and "houseparty.cli" not in line
+    ]
 
 
 def test_up_drive_pods_and_down(tmp_path: Path) -> None:
@@ -43,12 +50,23 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
     base = str(free_base_port())
     cookie = "c" + secrets.token_hex(6)
     try:
-        up = hp("up", "--pods", "2", "--detach", "--cookie", cookie, "--base-port", base,
-                "--name-suffix", suffix, run_dir=run_dir)  # fmt: skip
+        up = hp(
+            "up",
+            "--pods",
+            "2",
+            "--detach",
+            "--cookie",
+            cookie,
+            "--base-port",
+            base,
+            "--name-suffix",
+            suffix,
+            run_dir=run_dir,
+        )
         assert up.returncode == 0, up.stderr + up.stdout
         assert f"--remsh sidecar1{suffix}@127.0.0.1" in up.stdout
         again = hp("up", "--pods", "2", "--detach", "--base-port", base, run_dir=run_dir)
-        assert again.returncode == 1
+        assert again.returncode == 3  # refused
         assert "already running" in again.stderr
         assert "Traceback" not in again.stderr
 
@@ -61,28 +79,71 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
         assert hp("add-rooms", "den", "kitchen", "--max", "2", run_dir=run_dir).returncode == 0
         assert hp("walk", "kitchen", "kid", "bilal", run_dir=run_dir).returncode == 0
         full = hp("walk", "kitchen", "play", run_dir=run_dir)
-        assert full.returncode == 1 and "full" in full.stderr
+        assert full.returncode == 3 and "kitchen is full: play was refused" in full.stderr
+        assert hp("add-rooms", "bathroom", "--max", "2", run_dir=run_dir).returncode == 0
+        full = hp("walk", "bathroom", "play", "sidney", "bilal", "dee", run_dir=run_dir)
+        assert full.returncode == 3
+        refusal = "bathroom is full: bilal was refused; play and sidney walked in before"
+        assert refusal in " ".join(full.stderr.split())
+        assert hp("where-is", "bilal", run_dir=run_dir).stdout.strip() == "kitchen"
+        assert hp("where-is", "dee", run_dir=run_dir).returncode == 4  # never walked
         assert json.loads(hp("dump", "--json", run_dir=run_dir).stdout) == {
-            "den": [], "kitchen": ["bilal", "kid"]}  # fmt: skip
+            "bathroom": ["play", "sidney"],
+            "den": [],
+            "kitchen": ["bilal", "kid"],
+        }
+        plain = hp("dump", "--plain", "--match", "*room", "--limit", "1", run_dir=run_dir)
+        assert plain.stdout == "bathroom\tplay\tsidney\n"
+        assert "0 more rooms" not in plain.stderr
+        assert hp("who-is-in", "kitchen", run_dir=run_dir).stdout == "bilal\nkid\n"
+        empty = hp("who-is-in", "den", run_dir=run_dir)
+        assert (empty.returncode, empty.stdout) == (0, "")
+        assert "nobody is in den" in empty.stderr
         assert json.loads(hp("who-is-in", "kitchen", "--json", run_dir=run_dir).stdout) == [
-            "bilal", "kid"]  # fmt: skip
+            "bilal",
+            "kid",
+        ]
         assert json.loads(hp("where-is", "kid", "--json", run_dir=run_dir).stdout) == "kitchen"
         log = json.loads(hp("log", "kid", "--json", run_dir=run_dir).stdout)
         assert [e["room"] for e in log] == ["kitchen"]
         unknown = hp("who-is-in", "garage", run_dir=run_dir)
-        assert unknown.returncode == 1 and "unknown room: garage" in unknown.stderr
+        assert unknown.returncode == 4 and "unknown room: garage" in unknown.stderr
+        nobody = hp("log", "nobody", run_dir=run_dir)
+        assert nobody.returncode == 4 and "nobody has walked into no room" in nobody.stderr
+        long_name = hp("where-is", "x" * 300, run_dir=run_dir)
+        assert long_name.returncode == 2 and "at most 255 characters" in long_name.stderr
+        assert "Traceback" not in long_name.stderr
 
         assert hp("pod", "stop", "2", run_dir=run_dir).returncode == 0
         assert not [p for p in node_processes(suffix) if f"2{suffix}@" in p]
+        again = hp("pod", "stop", "2", run_dir=run_dir)
+        assert again.returncode == 4 and "pod 2 is not running" in again.stderr
+        again = hp("pod", "kill", "2", run_dir=run_dir)
+        assert again.returncode == 4 and "pod 2 is not running" in again.stderr
         assert len(node_processes(suffix)) == 2
         status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
         assert status["local_pods_down"] == [f"sidecar2{suffix}@127.0.0.1"]
         assert json.loads(hp("dump", "--json", run_dir=run_dir).stdout) == {
-            "den": [], "kitchen": ["bilal", "kid"]}  # fmt: skip
+            "bathroom": ["play", "sidney"],
+            "den": [],
+            "kitchen": ["bilal", "kid"],
+        }
 
         assert hp("pod", "start", "2", run_dir=run_dir).returncode == 0
         assert hp("pod", "kill", "1", run_dir=run_dir).returncode == 0
         assert not [p for p in node_processes(suffix) if f"1{suffix}@" in p]
+        # Any pod of the run folder will do: pod 1 is down, pod 2 answers.
+        status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
+        assert [p["node"] for p in status["pods"]] == [f"sidecar2{suffix}@127.0.0.1"]
+        assert status["local_pods_down"] == [f"sidecar1{suffix}@127.0.0.1"]
+        absent, pod2 = "sidecar9_nobody@127.0.0.1", f"sidecar2{suffix}@127.0.0.1"
+        # (The killed pod's rooms are back, restarted from their registration.)
+        rooms = ["bathroom", "den", "kitchen"]
+        seeds = hp("dump", "--json", "--node", absent, "--node", pod2, run_dir=run_dir)
+        assert sorted(json.loads(seeds.stdout)) == rooms, seeds.stderr
+        env = {**os.environ, "HOUSEPARTY_NODES": f"{absent},{pod2}"}
+        by_env = hp("dump", "--json", run_dir=run_dir, env=env)
+        assert sorted(json.loads(by_env.stdout)) == rooms, by_env.stderr
         assert hp("pod", "start", "1", run_dir=run_dir).returncode == 0
         status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
         assert len(status["pods"]) == 2 and status["local_pods_down"] == []
@@ -98,10 +159,24 @@ def test_up_in_the_foreground_stops_on_ctrl_c(tmp_path: Path) -> None:
     suffix = "_fg" + secrets.token_hex(2)
     cookie = "secret" + secrets.token_hex(6)
     proc = subprocess.Popen(
-        [*CLI, "up", "--pods", "2", "--cookie", cookie, "--name-suffix", suffix,
-         "--base-port", str(free_base_port()), "--run-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            *CLI,
+            "up",
+            "--pods",
+            "2",
+            "--cookie",
+            cookie,
+            "--name-suffix",
+            suffix,
+            "--base-port",
+            str(free_base_port()),
+            "--run-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     try:
         seen = ""
@@ -128,17 +203,22 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     run_dir = str(tmp_path / "nothing")
 
     result = runner.invoke(main, ["down", "--run-dir", run_dir])
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     assert "no local cluster is running" in result.output
 
     result = runner.invoke(main, ["pod", "stop", "1", "--run-dir", run_dir])
-    assert result.exit_code == 1 and "no local cluster is running" in result.output
+    assert result.exit_code == 4 and "no local cluster is running" in result.output
+
+    # A run folder without a cluster is no license to guess a node of another cluster.
+    result = runner.invoke(main, ["status", "--run-dir", run_dir])
+    assert result.exit_code == 4
+    assert "no local cluster is running" in result.output and "--node" in result.output
 
     # Nothing listens there: the cluster is not running, or the cookie is wrong.
     result = runner.invoke(
         main, ["dump", "--node", "sidecar9_nobody@127.0.0.1", "--cookie", "x", "--run-dir", run_dir]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 5
     assert "cannot reach sidecar9_nobody@127.0.0.1" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
@@ -167,13 +247,29 @@ def test_stale_run_folder_is_set_aside(tmp_path: Path) -> None:
     run_dir.mkdir()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = {"pods": 1, "cookie": "old", "base_port": 1, "started_at": 0.0,
-             "tag": "", "pod_states": {"1": {"index": 1, "sidecar_pid": dead.pid,
-                                             "python_pid": dead.pid}}}  # fmt: skip
+    stale = {
+        "pods": 1,
+        "cookie": "old",
+        "base_port": 1,
+        "started_at": 0.0,
+        "tag": "",
+        "pod_states": {"1": {"index": 1, "sidecar_pid": dead.pid, "python_pid": dead.pid}},
+    }
     (run_dir / "cluster.json").write_text(json.dumps(stale))
     suffix = "_st" + secrets.token_hex(2)
-    up = hp("up", "--pods", "1", "--detach", "--cookie", "st", "--name-suffix", suffix,
-            "--base-port", str(free_base_port()), run_dir=run_dir)  # fmt: skip
+    up = hp(
+        "up",
+        "--pods",
+        "1",
+        "--detach",
+        "--cookie",
+        "st",
+        "--name-suffix",
+        suffix,
+        "--base-port",
+        str(free_base_port()),
+        run_dir=run_dir,
+    )
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         assert "stale" in up.stdout + up.stderr
@@ -193,13 +289,24 @@ def test_missing_erlang(tmp_path: Path) -> None:
 
 def test_demo_on_a_fresh_cluster(tmp_path: Path) -> None:
     suffix = "_demo" + secrets.token_hex(2)
-    demo = hp("demo", "--name-suffix", suffix, "--base-port", str(free_base_port()),
-              run_dir=tmp_path / "run", timeout=300)  # fmt: skip
+    demo = hp(
+        "demo",
+        "--name-suffix",
+        suffix,
+        "--base-port",
+        str(free_base_port()),
+        run_dir=tmp_path / "run",
+        timeout=300,
+    )
     try:
         assert demo.returncode == 0, demo.stdout + demo.stderr
         out = demo.stdout
-        titles = ("1. The basic HouseParty API", "2. Rooms have a max",
-                  "3. A person keeps a log", "4. A graceful stop of pod 2")  # fmt: skip
+        titles = (
+            "1. The basic HouseParty API",
+            "2. Rooms have a max",
+            "3. A person keeps a log",
+            "4. A graceful stop of pod 2",
+        )
         for title in titles:
             assert title in out, out
         assert "%{den: [], kitchen: [:bilal], living_room: [:kid, :play, :sidney]}" in out

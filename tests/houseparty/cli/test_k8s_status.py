@@ -150,11 +150,12 @@ def table_rows(output: str) -> dict[str, dict[str, str]]:
     return rows
 
 
-def error_line(result: Result) -> str:
-    """The error a failed run printed, checked to be one line and a clean exit 1."""
+def error_line(result: Result, code: int = 1) -> str:
+    """The error a failed run printed, checked to be one line and a clean exit ``code``
+    (1, other; 2, bad input; 5, unreachable)."""
     # An exception escaping the command would also give exit code 1 under CliRunner.
     assert isinstance(result.exception, SystemExit), result.exc_info
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -297,7 +298,7 @@ def test_unreachable_api_server_is_one_clear_line(tmp_path: Path) -> None:
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", closed)
 
-    line = error_line(run("--kubeconfig", str(kubeconfig)))
+    line = error_line(run("--kubeconfig", str(kubeconfig)), code=5)
 
     assert f"cannot reach the Kubernetes API at {closed}" in line
     assert "Connection refused" in line
@@ -305,15 +306,15 @@ def test_unreachable_api_server_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_no_configuration_is_one_clear_line(tmp_path: Path) -> None:
     nowhere = tmp_path / "nowhere"
-    line = error_line(run("--kubeconfig", str(nowhere)))
+    line = error_line(run("--kubeconfig", str(nowhere)), code=2)
     assert f"cannot load the Kubernetes configuration from kubeconfig {nowhere}" in line
 
     # In a pod (this is how Kubernetes tells it) whose service account token is not mounted.
-    line = error_line(run(KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT="1"))
+    line = error_line(run(KUBERNETES_SERVICE_HOST="127.0.0.1", KUBERNETES_SERVICE_PORT="1"), code=2)
     assert "cannot load the Kubernetes configuration from the in-cluster service account" in line
 
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:1")
-    line = error_line(run("--kubeconfig", str(kubeconfig), "--context", "nosuch"))
+    line = error_line(run("--kubeconfig", str(kubeconfig), "--context", "nosuch"), code=2)
     assert "nosuch" in line
 
 

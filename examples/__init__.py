@@ -1,0 +1,1 @@
+"""Example worker classes for a HouseParty cluster, imported by path from the checkout."""
