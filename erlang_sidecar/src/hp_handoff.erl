@@ -150,6 +150,8 @@ accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
             %% the one already here wins and absorbs the other's state and groups.
             case Mode of
                 {start, {state, S}} -> gen_server:cast(Existing, {swarm, resolve_conflict, S});
+                {start, {state, S, _Version}} ->
+                    gen_server:cast(Existing, {swarm, resolve_conflict, S});
                 _ -> ok
             end,
             [gen_server:call(?SERVER, {join, G, Existing, always}) || G <- Groups],

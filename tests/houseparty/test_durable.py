@@ -217,6 +217,8 @@ def test_a_killed_sidecar_leaves_no_orphan_and_its_pod_recovers(cluster: Cluster
 def test_a_lookup_against_a_paused_owner_answers_unavailable(cluster: Cluster) -> None:
     with cluster.client(1) as hp:
         populate(hp, walks=100)
+        # Enough rooms that the paused pod owns some.
+        hp.add_rooms([f"annex_{i}" for i in range(30)])
         registered = hp.rpc("hp_registry", "registered", [])
     paused = cluster.pods[2]
     on_paused = [
