@@ -20,6 +20,7 @@ def plot_results(results: dict[str, Any], folder: Path) -> list[Path]:
         ("calls", _calls),
         ("handoff", _handoff),
         ("walks", _walks),
+        ("kill", _kill),
     ):
         if name in results:
             path = folder / f"{name}.png"
@@ -139,6 +140,31 @@ def _walks(result: dict[str, Any], path: Path) -> None:
     )
     axis.set_ylabel("walk_into / s")
     axis.set_title(f"walks, {result['people']:,} people, {result['concurrency']} at once")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _kill(result: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    labels = [f"replica copies: {r['replica_copies']}" for r in runs]
+    colors = ["tab:gray", "tab:blue"][: len(runs)]
+    fig, (rate, lost, back) = plt.subplots(1, 3, figsize=(12, 4))
+    rate.bar(labels, [r["walks_per_second_before_kill"] for r in runs], color=colors)
+    without = runs[0]["walks_per_second_before_kill"]
+    rate.axhline(0.7 * without, color="tab:red", linestyle="--", label="target 0.7x without")
+    rate.set_ylabel("walk_into / s before the kill")
+    rate.set_title(f"walk rate, {result['concurrency']} walkers")
+    rate.legend()
+    lost.bar(labels, [r["acknowledged_walks_lost"] for r in runs], color=colors)
+    lost.set_ylabel("walks answered ok, missing from the log")
+    lost.set_title("acknowledged walks lost (target 0)")
+    back.bar(labels, [r["every_name_answers_after_s"] or 0.0 for r in runs], color=colors)
+    back.set_ylabel("seconds after SIGKILL")
+    back.set_title("until every name answers again")
+    fig.suptitle(f"pod 3 of 3 killed, {result['people']:,} people, {result['rooms']} rooms")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

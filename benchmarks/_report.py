@@ -24,10 +24,11 @@ from benchmarks._cases import (
     bench_walks,
 )
 from benchmarks._harness import DriverBuild, machine_info
+from benchmarks._kill import RATE_TARGET, bench_kill
 
 __all__ = ["BENCHMARKS", "BenchSettings", "RichReporter", "run_benchmarks", "tables", "write_json"]
 
-BENCHMARKS = ("scale", "calls", "walks", "handoff", "dump", "registry")
+BENCHMARKS = ("scale", "calls", "walks", "handoff", "dump", "registry", "kill")
 
 
 @dataclass
@@ -43,6 +44,11 @@ class BenchSettings:
     dump_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
     registry_names: int = 30_000
     global_names: int = 3_000
+    # kill: people walked, rooms, walkers, and seconds of walking per run (the kill halfway)
+    kill_people: int = 2_000
+    kill_rooms: int = 100
+    kill_concurrency: int = 20
+    kill_seconds: float = 20.0
     # Create names only once the registries settled the new cluster's ring: the steady
     # state, rather than a cluster's first seconds.
     settle: bool = True
@@ -59,6 +65,10 @@ class BenchSettings:
             dump_sizes=[1_000],
             registry_names=3_000,
             global_names=600,
+            kill_people=300,
+            kill_rooms=30,
+            kill_concurrency=8,
+            kill_seconds=10.0,
             settle=False,
         )
 
@@ -127,6 +137,17 @@ def run_benchmarks(
             elif name == "registry":
                 result = bench_registry(
                     workdir, driver, report, settings.registry_names, settings.global_names
+                )
+            elif name == "kill":
+                result = bench_kill(
+                    workdir,
+                    driver,
+                    report,
+                    settings.kill_people,
+                    settings.kill_rooms,
+                    settings.kill_concurrency,
+                    settings.kill_seconds,
+                    settings.settle,
                 )
             else:
                 raise ValueError(f"no benchmark {name!r}; there are {', '.join(BENCHMARKS)}")
@@ -368,6 +389,62 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
                     [":global", _n(gl["names"]), gl["seconds"], _n(gl["per_second"])],
                     ["hp_registry / :global", "", "", f"{result['ratio']}x"],
                 ],
+            )
+        ]
+    if name == "kill":
+        ratio = result["rate_with_replicas_vs_without"]
+        rows = []
+        for run in result["runs"]:
+            replicated = run["replica_copies"] != "0"
+            ok = (
+                run["acknowledged_walks_lost"] == 0
+                and run["every_name_answers_after_s"] is not None
+                and ratio is not None
+                and ratio >= RATE_TARGET
+            )
+            back = run["every_name_answers_after_s"]
+            rows.append(
+                [
+                    run["replica_copies"],
+                    _n(run["walks_per_second_before_kill"]),
+                    _n(run["p50_us_before_kill"]),
+                    _n(run["p99_us_before_kill"]),
+                    _n(run["acknowledged_walks"]),
+                    _n(run["acknowledged_walks_lost"]),
+                    _n(run["people_not_where_last_acknowledged"]),
+                    _n(back, 2) if back is not None else "never",
+                    _check(ok) if replicated else "-",
+                ]
+            )
+        rows.append(
+            [
+                "with / without",
+                f"{ratio}x" if ratio is not None else "-",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
+        return [
+            _table(
+                f"kill: pod 3 of 3 SIGKILLed while {result['concurrency']} walkers walk "
+                f"{result['people']:,} people through pods 1-2",
+                [
+                    "replica copies",
+                    "walks/s before kill",
+                    "p50 us",
+                    "p99 us",
+                    "acknowledged walks",
+                    "acknowledged lost",
+                    "people not where acked",
+                    "every name answers after s",
+                    f"0 lost, >= {RATE_TARGET}x the rate without",
+                ],
+                rows,
             )
         ]
     return []

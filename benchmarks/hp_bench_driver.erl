@@ -36,12 +36,20 @@
 %%   walks_main([OutFile, Sidecar, Rooms, Prefix, People, Count, Concurrency])
 %%       rpc:call(Sidecar, houseparty, walk_into, [Room, [Person]]) for random rooms of
 %%       the comma-separated Rooms: {Walks, Micros, [Us]}.
+%%   kill_walks_main([OutFile, Sidecars, Rooms, Prefix, People, Concurrency, Millis])
+%%       Concurrency walkers through the comma-separated Sidecars (walker K starts on the
+%%       K-th, and turns to the next one when its sidecar does not answer); walker K
+%%       owns the people <Prefix>K+1, <Prefix>K+1+Concurrency, ... and walks each of them
+%%       once, then random ones of them, one walk at a time, until Millis ms have passed
+%%       since the start. OutFile gets one line per walk: Person Room Answer StartUs EndUs
+%%       (system time; Answer: ok, destination_full, unknown_room, unavailable, timeout,
+%%       nodedown or other).
 -module(hp_bench_driver).
 -behaviour(gen_server).
 
 -export([start_names/5, check_names/6, registry_rate/4, start_echo/0, memory/0,
          count_names/1, count_local/1, count_held/1, names_held/0]).
--export([calls_main/1, walks_main/1, snapshot/0, stages/4, stage_ops/5, start_idle/0]).
+-export([calls_main/1, walks_main/1, kill_walks_main/1, snapshot/0, stages/4, stage_ops/5, start_idle/0]).
 
 -define(START_BATCH, 1000).
 -define(BATCHES_AT_ONCE, 4).
@@ -215,6 +223,66 @@ walks_main([OutFile, SidecarText, RoomsText, Prefix, PeopleText, CountText, Conc
            end,
     _ = [Walk() || _ <- lists:seq(1, 50)],                          %% warm-up
     finish(OutFile, concurrent(Walk, Count, Conc)).
+
+-spec kill_walks_main([string()]) -> no_return().
+kill_walks_main([OutFile, SidecarsText, RoomsText, Prefix, PeopleText, ConcText, MillisText]) ->
+    Sidecars = [list_to_atom(S) || S <- string:lexemes(SidecarsText, ",")],
+    [pong = net_adm:ping(S) || S <- Sidecars],
+    Rooms = list_to_tuple([list_to_atom(R) || R <- string:lexemes(RoomsText, ",")]),
+    People = list_to_integer(PeopleText),
+    Conc = list_to_integer(ConcText),
+    End = erlang:monotonic_time(millisecond) + list_to_integer(MillisText),
+    Parent = self(),
+    Pids = [spawn_link(
+              fun() ->
+                      rand:seed(exsss, {K, 7, 11}),
+                      Mine = [name(Prefix, I) || I <- lists:seq(K + 1, People, Conc)],
+                      Order = rotate(K rem length(Sidecars), Sidecars),
+                      {Order1, First} = lists:foldl(
+                                          fun(P, {Sc, Acc}) -> kill_walk(P, Rooms, Sc, Acc) end,
+                                          {Order, []}, Mine),
+                      Parent ! {self(), kill_walk_loop(list_to_tuple(Mine), Rooms, Order1, End,
+                                                       First)}
+              end) || K <- lists:seq(0, Conc - 1), K < People],
+    Walks = lists:append([receive {P, W} -> W end || P <- Pids]),
+    Lines = [io_lib:format("~s ~s ~s ~b ~b~n", [P, R, A, T0, T1]) || {P, R, A, T0, T1} <- Walks],
+    ok = file:write_file(OutFile, Lines),
+    halt(0).
+
+kill_walk_loop(Mine, Rooms, Sidecars, End, Acc) ->
+    case erlang:monotonic_time(millisecond) > End of
+        true -> Acc;
+        false ->
+            Person = element(rand:uniform(tuple_size(Mine)), Mine),
+            {Sidecars1, Acc1} = kill_walk(Person, Rooms, Sidecars, Acc),
+            kill_walk_loop(Mine, Rooms, Sidecars1, End, Acc1)
+    end.
+
+kill_walk(Person, Rooms, Sidecars = [S | Rest], Acc) ->
+    Room = element(rand:uniform(tuple_size(Rooms)), Rooms),
+    T0 = os:system_time(microsecond),
+    Answer = walk_answer(rpc:call(S, houseparty, walk_into, [Room, [Person]], 30000)),
+    Walk = {Person, Room, Answer, T0, os:system_time(microsecond)},
+    case Answer of
+        "ok" -> {Sidecars, [Walk | Acc]};
+        "destination_full" -> {Sidecars, [Walk | Acc]};
+        "unavailable" -> timer:sleep(50), {Sidecars, [Walk | Acc]};
+        "unknown_room" -> timer:sleep(50), {Sidecars, [Walk | Acc]};
+        %% The sidecar itself did not answer: the next one.
+        _ -> timer:sleep(50), {Rest ++ [S], [Walk | Acc]}
+    end.
+
+walk_answer(ok) -> "ok";
+walk_answer({error, destination_full}) -> "destination_full";
+walk_answer({error, {unknown_room, _}}) -> "unknown_room";
+walk_answer({error, {unavailable, _}}) -> "unavailable";
+walk_answer({badrpc, timeout}) -> "timeout";
+walk_answer({badrpc, nodedown}) -> "nodedown";
+walk_answer(_) -> "other".
+
+rotate(N, List) ->
+    {A, B} = lists:split(N, List),
+    B ++ A.
 
 finish(OutFile, Result) ->
     ok = file:write_file(OutFile, io_lib:format("~p.~n", [Result])),

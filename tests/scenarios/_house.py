@@ -57,6 +57,7 @@ __all__ = [
     "lost_log_entries",
     "placement",
     "report",
+    "results_dir",
     "snapshot",
     "total",
     "wait_for",
@@ -99,8 +100,9 @@ class HousePod:
 class HouseCluster:
     """HouseParty pods on a pod simulator cluster; every process goes with its teardown."""
 
-    def __init__(self, sim: PodCluster) -> None:
+    def __init__(self, sim: PodCluster, tick: int = TICK) -> None:
         self.sim = sim
+        self.tick = tick  # net_ticktime of every node of this cluster, clients included
         self.cookie = "hp_" + secrets.token_hex(8)
         self.pods = [HousePod(p) for p in sim.pods]
         self._probes: dict[int, ErlShell] = {}
@@ -122,7 +124,7 @@ class HouseCluster:
             "HP_CLUSTER_STRATEGY": "epmd",
             "HP_CLUSTER_HOSTS": ",".join(self.sidecars),
             "HP_POLL_INTERVAL_MS": "1000",
-            "HP_NET_TICKTIME": str(TICK),
+            "HP_NET_TICKTIME": str(self.tick),
             # The cookie stays out of argv.
             "ERL_FLAGS": f"-setcookie {self.cookie}",
             "PYTHONPATH": str(REPO),
@@ -132,6 +134,11 @@ class HouseCluster:
         """Start pod ``i`` in the order the kubelet keeps with a native sidecar: the
         sidecar, and once its startup probe (``/healthz``) answers, the Python node.
         Returns without waiting for the pod to be ready."""
+        self.start_sidecar(i, timeout)
+        self.start_python(i)
+
+    def start_sidecar(self, i: int, timeout: float = 30.0) -> None:
+        """Start pod ``i``'s sidecar and wait for its ``/healthz``."""
         pod = self.pods[i]
         sidecar = [
             "erl",
@@ -163,6 +170,10 @@ class HouseCluster:
                     f"pod {i}: the sidecar did not come up:\n" + pod.sidecar.output()[-3000:]
                 )
             time.sleep(0.1)
+
+    def start_python(self, i: int) -> None:
+        """Start pod ``i``'s Python node; returns without waiting for it."""
+        pod = self.pods[i]
         pod.python = self.sim.run(pod.pod, [sys.executable, "-m", "houseparty.pod"], self.env(i))
 
     def ready(self, i: int) -> bool:
@@ -236,6 +247,37 @@ class HouseCluster:
         self.pods[i].python = self.pods[i].sidecar = None
         self._probes.pop(i, None)
 
+    def kill_sidecar(self, i: int) -> None:
+        """SIGKILL pod ``i``'s sidecar alone (its process group); the Python node and the
+        pod's epmd live on."""
+        self._kill_one(i, "sidecar")
+
+    def kill_python(self, i: int) -> None:
+        """SIGKILL pod ``i``'s Python node alone, as an OOM kill of its container."""
+        self._kill_one(i, "python")
+
+    def _kill_one(self, i: int, which: str) -> None:
+        pod = self.pods[i]
+        proc = pod.sidecar if which == "sidecar" else pod.python
+        if proc is None:
+            raise RuntimeError(f"pod {i} runs no {which}")
+        proc.signal(signal.SIGKILL)
+        proc.wait(10)
+        setattr(pod, which, None)
+
+    def pause_sidecar(self, i: int) -> None:
+        """SIGSTOP pod ``i``'s sidecar (its process group): alive, and silent."""
+        self._signal_group(i, signal.SIGSTOP)
+
+    def resume_sidecar(self, i: int) -> None:
+        self._signal_group(i, signal.SIGCONT)
+
+    def _signal_group(self, i: int, sig: int) -> None:
+        proc = self.pods[i].sidecar
+        if proc is None or not proc.alive():
+            raise RuntimeError(f"pod {i} runs no sidecar")
+        os.killpg(proc.pid, sig)
+
     def cut(self, i: int) -> None:
         self.sim.cut(i)
 
@@ -255,7 +297,7 @@ class HouseCluster:
             self.sidecars[i], self.cookie, timeout=timeout, client_host=self.sim.bridge_ip
         )
         # The client notices a silent sidecar as fast as the sidecars notice each other.
-        hp._node.net_ticktime = TICK
+        hp._node.net_ticktime = self.tick
         return hp
 
     def probe(self, i: int) -> ErlShell:
@@ -263,7 +305,10 @@ class HouseCluster:
         if i not in self._probes:
             pod = self.pods[i]
             argv = erl_argv(
-                f"probe{secrets.token_hex(3)}@{pod.ip}", self.cookie, net_ticktime=TICK, shell=True
+                f"probe{secrets.token_hex(3)}@{pod.ip}",
+                self.cookie,
+                net_ticktime=self.tick,
+                shell=True,
             )
             shell = ErlShell(self.sim.run(pod.pod, argv, pipe=True))
             shell.wait_started()

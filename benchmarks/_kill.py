@@ -1,0 +1,276 @@
+"""``houseparty bench kill``: a pod SIGKILLed while clients walk, with and without replicas.
+
+The same benchmark runs twice, each on a fresh 3-pod cluster: once with ``HP_REPLICA_COPIES=0``
+(no replicas: a killed pod's workers restart empty) and once with the product's default
+copies. Each time an erl caller node walks the people through sidecars 1 and 2, each
+walker owning its people and walking them one walk at a time; halfway through, pod 3 is
+killed (SIGKILL to both of its nodes). Reported per run: the walk rate before the kill,
+the seconds from the kill until every name answers again (every room its ``who_is_in``,
+every person a room from ``where_is``), and the walks answered ``ok`` that are not in
+their person's log afterwards (acknowledged walks lost: 0 is the goal); then the rate
+with replicas against the rate without.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from benchmarks._cases import Reporter
+from benchmarks._harness import DriverBuild, bench_cluster, percentile
+from houseparty._client import AsyncHouseParty
+from houseparty.workers import DEFAULT_REPLICA_COPIES
+
+__all__ = ["RATE_TARGET", "bench_kill", "lost_walks"]
+
+COPIES_SETTING = "HP_REPLICA_COPIES"
+RATE_TARGET = 0.7  # walks/s with replicas, at least this share of the rate without
+KILLED_POD = 3
+NAMES_BACK_WITHIN_S = 60.0
+
+
+@contextmanager
+def _copies_setting(copies: int | None) -> Iterator[None]:
+    """The pods started in the block get ``HP_REPLICA_COPIES=copies`` (None: unset, the
+    product's default)."""
+    before = os.environ.get(COPIES_SETTING)
+    if copies is None:
+        os.environ.pop(COPIES_SETTING, None)
+    else:
+        os.environ[COPIES_SETTING] = str(copies)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(COPIES_SETTING, None)
+        else:
+            os.environ[COPIES_SETTING] = before
+
+
+def lost_walks(ok_rooms: dict[str, list[str]], logs: dict[str, list[str]]) -> int:
+    """How many walks answered ok are missing from their person's log (oldest first).
+
+    ``ok_rooms``: per person, the rooms of its walks answered ok, in order. Consecutive
+    walks into one room count once (the second one logs nothing). The walks found are the
+    longest run of them that the log holds in order; the others are lost.
+    """
+    lost = 0
+    for person, rooms in ok_rooms.items():
+        walks = [room for i, room in enumerate(rooms) if i == 0 or rooms[i - 1] != room]
+        log = logs.get(person, [])
+        # Longest common subsequence, one row at a time.
+        row = [0] * (len(log) + 1)
+        for room in walks:
+            diagonal = 0
+            for j, entry in enumerate(log, 1):
+                above = row[j]
+                row[j] = diagonal + 1 if entry == room else max(row[j], row[j - 1])
+                diagonal = above
+        lost += len(walks) - row[-1]
+    return lost
+
+
+async def _every_name_answers(
+    hps: list[AsyncHouseParty], rooms: list[str], people: list[str]
+) -> bool:
+    gate = asyncio.Semaphore(32)
+
+    async def room(i: int, name: str) -> bool:
+        async with gate:
+            try:
+                await hps[i % len(hps)].who_is_in(name)
+            except Exception:  # not answering, whatever the reason
+                return False
+            return True
+
+    async def person(i: int, name: str) -> bool:
+        async with gate:
+            try:
+                return await hps[i % len(hps)].where_is(name) is not None
+            except Exception:  # not answering, whatever the reason
+                return False
+
+    answers = await asyncio.gather(
+        *(room(i, r) for i, r in enumerate(rooms)), *(person(i, p) for i, p in enumerate(people))
+    )
+    return all(answers)
+
+
+async def _names_back(
+    nodes: list[str], cookie: str, rooms: list[str], people: list[str], t_kill: float
+) -> float | None:
+    """Seconds from ``t_kill`` (monotonic) until every name answers, or None."""
+    hps = [AsyncHouseParty(node, cookie, timeout=10.0) for node in nodes]
+    for hp in hps:
+        await hp.connect()
+    try:
+        while time.monotonic() - t_kill < NAMES_BACK_WITHIN_S:
+            if await _every_name_answers(hps, rooms, people):
+                return time.monotonic() - t_kill
+            await asyncio.sleep(0.1)
+        return None
+    finally:
+        for hp in hps:
+            await hp.close()
+
+
+async def _read_house(
+    node: str, cookie: str, people: list[str]
+) -> tuple[dict[str, list[str]], dict[str, str | None]]:
+    """Every person's log (rooms, oldest first) and ``where_is``."""
+    logs: dict[str, list[str]] = {}
+    where: dict[str, str | None] = {}
+    gate = asyncio.Semaphore(32)
+    async with AsyncHouseParty(node, cookie, timeout=30.0) as hp:
+
+        async def one(person: str) -> None:
+            async with gate:
+                for attempt in range(20):
+                    try:
+                        log = await hp.get_person_room_log(person)
+                        where[person] = await hp.where_is(person)
+                        break
+                    except Exception:  # asked again: names may still be settling
+                        if attempt == 19:
+                            raise
+                        await asyncio.sleep(0.5)
+                logs[person] = [room for _t, room in reversed(log)]
+
+        await asyncio.gather(*(one(p) for p in people))
+    return logs, where
+
+
+def _kill_run(
+    workdir: Path,
+    driver: DriverBuild,
+    report: Reporter,
+    copies: int | None,
+    people: int,
+    rooms: int,
+    concurrency: int,
+    seconds: float,
+    settle: bool,
+) -> dict[str, Any]:
+    label = f"{DEFAULT_REPLICA_COPIES} (default)" if copies is None else str(copies)
+    report.step(f"kill: {people:,} people, {rooms} rooms, {COPIES_SETTING}={label}")
+    with _copies_setting(copies), bench_cluster(workdir, driver, log=report.step) as cluster:
+        if settle:
+            cluster.wait_settled()
+        room_names = [f"k{i}" for i in range(1, rooms + 1)]
+        person_names = [f"kw{i}" for i in range(1, people + 1)]
+        cluster.hp.add_rooms(room_names, max=10**9)
+        out = cluster.runner.run_dir / "kill_walks.out"
+        walking = cluster.sidecars[:2]
+        error: list[BaseException] = []
+
+        def walk() -> None:
+            try:
+                cluster.caller_node(
+                    f'hp_bench_driver:kill_walks_main(["{out}", "{",".join(walking)}", '
+                    f'"{",".join(room_names)}", "kw", "{people}", "{concurrency}", '
+                    f'"{int(seconds * 1000)}"]).',
+                    timeout=seconds + 300,
+                )
+            except BaseException as exc:  # reported by the main thread
+                error.append(exc)
+
+        report.step(
+            f"kill: {concurrency} walkers through sidecars 1 and 2 for {seconds:.0f} s; "
+            f"pod {KILLED_POD} killed after {seconds / 2:.0f} s"
+        )
+        walker = threading.Thread(target=walk)
+        walker.start()
+        time.sleep(seconds / 2)
+        t_kill_wall, t_kill = time.time(), time.monotonic()
+        cluster.runner.kill_pod(KILLED_POD)
+        back_s = asyncio.run(_names_back(walking, cluster.cookie, room_names, person_names, t_kill))
+        report.step(
+            "kill: every name answers again after "
+            + ("never" if back_s is None else f"{back_s:.2f} s")
+        )
+        walker.join()
+        if error:
+            raise error[0]
+        walks = [_parse(line) for line in out.read_text().splitlines() if line.strip()]
+        report.step("kill: reading every person's log")
+        logs, where = asyncio.run(_read_house(walking[0], cluster.cookie, person_names))
+    return _figures(label, walks, logs, where, t_kill_wall, seconds, back_s)
+
+
+def _parse(line: str) -> tuple[str, str, str, float, float]:
+    person, room, answer, t0, t1 = line.split()
+    return person, room, answer, int(t0) / 1e6, int(t1) / 1e6
+
+
+def _figures(
+    label: str,
+    walks: list[tuple[str, str, str, float, float]],
+    logs: dict[str, list[str]],
+    where: dict[str, str | None],
+    t_kill: float,
+    seconds: float,
+    back_s: float | None,
+) -> dict[str, Any]:
+    # The rate before the kill, over its second half: the first walks of each walker
+    # make its people exist.
+    window = seconds / 4
+    before = [w for w in walks if t_kill - window <= w[4] < t_kill and w[2] == "ok"]
+    ok_rooms: dict[str, list[str]] = {}
+    last: dict[str, tuple[str | None, set[str]]] = {}
+    for person, room, answer, _t0, _t1 in sorted(walks, key=lambda w: w[3]):
+        acked, unseen = last.get(person, (None, set()))
+        if answer == "ok":
+            ok_rooms.setdefault(person, []).append(room)
+            last[person] = (room, set())
+        elif answer not in ("destination_full", "unknown_room"):
+            last[person] = (acked, unseen | {room})  # may have happened
+    misplaced = sum(
+        1
+        for p, (acked, unseen) in last.items()
+        if where.get(p) != acked and where.get(p) not in unseen
+    )
+    lats = [(w[4] - w[3]) * 1e6 for w in before]
+    return {
+        "replica_copies": label,
+        "walks": len(walks),
+        "walks_by_answer": dict(Counter(w[2] for w in walks)),
+        "walks_per_second_before_kill": round(len(before) / window, 1),
+        "p50_us_before_kill": round(percentile(lats, 50)),
+        "p99_us_before_kill": round(percentile(lats, 99)),
+        "every_name_answers_after_s": None if back_s is None else round(back_s, 2),
+        "acknowledged_walks": sum(len(r) for r in ok_rooms.values()),
+        "acknowledged_walks_lost": lost_walks(ok_rooms, logs),
+        "people_not_where_last_acknowledged": misplaced,
+    }
+
+
+def bench_kill(
+    workdir: Path,
+    driver: DriverBuild,
+    report: Reporter,
+    people: int,
+    rooms: int,
+    concurrency: int,
+    seconds: float,
+    settle: bool = True,
+) -> dict[str, Any]:
+    runs = [
+        _kill_run(workdir, driver, report, copies, people, rooms, concurrency, seconds, settle)
+        for copies in (0, None)
+    ]
+    without, with_ = (r["walks_per_second_before_kill"] for r in runs)
+    return {
+        "people": people,
+        "rooms": rooms,
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "runs": runs,
+        "rate_with_replicas_vs_without": round(with_ / without, 2) if without else None,
+    }
