@@ -339,7 +339,10 @@ class Worker(GenServer):
         result = await puts.put(self.registry_key(), self.version, self.state_term())
         if isinstance(result, PyNodesError):
             self.replica_due = True
-            raise Unavailable(result, f"{self.registry_key()!r}: no replica took its state")
+            # The reason goes back to callers as a term: the error's text, not the error.
+            raise Unavailable(
+                str(result).encode(), f"{self.registry_key()!r}: no replica took its state"
+            )
         if result is not _T.ok:
             self.replica_due = True
             raise Unavailable(result, f"{self.registry_key()!r}: {result!r}")

@@ -747,7 +747,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.argument(
     "benchmarks",
     nargs=-1,
-    type=click.Choice(["all", "scale", "calls", "walks", "handoff", "dump", "registry"]),
+    type=click.Choice(["all", "scale", "calls", "walks", "handoff", "dump", "registry", "kill"]),
 )
 @click.option("--quick", is_flag=True, help="Small sizes: the whole run in about 2 minutes.")
 @click.option("--sizes", callback=_int_list, help="scale: process counts, e.g. 10000,100000.")
