@@ -5,7 +5,8 @@ A key (``"login:alice"``, ``"api:tenant-42"``) is registered once with its bucke
 ``capacity`` (the burst it lets through) and refill rate ``per_second``; any Python
 client, Erlang or Elixir process then asks the bucket whether a request may pass. The
 bucket lives on its key's owner pod: when that pod drains, the bucket moves with its
-tokens and counts; when a pod is lost, its buckets start again, full.
+tokens and counts; when a pod is lost, its buckets come back on the other pods with the
+tokens and counts of their last answer, which waits until they are held by another pod.
 
 ``examples/README.md`` shows how to run it on a local cluster
 (``houseparty up --worker examples.ratelimit:Bucket``) and call it from Python, erl and
@@ -69,8 +70,9 @@ class Bucket(Worker):
     second; a request passes when it can spend its cost in tokens.
 
     Registered as kind ``bucket`` with ``(capacity, per_second)`` as its args, ``(10, 1.0)``
-    when none are given. A drain hands the current
-    tokens and counts to the copy on the new pod; the refill goes on across the move, by
+    when none are given. A drain hands the current tokens and counts to the copy on the
+    new pod, and every answer waits until they are held by another pod, so a bucket
+    restarted after its pod's loss has them too; the refill goes on across the move, by
     the wall clock time between the two. Two copies met after a netsplit keep the
     lower token count, so the split lets no more through than either side allowed.
     """
@@ -136,6 +138,8 @@ class Bucket(Worker):
     def spend(self, cost: int) -> bool:
         """Take ``cost`` tokens if the bucket holds them; whether it did."""
         self.refill()
+        # Either way the counts change: the answer waits until another pod holds them.
+        self.changed()
         if self.tokens >= cost:
             self.tokens -= cost
             self.allowed += 1
@@ -154,6 +158,7 @@ class Bucket(Worker):
         """Make the bucket full."""
         self.tokens = float(self.capacity)
         self.refilled_at = time.monotonic()
+        self.changed()
 
     def stats(self) -> dict[Atom, int | float]:
         """The answer to ``"stats"``."""

@@ -394,6 +394,9 @@ class Worker(GenServer):
     # -- swarm's protocol -------------------------------------------------------------
 
     def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        """Swarm's ``begin_handoff``, the handed-off guard, then :meth:`on_call`, whose
+        answer waits for the state's copies when the handler called :meth:`changed`.
+        Subclasses override :meth:`on_call`, not this."""
         match request:
             case (_T.swarm, _T.begin_handoff):
                 return Reply(self.answer_begin_handoff())
@@ -455,6 +458,9 @@ class Worker(GenServer):
                 raise TypeError(f"begin_handoff must answer Resume, Restart or Ignore: {other!r}")
 
     def handle_cast(self, request: Any) -> Any:
+        """Swarm's ``end_handoff`` and ``resolve_conflict``; a copy that has handed off
+        forwards the rest to the live copy; else :meth:`on_cast`. Subclasses override
+        :meth:`on_cast`, not this."""
         match request:
             case (_T.swarm, _T.end_handoff, state):
                 self.end_handoff(state)
@@ -473,6 +479,8 @@ class Worker(GenServer):
         return self._replicated(self.on_cast(request))
 
     def handle_info(self, message: Any) -> Any:
+        """``{hp_handoff, abandoned}`` (serve again) and swarm's ``die``; else
+        :meth:`on_info`. Subclasses override :meth:`on_info`, not this."""
         match message:
             case (_T.hp_handoff, _T.abandoned):
                 self.handed_off = False

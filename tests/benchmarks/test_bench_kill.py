@@ -26,9 +26,10 @@ def test_lost_walks_counts_the_acknowledged_walks_missing_from_a_log() -> None:
 
 
 def test_houseparty_bench_accepts_kill() -> None:
-    result = CliRunner().invoke(main, ["bench", "--help"])
+    result = CliRunner().invoke(main, ["bench", "--help"], terminal_width=400)
     assert result.exit_code == 0
-    assert "kill" in result.output.split("[OPTIONS]", 1)[1].split("\n", 1)[0]
+    usage = result.output.split("[OPTIONS]", 1)[1].split("\n", 1)[0]
+    assert "|kill]" in usage, usage
 
 
 @pytest.mark.timeout(240)

@@ -22,9 +22,6 @@ CLASSES = [
     for name in houseparty.__all__
     if inspect.isclass(getattr(houseparty, name))
 ]
-# Worker's own handle_cast/handle_info (the handoff plumbing under the user's hooks) have
-# no docstring of their own yet; workers.py is outside this change.
-KNOWN_GAPS = {houseparty.Worker}
 
 
 def public_methods(cls: type) -> list[str]:
@@ -37,16 +34,7 @@ def public_methods(cls: type) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(
-    "cls",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="undocumented plumbing"))
-        if c in KNOWN_GAPS
-        else c
-        for c in CLASSES
-    ],
-    ids=[c.__name__ for c in CLASSES],
-)
+@pytest.mark.parametrize("cls", CLASSES, ids=[c.__name__ for c in CLASSES])
 def test_every_public_class_and_method_has_a_docstring(cls: type) -> None:
     assert inspect.getdoc(cls), cls
     undocumented = [m for m in public_methods(cls) if not inspect.getdoc(getattr(cls, m))]
