@@ -241,7 +241,8 @@ def pod_stop(index: int, run_dir: Path | None) -> None:
 @click.argument("index", type=int)
 @_run_dir_option
 def pod_kill(index: int, run_dir: Path | None) -> None:
-    """SIGKILL pod INDEX: its processes restart on the other pods, without their state."""
+    """SIGKILL pod INDEX: its names restart on the other pods, with the state of their last
+    acknowledged change (see README, When a pod leaves)."""
     cluster = LocalCluster(run_dir)
     try:
         cluster.kill_pod(index)
