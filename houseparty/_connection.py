@@ -73,14 +73,10 @@ class AsyncClient:
         await self._reach(self.seeds)
 
     async def _reach(self, candidates: Sequence[str]) -> None:
-        refused = []
-        for seed in candidates:
-            if await self._node.ping(seed, timeout=5.0):
-                self.sidecar = seed
-                self._connected = True
-                return
-            if await self._node.listed_by_epmd(seed):
-                refused.append(seed)
+        if await self._first_answering(candidates):
+            self._connected = True
+            return
+        refused = [seed for seed in candidates if await self._node.listed_by_epmd(seed)]
         await self.close()
         if refused:
             raise CookieRefused(f"{', '.join(refused)} refused this client: is the cookie right?")
@@ -127,14 +123,16 @@ class AsyncClient:
                         "and there is no other seed to ask"
                     ) from None
                 log.info("%s went away; asking %s", lost.sidecar, _listing(others))
-                await self._reach_again(others)
+                if not await self._first_answering(others):
+                    raise ConnectError(f"cannot reach {_listing(others)} either") from None
 
-    async def _reach_again(self, candidates: Sequence[str]) -> None:
+    async def _first_answering(self, candidates: Sequence[str]) -> bool:
+        """Talk to the first of ``candidates`` that answers a ping; whether one did."""
         for seed in candidates:
             if await self._node.ping(seed, timeout=5.0):
                 self.sidecar = seed
-                return
-        raise ConnectError(f"cannot reach {_listing(candidates)} either")
+                return True
+        return False
 
     async def _rpc_once(self, module: str, function: str, args: list[Any]) -> Any:
         sidecar = self.sidecar
