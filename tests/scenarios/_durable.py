@@ -31,7 +31,7 @@ from houseparty import AsyncHouseParty, DestinationFull, Timeout, Unavailable, U
 from houseparty._errors import ApiError, ConnectError
 from py_nodes._terms import Atom
 from tests.scenarios._checker import Observation, Problem, Read, Walk, check_answers, check_house
-from tests.scenarios._house import HouseCluster, report, results_dir
+from tests.scenarios._house import HouseCluster, RepeatInBackground, report, results_dir
 from tests.sim import PodProcess, erl_argv
 
 __all__ = [
@@ -72,7 +72,7 @@ def answer_of(exc: BaseException) -> str:
     return f"exception:{type(exc).__name__}"
 
 
-class PyWalker:
+class PyWalker(RepeatInBackground):
     """Random walks of its own ``people`` through ``clients[0]``, turning to the next
     client when one cannot be reached."""
 
@@ -90,26 +90,14 @@ class PyWalker:
         self.rooms = rooms
         self.rng = random.Random(seed)
         self.walks: list[Walk] = []
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            answer = await self.walk(self.rng.choice(self.people), self.rng.choice(self.rooms))
-            if answer == "connect":
-                self.clients.append(self.clients.pop(0))
-            if answer not in ("ok", "destination_full"):
-                await asyncio.sleep(0.1)
+    async def step(self) -> None:
+        answer = await self.walk(self.rng.choice(self.people), self.rng.choice(self.rooms))
+        if answer == "connect":
+            self.clients.append(self.clients.pop(0))
+        if answer not in ("ok", "destination_full"):
+            await asyncio.sleep(0.1)
 
     async def walk(self, person: str, room: str) -> str:
         hp = self.clients[0]

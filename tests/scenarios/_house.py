@@ -48,6 +48,7 @@ __all__ = [
     "TICK",
     "House",
     "HouseCluster",
+    "RepeatInBackground",
     "Snapshot",
     "Walker",
     "WalkerStats",
@@ -420,7 +421,33 @@ class WalkerStats:
         }
 
 
-class Walker:
+class RepeatInBackground:
+    """Runs :meth:`step` over and over on the event loop, from :meth:`start` until
+    :meth:`stop` (which waits for the step under way)."""
+
+    def __init__(self) -> None:
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            await self.step()
+
+    async def step(self) -> None:
+        raise NotImplementedError
+
+
+class Walker(RepeatInBackground):
     """Random walks of ``people`` (this walker's own) over ``rooms``.
 
     ``clients[0]`` is the walker's own sidecar; when a sidecar cannot be reached the walker
@@ -446,22 +473,10 @@ class Walker:
         self.ok_walks: dict[str, list[str]] = {p: [] for p in people}
         self.uncertain: set[str] = set()
         self._current = 0
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        super().__init__()
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            await self.walk_once(self.rng.choice(self.rooms), self.rng.choice(self.people))
+    async def step(self) -> None:
+        await self.walk_once(self.rng.choice(self.rooms), self.rng.choice(self.people))
 
     async def walk_once(self, room: str, person: str) -> None:
         stats = self.stats
