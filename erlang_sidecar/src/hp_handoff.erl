@@ -33,7 +33,7 @@
 %% The same workers restart names from their replicas when their owner went down.
 -module(hp_handoff).
 
--export([rebalance/0, drain/1, restart_replicas/3, accept/5, accept_many/1, accept_restart/4,
+-export([rebalance/0, drain/1, restart_replicas/2, accept/5, accept_many/1, accept_restart/4,
          start_and_commit/5, start_and_commit_many/3, start_mfa/2, reserve/2, parallel/3]).
 
 -define(BATCH, 256).
@@ -101,13 +101,15 @@ drain_names(Attempts) ->
         false -> ok
     end.
 
-%% Dead's names, from the replicas this node kept, restart on their new owners, each with
-%% the newest state any sidecar holds for it (hp_replica) and that state's version.
--spec restart_replicas(node(), [{term(), node(), mfargs(), [term()]}], hp_ring:ring()) -> ok.
-restart_replicas(Dead, Replicas, Ring) ->
+%% The names of owners gone, from the registration replicas this node kept and is the
+%% first live holder of, restart on their new owners, each with the newest state any
+%% sidecar holds for it (hp_replica) and that state's version. The other holders of each
+%% drop their replicas of it once it is done.
+-spec restart_replicas([{term(), node(), mfargs(), [term()], [node()]}], hp_ring:ring()) -> ok.
+restart_replicas(Replicas, Ring) ->
     Me = node(),
-    States = hp_replica:newest([N || {N, _, _, _} <- Replicas]),
-    Restart = fun({Name, _Owner, MFA, Groups}) ->
+    States = hp_replica:newest([N || {N, _, _, _, _} <- Replicas]),
+    Restart = fun({Name, _Owner, MFA, Groups, _Holders}) ->
                       Then = case maps:find(Name, States) of
                                  {ok, {V, S}} -> {state, S, V};
                                  error -> none
@@ -123,7 +125,12 @@ restart_replicas(Dead, Replicas, Ring) ->
                       end
               end,
     _ = parallel(Restart, Replicas, ?BATCH),
-    gen_server:cast(?SERVER, {restarted, Dead, [N || {N, _, _, _} <- Replicas]}).
+    Done = maps:groups_from_list(fun({_, Owner, _, _, Holders}) -> {Owner, Holders} end,
+                                 fun({Name, _, _, _, _}) -> Name end, Replicas),
+    maps:foreach(fun({Owner, Holders}, Names) ->
+                         [gen_server:cast({?SERVER, H}, {restarted, Owner, Names})
+                          || H <- lists:usort([Me | Holders])]
+                 end, Done).
 
 %% Runs on the new owner: take over Name from a handoff.
 -spec accept(term(), mode(), pid(), mfargs() | undefined, [term()]) ->

@@ -1,21 +1,31 @@
-%% Pure decisions of the registry: where a name's replica goes, which names move after a
+%% Pure decisions of the registry: where a name's replicas go, who restarts it, which names move after a
 %% ring change, in which batches. No processes, no ETS.
 -module(hp_registry_plan).
 
--export([successor/3, moves/4, first_pid/1, pids/1]).
+-export([holders/4, restarter/4, moves/4, first_pid/1, pids/1]).
 -export_type([stream/1]).
 
 %% A lazy sequence: each call gives the next item and the rest, or done.
 -type stream(T) :: fun(() -> {T, stream(T)} | done).
 
-%% The node that keeps the replica of Name's registration record: the next node after
-%% the owner on the ring, never Me. none on a ring of one.
--spec successor(term(), hp_ring:ring(), node()) -> node() | none.
-successor(Name, Ring, Me) ->
-    case [N || N <- hp_ring:key_to_nodes(Name, 3, Ring), N =/= Me] of
-        [S | _] -> S;
-        [] -> none
-    end.
+%% The nodes that keep the replicas of Name's registration record: the Copies nodes after
+%% the owner on the ring (at least one, as a name without a state copy is still restarted
+%% from its MFA), never Me, in the order they take the name over when the owner goes.
+-spec holders(term(), non_neg_integer(), hp_ring:ring(), node()) -> [node()].
+holders(Name, Copies, Ring, Me) ->
+    N = max(1, Copies),
+    lists:sublist([H || H <- hp_ring:key_to_nodes(Name, N + 1, Ring), H =/= Me], N).
+
+%% Whether Me restarts a name whose owner is gone, from its registration replica: the
+%% first of its holders still alive does, so that one node restarts it, and the next
+%% holder takes over if that one is gone too.
+-spec restarter(node(), [node()], [node()], node()) -> boolean().
+restarter(Owner, Holders, Alive, Me) ->
+    not lists:member(Owner, Alive)
+        andalso case [H || H <- Holders, H =:= Me orelse lists:member(H, Alive)] of
+                    [Me | _] -> true;
+                    _ -> false
+                end.
 
 %% The entries (tuples whose first element is the name) that Me holds but no longer
 %% owns, as {Owner, Entries} batches of at most Size per owner, made as the stream is

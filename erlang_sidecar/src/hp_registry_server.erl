@@ -23,7 +23,7 @@
 %%   call {leave, Group, Pid}            -> ok
 %%   call drain                          -> ok      (once every name has moved)
 %%   call info                           -> #{atom() => term()}
-%%   cast {replica_put, Owner, [{Name, MFA, Groups}]} / {replica_del, Owner, Name}
+%%   cast {replica_put, Owner, [{Name, MFA, Groups, Holders}]} / {replica_del, Owner, Name}
 %%   cast {replica_reset, Owner, Entries}   the owner's full set for this node
 %%   cast {restarted, Dead, [Name]}         Dead's names restarted from their replicas
 %%
@@ -31,8 +31,9 @@
 %% redirects) or force (a handoff, which checked already). A node that drains redirects
 %% every registration.
 %%
-%% A registration with an MFA is copied (name, MFA, groups) to the next node on the ring,
-%% the successor, so that when the owner dies the successor can restart it. Every pid
+%% A registration with an MFA is copied (name, MFA, groups, holders) to the nodes after
+%% the owner on the ring, as many as the state has copies (hp_replica:copies/0, at least
+%% one), so that when the owner dies the first of them still alive restarts it. Every pid
 %% (names and groups) is watched (hp_registry_watch); its exit drops what it held.
 %%
 %% The ring comes from the hello handshake between the registries, whose messages
@@ -331,12 +332,13 @@ handle_info({nodedown, Node, _}, State) ->
     State1 = members(hp_registry_membership:nodedown(Node, State#state.members), State),
     %% Also after a graceful leave: whatever its drain could not hand over restarts
     %% here. Names it did hand over are registered already and are skipped.
-    case hp_registry_store:replicas_of(Node) of
-        [] ->
-            ok;
-        Replicas ->
-            Ring = hp_registry_store:ring(),
-            spawn_link(fun() -> hp_handoff:restart_replicas(Node, Replicas, Ring) end)
+    Ring = hp_registry_store:ring(),
+    Alive = hp_ring:nodes(Ring),
+    Me = node(),
+    case [R || {_, Owner, _, _, Holders} = R <- hp_registry_store:replicas_after_loss(Node),
+               hp_registry_plan:restarter(Owner, Holders, Alive, Me)] of
+        [] -> ok;
+        Replicas -> spawn_link(fun() -> hp_handoff:restart_replicas(Replicas, Ring) end)
     end,
     {noreply, maybe_resync(State1)};
 handle_info({started, Name, Ref, MFA, Result}, State) ->
@@ -573,7 +575,7 @@ delete_name(Name, Pid, MFA) ->
     unindex(Pid, {name, Name}),
     case MFA of
         undefined -> ok;
-        _ -> cast_successor(Name, {replica_del, node(), Name})
+        _ -> cast_holders(Name, {replica_del, node(), Name})
     end.
 
 unindex(Pid, Tag) ->
@@ -609,24 +611,32 @@ pid_down(Pid) ->
               ok
       end, hp_registry_store:drop_pid(Pid)).
 
-%% The registration records [{Name, MFA, Groups}] to their successors, one cast per
-%% successor; names without an MFA are not restarted elsewhere, so they have none.
+%% The registration records [{Name, MFA, Groups}] to their holders, one cast per holder;
+%% names without an MFA are not restarted elsewhere, so they have none.
 replicate(Entries) ->
     Ring = hp_registry_store:ring(),
     Me = node(),
-    BySuccessor = maps:groups_from_list(
-                    fun({Name, _, _}) -> hp_registry_plan:successor(Name, Ring, Me) end,
-                    [E || {_, MFA, _} = E <- Entries, MFA =/= undefined]),
-    maps:foreach(fun(none, _) -> ok;
-                    (Node, Replicas) ->
+    Copies = hp_replica:copies(),
+    ByHolder = lists:foldl(
+                 fun({_, undefined, _}, Acc) ->
+                         Acc;
+                    ({Name, MFA, Groups}, Acc) ->
+                         Holders = hp_registry_plan:holders(Name, Copies, Ring, Me),
+                         add_to_holders(Holders, {Name, MFA, Groups, Holders}, Acc)
+                 end, #{}, Entries),
+    maps:foreach(fun(Node, Replicas) ->
                          gen_server:cast({?SERVER, Node}, {replica_put, Me, Replicas})
-                 end, BySuccessor).
+                 end, ByHolder).
 
-cast_successor(Name, Msg) ->
-    case hp_registry_plan:successor(Name, hp_registry_store:ring(), node()) of
-        none -> ok;
-        Node -> gen_server:cast({?SERVER, Node}, Msg)
-    end.
+add_to_holders(Holders, Replica, Acc) ->
+    lists:foldl(fun(H, A) -> maps:update_with(H, fun(L) -> [Replica | L] end, [Replica], A) end,
+                Acc, Holders).
+
+cast_holders(Name, Msg) ->
+    [gen_server:cast({?SERVER, H}, Msg)
+     || H <- hp_registry_plan:holders(Name, hp_replica:copies(), hp_registry_store:ring(),
+                                      node())],
+    ok.
 
 %% The resync after a ring change waits until no peer is handing names over to us (or
 %% until its deadline passed). It reads every name held here, and run while a drain pours
@@ -654,14 +664,12 @@ maybe_resync(State) ->
 resync_replicas(Peers) ->
     Ring = hp_registry_store:ring(),
     Me = node(),
+    Copies = hp_replica:copies(),
     BySucc = hp_registry_store:fold_names(
                fun({_, _, undefined, _}, Acc) -> Acc;
                   ({Name, _Pid, MFA, Groups}, Acc) ->
-                       case hp_registry_plan:successor(Name, Ring, Me) of
-                           none -> Acc;
-                           S -> maps:update_with(S, fun(L) -> [{Name, MFA, Groups} | L] end,
-                                                 [{Name, MFA, Groups}], Acc)
-                       end
+                       Holders = hp_registry_plan:holders(Name, Copies, Ring, Me),
+                       add_to_holders(Holders, {Name, MFA, Groups, Holders}, Acc)
                end, #{}),
     [gen_server:cast({?SERVER, P}, {replica_reset, Me, maps:get(P, BySucc, [])}) || P <- Peers],
     %% The states go with them: the names' new successors get this sidecar's copies.

@@ -7,7 +7,7 @@
 %%   hp_registry_pidx      bag          {Pid, {name, Name} | {group, Group}}
 %%   hp_registry_groups    ordered_set  {{Group, Pid}}
 %%   hp_registry_mons      set          {Pid, MonitorRef | reported}   (hp_registry_watch)
-%%   hp_registry_replicas  set          {Name, Owner, MFA, Groups}
+%%   hp_registry_replicas  set          {Name, Owner, MFA, Groups, Holders}
 %%   hp_registry_pending   set          {Name, Ref}: being started or handed over
 %%   hp_registry_meta      set          {settling, #{Node => Deadline}}, {ring_changed, T},
 %%                                      {lost, #{Node => {RingBefore, Deadline}}}
@@ -36,7 +36,7 @@
 %% Watches.
 -export([watch_of/1, set_watch/2, delete_watch/1, reported_on/1]).
 %% Replicas.
--export([put_replicas/2, delete_replica/2, reset_replicas/2, replicas_of/1,
+-export([put_replicas/2, delete_replica/2, reset_replicas/2, replicas_after_loss/1,
          delete_replicas/2, restarting/2]).
 -export([info/0]).
 
@@ -55,7 +55,7 @@
 
 -type mfargs() :: {module(), atom(), list()}.
 -type entry() :: {term(), pid(), mfargs() | undefined, [term()]}.
--type replica() :: {term(), mfargs(), [term()]}.
+-type replica() :: {term(), mfargs(), [term()], [node()]}.
 -type tag() :: {name, term()} | {group, term()}.
 
 %% Creates the tables, owned by the calling process, and a ring of this node alone.
@@ -303,36 +303,44 @@ reported_on(Node) ->
 
 -spec put_replicas(node(), [replica()]) -> ok.
 put_replicas(Owner, Replicas) ->
-    ets:insert(?REPLICAS, [{Name, Owner, MFA, Groups} || {Name, MFA, Groups} <- Replicas]),
+    ets:insert(?REPLICAS, [{Name, Owner, MFA, Groups, Holders}
+                           || {Name, MFA, Groups, Holders} <- Replicas]),
     ok.
 
 -spec delete_replica(node(), term()) -> ok.
 delete_replica(Owner, Name) ->
-    ets:match_delete(?REPLICAS, {Name, Owner, '_', '_'}),
+    ets:match_delete(?REPLICAS, {Name, Owner, '_', '_', '_'}),
     ok.
 
 %% Owner's replicas here become exactly Replicas.
 -spec reset_replicas(node(), [replica()]) -> ok.
 reset_replicas(Owner, Replicas) ->
-    ets:match_delete(?REPLICAS, {'_', Owner, '_', '_'}),
+    ets:match_delete(?REPLICAS, {'_', Owner, '_', '_', '_'}),
     put_replicas(Owner, Replicas).
 
--spec replicas_of(node()) -> [{term(), node(), mfargs(), [term()]}].
-replicas_of(Owner) ->
-    ets:match_object(?REPLICAS, {'_', Owner, '_', '_'}).
+%% The registration replicas held here that Node's loss concerns: those it owned, and
+%% those it held too (it may have been the one to restart them).
+-spec replicas_after_loss(node()) -> [{term(), node(), mfargs(), [term()], [node()]}].
+replicas_after_loss(Node) ->
+    ets:foldl(fun({_, Owner, _, _, Holders} = R, Acc) ->
+                      case Owner =:= Node orelse lists:member(Node, Holders) of
+                          true -> [R | Acc];
+                          false -> Acc
+                      end
+              end, [], ?REPLICAS).
 
 %% Whether Name is held here as the replica of an owner that has left Ring: its restart
 %% from that replica is due or under way, and the name exists though nobody holds it.
 -spec restarting(term(), hp_ring:ring()) -> boolean().
 restarting(Name, Ring) ->
     case ets:lookup(?REPLICAS, Name) of
-        [{_, Owner, _, _}] -> not lists:member(Owner, hp_ring:nodes(Ring));
+        [{_, Owner, _, _, _}] -> not lists:member(Owner, hp_ring:nodes(Ring));
         [] -> false
     end.
 
 -spec delete_replicas(node(), [term()]) -> ok.
 delete_replicas(Owner, Names) ->
-    [ets:match_delete(?REPLICAS, {N, Owner, '_', '_'}) || N <- Names],
+    [ets:match_delete(?REPLICAS, {N, Owner, '_', '_', '_'}) || N <- Names],
     ok.
 
 %% --- info ------------------------------------------------------------------------------

@@ -5,31 +5,53 @@
 
 nodes3() -> ['a@h', 'b@h', 'c@h'].
 
-successor_is_the_next_node_after_the_owner_test() ->
+holders_are_the_nodes_after_the_owner_test() ->
     Ring = hp_ring:new(nodes3()),
     [begin
-         [Owner, Next | _] = hp_ring:key_to_nodes(K, 3, Ring),
-         ?assertEqual(Next, hp_registry_plan:successor(K, Ring, Owner))
+         [Owner, Next, Last] = hp_ring:key_to_nodes(K, 3, Ring),
+         ?assertEqual([Next], hp_registry_plan:holders(K, 0, Ring, Owner)),
+         ?assertEqual([Next], hp_registry_plan:holders(K, 1, Ring, Owner)),
+         ?assertEqual([Next, Last], hp_registry_plan:holders(K, 2, Ring, Owner)),
+         ?assertEqual([Next, Last], hp_registry_plan:holders(K, 5, Ring, Owner))
      end || K <- lists:seq(1, 500)].
 
-successor_never_self_test() ->
+holders_never_self_test() ->
     Ring = hp_ring:new(nodes3()),
-    [?assertNotEqual(Me, hp_registry_plan:successor(K, Ring, Me))
+    [?assertNot(lists:member(Me, hp_registry_plan:holders(K, 2, Ring, Me)))
      || K <- lists:seq(1, 200), Me <- nodes3()].
 
-successor_on_a_ring_of_one_is_none_test() ->
-    ?assertEqual(none, hp_registry_plan:successor(k, hp_ring:new(['a@h']), 'a@h')),
-    ?assertEqual(none, hp_registry_plan:successor(k, hp_ring:new(), 'a@h')).
+holders_on_a_ring_of_one_are_none_test() ->
+    ?assertEqual([], hp_registry_plan:holders(k, 1, hp_ring:new(['a@h']), 'a@h')),
+    ?assertEqual([], hp_registry_plan:holders(k, 1, hp_ring:new(), 'a@h')).
 
-%% The successor is the node that owns the key once the owner is gone, so the replica is
-%% where the restart must happen.
-successor_becomes_owner_when_owner_leaves_test() ->
+%% The first holder is the node that owns the key once the owner is gone, so the replica
+%% is where the restart must happen.
+first_holder_becomes_owner_when_owner_leaves_test() ->
     Ring = hp_ring:new(['a@h', 'b@h', 'c@h', 'd@h']),
     [begin
          Owner = hp_ring:key_to_node(K, Ring),
-         ?assertEqual(hp_registry_plan:successor(K, Ring, Owner),
-                      hp_ring:key_to_node(K, hp_ring:remove_node(Owner, Ring)))
+         [First | _] = hp_registry_plan:holders(K, 2, Ring, Owner),
+         ?assertEqual(First, hp_ring:key_to_node(K, hp_ring:remove_node(Owner, Ring)))
      end || K <- lists:seq(1, 1000)].
+
+%% Exactly one node restarts a name whose owner is gone: its first holder still alive,
+%% whichever holders are gone with the owner; none while the owner lives.
+one_live_holder_restarts_test() ->
+    Nodes = ['a@h', 'b@h', 'c@h', 'd@h'],
+    Ring = hp_ring:new(Nodes),
+    [begin
+         Owner = hp_ring:key_to_node(K, Ring),
+         Holders = hp_registry_plan:holders(K, 2, Ring, Owner),
+         Alive = Nodes -- Gone,
+         Restarters = [N || N <- Alive, hp_registry_plan:restarter(Owner, Holders, Alive, N)],
+         Expected = case {lists:member(Owner, Alive), [H || H <- Holders, lists:member(H, Alive)]} of
+                        {true, _} -> [];
+                        {false, []} -> [];
+                        {false, [First | _]} -> [First]
+                    end,
+         ?assertEqual(Expected, Restarters)
+     end || K <- lists:seq(1, 300), Gone <- [[], ['a@h'], ['a@h', 'b@h'], ['b@h', 'c@h'],
+                                              ['a@h', 'c@h', 'd@h']]].
 
 %% Every entry read out of a stream of moves, with its batch's owner.
 read_moves(Stream) ->

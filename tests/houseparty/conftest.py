@@ -56,11 +56,18 @@ def free_base_port(pods: int = 3) -> int:
             return base
 
 
-def start_cluster(tmp_path: Path, pods: int = 3) -> Cluster:
+def start_cluster(tmp_path: Path, pods: int = 3, replica_copies: int | None = None) -> Cluster:
     runner = LocalCluster(tmp_path / "run")
     cookie = "hp_" + secrets.token_hex(8)
     tag = "_" + secrets.token_hex(3)
-    runner.up(pods=pods, cookie=cookie, base_port=free_base_port(pods), tag=tag, timeout=90)
+    runner.up(
+        pods=pods,
+        cookie=cookie,
+        base_port=free_base_port(pods),
+        tag=tag,
+        timeout=90,
+        replica_copies=replica_copies,
+    )
     return Cluster(runner, cookie, [spec for spec, _ in runner.pods()])
 
 

@@ -11,12 +11,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from houseparty import DestinationFull, HouseParty, Unavailable
 from py_nodes._terms import Atom
-from tests.houseparty.conftest import Cluster, Iex
+from tests.houseparty.conftest import Cluster, Iex, start_cluster
 
 ROOMS = [f"hall_{i}" for i in range(10)]
 PEOPLE = [f"visitor_{i}" for i in range(80)]
@@ -299,3 +300,33 @@ def test_a_walk_left_under_way_is_finished_before_the_person_answers(cluster: Cl
         assert hp.where_is("ana") == "hall"
         assert hp.who_is_in("hall") == ["ana"]
         assert hp.who_is_in("den") == []
+
+
+def test_with_two_copies_two_pods_killed_together_lose_nothing(tmp_path: Path) -> None:
+    """With ``HP_REPLICA_COPIES=2`` every name is held on all three pods: killing two at
+    once leaves the third to restart all of them, state and registration alike."""
+    cluster = start_cluster(tmp_path, replica_copies=2)
+    try:
+        with cluster.client(1) as hp:
+            populate(hp)
+            rooms, where, logs = state(hp)
+        people = [p for p in PEOPLE if where[p] is not None]
+        time.sleep(3.0)  # the copies of names registered while the ring settled
+        cluster.runner.kill_pod(2)
+        cluster.runner.kill_pod(3)
+        with cluster.client(1) as hp:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    after = (
+                        {room: sorted(hp.who_is_in(room)) for room in ROOMS},
+                        {p: hp.where_is(p) for p in people},
+                        {p: hp.get_person_room_log(p) for p in people},
+                    )
+                    break
+                except Unavailable:
+                    assert time.monotonic() < deadline, "the names did not come back"
+                    time.sleep(0.5)
+        assert after == (rooms, {p: where[p] for p in people}, {p: logs[p] for p in people})
+    finally:
+        cluster.runner.down(timeout=60)
