@@ -98,6 +98,6 @@ export ERL_CRASH_DUMP="$run_dir/erl_crash.dump"
 # The VM reads its cookie from $HOME/.erlang.cookie: on no command line, where anyone
 # who lists the processes would see it (printf is the shell's own, not a process).
 export HOME="$run_dir"
-(umask 0377 && printf '%s' "$HOUSEPARTY_COOKIE" >"$HOME/.erlang.cookie")
+(umask 0377 && printf '%s' "$HOUSEPARTY_COOKIE" >"$run_dir/.erlang.cookie")
 
 exec "$@"
