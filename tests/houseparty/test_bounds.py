@@ -5,6 +5,8 @@ keeps its newest walks up to the pod's cap, through a handoff and a pod's death.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -177,3 +179,18 @@ def test_a_persons_log_keeps_its_newest_walks(capped: Cluster) -> None:
         hp.walk_into("room_9", "rover")
         assert _log_rooms(hp, "rover") == rooms[9:4:-1]
         assert hp.where_is("rover") == "room_9"
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", ""])
+def test_a_pod_refuses_a_bad_log_cap_by_name(value: str) -> None:
+    env = {**os.environ, "HOUSEPARTY_COOKIE": "c", "HP_PERSON_LOG_MAX": value}
+    done = subprocess.run(
+        [sys.executable, "-m", "houseparty.pod"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert f"HP_PERSON_LOG_MAX must be a number, 1 or more, got {value!r}" in done.stderr
+    assert "Traceback" not in done.stderr
