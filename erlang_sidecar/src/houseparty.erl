@@ -264,7 +264,8 @@ check_name(Name) when is_atom(Name), Name =/= nil, Name =/= undefined,
 check_name(Name) ->
     {error, {bad_name, Name}}.
 
-check_max(Max) when is_integer(Max), Max > ?MAX_LIMIT -> {error, {max_too_large, Max, ?MAX_LIMIT}};
+check_max(Max) when is_integer(Max), Max > ?MAX_LIMIT ->
+    {error, {max_too_large, Max, ?MAX_LIMIT}};
 check_max(Max) when is_integer(Max), Max >= 1 -> ok;
 check_max(Max) -> {error, {bad_max, Max}}.
 
