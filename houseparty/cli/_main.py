@@ -183,9 +183,9 @@ def up(
     for spec, _pod in cluster.pods():
         console.print(f"  pod {spec.index}: {spec.sidecar_node} + {spec.python_node}")
     first = PodSpec(1, state.base_port, state.tag).sidecar_node
-    console.print(
-        f"attach iex with:  iex --name me@127.0.0.1 --cookie {state.cookie} --remsh {first}"
-    )
+    # iex reads the cookie from HOME's .erlang.cookie: no command line shows it.
+    home = cluster.cookie_home(state.cookie)
+    console.print(f"attach iex with:  HOME={home} iex --name me@127.0.0.1 --remsh {first}")
     console.print("  (leave it with Ctrl-C twice; q() there would stop that sidecar)")
     if detach:
         return
