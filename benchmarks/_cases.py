@@ -33,7 +33,7 @@ from benchmarks._harness import (
     percentile,
     timed,
 )
-from houseparty._client import AsyncHouseParty
+from houseparty._client import ROOM_MAX_LIMIT, AsyncHouseParty
 from py_nodes._terms import Atom
 
 __all__ = [
@@ -304,7 +304,7 @@ def bench_walks(
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         _settle(cluster, report, settle)
         rooms = [f"hall{i}" for i in range(1, 101)]
-        cluster.hp.add_rooms(rooms, max=10**9)
+        cluster.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
         _fill(cluster, report, "person", "w", people, len(rooms))
         result: dict[str, Any] = {"people": people, "rooms": len(rooms), "concurrency": concurrency}
         report.step(f"walks: {count:,} walk_into from Python clients, {concurrency} at once")

@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks._cases import Reporter
 from benchmarks._harness import DriverBuild, bench_cluster, percentile
-from houseparty._client import AsyncHouseParty
+from houseparty._client import ROOM_MAX_LIMIT, AsyncHouseParty
 from houseparty.workers import DEFAULT_REPLICA_COPIES
 
 __all__ = ["RATE_TARGET", "bench_kill", "lost_walks"]
@@ -165,7 +165,7 @@ def _kill_run(
             cluster.wait_settled()
         room_names = [f"k{i}" for i in range(1, rooms + 1)]
         person_names = [f"kw{i}" for i in range(1, people + 1)]
-        cluster.hp.add_rooms(room_names, max=10**9)
+        cluster.hp.add_rooms(room_names, max=ROOM_MAX_LIMIT)
         out = cluster.runner.run_dir / "kill_walks.out"
         walking = cluster.sidecars[:2]
         error: list[BaseException] = []

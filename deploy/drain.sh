@@ -22,9 +22,14 @@ timeout_s=40
 : "${POD_IP:=127.0.0.1}"
 : "${HP_SIDECAR_NODE:=sidecar@$POD_IP}"
 
-# erl_call joins as a hidden node with a random name, calls, and leaves; the cookie goes
-# on its command line, which only this container's processes can read.
-if ! reply=$(erl_call -name "$HP_SIDECAR_NODE" -c "$HOUSEPARTY_COOKIE" -R \
+# erl_call joins as a hidden node with a random name, calls, and leaves. Without -c it
+# reads the cookie from $HOME/.erlang.cookie: a file of a fresh folder of this script's
+# own (written by printf, the shell's own, not a process), never a command line, where
+# anyone who lists the processes would see it.
+home=$(mktemp -d /tmp/houseparty_drain.XXXXXX)
+trap 'rm -rf "$home"' EXIT
+(umask 0377 && printf '%s' "$HOUSEPARTY_COOKIE" >"$home/.erlang.cookie")
+if ! reply=$(HOME="$home" erl_call -name "$HP_SIDECAR_NODE" -R \
     -timeout "$timeout_s" -a 'hp_registry drain' 2>&1); then
     echo "$me: could not reach $HP_SIDECAR_NODE: $reply" >&2
     exit 1

@@ -84,14 +84,20 @@ export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_SIDECAR_DIST_P
     HP_K8S_NAMESPACE HP_K8S_SELECTOR HP_K8S_MODE HP_NODE_BASENAME HP_POLL_INTERVAL_MS \
     HP_PLACEMENT_WHITELIST HP_PLACEMENT_BLACKLIST HP_NET_TICKTIME
 
-# The release's vm.args.src holds ${HP_SIDECAR_NODE}, ${HOUSEPARTY_COOKIE},
-# ${HP_SIDECAR_DIST_PORT} and ${HP_NET_TICKTIME}; the relx start script substitutes them at every start (a plain
+# The release's vm.args.src holds ${HP_SIDECAR_NODE}, ${HP_SIDECAR_DIST_PORT} and
+# ${HP_NET_TICKTIME}; the relx start script substitutes them at every start (a plain
 # vm.args only with RELX_REPLACE_OS_VARS) and writes the result next to the original
 # unless RELX_OUT_FILE_PATH names a directory. The root filesystem is read-only on
-# Kubernetes, so the result (and any crash dump) goes to a fresh directory under /tmp.
+# Kubernetes, so the result (and any crash dump) goes to a fresh directory under /tmp,
+# the user's alone (mktemp makes it 0700).
 run_dir=$(mktemp -d /tmp/houseparty_sidecar.XXXXXX)
 export RELX_REPLACE_OS_VARS=true
 export RELX_OUT_FILE_PATH="$run_dir"
 export ERL_CRASH_DUMP="$run_dir/erl_crash.dump"
+
+# The VM reads its cookie from $HOME/.erlang.cookie: on no command line, where anyone
+# who lists the processes would see it (printf is the shell's own, not a process).
+export HOME="$run_dir"
+(umask 0377 && printf '%s' "$HOUSEPARTY_COOKIE" >"$run_dir/.erlang.cookie")
 
 exec "$@"

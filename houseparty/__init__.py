@@ -9,7 +9,7 @@ written with :class:`houseparty.workers.Worker`. The errors they raise are drawn
 
 import logging
 
-from houseparty._client import AsyncHouseParty, HouseParty
+from houseparty._client import ROOM_MAX_LIMIT, AsyncHouseParty, HouseParty
 from houseparty._errors import (
     AlreadyRegistered,
     AlreadyRunning,
@@ -38,6 +38,7 @@ from houseparty.workers import Ignore, Restart, Resume, Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "ROOM_MAX_LIMIT",
     "AlreadyRegistered",
     "AlreadyRunning",
     "ApiError",

@@ -32,7 +32,7 @@ from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient
 from houseparty._errors import ApiError, BadArgument, DestinationFull, Unavailable, UnknownRoom
 from py_nodes._terms import Atom
 
-__all__ = ["MAX_NAME", "AsyncHouseParty", "HouseParty", "from_term"]
+__all__ = ["MAX_NAME", "ROOM_MAX_LIMIT", "AsyncHouseParty", "HouseParty", "from_term"]
 
 _ERROR = Atom("error")
 _NIL = Atom("nil")
@@ -61,6 +61,10 @@ def from_term(term: Any) -> Any:
 
 # Rooms and people are atoms at the API's edge, and an atom holds at most 255 characters.
 MAX_NAME = 255
+
+# The largest max a room takes (houseparty.erl's MAX_LIMIT): a room's people cross the
+# network whole in its state copies, handoffs and listings.
+ROOM_MAX_LIMIT = 10_000
 
 
 def _name(value: Any, what: str) -> Atom:
@@ -94,7 +98,13 @@ def _names(values: str | Iterable[str], what: str) -> list[Atom]:
 def _max(value: Any) -> int:
     if type(value) is not int or value < 1:
         raise BadArgument(value, f"max must be an integer >= 1, not {value!r}")
+    if value > ROOM_MAX_LIMIT:
+        raise BadArgument(value, _too_large(value, ROOM_MAX_LIMIT))
     return value
+
+
+def _too_large(value: Any, limit: Any) -> str:
+    return f"max must be at most {limit} (a room holds at most that many people), not {value}"
 
 
 class _R:
@@ -104,6 +114,7 @@ class _R:
     unknown_room = Atom("unknown_room")
     bad_name = Atom("bad_name")
     bad_max = Atom("bad_max")
+    max_too_large = Atom("max_too_large")
     too_many_people = Atom("too_many_people")
     unavailable = Atom("unavailable")
 
@@ -118,6 +129,8 @@ def _raise_for(reason: Any) -> None:
             raise BadArgument(reason, f"not a name: {from_term(name)!r}")
         case (_R.bad_max, max_people):
             raise BadArgument(reason, f"max must be an integer >= 1, not {from_term(max_people)!r}")
+        case (_R.max_too_large, max_people, limit):
+            raise BadArgument(reason, _too_large(max_people, limit))
         case (_R.too_many_people, count):
             raise BadArgument(reason, f"the room holds {count} people, more than that max")
         case (_R.unavailable, why):
@@ -145,7 +158,8 @@ class AsyncHouseParty(AsyncClient):
 
         ``rooms`` is one name or an iterable of names. ``max`` is how many people each
         new room holds at most (10 when not given). Raises :class:`BadArgument` for an
-        empty or non-``str`` name or a ``max`` below 1, and nothing is created then."""
+        empty or non-``str`` name or a ``max`` below 1 or above ``ROOM_MAX_LIMIT``
+        (10,000), and nothing is created then."""
         names = _names(rooms, "a room")
         if max is not None:
             await self._api("add_rooms", names, {Atom("max"): _max(max)})
@@ -155,8 +169,9 @@ class AsyncHouseParty(AsyncClient):
     async def set_room_max(self, room: str, max: int) -> None:
         """Set how many people ``room`` holds at most.
 
-        Raises :class:`UnknownRoom`, or :class:`BadArgument` for a ``max`` below 1 or
-        below the number of people already in the room."""
+        Raises :class:`UnknownRoom`, or :class:`BadArgument` for a ``max`` below 1,
+        above ``ROOM_MAX_LIMIT`` (10,000) or below the number of people already in the
+        room."""
         await self._api("set_room_max", _name(room, "a room"), _max(max))
 
     async def walk_into(self, room: str, people: str | Iterable[str]) -> None:

@@ -21,16 +21,18 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from houseparty._errors import ApiError, Unavailable, UnknownName
 from houseparty.workers import Worker, run_outside_mailbox
 from py_nodes import PyNodesError, Reply
 from py_nodes._terms import Atom
 
-__all__ = ["DEFAULT_MAX", "PersonWorker", "RoomWorker", "datetime_term"]
+__all__ = ["DEFAULT_MAX", "DEFAULT_PERSON_LOG_MAX", "PersonWorker", "RoomWorker", "datetime_term"]
 
 DEFAULT_MAX = 10
+# A person's log keeps this many walks, the newest (the pod's HP_PERSON_LOG_MAX).
+DEFAULT_PERSON_LOG_MAX = 10_000
 
 log = logging.getLogger("houseparty.house")
 
@@ -112,10 +114,12 @@ MERGE_SETTLE_S = 2.0
 
 
 class RoomWorker(Worker):
-    """A room (``self.key``): its people (sorted names) and its ``max``.
+    """A room (``self.key``): its people and its ``max``.
 
-    The people are a tuple, rebuilt on each change: rooms are small, and most hold
-    nobody, which then costs nothing (a list would cost its own object per room).
+    The people are a dict used as an ordered set, so that entering and leaving cost the
+    same however many people the room holds; they are sorted only when listed. A room
+    that holds nobody keeps the empty tuple instead, which costs no object: most rooms
+    are empty, and a dict per room would cost its own object each.
     """
 
     __slots__ = ("max", "people")
@@ -124,7 +128,7 @@ class RoomWorker(Worker):
 
     key: Atom
     max: int
-    people: tuple[Atom, ...]
+    people: dict[Atom, None] | tuple[()]
 
     def setup(self, max_people: int = DEFAULT_MAX) -> None:
         self.max = max_people
@@ -141,16 +145,16 @@ class RoomWorker(Worker):
                     return REPLY_OK
                 if len(self.people) >= self.max:
                     return REPLY_FULL
-                self._set_people((*self.people, person))
+                self._add(person)
                 self.changed()
                 return REPLY_OK
             case (H.dump,):
-                return Reply((H.ok, (self.key, list(self.people))))
+                return Reply((H.ok, (self.key, self._listed())))
             case (H.leave, person):
                 self._without(person)
                 return REPLY_OK
             case H.who_is_in:
-                return Reply((H.ok, list(self.people)))
+                return Reply((H.ok, self._listed()))
             case (H.set_max, max_people):
                 if len(self.people) > max_people:
                     return Reply((H.error, (Atom("too_many_people"), len(self.people))))
@@ -159,7 +163,7 @@ class RoomWorker(Worker):
                 return REPLY_OK
             case (H.enter_merged, person):
                 if person not in self.people:
-                    self._set_people((*self.people, person))
+                    self._add(person)
                     self.changed()
                 return REPLY_OK
         return super().on_call(request, from_)
@@ -167,18 +171,30 @@ class RoomWorker(Worker):
     def answer_in_place(self, request: Any) -> Any:
         # A dump asks every room at once: answered without a Reply each.
         if request == DUMP:
-            return (H.ok, (self.key, list(self.people)))
+            return (H.ok, (self.key, self._listed()))
         return super().answer_in_place(request)
 
     def state_term(self) -> dict[Atom, Any]:
+        # In the order they entered: a copy or a new owner takes them in any order.
         return {H.max: self.max, H.people: list(self.people)}
 
+    def _listed(self) -> list[Atom]:
+        return sorted(self.people, key=str)
+
+    def _add(self, person: Atom) -> None:
+        if isinstance(self.people, dict):
+            self.people[person] = None
+        else:
+            self.people = {person: None}
+
     def _set_people(self, people: Iterable[Atom]) -> None:
-        self.people = tuple(sorted(people, key=str))
+        self.people = dict.fromkeys(people) or ()
 
     def _without(self, person: Atom) -> None:
-        if person in self.people:
-            self.people = tuple(p for p in self.people if p != person)
+        if isinstance(self.people, dict) and person in self.people:
+            del self.people[person]
+            if not self.people:
+                self.people = ()
             self.changed()
 
     def end_handoff(self, state: Any) -> None:
@@ -187,7 +203,7 @@ class RoomWorker(Worker):
 
     def resolve_conflict(self, state: Any) -> None:
         self.max = max(self.max, state[H.max])
-        self._set_people(set(self.people) | set(state[H.people]))
+        self._set_people([*self.people, *state[H.people]])
         run_outside_mailbox(self._keep_only_those_here(), delay=MERGE_SETTLE_S)
 
     async def _keep_only_those_here(self) -> None:
@@ -196,7 +212,7 @@ class RoomWorker(Worker):
         # land after the first pass, hence a second one.
         for pause in (0.0, 2 * MERGE_SETTLE_S):
             await asyncio.sleep(pause)
-            for person in self.people:
+            for person in list(self.people):  # leaving changes the people
                 try:
                     where = await self.call_name((H.person, person), H.where_is)
                 except UnknownName:
@@ -213,6 +229,8 @@ class PersonWorker(Worker):
     oldest first, and the walk under way, if any (its intent: ``(micros, room)``).
 
     Until the first walk the log is the empty tuple, which costs no object per person.
+    It keeps the newest ``log_max`` walks, the oldest dropped: the pod sets ``log_max``
+    from its ``HP_PERSON_LOG_MAX`` setting.
 
     Rooms and people agree after any crash: a walk has its intent held (replicated)
     before it enters the new room, and the rooms hold each enter and leave before they
@@ -225,6 +243,7 @@ class PersonWorker(Worker):
     __slots__ = ("intent", "log", "room")
 
     kind = "person"
+    log_max: ClassVar[int] = DEFAULT_PERSON_LOG_MAX
 
     key: Atom
     room: Atom | None
@@ -315,11 +334,24 @@ class PersonWorker(Worker):
             await self._tell_room(old, H.leave)
         self.room = room
         if isinstance(self.log, list):
-            if (micros, room) not in self.log:  # a walk finished again after a restart
+            if not self._logged((micros, room)):  # a walk finished again after a restart
                 self.log.append((micros, room))
+                if len(self.log) > self.log_max:
+                    del self.log[: len(self.log) - self.log_max]
         else:
             self.log = [(micros, room)]
         self.intent = None
+
+    def _logged(self, entry: tuple[int, Atom]) -> bool:
+        # The log is in time order: only its entries from the entry's time on can match,
+        # and those are at its end.
+        assert isinstance(self.log, list)
+        for logged in reversed(self.log):
+            if logged == entry:
+                return True
+            if logged[0] < entry[0]:
+                return False
+        return False
 
     async def _finish_walk(self) -> None:
         # Restarted with a walk under way: finish it, or stay where the person was.
@@ -389,7 +421,8 @@ class PersonWorker(Worker):
 
     def _join_log(self, entries: Iterable[tuple[int, Atom]]) -> None:
         # The union of both logs in time order; the person stands in the newest room.
-        self.log = sorted(set(self.log) | set(entries), key=lambda e: (e[0], str(e[1])))
+        joined = sorted(set(self.log) | set(entries), key=lambda e: (e[0], str(e[1])))
+        self.log = joined[-self.log_max :]
         self.room = self.log[-1][1] if self.log else None
 
     def on_info(self, message: Any) -> Any:

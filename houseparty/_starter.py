@@ -3,12 +3,14 @@ and counts that node's workers for the sidecars (its requests: ``docs/worker-pro
 
 It knows worker classes by kind, from a table given at start: rooms, people and the
 classes of the pod's ``HOUSEPARTY_WORKERS`` setting. A kind is asked for as an atom or
-a binary.
+a binary. Workers are started only when the pod's own sidecar asks (its registry places
+them): a worker started from anywhere else would be one the registry never hears of.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +20,8 @@ from py_nodes import GenServer, Reply
 from py_nodes._terms import Atom, Pid
 
 __all__ = ["WorkerStarter"]
+
+log = logging.getLogger("houseparty.workers")
 
 
 class S:
@@ -44,6 +48,7 @@ class S:
     unknown_kind = Atom("unknown_kind")
     init_failed = Atom("init_failed")
     bad_state = Atom("bad_state")
+    not_from_sidecar = Atom("not_from_sidecar")
 
 
 class WorkerStarter(GenServer):
@@ -66,6 +71,8 @@ class WorkerStarter(GenServer):
 
     def handle_call(self, request: Any, from_: tuple[Any, Any]) -> Reply:
         match request:
+            case (S.start | S.start_many, *_) if not self._from_sidecar(from_):
+                return Reply(self._refuse(request, from_))
             case (S.start, kind, name, list(args)):
                 return Reply(self._start(kind, name, args))
             case (S.start_many, list(specs)) if all(
@@ -84,6 +91,25 @@ class WorkerStarter(GenServer):
             case S.workers:
                 return Reply(self._count_by_kind())
         return Reply((S.error, (S.bad_request, request)))
+
+    def _from_sidecar(self, from_: tuple[Any, Any]) -> bool:
+        # The caller's pid names its node: the registry of this pod's sidecar places the
+        # pod's workers, and only a start it asks for is one it will know of.
+        caller = from_[0] if type(from_) is tuple and from_ else None
+        return type(caller) is Pid and caller.node == self.sidecar
+
+    def _refuse(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        caller = from_[0] if type(from_) is tuple and from_ else None
+        node = caller.node if type(caller) is Pid else Atom("undefined")
+        log.warning(
+            "hp_workers refused a %s from %r on %s: workers start only when the registry "
+            "of this pod's sidecar %s asks",
+            request[0].name,
+            caller,
+            node.name,
+            self.sidecar.name,
+        )
+        return (S.error, (S.not_from_sidecar, node))
 
     def _start(self, kind: Any, name: Any, args: list[Any], *handed_over: Any) -> Any:
         # With a handed-over state (and its version), the new worker takes it as

@@ -5,10 +5,11 @@ It reads the pod's environment (``HOUSEPARTY_COOKIE``, ``POD_IP``, ``HP_PYTHON_N
 ``net_ticktime``, which every node that talks with them must share;
 ``HOUSEPARTY_WORKERS``: the worker classes of your own it can start, as
 ``[kind=]module:Class`` entries, see :mod:`houseparty.workers`; ``HP_REPLICA_COPIES``:
-how many other pods hold each worker's state, default 1, 0 for none), starts a hidden
-node with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
-sidecar to drain, so that every worker of this pod moves to the other pods with its
-state, and exits after that.
+how many other pods hold each worker's state, default 1, 0 for none;
+``HP_PERSON_LOG_MAX``: how many walks a person's log keeps, the newest, default 10,000),
+starts a hidden node with ``hp_workers`` registered, and connects to its sidecar. On
+SIGTERM it asks the sidecar to drain, so that every worker of this pod moves to the
+other pods with its state, and exits after that.
 
 When the connection to its sidecar goes (the sidecar crashed), its workers are orphans:
 their names restart on other pods from their replicas, and these copies could only
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 import uvloop
 
 from houseparty._errors import BadArgument
-from houseparty._house import PersonWorker, RoomWorker
+from houseparty._house import DEFAULT_PERSON_LOG_MAX, PersonWorker, RoomWorker
 from houseparty._rex import rex_call
 from houseparty._starter import WorkerStarter
 from houseparty.workers import Worker, worker_table
@@ -63,6 +64,7 @@ class PodConfig:
     workers: str = ""
     replica_copies: int = 1
     listen_ip: str = "127.0.0.1"  # POD_IP: where the Python node listens
+    person_log_max: int = DEFAULT_PERSON_LOG_MAX
 
     def worker_classes(self) -> dict[str, type[Worker]]:
         """The worker classes by kind: rooms, people and those of ``HOUSEPARTY_WORKERS``."""
@@ -87,6 +89,7 @@ class PodConfig:
             net_ticktime=_positive(env, "HP_NET_TICKTIME", "60"),
             workers=env.get("HOUSEPARTY_WORKERS", ""),
             replica_copies=_count(env, "HP_REPLICA_COPIES", "1"),
+            person_log_max=_at_least_one(env, "HP_PERSON_LOG_MAX", str(DEFAULT_PERSON_LOG_MAX)),
         )
 
 
@@ -108,6 +111,13 @@ def _count(env: dict[str, str], name: str, default: str) -> int:
     value = env.get(name, default)
     if not value.isdigit():
         raise SystemExit(f"{name} must be a number, 0 or more, got {value!r}")
+    return int(value)
+
+
+def _at_least_one(env: dict[str, str], name: str, default: str) -> int:
+    value = env.get(name, default)
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"{name} must be a number, 1 or more, got {value!r}")
     return int(value)
 
 
@@ -153,6 +163,7 @@ async def _drain(node: Node, sidecar: str) -> None:
 async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     kinds = config.worker_classes()
+    PersonWorker.log_max = config.person_log_max
     node = Node(
         config.python_node,
         cookie=config.cookie,

@@ -14,10 +14,11 @@
 %% '''
 %%
 %% Names are atoms. A person is created on first `walk_into', stands in one room at a
-%% time, and a room holds at most `max' people (10 unless set). Refusals come back as
-%% `{:error, reason}': `:destination_full', `{:unknown_room, room}', `{:bad_name, term}',
-%% `{:bad_max, term}', `{:too_many_people, count}', or `{:unavailable, why}' when the
-%% cluster could not answer in time. Bad input changes nothing.
+%% time, and a room holds at most `max' people (10 unless set; 10000 at most). Refusals
+%% come back as `{:error, reason}': `:destination_full', `{:unknown_room, room}',
+%% `{:bad_name, term}', `{:bad_max, term}', `{:max_too_large, max, limit}',
+%% `{:too_many_people, count}', or `{:unavailable, why}' when the cluster could not
+%% answer in time. Bad input changes nothing.
 %%
 %% Every function has the same arguments and results as the one of the same name in the
 %% Erlang module `houseparty', which erl users call (with `#{max => N}' for options).

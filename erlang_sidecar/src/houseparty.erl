@@ -15,6 +15,10 @@
 -define(ROOMS, house_party_rooms).
 -define(PEOPLE, house_party_people).
 -define(DEFAULT_MAX, 10).
+%% The largest max a room takes: a room's people cross the network whole in its state
+%% copies, handoffs and listings, so their number is bounded (the Python client's
+%% ROOM_MAX_LIMIT is the same).
+-define(MAX_LIMIT, 10000).
 -define(CALL_TIMEOUT, 5000).
 %% While names move, rooms may be in no node's group for a moment: dump/0 waits this long
 %% at most for them to settle.
@@ -25,7 +29,8 @@
 
 -type name() :: atom().
 -type error() :: {error, destination_full | {unknown_room, name()} | {bad_name, term()}
-                         | {bad_max, term()} | {too_many_people, non_neg_integer()}
+                         | {bad_max, term()} | {max_too_large, integer(), pos_integer()}
+                         | {too_many_people, non_neg_integer()}
                          | {unavailable, term()}}.
 -export_type([name/0, error/0]).
 
@@ -35,7 +40,8 @@
 add_rooms(Rooms) ->
     add_rooms(Rooms, #{}).
 
-%% Opts: #{max => pos_integer()}, the max of rooms created by this call.
+%% Opts: #{max => pos_integer()}, the max of rooms created by this call, at most
+%% ?MAX_LIMIT ({error, {max_too_large, Max, Limit}} beyond it).
 -spec add_rooms([name()] | name(), #{max => pos_integer()}) -> ok | error().
 add_rooms(Room, Opts) when is_atom(Room) ->
     add_rooms([Room], Opts);
@@ -258,6 +264,8 @@ check_name(Name) when is_atom(Name), Name =/= nil, Name =/= undefined,
 check_name(Name) ->
     {error, {bad_name, Name}}.
 
+check_max(Max) when is_integer(Max), Max > ?MAX_LIMIT ->
+    {error, {max_too_large, Max, ?MAX_LIMIT}};
 check_max(Max) when is_integer(Max), Max >= 1 -> ok;
 check_max(Max) -> {error, {bad_max, Max}}.
 

@@ -6,10 +6,12 @@ as ``iex --remsh`` would evaluate it, and printed with Elixir's own ``inspect``.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -66,13 +68,15 @@ end
 """
 
 
-def _run_iex_lines(sidecar: str, cookie: str, lines: list[str]) -> None:
+def _run_iex_lines(sidecar: str, cookie_home: Path, lines: list[str]) -> None:
     elixir = shutil.which("elixir")
     if elixir is None:
         raise ErlangMissing("elixir is not installed: run scripts/setup.sh")
     name = f"demo_{secrets.token_hex(3)}@127.0.0.1"
+    # The cookie comes from HOME's .erlang.cookie: on the command line, `ps` would show it.
     subprocess.run(
-        [elixir, "--name", name, "--cookie", cookie, "-e", _ELIXIR_RUNNER, sidecar, *lines],
+        [elixir, "--name", name, "-e", _ELIXIR_RUNNER, sidecar, *lines],
+        env={**os.environ, "HOME": str(cookie_home)},
         check=True,
     )
 
@@ -95,7 +99,7 @@ def run_demo(cluster: LocalCluster, console: Console, pause: Callable[[], None])
     sidecar = specs[0].sidecar_node
     for step, (title, lines) in enumerate(IEX_SESSIONS, start=1):
         console.rule(f"[bold]{step}. {title}")
-        _run_iex_lines(sidecar, state.cookie, lines)
+        _run_iex_lines(sidecar, cluster.cookie_home(state.cookie), lines)
         pause()
 
     leaving: PodSpec = specs[1] if len(specs) > 1 else specs[0]

@@ -392,7 +392,7 @@ class LocalCluster:
             HP_POLL_INTERVAL_MS="1000",
             # erl reads the cookie from $HOME/.erlang.cookie: it stays out of argv, where
             # `ps` would show it to everyone.
-            HOME=str(self._cookie_home(state.cookie)),
+            HOME=str(self.cookie_home(state.cookie)),
         )
         if state.replica_copies is not None:
             env["HP_REPLICA_COPIES"] = str(state.replica_copies)
@@ -403,7 +403,10 @@ class LocalCluster:
             )
         return env
 
-    def _cookie_home(self, cookie: str) -> Path:
+    def cookie_home(self, cookie: str) -> Path:
+        """The run folder's ``home``, whose ``.erlang.cookie`` holds ``cookie``: the HOME of
+        an erl, iex or elixir node that joins the cluster without the cookie on its
+        command line."""
         home = self.run_dir / "home"
         home.mkdir(mode=0o700, exist_ok=True)
         path = home / ".erlang.cookie"

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from houseparty._client import MAX_NAME, HouseParty, from_term
+from houseparty._client import MAX_NAME, ROOM_MAX_LIMIT, HouseParty, from_term
 from houseparty._errors import (
     AlreadyRegistered,
     AlreadyRunning,
@@ -183,9 +183,9 @@ def up(
     for spec, _pod in cluster.pods():
         console.print(f"  pod {spec.index}: {spec.sidecar_node} + {spec.python_node}")
     first = PodSpec(1, state.base_port, state.tag).sidecar_node
-    console.print(
-        f"attach iex with:  iex --name me@127.0.0.1 --cookie {state.cookie} --remsh {first}"
-    )
+    # iex reads the cookie from HOME's .erlang.cookie: no command line shows it.
+    home = cluster.cookie_home(state.cookie)
+    console.print(f"attach iex with:  HOME={home} iex --name me@127.0.0.1 --remsh {first}")
     console.print("  (leave it with Ctrl-C twice; q() there would stop that sidecar)")
     if detach:
         return
@@ -536,7 +536,13 @@ def room_log(
 
 @main.command("add-rooms")
 @click.argument("rooms", nargs=-1, required=True, callback=_names)
-@click.option("--max", "max_people", type=int, default=None, help="Max people per new room.")
+@click.option(
+    "--max",
+    "max_people",
+    type=click.IntRange(1, ROOM_MAX_LIMIT),
+    default=None,
+    help=f"Max people per new room (at most {ROOM_MAX_LIMIT}).",
+)
 @_connect_options
 def add_rooms(
     rooms: tuple[str, ...],
@@ -552,12 +558,12 @@ def add_rooms(
 
 @main.command("set-max")
 @click.argument("room", callback=_names)
-@click.argument("max_people", metavar="MAX", type=int)
+@click.argument("max_people", metavar="MAX", type=click.IntRange(1, ROOM_MAX_LIMIT))
 @_connect_options
 def set_max(
     room: str, max_people: int, node: tuple[str, ...], cookie: str | None, run_dir: Path | None
 ) -> None:
-    """Set how many people ROOM holds at most (a room holding more refuses)."""
+    """Set how many people ROOM holds at most, MAX up to 10000 (a room holding more refuses)."""
     _api(lambda hp: hp.set_room_max(room, max_people), node, cookie, run_dir)
     console.print("ok")
 

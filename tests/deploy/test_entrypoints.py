@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -91,6 +92,26 @@ def test_sidecar_keeps_what_the_environment_sets(cleanup_run_dirs: list[str]) ->
     env = exported(run(SIDECAR, "env", env=given))
     cleanup_run_dirs.append(env["RELX_OUT_FILE_PATH"])
     assert {k: env[k] for k in given} == given
+
+
+def test_sidecar_gives_the_vm_its_cookie_in_a_file_of_its_own(
+    cleanup_run_dirs: list[str],
+) -> None:
+    env = exported(run(SIDECAR, "env", env={"HOUSEPARTY_COOKIE": "c00kie", "HOME": "/root"}))
+    run_dir = Path(env["RELX_OUT_FILE_PATH"])
+    cleanup_run_dirs.append(str(run_dir))
+    # erl reads $HOME/.erlang.cookie: the run folder is HOME, the user's alone.
+    assert env["HOME"] == str(run_dir)
+    cookie = run_dir / ".erlang.cookie"
+    assert cookie.read_text() == "c00kie"
+    assert stat.S_IMODE(cookie.stat().st_mode) == 0o400
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+
+
+def test_the_vm_arguments_carry_no_cookie() -> None:
+    vm_args = (DEPLOY.parent / "erlang_sidecar" / "config" / "vm.args.src").read_text()
+    options = [line for line in vm_args.splitlines() if not line.startswith("#")]
+    assert not [line for line in options if "cookie" in line.lower()], options
 
 
 @pytest.mark.parametrize("script", [SIDECAR, PYTHON, DRAIN], ids=lambda p: p.name)
@@ -302,16 +323,43 @@ def bare_node(tmp_path: Path, erl_call_path: str) -> Iterator[Node]:
         node.stop()
 
 
-def test_drain_asks_the_named_sidecar_to_drain(registry_node: Node, erl_call_path: str) -> None:
+def recording_erl_call(tmp: Path, erl_call_path: str) -> tuple[str, Path]:
+    """A directory whose erl_call writes down its arguments and its HOME, then runs the
+    real one: what anyone listing the processes would see of it."""
+    bindir = tmp / "recording"
+    bindir.mkdir()
+    seen = tmp / "erl_call.seen"
+    shim = bindir / "erl_call"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f"printf 'HOME=%s\\n' \"$HOME\" > '{seen}'\n"
+        f"printf '%s\\n' \"$@\" >> '{seen}'\n"
+        f'exec {erl_call_path}/erl_call "$@"\n'
+    )
+    shim.chmod(0o755)
+    return str(bindir), seen
+
+
+def test_drain_asks_the_named_sidecar_to_drain(
+    registry_node: Node, erl_call_path: str, tmp_path: Path
+) -> None:
     assert "hp_drained" not in registry_node.call(erl_call_path, "persistent_term get")
+    recording, seen = recording_erl_call(tmp_path, erl_call_path)
     done = run(
         DRAIN,
         env={"HOUSEPARTY_COOKIE": registry_node.cookie, "HP_SIDECAR_NODE": registry_node.name},
-        path=erl_call_path,
+        path=recording,
     )
     assert done.returncode == 0, done.stderr
     assert f"{registry_node.name} drained: ok" in done.stdout
     assert "hp_drained" in registry_node.call(erl_call_path, "persistent_term get")
+    # erl_call had the cookie from a file of its HOME, never on its command line; the
+    # folder is gone once the hook is done.
+    home, *argv = seen.read_text().splitlines()
+    assert registry_node.cookie not in "\n".join(argv), argv
+    assert "-c" not in argv and registry_node.name in argv
+    assert home.startswith("HOME=/tmp/houseparty_drain.")
+    assert not Path(home.removeprefix("HOME=")).exists()
 
 
 def test_drain_fails_when_the_sidecar_cannot_drain(bare_node: Node, erl_call_path: str) -> None:

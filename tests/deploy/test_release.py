@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy._deploy import DEPLOY, REPO
+from tests.processes import command_lines
 
 UID = 10001  # the image's user
 RELEASE = "houseparty_sidecar"
@@ -186,6 +187,21 @@ def test_the_release_starts_as_the_image_user_with_the_contracts_names_and_ports
     assert f"-name {sidecar.name}" in vm_args
     assert run_dir.stat().st_uid == UID
     assert not list(release.rglob("vm.args.orig"))
+
+
+def test_no_process_of_the_sidecar_shows_the_cookie(sidecar: Sidecar) -> None:
+    processes = command_lines({sidecar.proc.pid})  # started in a session of its own
+    argvs = " ".join(processes.values())
+    # The VM (named after the release), and the epmd it started.
+    assert f"{RELEASE} -Bd" in argvs and sidecar.name in argvs, processes
+    assert "epmd" in argvs, processes
+    for pid, argv in processes.items():
+        assert sidecar.cookie not in argv, f"pid {pid} shows the cookie: {argv}"
+    # The VM took its cookie from the file the entry point wrote in its run folder.
+    cookie_file = sidecar.run_dir() / ".erlang.cookie"
+    assert cookie_file.read_text() == sidecar.cookie
+    assert cookie_file.stat().st_mode & 0o777 == 0o400
+    assert sidecar.cookie not in (sidecar.run_dir() / "vm.args").read_text()
 
 
 def test_not_ready_without_its_python_node(sidecar: Sidecar) -> None:

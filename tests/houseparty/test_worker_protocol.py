@@ -1,6 +1,7 @@
 """The worker protocol of ``docs/worker-protocol.md``, request by request: the same
 requests to a pod's ``hp_workers`` and to its workers from a real ``erl`` node and from a
-Python node, and the same replies checked."""
+Python node, and the same replies checked. Starts are asked from the pod's sidecar (where
+its registry asks them); asked from anywhere else, they are refused."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import secrets
 from typing import Any
 
+from houseparty._rex import rex_call
 from py_nodes import MailboxProcess, Node
 from py_nodes._terms import Atom, Pid
 from tests.houseparty.conftest import Cluster
@@ -19,8 +21,10 @@ __all__ = ["own_cluster"]  # the module's cluster fixture
 OK = Atom("ok")
 ERROR = Atom("error")
 
-# The steps, from erl; each R<n> is checked by check_replies.
+# The steps, from erl, evaluated on the pod's sidecar; each R<n> is checked by
+# check_replies.
 ERL_STEPS = """
+rpc:call('SIDECAR', erlang, apply, [fun() ->
 HW = {hp_workers, 'PY'},
 C = fun(R) -> gen_server:call(HW, R) end,
 {ok, P1} = R1 = C({start, counter, <<"pa">>, [5]}),
@@ -52,17 +56,22 @@ R18 = gen_server:call(P6, <<"get">>),
 R19 = gen_server:call({hp_replica, 'SIDECAR'}, {put_many, [{<<"proto">>, 5, x}]}),
 exit(P1, kill), exit(P5, kill), exit(P6, kill),
 [R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, R11, R12, R13, R14, R15, R16, R17, R18, R19]
+end, []])
 """
 
 
 async def python_steps(cookie: str, python_node: str, sidecar: str) -> list[Any]:
-    """ERL_STEPS, sent from a Python node."""
+    """ERL_STEPS, sent from a Python node; the starts through the pod's sidecar (rpc)."""
     node = Node(f"proto_{secrets.token_hex(3)}@127.0.0.1", cookie=cookie, port=0)
     await node.start()
     try:
         hw = (Atom("hp_workers"), Atom(python_node))
+        group_leader = node.spawn(MailboxProcess)
 
         async def c(request: Any) -> Any:
+            if type(request) is tuple and request[0] in (Atom("start"), Atom("start_many")):
+                args = [hw, request]
+                return await rex_call(node, sidecar, "gen_server", "call", args, group_leader, 10.0)
             return await node.call(hw, request, 10.0)
 
         swarm, abandoned = Atom("swarm"), (Atom("hp_handoff"), Atom("abandoned"))
@@ -158,3 +167,69 @@ def test_the_protocol_from_python(own_cluster: Cluster) -> None:
     python_node = pod.python_node
     replies = asyncio.run(python_steps(own_cluster.cookie, python_node, pod.sidecar_node))
     check_replies(replies, python_node)
+
+
+ROGUE_STARTS = """
+HW = {hp_workers, 'PY'},
+W0 = gen_server:call(HW, workers),
+R1 = gen_server:call(HW, {start, counter, <<"rogue1">>, [1]}),
+R2 = gen_server:call(HW, {start_many, [{counter, <<"rogue2">>, [1]}]}),
+R3 = rpc:call('OTHER', gen_server, call, [HW, {start, counter, <<"rogue3">>, [1]}]),
+W1 = gen_server:call(HW, workers),
+Registered = rpc:call('SIDECAR', hp_registry, whereis_name, [<<"rogue1">>]),
+{ok, P} = rpc:call('SIDECAR', hp_registry, register_name,
+                   [<<"placed">>, hp_python, start_worker, [counter, <<"placed">>, [4]]]),
+R4 = gen_server:call(P, <<"get">>),
+exit(P, kill),
+[R1, R2, R3, W0, W1, Registered, node(P), R4]
+"""
+
+
+def test_only_the_pods_own_sidecar_starts_workers(own_cluster: Cluster) -> None:
+    pod, other = own_cluster.pods[2], own_cluster.pods[0]
+    erl = ErlNode(own_cluster.cookie)
+    try:
+        steps = (
+            ROGUE_STARTS.replace("PY", pod.python_node)
+            .replace("OTHER", other.sidecar_node)
+            .replace("SIDECAR", pod.sidecar_node)
+        )
+        r1, r2, r3, w0, w1, registered, placed_on, r4 = erl.eval_sync(steps)
+    finally:
+        erl.stop()
+    refused = Atom("not_from_sidecar")
+    # A node holding the cookie, and even another pod's sidecar, is refused by name...
+    assert r1 == (ERROR, (refused, erl.atom))
+    assert r2 == (ERROR, (refused, erl.atom))
+    assert r3 == (ERROR, (refused, Atom(other.sidecar_node)))
+    # ...and nothing started: no counter more, none that the registry knows.
+    assert w1 == w0
+    assert registered == Atom("undefined")
+    # The registry still places workers: on its owner's pod, through that pod's sidecar.
+    assert placed_on in {Atom(p.python_node) for p in own_cluster.pods}
+    assert r4 == 4
+    log = own_cluster.runner.log_path(pod.python_node).read_text()
+    assert log.count("hp_workers refused a start from") == 2
+    assert log.count("hp_workers refused a start_many from") == 1
+    assert erl.name in log and other.sidecar_node in log
+
+
+def test_a_start_from_a_python_node_is_refused(own_cluster: Cluster) -> None:
+    pod = own_cluster.pods[1]
+
+    async def ask() -> tuple[Any, Any, Any]:
+        node = Node(f"rogue_{secrets.token_hex(3)}@127.0.0.1", cookie=own_cluster.cookie, port=0)
+        await node.start()
+        try:
+            hw = (Atom("hp_workers"), Atom(pod.python_node))
+            before = await node.call(hw, Atom("workers"), 10.0)
+            reply = await node.call(hw, (Atom("start"), Atom("counter"), b"rogue4", [1]), 10.0)
+            after = await node.call(hw, Atom("workers"), 10.0)
+            return reply, before, after
+        finally:
+            await node.stop()
+
+    reply, before, after = asyncio.run(ask())
+    assert reply[0] == ERROR and reply[1][0] == Atom("not_from_sidecar")
+    assert reply[1][1].name.startswith("rogue_")
+    assert after == before

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -289,6 +290,19 @@ def test_missing_erlang(tmp_path: Path) -> None:
 
 def test_demo_on_a_fresh_cluster(tmp_path: Path) -> None:
     suffix = "_demo" + secrets.token_hex(2)
+    cookie = "demo_" + secrets.token_hex(8)
+    # An elixir first on PATH that writes down its arguments, then runs the real one; its
+    # lib beside it, as the sidecars find Elixir's code there.
+    elixir = shutil.which("elixir")
+    assert elixir is not None
+    shims, seen = tmp_path / "elixir" / "bin", tmp_path / "elixir.argv"
+    shims.mkdir(parents=True)
+    (tmp_path / "elixir" / "lib").symlink_to(Path(os.path.realpath(elixir)).parent.parent / "lib")
+    (shims / "elixir").write_text(
+        f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{seen}'\nexec '{elixir}' \"$@\"\n"
+    )
+    (shims / "elixir").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "HOUSEPARTY_COOKIE": cookie}
     demo = hp(
         "demo",
         "--name-suffix",
@@ -296,10 +310,14 @@ def test_demo_on_a_fresh_cluster(tmp_path: Path) -> None:
         "--base-port",
         str(free_base_port()),
         run_dir=tmp_path / "run",
+        env=env,
         timeout=300,
     )
     try:
         assert demo.returncode == 0, demo.stdout + demo.stderr
+        # The demo's iex steps ran through elixir, the cookie on none of its command lines.
+        assert "--name" in seen.read_text()
+        assert cookie not in seen.read_text()
         out = demo.stdout
         titles = (
             "1. The basic HouseParty API",

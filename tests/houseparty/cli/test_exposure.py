@@ -8,10 +8,10 @@ import os
 import re
 import stat
 import subprocess
-from pathlib import Path
 
 from houseparty import HouseParty
 from tests.houseparty.conftest import Cluster
+from tests.processes import command_lines
 
 _USERS = re.compile(r"pid=(\d+)")
 
@@ -49,10 +49,18 @@ def test_the_run_folder_and_the_command_lines_keep_the_cookie(cluster: Cluster) 
     for path in files:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+    # Every process of the pods (each started in a session of its own: the VMs' helpers,
+    # erl_child_setup and inet_gethost, are in it too) and epmd.
+    sessions = set()
     for _spec, pod in cluster.runner.pods():
-        for pid in (pod.sidecar_pid, pod.python_pid):
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            assert cluster.cookie not in argv, f"pid {pid} shows the cookie in its command line"
+        assert pod.sidecar_pid and pod.python_pid
+        sessions |= {pod.sidecar_pid, pod.python_pid}
+    processes = command_lines(sessions)
+    assert sessions <= set(processes)
+    assert any("epmd" in argv for argv in processes.values())
+    assert len(processes) > len(sessions) + 1, processes  # the VMs' helpers
+    for pid, argv in processes.items():
+        assert cluster.cookie not in argv, f"pid {pid} shows the cookie: {argv}"
 
 
 def test_a_client_node_listens_nowhere(cluster: Cluster) -> None:
