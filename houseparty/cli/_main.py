@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -573,30 +573,10 @@ def walk(
     cookie: str | None,
     run_dir: Path | None,
 ) -> None:
-    """Walk PEOPLE into ROOM, in order, stopping at the first refusal."""
-
-    def walk_each(hp: HouseParty) -> None:
-        # One at a time, as walk_into walks a list, so that a refusal can say who got in.
-        walked: list[str] = []
-        for person in people:
-            try:
-                hp.walk_into(room, person)
-            except DestinationFull:
-                _fail(_refusal(room, person, walked), Exit.REFUSED)
-            walked.append(person)
-
-    _api(walk_each, node, cookie, run_dir)
+    """Walk PEOPLE into ROOM, in order, stopping at the first refusal (which names the
+    room, the person refused and those who walked in before)."""
+    _api(lambda hp: hp.walk_into(room, list(people)), node, cookie, run_dir)
     console.print("ok")
-
-
-def _refusal(room: str, refused: str, walked: Iterable[str]) -> str:
-    walked = list(walked)
-    before = f"; {_and(walked)} walked in before" if walked else ""
-    return f"{room} is full: {refused} was refused{before}"
-
-
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 @main.command("pod-node")
