@@ -27,11 +27,13 @@ from pathlib import Path
 
 from houseparty._errors import (
     AlreadyRunning,
+    BadArgument,
     ClusterError,
     ErlangMissing,
     NotRunning,
     PortInUse,
 )
+from houseparty._logsetup import LEVELS, LOG_FORMATS
 from houseparty.workers import worker_table
 
 __all__ = [
@@ -176,6 +178,9 @@ class _ClusterState:
     workers_path: str = ""
     # HP_REPLICA_COPIES for the pods; None leaves the environment's.
     replica_copies: int | None = None
+    # HP_LOG_FORMAT and HP_LOG_LEVEL for both nodes of each pod; None leaves the environment's.
+    log_format: str | None = None
+    log_level: str | None = None
 
 
 def _check_worker_classes(setting: str, folder: str) -> None:
@@ -185,6 +190,13 @@ def _check_worker_classes(setting: str, folder: str) -> None:
         worker_table({}, setting)
     finally:
         sys.path.remove(folder)
+
+
+def _check_log_settings(log_format: str | None, log_level: str | None) -> None:
+    if log_format is not None and log_format not in LOG_FORMATS:
+        raise BadArgument(log_format, f"a log format is one of {', '.join(LOG_FORMATS)}")
+    if log_level is not None and log_level not in LEVELS:
+        raise BadArgument(log_level, f"a log level is one of {', '.join(LEVELS)}")
 
 
 def _alive(pid: int | None) -> bool:
@@ -310,16 +322,21 @@ class LocalCluster:
         workers: Sequence[str] = (),
         runtimes: Mapping[int, SidecarRuntime] | None = None,
         replica_copies: int | None = None,
+        log_format: str | None = None,
+        log_level: str | None = None,
     ) -> _ClusterState:
         """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs.
         ``workers`` are ``[kind=]module:Class`` worker classes for the pods, imported from
         the current folder (or the Python path); BadArgument if one cannot be.
         ``runtimes`` gives the sidecar of a pod (by index) another Erlang than ``erl``;
         ``replica_copies`` sets the pods' ``HP_REPLICA_COPIES`` (else the environment's,
-        else its default, 1)."""
+        else its default, 1); ``log_format`` (text or json) and ``log_level`` (debug, info,
+        notice, warning or error) their ``HP_LOG_FORMAT`` and ``HP_LOG_LEVEL``; BadArgument
+        for a value neither node knows."""
         self.check_erlang()
         setting = " ".join(workers)
         _check_worker_classes(setting, os.getcwd())
+        _check_log_settings(log_format, log_level)
         if not re.fullmatch(r"[A-Za-z0-9_-]*", tag):
             raise ClusterError(
                 f"a node name suffix takes letters, digits, _ and - only, not {tag!r}"
@@ -355,6 +372,8 @@ class LocalCluster:
             workers=setting,
             workers_path=os.getcwd() if setting else "",
             replica_copies=replica_copies,
+            log_format=log_format,
+            log_level=log_level,
         )
         (self.run_dir / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
         self._save(state)
@@ -396,6 +415,10 @@ class LocalCluster:
         )
         if state.replica_copies is not None:
             env["HP_REPLICA_COPIES"] = str(state.replica_copies)
+        if state.log_format is not None:
+            env["HP_LOG_FORMAT"] = state.log_format
+        if state.log_level is not None:
+            env["HP_LOG_LEVEL"] = state.log_level
         if state.workers:
             env["HOUSEPARTY_WORKERS"] = state.workers
             env["PYTHONPATH"] = os.pathsep.join(

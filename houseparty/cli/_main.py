@@ -34,6 +34,7 @@ from houseparty._errors import (
     UnknownName,
     UnknownRoom,
 )
+from houseparty._logsetup import LEVELS, LOG_FORMATS
 from houseparty.cli._benchmarks import load_benchmarks
 from houseparty.cli._demo import run_demo
 from houseparty.cli._localcluster import (
@@ -150,6 +151,19 @@ def main() -> None:
     help="Pods besides the owner's that hold each worker's state (HP_REPLICA_COPIES, "
     "default 1; 0: a killed pod loses its workers' state).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="How both nodes of each pod write their log: text lines, or one JSON object a "
+    "line (HP_LOG_FORMAT, default text).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(list(LEVELS)),
+    default=None,
+    help="The least severe events the pods log (HP_LOG_LEVEL, default info).",
+)
 @_name_suffix_option
 @_run_dir_option
 def up(
@@ -159,6 +173,8 @@ def up(
     base_port: int,
     workers: tuple[str, ...],
     replica_copies: int | None,
+    log_format: str | None,
+    log_level: str | None,
     name_suffix: str,
     run_dir: Path | None,
 ) -> None:
@@ -174,6 +190,8 @@ def up(
                 tag=name_suffix,
                 workers=workers,
                 replica_copies=replica_copies,
+                log_format=log_format,
+                log_level=log_level,
             )
     except HousePartyError as exc:
         _fail_for(exc)
