@@ -285,6 +285,20 @@ class LocalCluster:
     def _pod_alive(self, pod: _PodState) -> bool:
         return _alive(pod.sidecar_pid) or _alive(pod.python_pid)
 
+    @staticmethod
+    def condition(pod: _PodState) -> str:
+        """``up``, ``down``, or ``broken: ...`` naming the half that died on its own (a
+        sidecar stopped from a remote shell, a Python node that crashed) while the other
+        runs on; ``pod start`` restarts a broken pod."""
+        match _alive(pod.sidecar_pid), _alive(pod.python_pid):
+            case True, True:
+                return "up"
+            case False, True:
+                return "broken: sidecar down, python node up"
+            case True, False:
+                return "broken: python node down, sidecar up"
+        return "down"
+
     def is_running(self) -> bool:
         try:
             self.state()
@@ -593,18 +607,26 @@ class LocalCluster:
 
     def start_pod(
         self, index: int, timeout: float = 60.0, runtime: SidecarRuntime | None = None
-    ) -> None:
-        """Bring a stopped or killed pod back; it rejoins and takes its share of names.
+    ) -> str:
+        """Bring a stopped, killed or broken pod back; it rejoins and takes its share of
+        names. Of a broken pod (one node died on its own), the node still running is
+        stopped first, gracefully, as a restarted pod starts both afresh. Answers the pod's
+        condition before (see :meth:`condition`); AlreadyRunning when it was up.
         ``runtime`` replaces the Erlang its sidecar ran on (an upgrade); else it keeps it."""
         state, pod = self._pod(index)
-        if self._pod_alive(pod):
+        before = self.condition(pod)
+        if before == "up":
             raise AlreadyRunning(f"pod {index} is running")
+        # The Python node first, as a graceful stop does: it asks its sidecar to drain.
+        _terminate(pod.python_pid, timeout)
+        _terminate(pod.sidecar_pid, timeout)
         if runtime is not None:
             pod.erl, pod.code_path = runtime.erl, list(runtime.code_path)
         spec = PodSpec(index, state.base_port, state.tag)
         self._spawn_pod(state, spec)
         self._save(state)
         self.wait_ready(state, [spec], None, timeout)
+        return before
 
     def down(self, timeout: float = 120.0) -> None:
         """Stop every pod gracefully, the last one without anywhere to drain to."""

@@ -273,14 +273,18 @@ def pod_kill(index: int, run_dir: Path | None) -> None:
 @click.argument("index", type=int)
 @_run_dir_option
 def pod_start(index: int, run_dir: Path | None) -> None:
-    """Bring pod INDEX back; it rejoins the cluster."""
+    """Bring pod INDEX back; it rejoins the cluster. A broken pod (one of its nodes died on
+    its own) is restarted: the node still running stops first."""
     cluster = LocalCluster(run_dir)
     try:
         with console.status(f"starting pod {index}..."):
-            cluster.start_pod(index)
+            before = cluster.start_pod(index)
     except HousePartyError as exc:
         _fail_for(exc)
-    console.print(f"pod {index} started")
+    if before.startswith("broken"):
+        console.print(f"pod {index} restarted (it was {escape(before)})")
+    else:
+        console.print(f"pod {index} started")
 
 
 def _print_json(value: Any) -> None:
@@ -382,10 +386,11 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
     """Pods, node names, connections, workers per kind, ring share and memory."""
     local = LocalCluster(run_dir)
-    local_pods: dict[str, int] = {}
+    # Each local pod's condition: up, down, or broken (one of its nodes died on its own).
+    local_pods: dict[str, str] = {}
     with contextlib.suppress(NotRunning):
         for spec, pod_state in local.pods():
-            local_pods[spec.sidecar_node] = pod_state.sidecar_pid or 0
+            local_pods[spec.sidecar_node] = local.condition(pod_state)
     with _client(node, cookie, run_dir) as hp:
         first = _pod_status(hp, hp.sidecar)
         pods = []
@@ -401,6 +406,7 @@ def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_j
                 "pods": pods,
                 "local_run_dir": str(local.run_dir) if local_pods else None,
                 "local_pods_down": missing,
+                "local_pod_conditions": local_pods,
             }
         )
         return
@@ -414,7 +420,7 @@ def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_j
             [
                 p["node"],
                 p["python_node"],
-                "[green]yes[/]" if p["python_connected"] else "[red]no[/]",
+                _connected(p["python_connected"], local_pods.get(p["node"], "up")),
                 p["names"],
                 _per_kind(p.get("workers")),
                 f"{100 * p['ring_share']:.1f}%",
@@ -423,7 +429,11 @@ def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_j
             ]
         )
     for sidecar in missing:
-        rows.append([sidecar, "-", "[red]down[/]", "-", "-", "-", "-", "-"])
+        # Running, yet not in the ring: joining, or cut off from the node that answered.
+        condition = local_pods[sidecar]
+        if condition == "up":
+            condition = "up, not in the ring"
+        rows.append([sidecar, "-", f"[red]{condition}[/]", "-", "-", "-", "-", "-"])
     console.print(
         _table(
             "HouseParty cluster",
@@ -442,6 +452,12 @@ def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_j
     )
     if local_pods:
         console.print(f"local run folder: {local.run_dir} (logs in {local.run_dir / 'logs'})")
+
+
+def _connected(connected: bool, condition: str) -> str:
+    """The python connected cell, with the local pod's condition when it is broken."""
+    text = "[green]yes[/]" if connected else "[red]no[/]"
+    return text if condition == "up" else f"{text} [red]({condition})[/]"
 
 
 def _pod_status(hp: HouseParty, sidecar: str) -> dict[str, Any]:
