@@ -119,6 +119,9 @@ def _raise_for(reason: Any) -> None:
             raise _full(reason, from_term(room), from_term(refused), from_term(walked))
         case (_R.unknown_room, room):
             raise UnknownRoom(reason, f"unknown room: {from_term(room)}")
+        case (_R.bad_name, Atom() as name):
+            # nil, undefined, true and false: atoms the API keeps for itself.
+            raise BadArgument(reason, f"not a name: {name.name!r}")
         case (_R.bad_name, name):
             raise BadArgument(reason, f"not a name: {from_term(name)!r}")
         case (_R.bad_max, max_people):
