@@ -164,6 +164,14 @@ def main() -> None:
     default=None,
     help="The least severe events the pods log (HP_LOG_LEVEL, default info).",
 )
+@click.option(
+    "--restart/--no-restart",
+    default=True,
+    show_default=True,
+    help="Restart a pod's node that dies on its own (a crash, q() in a remote shell), as "
+    "Kubernetes restarts a container; without it, status shows the pod broken until "
+    "`pod start`.",
+)
 @_name_suffix_option
 @_run_dir_option
 def up(
@@ -175,6 +183,7 @@ def up(
     replica_copies: int | None,
     log_format: str | None,
     log_level: str | None,
+    restart: bool,
     name_suffix: str,
     run_dir: Path | None,
 ) -> None:
@@ -192,6 +201,7 @@ def up(
                 replica_copies=replica_copies,
                 log_format=log_format,
                 log_level=log_level,
+                supervise=restart,
             )
     except HousePartyError as exc:
         _fail_for(exc)
