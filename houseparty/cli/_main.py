@@ -49,8 +49,9 @@ from py_nodes._terms import Atom
 
 __all__ = ["main"]
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Names are printed as they are: no ":smile:" turned into an emoji.
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

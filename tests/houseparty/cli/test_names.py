@@ -103,6 +103,13 @@ def test_any_name_through_every_command(target: Target, name: str) -> None:
         assert where.stdout == "hall\n"
 
 
+def test_an_error_message_shows_the_name_as_it_is(target: Target) -> None:
+    name = "[bold]:smile: \\[x]"
+    nowhere = run(target, "where-is", name)
+    assert_clean(nowhere, Exit.NOT_FOUND, "where-is NAME")
+    assert f"{name} is in no room" in nowhere.stderr
+
+
 @pytest.mark.parametrize("arg", [b"caf\xe9", "x" * 300, "a\nb", "\u00e9" * 255, "-x"])
 def test_names_on_a_real_command_line(target: Target, arg: str | bytes) -> None:
     # Python reads a command line's bytes that are not UTF-8 as lone surrogates.
