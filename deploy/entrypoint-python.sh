@@ -26,6 +26,8 @@ fail() {
 : "${HP_PYTHON_NODE:=py@$POD_IP}"
 : "${HP_PYTHON_DIST_PORT:=9101}"
 : "${HP_NET_TICKTIME:=60}"
+: "${HP_LOG_LEVEL:=info}"
+: "${HP_LOG_FORMAT:=text}"
 
 for node in "$HP_SIDECAR_NODE" "$HP_PYTHON_NODE"; do
     case "$node" in
@@ -44,7 +46,17 @@ case "$HP_NET_TICKTIME" in
 esac
 [ "$HP_NET_TICKTIME" -ge 1 ] || fail "HP_NET_TICKTIME must be at least 1, got '$HP_NET_TICKTIME'"
 
-export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_PYTHON_DIST_PORT HP_NET_TICKTIME
+case "$HP_LOG_LEVEL" in
+    debug | info | notice | warning | error) ;;
+    *) fail "HP_LOG_LEVEL must be debug, info, notice, warning or error, got '$HP_LOG_LEVEL'" ;;
+esac
+case "$HP_LOG_FORMAT" in
+    text | json) ;;
+    *) fail "HP_LOG_FORMAT must be text or json, got '$HP_LOG_FORMAT'" ;;
+esac
+
+export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_PYTHON_DIST_PORT HP_NET_TICKTIME \
+    HP_LOG_LEVEL HP_LOG_FORMAT
 
 [ "$#" -gt 0 ] || set -- houseparty pod-node
 exec "$@"

@@ -40,6 +40,8 @@ fail() {
 : "${HP_PLACEMENT_WHITELIST:=^sidecar}"
 : "${HP_PLACEMENT_BLACKLIST:=}"
 : "${HP_NET_TICKTIME:=60}"
+: "${HP_LOG_LEVEL:=info}"
+: "${HP_LOG_FORMAT:=text}"
 sa_namespace_file=/var/run/secrets/kubernetes.io/serviceaccount/namespace
 if [ -z "${HP_K8S_NAMESPACE:-}" ] && [ -r "$sa_namespace_file" ]; then
     HP_K8S_NAMESPACE=$(cat "$sa_namespace_file")
@@ -67,6 +69,14 @@ case "$HP_NET_TICKTIME" in
     '' | *[!0-9]*) fail "HP_NET_TICKTIME must be a number of seconds, got '$HP_NET_TICKTIME'" ;;
 esac
 [ "$HP_NET_TICKTIME" -ge 1 ] || fail "HP_NET_TICKTIME must be at least 1, got '$HP_NET_TICKTIME'"
+case "$HP_LOG_LEVEL" in
+    debug | info | notice | warning | error) ;;
+    *) fail "HP_LOG_LEVEL must be debug, info, notice, warning or error, got '$HP_LOG_LEVEL'" ;;
+esac
+case "$HP_LOG_FORMAT" in
+    text | json) ;;
+    *) fail "HP_LOG_FORMAT must be text or json, got '$HP_LOG_FORMAT'" ;;
+esac
 case "$HP_CLUSTER_STRATEGY" in
     epmd | local_epmd | k8s_dns | k8s_api) ;;
     *) fail "HP_CLUSTER_STRATEGY must be epmd, local_epmd, k8s_dns or k8s_api, got '$HP_CLUSTER_STRATEGY'" ;;
@@ -82,7 +92,7 @@ fi
 export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_SIDECAR_DIST_PORT \
     HP_PYTHON_DIST_PORT HP_HEALTH_PORT HP_HEALTH_IP HP_CLUSTER_STRATEGY HP_CLUSTER_HOSTS HP_K8S_SERVICE \
     HP_K8S_NAMESPACE HP_K8S_SELECTOR HP_K8S_MODE HP_NODE_BASENAME HP_POLL_INTERVAL_MS \
-    HP_PLACEMENT_WHITELIST HP_PLACEMENT_BLACKLIST HP_NET_TICKTIME
+    HP_PLACEMENT_WHITELIST HP_PLACEMENT_BLACKLIST HP_NET_TICKTIME HP_LOG_LEVEL HP_LOG_FORMAT
 
 # The release's vm.args.src holds ${HP_SIDECAR_NODE}, ${HP_SIDECAR_DIST_PORT} and
 # ${HP_NET_TICKTIME}; the relx start script substitutes them at every start (a plain

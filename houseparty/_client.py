@@ -111,6 +111,9 @@ class _R:
     """The atoms of the erl API's refusals."""
 
     destination_full = Atom("destination_full")
+    room = Atom("room")
+    refused = Atom("refused")
+    walked_in = Atom("walked_in")
     unknown_room = Atom("unknown_room")
     bad_name = Atom("bad_name")
     bad_max = Atom("bad_max")
@@ -123,8 +126,13 @@ def _raise_for(reason: Any) -> None:
     match reason:
         case _R.destination_full:
             raise DestinationFull(reason, "the room is full")
+        case (_R.destination_full, {_R.room: room, _R.refused: refused, _R.walked_in: walked}):
+            raise _full(reason, from_term(room), from_term(refused), from_term(walked))
         case (_R.unknown_room, room):
             raise UnknownRoom(reason, f"unknown room: {from_term(room)}")
+        case (_R.bad_name, Atom() as name):
+            # nil, undefined, true and false: atoms the API keeps for itself.
+            raise BadArgument(reason, f"not a name: {name.name!r}")
         case (_R.bad_name, name):
             raise BadArgument(reason, f"not a name: {from_term(name)!r}")
         case (_R.bad_max, max_people):
@@ -136,6 +144,21 @@ def _raise_for(reason: Any) -> None:
         case (_R.unavailable, why):
             raise Unavailable(reason, f"the cluster could not answer in time: {from_term(why)!r}")
     raise ApiError(reason, f"the cluster refused: {from_term(reason)!r}")
+
+
+def _full(reason: Any, room: str, refused: str, walked_in: list[str]) -> DestinationFull:
+    before = f"; {_and(walked_in)} walked in before" if walked_in else ""
+    return DestinationFull(
+        reason,
+        f"{room} is full: {refused} was refused{before}",
+        room=room,
+        refused=refused,
+        walked_in=walked_in,
+    )
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 class AsyncHouseParty(AsyncClient):
@@ -179,9 +202,17 @@ class AsyncHouseParty(AsyncClient):
 
         ``people`` is one name or an iterable of names; a person is created on first use.
         The walk stops at the first refusal: :class:`DestinationFull` when the room is
-        full (that person is not moved and nothing is logged), :class:`UnknownRoom`.
-        Walking into the room one stands in changes nothing."""
-        await self._api("walk_into", _name(room, "a room"), _names(people, "a person"))
+        full (that person is not moved and nothing is logged), whose ``.room``,
+        ``.refused`` and ``.walked_in`` (those of this call who walked in before, in
+        order) its message names too: ``"bathroom is full: bilal was refused; sidney
+        walked in before"``; :class:`UnknownRoom`. Walking into the room one stands in
+        changes nothing."""
+        await self._api(
+            "walk_into",
+            _name(room, "a room"),
+            _names(people, "a person"),
+            {Atom("detail"): True},
+        )
 
     async def dump(self) -> dict[str, list[str]]:
         """Every room with the people in it: ``{"den": [], "kitchen": ["bilal"]}``."""

@@ -104,7 +104,23 @@ class UnknownRoom(ApiError):
 
 
 class DestinationFull(ApiError):
-    """The room is at its max."""
+    """The room is at its max. ``.room`` is the room, ``.refused`` the person it refused,
+    ``.walked_in`` those of the same walk who walked in before, in order (``None`` and
+    ``[]`` when the cluster did not say)."""
+
+    def __init__(
+        self,
+        reason: Any,
+        message: str,
+        *,
+        room: str | None = None,
+        refused: str | None = None,
+        walked_in: list[str] | None = None,
+    ) -> None:
+        super().__init__(reason, message)
+        self.room = room
+        self.refused = refused
+        self.walked_in = walked_in or []
 
 
 class BadArgument(ApiError):

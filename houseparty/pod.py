@@ -6,10 +6,11 @@ It reads the pod's environment (``HOUSEPARTY_COOKIE``, ``POD_IP``, ``HP_PYTHON_N
 ``HOUSEPARTY_WORKERS``: the worker classes of your own it can start, as
 ``[kind=]module:Class`` entries, see :mod:`houseparty.workers`; ``HP_REPLICA_COPIES``:
 how many other pods hold each worker's state, default 1, 0 for none;
-``HP_PERSON_LOG_MAX``: how many walks a person's log keeps, the newest, default 10,000),
-starts a hidden node with ``hp_workers`` registered, and connects to its sidecar. On
-SIGTERM it asks the sidecar to drain, so that every worker of this pod moves to the
-other pods with its state, and exits after that.
+``HP_PERSON_LOG_MAX``: how many walks a person's log keeps, the newest, default 10,000;
+``HP_LOG_LEVEL`` and ``HP_LOG_FORMAT``: see :mod:`houseparty._logsetup`), starts a
+hidden node with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it
+asks the sidecar to drain, so that every worker of this pod moves to the other pods with
+its state, and exits after that.
 
 When the connection to its sidecar goes (the sidecar crashed), its workers are orphans:
 their names restart on other pods from their replicas, and these copies could only
@@ -32,6 +33,7 @@ import uvloop
 
 from houseparty._errors import BadArgument
 from houseparty._house import DEFAULT_PERSON_LOG_MAX, PersonWorker, RoomWorker
+from houseparty._logsetup import NOTICE, configure_logging
 from houseparty._rex import rex_call
 from houseparty._starter import WorkerStarter
 from houseparty.workers import Worker, worker_table
@@ -52,6 +54,14 @@ BUILTIN_WORKERS: dict[str, type[Worker]] = {"room": RoomWorker, "person": Person
 # How often the node checks that its sidecar is still connected.
 SIDECAR_CHECK_S = 0.2
 KILL = Atom("kill")
+
+
+class _Summary:
+    """The keys of the sidecar's drain summary (hp_handoff:summary())."""
+
+    moved = Atom("moved")
+    failed = Atom("failed")
+    seconds = Atom("seconds")
 
 
 @dataclass(frozen=True)
@@ -155,9 +165,26 @@ async def _drain(node: Node, sidecar: str) -> None:
         result = await rex_call(
             node, sidecar, "hp_registry", "drain", [], group_leader, DRAIN_TIMEOUT_S
         )
-        log.info("drain on %s: %r", sidecar, result)
     except PyNodesError as exc:
-        log.error("drain on %s failed: %s", sidecar, exc)
+        log.error("drain through %s failed: %s", sidecar, exc)
+        return
+    match result:
+        case {
+            _Summary.moved: int(moved),
+            _Summary.failed: int(failed),
+            _Summary.seconds: float(seconds),
+        }:
+            log.log(
+                NOTICE,
+                "drain through %s done: %d names moved, %d failed, in %.2f s",
+                sidecar,
+                moved,
+                failed,
+                seconds,
+                extra={"event": "drain", "moved": moved, "failed": failed, "seconds": seconds},
+            )
+        case _:
+            log.warning("drain through %s answered %r", sidecar, result)
 
 
 async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
@@ -196,12 +223,8 @@ async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
     env = dict(os.environ)
+    configure_logging(env)
     # `--name NODE` (as the local cluster runner passes it) overrides HP_PYTHON_NODE, and
     # makes the node visible in `ps`.
     if len(sys.argv) == 3 and sys.argv[1] == "--name":

@@ -26,8 +26,8 @@
 %% module's does.
 -module('Elixir.HouseParty').
 
--export([add_rooms/1, add_rooms/2, set_room_max/2, walk_into/2, dump/0, who_is_in/1,
-         where_is/1, get_person_room_log/1, rooms/0, '__info__'/1]).
+-export([add_rooms/1, add_rooms/2, set_room_max/2, walk_into/2, walk_into/3, dump/0,
+         who_is_in/1, where_is/1, get_person_room_log/1, rooms/0, '__info__'/1]).
 
 %% @doc Creates the rooms that do not exist yet, with the default `max' of 10.
 %% Rooms that exist are left as they are, so calling it twice is harmless.
@@ -58,6 +58,18 @@ set_room_max(Room, Max) -> houseparty:set_room_max(Room, Max).
 %% `People' is a list of atoms or one atom.
 -spec walk_into(atom(), [atom()] | atom()) -> ok | houseparty:error().
 walk_into(Room, People) -> houseparty:walk_into(Room, People).
+
+%% @doc `walk_into/2' whose refusal says who: with `detail: true' a full room answers
+%% `{:error, {:destination_full, %{room: room, refused: person, walked_in: [...]}}}',
+%% `walked_in' being those of this call who walked in before, in order.
+-spec walk_into(atom(), [atom()] | atom(), [{detail, boolean()}] | #{detail => boolean()}) ->
+          ok | houseparty:error() | houseparty:refusal().
+walk_into(Room, People, Opts) when is_list(Opts) ->
+    case lists:all(fun({detail, _}) -> true; (_) -> false end, Opts) of
+        true -> houseparty:walk_into(Room, People, maps:from_list(Opts));
+        false -> {error, {bad_option, Opts}}
+    end;
+walk_into(Room, People, Opts) -> houseparty:walk_into(Room, People, Opts).
 
 %% @doc Every room and the people in it: `%{den: [], kitchen: [:bilal]}'. Rooms that are
 %% moving between pods are waited for, briefly.

@@ -9,8 +9,8 @@
 %% where it enters from erl and iex, before anything is changed; the workers trust it.
 -module(houseparty).
 
--export([add_rooms/1, add_rooms/2, set_room_max/2, walk_into/2, dump/0, who_is_in/1,
-         where_is/1, get_person_room_log/1, rooms/0, pod_status/0]).
+-export([add_rooms/1, add_rooms/2, set_room_max/2, walk_into/2, walk_into/3, dump/0,
+         who_is_in/1, where_is/1, get_person_room_log/1, rooms/0, pod_status/0]).
 
 -define(ROOMS, house_party_rooms).
 -define(PEOPLE, house_party_people).
@@ -32,7 +32,11 @@
                          | {bad_max, term()} | {max_too_large, integer(), pos_integer()}
                          | {too_many_people, non_neg_integer()}
                          | {unavailable, term()}}.
--export_type([name/0, error/0]).
+%% walk_into/3's refusal with #{detail => true}: the room, the person it refused, and
+%% those of the same call who walked in before, in order.
+-type refusal() :: {error, {destination_full, #{room := name(), refused := name(),
+                                                 walked_in := [name()]}}}.
+-export_type([name/0, error/0, refusal/0]).
 
 %% --- rooms ----------------------------------------------------------------------------
 
@@ -100,13 +104,21 @@ dump_replies(ReqIds, Deadline) ->
 
 %% Walks people in order into Room and stops at the first refusal.
 -spec walk_into(name(), [name()] | name()) -> ok | error().
-walk_into(Room, Person) when is_atom(Person) ->
-    walk_into(Room, [Person]);
-walk_into(Room, People) when is_list(People) ->
+walk_into(Room, People) ->
+    walk_into(Room, People, #{}).
+
+%% Opts: #{detail => true} makes a full room's refusal say who it refused and who walked
+%% in before (refusal()), where the walk knows it, instead of a bare destination_full.
+-spec walk_into(name(), [name()] | name(), #{detail => boolean()}) ->
+          ok | error() | refusal().
+walk_into(Room, Person, Opts) when is_atom(Person) ->
+    walk_into(Room, [Person], Opts);
+walk_into(Room, People, Opts) when is_list(People), is_map(Opts) ->
+    Detail = maps:get(detail, Opts, false) =:= true,
     maybe_all([fun() -> check_name(Room) end, fun() -> check_names(People) end,
                fun() -> check_room_exists(Room) end],
-              fun() -> foreach_ok(fun(P) -> walk_one(Room, P) end, People) end);
-walk_into(_Room, People) ->
+              fun() -> walk_each(Room, People, [], Detail) end);
+walk_into(_Room, People, _Opts) ->
     {error, {bad_name, People}}.
 
 -spec where_is(name()) -> name() | nil | error().
@@ -278,10 +290,16 @@ maybe_all([Check | Rest], Action) ->
         Error -> Error
     end.
 
-foreach_ok(_Fun, []) ->
+%% Walked: those of this call who walked in, newest first.
+walk_each(_Room, [], _Walked, _Detail) ->
     ok;
-foreach_ok(Fun, [X | Rest]) ->
-    case Fun(X) of
-        ok -> foreach_ok(Fun, Rest);
-        Error -> Error
+walk_each(Room, [Person | Rest], Walked, Detail) ->
+    case walk_one(Room, Person) of
+        ok ->
+            walk_each(Room, Rest, [Person | Walked], Detail);
+        {error, destination_full} when Detail ->
+            {error, {destination_full, #{room => Room, refused => Person,
+                                          walked_in => lists:reverse(Walked)}}};
+        Error ->
+            Error
     end.

@@ -8,8 +8,19 @@
 
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
-    ok = hp_config:apply_os_env(),
-    houseparty_sidecar_sup:start_link().
+    try hp_config:apply_os_env() of
+        ok ->
+            {ok, Level} = application:get_env(houseparty_sidecar, log_level),
+            {ok, Format} = application:get_env(houseparty_sidecar, log_format),
+            ok = hp_log:configure(Level, Format),
+            houseparty_sidecar_sup:start_link()
+    catch
+        error:{bad_env, Var, Value, Why} ->
+            %% The operator's mistake, said in one line rather than in a crash report.
+            io:format(standard_error, "houseparty_sidecar: ~s must be ~ts, not ~tp~n",
+                      [Var, Why, Value]),
+            erlang:halt(64)
+    end.
 
 -spec prep_stop(term()) -> term().
 prep_stop(State) ->

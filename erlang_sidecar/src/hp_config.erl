@@ -15,6 +15,9 @@
 %%                       address of the pod, for the kubelet and the image's health check)
 %%   replica_copies      HP_REPLICA_COPIES (default 1): how many other sidecars hold
 %%                       each worker's state (hp_replica); 0 turns replication off
+%%   log_level           HP_LOG_LEVEL: debug, info (the default), notice, warning or error
+%%   log_format          HP_LOG_FORMAT: text (the default) or json, one line per event
+%%                       (hp_log)
 %%   join_with_python    true when HP_PYTHON_NODE is set: the registry joins placement
 %%                       only once that node is connected (a pod that cannot start
 %%                       workers must not be handed any)
@@ -38,6 +41,7 @@
 
 -define(APP, houseparty_sidecar).
 -define(DEFAULT_WHITELIST, ["^sidecar"]).
+-define(LOG_LEVELS, [debug, info, notice, warning, error]).
 
 -type topology() :: {atom(), #{strategy := module(), config := map()}}.
 -export_type([topology/0]).
@@ -58,6 +62,8 @@ from_env(Env) when is_map(Env) ->
       health_port => port("HP_HEALTH_PORT", env("HP_HEALTH_PORT", Env, "8080")),
       health_ip => address("HP_HEALTH_IP", env("HP_HEALTH_IP", Env, "0.0.0.0")),
       replica_copies => copies("HP_REPLICA_COPIES", env("HP_REPLICA_COPIES", Env, "1")),
+      log_level => one_of("HP_LOG_LEVEL", env("HP_LOG_LEVEL", Env, "info"), ?LOG_LEVELS),
+      log_format => one_of("HP_LOG_FORMAT", env("HP_LOG_FORMAT", Env, "text"), [text, json]),
       join_with_python => maps:is_key("HP_PYTHON_NODE", Env)}.
 
 -spec apply_os_env() -> ok.
@@ -226,6 +232,13 @@ address(Var, Value) ->
     case inet:parse_address(string:trim(Value)) of
         {ok, Ip} -> Ip;
         {error, _} -> bad(Var, Value, "an IPv4 or IPv6 address")
+    end.
+
+one_of(Var, Value, Choices) ->
+    case [C || C <- Choices, atom_to_list(C) =:= string:lowercase(string:trim(Value))] of
+        [Choice] -> Choice;
+        [] -> Names = lists:join(", ", [atom_to_list(C) || C <- Choices]),
+              bad(Var, Value, lists:flatten(["one of " | Names]))
     end.
 
 copies(Var, Value) ->

@@ -50,6 +50,9 @@
 -type mfargs() :: {module(), atom(), list()}.
 -type then() :: none | {state, term()} | {state, term(), hp_replica:version()}.
 -type mode() :: keep | {start, then()}.
+-type summary() :: #{moved := non_neg_integer(), failed := non_neg_integer(),
+                     seconds := float()}.
+-export_type([summary/0]).
 
 %% Hands over every name this node holds but no longer owns.
 -spec rebalance() -> ok.
@@ -82,23 +85,30 @@ failed(Results) ->
 
 %% The graceful leave: tell every peer we go (they drop us from their ring and expect our
 %% handoffs), hand every name over, then say done. The registry has already taken this
-%% node out of its own ring and refuses new registrations.
--spec drain([node()]) -> ok.
-drain([]) ->
-    ok;                                        %% alone: there is nobody to hand names to
+%% node out of its own ring and refuses new registrations. Answers what it did: the names
+%% moved, those it could not move (still held here), and how long it took.
+-spec drain([node()]) -> summary().
 drain(Peers) ->
-    ok = hp_registry_membership:leave(Peers),
-    drain_names(?ATTEMPTS),
-    hp_registry_membership:done(Peers).
+    Started = erlang:monotonic_time(microsecond),
+    Moved = case Peers of
+                [] -> 0;                       %% alone: there is nobody to hand names to
+                _ -> ok = hp_registry_membership:leave(Peers),
+                     N = drain_names(?ATTEMPTS, 0),
+                     hp_registry_membership:done(Peers),
+                     N
+            end,
+    #{moved => Moved, failed => length(hp_registry_store:names()),
+      seconds => (erlang:monotonic_time(microsecond) - Started) / 1.0e6}.
 
-drain_names(Attempts) ->
+drain_names(Attempts, Moved) ->
     Results = handoff_all(hp_registry_store:names()),
+    MovedNow = Moved + length([x || moved <- Results]),
     %% Race: a registration that was starting when the drain began commits here after
     %% our snapshot; so we go again until nothing is left or pending.
     Left = hp_registry_store:unsettled_names(),
     case (failed(Results) > 0 orelse Left > 0) andalso Attempts > 1 of
-        true -> timer:sleep(?RETRY_MS), drain_names(Attempts - 1);
-        false -> ok
+        true -> timer:sleep(?RETRY_MS), drain_names(Attempts - 1, MovedNow);
+        false -> MovedNow
     end.
 
 %% The names of owners gone, from the registration replicas this node kept and is the

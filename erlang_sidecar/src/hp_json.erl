@@ -1,12 +1,13 @@
-%% A small RFC 8259 JSON decoder for the Kubernetes API answers (OTP 25 has no json
-%% module and hex.pm is out of reach).
+%% A small RFC 8259 JSON decoder for the Kubernetes API answers, and encoder for the JSON
+%% log lines (OTP 25 has no json module and hex.pm is out of reach).
 %%
 %% Objects become maps with binary keys, arrays lists, strings UTF-8 binaries, numbers
 %% integers or floats, and true/false/null the atoms true/false/null. No atoms are made
 %% from the input. Bad input raises nothing: decode/1 returns {error, {Why, Offset}}.
+%% encode/1 takes the same shapes, and other atoms (object keys too) as strings.
 -module(hp_json).
 
--export([decode/1]).
+-export([decode/1, encode/1]).
 
 -type value() :: #{binary() => value()} | [value()] | binary() | number()
                | true | false | null.
@@ -23,6 +24,33 @@ decode(Bin) when is_binary(Bin) ->
     catch
         throw:{Why, At} when is_binary(At) -> {error, {Why, byte_size(Bin) - byte_size(At)}}
     end.
+
+-spec encode(value() | atom() | #{atom() | binary() => term()}) -> iodata().
+encode(true) -> <<"true">>;
+encode(false) -> <<"false">>;
+encode(null) -> <<"null">>;
+encode(Atom) when is_atom(Atom) -> encode(atom_to_binary(Atom));
+encode(Int) when is_integer(Int) -> integer_to_binary(Int);
+encode(Float) when is_float(Float) -> float_to_binary(Float, [short]);
+encode(Text) when is_binary(Text) -> [$", escape(Text, <<>>), $"];
+encode(List) when is_list(List) -> [$[, lists:join($,, [encode(V) || V <- List]), $]];
+encode(Map) when is_map(Map) ->
+    Pairs = [[encode(key(K)), $:, encode(V)] || {K, V} <- lists:sort(maps:to_list(Map))],
+    [${, lists:join($,, Pairs), $}].
+
+key(K) when is_atom(K) -> atom_to_binary(K);
+key(K) when is_binary(K) -> K.
+
+escape(<<>>, Acc) -> Acc;
+escape(<<$", R/binary>>, Acc) -> escape(R, <<Acc/binary, "\\\"">>);
+escape(<<$\\, R/binary>>, Acc) -> escape(R, <<Acc/binary, "\\\\">>);
+escape(<<$\n, R/binary>>, Acc) -> escape(R, <<Acc/binary, "\\n">>);
+escape(<<$\r, R/binary>>, Acc) -> escape(R, <<Acc/binary, "\\r">>);
+escape(<<$\t, R/binary>>, Acc) -> escape(R, <<Acc/binary, "\\t">>);
+escape(<<C, R/binary>>, Acc) when C < 16#20; C =:= 16#7f ->
+    Hex = list_to_binary(io_lib:format("\\u~4.16.0b", [C])),
+    escape(R, <<Acc/binary, Hex/binary>>);
+escape(<<C, R/binary>>, Acc) -> escape(R, <<Acc/binary, C>>).
 
 %% Errors throw {Why, RestOfInput}; decode/1 turns the rest into an offset.
 value(<<${, R/binary>>) -> object(skip_ws(R), #{});

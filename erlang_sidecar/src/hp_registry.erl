@@ -210,7 +210,7 @@ multi_call(Group, Msg, Timeout) ->
 %% Hands every name of this node (with its state) to its new owner and takes the node out
 %% of placement. Called by the application's prep_stop; the pod's Python node may call it
 %% before it exits.
--spec drain() -> ok.
+-spec drain() -> hp_handoff:summary().
 drain() ->
     gen_server:call(?SERVER, drain, infinity).
 

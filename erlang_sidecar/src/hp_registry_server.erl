@@ -21,7 +21,7 @@
 %%   call {handed_off_many, [{Name, Pid}]} -> ok
 %%   call {join, Group, Pid, IfNamed}    -> ok | not_named
 %%   call {leave, Group, Pid}            -> ok
-%%   call drain                          -> ok      (once every name has moved)
+%%   call drain                          -> hp_handoff:summary() (once every name has moved)
 %%   call info                           -> #{atom() => term()}
 %%   cast {replica_put, Owner, [{Name, MFA, Groups, Holders}]} / {replica_del, Owner, Name}
 %%   cast {replica_reset, Owner, Entries}   the owner's full set for this node
@@ -61,6 +61,8 @@
     members :: hp_registry_membership:members(),
     links :: pid(),                              %% hp_mfa_links, linked: one goes, both go
     drain_waiters = done :: done | [gen_server:from()], %% callers of a drain under way
+    %% What the last drain did; the answer to a drain asked again once it is done.
+    drained = #{moved => 0, failed => 0, seconds => 0.0} :: hp_handoff:summary(),
     reservations = #{} :: #{term() => {reference(), reference(), [gen_server:from()]}},
     res_mons = #{} :: #{reference() => term()}, %% monitor of the reserving process
     starts = #{} :: #{reference() => gen_server:from()}, %% register_mfa callers
@@ -253,14 +255,14 @@ handle_call(drain, From, #state{members = M} = State) ->
             Peers = hp_registry_membership:peers(M),
             M1 = hp_registry_membership:drain(M),
             Self = self(),
-            spawn_link(fun() -> hp_handoff:drain(Peers), Self ! drained end),
+            spawn_link(fun() -> Self ! {drained, hp_handoff:drain(Peers)} end),
             {noreply, cancel_rebalance(State#state{members = M1, drain_waiters = [From]})};
         {true, Waiters} when is_list(Waiters) ->
             %% Race: a second drain (the Python node's, then prep_stop's) while the first
             %% runs: it returns when the names have moved, not before.
             {noreply, State#state{drain_waiters = [From | Waiters]}};
         {true, done} ->
-            {reply, ok, State}
+            {reply, State#state.drained, State}
     end;
 handle_call(info, _From, #state{members = M} = State) ->
     {reply, maps:merge(hp_registry_store:info(),
@@ -375,9 +377,12 @@ handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
             hp_registry_watch:exited(Pid, Mon) andalso pid_down(Pid),
             {noreply, State}
     end;
-handle_info(drained, #state{drain_waiters = Waiters} = State) when is_list(Waiters) ->
-    [gen_server:reply(W, ok) || W <- Waiters],
-    {noreply, State#state{drain_waiters = done}};
+handle_info({drained, #{moved := Moved, failed := Failed, seconds := Seconds} = Summary},
+            #state{drain_waiters = Waiters} = State) when is_list(Waiters) ->
+    logger:notice("hp_registry: drain done: ~b names moved, ~b failed, in ~.2f s",
+                  [Moved, Failed, Seconds], Summary#{event => drain}),
+    [gen_server:reply(W, Summary) || W <- Waiters],
+    {noreply, State#state{drain_waiters = done, drained = Summary}};
 handle_info(rebalance, State) ->
     {noreply, start_rebalance(State#state{rebalance_timer = undefined})};
 handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->

@@ -165,3 +165,13 @@ restore_env(Env) ->
     [application:unset_env(?APP, K) || {K, _} <- application:get_all_env(?APP)],
     [application:set_env(?APP, K, V) || {K, V} <- Env],
     ok.
+
+log_settings_test() ->
+    C = hp_config:from_env(#{}),
+    ?assertEqual({info, text}, {maps:get(log_level, C), maps:get(log_format, C)}),
+    J = hp_config:from_env(#{"HP_LOG_LEVEL" => "warning", "HP_LOG_FORMAT" => "JSON"}),
+    ?assertEqual({warning, json}, {maps:get(log_level, J), maps:get(log_format, J)}),
+    ?assertError({bad_env, "HP_LOG_LEVEL", "loud", "one of debug, info, notice, warning, error"},
+                 hp_config:from_env(#{"HP_LOG_LEVEL" => "loud"})),
+    ?assertError({bad_env, "HP_LOG_FORMAT", "xml", "one of text, json"},
+                 hp_config:from_env(#{"HP_LOG_FORMAT" => "xml"})).

@@ -1,14 +1,17 @@
 """A local cluster: N pods on 127.0.0.1, each a sidecar ``sidecar<i>`` and a Python node ``py<i>``.
 
 The run folder holds ``cluster.json`` (what runs, with OS pids) and one log file per node, so
-that ``up``, ``down``, ``pod stop|kill|start`` and ``status`` can be separate invocations.
-Graceful stops send SIGTERM, as Kubernetes does: first to the Python node, which asks its
-sidecar to drain every process to the other pods, then to the sidecar.
+that ``up``, ``down``, ``pod stop|kill|start`` and ``status`` can be separate invocations;
+each change to it holds the run folder's lock. Graceful stops send SIGTERM, as Kubernetes
+does: first to the Python node, which asks its sidecar to drain every process to the other
+pods, then to the sidecar. A supervisor process (``houseparty.cli._supervisor``), when
+``up`` starts one, restarts a node that died on its own, as Kubernetes restarts a container.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -27,11 +30,13 @@ from pathlib import Path
 
 from houseparty._errors import (
     AlreadyRunning,
+    BadArgument,
     ClusterError,
     ErlangMissing,
     NotRunning,
     PortInUse,
 )
+from houseparty._logsetup import LEVELS, LOG_FORMATS
 from houseparty.workers import worker_table
 
 __all__ = [
@@ -176,6 +181,11 @@ class _ClusterState:
     workers_path: str = ""
     # HP_REPLICA_COPIES for the pods; None leaves the environment's.
     replica_copies: int | None = None
+    # HP_LOG_FORMAT and HP_LOG_LEVEL for both nodes of each pod; None leaves the environment's.
+    log_format: str | None = None
+    log_level: str | None = None
+    # The process that restarts nodes that died on their own, when there is one.
+    supervisor_pid: int | None = None
 
 
 def _check_worker_classes(setting: str, folder: str) -> None:
@@ -185,6 +195,13 @@ def _check_worker_classes(setting: str, folder: str) -> None:
         worker_table({}, setting)
     finally:
         sys.path.remove(folder)
+
+
+def _check_log_settings(log_format: str | None, log_level: str | None) -> None:
+    if log_format is not None and log_format not in LOG_FORMATS:
+        raise BadArgument(log_format, f"a log format is one of {', '.join(LOG_FORMATS)}")
+    if log_level is not None and log_level not in LEVELS:
+        raise BadArgument(log_level, f"a log level is one of {', '.join(LEVELS)}")
 
 
 def _alive(pid: int | None) -> bool:
@@ -227,6 +244,27 @@ class LocalCluster:
 
     def __init__(self, run_dir: Path | None = None) -> None:
         self.run_dir = run_dir or default_run_dir()
+        self._lock_depth = 0
+        self._lock_fd: int | None = None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the run folder's lock (re-entrant within this object): the CLI's commands
+        and the supervisor change the cluster's state one at a time, so that a node one of
+        them stops on purpose never reads to another as one that died on its own."""
+        if self._lock_depth == 0:
+            self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.run_dir / "cluster.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_fd = fd
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_fd is not None:
+                os.close(self._lock_fd)  # closing releases the lock
+                self._lock_fd = None
 
     # -- state -----------------------------------------------------------------------------
 
@@ -273,6 +311,20 @@ class LocalCluster:
     def _pod_alive(self, pod: _PodState) -> bool:
         return _alive(pod.sidecar_pid) or _alive(pod.python_pid)
 
+    @staticmethod
+    def condition(pod: _PodState) -> str:
+        """``up``, ``down``, or ``broken: ...`` naming the half that died on its own (a
+        sidecar stopped from a remote shell, a Python node that crashed) while the other
+        runs on; ``pod start`` restarts a broken pod."""
+        match _alive(pod.sidecar_pid), _alive(pod.python_pid):
+            case True, True:
+                return "up"
+            case False, True:
+                return "broken: sidecar down, python node up"
+            case True, False:
+                return "broken: python node down, sidecar up"
+        return "down"
+
     def is_running(self) -> bool:
         try:
             self.state()
@@ -310,16 +362,23 @@ class LocalCluster:
         workers: Sequence[str] = (),
         runtimes: Mapping[int, SidecarRuntime] | None = None,
         replica_copies: int | None = None,
+        log_format: str | None = None,
+        log_level: str | None = None,
+        supervise: bool = False,
     ) -> _ClusterState:
         """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs.
         ``workers`` are ``[kind=]module:Class`` worker classes for the pods, imported from
         the current folder (or the Python path); BadArgument if one cannot be.
         ``runtimes`` gives the sidecar of a pod (by index) another Erlang than ``erl``;
         ``replica_copies`` sets the pods' ``HP_REPLICA_COPIES`` (else the environment's,
-        else its default, 1)."""
+        else its default, 1); ``log_format`` (text or json) and ``log_level`` (debug, info,
+        notice, warning or error) their ``HP_LOG_FORMAT`` and ``HP_LOG_LEVEL``; BadArgument
+        for a value neither node knows. ``supervise`` starts the supervisor, which restarts
+        a node that died on its own (see :meth:`restart_node`)."""
         self.check_erlang()
         setting = " ".join(workers)
         _check_worker_classes(setting, os.getcwd())
+        _check_log_settings(log_format, log_level)
         if not re.fullmatch(r"[A-Za-z0-9_-]*", tag):
             raise ClusterError(
                 f"a node name suffix takes letters, digits, _ and - only, not {tag!r}"
@@ -355,16 +414,32 @@ class LocalCluster:
             workers=setting,
             workers_path=os.getcwd() if setting else "",
             replica_copies=replica_copies,
+            log_format=log_format,
+            log_level=log_level,
         )
         (self.run_dir / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._save(state)
         try:
-            for spec in specs:
-                self._spawn_pod(state, spec)
-                if progress:
-                    progress(f"started pod {spec.index}")
-            self._save(state)
+            with self._locked():
+                self._save(state)
+                for spec in specs:
+                    self._spawn_pod(state, spec)
+                    if progress:
+                        progress(f"started pod {spec.index}")
+                self._save(state)
             self.wait_ready(state, specs, progress, timeout)
+            if supervise:
+                with self._locked():
+                    env = dict(os.environ)
+                    if log_format is not None:
+                        env["HP_LOG_FORMAT"] = log_format
+                    if log_level is not None:
+                        env["HP_LOG_LEVEL"] = log_level
+                    state.supervisor_pid = self._spawn(
+                        [sys.executable, "-m", "houseparty.cli._supervisor", str(self.run_dir)],
+                        env,
+                        self.run_dir / "logs" / "supervisor.log",
+                    )
+                    self._save(state)
         except BaseException:
             self.down()
             raise
@@ -396,6 +471,10 @@ class LocalCluster:
         )
         if state.replica_copies is not None:
             env["HP_REPLICA_COPIES"] = str(state.replica_copies)
+        if state.log_format is not None:
+            env["HP_LOG_FORMAT"] = state.log_format
+        if state.log_level is not None:
+            env["HP_LOG_LEVEL"] = state.log_level
         if state.workers:
             env["HOUSEPARTY_WORKERS"] = state.workers
             env["PYTHONPATH"] = os.pathsep.join(
@@ -522,45 +601,76 @@ class LocalCluster:
     def stop_pod(self, index: int, timeout: float = 120.0) -> None:
         """Drain pod ``index``: SIGTERM the Python node, then the sidecar, and wait for both.
         NotRunning when neither runs."""
-        state, pod = self._running_pod(index)
-        _terminate(pod.python_pid, timeout)
-        _terminate(pod.sidecar_pid, timeout)
-        pod.python_pid = pod.sidecar_pid = None
-        self._save(state)
+        with self._locked():
+            state, pod = self._running_pod(index)
+            _terminate(pod.python_pid, timeout)
+            _terminate(pod.sidecar_pid, timeout)
+            pod.python_pid = pod.sidecar_pid = None
+            self._save(state)
 
     def kill_pod(self, index: int) -> None:
         """SIGKILL both nodes of pod ``index``: its state is lost, its names restart elsewhere.
         NotRunning when neither runs."""
-        state, pod = self._running_pod(index)
-        # The sidecar first: were the Python node to die first, the sidecar could see its
-        # workers go down one by one and drop their names instead of restarting them.
-        for pid in (pod.sidecar_pid, pod.python_pid):
-            _signal(pid, signal.SIGKILL)
-        for pid in (pod.python_pid, pod.sidecar_pid):
-            _wait_gone(pid, 10.0)
-        pod.python_pid = pod.sidecar_pid = None
-        self._save(state)
+        with self._locked():
+            state, pod = self._running_pod(index)
+            # The sidecar first: were the Python node to die first, the sidecar could see
+            # its workers go down one by one and drop their names instead of restarting them.
+            for pid in (pod.sidecar_pid, pod.python_pid):
+                _signal(pid, signal.SIGKILL)
+            for pid in (pod.python_pid, pod.sidecar_pid):
+                _wait_gone(pid, 10.0)
+            pod.python_pid = pod.sidecar_pid = None
+            self._save(state)
 
     def kill_node(self, index: int, which: str) -> None:
         """SIGKILL one of pod ``index``'s two nodes: ``"sidecar"`` or ``"python"``."""
-        state, pod = self._pod(index)
-        pid = self._half_pid(pod, which)
-        _signal(pid, signal.SIGKILL)
-        _wait_gone(pid, 10.0)
-        if which == "sidecar":
-            pod.sidecar_pid = None
-        else:
-            pod.python_pid = None
-        self._save(state)
+        with self._locked():
+            state, pod = self._pod(index)
+            pid = self._half_pid(pod, which)
+            _signal(pid, signal.SIGKILL)
+            _wait_gone(pid, 10.0)
+            if which == "sidecar":
+                pod.sidecar_pid = None
+            else:
+                pod.python_pid = None
+            self._save(state)
 
     def start_node(self, index: int, which: str) -> None:
         """Start again one of pod ``index``'s two nodes (``"sidecar"`` or ``"python"``),
         as the container's restart would; it does not wait for the pod to be ready."""
-        state, pod = self._pod(index)
-        if _alive(self._half_pid(pod, which)):
-            raise AlreadyRunning(f"the {which} node of pod {index} is running")
-        self._spawn_pod(state, PodSpec(index, state.base_port, state.tag), only=which)
-        self._save(state)
+        with self._locked():
+            state, pod = self._pod(index)
+            if _alive(self._half_pid(pod, which)):
+                raise AlreadyRunning(f"the {which} node of pod {index} is running")
+            self._spawn_pod(state, PodSpec(index, state.base_port, state.tag), only=which)
+            self._save(state)
+
+    def dead_nodes(self) -> list[tuple[int, str, int]]:
+        """``(pod, "sidecar" | "python", pid)`` of every node that died on its own: its pid
+        is on record (a node stopped or killed through this class is not) and runs no more.
+        NotRunning when no pod runs."""
+        return [
+            (index, which, pid)
+            for index, pod in sorted(self.state().pod_states.items())
+            for which, pid in (("sidecar", pod.sidecar_pid), ("python", pod.python_pid))
+            if pid is not None and not _alive(pid)
+        ]
+
+    def restart_node(self, index: int, which: str, pid: int) -> bool:
+        """Start again the ``which`` node of pod ``index`` that died on its own as ``pid``,
+        as Kubernetes restarts a container: alone, the pod's other node runs on (a Python
+        node connects to its new sidecar; a sidecar takes its new Python node). False, and
+        nothing done, when the pod's record changed meanwhile (stopped, or started again)."""
+        with self._locked():
+            try:
+                state, pod = self._pod(index)
+            except NotRunning:
+                return False
+            if self._half_pid(pod, which) != pid or _alive(pid):
+                return False
+            self._spawn_pod(state, PodSpec(index, state.base_port, state.tag), only=which)
+            self._save(state)
+            return True
 
     @staticmethod
     def _half_pid(pod: _PodState, which: str) -> int | None:
@@ -573,29 +683,42 @@ class LocalCluster:
 
     def start_pod(
         self, index: int, timeout: float = 60.0, runtime: SidecarRuntime | None = None
-    ) -> None:
-        """Bring a stopped or killed pod back; it rejoins and takes its share of names.
+    ) -> str:
+        """Bring a stopped, killed or broken pod back; it rejoins and takes its share of
+        names. Of a broken pod (one node died on its own), the node still running is
+        stopped first, gracefully, as a restarted pod starts both afresh. Answers the pod's
+        condition before (see :meth:`condition`); AlreadyRunning when it was up.
         ``runtime`` replaces the Erlang its sidecar ran on (an upgrade); else it keeps it."""
-        state, pod = self._pod(index)
-        if self._pod_alive(pod):
-            raise AlreadyRunning(f"pod {index} is running")
-        if runtime is not None:
-            pod.erl, pod.code_path = runtime.erl, list(runtime.code_path)
-        spec = PodSpec(index, state.base_port, state.tag)
-        self._spawn_pod(state, spec)
-        self._save(state)
+        with self._locked():
+            state, pod = self._pod(index)
+            before = self.condition(pod)
+            if before == "up":
+                raise AlreadyRunning(f"pod {index} is running")
+            # The Python node first, as a graceful stop does: it asks its sidecar to drain.
+            _terminate(pod.python_pid, timeout)
+            _terminate(pod.sidecar_pid, timeout)
+            if runtime is not None:
+                pod.erl, pod.code_path = runtime.erl, list(runtime.code_path)
+            spec = PodSpec(index, state.base_port, state.tag)
+            self._spawn_pod(state, spec)
+            self._save(state)
         self.wait_ready(state, [spec], None, timeout)
+        return before
 
     def down(self, timeout: float = 120.0) -> None:
         """Stop every pod gracefully, the last one without anywhere to drain to."""
-        state = self._load()
-        if state is None:
-            raise NotRunning(f"no local cluster is running (run folder {self.run_dir})")
-        for pod in state.pod_states.values():
-            _terminate(pod.python_pid, timeout)
-            _terminate(pod.sidecar_pid, timeout)
-            pod.python_pid = pod.sidecar_pid = None
-        self.state_path.unlink(missing_ok=True)
+        with self._locked():
+            state = self._load()
+            if state is None:
+                raise NotRunning(f"no local cluster is running (run folder {self.run_dir})")
+            # The supervisor first: it would wait on the lock, then find no cluster, but
+            # need not outlive the command.
+            _terminate(state.supervisor_pid, 10.0)
+            for pod in state.pod_states.values():
+                _terminate(pod.python_pid, timeout)
+                _terminate(pod.sidecar_pid, timeout)
+                pod.python_pid = pod.sidecar_pid = None
+            self.state_path.unlink(missing_ok=True)
 
 
 def _pod_state(index: int, runtime: SidecarRuntime | None) -> _PodState:

@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -34,6 +34,7 @@ from houseparty._errors import (
     UnknownName,
     UnknownRoom,
 )
+from houseparty._logsetup import LEVELS, LOG_FORMATS
 from houseparty.cli._benchmarks import load_benchmarks
 from houseparty.cli._demo import run_demo
 from houseparty.cli._localcluster import (
@@ -48,8 +49,9 @@ from py_nodes._terms import Atom
 
 __all__ = ["main"]
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Names are printed as they are: no ":smile:" turned into an emoji.
+console = Console(soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -150,6 +152,27 @@ def main() -> None:
     help="Pods besides the owner's that hold each worker's state (HP_REPLICA_COPIES, "
     "default 1; 0: a killed pod loses its workers' state).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="How both nodes of each pod write their log: text lines, or one JSON object a "
+    "line (HP_LOG_FORMAT, default text).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(list(LEVELS)),
+    default=None,
+    help="The least severe events the pods log (HP_LOG_LEVEL, default info).",
+)
+@click.option(
+    "--restart/--no-restart",
+    default=True,
+    show_default=True,
+    help="Restart a pod's node that dies on its own (a crash, q() in a remote shell), as "
+    "Kubernetes restarts a container; without it, status shows the pod broken until "
+    "`pod start`.",
+)
 @_name_suffix_option
 @_run_dir_option
 def up(
@@ -159,6 +182,9 @@ def up(
     base_port: int,
     workers: tuple[str, ...],
     replica_copies: int | None,
+    log_format: str | None,
+    log_level: str | None,
+    restart: bool,
     name_suffix: str,
     run_dir: Path | None,
 ) -> None:
@@ -174,6 +200,9 @@ def up(
                 tag=name_suffix,
                 workers=workers,
                 replica_copies=replica_copies,
+                log_format=log_format,
+                log_level=log_level,
+                supervise=restart,
             )
     except HousePartyError as exc:
         _fail_for(exc)
@@ -255,14 +284,18 @@ def pod_kill(index: int, run_dir: Path | None) -> None:
 @click.argument("index", type=int)
 @_run_dir_option
 def pod_start(index: int, run_dir: Path | None) -> None:
-    """Bring pod INDEX back; it rejoins the cluster."""
+    """Bring pod INDEX back; it rejoins the cluster. A broken pod (one of its nodes died on
+    its own) is restarted: the node still running stops first."""
     cluster = LocalCluster(run_dir)
     try:
         with console.status(f"starting pod {index}..."):
-            cluster.start_pod(index)
+            before = cluster.start_pod(index)
     except HousePartyError as exc:
         _fail_for(exc)
-    console.print(f"pod {index} started")
+    if before.startswith("broken"):
+        console.print(f"pod {index} restarted (it was {escape(before)})")
+    else:
+        console.print(f"pod {index} started")
 
 
 def _print_json(value: Any) -> None:
@@ -364,10 +397,11 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
     """Pods, node names, connections, workers per kind, ring share and memory."""
     local = LocalCluster(run_dir)
-    local_pods: dict[str, int] = {}
+    # Each local pod's condition: up, down, or broken (one of its nodes died on its own).
+    local_pods: dict[str, str] = {}
     with contextlib.suppress(NotRunning):
         for spec, pod_state in local.pods():
-            local_pods[spec.sidecar_node] = pod_state.sidecar_pid or 0
+            local_pods[spec.sidecar_node] = local.condition(pod_state)
     with _client(node, cookie, run_dir) as hp:
         first = _pod_status(hp, hp.sidecar)
         pods = []
@@ -383,6 +417,7 @@ def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_j
                 "pods": pods,
                 "local_run_dir": str(local.run_dir) if local_pods else None,
                 "local_pods_down": missing,
+                "local_pod_conditions": local_pods,
             }
         )
         return
@@ -396,7 +431,7 @@ def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_j
             [
                 p["node"],
                 p["python_node"],
-                "[green]yes[/]" if p["python_connected"] else "[red]no[/]",
+                _connected(p["python_connected"], local_pods.get(p["node"], "up")),
                 p["names"],
                 _per_kind(p.get("workers")),
                 f"{100 * p['ring_share']:.1f}%",
@@ -405,7 +440,11 @@ def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_j
             ]
         )
     for sidecar in missing:
-        rows.append([sidecar, "-", "[red]down[/]", "-", "-", "-", "-", "-"])
+        # Running, yet not in the ring: joining, or cut off from the node that answered.
+        condition = local_pods[sidecar]
+        if condition == "up":
+            condition = "up, not in the ring"
+        rows.append([sidecar, "-", f"[red]{condition}[/]", "-", "-", "-", "-", "-"])
     console.print(
         _table(
             "HouseParty cluster",
@@ -424,6 +463,12 @@ def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_j
     )
     if local_pods:
         console.print(f"local run folder: {local.run_dir} (logs in {local.run_dir / 'logs'})")
+
+
+def _connected(connected: bool, condition: str) -> str:
+    """The python connected cell, with the local pod's condition when it is broken."""
+    text = "[green]yes[/]" if connected else "[red]no[/]"
+    return text if condition == "up" else f"{text} [red]({condition})[/]"
 
 
 def _pod_status(hp: HouseParty, sidecar: str) -> dict[str, Any]:
@@ -579,30 +624,10 @@ def walk(
     cookie: str | None,
     run_dir: Path | None,
 ) -> None:
-    """Walk PEOPLE into ROOM, in order, stopping at the first refusal."""
-
-    def walk_each(hp: HouseParty) -> None:
-        # One at a time, as walk_into walks a list, so that a refusal can say who got in.
-        walked: list[str] = []
-        for person in people:
-            try:
-                hp.walk_into(room, person)
-            except DestinationFull:
-                _fail(_refusal(room, person, walked), Exit.REFUSED)
-            walked.append(person)
-
-    _api(walk_each, node, cookie, run_dir)
+    """Walk PEOPLE into ROOM, in order, stopping at the first refusal (which names the
+    room, the person refused and those who walked in before)."""
+    _api(lambda hp: hp.walk_into(room, list(people)), node, cookie, run_dir)
     console.print("ok")
-
-
-def _refusal(room: str, refused: str, walked: Iterable[str]) -> str:
-    walked = list(walked)
-    before = f"; {_and(walked)} walked in before" if walked else ""
-    return f"{room} is full: {refused} was refused{before}"
-
-
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 @main.command("pod-node")

@@ -134,6 +134,8 @@ def test_no_cookie_no_start(script: Path, tmp_path: Path) -> None:
         ("HP_CLUSTER_STRATEGY", "gossip", "HP_CLUSTER_STRATEGY must be epmd"),
         ("HP_K8S_MODE", "endpoints", "HP_K8S_MODE must be endpointslices or pods"),
         ("HP_CLUSTER_STRATEGY", "k8s_dns", "k8s_dns needs HP_K8S_SERVICE"),
+        ("HP_LOG_LEVEL", "loud", "HP_LOG_LEVEL must be debug, info, notice, warning or error"),
+        ("HP_LOG_FORMAT", "xml", "HP_LOG_FORMAT must be text or json"),
     ],
 )
 def test_sidecar_refuses_bad_values_by_name(

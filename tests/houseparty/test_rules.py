@@ -41,6 +41,15 @@ def test_bad_input_changes_nothing(cluster: Cluster) -> None:
         hp.walk_into("closet", "kid")
         with pytest.raises(DestinationFull):
             hp.walk_into("closet", "play")
+        hp.add_rooms(["bathroom"], max=2)
+        with pytest.raises(DestinationFull) as full:
+            hp.walk_into("bathroom", ["play", "sidney", "bilal", "kid"])
+        assert (full.value.room, full.value.refused) == ("bathroom", "bilal")
+        assert full.value.walked_in == ["play", "sidney"]
+        assert str(full.value) == (
+            "bathroom is full: bilal was refused; play and sidney walked in before"
+        )
+        assert hp.who_is_in("bathroom") == ["play", "sidney"]
         hp.walk_into("kitchen", ["play", "sidney"])
         with pytest.raises(BadArgument, match="more than that max"):
             hp.set_room_max("kitchen", 1)
