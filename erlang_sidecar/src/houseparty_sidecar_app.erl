@@ -9,6 +9,7 @@
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
     ok = hp_config:apply_os_env(),
+    ok = hp_metrics:init(),
     houseparty_sidecar_sup:start_link().
 
 -spec prep_stop(term()) -> term().
