@@ -1,0 +1,206 @@
+"""The sidecars' ``/metrics`` on their health ports, read by Prometheus' own parser, and
+``houseparty status`` (with ``--watch``), against a real local cluster."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import secrets
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from houseparty.cli._localcluster import PodSpec
+from tests.houseparty.conftest import ANSI, Cluster, start_cluster
+
+CLI = [sys.executable, "-m", "houseparty.cli"]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cluster = start_cluster(tmp_path_factory.mktemp("metrics"))
+    try:
+        yield cluster
+    finally:
+        if cluster.runner.is_running():
+            cluster.runner.down(timeout=60)
+
+
+def scrape(pod: PodSpec) -> dict[str, float]:
+    """Every sample of the pod's sidecar, keyed ``name{label="value",...}`` (labels sorted)
+    as Prometheus' parser reads them; the content type checked on the way."""
+    url = f"http://127.0.0.1:{pod.health_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return samples
+
+
+def total(pods: list[PodSpec], key: str) -> float:
+    """``key`` summed over the pods' sidecars (0 where a sidecar has no such sample)."""
+    return sum(scrape(pod).get(key, 0.0) for pod in pods)
+
+
+def test_metrics_count_what_users_did(shared: Cluster) -> None:
+    pods = shared.pods
+    registrations_before = total(pods, "houseparty_registrations_total")
+    walks_before = total(pods, 'houseparty_api_call_duration_seconds_count{call="walk_into"}')
+    rooms = [f"m{secrets.token_hex(3)}_{i}" for i in range(30)]
+    people = [f"p{secrets.token_hex(3)}_{i}" for i in range(7)]
+    with shared.client() as hp:
+        hp.add_rooms(rooms)
+        for i, person in enumerate(people):
+            hp.walk_into(rooms[i], person)
+
+    assert total(pods, 'houseparty_names{kind="room"}') == len(rooms)
+    assert total(pods, 'houseparty_names{kind="person"}') == len(people)
+    # The Python nodes run what the sidecars hold.
+    assert total(pods, 'houseparty_python_workers{kind="room"}') == len(rooms)
+    registrations = total(pods, "houseparty_registrations_total") - registrations_before
+    assert registrations == len(rooms) + len(people)
+    walks = total(pods, 'houseparty_api_call_duration_seconds_count{call="walk_into"}')
+    assert walks - walks_before == len(people)
+    for pod in pods:
+        m = scrape(pod)
+        assert m["houseparty_ring_nodes"] == 3
+        assert m["houseparty_python_connected"] == 1
+        assert m['houseparty_beam_memory_bytes{type="total"}'] > 0
+        assert m["houseparty_python_memory_bytes"] > 0
+        assert m['houseparty_build_info{version="0.1.0"}'] == 1
+        # A histogram's buckets are cumulative and end with every observation.
+        inf = m['houseparty_api_call_duration_seconds_bucket{call="walk_into",le="+Inf"}']
+        assert inf == m['houseparty_api_call_duration_seconds_count{call="walk_into"}']
+        assert m['houseparty_api_call_duration_seconds_bucket{call="walk_into",le="0.001"}'] <= inf
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)  # our child: reap it
+            if done:
+                return
+        except ChildProcessError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"process {pid} still runs")
+
+
+def test_a_graceful_leave_counts_the_names_it_moved(cluster: Cluster) -> None:
+    """SIGTERM to a pod's Python node, the first step of a graceful pod stop, drains the pod
+    through its sidecar, which stays up to tell what moved."""
+    rooms = [f"h{i}" for i in range(60)]
+    with cluster.client() as hp:
+        hp.add_rooms(rooms)
+    leaving, staying = cluster.pods[2], cluster.pods[:2]
+    held = sum(v for k, v in scrape(leaving).items() if k.startswith("houseparty_names{"))
+    assert held > 0
+    received_before = total(staying, "houseparty_handoff_received_total")
+    _spec, pod_state = next((s, p) for s, p in cluster.runner.pods() if s.index == 3)
+    assert pod_state.python_pid is not None
+    os.kill(pod_state.python_pid, signal.SIGTERM)
+    _wait_gone(pod_state.python_pid, 60)
+
+    m = scrape(leaving)
+    assert m["houseparty_handoff_moved_total"] == held
+    assert m['houseparty_handoff_duration_seconds_count{reason="drain"}'] >= 1
+    assert m["houseparty_python_connected"] == 0
+    assert sum(v for k, v in m.items() if k.startswith("houseparty_names{")) == 0
+    assert total(staying, "houseparty_handoff_received_total") - received_before == held
+    assert total(staying, 'houseparty_names{kind="room"}') == len(rooms)
+
+
+def _status(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "status", *args, "--run-dir", str(cluster.runner.run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+
+
+def test_status_shows_ports_uptime_version_rooms_and_people(shared: Cluster) -> None:
+    as_json = _status(shared, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    pods = {p["node"]: p for p in json.loads(as_json.stdout)["pods"]}
+    table = _status(shared)
+    assert table.returncode == 0, table.stderr
+    rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines() if "│" in line}
+    for spec in shared.pods:
+        m = scrape(spec)
+        pod = pods[spec.sidecar_node]
+        assert pod["health_port"] == spec.health_port
+        assert pod["version"] == "0.1.0"
+        assert pod["uptime_s"] >= m["houseparty_uptime_seconds"] - 1
+        assert pod["kinds"].get("room", 0) == m.get('houseparty_names{kind="room"}', 0)
+        cells = [c.strip() for c in rows[spec.sidecar_node].split("│")[1:-1]]
+        assert cells[1] == spec.python_node
+        assert cells[2] == str(spec.health_port)
+        assert re.fullmatch(r"\d+s|\d+m\d\ds|\d+h\d\dm", cells[3]), cells[3]
+        assert cells[4] == "0.1.0"
+        assert cells[5] == str(pod["kinds"].get("room", 0))
+        assert cells[6] == str(pod["kinds"].get("person", 0))
+
+
+def test_status_watch_refreshes_until_ctrl_c(shared: Cluster) -> None:
+    """In a terminal, as a person runs it: two refreshes, then Ctrl-C leaves with exit 0."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
+    proc = subprocess.Popen(
+        [*CLI, "status", "--watch", "--interval", "0.5", "--run-dir", str(shared.runner.run_dir)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "TERM": "xterm"},
+    )
+    os.close(slave)
+    out = b""
+    try:
+        deadline = time.monotonic() + 60
+        stamps: set[str] = set()
+        while len(stamps) < 2 and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                out += os.read(master, 65536)
+                stamps = set(re.findall(r"updated (\d\d:\d\d:\d\d)", ANSI.sub("", out.decode())))
+        assert len(stamps) >= 2, out.decode(errors="replace")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        while select.select([master], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(master)
+    text = ANSI.sub("", out.decode(errors="replace"))
+    assert "Traceback" not in text
+    assert shared.pods[0].sidecar_node in text and "HouseParty cluster" in text
