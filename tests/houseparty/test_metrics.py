@@ -18,6 +18,7 @@ import termios
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -204,3 +205,13 @@ def test_status_watch_refreshes_until_ctrl_c(shared: Cluster) -> None:
     text = ANSI.sub("", out.decode(errors="replace"))
     assert "Traceback" not in text
     assert shared.pods[0].sidecar_node in text and "HouseParty cluster" in text
+
+
+def test_the_readme_documents_every_metric(shared: Cluster) -> None:
+    url = f"http://127.0.0.1:{shared.pods[0].health_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        served = {f.name for f in text_string_to_metric_families(response.read().decode())}
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(houseparty_\w+)", readme, flags=re.M))
+    # The parser names a counter family without its _total.
+    assert {n.removesuffix("_total") for n in documented} == served
