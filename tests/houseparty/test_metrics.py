@@ -108,20 +108,21 @@ def _wait_gone(pid: int, timeout: float) -> None:
     raise TimeoutError(f"process {pid} still runs")
 
 
-def test_a_graceful_leave_counts_the_names_it_moved(cluster: Cluster) -> None:
+def test_a_leave_and_a_loss_count_the_names_moved_and_restarted(cluster: Cluster) -> None:
     """SIGTERM to a pod's Python node, the first step of a graceful pod stop, drains the pod
-    through its sidecar, which stays up to tell what moved."""
+    through its sidecar, which stays up to tell what moved. Then a pod is killed: its names
+    restart on the one left."""
     rooms = [f"h{i}" for i in range(60)]
     with cluster.client() as hp:
         hp.add_rooms(rooms)
     leaving, staying = cluster.pods[2], cluster.pods[:2]
-    held = sum(v for k, v in scrape(leaving).items() if k.startswith("houseparty_names{"))
+    held = total([leaving], 'houseparty_names{kind="room"}')
     assert held > 0
     received_before = total(staying, "houseparty_handoff_received_total")
-    _spec, pod_state = next((s, p) for s, p in cluster.runner.pods() if s.index == 3)
-    assert pod_state.python_pid is not None
-    os.kill(pod_state.python_pid, signal.SIGTERM)
-    _wait_gone(pod_state.python_pid, 60)
+    python_pid = next(p.python_pid for s, p in cluster.runner.pods() if s.index == 3)
+    assert python_pid is not None
+    os.kill(python_pid, signal.SIGTERM)
+    _wait_gone(python_pid, 60)
 
     m = scrape(leaving)
     assert m["houseparty_handoff_moved_total"] == held
@@ -130,6 +131,19 @@ def test_a_graceful_leave_counts_the_names_it_moved(cluster: Cluster) -> None:
     assert sum(v for k, v in m.items() if k.startswith("houseparty_names{")) == 0
     assert total(staying, "houseparty_handoff_received_total") - received_before == held
     assert total(staying, 'houseparty_names{kind="room"}') == len(rooms)
+
+    cluster.runner.stop_pod(3)
+    lost = total([cluster.pods[1]], 'houseparty_names{kind="room"}')
+    assert lost > 0
+    survivor = cluster.pods[0]
+    restarts_before = total([survivor], "houseparty_restarts_total")
+    cluster.runner.kill_pod(2)
+    deadline = time.monotonic() + 60
+    while total([survivor], 'houseparty_names{kind="room"}') < len(rooms):
+        assert time.monotonic() < deadline, scrape(survivor)
+        time.sleep(0.2)
+    assert total([survivor], "houseparty_restarts_total") - restarts_before == lost
+    assert total([survivor], "houseparty_ring_nodes") == 1
 
 
 def _status(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
