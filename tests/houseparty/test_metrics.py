@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -179,8 +180,33 @@ def test_status_shows_ports_uptime_version_rooms_and_people(shared: Cluster) -> 
         assert cells[6] == str(pod["kinds"].get("person", 0))
 
 
+def _refreshes(fd: int, want: int, timeout: float = 60) -> bytes:
+    """What the watch wrote on ``fd`` until it showed ``want`` refreshes (told apart by
+    their times, one a second)."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 1.0)[0]:
+            out += os.read(fd, 65536)
+            stamps = set(re.findall(r"updated (\d\d:\d\d:\d\d)", ANSI.sub("", out.decode())))
+            if len(stamps) >= want:
+                return out
+    raise AssertionError(f"fewer than {want} refreshes: {out.decode(errors='replace')}")
+
+
+def _rest(fd: int) -> bytes:
+    out = b""
+    with contextlib.suppress(OSError):
+        while select.select([fd], [], [], 0.5)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
 def test_status_watch_refreshes_until_ctrl_c(shared: Cluster) -> None:
-    """In a terminal, as a person runs it: two refreshes, then Ctrl-C leaves with exit 0."""
+    """In a terminal, as a person runs it: refreshes, then Ctrl-C leaves with exit 0."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
     proc = subprocess.Popen(
@@ -191,26 +217,11 @@ def test_status_watch_refreshes_until_ctrl_c(shared: Cluster) -> None:
         env={**os.environ, "TERM": "xterm"},
     )
     os.close(slave)
-    out = b""
     try:
-        deadline = time.monotonic() + 60
-        stamps: set[str] = set()
-        while len(stamps) < 2 and time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if ready:
-                out += os.read(master, 65536)
-                stamps = set(re.findall(r"updated (\d\d:\d\d:\d\d)", ANSI.sub("", out.decode())))
-        assert len(stamps) >= 2, out.decode(errors="replace")
+        out = _refreshes(master, 2)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-        while select.select([master], [], [], 0.5)[0]:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
+        out += _rest(master)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -219,6 +230,28 @@ def test_status_watch_refreshes_until_ctrl_c(shared: Cluster) -> None:
     text = ANSI.sub("", out.decode(errors="replace"))
     assert "Traceback" not in text
     assert shared.pods[0].sidecar_node in text and "HouseParty cluster" in text
+
+
+def test_status_watch_into_a_pipe_prints_each_refresh(shared: Cluster) -> None:
+    proc = subprocess.Popen(
+        [*CLI, "status", "--watch", "--interval", "0.5", "--run-dir", str(shared.runner.run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert proc.stdout is not None
+    try:
+        out = _refreshes(proc.stdout.fileno(), 2)
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = (out + rest).decode()
+    assert proc.returncode == 0, err
+    assert text.count("HouseParty cluster") >= 2
+    assert "Traceback" not in text + err.decode()
 
 
 def test_the_readme_documents_every_metric(shared: Cluster) -> None:
