@@ -102,8 +102,7 @@ content_type() ->
 %% Every metric of this sidecar as it stands.
 -spec families() -> [family()].
 families() ->
-    Python = hp_python:python_node(),
-    Connected = Python =/= undefined andalso lists:member(Python, nodes(hidden)),
+    Python = connected_python(),
     counted() ++
         [{<<"houseparty_names">>, gauge,
           <<"Names this sidecar holds (it owns them on the ring), by worker kind.">>,
@@ -112,7 +111,7 @@ families() ->
           [{[], length(hp_ring:nodes(hp_registry_store:ring()))}]},
          {<<"houseparty_python_connected">>, gauge,
           <<"1 while this pod's Python node is connected to its sidecar, else 0.">>,
-          [{[], case Connected of true -> 1; false -> 0 end}]},
+          [{[], case Python of undefined -> 0; _ -> 1 end}]},
          {<<"houseparty_beam_memory_bytes">>, gauge,
           <<"Memory of the sidecar's Erlang VM, by type (erlang:memory/0).">>,
           [{[{<<"type">>, atom_to_binary(Type)}], Bytes} || {Type, Bytes} <- erlang:memory()]},
@@ -120,7 +119,7 @@ families() ->
           [{[], element(1, erlang:statistics(wall_clock)) div 1000}]},
          {<<"houseparty_build_info">>, gauge, <<"1, labelled with the sidecar's version.">>,
           [{[{<<"version">>, houseparty:version()}], 1}]}]
-        ++ python_families(Connected andalso Python).
+        ++ python_families(Python).
 
 %% The Prometheus text of Families.
 -spec render([family()]) -> iodata().
@@ -182,7 +181,15 @@ counted() ->
       <<"Seconds of each call of the houseparty API served by this sidecar, by function.">>,
       [H({api_call, Call}, [{<<"call">>, atom_to_binary(Call)}]) || Call <- ?API_CALLS]}].
 
-python_families(false) ->
+%% This pod's Python node while it is connected, else undefined.
+connected_python() ->
+    Python = hp_python:python_node(),
+    case Python =/= undefined andalso lists:member(Python, nodes(hidden)) of
+        true -> Python;
+        false -> undefined
+    end.
+
+python_families(undefined) ->
     [];
 python_families(Python) ->
     Workers = case ask_python(Python, workers) of
