@@ -24,8 +24,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from houseparty import Workers
 from houseparty.cli._localcluster import PodSpec
 from tests.houseparty.conftest import ANSI, Cluster, start_cluster
+from tests.houseparty.own_cluster import own_cluster
+
+__all__ = ["own_cluster"]  # the cluster fixture of the workers test
 
 CLI = [sys.executable, "-m", "houseparty.cli"]
 
@@ -91,6 +95,20 @@ def test_metrics_count_what_users_did(shared: Cluster) -> None:
         inf = m['houseparty_api_call_duration_seconds_bucket{call="walk_into",le="+Inf"}']
         assert inf == m['houseparty_api_call_duration_seconds_count{call="walk_into"}']
         assert m['houseparty_api_call_duration_seconds_bucket{call="walk_into",le="0.001"}'] <= inf
+
+
+def test_names_of_own_workers_are_counted_by_their_kind(own_cluster: Cluster) -> None:
+    pods = own_cluster.pods
+    before = total(pods, 'houseparty_names{kind="counter"}')
+    names = [f"mc{secrets.token_hex(3)}_{i}" for i in range(5)]
+    with Workers(pods[0].sidecar_node, cookie=own_cluster.cookie) as workers:
+        for name in names:
+            workers.register(name, "counter", 0)
+        assert total(pods, 'houseparty_names{kind="counter"}') - before == len(names)
+        assert total(pods, 'houseparty_python_workers{kind="counter"}') >= len(names)
+        for name in names:
+            workers.unregister(name)
+    assert total(pods, 'houseparty_names{kind="counter"}') == before
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
