@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +45,7 @@ class H:
     person = Atom("person")
     enter = Atom("enter")
     enter_merged = Atom("enter_merged")
+    walk_under_way = Atom("walk_under_way")
     leave = Atom("leave")
     who_is_in = Atom("who_is_in")
     dump = Atom("dump")
@@ -242,15 +243,42 @@ class PersonWorker(Worker):
         match request:
             case (H.walk_into, room):
                 return self._walk_into(room)
+            case H.where_is if self.intent is None:
+                return self._where()
+            case H.room_log if self.intent is None:
+                return self._room_log()
             case H.where_is:
-                return Reply(self.room if self.room is not None else H.nil)
+                return self._once_settled(self._where)
             case H.room_log:
-                return Reply([(datetime_term(us), room) for us, room in reversed(self.log)])
+                return self._once_settled(self._room_log)
         return super().on_call(request, from_)
+
+    def _where(self) -> Reply:
+        return Reply(self.room if self.room is not None else H.nil)
+
+    def _room_log(self) -> Reply:
+        return Reply([(datetime_term(us), room) for us, room in reversed(self.log)])
+
+    async def _once_settled(self, answer: Callable[[], Reply]) -> Reply:
+        # A walk left under way by a restart, a handoff or a merge may have been
+        # acknowledged: the person stands where it leads once it is finished, not before.
+        if not await self._settle_intent():
+            return Reply((H.error, (H.unavailable, H.walk_under_way)))
+        return answer()
+
+    async def _settle_intent(self) -> bool:
+        """Finish the walk this copy took over under way, if any; whether none is left."""
+        if self.intent is not None:
+            await self._finish_walk()
+        return self.intent is None
 
     async def _walk_into(self, room: Atom) -> Reply:
         # The person runs its own move: enter the new room, leave the old one, log it.
-        # Being async, the worker takes its next message only once the move is done.
+        # Being async, the worker takes its next message only once the move is done, so
+        # an intent met here was left by a restart, a handoff or a merge: finished first,
+        # or a walk into the room it leads to would be taken as a walk into the old room.
+        if not await self._settle_intent():
+            return Reply((H.error, (H.unavailable, H.walk_under_way)))
         if room is self.room:
             return REPLY_OK
         self.intent = (_now_micros(), room)
@@ -340,6 +368,18 @@ class PersonWorker(Worker):
         theirs = sorted((int(us), room) for us, room in state[H.log])
         stood_in = {room for room in (self.room, theirs[-1][1] if theirs else None) if room}
         self._join_log(theirs)
+        # A walk under way on either copy may have been acknowledged: the newest is
+        # finished here if no logged move came after it; any other is logged where it
+        # belongs in time, a later move having superseded it.
+        pending = [self.intent, state.get(H.intent)]
+        under_way = sorted({(int(p[0]), p[1]) for p in pending if p is not None} - set(self.log))
+        self.intent = None
+        if under_way and (not self.log or under_way[-1][0] > self.log[-1][0]):
+            self.intent = under_way.pop()
+            self.send(self.pid, (H.finish_walk,))
+        if under_way:
+            stood_in.update(room for _, room in under_way)
+            self._join_log(under_way)
         run_outside_mailbox(self._settle_later(stood_in - {self.room}), delay=MERGE_SETTLE_S)
 
     async def _settle_later(self, stale: set[Atom]) -> None:

@@ -242,11 +242,17 @@ local_lookup(Name, Hops) ->
             end
     end.
 
-%% A miss on the owner, unless the name is on its way back from a replica.
+%% A miss on the owner, unless the name is on its way back from a replica, or may live
+%% on a peer lost without leaving (across a netsplit, or about to come back).
 restarting(undefined, Name) ->
     case hp_registry_store:restarting(Name, hp_registry_store:ring()) of
-        true -> {unavailable, restarting};
-        false -> undefined
+        true ->
+            {unavailable, restarting};
+        false ->
+            case hp_registry_store:lost_owner(Name) of
+                none -> undefined;
+                Node -> {unavailable, {owner_lost, Node}}
+            end
     end;
 restarting(Pid, _Name) ->
     Pid.

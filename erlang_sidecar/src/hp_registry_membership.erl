@@ -33,6 +33,7 @@
 
 -define(SERVER, hp_registry_server).
 -define(SETTLE_MS, 30000).
+-define(LOST_MS, 60000).
 -define(CALL_TIMEOUT, 5000).
 
 -record(members, {
@@ -156,9 +157,16 @@ nodeup(Node, visible, M) ->
     end,
     M.
 
+%% A peer still in the ring went without leaving it (a leaving peer is out already): the
+%% names it owned that no replica here brings back may live on, out of reach.
 -spec nodedown(node(), members()) -> {boolean(), members()}.
-nodedown(Node, M) ->
+nodedown(Node, #members{peers = Peers} = M) ->
     hp_registry_store:settled(Node),
+    case ordsets:is_element(Node, Peers) of
+        true -> hp_registry_store:lost(Node, hp_registry_store:ring(),
+                                       erlang:monotonic_time(millisecond) + lost_ms());
+        false -> ok
+    end,
     remove_peer(Node, M).
 
 %% This node leaves its own ring: new names go to the peers.
@@ -202,6 +210,7 @@ add_peer(Node, #members{peers = Peers} = M) ->
             {false, M};
         false ->
             Peers1 = ordsets:add_element(Node, Peers),
+            hp_registry_store:found(Node),
             hp_registry_store:set_ring(hp_ring:new([node() | Peers1])),
             %% The new peer may hold names that are now ours (a join, a healed netsplit):
             %% lookups that miss here ask it until it says handoff_done.
@@ -222,6 +231,12 @@ remove_peer(Node, #members{peers = Peers} = M) ->
             hp_registry_store:set_ring(Ring),
             {true, M#members{peers = Peers1}}
     end.
+
+%% How long a name of a peer lost without leaving answers unavailable rather than absent
+%% (app env lost_owner_ms): longer than a pod takes to come back, shorter than users
+%% would wait for a name that really never existed there.
+lost_ms() ->
+    application:get_env(houseparty_sidecar, lost_owner_ms, ?LOST_MS).
 
 settle(Node) ->
     hp_registry_store:settle(Node, erlang:monotonic_time(millisecond) + ?SETTLE_MS).

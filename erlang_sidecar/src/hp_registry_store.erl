@@ -9,7 +9,8 @@
 %%   hp_registry_mons      set          {Pid, MonitorRef | reported}   (hp_registry_watch)
 %%   hp_registry_replicas  set          {Name, Owner, MFA, Groups}
 %%   hp_registry_pending   set          {Name, Ref}: being started or handed over
-%%   hp_registry_meta      set          {settling, #{Node => Deadline}}, {ring_changed, T}
+%%   hp_registry_meta      set          {settling, #{Node => Deadline}}, {ring_changed, T},
+%%                                      {lost, #{Node => {RingBefore, Deadline}}}
 %%   hp_registry_kinds     set          {Kind, Count}: names held here per kind (kinds/0)
 %%   persistent term {hp_registry_store, ring}    the ring, hp_ring:ring()
 %%
@@ -27,7 +28,7 @@
 -export([new/0, delete_ring/0]).
 %% Ring and settling.
 -export([ring/0, set_ring/1, settling/0, settling_deadlines/0, settle/2, settled/1,
-         unsettled/0]).
+         unsettled/0, lost/3, found/1, lost_owner/1]).
 %% Names.
 -export([lookup/1, holds/2, insert_name/4, delete_name/1, fold_names/2, names/0,
          registered/0, pending/1, set_pending/2, clear_pending/1, unsettled_names/0]).
@@ -73,7 +74,7 @@ new() ->
     ets:new(?PENDING, [set | Opts]),
     ets:new(?META, [set | Opts]),
     ets:new(?KINDS, [set | Opts]),
-    ets:insert(?META, [{settling, #{}},
+    ets:insert(?META, [{settling, #{}}, {lost, #{}},
                        {ring_changed, erlang:monotonic_time(millisecond) - ?RING_CHANGE_MS}]),
     persistent_term:put(?RING_KEY, hp_ring:new([node()])),
     ok.
@@ -134,6 +135,45 @@ unsettled() ->
               catch error:badarg -> 0
               end,
     erlang:monotonic_time(millisecond) - Changed < ?RING_CHANGE_MS orelse settling() =/= [].
+
+%% Node went away without leaving (a kill, a lost machine, a netsplit): until Deadline
+%% (monotonic ms) or its return, a name that Ring, the ring before, gave to it may still
+%% live on it, out of reach, unless a replica brought it back here.
+-spec lost(node(), hp_ring:ring(), integer()) -> ok.
+lost(Node, Ring, Deadline) ->
+    [{lost, L}] = ets:lookup(?META, lost),
+    ets:insert(?META, {lost, L#{Node => {Ring, Deadline}}}),
+    ok.
+
+%% Node is back: its names are reachable again.
+-spec found(node()) -> ok.
+found(Node) ->
+    [{lost, L}] = ets:lookup(?META, lost),
+    ets:insert(?META, {lost, maps:remove(Node, L)}),
+    ok.
+
+%% The lost node that may hold Name, while this node is on the smaller side of its
+%% losses: a majority of the nodes it last knew still holds every name that existed (the
+%% owner's or its replica's copy), the rest may be the other side of a netsplit.
+-spec lost_owner(term()) -> node() | none.
+lost_owner(Name) ->
+    Now = erlang:monotonic_time(millisecond),
+    Lost = [{Node, Ring}
+            || {Node, {Ring, Deadline}} <- maps:to_list(ets:lookup_element(?META, lost, 2)),
+               Deadline > Now],
+    Here = length(hp_ring:nodes(ring())),
+    case 2 * Here > Here + length(Lost) of
+        true -> none;
+        false -> first_lost_owner(Name, Lost)
+    end.
+
+first_lost_owner(_Name, []) ->
+    none;
+first_lost_owner(Name, [{Node, Ring} | Lost]) ->
+    case hp_ring:key_to_node(Name, Ring) of
+        Node -> Node;
+        _ -> first_lost_owner(Name, Lost)
+    end.
 
 %% --- names -----------------------------------------------------------------------------
 

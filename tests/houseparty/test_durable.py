@@ -16,7 +16,7 @@ import pytest
 
 from houseparty import DestinationFull, HouseParty, Unavailable
 from py_nodes._terms import Atom
-from tests.houseparty.conftest import Cluster
+from tests.houseparty.conftest import Cluster, Iex
 
 ROOMS = [f"hall_{i}" for i in range(10)]
 PEOPLE = [f"visitor_{i}" for i in range(80)]
@@ -267,3 +267,35 @@ def test_copies_follow_the_ring_through_a_restart_and_a_second_kill(cluster: Clu
         after = state(hp)
     assert after == before
     assert_agree(after[0], after[1])
+
+
+def test_a_walk_left_under_way_is_finished_before_the_person_answers(cluster: Cluster) -> None:
+    """A copy that takes over a walk under way (a merge here; a restart or a handoff alike)
+    finishes it before the next request: a walk back into the room the person stood in
+    before is a move of its own, logged, and ``where_is`` names the walk's room."""
+    with cluster.client(1) as hp:
+        hp.add_rooms(["den", "hall"], max=5)
+        hp.walk_into("den", "ana")
+    iex = Iex(cluster.cookie, cluster.sidecars[0])
+    # The merge's state and the next request reach the person in one go, so that the
+    # request is in its mailbox before the merge is handled.
+    merge = (
+        "pid = :hp_registry.whereis_name({:person, :ana}); "
+        "GenServer.cast(pid, {:swarm, :resolve_conflict, "
+        "%{log: [], intent: {System.os_time(:microsecond), :hall}}}); "
+    )
+    try:
+        assert iex.run(merge + "GenServer.call(pid, {:walk_into, :den})") == ":ok"
+        assert iex.run(merge + "GenServer.call(pid, :where_is)") == ":hall"
+    finally:
+        iex.close()
+    with cluster.client(2) as hp:
+        assert [room for _, room in reversed(hp.get_person_room_log("ana"))] == [
+            "den",
+            "hall",
+            "den",
+            "hall",
+        ]
+        assert hp.where_is("ana") == "hall"
+        assert hp.who_is_in("hall") == ["ana"]
+        assert hp.who_is_in("den") == []

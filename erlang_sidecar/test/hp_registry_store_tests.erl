@@ -1,0 +1,57 @@
+%% The registry tables' answers that lookups build on: which lost node may hold a name.
+-module(hp_registry_store_tests).
+-include_lib("eunit/include/eunit.hrl").
+
+-define(B, 'b@10.0.0.2').
+-define(C, 'c@10.0.0.3').
+
+%% The tables belong to the process that made them: each test makes its own.
+in_own_tables(Test) ->
+    Parent = self(),
+    {Pid, Mon} = spawn_monitor(fun() -> ok = hp_registry_store:new(), Test(),
+                                        hp_registry_store:delete_ring(), Parent ! done end),
+    receive
+        done -> erlang:demonitor(Mon, [flush]), ok;
+        {'DOWN', Mon, process, Pid, Reason} -> erlang:error(Reason)
+    end.
+
+names() ->
+    [{room, list_to_atom("r" ++ integer_to_list(I))} || I <- lists:seq(1, 300)].
+
+owned_by(Node, Ring) ->
+    [N || N <- names(), hp_ring:key_to_node(N, Ring) =:= Node].
+
+%% A majority that lost a node answers as usual: it holds every name that existed.
+the_majority_side_has_no_lost_owner_test() ->
+    in_own_tables(
+      fun() ->
+              Full = hp_ring:new([node(), ?B, ?C]),
+              hp_registry_store:set_ring(Full),
+              hp_registry_store:lost(?B, Full, erlang:monotonic_time(millisecond) + 60000),
+              hp_registry_store:set_ring(hp_ring:new([node(), ?C])),
+              ?assertEqual([], [N || N <- names(), hp_registry_store:lost_owner(N) =/= none])
+      end).
+
+%% The small side of a split names, for each name the others owned, the node that may
+%% hold it, under the ring each was lost from; until that node is back, or its time runs
+%% out.
+the_minority_side_names_the_lost_owners_test() ->
+    in_own_tables(
+      fun() ->
+              Later = erlang:monotonic_time(millisecond) + 60000,
+              Full = hp_ring:new([node(), ?B, ?C]),
+              Two = hp_ring:new([node(), ?C]),
+              hp_registry_store:lost(?B, Full, Later),
+              hp_registry_store:lost(?C, Two, Later),
+              hp_registry_store:set_ring(hp_ring:new([node()])),
+              Lost = fun(Node) -> [N || N <- names(),
+                                        hp_registry_store:lost_owner(N) =:= Node] end,
+              ?assertEqual(owned_by(?B, Full), Lost(?B)),
+              ?assertEqual(owned_by(?C, Two) -- owned_by(?B, Full), Lost(?C)),
+              ?assertEqual(owned_by(node(), Full),
+                           [N || N <- names(), hp_registry_store:lost_owner(N) =:= none]),
+              hp_registry_store:found(?B),
+              ?assertEqual([], Lost(?B)),
+              hp_registry_store:lost(?C, Two, erlang:monotonic_time(millisecond) - 1),
+              ?assertEqual([], [N || N <- names(), hp_registry_store:lost_owner(N) =/= none])
+      end).
