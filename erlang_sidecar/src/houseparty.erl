@@ -10,7 +10,7 @@
 -module(houseparty).
 
 -export([add_rooms/1, add_rooms/2, set_room_max/2, walk_into/2, walk_into/3, dump/0,
-         who_is_in/1, where_is/1, get_person_room_log/1, rooms/0, pod_status/0]).
+         who_is_in/1, where_is/1, get_person_room_log/1, rooms/0, pod_status/0, version/0]).
 
 -define(ROOMS, house_party_rooms).
 -define(PEOPLE, house_party_people).
@@ -47,17 +47,23 @@ add_rooms(Rooms) ->
 %% Opts: #{max => pos_integer()}, the max of rooms created by this call, at most
 %% ?MAX_LIMIT ({error, {max_too_large, Max, Limit}} beyond it).
 -spec add_rooms([name()] | name(), #{max => pos_integer()}) -> ok | error().
-add_rooms(Room, Opts) when is_atom(Room) ->
-    add_rooms([Room], Opts);
-add_rooms(Rooms, Opts) when is_list(Rooms), is_map(Opts) ->
+add_rooms(Rooms, Opts) ->
+    timed(add_rooms, fun() -> add_rooms_(Rooms, Opts) end).
+
+add_rooms_(Room, Opts) when is_atom(Room) ->
+    add_rooms_([Room], Opts);
+add_rooms_(Rooms, Opts) when is_list(Rooms), is_map(Opts) ->
     Max = maps:get(max, Opts, ?DEFAULT_MAX),
     maybe_all([fun() -> check_names(Rooms) end, fun() -> check_max(Max) end],
               fun() -> ensure_rooms(Rooms, Max) end);
-add_rooms(Rooms, _Opts) ->
+add_rooms_(Rooms, _Opts) ->
     {error, {bad_name, Rooms}}.
 
 -spec set_room_max(name(), pos_integer()) -> ok | error().
 set_room_max(Room, Max) ->
+    timed(set_room_max, fun() -> set_room_max_(Room, Max) end).
+
+set_room_max_(Room, Max) ->
     maybe_all([fun() -> check_name(Room) end, fun() -> check_max(Max) end],
               fun() -> room_call(Room, {set_max, Max}) end).
 
@@ -67,6 +73,9 @@ rooms() ->
 
 -spec who_is_in(name()) -> [name()] | error().
 who_is_in(Room) ->
+    timed(who_is_in, fun() -> who_is_in_(Room) end).
+
+who_is_in_(Room) ->
     maybe_all([fun() -> check_name(Room) end],
               fun() ->
                       case room_call(Room, who_is_in) of
@@ -82,6 +91,9 @@ who_is_in(Room) ->
 %% whole answer.
 -spec dump() -> #{name() => [name()]}.
 dump() ->
+    timed(dump, fun dump_/0).
+
+dump_() ->
     %% Rooms on their way to a new owner are in no node's group for a moment.
     wait_settled(erlang:monotonic_time(millisecond) + ?SETTLE_WAIT_MS),
     ByNode = maps:groups_from_list(fun erlang:node/1, hp_registry:members(?ROOMS)),
@@ -111,18 +123,24 @@ walk_into(Room, People) ->
 %% in before (refusal()), where the walk knows it, instead of a bare destination_full.
 -spec walk_into(name(), [name()] | name(), #{detail => boolean()}) ->
           ok | error() | refusal().
-walk_into(Room, Person, Opts) when is_atom(Person) ->
-    walk_into(Room, [Person], Opts);
-walk_into(Room, People, Opts) when is_list(People), is_map(Opts) ->
+walk_into(Room, People, Opts) ->
+    timed(walk_into, fun() -> walk_into_(Room, People, Opts) end).
+
+walk_into_(Room, Person, Opts) when is_atom(Person) ->
+    walk_into_(Room, [Person], Opts);
+walk_into_(Room, People, Opts) when is_list(People), is_map(Opts) ->
     Detail = maps:get(detail, Opts, false) =:= true,
     maybe_all([fun() -> check_name(Room) end, fun() -> check_names(People) end,
                fun() -> check_room_exists(Room) end],
               fun() -> walk_each(Room, People, [], Detail) end);
-walk_into(_Room, People, _Opts) ->
+walk_into_(_Room, People, _Opts) ->
     {error, {bad_name, People}}.
 
 -spec where_is(name()) -> name() | nil | error().
 where_is(Person) ->
+    timed(where_is, fun() -> where_is_(Person) end).
+
+where_is_(Person) ->
     maybe_all([fun() -> check_name(Person) end],
               fun() ->
                       case find({person, Person}) of
@@ -134,6 +152,9 @@ where_is(Person) ->
 
 -spec get_person_room_log(name()) -> [{term(), name()}] | error().
 get_person_room_log(Person) ->
+    timed(get_person_room_log, fun() -> get_person_room_log_(Person) end).
+
+get_person_room_log_(Person) ->
     maybe_all([fun() -> check_name(Person) end],
               fun() ->
                       case find({person, Person}) of
@@ -146,7 +167,8 @@ get_person_room_log(Person) ->
 %% --- inspection -----------------------------------------------------------------------
 
 %% What `houseparty status` shows for this pod. The ring share is measured on a sample
-%% of keys rather than derived from the ring's internals.
+%% of keys rather than derived from the ring's internals; kinds are the names this
+%% sidecar holds per worker kind (room, person, ...), workers those its Python node runs.
 -spec pod_status() -> #{atom() => term()}.
 pod_status() ->
     Ring = hp_registry_server:ring(),
@@ -159,11 +181,28 @@ pod_status() ->
       python_connected => lists:member(Python, nodes(hidden)),
       ring => hp_ring:nodes(Ring),
       names => maps:get(names, Info),
+      kinds => maps:from_list(hp_registry_store:kinds()),
+      health_port => health_port(),
+      uptime_s => element(1, erlang:statistics(wall_clock)) div 1000,
+      version => version(),
       draining => maps:get(draining, Info),
       ring_share => Owned / Sample,
       memory => erlang:memory(total),
       python_memory => ask_python(Python, memory),
       workers => ask_python(Python, workers)}.
+
+health_port() ->
+    try hp_health:port()
+    catch exit:_ -> undefined
+    end.
+
+%% The sidecar's version (its application's vsn).
+-spec version() -> binary().
+version() ->
+    case application:get_key(houseparty_sidecar, vsn) of
+        {ok, Vsn} -> unicode:characters_to_binary(Vsn);
+        undefined -> <<"unknown">>
+    end.
 
 %% hp_workers' memory (RSS and process count) or workers (a count per kind).
 ask_python(undefined, _Request) ->
@@ -174,6 +213,10 @@ ask_python(Python, Request) ->
     end.
 
 %% --- internals ------------------------------------------------------------------------
+
+%% Every call of the API is timed (hp_metrics' call latency histogram).
+timed(Call, Fun) ->
+    hp_metrics:timed({api_call, Call}, Fun).
 
 %% hp_registry:lookup/1, asked again while the owner cannot be asked (it may be paused,
 %% just gone, or its names restarting from their replicas), for ?FIND_FOR_MS at most:

@@ -13,6 +13,7 @@ start(_Type, _Args) ->
             {ok, Level} = application:get_env(houseparty_sidecar, log_level),
             {ok, Format} = application:get_env(houseparty_sidecar, log_format),
             ok = hp_log:configure(Level, Format),
+            ok = hp_metrics:init(),
             houseparty_sidecar_sup:start_link()
     catch
         error:{bad_env, Var, Value, Why} ->

@@ -57,7 +57,7 @@
 %% Hands over every name this node holds but no longer owns.
 -spec rebalance() -> ok.
 rebalance() ->
-    rebalance(?ATTEMPTS).
+    hp_metrics:timed({handoff, rebalance}, fun() -> rebalance(?ATTEMPTS) end).
 
 rebalance(Attempts) ->
     Ring = hp_registry_store:ring(),
@@ -89,6 +89,9 @@ failed(Results) ->
 %% moved, those it could not move (still held here), and how long it took.
 -spec drain([node()]) -> summary().
 drain(Peers) ->
+    hp_metrics:timed({handoff, drain}, fun() -> hand_over_all(Peers) end).
+
+hand_over_all(Peers) ->
     Started = erlang:monotonic_time(microsecond),
     Moved = case Peers of
                 [] -> 0;                       %% alone: there is nobody to hand names to
@@ -146,6 +149,17 @@ restart_replicas(Replicas, Ring) ->
 -spec accept(term(), mode(), pid(), mfargs() | undefined, [term()]) ->
           {ok, pid()} | {error, term()}.
 accept(Name, Mode, OldPid, MFA, Groups) ->
+    received(accept_here(Name, Mode, OldPid, MFA, Groups)).
+
+%% Counts the names taken over.
+received(Results) when is_list(Results) ->
+    [hp_metrics:inc(handoff_received) || {ok, _} <- Results],
+    Results;
+received(Result) ->
+    _ = received([Result]),
+    Result.
+
+accept_here(Name, Mode, OldPid, MFA, Groups) ->
     case hp_ring:key_to_node(Name, hp_registry_store:ring()) of
         Me when Me =:= node() -> accept_owned(Name, Mode, OldPid, MFA, Groups);
         %% Race: the rings of sender and receiver differ (a ring change is still
@@ -203,10 +217,10 @@ accept_many(Items) ->
                                          force}, infinity),
     Taken = take(Items, Batchable, Reserved),
     Started = maps:from_list(take_over([{Item, Ref} || {Item, {batch, Ref}} <- lists:zip(Items, Taken)])),
-    [case T of
-         {done, Result} -> Result;
-         {batch, Ref} -> maps:get(Ref, Started)
-     end || T <- Taken].
+    received([case T of
+                  {done, Result} -> Result;
+                  {batch, Ref} -> maps:get(Ref, Started)
+              end || T <- Taken]).
 
 %% Each item's way in accept_many/1, the batchable ones with their reservation answer.
 take([], [], []) ->
@@ -214,12 +228,12 @@ take([], [], []) ->
 take([{Name, Mode, Pid, MFA, Groups} | Items], [true | Batchable], [Answer | Reserved]) ->
     Way = case Answer of
               {reserved, Ref} -> {batch, Ref};
-              single -> {done, accept(Name, Mode, Pid, MFA, Groups)};
+              single -> {done, accept_here(Name, Mode, Pid, MFA, Groups)};
               Other -> {done, accept_reserved(Other, Name, Mode, Pid, MFA, Groups)}
           end,
     [Way | take(Items, Batchable, Reserved)];
 take([{Name, Mode, Pid, MFA, Groups} | Items], [false | Batchable], Reserved) ->
-    [{done, accept(Name, Mode, Pid, MFA, Groups)} | take(Items, Batchable, Reserved)].
+    [{done, accept_here(Name, Mode, Pid, MFA, Groups)} | take(Items, Batchable, Reserved)].
 
 %% Starts the reserved items of accept_many/1 with their handed-over state, one
 %% take_over call per batch module, and commits those that started: [{Ref, Result}].
@@ -308,15 +322,17 @@ accept_restart(Name, {M, _, _} = MFA, Groups, Then) ->
             %% a name waits for its restart, so no caller registers it afresh then.)
             {ok, Existing};
         {reserved, Ref} ->
-            case batch_module(MFA, batch_modules([MFA])) of
-                {ok, M} when Then =/= none ->
-                    Items = [{Name, Ref, MFA, Groups, {MFA, Then}}],
-                    [Result] = start_and_commit_many(M, take_over, Items),
-                    hold_states(Items, [Result]),
-                    Result;
-                _ ->
-                    start_and_commit(Name, Ref, MFA, Groups, Then)
-            end;
+            Result = case batch_module(MFA, batch_modules([MFA])) of
+                         {ok, M} when Then =/= none ->
+                             Items = [{Name, Ref, MFA, Groups, {MFA, Then}}],
+                             [Started] = start_and_commit_many(M, take_over, Items),
+                             hold_states(Items, [Started]),
+                             Started;
+                         _ ->
+                             start_and_commit(Name, Ref, MFA, Groups, Then)
+                     end,
+            _ = [hp_metrics:inc(restarts) || {ok, _} <- [Result]],
+            Result;
         {error, _} = Error ->
             Error
     end.
@@ -422,10 +438,12 @@ abort(Name, Ref) ->
 %% Hands Entries to their new owners: in batches per owner, a few batches at a time.
 handoff_all(Entries) ->
     Moves = hp_registry_plan:moves(Entries, hp_registry_store:ring(), node(), ?MOVE_BATCH),
-    lists:append([case R of
-                      {error, _} -> [R];
-                      Moved -> Moved
-                  end || R <- parallel(fun move_many/1, Moves, ?MOVES_AT_ONCE)]).
+    Results = lists:append([case R of
+                                {error, _} -> [R];
+                                Moved -> Moved
+                            end || R <- parallel(fun move_many/1, Moves, ?MOVES_AT_ONCE)]),
+    [hp_metrics:inc(case R of moved -> handoff_moved; _ -> handoff_failed end) || R <- Results],
+    Results.
 
 move_many({Target, Entries}) ->
     Ring = hp_registry_store:ring(),

@@ -9,11 +9,12 @@
 %%                 strategy has succeeded and found either no peers or connected ones,
 %%                 see hp_cluster:joined/0) and this pod's Python node (app env
 %%                 python_node) is connected; otherwise 503 with the reason as text.
+%%   GET /metrics  200, this sidecar's metrics in Prometheus text format 0.0.4 (hp_metrics).
 %%
 %% One process owns the listening socket and accepts; each connection gets its own
 %% short-lived process that reads one request (5 s at most), answers with
 %% Connection: close and exits. Only the request line is looked at; anything but a
-%% GET/HEAD of the two paths gets 404 or 405.
+%% GET/HEAD of these paths gets 404 or 405.
 -module(hp_health).
 -behaviour(gen_server).
 
@@ -47,24 +48,27 @@ ready() ->
         {false, Why} -> {false, Why}
     end.
 
-%% Pure apart from ready/0: the status code and body for a method and path.
--spec response(binary() | atom(), binary()) -> {100..599, iodata()}.
+%% The status code, content type and body for a method and path; pure apart from what
+%% the paths report.
+-spec response(binary() | atom(), binary()) -> {100..599, binary(), iodata()}.
 response(Method, Path) when Method =:= 'GET'; Method =:= 'HEAD' ->
     case strip_query(Path) of
         <<"/healthz">> ->
             case hp_registry_server:restarted() of
-                false -> {200, "ok\n"};
-                true -> {503, "registry restarted: this node's names are lost until it restarts\n"}
+                false -> text(200, "ok\n");
+                true -> text(503, "registry restarted: this node's names are lost until it restarts\n")
             end;
         <<"/readyz">> ->
             case ready() of
-                true -> {200, "ready\n"};
-                {false, Why} -> {503, [Why, "\n"]}
+                true -> text(200, "ready\n");
+                {false, Why} -> text(503, [Why, "\n"])
             end;
-        _ -> {404, "not found\n"}
+        <<"/metrics">> ->
+            {200, hp_metrics:content_type(), hp_metrics:render(hp_metrics:families())};
+        _ -> text(404, "not found\n")
     end;
 response(_Method, _Path) ->
-    {405, "method not allowed\n"}.
+    text(405, "method not allowed\n").
 
 %% gen_server
 
@@ -125,7 +129,7 @@ serve(Socket) ->
                 error -> ok
             end;
         {ok, {http_request, _Method, _Uri, _Version}} ->
-            reply(Socket, 'GET', {400, "bad request\n"});
+            reply(Socket, 'GET', text(400, "bad request\n"));
         _ ->
             ok
     end,
@@ -139,10 +143,10 @@ skip_headers(Socket, Deadline) ->
         _ -> error
     end.
 
-reply(Socket, Method, {Code, Body}) ->
+reply(Socket, Method, {Code, Type, Body}) ->
     Bin = iolist_to_binary(Body),
     Head = [<<"HTTP/1.1 ">>, integer_to_binary(Code), $\s, reason(Code), <<"\r\n">>,
-            <<"content-type: text/plain; charset=utf-8\r\n">>,
+            <<"content-type: ">>, Type, <<"\r\n">>,
             <<"content-length: ">>, integer_to_binary(byte_size(Bin)), <<"\r\n">>,
             <<"connection: close\r\n\r\n">>],
     _ = gen_tcp:send(Socket, case Method of
@@ -156,6 +160,9 @@ reason(400) -> <<"Bad Request">>;
 reason(404) -> <<"Not Found">>;
 reason(405) -> <<"Method Not Allowed">>;
 reason(503) -> <<"Service Unavailable">>.
+
+text(Code, Body) ->
+    {Code, <<"text/plain; charset=utf-8">>, Body}.
 
 strip_query(Path) ->
     hd(binary:split(Path, <<"?">>)).

@@ -278,7 +278,9 @@ register_here(Entries, {M, F}, Groups) ->
                               ?START_TIMEOUT),
     Reserved = [{Name, Ref, MFA, Groups, MFA}
                 || {{Name, MFA}, {reserved, Ref}} <- lists:zip(Entries, Answers)],
-    answers(Answers, hp_handoff:start_and_commit_many(M, F, Reserved)).
+    Started = hp_handoff:start_and_commit_many(M, F, Reserved),
+    [hp_metrics:inc(registrations) || {ok, _} <- Started],
+    answers(Answers, Started).
 
 %% --- via-callbacks are register_name/2, unregister_name/1, whereis_name/1, send/2 -----
 

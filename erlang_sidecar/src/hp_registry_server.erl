@@ -208,6 +208,7 @@ handle_call({register_pid, Name, Pid}, _From, State) ->
                 false ->
                     insert_name(Name, Pid, undefined, []),
                     watch([Pid], State),
+                    hp_metrics:inc(registrations),
                     {reply, yes, State}
             end;
         Redirect ->
@@ -353,6 +354,7 @@ handle_info({started, Name, Ref, MFA, Result}, State) ->
             insert_name(Name, Pid, MFA, []),
             watch([Pid], State),
             replicate([{Name, MFA, []}]),
+            hp_metrics:inc(registrations),
             [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters];
         _ ->
             [gen_server:reply(W, retry) || W <- Waiters]

@@ -11,6 +11,7 @@
 %%   hp_registry_pending   set          {Name, Ref}: being started or handed over
 %%   hp_registry_meta      set          {settling, #{Node => Deadline}}, {ring_changed, T},
 %%                                      {lost, #{Node => {RingBefore, Deadline}}}
+%%   hp_registry_kinds     set          {Kind, Count}: names held here per kind (kinds/0)
 %%   persistent term {hp_registry_store, ring}    the ring, hp_ring:ring()
 %%
 %% Why ETS and not the server's state: names, groups, pending starts, settling peers and
@@ -38,7 +39,7 @@
 %% Replicas.
 -export([put_replicas/2, delete_replica/2, reset_replicas/2, replicas_after_loss/1,
          delete_replicas/2, restarting/2]).
--export([info/0]).
+-export([info/0, kinds/0]).
 
 -export_type([entry/0, replica/0, tag/0]).
 
@@ -49,6 +50,7 @@
 -define(REPLICAS, hp_registry_replicas).
 -define(PENDING, hp_registry_pending).
 -define(META, hp_registry_meta).
+-define(KINDS, hp_registry_kinds).
 -define(RING_KEY, {?MODULE, ring}).
 %% How long after a ring change lookups keep asking every node (see unsettled/0).
 -define(RING_CHANGE_MS, 5000).
@@ -71,6 +73,7 @@ new() ->
     ets:new(?REPLICAS, [set | Opts]),
     ets:new(?PENDING, [set | Opts]),
     ets:new(?META, [set | Opts]),
+    ets:new(?KINDS, [set | Opts]),
     ets:insert(?META, [{settling, #{}}, {lost, #{}},
                        {ring_changed, erlang:monotonic_time(millisecond) - ?RING_CHANGE_MS}]),
     persistent_term:put(?RING_KEY, hp_ring:new([node()])),
@@ -189,13 +192,19 @@ holds(Name, Pid) ->
 %% The name's record; its pid is indexed by the caller (index/2).
 -spec insert_name(term(), pid(), mfargs() | undefined, [term()]) -> ok.
 insert_name(Name, Pid, MFA, Groups) ->
+    Old = ets:lookup(?NAMES, Name),
     ets:insert(?NAMES, {Name, Pid, MFA, Groups}),
-    ok.
+    case Old of
+        [{_, _, OldMFA, _}] -> recount(kind(OldMFA), kind(MFA));
+        [] -> count(kind(MFA), 1)
+    end.
 
 -spec delete_name(term()) -> ok.
 delete_name(Name) ->
-    ets:delete(?NAMES, Name),
-    ok.
+    case ets:take(?NAMES, Name) of
+        [{_, _, MFA, _}] -> count(kind(MFA), -1);
+        [] -> ok
+    end.
 
 -spec fold_names(fun((entry(), Acc) -> Acc), Acc) -> Acc.
 fold_names(Fun, Acc) ->
@@ -228,6 +237,28 @@ clear_pending(Name) ->
 -spec unsettled_names() -> non_neg_integer().
 unsettled_names() ->
     ets:info(?NAMES, size) + ets:info(?PENDING, size).
+
+%% How many names are held here, per kind: a name started by
+%% {hp_python, start_worker, [Kind, Name, Args]} is of kind Kind, any other of kind other.
+%% Counted as names come and go (no scan): the kinds are those registered, a short list.
+-spec kinds() -> [{atom() | binary(), non_neg_integer()}].
+kinds() ->
+    try ets:tab2list(?KINDS)
+    catch error:badarg -> []
+    end.
+
+kind({hp_python, start_worker, [Kind, _, _]}) when is_atom(Kind); is_binary(Kind) -> Kind;
+kind(_) -> other.
+
+recount(Kind, Kind) ->
+    ok;
+recount(Old, New) ->
+    count(Old, -1),
+    count(New, 1).
+
+count(Kind, By) ->
+    _ = ets:update_counter(?KINDS, Kind, By, {Kind, 0}),
+    ok.
 
 %% --- pid index and groups --------------------------------------------------------------
 

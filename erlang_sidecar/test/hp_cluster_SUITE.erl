@@ -175,10 +175,15 @@ health_endpoints(Config) ->
     {Py, PyNode} = start_peer(Config, "hphpy" ++ Suffix, "127.0.0.1", ["-hidden"]),
     true = peer:call(Py, net_kernel, connect_node, [SidecarNode]),
     ?assertMatch({200, "ready\n"}, http_get(Port, "/readyz")),
-    ?assertMatch({404, _}, http_get(Port, "/metrics")),
+    %% /metrics tells the same.
+    {200, Metrics} = http_get(Port, "/metrics"),
+    ?assertMatch({match, _}, re:run(Metrics, "^houseparty_python_connected 1$", [multiline])),
+    ?assertMatch({404, _}, http_get(Port, "/metricsz")),
     %% Ready no more once the Python node is gone.
     peer:stop(Py),
     wait_until(fun() -> element(1, http_get(Port, "/readyz")) =:= 503 end),
+    {200, Metrics1} = http_get(Port, "/metrics"),
+    ?assertMatch({match, _}, re:run(Metrics1, "^houseparty_python_connected 0$", [multiline])),
     %% A sidecar whose strategy has never succeeded is not ready, and says why.
     {P2, _} = start_peer(Config, Sidecar ++ "b", "127.0.0.1"),
     ok = peer:call(P2, ?MODULE, start_membership,

@@ -17,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
@@ -394,80 +395,147 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 @main.command()
 @_connect_options
 @_json_option
-def status(node: tuple[str, ...], cookie: str | None, run_dir: Path | None, as_json: bool) -> None:
-    """Pods, node names, connections, workers per kind, ring share and memory."""
+@click.option("--watch", is_flag=True, help="Refresh the table until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.2),
+    default=2.0,
+    show_default=True,
+    help="Seconds between refreshes with --watch.",
+)
+def status(
+    node: tuple[str, ...],
+    cookie: str | None,
+    run_dir: Path | None,
+    as_json: bool,
+    watch: bool,
+    interval: float,
+) -> None:
+    """Pods: node names, connections, health port, uptime, version, rooms and people,
+    workers per kind, ring share and memory (--watch: refreshed live)."""
+    if watch and as_json:
+        _fail("--watch shows the table: it does not go with --json", Exit.USAGE)
     local = LocalCluster(run_dir)
+    with _client(node, cookie, run_dir) as hp:
+        if not watch:
+            try:
+                report = _cluster_status(hp, local)
+            except HousePartyError as exc:
+                _fail_for(exc)
+            if as_json:
+                _print_json(report)
+                return
+            console.print(_status_table(report))
+            if report["local_run_dir"]:
+                console.print(
+                    f"local run folder: {local.run_dir} (logs in {local.run_dir / 'logs'})"
+                )
+            return
+        _watch_status(hp, local, interval)
+
+
+def _watch_status(hp: HouseParty, local: LocalCluster, interval: float) -> None:
+    """The status table, asked again every ``interval`` seconds until Ctrl-C, which ends
+    it with exit 0. In a terminal the table is redrawn in place; otherwise each refresh
+    is printed after the last."""
+
+    def view() -> Table | str:
+        stamp = time.strftime("%H:%M:%S")
+        try:
+            table = _status_table(_cluster_status(hp, local))
+        except HousePartyError as exc:
+            return f"[bold red]{stamp} error:[/] {escape(str(exc))}"
+        table.caption = f"updated {stamp}, every {interval:g} s; Ctrl-C to leave"
+        return table
+
+    with contextlib.suppress(KeyboardInterrupt):
+        if console.is_terminal:
+            with Live(view(), console=console, auto_refresh=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(view(), refresh=True)
+        else:
+            while True:
+                console.print(view())
+                time.sleep(interval)
+
+
+def _cluster_status(hp: HouseParty, local: LocalCluster) -> dict[str, Any]:
+    """Every pod of the ring as the first sidecar that answers sees it, and the pods of the
+    run folder's local cluster that are not in it."""
     # Each local pod's condition: up, down, or broken (one of its nodes died on its own).
     local_pods: dict[str, str] = {}
     with contextlib.suppress(NotRunning):
         for spec, pod_state in local.pods():
             local_pods[spec.sidecar_node] = local.condition(pod_state)
-    with _client(node, cookie, run_dir) as hp:
-        first = _pod_status(hp, hp.sidecar)
-        pods = []
-        for sidecar in first["ring"]:
-            try:
-                pods.append(_pod_status(hp, sidecar))
-            except HousePartyError as exc:
-                pods.append({"node": sidecar, "error": str(exc)})
-    missing = sorted(set(local_pods) - {p["node"] for p in pods})
-    if as_json:
-        _print_json(
-            {
-                "pods": pods,
-                "local_run_dir": str(local.run_dir) if local_pods else None,
-                "local_pods_down": missing,
-                "local_pod_conditions": local_pods,
-            }
-        )
-        return
-    rows = []
-    for p in pods:
+    first = _pod_status(hp, hp.sidecar)
+    pods = []
+    for sidecar in first["ring"]:
+        try:
+            pods.append(_pod_status(hp, sidecar))
+        except HousePartyError as exc:
+            pods.append({"node": sidecar, "error": str(exc)})
+    return {
+        "pods": pods,
+        "local_run_dir": str(local.run_dir) if local_pods else None,
+        "local_pods_down": sorted(set(local_pods) - {p["node"] for p in pods}),
+        "local_pod_conditions": local_pods,
+    }
+
+
+def _status_table(report: dict[str, Any]) -> Table:
+    """One row per pod; its Python node in red when not connected to its sidecar."""
+    columns = [
+        "sidecar",
+        "python node",
+        "health port",
+        "uptime",
+        "version",
+        "rooms",
+        "people",
+        "workers",
+        "ring share",
+        "sidecar memory",
+        "python RSS",
+    ]
+    gap = ["-"] * (len(columns) - 2)
+    conditions: dict[str, str] = report.get("local_pod_conditions", {})
+    rows: list[list[Any]] = []
+    for p in report["pods"]:
         if "error" in p:
-            rows.append([p["node"], "-", "[red]unreachable[/]", "-", "-", "-", "-", "-"])
+            rows.append([p["node"], "[red]unreachable[/]", *gap])
             continue
         python_rss = (p.get("python_memory") or {}).get("rss")
+        kinds = p.get("kinds") or {}
+        python = escape(str(p["python_node"]))
         rows.append(
             [
                 p["node"],
-                p["python_node"],
-                _connected(p["python_connected"], local_pods.get(p["node"], "up")),
-                p["names"],
+                _python_cell(python, p["python_connected"], conditions.get(p["node"], "up")),
+                p.get("health_port") or "-",
+                _duration(p["uptime_s"]) if "uptime_s" in p else "-",
+                p.get("version") or "-",
+                kinds.get("room", 0),
+                kinds.get("person", 0),
                 _per_kind(p.get("workers")),
                 f"{100 * p['ring_share']:.1f}%",
                 _mib(p["memory"]),
                 _mib(python_rss) if python_rss else "-",
             ]
         )
-    for sidecar in missing:
+    for sidecar in report["local_pods_down"]:
         # Running, yet not in the ring: joining, or cut off from the node that answered.
-        condition = local_pods[sidecar]
+        condition = conditions.get(sidecar, "down")
         if condition == "up":
             condition = "up, not in the ring"
-        rows.append([sidecar, "-", f"[red]{condition}[/]", "-", "-", "-", "-", "-"])
-    console.print(
-        _table(
-            "HouseParty cluster",
-            [
-                "sidecar",
-                "python node",
-                "python connected",
-                "names",
-                "workers",
-                "ring share",
-                "sidecar memory",
-                "python RSS",
-            ],
-            rows,
-        )
-    )
-    if local_pods:
-        console.print(f"local run folder: {local.run_dir} (logs in {local.run_dir / 'logs'})")
+        rows.append([sidecar, f"[red]{condition}[/]", *gap])
+    return _table("HouseParty cluster", columns, rows)
 
 
-def _connected(connected: bool, condition: str) -> str:
-    """The python connected cell, with the local pod's condition when it is broken."""
-    text = "[green]yes[/]" if connected else "[red]no[/]"
+def _python_cell(python: str, connected: bool, condition: str) -> str:
+    """The Python node, red when not connected, with the local pod's condition when it
+    is broken."""
+    text = f"[green]{python}[/]" if connected else f"[red]{python} (not connected)[/]"
     return text if condition == "up" else f"{text} [red]({condition})[/]"
 
 
@@ -475,7 +543,23 @@ def _pod_status(hp: HouseParty, sidecar: str) -> dict[str, Any]:
     status: dict[str, Any] = from_term(
         hp.rpc("erpc", "call", [Atom(sidecar), Atom("houseparty"), Atom("pod_status"), [], 5000])
     )
+    if isinstance(status.get("version"), bytes):
+        status["version"] = status["version"].decode()
     return status
+
+
+def _duration(seconds: int) -> str:
+    """``2d03h``, ``1h05m``, ``4m09s`` or ``12s``: the two largest units."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
 
 
 def _per_kind(counts: dict[str, int] | None) -> str:
