@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from houseparty._errors import ApiError, Unavailable, UnknownName
 from houseparty.workers import Worker, run_outside_mailbox
 from py_nodes import PyNodesError, Reply
-from py_nodes._terms import Atom
+from py_nodes._terms import Atom, Pid
 
 __all__ = ["DEFAULT_MAX", "DEFAULT_PERSON_LOG_MAX", "PersonWorker", "RoomWorker", "datetime_term"]
 
@@ -240,7 +240,7 @@ class PersonWorker(Worker):
     dropped, held, before it answers.
     """
 
-    __slots__ = ("intent", "log", "room")
+    __slots__ = ("intent", "log", "room", "room_pid")
 
     kind = "person"
     log_max: ClassVar[int] = DEFAULT_PERSON_LOG_MAX
@@ -249,19 +249,26 @@ class PersonWorker(Worker):
     room: Atom | None
     log: list[tuple[int, Atom]] | tuple[()]
     intent: tuple[int, Atom] | None
+    # The pid of ``room``'s worker when this copy entered it: tried first when the person
+    # leaves it (a copy that moved on answers handed_off, and the name is looked up then).
+    room_pid: Pid | None
 
     def setup(self) -> None:
         self.room = None
         self.log = ()
         self.intent = None
+        self.room_pid = None
 
     def registry_key(self) -> tuple[Atom, Atom]:
         return (H.person, self.key)
 
     def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
         match request:
+            case (H.walk_into, room, Pid() as room_pid):
+                # The API found the room a moment ago: its pid is tried before a lookup.
+                return self._walk_into(room, room_pid)
             case (H.walk_into, room):
-                return self._walk_into(room)
+                return self._walk_into(room, None)
             case H.where_is if self.intent is None:
                 return self._where()
             case H.room_log if self.intent is None:
@@ -291,7 +298,7 @@ class PersonWorker(Worker):
             await self._finish_walk()
         return self.intent is None
 
-    async def _walk_into(self, room: Atom) -> Reply:
+    async def _walk_into(self, room: Atom, room_pid: Pid | None) -> Reply:
         # The person runs its own move: enter the new room, leave the old one, log it.
         # Being async, the worker takes its next message only once the move is done, so
         # an intent met here was left by a restart, a handoff or a merge: finished first,
@@ -307,7 +314,7 @@ class PersonWorker(Worker):
             self.intent = None
             return Reply((H.error, (H.unavailable, exc.reason)))
         try:
-            entered = await self.call_name((H.room, room), (H.enter, self.key))
+            entered = await self.call_name((H.room, room), (H.enter, self.key), pid=room_pid)
         except UnknownName:
             entered = (H.error, (H.unknown_room, room))
         except ApiError as exc:
@@ -319,10 +326,10 @@ class PersonWorker(Worker):
             self.intent = None
             self.changed()
             return Reply(entered)
-        await self._complete_walk()
+        await self._complete_walk(room_pid)
         return REPLY_OK
 
-    async def _complete_walk(self) -> None:
+    async def _complete_walk(self, room_pid: Pid | None = None) -> None:
         # Entered the intent's room: leave the old room and log the move. Nothing more is
         # held before the answer: the intent held already makes a copy restarted from it
         # finish this very walk (entering and leaving are idempotent, and the log entry
@@ -331,8 +338,8 @@ class PersonWorker(Worker):
         micros, room = self.intent
         old = self.room
         if old is not None and old is not room:
-            await self._tell_room(old, H.leave)
-        self.room = room
+            await self._tell_room(old, H.leave, self.room_pid)
+        self.room, self.room_pid = room, room_pid
         if isinstance(self.log, list):
             if not self._logged((micros, room)):  # a walk finished again after a restart
                 self.log.append((micros, room))
@@ -375,9 +382,9 @@ class PersonWorker(Worker):
     async def _finish_later(self) -> None:
         self.send(self.pid, (H.finish_walk,))
 
-    async def _tell_room(self, room: Atom, what: Atom) -> None:
+    async def _tell_room(self, room: Atom, what: Atom, pid: Pid | None = None) -> None:
         try:
-            await self.call_name((H.room, room), (what, self.key))
+            await self.call_name((H.room, room), (what, self.key), pid=pid)
         except UnknownName:
             pass
         except ApiError as exc:
@@ -424,6 +431,7 @@ class PersonWorker(Worker):
         joined = sorted(set(self.log) | set(entries), key=lambda e: (e[0], str(e[1])))
         self.log = joined[-self.log_max :]
         self.room = self.log[-1][1] if self.log else None
+        self.room_pid = None
 
     def on_info(self, message: Any) -> Any:
         match message:

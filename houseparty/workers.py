@@ -83,7 +83,7 @@ from py_nodes import (
     Reply,
     Stop,
 )
-from py_nodes._terms import Atom
+from py_nodes._terms import Atom, Pid
 
 __all__ = [
     "NO_ANSWER",
@@ -364,14 +364,19 @@ class Worker(GenServer):
                 log.warning("%s", exc)
         return outcome
 
-    async def call_name(self, name: Any, request: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
+    async def call_name(
+        self, name: Any, request: Any, timeout: float = CALL_TIMEOUT_S, pid: Pid | None = None
+    ) -> Any:
         """Call the worker registered as ``name`` (a term: ``bytes`` for a Python name),
         riding out a handoff or a restart. Raises :class:`~houseparty.UnknownName` when
         nothing is registered under it, :class:`~houseparty.Unavailable` when it does
-        not answer in time."""
+        not answer in time. ``pid``, the process found under ``name`` a moment ago, is
+        tried first instead of a lookup: a copy that has moved on answers ``handed_off``
+        and the name is looked up then, so only the name's live copy answers."""
         # The first try goes straight to the worker; the sidecar's retry loop takes over
         # only when that misses, so a call that lands costs no more than a lookup.
-        pid = await registry_whereis(self, self.sidecar, name)
+        if pid is None:
+            pid = await registry_whereis(self, self.sidecar, name)
         if pid is not None:
             try:
                 reply = await self.call(pid, request, timeout)

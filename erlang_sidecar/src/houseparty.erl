@@ -130,9 +130,13 @@ walk_into_(Room, Person, Opts) when is_atom(Person) ->
     walk_into_(Room, [Person], Opts);
 walk_into_(Room, People, Opts) when is_list(People), is_map(Opts) ->
     Detail = maps:get(detail, Opts, false) =:= true,
-    maybe_all([fun() -> check_name(Room) end, fun() -> check_names(People) end,
-               fun() -> check_room_exists(Room) end],
-              fun() -> walk_each(Room, People, [], Detail) end);
+    maybe_all([fun() -> check_name(Room) end, fun() -> check_names(People) end],
+              fun() ->
+                      case room_pid(Room) of
+                          {ok, RoomPid} -> walk_each(Room, RoomPid, People, [], Detail);
+                          Error -> Error
+                      end
+              end);
 walk_into_(_Room, People, _Opts) ->
     {error, {bad_name, People}}.
 
@@ -146,7 +150,7 @@ where_is_(Person) ->
                       case find({person, Person}) of
                           undefined -> nil;
                           {unavailable, _} = Unavailable -> {error, Unavailable};
-                          _ -> person_call(Person, where_is)
+                          Pid -> person_call(Person, Pid, where_is)
                       end
               end).
 
@@ -160,7 +164,7 @@ get_person_room_log_(Person) ->
                       case find({person, Person}) of
                           undefined -> [];
                           {unavailable, _} = Unavailable -> {error, Unavailable};
-                          _ -> person_call(Person, room_log)
+                          Pid -> person_call(Person, Pid, room_log)
                       end
               end).
 
@@ -242,9 +246,10 @@ wait_settled(Deadline) ->
         false -> ok
     end.
 
-walk_one(Room, Person) ->
+%% The room's pid goes along: the person tries it before it looks the room up.
+walk_one(Room, RoomPid, Person) ->
     case ensure_person(Person) of
-        ok -> person_call(Person, {walk_into, Room});
+        {ok, Pid} -> person_call(Person, Pid, {walk_into, Room, RoomPid});
         Error -> Error
     end.
 
@@ -266,7 +271,7 @@ ensure_person(Person) ->
 ensure_worker(Key, Kind, Name, Args, Group) ->
     case find(Key) of
         Pid when is_pid(Pid) ->
-            ok;
+            {ok, Pid};
         {unavailable, _} = Unavailable ->
             %% It may exist: a fresh one would stand beside the one that cannot be asked.
             {error, Unavailable};
@@ -276,16 +281,17 @@ ensure_worker(Key, Kind, Name, Args, Group) ->
                 {ok, Pid} ->
                     %% Joining twice is harmless: a concurrent first use by another
                     %% caller ends in the same single membership.
-                    ok = hp_registry:join(Group, Pid);
+                    ok = hp_registry:join(Group, Pid),
+                    {ok, Pid};
                 {error, Reason} ->
                     {error, {unavailable, Reason}}
             end
     end.
 
 %% A room missing while names move may only be on its way to a new owner.
-check_room_exists(Room) ->
+room_pid(Room) ->
     case hp_python:whereis_name({room, Room}) of
-        Pid when is_pid(Pid) -> ok;
+        Pid when is_pid(Pid) -> {ok, Pid};
         absent -> {error, {unknown_room, Room}};
         {unavailable, _} = Unavailable -> {error, Unavailable}
     end.
@@ -297,9 +303,10 @@ room_call(Room, Request) ->
         {unavailable, Reason} -> {error, {unavailable, Reason}}
     end.
 
-%% Called only once the person is known to exist: a missing one is on its way.
-person_call(Person, Request) ->
-    case hp_python:call_name({person, Person}, Request, #{absent => retry}) of
+%% Called only once the person is known to exist, as Pid a moment ago: a missing one is
+%% on its way.
+person_call(Person, Pid, Request) ->
+    case hp_python:call_found(Pid, {person, Person}, Request, #{absent => retry}) of
         {reply, Reply} -> Reply;
         {unavailable, Reason} -> {error, {unavailable, Reason}}
     end.
@@ -334,12 +341,12 @@ maybe_all([Check | Rest], Action) ->
     end.
 
 %% Walked: those of this call who walked in, newest first.
-walk_each(_Room, [], _Walked, _Detail) ->
+walk_each(_Room, _RoomPid, [], _Walked, _Detail) ->
     ok;
-walk_each(Room, [Person | Rest], Walked, Detail) ->
-    case walk_one(Room, Person) of
+walk_each(Room, RoomPid, [Person | Rest], Walked, Detail) ->
+    case walk_one(Room, RoomPid, Person) of
         ok ->
-            walk_each(Room, Rest, [Person | Walked], Detail);
+            walk_each(Room, RoomPid, Rest, [Person | Walked], Detail);
         {error, destination_full} when Detail ->
             {error, {destination_full, #{room => Room, refused => Person,
                                           walked_in => lists:reverse(Walked)}}};

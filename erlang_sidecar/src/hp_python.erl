@@ -14,7 +14,7 @@
 
 -export([start_worker/3, start_workers/1, begin_handoffs/1, take_over/1, stop_handed_off/1,
          watch/1, python_node/0]).
--export([whereis_name/1, call_name/2, call_name/3, cast_name/3]).
+-export([whereis_name/1, call_name/2, call_name/3, call_found/4, cast_name/3]).
 
 -define(APP, houseparty_sidecar).
 -define(CONNECT_TIMEOUT, 2000).
@@ -149,6 +149,18 @@ call_name(Name, Request, Opts) ->
                           exit:{Reason, {gen_server, call, _}} -> {retry, Reason}
                       end
               end).
+
+%% call_name/3 with a first try at Pid, the process the caller found registered as Name a
+%% moment ago: the lookup is saved while Pid still holds the name, and the retry loop by
+%% name takes over when it does not (it handed the name over, or exited).
+-spec call_found(pid(), term(), term(), name_opts()) -> call_result().
+call_found(Pid, Name, Request, Opts) ->
+    try gen_server:call(Pid, Request, maps:get(timeout, Opts, ?CALL_TIMEOUT)) of
+        {error, handed_off} -> call_name(Name, Request, Opts);
+        Reply -> {reply, Reply}
+    catch
+        exit:{_, {gen_server, call, _}} -> call_name(Name, Request, Opts)
+    end.
 
 %% gen_server:cast to the worker registered as Name, once a live one is found; with
 %% not_pid, to one other than that pid (a copy that has moved on forwards to the live

@@ -146,7 +146,9 @@ def test_up_drive_pods_and_down(tmp_path: Path) -> None:
         by_env = hp("dump", "--json", run_dir=run_dir, env=env)
         assert sorted(json.loads(by_env.stdout)) == rooms, by_env.stderr
         assert hp("pod", "start", "1", run_dir=run_dir).returncode == 0
-        status = json.loads(hp("status", "--json", run_dir=run_dir).stdout)
+        after = hp("status", "--json", run_dir=run_dir)
+        assert after.returncode == 0, after.stderr
+        status = json.loads(after.stdout)
         assert len(status["pods"]) == 2 and status["local_pods_down"] == []
     finally:
         down = hp("down", run_dir=run_dir)
