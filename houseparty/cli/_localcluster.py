@@ -28,11 +28,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from houseparty._client import HouseParty
 from houseparty._errors import (
     AlreadyRunning,
     BadArgument,
     ClusterError,
     ErlangMissing,
+    HousePartyError,
     NotRunning,
     PortInUse,
 )
@@ -41,6 +43,7 @@ from houseparty.workers import worker_table
 
 __all__ = [
     "DEFAULT_BASE_PORT",
+    "DrainSummary",
     "LocalCluster",
     "PodSpec",
     "SidecarRuntime",
@@ -54,6 +57,16 @@ __all__ = [
 DEFAULT_BASE_PORT = 9100
 HOST = "127.0.0.1"
 _STATE_FILE = "cluster.json"
+
+
+@dataclass(frozen=True)
+class DrainSummary:
+    """What a pod's drain did, as its sidecar tells it: names moved, names it could not
+    move, seconds."""
+
+    moved: int
+    failed: int
+    seconds: float
 
 
 def default_run_dir() -> Path:
@@ -598,15 +611,18 @@ class LocalCluster:
             raise NotRunning(f"pod {index} is not running")
         return state, pod
 
-    def stop_pod(self, index: int, timeout: float = 120.0) -> None:
+    def stop_pod(self, index: int, timeout: float = 120.0) -> DrainSummary | None:
         """Drain pod ``index``: SIGTERM the Python node, then the sidecar, and wait for both.
-        NotRunning when neither runs."""
+        What the drain did, as the sidecar tells it once the Python node has left (None
+        when it cannot say). NotRunning when neither runs."""
         with self._locked():
             state, pod = self._running_pod(index)
             _terminate(pod.python_pid, timeout)
+            summary = _drain_summary(PodSpec(index, state.base_port, state.tag), state.cookie)
             _terminate(pod.sidecar_pid, timeout)
             pod.python_pid = pod.sidecar_pid = None
             self._save(state)
+        return summary
 
     def kill_pod(self, index: int) -> None:
         """SIGKILL both nodes of pod ``index``: its state is lost, its names restart elsewhere.
@@ -748,3 +764,17 @@ def _terminate(pid: int | None, timeout: float) -> None:
     if not _wait_gone(pid, timeout):
         _signal(pid, signal.SIGKILL)
         _wait_gone(pid, 5.0)
+
+
+def _drain_summary(spec: PodSpec, cookie: str) -> DrainSummary | None:
+    # The Python node's SIGTERM drained the pod; asked again, the sidecar answers what
+    # that drain did.
+    try:
+        with HouseParty(spec.sidecar_node, cookie=cookie) as hp:
+            answer = hp.rpc("hp_registry", "drain", [])
+    except HousePartyError:
+        return None
+    match {str(key): value for key, value in answer.items()} if isinstance(answer, dict) else {}:
+        case {"moved": int(moved), "failed": int(failed), "seconds": float(seconds)}:
+            return DrainSummary(moved, failed, seconds)
+    return None

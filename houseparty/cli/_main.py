@@ -261,10 +261,16 @@ def pod_stop(index: int, run_dir: Path | None) -> None:
     cluster = LocalCluster(run_dir)
     try:
         with console.status(f"draining pod {index}..."):
-            cluster.stop_pod(index)
+            summary = cluster.stop_pod(index)
     except HousePartyError as exc:
         _fail_for(exc)
-    console.print(f"pod {index} stopped")
+    if summary is None:
+        console.print(f"pod {index} stopped")
+    else:
+        console.print(
+            f"pod {index} stopped: {summary.moved:,} names moved, {summary.failed:,} "
+            f"could not move, in {summary.seconds:.2f} s"
+        )
 
 
 @pod.command("kill")

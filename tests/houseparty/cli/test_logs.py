@@ -57,6 +57,8 @@ def test_json_logs_at_notice_and_the_drain_summary_on_both_nodes(tmp_path: Path)
             # Both nodes tell of the same drain.
             names_on_2 = names_on_2 or drain["moved"]
             assert drain["moved"] == names_on_2
+        # And the command says so too.
+        assert f"pod 2 stopped: {names_on_2:,} names moved, 0 could not move" in stop.stdout
         assert hp("dump", "--json", run_dir=run_dir).stdout.count('"room') == len(rooms)
     finally:
         if cluster.is_running():
