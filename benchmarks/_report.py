@@ -59,7 +59,7 @@ class BenchSettings:
             scale_sizes=[2_000],
             calls=2_000,
             concurrency=100,
-            people=1_000,
+            people=3_000,
             walks=2_000,
             handoff=2_000,
             dump_sizes=[1_000],
