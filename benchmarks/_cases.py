@@ -36,6 +36,7 @@ from benchmarks._harness import (
     timed,
 )
 from houseparty._client import ROOM_MAX_LIMIT, AsyncHouseParty
+from houseparty._errors import ClusterError
 from houseparty.workers import DEFAULT_REPLICA_COPIES
 from py_nodes._terms import Atom
 
@@ -345,20 +346,25 @@ def _beside(python: dict[str, Any], beam: dict[str, Any]) -> dict[str, float]:
 
 def _start_baseline(cluster: BenchCluster, rooms: list[str], people: int) -> None:
     """The BEAM baseline's rooms and people, with the Python workers' names and sizes."""
-    cluster.on(
-        cluster.sidecars[0],
-        "hp_bench_house",
-        "add_rooms",
-        [[Atom(r) for r in rooms], ROOM_MAX_LIMIT],
-    )
+    answers = [
+        cluster.on(
+            cluster.sidecars[0],
+            "hp_bench_house",
+            "add_rooms",
+            [[Atom(r) for r in rooms], ROOM_MAX_LIMIT],
+        )
+    ]
     per = -(-people // len(cluster.sidecars))
-    cluster.on_each(
+    answers += cluster.on_each(
         [
             (sc, "hp_bench_house", "add_people", ["w", 1 + i * per, min(people, (i + 1) * per)])
             for i, sc in enumerate(cluster.sidecars)
             if 1 + i * per <= people
         ]
     )
+    for answer in answers:
+        if answer != Atom("ok"):
+            raise ClusterError(f"the BEAM baseline's rooms and people did not start: {answer!r}")
 
 
 def _beam_side_by_side(
