@@ -5,7 +5,9 @@ scale      start and register N processes (half rooms, half people) from every s
            once: processes/s, RSS of every node, bytes per process on each kind of node
 calls      gen_server:call from a separate erl node to a Python room versus a BEAM
            gen_server, sequential and concurrent
-walks      walk_into from Python clients and from an Erlang client, people already there
+walks      walk_into: the Python workers beside a BEAM baseline (``hp_bench_house.erl``), callers
+           looping on the sidecars; the reads beside it; the walk rate without replication;
+           and walk_into from Python clients and from an Erlang client
 handoff    graceful stop of one of three pods: time until every name is held again by a
            surviving pod, and how many rooms no longer answer
 dump       dump() over 10k and 100k rooms
@@ -34,6 +36,8 @@ from benchmarks._harness import (
     timed,
 )
 from houseparty._client import ROOM_MAX_LIMIT, AsyncHouseParty
+from houseparty._errors import ClusterError
+from houseparty.workers import DEFAULT_REPLICA_COPIES
 from py_nodes._terms import Atom
 
 __all__ = [
@@ -291,6 +295,142 @@ async def _python_walks(
             await hp.close()
 
 
+# Callers looping on the sidecars (spread over them) in the side-by-side walks and reads.
+SIDECAR_CALLERS = (3, 30)
+# The reads beside the BEAM baseline, by the name of their request in hp_bench_house:run/7.
+READS = {"who_is_in": "who_is_in", "where_is": "where_is", "get_person_room_log": "room_log"}
+
+
+def _loop(
+    cluster: BenchCluster,
+    impl: str,
+    op: str,
+    rooms: list[str],
+    people: int,
+    count: int,
+    callers: int,
+) -> dict[str, Any]:
+    """``count`` operations ``op`` through ``impl`` (beam: the baseline, python: the
+    houseparty API), from ``callers`` processes spread over the sidecars, on random rooms
+    and people w1..w<people>."""
+    sidecars = cluster.sidecars
+    calls = []
+    for i, sidecar in enumerate(sidecars):
+        mine = callers // len(sidecars) + (1 if i < callers % len(sidecars) else 0)
+        if mine:
+            args = [Atom(impl), Atom(op), [Atom(r) for r in rooms], "w", people]
+            calls.append(
+                (sidecar, "hp_bench_house", "run", [*args, max(1, count * mine // callers), mine])
+            )
+    answers = cluster.on_each(calls)
+    done = sum(int(a[0]) for a in answers)
+    # The callers of every sidecar start together; the slowest sidecar's time is the run's.
+    seconds = max(int(a[1]) for a in answers) / 1e6
+    lats = [float(x) for a in answers for x in a[2]]
+    return {
+        "operations": done,
+        "per_second": round(done / seconds, 1),
+        "p50_us": percentile(lats, 50),
+        "p99_us": percentile(lats, 99),
+        "errors": sum(int(a[3]) for a in answers),
+    }
+
+
+def _beside(python: dict[str, Any], beam: dict[str, Any]) -> dict[str, float]:
+    """The Python workers' rate and p99 as a multiple of the baseline's."""
+    return {
+        "ratio": round(python["per_second"] / beam["per_second"], 2),
+        "p99_ratio": round(python["p99_us"] / beam["p99_us"], 2) if beam["p99_us"] else 0.0,
+    }
+
+
+def _start_baseline(cluster: BenchCluster, rooms: list[str], people: int) -> None:
+    """The BEAM baseline's rooms and people, with the Python workers' names and sizes."""
+    answers = [
+        cluster.on(
+            cluster.sidecars[0],
+            "hp_bench_house",
+            "add_rooms",
+            [[Atom(r) for r in rooms], ROOM_MAX_LIMIT],
+        )
+    ]
+    per = -(-people // len(cluster.sidecars))
+    answers += cluster.on_each(
+        [
+            (sc, "hp_bench_house", "add_people", ["w", 1 + i * per, min(people, (i + 1) * per)])
+            for i, sc in enumerate(cluster.sidecars)
+            if 1 + i * per <= people
+        ]
+    )
+    for answer in answers:
+        if answer != Atom("ok"):
+            raise ClusterError(f"the BEAM baseline's rooms and people did not start: {answer!r}")
+
+
+def _beam_side_by_side(
+    cluster: BenchCluster, report: Reporter, rooms: list[str], people: int, count: int
+) -> dict[str, Any]:
+    """Walks and reads of the Python workers and of the BEAM baseline, in turn, at each
+    number of callers."""
+    report.step(f"walks: the BEAM baseline's {len(rooms)} rooms and {people:,} people")
+    _start_baseline(cluster, rooms, people)
+    walks = []
+    for callers in SIDECAR_CALLERS:
+        report.step(f"walks: {count:,} walks on the sidecars, {callers} callers, BEAM and Python")
+        beam = _loop(cluster, "beam", "walk", rooms, people, count, callers)
+        python = _loop(cluster, "python", "walk", rooms, people, count, callers)
+        walks.append({"callers": callers, "beam": beam, "python": python, **_beside(python, beam)})
+    reads = []
+    for callers in SIDECAR_CALLERS:
+        report.step(f"walks: {count:,} of each read on the sidecars, {callers} callers")
+        for read, op in READS.items():
+            beam = _loop(cluster, "beam", op, rooms, people, count, callers)
+            python = _loop(cluster, "python", op, rooms, people, count, callers)
+            reads.append(
+                {"read": read, "callers": callers, "beam": beam, "python": python}
+                | _beside(python, beam)
+            )
+    return {"sidecar_walks": walks, "reads": reads}
+
+
+def _without_replication(
+    workdir: Path,
+    driver: DriverBuild,
+    report: Reporter,
+    rooms: list[str],
+    people: int,
+    count: int,
+    settle: bool,
+) -> list[dict[str, Any]]:
+    """The Python workers' walks on the sidecars on a cluster that replicates nothing."""
+    report.step(f"walks: a second cluster with HP_REPLICA_COPIES=0, {people:,} people")
+    with bench_cluster(workdir, driver, log=report.step, replica_copies=0) as cluster:
+        _settle(cluster, report, settle)
+        cluster.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
+        _fill(cluster, report, "person", "w", people, len(rooms))
+        report.step(f"walks: {count:,} walks on the sidecars without replication")
+        return [
+            {"callers": c, **_loop(cluster, "python", "walk", rooms, people, count, c)}
+            for c in SIDECAR_CALLERS
+        ]
+
+
+def _replication(
+    with_copies: list[dict[str, Any]], without: list[dict[str, Any]]
+) -> dict[str, Any]:
+    rows = []
+    for on, off in zip(with_copies, without, strict=True):
+        rows.append(
+            {
+                "callers": on["callers"],
+                "with": on,
+                "without": off,
+                "ratio": round(on["per_second"] / off["per_second"], 2),
+            }
+        )
+    return {"copies": DEFAULT_REPLICA_COPIES, "rows": rows}
+
+
 def bench_walks(
     workdir: Path,
     driver: DriverBuild,
@@ -301,12 +441,17 @@ def bench_walks(
     settle: bool = True,
 ) -> dict[str, Any]:
     report.step(f"walks: a cluster holding {people:,} people")
-    with bench_cluster(workdir, driver, log=report.step) as cluster:
+    rooms = [f"hall{i}" for i in range(1, 101)]
+    with bench_cluster(
+        workdir, driver, log=report.step, replica_copies=DEFAULT_REPLICA_COPIES
+    ) as cluster:
         _settle(cluster, report, settle)
-        rooms = [f"hall{i}" for i in range(1, 101)]
         cluster.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
         _fill(cluster, report, "person", "w", people, len(rooms))
         result: dict[str, Any] = {"people": people, "rooms": len(rooms), "concurrency": concurrency}
+        # Before the client walks below, so that both sides' people have walked as often
+        # when their logs are read.
+        result |= _beam_side_by_side(cluster, report, rooms, people, count)
         report.step(f"walks: {count:,} walk_into from Python clients, {concurrency} at once")
         seconds, lats = asyncio.run(
             _python_walks(cluster.sidecars[0], cluster.cookie, rooms, people, count, concurrency)
@@ -331,6 +476,9 @@ def bench_walks(
             "p50_us": percentile([float(x) for x in erl_lats], 50),
             "p99_us": percentile([float(x) for x in erl_lats], 99),
         }
+    without = _without_replication(workdir, driver, report, rooms, people, count, settle)
+    with_copies = [{"callers": row["callers"], **row["python"]} for row in result["sidecar_walks"]]
+    result["replication"] = _replication(with_copies, without)
     return result
 
 

@@ -3,9 +3,10 @@
 A :class:`BenchCluster` is a local cluster of real pods started for one benchmark: its own
 temporary run folder, free ports and a random node-name suffix, so that it never meets a
 cluster anyone else runs on the machine, and it is always stopped (also on Ctrl-C).
-The Erlang half of the benchmarks, ``hp_bench_driver.erl`` beside this module, is compiled with
-``erlc`` once per run and loaded into every sidecar over rpc; the calls and walks
-benchmarks also run it on a separate ``erl -noshell -eval`` caller node.
+The Erlang half of the benchmarks, ``hp_bench_driver.erl`` and ``hp_bench_house.erl`` (the
+walks' BEAM baseline) beside this module, is compiled with ``erlc`` once per run and loaded
+into every sidecar over rpc; the calls and walks benchmarks also run the driver on a separate
+``erl -noshell -eval`` caller node.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 DRIVER = "hp_bench_driver"
+# Every module of the Erlang half, loaded into every sidecar.
+MODULES = (DRIVER, "hp_bench_house")
 LONG_TIMEOUT_S = 3600.0
 
 
@@ -111,25 +114,29 @@ def parse_erlang_term(text: str) -> Any:
 
 @dataclass(frozen=True)
 class DriverBuild:
-    """The compiled Erlang driver: ``ebin`` to put on a code path, ``beam`` to load."""
+    """The compiled Erlang half: ``ebin`` to put on a code path, ``beams`` (by module) to
+    load."""
 
     ebin: Path
-    beam: bytes
+    beams: dict[str, bytes]
 
     @classmethod
     def compile(cls, workdir: Path) -> DriverBuild:
-        source = Path(__file__).resolve().parent / f"{DRIVER}.erl"
         ebin = workdir / "ebin"
         ebin.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            ["erlc", "-o", str(ebin), str(source)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise ClusterError(f"erlc {source} failed: {done.stdout}{done.stderr}")
-        return cls(ebin, (ebin / f"{DRIVER}.beam").read_bytes())
+        beams = {}
+        for module in MODULES:
+            source = Path(__file__).resolve().parent / f"{module}.erl"
+            done = subprocess.run(
+                ["erlc", "-o", str(ebin), str(source)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise ClusterError(f"erlc {source} failed: {done.stdout}{done.stderr}")
+            beams[module] = (ebin / f"{module}.beam").read_bytes()
+        return cls(ebin, beams)
 
 
 class BenchCluster:
@@ -153,8 +160,9 @@ class BenchCluster:
         return [s.python_node for s in self.specs]
 
     def load_driver(self, sidecar: str) -> None:
-        filename = [ord(c) for c in f"{DRIVER}.beam"]
-        self.on(sidecar, "code", "load_binary", [Atom(DRIVER), filename, self.driver.beam])
+        for module, beam in self.driver.beams.items():
+            filename = [ord(c) for c in f"{module}.beam"]
+            self.on(sidecar, "code", "load_binary", [Atom(module), filename, beam])
 
     def on(self, sidecar: str, module: str, function: str, args: list[Any]) -> Any:
         """``erpc:call(Sidecar, M, F, A)`` through the client's sidecar, no time limit."""
@@ -306,16 +314,28 @@ def _free_base(pods: int) -> int:
 
 @contextmanager
 def bench_cluster(
-    workdir: Path, driver: DriverBuild, pods: int = 3, log: Callable[[str], None] | None = None
+    workdir: Path,
+    driver: DriverBuild,
+    pods: int = 3,
+    log: Callable[[str], None] | None = None,
+    replica_copies: int | None = None,
 ) -> Iterator[BenchCluster]:
-    """A fresh cluster of ``pods`` pods for one benchmark, stopped however the block ends."""
+    """A fresh cluster of ``pods`` pods for one benchmark, stopped however the block ends;
+    ``replica_copies`` sets its ``HP_REPLICA_COPIES`` (None: the product's default)."""
     run_dir = Path(tempfile.mkdtemp(prefix="cluster-", dir=workdir))
     runner = LocalCluster(run_dir)
     cookie = "bench_" + secrets.token_hex(8)
     tag = "_b" + secrets.token_hex(3)
     for attempt in range(5):
         try:
-            runner.up(pods=pods, cookie=cookie, base_port=_free_base(pods), tag=tag, timeout=120)
+            runner.up(
+                pods=pods,
+                cookie=cookie,
+                base_port=_free_base(pods),
+                tag=tag,
+                timeout=120,
+                replica_copies=replica_copies,
+            )
             break
         except PortInUse:
             if attempt == 4:

@@ -131,15 +131,50 @@ def _handoff(result: dict[str, Any], path: Path) -> None:
 def _walks(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axis = plt.subplots(figsize=(6, 4))
+    rows = result["sidecar_walks"]
+    callers = [str(r["callers"]) for r in rows]
+    without = {r["callers"]: r["without"] for r in result["replication"]["rows"]}
+    fig, (rate, latency, clients) = plt.subplots(1, 3, figsize=(16, 4.5))
+    width = 0.27
+    xs = range(len(rows))
+    sides = [
+        ("BEAM baseline", [r["beam"] for r in rows], "tab:gray"),
+        ("Python workers", [r["python"] for r in rows], "tab:blue"),
+        ("Python, no replication", [without[r["callers"]] for r in rows], "tab:cyan"),
+    ]
+    for k, (label, figures, color) in enumerate(sides):
+        rate.bar(
+            [x + (k - 1) * width for x in xs],
+            [f["per_second"] for f in figures],
+            width,
+            label=label,
+            color=color,
+        )
+    rate.set_xticks(list(xs), callers)
+    rate.set_xlabel("callers on the sidecars")
+    rate.set_ylabel("walks / s")
+    rate.set_title("walk rate")
+    rate.legend()
+    # Latency: p50 as the bar, p99 as the marker above it, BEAM next to Python.
+    for k, (label, figures, color) in enumerate(sides[:2]):
+        at = [x + (k - 0.5) * width for x in xs]
+        latency.bar(at, [f["p50_us"] for f in figures], width, label=f"{label} p50", color=color)
+        latency.plot(at, [f["p99_us"] for f in figures], "v", color=color, label=f"{label} p99")
+    latency.set_xticks(list(xs), callers)
+    latency.set_yscale("log")
+    latency.set_xlabel("callers on the sidecars")
+    latency.set_ylabel("walk latency (us)")
+    latency.set_title("walk latency next to the BEAM baseline")
+    latency.legend()
     whos = [("Python clients", "python"), ("erl client (rpc)", "erlang")]
-    axis.bar(
+    clients.bar(
         [w for w, _ in whos],
         [result[k]["per_second"] for _, k in whos],
         color=["tab:blue", "tab:orange"],
     )
-    axis.set_ylabel("walk_into / s")
-    axis.set_title(f"walks, {result['people']:,} people, {result['concurrency']} at once")
+    clients.set_ylabel("walk_into / s")
+    clients.set_title(f"from clients, {result['concurrency']} at once")
+    fig.suptitle(f"walks, {result['rooms']} rooms, {result['people']:,} people")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
