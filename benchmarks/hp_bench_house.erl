@@ -17,10 +17,10 @@
 %%   walk_into(Room, Person) -> ok | {error, destination_full | {unknown_room, Room}
 %%                                         | {bad_name, Name} | {unavailable, Reason}}
 %%       checks both names, looks the room up, finds the person (or registers and
-%%       starts it and puts it in its group), then looks the person up again and calls
-%%       it with {walk_into, Room}.
+%%       starts it and puts it in its group), then calls the person's pid found with
+%%       {walk_into, Room, RoomPid} (by name again only when that pid has gone).
 %%   who_is_in(Room) -> [Person] | {error, ...}            one lookup, one call
-%%   where_is(Person) -> Room | nil | {error, ...}         lookup, then lookup and call
+%%   where_is(Person) -> Room | nil | {error, ...}         one lookup, one call
 %%   get_person_room_log(Person) -> [{DateTime, Room}] | {error, ...}
 %%       the same; newest first, each time an Elixir %DateTime{} map as the Python
 %%       person gives it.
@@ -30,10 +30,11 @@
 %%   room:   {enter, Person} -> ok | {error, destination_full}    (ok if it is in already)
 %%           {leave, Person} -> ok
 %%           who_is_in -> {ok, [Person]}                           (sorted)
-%%   person: {walk_into, Room} -> ok | {error, ...}
-%%               looks the room up and enters it (a call), then looks its old room up
-%%               and leaves it (a call), then logs {Micros, Room}; the log keeps the
-%%               newest ?LOG_MAX walks. A walk into the room it stands in changes nothing.
+%%   person: {walk_into, Room, RoomPid} -> ok | {error, ...}
+%%               enters the room at RoomPid (a call; by name when that pid has gone),
+%%               then leaves its old room at the pid it entered it by (the same), then
+%%               logs {Micros, Room}; the log keeps the newest ?LOG_MAX walks. A walk into
+%%               the room it stands in changes nothing.
 %%           where_is -> Room | nil
 %%           room_log -> [{DateTime, Room}]
 %% Both take swarm's handoff messages ({swarm, begin_handoff} and the rest), so that a
@@ -76,6 +77,7 @@
 
 -record(room, {name :: name(), max :: pos_integer(), people = #{} :: #{name() => []}}).
 -record(person, {name :: name(), room = nil :: name() | nil,
+                 room_pid = undefined :: pid() | undefined,
                  log = queue:new() :: queue:queue({integer(), name()}),
                  logged = 0 :: non_neg_integer()}).
 
@@ -98,12 +100,13 @@ add_people(Prefix, From, To) ->
 
 -spec walk_into(name(), name()) -> ok | error().
 walk_into(Room, Person) ->
-    maybe_all([fun() -> check_name(Room) end, fun() -> check_name(Person) end,
-               fun() -> check_room_exists(Room) end],
+    maybe_all([fun() -> check_name(Room) end, fun() -> check_name(Person) end],
               fun() ->
-                      case ensure_person(Person) of
-                          ok -> person_call(Person, {walk_into, Room});
-                          Error -> Error
+                      case {room_pid(Room), ensure_person(Person)} of
+                          {{ok, RoomPid}, {ok, Pid}} ->
+                              person_call(Person, Pid, {walk_into, Room, RoomPid});
+                          {{ok, _}, Error} -> Error;
+                          {Error, _} -> Error
                       end
               end).
 
@@ -164,10 +167,10 @@ handle_call({leave, Person}, _From, Room = #room{people = People}) ->
     {reply, ok, Room#room{people = maps:remove(Person, People)}};
 handle_call(who_is_in, _From, Room = #room{people = People}) ->
     {reply, {ok, lists:sort(maps:keys(People))}, Room};
-handle_call({walk_into, Room}, _From, P = #person{room = Room}) ->
+handle_call({walk_into, Room, _RoomPid}, _From, P = #person{room = Room}) ->
     {reply, ok, P};
-handle_call({walk_into, Room}, _From, P = #person{}) ->
-    {Reply, P1} = walk(Room, P),
+handle_call({walk_into, Room, RoomPid}, _From, P = #person{}) ->
+    {Reply, P1} = walk(Room, RoomPid, P),
     {reply, Reply, P1};
 handle_call(where_is, _From, P = #person{room = Room}) ->
     {reply, Room, P};
@@ -195,9 +198,9 @@ handle_info(_Message, State) ->
 %% The person's own move, as the Python person runs it: enter the new room, leave the
 %% old one, log. The time of the log entry is taken before the room is entered (the
 %% Python person's intent).
-walk(Room, P = #person{name = Me, room = Old}) ->
+walk(Room, RoomPid, P = #person{name = Me, room = Old, room_pid = OldPid}) ->
     Micros = os:system_time(microsecond),
-    Entered = case call_name({bench_room, Room}, {enter, Me}) of
+    Entered = case call_found(RoomPid, {bench_room, Room}, {enter, Me}) of
                   {reply, Answer} -> Answer;
                   absent -> {error, {unknown_room, Room}};
                   {unavailable, Reason} -> {error, {unavailable, Reason}}
@@ -206,9 +209,9 @@ walk(Room, P = #person{name = Me, room = Old}) ->
         ok ->
             _ = case Old of
                     nil -> ok;
-                    _ -> call_name({bench_room, Old}, {leave, Me})
+                    _ -> call_found(OldPid, {bench_room, Old}, {leave, Me})
                 end,
-            {ok, log(Micros, Room, P#person{room = Room})};
+            {ok, log(Micros, Room, P#person{room = Room, room_pid = RoomPid})};
         {error, {unavailable, _}} = Unavailable ->
             %% The room may have taken the person in without saying so.
             _ = call_name({bench_room, Room}, {leave, Me}),
@@ -251,13 +254,13 @@ person_read(Person, Request, Nobody) ->
                       case find({bench_person, Person}) of
                           undefined -> Nobody;
                           {unavailable, _} = Unavailable -> {error, Unavailable};
-                          _ -> person_call(Person, Request)
+                          Pid -> person_call(Person, Pid, Request)
                       end
               end).
 
-check_room_exists(Room) ->
+room_pid(Room) ->
     case find({bench_room, Room}) of
-        Pid when is_pid(Pid) -> ok;
+        Pid when is_pid(Pid) -> {ok, Pid};
         undefined -> {error, {unknown_room, Room}};
         {unavailable, _} = Unavailable -> {error, Unavailable}
     end.
@@ -266,21 +269,32 @@ ensure_person(Person) ->
     Key = {bench_person, Person},
     case find(Key) of
         Pid when is_pid(Pid) ->
-            ok;
+            {ok, Pid};
         {unavailable, _} = Unavailable ->
             {error, Unavailable};
         undefined ->
             case hp_registry:whereis_or_register_name(Key, ?MODULE, start_person, [Person]) of
-                {ok, Pid} -> ok = hp_registry:join(?PEOPLE, Pid);
+                {ok, Pid} -> ok = hp_registry:join(?PEOPLE, Pid), {ok, Pid};
                 {error, Reason} -> {error, {unavailable, Reason}}
             end
     end.
 
-person_call(Person, Request) ->
-    case call_name({bench_person, Person}, Request) of
+person_call(Person, Pid, Request) ->
+    case call_found(Pid, {bench_person, Person}, Request) of
         {reply, Reply} -> Reply;
         absent -> {error, {unavailable, undefined}};
         {unavailable, Reason} -> {error, {unavailable, Reason}}
+    end.
+
+%% A call of the pid found a moment ago under Key, if any, and by name when it has gone
+%% (as hp_python:call_found/4).
+call_found(undefined, Key, Request) ->
+    call_name(Key, Request);
+call_found(Pid, Key, Request) ->
+    try gen_server:call(Pid, Request, ?CALL_TIMEOUT) of
+        Reply -> {reply, Reply}
+    catch
+        exit:{_, {gen_server, call, _}} -> call_name(Key, Request)
     end.
 
 %% A lookup, then a call of the pid found.
