@@ -15,12 +15,18 @@ and ``ok_simultaneous`` otherwise; one from a node already connected gets ``aliv
 
 Writes made while a batch of incoming events is handled are flushed once at its end
 (:meth:`Peers.end_batch`); others on the next turn of the event loop.
+
+With TLS settings (:mod:`py_nodes._tls`) every connection is TLS from its first byte, as
+with OTP's ``inet_tls_dist``; the distribution protocol above it does not change. An
+accepted socket is upgraded with ``start_tls`` rather than by the server itself, so that
+a refused peer (no certificate, another CA, a plain node) is logged with its cause.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Protocol
 
@@ -28,6 +34,7 @@ from py_nodes import _epmd
 from py_nodes._control import ControlEvent, Monitor, Tick
 from py_nodes._errors import NodeDown, PyNodesError
 from py_nodes._peer import EventHandler, PeerProtocol
+from py_nodes._tls import TlsConfig, describe_tls_error, plain_peer_hint
 
 __all__ = ["Peers", "Settings"]
 
@@ -51,6 +58,8 @@ class Settings(Protocol):
     def max_frame_size(self) -> int: ...
     @property
     def net_ticktime(self) -> float: ...
+    @property
+    def tls(self) -> TlsConfig | None: ...
 
 
 def _on_tick(peer: PeerProtocol, event: Tick) -> None:
@@ -84,6 +93,7 @@ class Peers:
         self._dirty: list[PeerProtocol] = []
         self._dispatching = False
         self._flush_handle: asyncio.Handle | None = None
+        self._tls_handshakes: set[asyncio.Task[None]] = set()  # accepted, not TLS yet
 
     @property
     def name(self) -> str:
@@ -114,12 +124,51 @@ class Peers:
     async def serve(self, host: str, port: int) -> asyncio.Server:
         """Accept connections from other nodes on ``host:port``."""
         loop = asyncio.get_running_loop()
-        return await loop.create_server(lambda: PeerProtocol(self), host, port)
+        if self._settings.tls is None:
+            return await loop.create_server(lambda: PeerProtocol(self), host, port)
+        return await loop.create_server(lambda: _TlsAcceptor(self), host, port)
+
+    def accept_tls(self, transport: asyncio.Transport) -> None:
+        """Upgrade an accepted socket to TLS, then hand it to a new peer; a failed TLS
+        handshake closes it, logged with its cause."""
+        task = asyncio.get_running_loop().create_task(self._accept_tls(transport))
+        self._tls_handshakes.add(task)
+        task.add_done_callback(self._tls_handshakes.discard)
+
+    async def _accept_tls(self, transport: asyncio.Transport) -> None:
+        tls = self._settings.tls
+        assert tls is not None
+        peer = PeerProtocol(self, tls=True)
+        address = transport.get_extra_info("peername")
+        try:
+            upgraded = await asyncio.get_running_loop().start_tls(
+                transport,
+                peer,
+                tls.server_context,
+                server_side=True,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        except (OSError, TimeoutError) as exc:
+            log.warning(
+                "refused a connection from %s: TLS handshake failed: %s%s",
+                _address(address),
+                describe_tls_error(exc),
+                plain_peer_hint(exc),
+            )
+            transport.abort()
+            return
+        if upgraded is None:  # the node stopped during the handshake
+            transport.abort()
+            return
+        peer.connection_made(upgraded)
 
     def close(self) -> None:
         """Flush what is waiting, give up connecting, close every connection."""
         self.flush()
-        for task in list(self._connecting.values()):
+        for task in [*self._connecting.values(), *self._tls_handshakes]:
             task.cancel()
         for peer in list(self._peers.values()):
             peer.close()
@@ -155,12 +204,29 @@ class Peers:
             if address is None:
                 raise NodeDown(f"epmd on {host} does not know {alive}")
             loop = asyncio.get_running_loop()
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: PeerProtocol(self, node_name), host, address.port),
-                self.handshake_timeout,
+            tls = self._settings.tls
+            connecting = (
+                loop.create_connection(lambda: PeerProtocol(self, node_name), host, address.port)
+                if tls is None
+                else loop.create_connection(
+                    lambda: PeerProtocol(self, node_name, tls=True),
+                    host,
+                    address.port,
+                    ssl=tls.client_context,
+                    ssl_handshake_timeout=self.handshake_timeout,
+                )
             )
+            _, proto = await asyncio.wait_for(connecting, self.handshake_timeout)
             ok = await proto.up
             refused = proto.handshake is not None and proto.handshake.status == "nok"
+        except (ssl.SSLError, ConnectionError) as exc:
+            log.warning(
+                "cannot connect to %s: TLS handshake failed: %s%s",
+                node_name,
+                describe_tls_error(exc),
+                plain_peer_hint(exc),
+            )
+            ok = refused = False
         except (OSError, PyNodesError, TimeoutError) as exc:
             log.warning("cannot connect to %s: %s", node_name, exc)
             ok = refused = False
@@ -277,3 +343,22 @@ class Peers:
             self._dirty = []
             for peer in dirty:
                 peer.flush()
+
+
+def _address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+class _TlsAcceptor(asyncio.Protocol):
+    """An accepted socket until its TLS handshake is done (:meth:`Peers.accept_tls`)."""
+
+    def __init__(self, peers: Peers) -> None:
+        self._peers = peers
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Hold the peer's first bytes in the socket until start_tls takes it over.
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self._peers.accept_tls(transport)
