@@ -5,8 +5,10 @@ It reads the pod's environment (``HOUSEPARTY_COOKIE``, ``POD_IP``, ``HP_PYTHON_N
 ``net_ticktime``, which every node that talks with them must share;
 ``HOUSEPARTY_WORKERS``: the worker classes of your own it can start, as
 ``[kind=]module:Class`` entries, see :mod:`houseparty.workers`; ``HP_REPLICA_COPIES``:
-how many other pods hold each worker's state, default 1, 0 for none), starts a hidden
-node with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
+how many other pods hold each worker's state, default 1, 0 for none; ``HP_TLS_DIR``: a
+folder in cert-manager's layout, ``tls.crt``, ``tls.key``, ``ca.crt``, for TLS
+distribution, which the sidecars must run too; unset: plain TCP), starts a hidden node
+with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
 sidecar to drain, so that every worker of this pod moves to the other pods with its
 state, and exits after that.
 
@@ -34,7 +36,7 @@ from houseparty._house import PersonWorker, RoomWorker
 from houseparty._rex import rex_call
 from houseparty._starter import WorkerStarter
 from houseparty.workers import Worker, worker_table
-from py_nodes import Node, PyNodesError
+from py_nodes import Node, PyNodesError, TlsConfig, TlsError
 from py_nodes._terms import Atom
 
 __all__ = ["PodConfig", "main", "run_pod"]
@@ -63,6 +65,16 @@ class PodConfig:
     workers: str = ""
     replica_copies: int = 1
     listen_ip: str = "127.0.0.1"  # POD_IP: where the Python node listens
+    tls_dir: str = ""  # HP_TLS_DIR: TLS distribution's certificates; "" for plain TCP
+
+    def tls(self) -> TlsConfig | None:
+        """The node's TLS settings, read from ``tls_dir``; None for plain distribution."""
+        if not self.tls_dir:
+            return None
+        try:
+            return TlsConfig.from_dir(self.tls_dir)
+        except TlsError as exc:
+            raise SystemExit(f"HP_TLS_DIR: {exc}") from None
 
     def worker_classes(self) -> dict[str, type[Worker]]:
         """The worker classes by kind: rooms, people and those of ``HOUSEPARTY_WORKERS``."""
@@ -87,6 +99,7 @@ class PodConfig:
             net_ticktime=_positive(env, "HP_NET_TICKTIME", "60"),
             workers=env.get("HOUSEPARTY_WORKERS", ""),
             replica_copies=_count(env, "HP_REPLICA_COPIES", "1"),
+            tls_dir=env.get("HP_TLS_DIR", ""),
         )
 
 
@@ -160,6 +173,7 @@ async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
         # The pod's own address only: distribution is for the pod's sidecar and peers.
         listen_host=config.listen_ip,
         net_ticktime=config.net_ticktime,
+        tls=config.tls(),
     )
     await node.start()
     node.spawn(

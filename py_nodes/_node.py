@@ -35,7 +35,7 @@ from py_nodes._control import (
 )
 from py_nodes._errors import CallExit, CallTimeout, NodeDown, NoProc, PyNodesError
 from py_nodes._genserver import GEN_CALL, GEN_CAST, GenServer, NoReply, Reply
-from py_nodes._peers import Peers
+from py_nodes._peers import Listener, Peers
 from py_nodes._process import NORMAL, P, Process
 from py_nodes._rpc import IoServer, Spawner
 from py_nodes._table import DOWN, NOCONNECTION, NOPROC, ProcessTable, name_atom
@@ -164,7 +164,7 @@ class Node:
             pending_store=table.pending_store,
             node_down=self._node_down,
         )
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._registration: _epmd.EpmdRegistration | None = None
         self._system_pid: Pid | None = None
         self._group_leader: Pid | None = None

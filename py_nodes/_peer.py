@@ -78,7 +78,6 @@ class PeerProtocol(asyncio.Protocol):
         self.tls = tls
         self._first_data = True
         self._closing = False  # we closed it ourselves
-        self._early = bytearray()  # TLS data that came before connection_made
         self.handshake: _handshake.Handshake | None = None
         self.conn: Connection | None = None
         self.transport: asyncio.Transport | None = None
@@ -108,18 +107,9 @@ class PeerProtocol(asyncio.Protocol):
         self._write_handshake()
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(host.handshake_timeout, self._handshake_timeout)
-        if self._early:
-            early = bytes(self._early)
-            self._early.clear()
-            self.data_received(early)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
-            return
-        if self.handshake is None:
-            # An accepted TLS socket: the peer wrote right after the TLS handshake, before
-            # start_tls returned the socket to us.
-            self._early += data
             return
         conn = self.conn
         if conn is None:

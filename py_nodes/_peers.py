@@ -18,14 +18,16 @@ Writes made while a batch of incoming events is handled are flushed once at its 
 
 With TLS settings (:mod:`py_nodes._tls`) every connection is TLS from its first byte, as
 with OTP's ``inet_tls_dist``; the distribution protocol above it does not change. An
-accepted socket is upgraded with ``start_tls`` rather than by the server itself, so that
-a refused peer (no certificate, another CA, a plain node) is logged with its cause.
+accepted socket's handshake is awaited here rather than inside an asyncio server, so
+that a refused peer (no certificate, another CA, a plain node) is logged with its cause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Protocol
@@ -36,7 +38,7 @@ from py_nodes._errors import NodeDown, PyNodesError
 from py_nodes._peer import EventHandler, PeerProtocol
 from py_nodes._tls import TlsConfig, describe_tls_error, plain_peer_hint
 
-__all__ = ["Peers", "Settings"]
+__all__ = ["Listener", "Peers", "Settings"]
 
 log = logging.getLogger("py_nodes.node")
 
@@ -121,35 +123,35 @@ class Peers:
 
     # -- listening and closing ------------------------------------------------------------
 
-    async def serve(self, host: str, port: int) -> asyncio.Server:
+    async def serve(self, host: str, port: int) -> Listener:
         """Accept connections from other nodes on ``host:port``."""
         loop = asyncio.get_running_loop()
         if self._settings.tls is None:
             return await loop.create_server(lambda: PeerProtocol(self), host, port)
-        return await loop.create_server(lambda: _TlsAcceptor(self), host, port)
+        listener = _TlsListener(self, socket.create_server((host, port)))
+        listener.start()
+        return listener
 
-    def accept_tls(self, transport: asyncio.Transport) -> None:
-        """Upgrade an accepted socket to TLS, then hand it to a new peer; a failed TLS
-        handshake closes it, logged with its cause."""
-        task = asyncio.get_running_loop().create_task(self._accept_tls(transport))
+    def accept_tls(self, sock: socket.socket, address: object) -> None:
+        """Take an accepted socket through the TLS handshake, then to a new peer; a
+        failed handshake closes it, logged with its cause."""
+        task = asyncio.get_running_loop().create_task(self._accept_tls(sock, address))
         self._tls_handshakes.add(task)
         task.add_done_callback(self._tls_handshakes.discard)
 
-    async def _accept_tls(self, transport: asyncio.Transport) -> None:
+    async def _accept_tls(self, sock: socket.socket, address: object) -> None:
         tls = self._settings.tls
         assert tls is not None
-        peer = PeerProtocol(self, tls=True)
-        address = transport.get_extra_info("peername")
         try:
-            upgraded = await asyncio.get_running_loop().start_tls(
-                transport,
-                peer,
-                tls.server_context,
-                server_side=True,
+            # The peer protocol sees connection_made only once the TLS handshake is done.
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: PeerProtocol(self, tls=True),
+                sock,
+                ssl=tls.server_context,
                 ssl_handshake_timeout=self.handshake_timeout,
             )
         except asyncio.CancelledError:
-            transport.abort()
+            sock.close()
             raise
         except (OSError, TimeoutError) as exc:
             log.warning(
@@ -158,12 +160,7 @@ class Peers:
                 describe_tls_error(exc),
                 plain_peer_hint(exc),
             )
-            transport.abort()
-            return
-        if upgraded is None:  # the node stopped during the handshake
-            transport.abort()
-            return
-        peer.connection_made(upgraded)
+            sock.close()
 
     def close(self) -> None:
         """Flush what is waiting, give up connecting, close every connection."""
@@ -351,14 +348,52 @@ def _address(address: object) -> str:
     return str(address)
 
 
-class _TlsAcceptor(asyncio.Protocol):
-    """An accepted socket until its TLS handshake is done (:meth:`Peers.accept_tls`)."""
+class Listener(Protocol):
+    """What :meth:`Peers.serve` returns: an :class:`asyncio.Server`, or its TLS twin."""
 
-    def __init__(self, peers: Peers) -> None:
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]: ...
+    def close(self) -> None: ...
+    async def wait_closed(self) -> None: ...
+
+
+class _TlsListener:
+    """A listening socket whose connections go through :meth:`Peers.accept_tls`.
+
+    asyncio's own TLS server would drop a failed handshake without telling anyone, so
+    sockets are accepted here and each handshake is awaited where its failure can be
+    logged."""
+
+    def __init__(self, peers: Peers, sock: socket.socket) -> None:
+        sock.setblocking(False)
         self._peers = peers
+        self._sock = sock
+        self._task: asyncio.Task[None] | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Hold the peer's first bytes in the socket until start_tls takes it over.
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()
-        self._peers.accept_tls(transport)
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return (self._sock,)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._accept())
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, address = await loop.sock_accept(self._sock)
+            except OSError as exc:  # out of file descriptors: wait, do not spin
+                log.warning("cannot accept a connection: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self._peers.accept_tls(sock, address)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._sock.close()
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -4,6 +4,11 @@ The run folder holds ``cluster.json`` (what runs, with OS pids) and one log file
 that ``up``, ``down``, ``pod stop|kill|start`` and ``status`` can be separate invocations.
 Graceful stops send SIGTERM, as Kubernetes does: first to the Python node, which asks its
 sidecar to drain every process to the other pods, then to the sidecar.
+
+With ``tls``, the run folder's ``tls/`` holds a throwaway CA's certificates, one folder per
+node and one for clients (``tls/client``), in cert-manager's layout
+(:mod:`houseparty._certs`): the sidecars run ``-proto_dist inet_tls`` with an
+``-ssl_dist_optfile`` beside their certificate, the Python nodes read ``HP_TLS_DIR``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from houseparty._certs import dist_optfile, make_certificates
 from houseparty._errors import (
     AlreadyRunning,
     ClusterError,
@@ -33,8 +39,10 @@ from houseparty._errors import (
     PortInUse,
 )
 from houseparty.workers import worker_table
+from py_nodes import TlsConfig
 
 __all__ = [
+    "CLIENT_CERTIFICATE",
     "DEFAULT_BASE_PORT",
     "LocalCluster",
     "PodSpec",
@@ -49,6 +57,9 @@ __all__ = [
 DEFAULT_BASE_PORT = 9100
 HOST = "127.0.0.1"
 _STATE_FILE = "cluster.json"
+_TLS_FOLDER = "tls"
+# The certificate every client of a local cluster (the CLI, HouseParty(...)) presents.
+CLIENT_CERTIFICATE = "client"
 
 
 def default_run_dir() -> Path:
@@ -176,6 +187,8 @@ class _ClusterState:
     workers_path: str = ""
     # HP_REPLICA_COPIES for the pods; None leaves the environment's.
     replica_copies: int | None = None
+    # TLS distribution, with the certificates in the run folder's tls/.
+    tls: bool = False
 
 
 def _check_worker_classes(setting: str, folder: str) -> None:
@@ -233,6 +246,15 @@ class LocalCluster:
     @property
     def state_path(self) -> Path:
         return self.run_dir / _STATE_FILE
+
+    def tls_dir(self, name: str) -> Path:
+        """The certificate folder of node ``name`` (its part before @) or of clients."""
+        return self.run_dir / _TLS_FOLDER / name
+
+    def client_tls(self) -> TlsConfig | None:
+        """The TLS settings a client of the running cluster needs; None when it is plain."""
+        state = self.state()
+        return TlsConfig.from_dir(self.tls_dir(CLIENT_CERTIFICATE)) if state.tls else None
 
     def log_path(self, node: str) -> Path:
         return self.run_dir / "logs" / f"{node.split('@')[0]}.log"
@@ -310,13 +332,15 @@ class LocalCluster:
         workers: Sequence[str] = (),
         runtimes: Mapping[int, SidecarRuntime] | None = None,
         replica_copies: int | None = None,
+        tls: bool = False,
     ) -> _ClusterState:
         """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs.
         ``workers`` are ``[kind=]module:Class`` worker classes for the pods, imported from
         the current folder (or the Python path); BadArgument if one cannot be.
         ``runtimes`` gives the sidecar of a pod (by index) another Erlang than ``erl``;
         ``replica_copies`` sets the pods' ``HP_REPLICA_COPIES`` (else the environment's,
-        else its default, 1)."""
+        else its default, 1). ``tls`` makes a throwaway CA and a certificate for each node
+        and for clients, and runs distribution over TLS."""
         self.check_erlang()
         setting = " ".join(workers)
         _check_worker_classes(setting, os.getcwd())
@@ -355,8 +379,17 @@ class LocalCluster:
             workers=setting,
             workers_path=os.getcwd() if setting else "",
             replica_copies=replica_copies,
+            tls=tls,
         )
         (self.run_dir / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
+        if tls:
+            names = [n.split("@")[0] for s in specs for n in (s.sidecar_node, s.python_node)]
+            issued = make_certificates(self.run_dir / _TLS_FOLDER, [*names, CLIENT_CERTIFICATE])
+            # For erl and iex nodes of the user's: -proto_dist inet_tls -ssl_dist_optfile.
+            _write_private(
+                issued[CLIENT_CERTIFICATE] / "dist.conf",
+                dist_optfile(issued[CLIENT_CERTIFICATE]),
+            )
         self._save(state)
         try:
             for spec in specs:
@@ -416,11 +449,21 @@ class LocalCluster:
 
     def _spawn_pod(self, state: _ClusterState, spec: PodSpec, *, only: str | None = None) -> None:
         env = self._env(state, spec)
+        sidecar_env, python_env = dict(env), dict(env)
+        python_env.pop("HP_TLS_DIR", None)
+        tls_args: list[str] = []
+        if state.tls:
+            sidecar_tls = self.tls_dir(spec.sidecar_node.split("@")[0])
+            optfile = sidecar_tls / "dist.conf"
+            _write_private(optfile, dist_optfile(sidecar_tls))
+            tls_args = ["-proto_dist", "inet_tls", "-ssl_dist_optfile", str(optfile)]
+            python_env["HP_TLS_DIR"] = str(self.tls_dir(spec.python_node.split("@")[0]))
         pod = state.pod_states[spec.index]
         sidecar_cmd = [
             *pod.runtime.command_prefix(),
             "-name",
             spec.sidecar_node,
+            *tls_args,
             "-noshell",
             "-noinput",
             "+t",
@@ -443,9 +486,11 @@ class LocalCluster:
         ]
         python_cmd = [sys.executable, "-m", "houseparty.pod", "--name", spec.python_node]
         if only in (None, "sidecar"):
-            pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
+            pod.sidecar_pid = self._spawn(
+                sidecar_cmd, sidecar_env, self.log_path(spec.sidecar_node)
+            )
         if only in (None, "python"):
-            pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
+            pod.python_pid = self._spawn(python_cmd, python_env, self.log_path(spec.python_node))
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> int:
         with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
@@ -593,6 +638,12 @@ class LocalCluster:
             _terminate(pod.sidecar_pid, timeout)
             pod.python_pid = pod.sidecar_pid = None
         self.state_path.unlink(missing_ok=True)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def _pod_state(index: int, runtime: SidecarRuntime | None) -> _PodState:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
 from houseparty._certs import dist_optfile, make_certificates, tls_files
 from py_nodes import Atom, GenServer, Node, Reply, TlsConfig, TlsError
@@ -238,3 +239,25 @@ async def test_a_plain_node_warns_that_it_is_unencrypted(
     await node.start()
     await node.stop()
     assert "unencrypted" not in warnings(caplog)
+
+
+def test_tls_on_uvloop(
+    cookie: str, certs: dict[str, Path], tls_erl: Callable[[str], ErlNode]
+) -> None:
+    """The pods' event loop: uvloop accepts, connects and refuses the same."""
+    erl = tls_erl("erl")
+    intruder = tls_erl("intruder")
+
+    async def exchange() -> None:
+        async with running_node(cookie, tls=tls(certs["py"])) as py:
+            py.spawn(Echo, name="echo")
+            for _ in range(5):  # fresh connections: each TLS handshake on an accepted socket
+                got = await erl.eval(f"gen_server:call({{echo, '{py.name}'}}, ping)")
+                assert got == Atom("ping")
+                await erl.eval(f"erlang:disconnect_node('{py.name}')")
+                while erl.name in py.nodes():  # until this side has seen it go
+                    await asyncio.sleep(0.01)
+            assert await py.ping(erl.name)  # and a connection this side makes
+            assert await intruder.eval(f"net_adm:ping('{py.name}')") == Atom("pang")
+
+    uvloop.run(exchange())
