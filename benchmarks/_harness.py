@@ -29,7 +29,7 @@ from typing import Any
 
 from houseparty._client import HouseParty, from_term
 from houseparty._errors import ClusterError, PortInUse
-from houseparty.cli._localcluster import LocalCluster, PodSpec
+from houseparty.cli._localcluster import CLIENT_CERTIFICATE, LocalCluster, PodSpec
 from py_nodes._terms import Atom
 
 __all__ = [
@@ -140,7 +140,11 @@ class BenchCluster:
         self.cookie = cookie
         self.driver = driver
         self.specs: list[PodSpec] = [spec for spec, _ in runner.pods()]
-        self.hp = HouseParty(self.specs[0].sidecar_node, cookie, timeout=LONG_TIMEOUT_S)
+        #: The client certificate's folder when the cluster runs TLS distribution.
+        self.tls_dir = runner.tls_dir(CLIENT_CERTIFICATE) if runner.state().tls else None
+        self.hp = HouseParty(
+            self.specs[0].sidecar_node, cookie, timeout=LONG_TIMEOUT_S, tls=self.tls_dir
+        )
         for spec in self.specs:
             self.load_driver(spec.sidecar_node)
 
@@ -251,12 +255,16 @@ class BenchCluster:
         """Runs ``eval_expr`` on a fresh hidden ``erl`` node that has the driver loaded."""
         name = f"hpbenchcaller_{secrets.token_hex(4)}@127.0.0.1"
         env = dict(os.environ, HOME=str(self.runner.run_dir / "home"))  # the cookie lives there
+        tls: list[str] = []
+        if self.tls_dir is not None:
+            tls = ["-proto_dist", "inet_tls", "-ssl_dist_optfile", str(self.tls_dir / "dist.conf")]
         done = subprocess.run(
             [
                 "erl",
                 "-noshell",
                 "-noinput",
                 "-hidden",
+                *tls,
                 "-name",
                 name,
                 "-pa",
@@ -306,16 +314,23 @@ def _free_base(pods: int) -> int:
 
 @contextmanager
 def bench_cluster(
-    workdir: Path, driver: DriverBuild, pods: int = 3, log: Callable[[str], None] | None = None
+    workdir: Path,
+    driver: DriverBuild,
+    pods: int = 3,
+    log: Callable[[str], None] | None = None,
+    tls: bool = False,
 ) -> Iterator[BenchCluster]:
-    """A fresh cluster of ``pods`` pods for one benchmark, stopped however the block ends."""
+    """A fresh cluster of ``pods`` pods for one benchmark, stopped however the block ends;
+    with ``tls``, its distribution runs over TLS (``houseparty up --tls``)."""
     run_dir = Path(tempfile.mkdtemp(prefix="cluster-", dir=workdir))
     runner = LocalCluster(run_dir)
     cookie = "bench_" + secrets.token_hex(8)
     tag = "_b" + secrets.token_hex(3)
     for attempt in range(5):
         try:
-            runner.up(pods=pods, cookie=cookie, base_port=_free_base(pods), tag=tag, timeout=120)
+            runner.up(
+                pods=pods, cookie=cookie, base_port=_free_base(pods), tag=tag, timeout=120, tls=tls
+            )
             break
         except PortInUse:
             if attempt == 4:

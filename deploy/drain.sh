@@ -22,6 +22,12 @@ timeout_s=40
 : "${POD_IP:=127.0.0.1}"
 : "${HP_SIDECAR_NODE:=sidecar@$POD_IP}"
 
+if [ -n "${HP_TLS_DIR:-}" ]; then
+    # erl_call speaks plain distribution only: over TLS a Python client node asks, with
+    # this pod's certificate, within the same budget.
+    exec timeout "$timeout_s" python -m houseparty.pod --drain
+fi
+
 # erl_call joins as a hidden node with a random name, calls, and leaves; the cookie goes
 # on its command line, which only this container's processes can read.
 if ! reply=$(erl_call -name "$HP_SIDECAR_NODE" -c "$HOUSEPARTY_COOKIE" -R \

@@ -26,6 +26,7 @@ fail() {
 : "${HP_PYTHON_NODE:=py@$POD_IP}"
 : "${HP_PYTHON_DIST_PORT:=9101}"
 : "${HP_NET_TICKTIME:=60}"
+: "${HP_TLS_DIR:=}"
 
 for node in "$HP_SIDECAR_NODE" "$HP_PYTHON_NODE"; do
     case "$node" in
@@ -44,7 +45,17 @@ case "$HP_NET_TICKTIME" in
 esac
 [ "$HP_NET_TICKTIME" -ge 1 ] || fail "HP_NET_TICKTIME must be at least 1, got '$HP_NET_TICKTIME'"
 
-export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_PYTHON_DIST_PORT HP_NET_TICKTIME
+if [ -n "$HP_TLS_DIR" ]; then
+    for file in tls.crt tls.key ca.crt; do
+        [ -r "$HP_TLS_DIR/$file" ] ||
+            fail "HP_TLS_DIR=$HP_TLS_DIR has no readable $file (mount the Secret houseparty-tls there)"
+    done
+else
+    echo "$me: HP_TLS_DIR is not set: distribution is plain TCP, unencrypted" >&2
+fi
+
+export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_PYTHON_DIST_PORT HP_NET_TICKTIME \
+    HP_TLS_DIR
 
 [ "$#" -gt 0 ] || set -- houseparty pod-node
 exec "$@"

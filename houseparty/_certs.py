@@ -26,6 +26,7 @@ __all__ = [
     "CERT_FILE",
     "KEY_FILE",
     "dist_optfile",
+    "env_tls_dir",
     "make_certificates",
     "tls_files",
 ]
@@ -44,6 +45,12 @@ _NODE_EXTENSIONS = "\n".join(
         "",
     ]
 )
+
+
+def env_tls_dir() -> str | None:
+    """The certificate folder a client of the CLI takes from the environment:
+    ``HOUSEPARTY_TLS_DIR``, else ``HP_TLS_DIR`` (a pod's own, for commands run in a pod)."""
+    return os.environ.get("HOUSEPARTY_TLS_DIR") or os.environ.get("HP_TLS_DIR") or None
 
 
 def tls_files(folder: Path) -> tuple[Path, Path, Path]:

@@ -10,7 +10,8 @@ folder in cert-manager's layout, ``tls.crt``, ``tls.key``, ``ca.crt``, for TLS
 distribution, which the sidecars must run too; unset: plain TCP), starts a hidden node
 with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
 sidecar to drain, so that every worker of this pod moves to the other pods with its
-state, and exits after that.
+state, and exits after that. ``python -m houseparty.pod --drain`` only asks the sidecar to
+drain and exits: the preStop hook's way on a pod with TLS distribution.
 
 When the connection to its sidecar goes (the sidecar crashed), its workers are orphans:
 their names restart on other pods from their replicas, and these copies could only
@@ -25,6 +26,7 @@ import contextlib
 import gc
 import logging
 import os
+import secrets
 import signal
 import sys
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ from houseparty.workers import Worker, worker_table
 from py_nodes import Node, PyNodesError, TlsConfig, TlsError
 from py_nodes._terms import Atom
 
-__all__ = ["PodConfig", "main", "run_pod"]
+__all__ = ["PodConfig", "drain_sidecar", "main", "run_pod"]
 
 log = logging.getLogger("houseparty.pod")
 
@@ -198,6 +200,48 @@ async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
     log.info("stopped")
 
 
+async def drain_sidecar(config: PodConfig) -> bool:
+    """Ask this pod's sidecar to drain, as a client node of its own: ``drain.sh`` on a pod
+    whose distribution is TLS, which ``erl_call`` cannot speak. True when it drained."""
+    host = config.sidecar_node.split("@", 1)[1]
+    node = Node(
+        f"hpdrain_{secrets.token_hex(4)}@{host}",
+        cookie=config.cookie,
+        listen_host=None,  # it only calls out
+        net_ticktime=config.net_ticktime,
+        tls=config.tls(),
+    )
+    await node.start()
+    try:
+        if not await node.connect(config.sidecar_node):
+            print(f"could not reach {config.sidecar_node}", file=sys.stderr)
+            return False
+        try:
+            result = await rex_call(
+                node,
+                config.sidecar_node,
+                "hp_registry",
+                "drain",
+                [],
+                node.whereis("net_kernel"),
+                DRAIN_TIMEOUT_S,
+            )
+        except PyNodesError as exc:
+            print(f"{config.sidecar_node} did not drain: {exc}", file=sys.stderr)
+            return False
+        drained = result == Atom("ok") or (
+            type(result) is tuple and bool(result) and result[0] == Atom("ok")
+        )
+        shown = result.name if isinstance(result, Atom) else repr(result)
+        outcome = "drained" if drained else "did not drain"
+        print(
+            f"{config.sidecar_node} {outcome}: {shown}", file=sys.stdout if drained else sys.stderr
+        )
+        return drained
+    finally:
+        await node.stop()
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO,
@@ -210,6 +254,8 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--name":
         env["HP_PYTHON_NODE"] = sys.argv[2]
     config = PodConfig.from_env(env)
+    if sys.argv[1:] == ["--drain"]:  # drain.sh, on a pod with TLS distribution
+        sys.exit(0 if asyncio.run(drain_sidecar(config)) else 1)
 
     async def runner() -> None:
         stop = asyncio.Event()

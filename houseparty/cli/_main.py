@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from houseparty._certs import env_tls_dir
 from houseparty._client import MAX_NAME, HouseParty, from_term
 from houseparty._errors import (
     AlreadyRegistered,
@@ -307,8 +308,9 @@ def _target(
     (repeatable), else ``HOUSEPARTY_NODES``, else every pod of the run folder's local
     cluster. Without any of them, a run folder with no cluster is an error: guessing a node
     name could reach another cluster on the same host. TLS: the folder
-    ``HOUSEPARTY_TLS_DIR`` names (``tls.crt``, ``tls.key``, ``ca.crt``), else the run
-    folder's client certificate when its cluster runs TLS and is the one asked; else none."""
+    ``HOUSEPARTY_TLS_DIR`` (or a pod's ``HP_TLS_DIR``) names (``tls.crt``, ``tls.key``,
+    ``ca.crt``), else the run folder's client certificate when its cluster runs TLS and is
+    the one asked; else none."""
     seeds = list(nodes) or _env_nodes()
     state = None
     if not seeds or cookie is None:
@@ -326,7 +328,7 @@ def _target(
         seeds = [PodSpec(i, state.base_port, state.tag).sidecar_node for i in state.pod_states]
     if cookie is None:
         cookie = state.cookie if state else resolve_cookie(None)
-    tls = os.environ.get("HOUSEPARTY_TLS_DIR") or None
+    tls = env_tls_dir()
     if tls is None and state is not None and state.tls:
         tls = str(LocalCluster(run_dir).tls_dir(CLIENT_CERTIFICATE))
     return seeds, cookie, tls
@@ -354,7 +356,7 @@ def _client(node: tuple[str, ...], cookie: str | None, run_dir: Path | None) -> 
     except HousePartyError as exc:
         _fail_for(exc)
     except TlsError as exc:
-        _fail(f"HOUSEPARTY_TLS_DIR or the run folder's certificates: {exc}")
+        _fail(f"the TLS certificates (HOUSEPARTY_TLS_DIR, or the run folder's): {exc}")
 
 
 def _api(

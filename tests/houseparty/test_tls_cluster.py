@@ -102,6 +102,7 @@ def test_the_run_folder_keeps_its_keys_private(tls_cluster: Cluster) -> None:
 def test_the_cli_uses_the_run_folders_certificates(tls_cluster: Cluster) -> None:
     env = {**os.environ, "HOUSEPARTY_RUN_DIR": str(tls_cluster.runner.run_dir)}
     env.pop("HOUSEPARTY_TLS_DIR", None)
+    env.pop("HP_TLS_DIR", None)
     run = [sys.executable, "-m", "houseparty.cli"]
     done = subprocess.run(
         [*run, "add-rooms", "cli-room"], env=env, capture_output=True, text=True, timeout=60
