@@ -104,7 +104,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def parse_erlang_term(text: str) -> Any:
-    """The ``{Count, Micros, [Lat]}`` tuples and lists the caller node writes with ``~p``."""
+    """The ``{Count, Micros, [Lat]}`` tuples and lists the caller node writes with ``~w``
+    (``~p`` would print a list of latencies that are all printable codes as a string)."""
     body = text.strip().rstrip(".")
     return ast.literal_eval(body.replace("{", "(").replace("}", ")"))
 
