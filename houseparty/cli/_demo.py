@@ -10,13 +10,14 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from houseparty._client import HouseParty
 from houseparty._errors import ErlangMissing
-from houseparty.cli._localcluster import LocalCluster, PodSpec
+from houseparty.cli._localcluster import CLIENT_CERTIFICATE, LocalCluster, PodSpec
 
 __all__ = ["IEX_SESSIONS", "run_demo"]
 
@@ -66,13 +67,15 @@ end
 """
 
 
-def _run_iex_lines(sidecar: str, cookie: str, lines: list[str]) -> None:
+def _run_iex_lines(sidecar: str, cookie: str, lines: list[str], tls: Path | None) -> None:
     elixir = shutil.which("elixir")
     if elixir is None:
         raise ErlangMissing("elixir is not installed: run scripts/setup.sh")
     name = f"demo_{secrets.token_hex(3)}@127.0.0.1"
+    # A TLS cluster: the client certificate's ssl_dist_optfile, as `houseparty up --tls` prints.
+    dist = [] if tls is None else ["--erl", f"-proto_dist inet_tls -ssl_dist_optfile {tls}"]
     subprocess.run(
-        [elixir, "--name", name, "--cookie", cookie, "-e", _ELIXIR_RUNNER, sidecar, *lines],
+        [elixir, "--name", name, "--cookie", cookie, *dist, "-e", _ELIXIR_RUNNER, sidecar, *lines],
         check=True,
     )
 
@@ -93,21 +96,22 @@ def run_demo(cluster: LocalCluster, console: Console, pause: Callable[[], None])
     state = cluster.state()
     specs = [spec for spec, _ in cluster.pods()]
     sidecar = specs[0].sidecar_node
+    client = cluster.tls_dir(CLIENT_CERTIFICATE) if state.tls else None
     for step, (title, lines) in enumerate(IEX_SESSIONS, start=1):
         console.rule(f"[bold]{step}. {title}")
-        _run_iex_lines(sidecar, state.cookie, lines)
+        _run_iex_lines(sidecar, state.cookie, lines, client and client / "dist.conf")
         pause()
 
     leaving: PodSpec = specs[1] if len(specs) > 1 else specs[0]
     console.rule(
         f"[bold]4. A graceful stop of pod {leaving.index}: its processes move, with their state"
     )
-    with HouseParty(sidecar, cookie=state.cookie) as hp:
+    with HouseParty(sidecar, cookie=state.cookie, tls=client) as hp:
         before, where_before = _state(hp), _placement(hp)
     with console.status(f"draining pod {leaving.index} ({leaving.sidecar_node})..."):
         cluster.stop_pod(leaving.index)
     survivor = next(s for s in specs if s.index != leaving.index).sidecar_node
-    with HouseParty(survivor, cookie=state.cookie) as hp:
+    with HouseParty(survivor, cookie=state.cookie, tls=client) as hp:
         after, where_after = _state(hp), _placement(hp)
     moved = Table(title=f"processes that lived on pod {leaving.index}")
     for column in ("name", "was on", "now on"):
