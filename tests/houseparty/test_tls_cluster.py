@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from houseparty import AsyncHouseParty, CookieRefused, HouseParty
+from houseparty import AsyncHouseParty, ClusterError, CookieRefused, HouseParty
 from houseparty._certs import dist_optfile, make_certificates
 from houseparty.cli._localcluster import CLIENT_CERTIFICATE, LocalCluster
 from py_nodes import Atom
@@ -202,3 +202,41 @@ def test_a_plain_cluster_warns_that_distribution_is_unencrypted(tmp_path: Path) 
         assert not (cluster.runner.run_dir / "tls").exists()
     finally:
         cluster.runner.down(timeout=60)
+
+
+def test_up_tls_from_the_command_line(tmp_path: Path) -> None:
+    """``houseparty up --tls`` says so and prints the iex line with the client's optfile;
+    ``status`` and ``down`` then reach the pods over TLS with nothing more given."""
+    env = {**os.environ, "HOUSEPARTY_RUN_DIR": str(tmp_path / "run")}
+    for name in ("HOUSEPARTY_TLS_DIR", "HP_TLS_DIR", "HOUSEPARTY_NODES"):
+        env.pop(name, None)
+    run = [sys.executable, "-m", "houseparty.cli"]
+    base = str(free_base_port(1))
+    tag = "_" + os.urandom(3).hex()
+    done = subprocess.run(
+        [*run, "up", "--tls", "--detach", "--pods", "1", "--base-port", base, "--name-suffix", tag],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        assert "distribution over TLS" in done.stdout
+        assert "-proto_dist inet_tls -ssl_dist_optfile" in done.stdout
+        status = subprocess.run(
+            [*run, "status", "--json"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert status.returncode == 0, status.stderr
+        assert f"py1{tag}" in status.stdout
+    finally:
+        subprocess.run([*run, "down"], env=env, capture_output=True, timeout=120)
+
+
+def test_without_openssl_tls_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no openssl there
+    with pytest.raises(ClusterError, match="openssl not found on PATH"):
+        make_certificates(tmp_path / "tls", ["pod"])
+    assert not (tmp_path / "tls" / "pod").exists()
