@@ -5,7 +5,8 @@ Each node gets a folder in cert-manager's layout, the one the deploy mounts from
 0600 and every folder 0700. The CA's own key is deleted once the certificates are signed:
 nothing can join the cluster later but what was issued now.
 
-Keys are P-256 (fast handshakes). A certificate names its node (CN) and carries
+Keys are P-256 (fast handshakes); certificates are valid for 30 days, a local cluster's
+life. A certificate names its node (CN) and carries
 ``localhost`` and ``127.0.0.1``, though no node checks host names (see
 :mod:`py_nodes._tls`): membership is a certificate from this CA.
 """

@@ -128,7 +128,8 @@ class Peers:
         loop = asyncio.get_running_loop()
         if self._settings.tls is None:
             return await loop.create_server(lambda: PeerProtocol(self), host, port)
-        listener = _TlsListener(self, socket.create_server((host, port)))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = _TlsListener(self, socket.create_server((host, port), family=family))
         listener.start()
         return listener
 
@@ -216,16 +217,16 @@ class Peers:
             _, proto = await asyncio.wait_for(connecting, self.handshake_timeout)
             ok = await proto.up
             refused = proto.handshake is not None and proto.handshake.status == "nok"
-        except (ssl.SSLError, ConnectionError) as exc:
-            log.warning(
-                "cannot connect to %s: TLS handshake failed: %s%s",
-                node_name,
-                describe_tls_error(exc),
-                plain_peer_hint(exc),
-            )
-            ok = refused = False
         except (OSError, PyNodesError, TimeoutError) as exc:
-            log.warning("cannot connect to %s: %s", node_name, exc)
+            if self._settings.tls is not None and isinstance(exc, _TLS_HANDSHAKE_FAILURES):
+                log.warning(
+                    "cannot connect to %s: TLS handshake failed: %s%s",
+                    node_name,
+                    describe_tls_error(exc),
+                    plain_peer_hint(exc),
+                )
+            else:
+                log.warning("cannot connect to %s: %s", node_name, exc)
             ok = refused = False
         try:
             on_its_way = node_name not in self._accepting and node_name not in self._peers
@@ -340,6 +341,11 @@ class Peers:
             self._dirty = []
             for peer in dirty:
                 peer.flush()
+
+
+# What a TLS handshake fails with: OpenSSL's errors, or the peer closing the socket on
+# us (a plain node, or one that does not trust our certificate).
+_TLS_HANDSHAKE_FAILURES = (ssl.SSLError, ConnectionResetError, ConnectionAbortedError)
 
 
 def _address(address: object) -> str:
