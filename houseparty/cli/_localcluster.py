@@ -39,7 +39,6 @@ from houseparty._errors import (
     PortInUse,
 )
 from houseparty.workers import worker_table
-from py_nodes import TlsConfig
 
 __all__ = [
     "CLIENT_CERTIFICATE",
@@ -250,11 +249,6 @@ class LocalCluster:
     def tls_dir(self, name: str) -> Path:
         """The certificate folder of node ``name`` (its part before @) or of clients."""
         return self.run_dir / _TLS_FOLDER / name
-
-    def client_tls(self) -> TlsConfig | None:
-        """The TLS settings a client of the running cluster needs; None when it is plain."""
-        state = self.state()
-        return TlsConfig.from_dir(self.tls_dir(CLIENT_CERTIFICATE)) if state.tls else None
 
     def log_path(self, node: str) -> Path:
         return self.run_dir / "logs" / f"{node.split('@')[0]}.log"
