@@ -210,11 +210,17 @@ async def test_plain_and_tls_nodes_refuse_each_other_at_once(
             started = time.monotonic()
             assert not await a.connect(b.name)
             assert time.monotonic() - started < REFUSED_WITHIN_S, (a.name, b.name)
+        # A plain erl node reads our ClientHello as the length of a handshake message and
+        # waits for the rest until its own net_setuptime (7 s) ends the connection.
+        started = time.monotonic()
+        assert not await py_tls.connect(plain_erl.name)
+        assert time.monotonic() - started < py_tls.handshake_timeout + 1.0
     text = warnings(caplog)
     # The plain node says the peer speaks TLS; the TLS node says the peer is plain.
     assert "it speaks TLS distribution, this node plain distribution" in text
     assert "speaks plain distribution" in text
     assert "a TLS node does that to a plain one" in text
+    assert f"cannot connect to {plain_erl.name}: TLS handshake failed: the peer closed" in text
 
 
 def test_unusable_tls_settings_are_named(certs: dict[str, Path], tmp_path: Path) -> None:
