@@ -39,7 +39,7 @@ case "$cmd" in
             .venv/bin/pytest -q -p no:cacheprovider tests/otp27
             PATH="$PWD/scripts/otp27/bin:$PATH" .venv/bin/pytest -q -p no:cacheprovider \
                 tests/py_nodes/test_{aliases,codec_erlang,gen_server,links_monitors,memory}.py \
-                tests/py_nodes/test_{python_nodes,robustness,roundtrip,rpc,spawn_remote}.py
+                tests/py_nodes/test_{python_nodes,robustness,roundtrip,rpc,spawn_remote,tls}.py
         else
             echo "skipped: scripts/setup-otp27.sh did not make the OTP 27 root (see above)"
         fi

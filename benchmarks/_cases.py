@@ -4,10 +4,12 @@
 scale      start and register N processes (half rooms, half people) from every sidecar at
            once: processes/s, RSS of every node, bytes per process on each kind of node
 calls      gen_server:call from a separate erl node to a Python room versus a BEAM
-           gen_server, sequential and concurrent
+           gen_server, sequential and concurrent; plain TCP and TLS distribution, one
+           cluster each
 walks      walk_into: the Python workers beside a BEAM baseline (``hp_bench_house.erl``), callers
            looping on the sidecars; the reads beside it; the walk rate without replication;
-           and walk_into from Python clients and from an Erlang client
+           and walk_into from Python clients and from an Erlang client, over plain TCP and
+           over TLS distribution
 handoff    graceful stop of one of three pods: time until every name is held again by a
            surviving pod, and how many rooms no longer answer
 dump       dump() over 10k and 100k rooms
@@ -235,8 +237,34 @@ def _latency_stats(count: int, micros: int, lats: list[int]) -> dict[str, float]
 def bench_calls(
     workdir: Path, driver: DriverBuild, report: Reporter, count: int, concurrency: int
 ) -> dict[str, Any]:
-    report.step("calls: a Python room and a BEAM gen_server, called from a separate erl node")
-    with bench_cluster(workdir, driver, log=report.step) as cluster:
+    """The plain figures at the top level, the TLS ones under ``tls``, and TLS's rate over
+    plain's under ``tls_vs_plain``."""
+    result: dict[str, Any] = {}
+    for tls in (False, True):
+        figures = _calls(workdir, driver, report, count, concurrency, tls)
+        if tls:
+            result["tls"] = figures
+        else:
+            result.update(figures)
+    result["tls_vs_plain"] = {
+        f"{side}_{mode}": round(
+            result["tls"][side][mode]["calls_per_second"] / result[side][mode]["calls_per_second"],
+            2,
+        )
+        for side in ("python", "beam")
+        for mode in ("sequential", "concurrent")
+    }
+    return result
+
+
+def _calls(
+    workdir: Path, driver: DriverBuild, report: Reporter, count: int, concurrency: int, tls: bool
+) -> dict[str, Any]:
+    transport = "TLS" if tls else "plain"
+    report.step(
+        f"calls ({transport}): a Python room and a BEAM gen_server, called from a separate erl node"
+    )
+    with bench_cluster(workdir, driver, log=report.step, tls=tls) as cluster:
         cluster.hp.add_rooms(["bench_room"])
         # The BEAM worker on the sidecar of the room's own pod, so that both calls cross
         # one distribution hop of the same kind.
@@ -246,8 +274,8 @@ def bench_calls(
         cluster.on(sidecar, "hp_bench_driver", "start_echo", [])
         out = cluster.runner.run_dir / "calls.out"
         report.step(
-            f"calls: {count:,} sequential, then {count:,} from {concurrency} callers, "
-            "to each worker"
+            f"calls ({transport}): {count:,} sequential, then {count:,} from {concurrency} "
+            "callers, to each worker"
         )
         cluster.caller_node(
             f'hp_bench_driver:calls_main(["{out}", "{sidecar}", "bench_room", '
@@ -270,7 +298,13 @@ def bench_calls(
 
 
 async def _python_walks(
-    node: str, cookie: str, rooms: list[str], people: int, count: int, concurrency: int
+    node: str,
+    cookie: str,
+    tls: Path | None,
+    rooms: list[str],
+    people: int,
+    count: int,
+    concurrency: int,
 ) -> tuple[float, list[float]]:
     lats: list[float] = []
     counter = iter(range(count))
@@ -283,7 +317,7 @@ async def _python_walks(
             lats.append((time.perf_counter() - t0) * 1e6)
 
     # A few clients (each one distribution connection), the walkers shared among them.
-    clients = [AsyncHouseParty(node, cookie) for _ in range(min(4, concurrency))]
+    clients = [AsyncHouseParty(node, cookie, tls=tls) for _ in range(min(4, concurrency))]
     for hp in clients:
         await hp.connect()
     try:
@@ -440,21 +474,64 @@ def bench_walks(
     concurrency: int,
     settle: bool = True,
 ) -> dict[str, Any]:
-    report.step(f"walks: a cluster holding {people:,} people")
+    """With plain distribution: the Python workers beside the BEAM baseline and their
+    reads, the walk rate without replication, and the walks of clients. The clients' walks
+    again over TLS under ``tls``, and TLS's rate over plain's under ``tls_vs_plain``."""
     rooms = [f"hall{i}" for i in range(1, 101)]
+    result = _walks(workdir, driver, report, rooms, people, count, concurrency, settle, tls=False)
+    without = _without_replication(workdir, driver, report, rooms, people, count, settle)
+    with_copies = [{"callers": row["callers"], **row["python"]} for row in result["sidecar_walks"]]
+    result["replication"] = _replication(with_copies, without)
+    result["tls"] = _walks(
+        workdir, driver, report, rooms, people, count, concurrency, settle, tls=True
+    )
+    result["tls_vs_plain"] = {
+        side: round(result["tls"][side]["per_second"] / result[side]["per_second"], 2)
+        for side in ("python", "erlang")
+    }
+    return result
+
+
+def _walks(
+    workdir: Path,
+    driver: DriverBuild,
+    report: Reporter,
+    rooms: list[str],
+    people: int,
+    count: int,
+    concurrency: int,
+    settle: bool,
+    *,
+    tls: bool,
+) -> dict[str, Any]:
+    """One cluster's walks: on plain distribution, the BEAM baseline beside the Python
+    workers first; then walk_into from Python clients and from an erl client."""
+    transport = "TLS" if tls else "plain"
+    report.step(f"walks ({transport}): a cluster holding {people:,} people")
     with bench_cluster(
-        workdir, driver, log=report.step, replica_copies=DEFAULT_REPLICA_COPIES
+        workdir, driver, log=report.step, replica_copies=DEFAULT_REPLICA_COPIES, tls=tls
     ) as cluster:
         _settle(cluster, report, settle)
         cluster.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
         _fill(cluster, report, "person", "w", people, len(rooms))
         result: dict[str, Any] = {"people": people, "rooms": len(rooms), "concurrency": concurrency}
-        # Before the client walks below, so that both sides' people have walked as often
-        # when their logs are read.
-        result |= _beam_side_by_side(cluster, report, rooms, people, count)
-        report.step(f"walks: {count:,} walk_into from Python clients, {concurrency} at once")
+        if not tls:
+            # Before the client walks below, so that both sides' people have walked as
+            # often when their logs are read.
+            result |= _beam_side_by_side(cluster, report, rooms, people, count)
+        report.step(
+            f"walks ({transport}): {count:,} walk_into from Python clients, {concurrency} at once"
+        )
         seconds, lats = asyncio.run(
-            _python_walks(cluster.sidecars[0], cluster.cookie, rooms, people, count, concurrency)
+            _python_walks(
+                cluster.sidecars[0],
+                cluster.cookie,
+                cluster.tls_dir,
+                rooms,
+                people,
+                count,
+                concurrency,
+            )
         )
         result["python"] = {
             "walks": len(lats),
@@ -462,7 +539,10 @@ def bench_walks(
             "p50_us": percentile(lats, 50),
             "p99_us": percentile(lats, 99),
         }
-        report.step(f"walks: {count:,} walk_into from an erl client (rpc), {concurrency} at once")
+        report.step(
+            f"walks ({transport}): {count:,} walk_into from an erl client (rpc), "
+            f"{concurrency} at once"
+        )
         out = cluster.runner.run_dir / "walks.out"
         cluster.caller_node(
             f'hp_bench_driver:walks_main(["{out}", "{cluster.sidecars[0]}", '
@@ -476,9 +556,6 @@ def bench_walks(
             "p50_us": percentile([float(x) for x in erl_lats], 50),
             "p99_us": percentile([float(x) for x in erl_lats], 99),
         }
-    without = _without_replication(workdir, driver, report, rooms, people, count, settle)
-    with_copies = [{"callers": row["callers"], **row["python"]} for row in result["sidecar_walks"]]
-    result["replication"] = _replication(with_copies, without)
     return result
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from houseparty._client import HouseParty, from_term
 from houseparty._errors import ClusterError, PortInUse
-from houseparty.cli._localcluster import LocalCluster, PodSpec
+from houseparty.cli._localcluster import CLIENT_CERTIFICATE, LocalCluster, PodSpec
 from py_nodes._terms import Atom
 
 __all__ = [
@@ -107,7 +107,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def parse_erlang_term(text: str) -> Any:
-    """The ``{Count, Micros, [Lat]}`` tuples and lists the caller node writes with ``~p``."""
+    """The ``{Count, Micros, [Lat]}`` tuples and lists the caller node writes with ``~w``
+    (``~p`` would print a list of latencies that are all printable codes as a string)."""
     body = text.strip().rstrip(".")
     return ast.literal_eval(body.replace("{", "(").replace("}", ")"))
 
@@ -147,7 +148,11 @@ class BenchCluster:
         self.cookie = cookie
         self.driver = driver
         self.specs: list[PodSpec] = [spec for spec, _ in runner.pods()]
-        self.hp = HouseParty(self.specs[0].sidecar_node, cookie, timeout=LONG_TIMEOUT_S)
+        #: The client certificate's folder when the cluster runs TLS distribution.
+        self.tls_dir = runner.tls_dir(CLIENT_CERTIFICATE) if runner.state().tls else None
+        self.hp = HouseParty(
+            self.specs[0].sidecar_node, cookie, timeout=LONG_TIMEOUT_S, tls=self.tls_dir
+        )
         for spec in self.specs:
             self.load_driver(spec.sidecar_node)
 
@@ -259,12 +264,16 @@ class BenchCluster:
         """Runs ``eval_expr`` on a fresh hidden ``erl`` node that has the driver loaded."""
         name = f"hpbenchcaller_{secrets.token_hex(4)}@127.0.0.1"
         env = dict(os.environ, HOME=str(self.runner.run_dir / "home"))  # the cookie lives there
+        tls: list[str] = []
+        if self.tls_dir is not None:
+            tls = ["-proto_dist", "inet_tls", "-ssl_dist_optfile", str(self.tls_dir / "dist.conf")]
         done = subprocess.run(
             [
                 "erl",
                 "-noshell",
                 "-noinput",
                 "-hidden",
+                *tls,
                 "-name",
                 name,
                 "-pa",
@@ -319,9 +328,11 @@ def bench_cluster(
     pods: int = 3,
     log: Callable[[str], None] | None = None,
     replica_copies: int | None = None,
+    tls: bool = False,
 ) -> Iterator[BenchCluster]:
     """A fresh cluster of ``pods`` pods for one benchmark, stopped however the block ends;
-    ``replica_copies`` sets its ``HP_REPLICA_COPIES`` (None: the product's default)."""
+    ``replica_copies`` sets its ``HP_REPLICA_COPIES`` (None: the product's default); with
+    ``tls``, its distribution runs over TLS (``houseparty up --tls``)."""
     run_dir = Path(tempfile.mkdtemp(prefix="cluster-", dir=workdir))
     runner = LocalCluster(run_dir)
     cookie = "bench_" + secrets.token_hex(8)
@@ -335,6 +346,7 @@ def bench_cluster(
                 tag=tag,
                 timeout=120,
                 replica_copies=replica_copies,
+                tls=tls,
             )
             break
         except PortInUse:

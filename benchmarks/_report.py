@@ -289,6 +289,16 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
     ]
 
 
+# TLS distribution may cost Python calls at most this share of their plain rate.
+TLS_CALLS_TARGET = 0.7
+
+
+def _ratio(result: dict[str, Any], key: str) -> str:
+    """A TLS/plain rate of the calls benchmark, against its target."""
+    ratio = result["tls_vs_plain"][key]
+    return f"{ratio} {_check(ratio >= TLS_CALLS_TARGET)}"
+
+
 def tables(name: str, result: dict[str, Any]) -> list[Table]:
     """The tables of one benchmark's result, with the targets beside the figures."""
     if name == "scale":
@@ -368,24 +378,29 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
         return out
     if name == "calls":
         rows = []
-        for mode in ("sequential", "concurrent"):
-            py, beam = result["python"][mode], result["beam"][mode]
-            rows.append(
-                [
-                    f"{mode} ({1 if mode == 'sequential' else result['concurrency']})",
-                    _n(py["calls_per_second"]),
-                    _n(beam["calls_per_second"]),
-                    _n(py["p50_us"]),
-                    _n(beam["p50_us"]),
-                    _n(py["p99_us"]),
-                    _n(beam["p99_us"]),
-                    result[f"ratio_{mode}"],
-                ]
-            )
+        for transport, figures in (("plain", result), ("TLS", result["tls"])):
+            for mode in ("sequential", "concurrent"):
+                py, beam = figures["python"][mode], figures["beam"][mode]
+                rows.append(
+                    [
+                        transport,
+                        f"{mode} ({1 if mode == 'sequential' else figures['concurrency']})",
+                        _n(py["calls_per_second"]),
+                        _n(beam["calls_per_second"]),
+                        _n(py["p50_us"]),
+                        _n(beam["p50_us"]),
+                        _n(py["p99_us"]),
+                        _n(beam["p99_us"]),
+                        figures[f"ratio_{mode}"],
+                        "" if transport == "plain" else _ratio(result, f"python_{mode}"),
+                    ]
+                )
         return [
             _table(
-                "calls: gen_server:call from an erl node, Python worker vs BEAM worker",
+                "calls: gen_server:call from an erl node, Python worker vs BEAM worker, "
+                "plain TCP and TLS distribution",
                 [
+                    "distribution",
                     "callers",
                     "python calls/s",
                     "beam calls/s",
@@ -394,6 +409,7 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
                     "python p99 us",
                     "beam p99 us",
                     "beam/python",
+                    f"python TLS/plain >= {TLS_CALLS_TARGET}",
                 ],
                 rows,
             )
@@ -402,20 +418,23 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
         sides = (("Python clients", "python"), ("erl client (rpc)", "erlang"))
         rows = [
             [
+                transport,
                 who,
-                _n(result[key]["walks"]),
-                _n(result[key]["per_second"]),
-                _n(result[key]["p50_us"]),
-                _n(result[key]["p99_us"]),
+                _n(figures[key]["walks"]),
+                _n(figures[key]["per_second"]),
+                _n(figures[key]["p50_us"]),
+                _n(figures[key]["p99_us"]),
+                "" if transport == "plain" else str(result["tls_vs_plain"][key]),
             ]
+            for transport, figures in (("plain", result), ("TLS", result["tls"]))
             for who, key in sides
         ]
         return [
             *_baseline_tables(result),
             _table(
                 f"walks: walk_into with {result['people']:,} people, "
-                f"{result['concurrency']} at once",
-                ["from", "walks", "walks/s", "p50 us", "p99 us"],
+                f"{result['concurrency']} at once, plain TCP and TLS distribution",
+                ["distribution", "from", "walks", "walks/s", "p50 us", "p99 us", "TLS/plain"],
                 rows,
             ),
         ]

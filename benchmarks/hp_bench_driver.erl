@@ -28,7 +28,7 @@
 %%   snapshot()              the longest message queues and most common current functions
 %%                           of this node's processes, to see what a slow run waits on.
 %%
-%% On the caller node (erl -eval; each writes its result with ~p to OutFile and halts):
+%% On the caller node (erl -eval; each writes its result with ~w to OutFile and halts):
 %%   calls_main([OutFile, Sidecar, Room, Count, Concurrency])
 %%       gen_server:call(Pid, who_is_in) to the Python room Room and to hp_bench_echo on
 %%       Sidecar, Count calls one after the other, then Count calls shared by Concurrency
@@ -285,7 +285,7 @@ rotate(N, List) ->
     B ++ A.
 
 finish(OutFile, Result) ->
-    ok = file:write_file(OutFile, io_lib:format("~p.~n", [Result])),
+    ok = file:write_file(OutFile, io_lib:format("~w.~n", [Result])),
     halt(0).
 
 %% {Count, Micros, [LatencyMicros]} for Count calls one after the other.

@@ -4,7 +4,8 @@
 # waits for it. Only then does the kubelet send SIGTERM to the Python node, which finds
 # nothing left to hand off; the sidecar, a native sidecar, is stopped last.
 #
-#   drain.sh        exit 0 once the sidecar answered ok, 1 otherwise
+#   drain.sh        exit 0 once the sidecar answered that every name moved
+#                   (#{failed => 0, moved => N, seconds => S}), 1 otherwise
 #
 # timeout_s is the drain budget; terminationGracePeriodSeconds in deploy/k8s must exceed
 # it (see "Drain budget" in deploy/README.md, and tests/deploy which checks it).
@@ -22,6 +23,12 @@ timeout_s=40
 : "${POD_IP:=127.0.0.1}"
 : "${HP_SIDECAR_NODE:=sidecar@$POD_IP}"
 
+if [ -n "${HP_TLS_DIR:-}" ]; then
+    # erl_call speaks plain distribution only: over TLS a Python client node asks, with
+    # this pod's certificate, within the same budget.
+    exec timeout "$timeout_s" python -m houseparty.pod --drain
+fi
+
 # erl_call joins as a hidden node with a random name, calls, and leaves. Without -c it
 # reads the cookie from $HOME/.erlang.cookie: a file of a fresh folder of this script's
 # own (written by printf, the shell's own, not a process), never a command line, where
@@ -35,7 +42,7 @@ if ! reply=$(HOME="$home" erl_call -name "$HP_SIDECAR_NODE" -R \
     exit 1
 fi
 case "$reply" in
-    ok | "{ok,"*)
+    *"failed => 0,"*)
         echo "$me: $HP_SIDECAR_NODE drained: $reply"
         ;;
     *)

@@ -28,6 +28,7 @@ fail() {
 : "${HP_NET_TICKTIME:=60}"
 : "${HP_LOG_LEVEL:=info}"
 : "${HP_LOG_FORMAT:=text}"
+: "${HP_TLS_DIR:=}"
 
 for node in "$HP_SIDECAR_NODE" "$HP_PYTHON_NODE"; do
     case "$node" in
@@ -54,9 +55,17 @@ case "$HP_LOG_FORMAT" in
     text | json) ;;
     *) fail "HP_LOG_FORMAT must be text or json, got '$HP_LOG_FORMAT'" ;;
 esac
+if [ -n "$HP_TLS_DIR" ]; then
+    for file in tls.crt tls.key ca.crt; do
+        [ -r "$HP_TLS_DIR/$file" ] ||
+            fail "HP_TLS_DIR=$HP_TLS_DIR has no readable $file (mount the Secret houseparty-tls there)"
+    done
+else
+    echo "$me: HP_TLS_DIR is not set: distribution is plain TCP, unencrypted" >&2
+fi
 
 export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_PYTHON_DIST_PORT HP_NET_TICKTIME \
-    HP_LOG_LEVEL HP_LOG_FORMAT
+    HP_LOG_LEVEL HP_LOG_FORMAT HP_TLS_DIR
 
 [ "$#" -gt 0 ] || set -- houseparty pod-node
 exec "$@"

@@ -42,6 +42,7 @@ fail() {
 : "${HP_NET_TICKTIME:=60}"
 : "${HP_LOG_LEVEL:=info}"
 : "${HP_LOG_FORMAT:=text}"
+: "${HP_TLS_DIR:=}"
 sa_namespace_file=/var/run/secrets/kubernetes.io/serviceaccount/namespace
 if [ -z "${HP_K8S_NAMESPACE:-}" ] && [ -r "$sa_namespace_file" ]; then
     HP_K8S_NAMESPACE=$(cat "$sa_namespace_file")
@@ -89,10 +90,20 @@ if [ "$HP_CLUSTER_STRATEGY" = k8s_dns ] && [ -z "$HP_K8S_SERVICE" ]; then
     fail "HP_CLUSTER_STRATEGY=k8s_dns needs HP_K8S_SERVICE (the headless service's DNS name)"
 fi
 
+if [ -n "$HP_TLS_DIR" ]; then
+    case "$HP_TLS_DIR" in
+        *[\"\\]*) fail "HP_TLS_DIR must hold no quote or backslash, got '$HP_TLS_DIR'" ;;
+    esac
+    for file in tls.crt tls.key ca.crt; do
+        [ -r "$HP_TLS_DIR/$file" ] ||
+            fail "HP_TLS_DIR=$HP_TLS_DIR has no readable $file (mount the Secret houseparty-tls there)"
+    done
+fi
+
 export HOUSEPARTY_COOKIE POD_IP HP_SIDECAR_NODE HP_PYTHON_NODE HP_SIDECAR_DIST_PORT \
     HP_PYTHON_DIST_PORT HP_HEALTH_PORT HP_HEALTH_IP HP_CLUSTER_STRATEGY HP_CLUSTER_HOSTS HP_K8S_SERVICE \
     HP_K8S_NAMESPACE HP_K8S_SELECTOR HP_K8S_MODE HP_NODE_BASENAME HP_POLL_INTERVAL_MS \
-    HP_PLACEMENT_WHITELIST HP_PLACEMENT_BLACKLIST HP_NET_TICKTIME HP_LOG_LEVEL HP_LOG_FORMAT
+    HP_PLACEMENT_WHITELIST HP_PLACEMENT_BLACKLIST HP_NET_TICKTIME HP_LOG_LEVEL HP_LOG_FORMAT HP_TLS_DIR
 
 # The release's vm.args.src holds ${HP_SIDECAR_NODE}, ${HP_SIDECAR_DIST_PORT} and
 # ${HP_NET_TICKTIME}; the relx start script substitutes them at every start (a plain
@@ -109,5 +120,22 @@ export ERL_CRASH_DUMP="$run_dir/erl_crash.dump"
 # who lists the processes would see it (printf is the shell's own, not a process).
 export HOME="$run_dir"
 (umask 0377 && printf '%s' "$HOUSEPARTY_COOKIE" >"$run_dir/.erlang.cookie")
+# TLS distribution: the whole connection is TLS, both sides show a certificate of the
+# cluster's CA (verify_peer, fail_if_no_peer_cert). Host names are not checked: node names
+# carry pod IPs, which one certificate shared by every pod cannot list. erlexec reads
+# ERL_FLAGS, so the release's start script passes these on to the VM. The certificates
+# are read when the VM starts: a rotated Secret takes effect on the next restart.
+if [ -n "$HP_TLS_DIR" ]; then
+    optfile="$run_dir/ssl_dist.conf"
+    files="{certfile, \"$HP_TLS_DIR/tls.crt\"}, {keyfile, \"$HP_TLS_DIR/tls.key\"}, {cacertfile, \"$HP_TLS_DIR/ca.crt\"}"
+    cat >"$optfile" <<OPTS
+[{server, [$files, {verify, verify_peer}, {fail_if_no_peer_cert, true}]},
+ {client, [$files, {verify, verify_peer},
+           {customize_hostname_check, [{match_fun, fun(_, _) -> true end}]}]}].
+OPTS
+    export ERL_FLAGS="-proto_dist inet_tls -ssl_dist_optfile $optfile"
+else
+    echo "$me: HP_TLS_DIR is not set: distribution is plain TCP, unencrypted" >&2
+fi
 
 exec "$@"

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient
+from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient, TlsSettings
 from houseparty._errors import ApiError, BadArgument, DestinationFull, Unavailable, UnknownRoom
 from py_nodes._terms import Atom
 
@@ -164,7 +164,9 @@ def _and(names: list[str]) -> str:
 class AsyncHouseParty(AsyncClient):
     """The asyncio client. ``node`` is a sidecar of the cluster, or a list of them to use
     in turn (seeds); ``client_host`` names and binds this client's node on that address,
-    for a client whose address differs from the sidecars' host."""
+    for a client whose address differs from the sidecars' host; ``tls`` (a folder holding
+    ``tls.crt``, ``tls.key`` and ``ca.crt``, or a :class:`~py_nodes.TlsConfig`) connects
+    over TLS distribution, to a cluster that runs it."""
 
     async def _api(self, function: str, *args: Any) -> Any:
         # Each call of the API gives the same result when it runs twice (adding rooms and
@@ -249,8 +251,11 @@ class HouseParty(SyncClient):
         *,
         timeout: float = CALL_TIMEOUT_S,
         client_host: str | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
-        self._client = AsyncHouseParty(node, cookie, timeout=timeout, client_host=client_host)
+        self._client = AsyncHouseParty(
+            node, cookie, timeout=timeout, client_host=client_host, tls=tls
+        )
         super().__init__(self._client)
 
     def add_rooms(self, rooms: str | Iterable[str], *, max: int | None = None) -> None:

@@ -9,16 +9,29 @@ import logging
 import secrets
 import threading
 from collections.abc import Coroutine, Sequence
-from typing import Any, Self, TypeVar
+from os import PathLike
+from typing import Any, Self, TypeAlias, TypeVar
 
 from houseparty._errors import ApiError, ConnectError, CookieRefused, NotConnected, Timeout
 from houseparty._rex import rex_call
-from py_nodes import CallExit, CallTimeout, ConnectionLost, Node, NodeDown, PyNodesError
+from py_nodes import (
+    CallExit,
+    CallTimeout,
+    ConnectionLost,
+    Node,
+    NodeDown,
+    PyNodesError,
+    TlsConfig,
+)
 from py_nodes._terms import Atom
 
-__all__ = ["CALL_TIMEOUT_S", "AsyncClient", "SyncClient"]
+__all__ = ["CALL_TIMEOUT_S", "AsyncClient", "SyncClient", "TlsSettings"]
 
 T = TypeVar("T")
+
+#: A client's TLS settings: a :class:`~py_nodes.TlsConfig`, or a folder in cert-manager's
+#: layout (``tls.crt``, ``tls.key``, ``ca.crt``).
+TlsSettings: TypeAlias = TlsConfig | str | PathLike[str]
 
 CALL_TIMEOUT_S = 60.0
 HOST = "127.0.0.1"
@@ -35,6 +48,9 @@ class AsyncClient:
     address and has it listen there, for a client whose address differs from the
     sidecars' host (another network namespace, another machine); by default the client
     takes the first sidecar's host for its name and listens nowhere: it only calls out.
+    ``tls`` (a :class:`~py_nodes.TlsConfig`, or a folder holding ``tls.crt``, ``tls.key``
+    and ``ca.crt``) connects over TLS distribution, to a cluster that runs it; raises
+    :class:`~py_nodes.TlsError` when the files cannot be used.
     """
 
     def __init__(
@@ -44,6 +60,7 @@ class AsyncClient:
         *,
         timeout: float = CALL_TIMEOUT_S,
         client_host: str | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.seeds = [node] if isinstance(node, str) else list(node)
         if not self.seeds:
@@ -58,6 +75,7 @@ class AsyncClient:
             cookie=cookie,
             port=0,
             listen_host=client_host,
+            tls=tls if tls is None or isinstance(tls, TlsConfig) else TlsConfig.from_dir(tls),
         )
         self._started = False
         self._connected = False
@@ -79,7 +97,11 @@ class AsyncClient:
         refused = [seed for seed in candidates if await self._node.listed_by_epmd(seed)]
         await self.close()
         if refused:
-            raise CookieRefused(f"{', '.join(refused)} refused this client: is the cookie right?")
+            raise CookieRefused(
+                f"{', '.join(refused)} refused this client: is the cookie right, and does the "
+                f"client speak {'TLS' if self._node.tls else 'plain'} distribution as the "
+                "cluster does?"
+            )
         raise ConnectError(f"cannot reach {_listing(candidates)} (is the cluster running?)")
 
     async def close(self) -> None:

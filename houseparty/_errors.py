@@ -9,7 +9,8 @@
     │   ├── NotRunning               no live cluster in the run folder
     │   └── PortInUse                a port the cluster needs is taken
     ├── ConnectError                 no seed node of the cluster can be reached
-    │   └── CookieRefused            a seed node is up but refused this client's cookie
+    │   └── CookieRefused            a seed node is up but refused this client (its cookie,
+    │                                or TLS settings that differ from the cluster's)
     ├── Timeout                      no answer within the client's timeout (it may have run)
     ├── NotConnected                 the client is not connected: before connect, after close
     └── ApiError                     the cluster refused a request; ``.reason`` is the term
@@ -79,7 +80,8 @@ class ConnectError(HousePartyError):
 
 
 class CookieRefused(ConnectError):
-    """A seed node is up (epmd knows it) but refused this client: the cookie is wrong."""
+    """A seed node is up (epmd knows it) but refused this client: the cookie is wrong, or
+    the client's distribution (TLS or plain, its certificate) is not the cluster's."""
 
 
 class Timeout(HousePartyError):

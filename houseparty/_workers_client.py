@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient
+from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient, TlsSettings
 from houseparty._errors import (
     AlreadyRegistered,
     ApiError,
@@ -102,7 +102,8 @@ def _registered(name: str, kind: str, result: Any) -> Pid:
 class AsyncWorkers(AsyncClient):
     """The asyncio client of workers of your own. ``node`` is any sidecar of the cluster;
     ``timeout`` bounds each request to it, ``client_host`` names and binds this client's
-    node on that address (for a client on another host or network namespace)."""
+    node on that address (for a client on another host or network namespace); ``tls``
+    connects over TLS distribution, as :class:`~houseparty.AsyncHouseParty`'s does."""
 
     async def register(self, name: str, kind: str, *args: Any) -> Pid:
         """Start a worker of ``kind`` (a class the pods know) registered as ``name``, on
@@ -210,8 +211,11 @@ class Workers(SyncClient):
         *,
         timeout: float = CALL_TIMEOUT_S,
         client_host: str | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
-        self._workers = AsyncWorkers(node, cookie, timeout=timeout, client_host=client_host)
+        self._workers = AsyncWorkers(
+            node, cookie, timeout=timeout, client_host=client_host, tls=tls
+        )
         super().__init__(self._workers)
 
     def register(self, name: str, kind: str, *args: Any) -> Pid:

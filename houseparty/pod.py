@@ -7,10 +7,13 @@ It reads the pod's environment (``HOUSEPARTY_COOKIE``, ``POD_IP``, ``HP_PYTHON_N
 ``[kind=]module:Class`` entries, see :mod:`houseparty.workers`; ``HP_REPLICA_COPIES``:
 how many other pods hold each worker's state, default 1, 0 for none;
 ``HP_PERSON_LOG_MAX``: how many walks a person's log keeps, the newest, default 10,000;
-``HP_LOG_LEVEL`` and ``HP_LOG_FORMAT``: see :mod:`houseparty._logsetup`), starts a
-hidden node with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it
-asks the sidecar to drain, so that every worker of this pod moves to the other pods with
-its state, and exits after that.
+``HP_LOG_LEVEL`` and ``HP_LOG_FORMAT``: see :mod:`houseparty._logsetup`; ``HP_TLS_DIR``:
+a folder in cert-manager's layout, ``tls.crt``, ``tls.key``, ``ca.crt``, for TLS
+distribution, which the sidecars must run too; unset: plain TCP), starts a hidden node
+with ``hp_workers`` registered, and connects to its sidecar. On SIGTERM it asks the
+sidecar to drain, so that every worker of this pod moves to the other pods with its
+state, and exits after that. ``python -m houseparty.pod --drain`` only asks the sidecar to
+drain and exits: the preStop hook's way on a pod with TLS distribution.
 
 When the connection to its sidecar goes (the sidecar crashed), its workers are orphans:
 their names restart on other pods from their replicas, and these copies could only
@@ -25,9 +28,11 @@ import contextlib
 import gc
 import logging
 import os
+import secrets
 import signal
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import uvloop
 
@@ -37,10 +42,10 @@ from houseparty._logsetup import NOTICE, configure_logging
 from houseparty._rex import rex_call
 from houseparty._starter import WorkerStarter
 from houseparty.workers import Worker, worker_table
-from py_nodes import Node, PyNodesError
+from py_nodes import Node, PyNodesError, TlsConfig, TlsError
 from py_nodes._terms import Atom
 
-__all__ = ["PodConfig", "main", "run_pod"]
+__all__ = ["PodConfig", "drain_sidecar", "main", "run_pod"]
 
 log = logging.getLogger("houseparty.pod")
 
@@ -75,6 +80,16 @@ class PodConfig:
     replica_copies: int = 1
     listen_ip: str = "127.0.0.1"  # POD_IP: where the Python node listens
     person_log_max: int = DEFAULT_PERSON_LOG_MAX
+    tls_dir: str = ""  # HP_TLS_DIR: TLS distribution's certificates; "" for plain TCP
+
+    def tls(self) -> TlsConfig | None:
+        """The node's TLS settings, read from ``tls_dir``; None for plain distribution."""
+        if not self.tls_dir:
+            return None
+        try:
+            return TlsConfig.from_dir(self.tls_dir)
+        except TlsError as exc:
+            raise SystemExit(f"HP_TLS_DIR: {exc}") from None
 
     def worker_classes(self) -> dict[str, type[Worker]]:
         """The worker classes by kind: rooms, people and those of ``HOUSEPARTY_WORKERS``."""
@@ -100,6 +115,7 @@ class PodConfig:
             workers=env.get("HOUSEPARTY_WORKERS", ""),
             replica_copies=_count(env, "HP_REPLICA_COPIES", "1"),
             person_log_max=_at_least_one(env, "HP_PERSON_LOG_MAX", str(DEFAULT_PERSON_LOG_MAX)),
+            tls_dir=env.get("HP_TLS_DIR", ""),
         )
 
 
@@ -168,23 +184,32 @@ async def _drain(node: Node, sidecar: str) -> None:
     except PyNodesError as exc:
         log.error("drain through %s failed: %s", sidecar, exc)
         return
+    summary = _summary(result)
+    if summary is None:
+        log.warning("drain through %s answered %r", sidecar, result)
+        return
+    moved, failed, seconds = summary
+    log.log(
+        NOTICE,
+        "drain through %s done: %d names moved, %d failed, in %.2f s",
+        sidecar,
+        moved,
+        failed,
+        seconds,
+        extra={"event": "drain", "moved": moved, "failed": failed, "seconds": seconds},
+    )
+
+
+def _summary(result: Any) -> tuple[int, int, float] | None:
+    """The names moved and failed and the seconds of the sidecar's drain answer."""
     match result:
         case {
             _Summary.moved: int(moved),
             _Summary.failed: int(failed),
             _Summary.seconds: float(seconds),
         }:
-            log.log(
-                NOTICE,
-                "drain through %s done: %d names moved, %d failed, in %.2f s",
-                sidecar,
-                moved,
-                failed,
-                seconds,
-                extra={"event": "drain", "moved": moved, "failed": failed, "seconds": seconds},
-            )
-        case _:
-            log.warning("drain through %s answered %r", sidecar, result)
+            return moved, failed, seconds
+    return None
 
 
 async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
@@ -198,6 +223,7 @@ async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
         # The pod's own address only: distribution is for the pod's sidecar and peers.
         listen_host=config.listen_ip,
         net_ticktime=config.net_ticktime,
+        tls=config.tls(),
     )
     await node.start()
     node.spawn(
@@ -222,6 +248,51 @@ async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
     log.info("stopped")
 
 
+async def drain_sidecar(config: PodConfig) -> bool:
+    """Ask this pod's sidecar to drain, as a client node of its own: ``drain.sh`` on a pod
+    whose distribution is TLS, which ``erl_call`` cannot speak. True when it drained."""
+    host = config.sidecar_node.split("@", 1)[1]
+    node = Node(
+        f"hpdrain_{secrets.token_hex(4)}@{host}",
+        cookie=config.cookie,
+        listen_host=None,  # it only calls out
+        net_ticktime=config.net_ticktime,
+        tls=config.tls(),
+    )
+    await node.start()
+    try:
+        if not await node.connect(config.sidecar_node):
+            print(f"could not reach {config.sidecar_node}", file=sys.stderr)
+            return False
+        try:
+            result = await rex_call(
+                node,
+                config.sidecar_node,
+                "hp_registry",
+                "drain",
+                [],
+                node.whereis("net_kernel"),
+                DRAIN_TIMEOUT_S,
+            )
+        except PyNodesError as exc:
+            print(f"{config.sidecar_node} did not drain: {exc}", file=sys.stderr)
+            return False
+        summary = _summary(result)
+        if summary is None:
+            print(f"{config.sidecar_node} did not drain: {result!r}", file=sys.stderr)
+            return False
+        moved, failed, seconds = summary
+        drained = failed == 0
+        print(
+            f"{config.sidecar_node} {'drained' if drained else 'did not drain'}: "
+            f"{moved} names moved, {failed} failed, in {seconds:.2f} s",
+            file=sys.stdout if drained else sys.stderr,
+        )
+        return drained
+    finally:
+        await node.stop()
+
+
 def main() -> None:
     env = dict(os.environ)
     configure_logging(env)
@@ -230,6 +301,8 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--name":
         env["HP_PYTHON_NODE"] = sys.argv[2]
     config = PodConfig.from_env(env)
+    if sys.argv[1:] == ["--drain"]:  # drain.sh, on a pod with TLS distribution
+        sys.exit(0 if asyncio.run(drain_sidecar(config)) else 1)
 
     async def runner() -> None:
         stop = asyncio.Event()

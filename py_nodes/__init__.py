@@ -7,9 +7,15 @@ node type 72, no PUBLISHED flag): ``erl`` lists it in ``nodes(hidden)``.
 Node::
 
     node = Node("py1@127.0.0.1", cookie="secret", port=0,      # 0: any free port
-                max_frame_size=64 * 2**20, net_ticktime=60.0, handshake_timeout=10.0)
+                max_frame_size=64 * 2**20, net_ticktime=60.0, handshake_timeout=10.0,
+                tls=TlsConfig("node.crt", "node.key", "ca.crt"))    # None: plain TCP
     await node.start()            # listen, register with epmd (started if absent)
     await node.stop()             # stop processes (reason shutdown), close, unregister
+
+With ``tls``, distribution is TLS from the first byte, as OTP's ``-proto_dist inet_tls``,
+with mutual verification: a peer must present a certificate signed by the CA, hostnames
+are not checked (see :mod:`py_nodes._tls`). A TLS node and a plain node refuse each other
+at once, each logging why. A plain node logs a warning when it starts.
 
 Processes (all synchronous unless marked ``await``)::
 
@@ -115,6 +121,7 @@ from py_nodes._errors import (
     PyNodesError,
     SpawnError,
     TermError,
+    TlsError,
 )
 from py_nodes._genserver import GenServer, NoReply, Reply, Stop
 from py_nodes._node import Node
@@ -133,6 +140,7 @@ from py_nodes._terms import (
     Reference,
     atom,
 )
+from py_nodes._tls import TlsConfig
 
 __all__ = [
     "Atom",
@@ -169,6 +177,8 @@ __all__ = [
     "SpawnError",
     "Stop",
     "TermError",
+    "TlsConfig",
+    "TlsError",
     "atom",
     "decode",
     "decode_prefix",

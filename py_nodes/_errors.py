@@ -7,6 +7,7 @@
     │   ├── DecodeError              malformed external term format (also a ValueError)
     │   └── EncodeError              a Python value with no Erlang term (also a TypeError)
     ├── EpmdError                    epmd refused, or could not be reached
+    ├── TlsError                     TLS settings that cannot be used (a missing file...)
     ├── DistributionError
     │   ├── HandshakeError           the peer refused us, or we refused the peer
     │   │   └── CookieMismatch       the challenge digest did not match
@@ -42,6 +43,7 @@ __all__ = [
     "PyNodesError",
     "SpawnError",
     "TermError",
+    "TlsError",
 ]
 
 
@@ -63,6 +65,10 @@ class EncodeError(TermError, TypeError):
 
 class EpmdError(PyNodesError):
     """epmd could not be reached or refused a request."""
+
+
+class TlsError(PyNodesError):
+    """A node's TLS settings cannot be used: a missing or unreadable certificate, key or CA."""
 
 
 class DistributionError(PyNodesError):

@@ -12,6 +12,9 @@ with a 2-byte big-endian length prefix::
     challenge_reply 'r' ChallengeA:4 Digest:16           ->
                                            <-  'a' Digest:16             challenge_ack
 
+Over TLS (OTP's ``inet_tls_dist``) the same messages carry a 4-byte length prefix instead:
+``Handshake(..., length_size=4)``.
+
 A digest is ``md5(cookie ++ integer_to_list(Challenge))``. The acceptor decides the
 status itself (``ok``, ``ok_simultaneous``, ``nok``, ``alive``, ``not_allowed``): the
 handshake yields :class:`StatusNeeded` and waits for :meth:`Handshake.send_status`.
@@ -124,8 +127,12 @@ class Handshake:
         flags: int = _flags.OUR_FLAGS,
         peer_node: str | None = None,
         challenge: int | None = None,
+        length_size: int = 2,
     ) -> None:
+        if length_size not in (2, 4):
+            raise ValueError(f"a handshake length prefix is 2 or 4 bytes, not {length_size}")
         self.role = role
+        self._length = struct.Struct(">H" if length_size == 2 else ">I")
         self.this_node = _check_name(this_node)
         self.peer_node = peer_node
         self.peer_flags = 0
@@ -155,7 +162,7 @@ class Handshake:
         return out
 
     def _send(self, message: bytes) -> None:
-        self._out += struct.pack(">H", len(message)) + message
+        self._out += self._length.pack(len(message)) + message
 
     # -- input ------------------------------------------------------------------
 
@@ -171,15 +178,16 @@ class Handshake:
         while self.state not in (HandshakeState.DONE, HandshakeState.FAILED):
             if self.state is HandshakeState.DECIDE_STATUS:
                 break
-            if len(self._in) < 2:
+            header = self._length.size
+            if len(self._in) < header:
                 break
-            (size,) = struct.unpack_from(">H", self._in)
+            (size,) = self._length.unpack_from(self._in)
             if size == 0 or size > _MAX_HANDSHAKE_MESSAGE:
                 self._fail(f"handshake message of {size} bytes")
-            if len(self._in) < 2 + size:
+            if len(self._in) < header + size:
                 break
-            message = bytes(self._in[2 : 2 + size])
-            del self._in[: 2 + size]
+            message = bytes(self._in[header : header + size])
+            del self._in[: header + size]
             try:
                 event = self._handle(message)
             except HandshakeError:

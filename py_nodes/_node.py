@@ -35,11 +35,12 @@ from py_nodes._control import (
 )
 from py_nodes._errors import CallExit, CallTimeout, NodeDown, NoProc, PyNodesError
 from py_nodes._genserver import GEN_CALL, GEN_CAST, GenServer, NoReply, Reply
-from py_nodes._peers import Peers
+from py_nodes._peers import Listener, Peers
 from py_nodes._process import NORMAL, P, Process
 from py_nodes._rpc import IoServer, Spawner
 from py_nodes._table import DOWN, NOCONNECTION, NOPROC, ProcessTable, name_atom
 from py_nodes._terms import Atom, ImproperList, Pid, Reference
+from py_nodes._tls import TlsConfig
 
 __all__ = ["Node"]
 
@@ -121,6 +122,7 @@ class Node:
         net_ticktime: float = 60.0,
         handshake_timeout: float = 10.0,
         epmd_port: int = _epmd.EPMD_PORT,
+        tls: TlsConfig | None = None,
     ) -> None:
         alive, sep, host = name.partition("@")
         if not sep or not alive or not host:
@@ -136,6 +138,8 @@ class Node:
         self.net_ticktime = net_ticktime
         self.handshake_timeout = handshake_timeout
         self.epmd_port = epmd_port
+        #: TLS distribution settings; None: plain TCP (development only).
+        self.tls = tls
         #: The process table: processes, names, links, monitors and aliases.
         self.table = ProcessTable(self, self.atom, self._to_peer)
         self._exposed: dict[tuple[str, str], Callable[..., Any]] = {}
@@ -160,7 +164,7 @@ class Node:
             pending_store=table.pending_store,
             node_down=self._node_down,
         )
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._registration: _epmd.EpmdRegistration | None = None
         self._system_pid: Pid | None = None
         self._group_leader: Pid | None = None
@@ -194,7 +198,19 @@ class Node:
         self.peers.started = True
         self._system_pid = self.spawn(_NetKernel, name=NET_KERNEL)
         self._group_leader = self.spawn(IoServer)
-        log.info("node %s up on port %d (creation %d)", self.name, self.port, self.creation)
+        log.info(
+            "node %s up on port %d (creation %d, %s distribution)",
+            self.name,
+            self.port,
+            self.creation,
+            "TLS" if self.tls else "plain",
+        )
+        if self.tls is None:
+            log.warning(
+                "node %s: distribution is plain TCP, unencrypted and unauthenticated but for "
+                "the cookie; give the node TLS settings outside development",
+                self.name,
+            )
 
     async def _listen(self, host: str) -> None:
         self._server = await self.peers.serve(host, self.port)

@@ -11,6 +11,10 @@ Ticks follow ``net_ticktime``: every ``tick_interval`` we send a tick if we sent
 nothing since the last check, and the peer is declared dead after ``ticktime`` of
 silence. The interval also shrinks to the gap seen between the peer's own idle ticks,
 so a peer running a shorter ``net_ticktime`` still hears from us in time.
+
+A plain connection whose first bytes are a TLS record met a TLS node (its ClientHello, or
+its alert refusing our plain handshake): it is dropped at once with that cause, rather
+than left waiting for a handshake message that never comes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from py_nodes import _handshake
 from py_nodes._connection import Connection, ConnectionState
 from py_nodes._control import ControlEvent, Monitor, Tick
 from py_nodes._errors import CookieMismatch, HandshakeError, ProtocolError
+from py_nodes._tls import TLS_RECORD_STARTS, describe_tls_error
 
 __all__ = ["EventHandler", "PeerHost", "PeerProtocol"]
 
@@ -66,9 +71,13 @@ class PeerHost(Protocol):
 class PeerProtocol(asyncio.Protocol):
     """A socket to one peer node, as initiator (``peer_name`` known) or acceptor."""
 
-    def __init__(self, host: PeerHost, peer_name: str | None = None) -> None:
+    def __init__(self, host: PeerHost, peer_name: str | None = None, *, tls: bool = False) -> None:
         self.host = host
         self.peer_name = peer_name
+        #: Whether the socket is TLS (set up before :meth:`connection_made`).
+        self.tls = tls
+        self._first_data = True
+        self._closing = False  # we closed it ourselves
         self.handshake: _handshake.Handshake | None = None
         self.conn: Connection | None = None
         self.transport: asyncio.Transport | None = None
@@ -93,6 +102,7 @@ class PeerProtocol(asyncio.Protocol):
             cookie=host.cookie,
             creation=host.creation,
             peer_node=self.peer_name,
+            length_size=4 if self.tls else 2,  # as inet_tls_dist frames it
         )
         self._write_handshake()
         loop = asyncio.get_running_loop()
@@ -130,6 +140,21 @@ class PeerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         was_up = self.conn is not None and not self.closed
+        handshaking = self.handshake is not None and self.conn is None
+        if handshaking and not self.closed and not self._closing:
+            # Closed by the peer during the handshake: over TLS, this is how a peer that
+            # rejects our certificate says so (TLS 1.3 checks it after the client is done).
+            if exc is not None:
+                cause = describe_tls_error(exc)
+            elif self.tls or not self._first_data:
+                cause = "closed by the peer"
+            else:
+                # A TLS node drops a plain handshake without a word (Python's) or with an
+                # alert (OTP's, caught in _handshake_data).
+                cause = (
+                    "closed by the peer before it answered (a TLS node does that to a plain one)"
+                )
+            log.warning("handshake with %s failed: %s", self._who(), cause)
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -149,9 +174,27 @@ class PeerProtocol(asyncio.Protocol):
         if out:
             self.transport.write(out)
 
+    def _who(self) -> str:
+        if self.peer_name:
+            return self.peer_name
+        address = self.transport.get_extra_info("peername") if self.transport else None
+        if isinstance(address, tuple) and len(address) >= 2:
+            return f"the peer at {address[0]}:{address[1]}"
+        return "peer"
+
     def _handshake_data(self, data: bytes) -> None:
         hs = self.handshake
         assert hs is not None
+        if self._first_data:
+            self._first_data = False
+            if not self.tls and data[:2] in TLS_RECORD_STARTS:
+                log.warning(
+                    "refused %s: it speaks TLS distribution, this node plain distribution "
+                    "(give both the same TLS settings, or neither)",
+                    self._who(),
+                )
+                self.abort(None)
+                return
         try:
             events = hs.receive_data(data)
             for event in events:
@@ -185,7 +228,8 @@ class PeerProtocol(asyncio.Protocol):
 
     def _handshake_timeout(self) -> None:
         self._timer = None
-        if self.conn is None and not self.closed:
+        handshaking = self.handshake is not None and self.conn is None
+        if handshaking and not self.closed and not self._closing:
             log.warning(
                 "handshake with %s timed out after %.1fs",
                 self.peer_name or "peer",
@@ -235,6 +279,7 @@ class PeerProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the socket once what is written has gone out."""
+        self._closing = True
         if self.transport is not None:
             self.transport.close()
 
@@ -242,6 +287,7 @@ class PeerProtocol(asyncio.Protocol):
         """Drop this connection now (logs ``why`` when given)."""
         if self.closed:
             return
+        self._closing = True
         if why:
             log.warning("connection to %s: %s", self.peer_name or "peer", why)
         if self.conn is not None and self.conn.state is ConnectionState.OPEN:

@@ -15,12 +15,20 @@ and ``ok_simultaneous`` otherwise; one from a node already connected gets ``aliv
 
 Writes made while a batch of incoming events is handled are flushed once at its end
 (:meth:`Peers.end_batch`); others on the next turn of the event loop.
+
+With TLS settings (:mod:`py_nodes._tls`) every connection is TLS from its first byte, as
+with OTP's ``inet_tls_dist``; the distribution protocol above it does not change. An
+accepted socket's handshake is awaited here rather than inside an asyncio server, so
+that a refused peer (no certificate, another CA, a plain node) is logged with its cause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import ssl
 from collections.abc import Callable
 from typing import Protocol
 
@@ -28,8 +36,9 @@ from py_nodes import _epmd
 from py_nodes._control import ControlEvent, Monitor, Tick
 from py_nodes._errors import NodeDown, PyNodesError
 from py_nodes._peer import EventHandler, PeerProtocol
+from py_nodes._tls import TlsConfig, describe_tls_error, plain_peer_hint
 
-__all__ = ["Peers", "Settings"]
+__all__ = ["Listener", "Peers", "Settings"]
 
 log = logging.getLogger("py_nodes.node")
 
@@ -51,6 +60,8 @@ class Settings(Protocol):
     def max_frame_size(self) -> int: ...
     @property
     def net_ticktime(self) -> float: ...
+    @property
+    def tls(self) -> TlsConfig | None: ...
 
 
 def _on_tick(peer: PeerProtocol, event: Tick) -> None:
@@ -84,6 +95,7 @@ class Peers:
         self._dirty: list[PeerProtocol] = []
         self._dispatching = False
         self._flush_handle: asyncio.Handle | None = None
+        self._tls_handshakes: set[asyncio.Task[None]] = set()  # accepted, not TLS yet
 
     @property
     def name(self) -> str:
@@ -111,15 +123,50 @@ class Peers:
 
     # -- listening and closing ------------------------------------------------------------
 
-    async def serve(self, host: str, port: int) -> asyncio.Server:
+    async def serve(self, host: str, port: int) -> Listener:
         """Accept connections from other nodes on ``host:port``."""
         loop = asyncio.get_running_loop()
-        return await loop.create_server(lambda: PeerProtocol(self), host, port)
+        if self._settings.tls is None:
+            return await loop.create_server(lambda: PeerProtocol(self), host, port)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = _TlsListener(self, socket.create_server((host, port), family=family))
+        listener.start()
+        return listener
+
+    def accept_tls(self, sock: socket.socket, address: object) -> None:
+        """Take an accepted socket through the TLS handshake, then to a new peer; a
+        failed handshake closes it, logged with its cause."""
+        task = asyncio.get_running_loop().create_task(self._accept_tls(sock, address))
+        self._tls_handshakes.add(task)
+        task.add_done_callback(self._tls_handshakes.discard)
+
+    async def _accept_tls(self, sock: socket.socket, address: object) -> None:
+        tls = self._settings.tls
+        assert tls is not None
+        try:
+            # The peer protocol sees connection_made only once the TLS handshake is done.
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: PeerProtocol(self, tls=True),
+                sock,
+                ssl=tls.server_context,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
+        except asyncio.CancelledError:
+            sock.close()
+            raise
+        except (OSError, TimeoutError) as exc:
+            log.warning(
+                "refused a connection from %s: TLS handshake failed: %s%s",
+                _address(address),
+                describe_tls_error(exc),
+                plain_peer_hint(exc),
+            )
+            sock.close()
 
     def close(self) -> None:
         """Flush what is waiting, give up connecting, close every connection."""
         self.flush()
-        for task in list(self._connecting.values()):
+        for task in [*self._connecting.values(), *self._tls_handshakes]:
             task.cancel()
         for peer in list(self._peers.values()):
             peer.close()
@@ -155,14 +202,31 @@ class Peers:
             if address is None:
                 raise NodeDown(f"epmd on {host} does not know {alive}")
             loop = asyncio.get_running_loop()
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: PeerProtocol(self, node_name), host, address.port),
-                self.handshake_timeout,
+            tls = self._settings.tls
+            connecting = (
+                loop.create_connection(lambda: PeerProtocol(self, node_name), host, address.port)
+                if tls is None
+                else loop.create_connection(
+                    lambda: PeerProtocol(self, node_name, tls=True),
+                    host,
+                    address.port,
+                    ssl=tls.client_context,
+                    ssl_handshake_timeout=self.handshake_timeout,
+                )
             )
+            _, proto = await asyncio.wait_for(connecting, self.handshake_timeout)
             ok = await proto.up
             refused = proto.handshake is not None and proto.handshake.status == "nok"
         except (OSError, PyNodesError, TimeoutError) as exc:
-            log.warning("cannot connect to %s: %s", node_name, exc)
+            if self._settings.tls is not None and isinstance(exc, _TLS_HANDSHAKE_FAILURES):
+                log.warning(
+                    "cannot connect to %s: TLS handshake failed: %s%s",
+                    node_name,
+                    describe_tls_error(exc),
+                    plain_peer_hint(exc),
+                )
+            else:
+                log.warning("cannot connect to %s: %s", node_name, exc)
             ok = refused = False
         try:
             on_its_way = node_name not in self._accepting and node_name not in self._peers
@@ -277,3 +341,65 @@ class Peers:
             self._dirty = []
             for peer in dirty:
                 peer.flush()
+
+
+# What a TLS handshake fails with: OpenSSL's errors, or the peer closing the socket on
+# us (a plain node, or one that does not trust our certificate).
+_TLS_HANDSHAKE_FAILURES = (ssl.SSLError, ConnectionResetError, ConnectionAbortedError)
+
+
+def _address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
+
+
+class Listener(Protocol):
+    """What :meth:`Peers.serve` returns: an :class:`asyncio.Server`, or its TLS twin."""
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]: ...
+    def close(self) -> None: ...
+    async def wait_closed(self) -> None: ...
+
+
+class _TlsListener:
+    """A listening socket whose connections go through :meth:`Peers.accept_tls`.
+
+    asyncio's own TLS server would drop a failed handshake without telling anyone, so
+    sockets are accepted here and each handshake is awaited where its failure can be
+    logged."""
+
+    def __init__(self, peers: Peers, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._peers = peers
+        self._sock = sock
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return (self._sock,)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._accept())
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, address = await loop.sock_accept(self._sock)
+            except OSError as exc:  # out of file descriptors: wait, do not spin
+                log.warning("cannot accept a connection: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self._peers.accept_tls(sock, address)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._sock.close()
+
+    async def wait_closed(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

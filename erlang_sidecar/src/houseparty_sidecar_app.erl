@@ -1,10 +1,11 @@
 %% The houseparty_sidecar application: reads the pod's environment, starts the top
 %% supervisor, and on a graceful stop drains the registry before anything stops, so every
-%% name moves with its state to its new owner before this node leaves.
+%% name moves with its state to its new owner before this node leaves. A node whose
+%% distribution is plain TCP (no -proto_dist inet_tls) logs a warning when it starts.
 -module(houseparty_sidecar_app).
 -behaviour(application).
 
--export([start/2, prep_stop/1, stop/1]).
+-export([start/2, prep_stop/1, stop/1, dist_transport/1]).
 
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
@@ -14,6 +15,14 @@ start(_Type, _Args) ->
             {ok, Format} = application:get_env(houseparty_sidecar, log_format),
             ok = hp_log:configure(Level, Format),
             ok = hp_metrics:init(),
+            case dist_transport(init:get_argument(proto_dist)) of
+                tls -> ok;
+                plain ->
+                    logger:warning("houseparty_sidecar: distribution is plain TCP, "
+                                   "unencrypted and unauthenticated but for the cookie; "
+                                   "outside development start the node with -proto_dist "
+                                   "inet_tls and an -ssl_dist_optfile")
+            end,
             houseparty_sidecar_sup:start_link()
     catch
         error:{bad_env, Var, Value, Why} ->
@@ -22,6 +31,12 @@ start(_Type, _Args) ->
                       [Var, Why, Value]),
             erlang:halt(64)
     end.
+
+%% What carries this node's distribution, from init:get_argument(proto_dist).
+-spec dist_transport({ok, [[string()]]} | error) -> tls | plain.
+dist_transport({ok, [["inet_tls"]]}) -> tls;
+dist_transport({ok, [["inet6_tls"]]}) -> tls;
+dist_transport(_) -> plain.
 
 -spec prep_stop(term()) -> term().
 prep_stop(State) ->

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from houseparty._client import HouseParty
 from houseparty._errors import ErlangMissing
-from houseparty.cli._localcluster import LocalCluster, PodSpec
+from houseparty.cli._localcluster import CLIENT_CERTIFICATE, LocalCluster, PodSpec
 
 __all__ = ["IEX_SESSIONS", "run_demo"]
 
@@ -68,14 +68,16 @@ end
 """
 
 
-def _run_iex_lines(sidecar: str, cookie_home: Path, lines: list[str]) -> None:
+def _run_iex_lines(sidecar: str, cookie_home: Path, lines: list[str], tls: Path | None) -> None:
     elixir = shutil.which("elixir")
     if elixir is None:
         raise ErlangMissing("elixir is not installed: run scripts/setup.sh")
     name = f"demo_{secrets.token_hex(3)}@127.0.0.1"
     # The cookie comes from HOME's .erlang.cookie: on the command line, `ps` would show it.
+    # A TLS cluster: the client certificate's ssl_dist_optfile, as `houseparty up --tls` prints.
+    dist = [] if tls is None else ["--erl", f"-proto_dist inet_tls -ssl_dist_optfile {tls}"]
     subprocess.run(
-        [elixir, "--name", name, "-e", _ELIXIR_RUNNER, sidecar, *lines],
+        [elixir, "--name", name, *dist, "-e", _ELIXIR_RUNNER, sidecar, *lines],
         env={**os.environ, "HOME": str(cookie_home)},
         check=True,
     )
@@ -97,21 +99,24 @@ def run_demo(cluster: LocalCluster, console: Console, pause: Callable[[], None])
     state = cluster.state()
     specs = [spec for spec, _ in cluster.pods()]
     sidecar = specs[0].sidecar_node
+    client = cluster.tls_dir(CLIENT_CERTIFICATE) if state.tls else None
     for step, (title, lines) in enumerate(IEX_SESSIONS, start=1):
         console.rule(f"[bold]{step}. {title}")
-        _run_iex_lines(sidecar, cluster.cookie_home(state.cookie), lines)
+        _run_iex_lines(
+            sidecar, cluster.cookie_home(state.cookie), lines, client and client / "dist.conf"
+        )
         pause()
 
     leaving: PodSpec = specs[1] if len(specs) > 1 else specs[0]
     console.rule(
         f"[bold]4. A graceful stop of pod {leaving.index}: its processes move, with their state"
     )
-    with HouseParty(sidecar, cookie=state.cookie) as hp:
+    with HouseParty(sidecar, cookie=state.cookie, tls=client) as hp:
         before, where_before = _state(hp), _placement(hp)
     with console.status(f"draining pod {leaving.index} ({leaving.sidecar_node})..."):
         cluster.stop_pod(leaving.index)
     survivor = next(s for s in specs if s.index != leaving.index).sidecar_node
-    with HouseParty(survivor, cookie=state.cookie) as hp:
+    with HouseParty(survivor, cookie=state.cookie, tls=client) as hp:
         after, where_after = _state(hp), _placement(hp)
     moved = Table(title=f"processes that lived on pod {leaving.index}")
     for column in ("name", "was on", "now on"):

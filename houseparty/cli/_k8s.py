@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
+from houseparty._certs import env_tls_dir
 from houseparty._client import HouseParty, from_term
 from houseparty._errors import ApiError, BadArgument, ConnectError, HousePartyError
 from py_nodes import PyNodesError
@@ -408,7 +409,7 @@ def list_pods(api: CoreV1Api, namespace: str, selector: str) -> list[Any]:
 def cluster_ring(sidecar: str, cookie: str, timeout: float = ERLANG_TIMEOUT_S) -> list[str]:
     """The sidecar nodes on the ring, as ``sidecar`` sees it (``houseparty:pod_status/0``)."""
     try:
-        with HouseParty(sidecar, cookie=cookie, timeout=timeout) as hp:
+        with HouseParty(sidecar, cookie=cookie, timeout=timeout, tls=env_tls_dir()) as hp:
             status = from_term(hp.rpc("houseparty", "pod_status", []))
     except HousePartyError:
         raise

@@ -6,6 +6,11 @@ each change to it holds the run folder's lock. Graceful stops send SIGTERM, as K
 does: first to the Python node, which asks its sidecar to drain every process to the other
 pods, then to the sidecar. A supervisor process (``houseparty.cli._supervisor``), when
 ``up`` starts one, restarts a node that died on its own, as Kubernetes restarts a container.
+
+With ``tls``, the run folder's ``tls/`` holds a throwaway CA's certificates, one folder per
+node and one for clients (``tls/client``), in cert-manager's layout
+(:mod:`houseparty._certs`): the sidecars run ``-proto_dist inet_tls`` with an
+``-ssl_dist_optfile`` beside their certificate, the Python nodes read ``HP_TLS_DIR``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from houseparty._certs import dist_optfile, make_certificates
 from houseparty._client import HouseParty
 from houseparty._errors import (
     AlreadyRunning,
@@ -42,6 +48,7 @@ from houseparty._logsetup import LEVELS, LOG_FORMATS
 from houseparty.workers import worker_table
 
 __all__ = [
+    "CLIENT_CERTIFICATE",
     "DEFAULT_BASE_PORT",
     "DrainSummary",
     "LocalCluster",
@@ -57,6 +64,9 @@ __all__ = [
 DEFAULT_BASE_PORT = 9100
 HOST = "127.0.0.1"
 _STATE_FILE = "cluster.json"
+_TLS_FOLDER = "tls"
+# The certificate every client of a local cluster (the CLI, HouseParty(...)) presents.
+CLIENT_CERTIFICATE = "client"
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,8 @@ class _ClusterState:
     log_level: str | None = None
     # The process that restarts nodes that died on their own, when there is one.
     supervisor_pid: int | None = None
+    # TLS distribution, with the certificates in the run folder's tls/.
+    tls: bool = False
 
 
 def _check_worker_classes(setting: str, folder: str) -> None:
@@ -284,6 +296,10 @@ class LocalCluster:
     @property
     def state_path(self) -> Path:
         return self.run_dir / _STATE_FILE
+
+    def tls_dir(self, name: str) -> Path:
+        """The certificate folder of node ``name`` (its part before @) or of clients."""
+        return self.run_dir / _TLS_FOLDER / name
 
     def log_path(self, node: str) -> Path:
         return self.run_dir / "logs" / f"{node.split('@')[0]}.log"
@@ -378,6 +394,7 @@ class LocalCluster:
         log_format: str | None = None,
         log_level: str | None = None,
         supervise: bool = False,
+        tls: bool = False,
     ) -> _ClusterState:
         """Start ``pods`` pods and wait until each is ready; AlreadyRunning if one runs.
         ``workers`` are ``[kind=]module:Class`` worker classes for the pods, imported from
@@ -387,7 +404,8 @@ class LocalCluster:
         else its default, 1); ``log_format`` (text or json) and ``log_level`` (debug, info,
         notice, warning or error) their ``HP_LOG_FORMAT`` and ``HP_LOG_LEVEL``; BadArgument
         for a value neither node knows. ``supervise`` starts the supervisor, which restarts
-        a node that died on its own (see :meth:`restart_node`)."""
+        a node that died on its own (see :meth:`restart_node`). ``tls`` makes a throwaway CA
+        and a certificate for each node and for clients, and runs distribution over TLS."""
         self.check_erlang()
         setting = " ".join(workers)
         _check_worker_classes(setting, os.getcwd())
@@ -429,8 +447,17 @@ class LocalCluster:
             replica_copies=replica_copies,
             log_format=log_format,
             log_level=log_level,
+            tls=tls,
         )
         (self.run_dir / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
+        if tls:
+            names = [n.split("@")[0] for s in specs for n in (s.sidecar_node, s.python_node)]
+            issued = make_certificates(self.run_dir / _TLS_FOLDER, [*names, CLIENT_CERTIFICATE])
+            # For erl and iex nodes of the user's: -proto_dist inet_tls -ssl_dist_optfile.
+            _write_private(
+                issued[CLIENT_CERTIFICATE] / "dist.conf",
+                dist_optfile(issued[CLIENT_CERTIFICATE]),
+            )
         try:
             with self._locked():
                 self._save(state)
@@ -511,11 +538,21 @@ class LocalCluster:
 
     def _spawn_pod(self, state: _ClusterState, spec: PodSpec, *, only: str | None = None) -> None:
         env = self._env(state, spec)
+        sidecar_env, python_env = dict(env), dict(env)
+        python_env.pop("HP_TLS_DIR", None)
+        tls_args: list[str] = []
+        if state.tls:
+            sidecar_tls = self.tls_dir(spec.sidecar_node.split("@")[0])
+            optfile = sidecar_tls / "dist.conf"
+            _write_private(optfile, dist_optfile(sidecar_tls))
+            tls_args = ["-proto_dist", "inet_tls", "-ssl_dist_optfile", str(optfile)]
+            python_env["HP_TLS_DIR"] = str(self.tls_dir(spec.python_node.split("@")[0]))
         pod = state.pod_states[spec.index]
         sidecar_cmd = [
             *pod.runtime.command_prefix(),
             "-name",
             spec.sidecar_node,
+            *tls_args,
             "-noshell",
             "-noinput",
             "+t",
@@ -538,9 +575,11 @@ class LocalCluster:
         ]
         python_cmd = [sys.executable, "-m", "houseparty.pod", "--name", spec.python_node]
         if only in (None, "sidecar"):
-            pod.sidecar_pid = self._spawn(sidecar_cmd, env, self.log_path(spec.sidecar_node))
+            pod.sidecar_pid = self._spawn(
+                sidecar_cmd, sidecar_env, self.log_path(spec.sidecar_node)
+            )
         if only in (None, "python"):
-            pod.python_pid = self._spawn(python_cmd, env, self.log_path(spec.python_node))
+            pod.python_pid = self._spawn(python_cmd, python_env, self.log_path(spec.python_node))
 
     def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> int:
         with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
@@ -618,7 +657,11 @@ class LocalCluster:
         with self._locked():
             state, pod = self._running_pod(index)
             _terminate(pod.python_pid, timeout)
-            summary = _drain_summary(PodSpec(index, state.base_port, state.tag), state.cookie)
+            summary = _drain_summary(
+                PodSpec(index, state.base_port, state.tag),
+                state.cookie,
+                self.tls_dir(CLIENT_CERTIFICATE) if state.tls else None,
+            )
             _terminate(pod.sidecar_pid, timeout)
             pod.python_pid = pod.sidecar_pid = None
             self._save(state)
@@ -737,6 +780,12 @@ class LocalCluster:
             self.state_path.unlink(missing_ok=True)
 
 
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def _pod_state(index: int, runtime: SidecarRuntime | None) -> _PodState:
     runtime = runtime or SidecarRuntime()
     return _PodState(index, erl=runtime.erl, code_path=list(runtime.code_path))
@@ -766,11 +815,11 @@ def _terminate(pid: int | None, timeout: float) -> None:
         _wait_gone(pid, 5.0)
 
 
-def _drain_summary(spec: PodSpec, cookie: str) -> DrainSummary | None:
+def _drain_summary(spec: PodSpec, cookie: str, tls: Path | None) -> DrainSummary | None:
     # The Python node's SIGTERM drained the pod; asked again, the sidecar answers what
     # that drain did.
     try:
-        with HouseParty(spec.sidecar_node, cookie=cookie) as hp:
+        with HouseParty(spec.sidecar_node, cookie=cookie, tls=tls) as hp:
             answer = hp.rpc("hp_registry", "drain", [])
     except HousePartyError:
         return None

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from houseparty._certs import env_tls_dir
 from houseparty._client import MAX_NAME, ROOM_MAX_LIMIT, HouseParty, from_term
 from houseparty._errors import (
     AlreadyRegistered,
@@ -39,13 +40,14 @@ from houseparty._logsetup import LEVELS, LOG_FORMATS
 from houseparty.cli._benchmarks import load_benchmarks
 from houseparty.cli._demo import run_demo
 from houseparty.cli._localcluster import (
+    CLIENT_CERTIFICATE,
     DEFAULT_BASE_PORT,
     LocalCluster,
     PodSpec,
     default_run_dir,
     resolve_cookie,
 )
-from py_nodes import PyNodesError
+from py_nodes import PyNodesError, TlsError
 from py_nodes._terms import Atom
 
 __all__ = ["main"]
@@ -174,6 +176,12 @@ def main() -> None:
     "Kubernetes restarts a container; without it, status shows the pod broken until "
     "`pod start`.",
 )
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Distribution over TLS: a throwaway CA and a certificate per node, and one for "
+    "clients, in the run folder's tls/. Without it, distribution is plain TCP.",
+)
 @_name_suffix_option
 @_run_dir_option
 def up(
@@ -186,6 +194,7 @@ def up(
     log_format: str | None,
     log_level: str | None,
     restart: bool,
+    tls: bool,
     name_suffix: str,
     run_dir: Path | None,
 ) -> None:
@@ -204,18 +213,30 @@ def up(
                 log_format=log_format,
                 log_level=log_level,
                 supervise=restart,
+                tls=tls,
             )
     except HousePartyError as exc:
         _fail_for(exc)
     except TimeoutError as exc:
         _fail(f"{exc}; logs are in {cluster.run_dir / 'logs'}", Exit.UNREACHABLE)
     console.print(f"[green]{state.pods} pods up[/] (run folder {cluster.run_dir})")
+    if state.tls:
+        client = cluster.tls_dir(CLIENT_CERTIFICATE)
+        console.print(f"  distribution over TLS; client certificate: {client}")
+    else:
+        console.print("  [yellow]distribution is plain TCP, unencrypted[/] (--tls to encrypt)")
     for spec, _pod in cluster.pods():
         console.print(f"  pod {spec.index}: {spec.sidecar_node} + {spec.python_node}")
     first = PodSpec(1, state.base_port, state.tag).sidecar_node
     # iex reads the cookie from HOME's .erlang.cookie: no command line shows it.
     home = cluster.cookie_home(state.cookie)
-    console.print(f"attach iex with:  HOME={home} iex --name me@127.0.0.1 --remsh {first}")
+    tls_args = ""
+    if state.tls:
+        optfile = cluster.tls_dir(CLIENT_CERTIFICATE) / "dist.conf"
+        tls_args = f' --erl "-proto_dist inet_tls -ssl_dist_optfile {optfile}"'
+    console.print(
+        f"attach iex with:  HOME={home} iex --name me@127.0.0.1{tls_args} --remsh {first}"
+    )
     console.print("  (leave it with Ctrl-C twice; q() there would stop that sidecar)")
     if detach:
         return
@@ -323,11 +344,14 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 def _target(
     nodes: tuple[str, ...], cookie: str | None, run_dir: Path | None
-) -> tuple[list[str], str]:
-    """The sidecars to try, in order, and the cookie: ``--node`` (repeatable), else
-    ``HOUSEPARTY_NODES``, else every pod of the run folder's local cluster. Without any of
-    them, a run folder with no cluster is an error: guessing a node name could reach
-    another cluster on the same host."""
+) -> tuple[list[str], str, str | None]:
+    """The sidecars to try, in order, the cookie and the TLS folder: ``--node``
+    (repeatable), else ``HOUSEPARTY_NODES``, else every pod of the run folder's local
+    cluster. Without any of them, a run folder with no cluster is an error: guessing a node
+    name could reach another cluster on the same host. TLS: the folder
+    ``HOUSEPARTY_TLS_DIR`` (or a pod's ``HP_TLS_DIR``) names (``tls.crt``, ``tls.key``,
+    ``ca.crt``), else the run folder's client certificate when its cluster runs TLS and is
+    the one asked; else none."""
     seeds = list(nodes) or _env_nodes()
     state = None
     if not seeds or cookie is None:
@@ -345,7 +369,10 @@ def _target(
         seeds = [PodSpec(i, state.base_port, state.tag).sidecar_node for i in state.pod_states]
     if cookie is None:
         cookie = state.cookie if state else resolve_cookie(None)
-    return seeds, cookie
+    tls = env_tls_dir()
+    if tls is None and state is not None and state.tls:
+        tls = str(LocalCluster(run_dir).tls_dir(CLIENT_CERTIFICATE))
+    return seeds, cookie, tls
 
 
 def _env_nodes() -> list[str]:
@@ -364,11 +391,13 @@ def _connect_options(func: F) -> F:
 
 
 def _client(node: tuple[str, ...], cookie: str | None, run_dir: Path | None) -> HouseParty:
-    seeds, secret = _target(node, cookie, run_dir)
+    seeds, secret, tls = _target(node, cookie, run_dir)
     try:
-        return HouseParty(seeds, cookie=secret)
+        return HouseParty(seeds, cookie=secret, tls=tls)
     except HousePartyError as exc:
         _fail_for(exc)
+    except TlsError as exc:
+        _fail(f"the TLS certificates (HOUSEPARTY_TLS_DIR, or the run folder's): {exc}")
 
 
 def _api(

@@ -57,3 +57,21 @@ def test_bench_scale_writes_its_figures_and_stops_its_cluster(tmp_path: Path) ->
     # The benchmark's cluster is gone: none of its six nodes is left running.
     assert len(row["nodes"]) == 6
     assert _running(row["nodes"]) == []
+
+
+@pytest.mark.timeout(120)
+def test_bench_calls_reports_tls_beside_plain(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "calls", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    calls = json.loads(out.read_text())["calls"]
+    for figures in (calls, calls["tls"]):
+        for side in ("python", "beam"):
+            for mode in ("sequential", "concurrent"):
+                assert figures[side][mode]["calls"] == 2_000
+                assert figures[side][mode]["calls_per_second"] > 0
+    assert set(calls["tls_vs_plain"]) == {
+        f"{side}_{mode}" for side in ("python", "beam") for mode in ("sequential", "concurrent")
+    }
+    assert all(ratio > 0 for ratio in calls["tls_vs_plain"].values())
+    assert "plain TCP and TLS distribution" in result.output

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -13,9 +14,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from houseparty._certs import make_certificates
+from py_nodes import Atom, TlsConfig
+from py_nodes import Node as PyNode
 from tests.deploy._deploy import DEPLOY, contract_variables
 
 SIDECAR = DEPLOY / "entrypoint-sidecar.sh"
@@ -231,8 +236,11 @@ def erl_call_dir(tmp: Path) -> str:
 REGISTRY_MODULE = """\
 -module(hp_registry).
 -export([drain/0]).
-%% Stands for the sidecar's registry: records that a drain was asked for.
-drain() -> persistent_term:put(hp_drained, erlang:system_time(millisecond)), ok.
+%% Stands for the sidecar's registry: records that a drain was asked for, and answers as
+%% a drain that moved everything.
+drain() ->
+    persistent_term:put(hp_drained, erlang:system_time(millisecond)),
+    #{moved => 2, failed => 0, seconds => 0.5}.
 """
 
 
@@ -353,7 +361,7 @@ def test_drain_asks_the_named_sidecar_to_drain(
         path=recording,
     )
     assert done.returncode == 0, done.stderr
-    assert f"{registry_node.name} drained: ok" in done.stdout
+    assert f"{registry_node.name} drained: #{{failed => 0" in done.stdout
     assert "hp_drained" in registry_node.call(erl_call_path, "persistent_term get")
     # erl_call had the cookie from a file of its HOME, never on its command line; the
     # folder is gone once the hook is done.
@@ -389,3 +397,115 @@ def test_drain_fails_when_no_sidecar_runs(erl_call_path: str) -> None:
     done = run(DRAIN, env={"HOUSEPARTY_COOKIE": "c", "HP_SIDECAR_NODE": name}, path=erl_call_path)
     assert done.returncode == 1
     assert f"could not reach {name}" in done.stderr
+
+
+# -- TLS distribution: the entry point's optfile, and drain.sh over TLS -------------------
+
+
+@pytest.mark.parametrize("script", [SIDECAR, PYTHON])
+def test_a_tls_folder_without_its_files_is_refused(script: Path, tmp_path: Path) -> None:
+    (tmp_path / "tls.crt").write_text("")
+    done = run(
+        script,
+        "true",
+        env={"HOUSEPARTY_COOKIE": "c", "HP_TLS_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 64
+    assert "no readable tls.key" in done.stderr
+
+
+def test_without_a_tls_folder_the_entry_points_warn_of_plain_tcp(
+    cleanup_run_dirs: list[str],
+) -> None:
+    for script in (SIDECAR, PYTHON):
+        done = run(script, "env", env={"HOUSEPARTY_COOKIE": "c"})
+        if script == SIDECAR:
+            cleanup_run_dirs.append(exported(done)["RELX_OUT_FILE_PATH"])
+            assert "ERL_FLAGS" not in exported(done)
+        assert done.returncode == 0, done.stderr
+        assert "distribution is plain TCP, unencrypted" in done.stderr
+
+
+@pytest.fixture
+def tls_sidecar(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """An erl node started through entrypoint-sidecar.sh with HP_TLS_DIR, as the pod's
+    sidecar is, with a stand-in hp_registry; its name, cookie and certificate folder."""
+    if shutil.which("erl") is None:
+        pytest.skip("erl is not installed")
+    issued = make_certificates(tmp_path / "tls", ["pod"])
+    code = tmp_path / "ebin"
+    code.mkdir()
+    (tmp_path / "hp_registry.erl").write_text(REGISTRY_MODULE)
+    subprocess.run(["erlc", "-o", str(code), str(tmp_path / "hp_registry.erl")], check=True)
+    name = f"tlsside{secrets.token_hex(4)}@127.0.0.1"
+    cookie = secrets.token_hex(8)
+    env = {
+        **BASE_ENV,
+        "HOME": str(tmp_path),
+        "HOUSEPARTY_COOKIE": cookie,
+        "HP_TLS_DIR": str(issued["pod"]),
+    }
+    proc = subprocess.Popen(
+        [
+            "/bin/sh",
+            str(SIDECAR),
+            "erl",
+            "-name",
+            name,
+            "-setcookie",
+            cookie,
+            "-noshell",
+            "-pa",
+            str(code),
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield name, cookie, issued["pod"]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        for optfile in Path("/tmp").glob("houseparty_sidecar.*/ssl_dist.conf"):
+            if str(issued["pod"]) in optfile.read_text():
+                shutil.rmtree(optfile.parent, ignore_errors=True)
+
+
+async def _ask(name: str, cookie: str, tls: Path, module: str, fn: str, args: list[Any]) -> Any:
+    node = PyNode(
+        f"asker{secrets.token_hex(4)}@127.0.0.1",
+        cookie,
+        listen_host=None,
+        tls=TlsConfig.from_dir(tls),
+    )
+    await node.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not await node.connect(name):
+            assert time.monotonic() < deadline, f"{name} did not come up over TLS"
+            await asyncio.sleep(0.3)
+        request = (Atom("call"), Atom(module), Atom(fn), args, Atom("user"))
+        return await node.call((Atom("rex"), Atom(name)), request, 10.0)
+    finally:
+        await node.stop()
+
+
+def test_the_sidecar_entry_point_runs_tls_distribution_and_drain_asks_over_it(
+    tls_sidecar: tuple[str, str, Path],
+) -> None:
+    name, cookie, tls = tls_sidecar
+    proto = asyncio.run(_ask(name, cookie, tls, "init", "get_argument", [Atom("proto_dist")]))
+    assert proto == (Atom("ok"), [[list(b"inet_tls")]])  # one -proto_dist, a string
+    env = {"HOUSEPARTY_COOKIE": cookie, "HP_SIDECAR_NODE": name, "HP_TLS_DIR": str(tls)}
+    venv = str(Path(sys.executable).parent)
+    done = run(DRAIN, env={**env, "PYTHONPATH": str(DEPLOY.parent)}, path=venv)
+    assert done.returncode == 0, done.stderr
+    assert f"{name} drained: 2 names moved, 0 failed, in 0.50 s" in done.stdout
+    drained = asyncio.run(_ask(name, cookie, tls, "persistent_term", "get", [Atom("hp_drained")]))
+    assert isinstance(drained, int)
+    # Without the certificates, the drain cannot reach it.
+    done = run(DRAIN, env={"HOUSEPARTY_COOKIE": cookie, "HP_SIDECAR_NODE": name}, path=venv)
+    assert done.returncode == 1

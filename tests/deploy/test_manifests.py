@@ -10,6 +10,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from kubernetes_validate.utils import all_versions, latest_version
 
 import houseparty
@@ -410,9 +411,59 @@ def test_containers_are_locked_down_with_only_tmp_writable(rendered: list[Manife
         assert ctx["readOnlyRootFilesystem"] is True
         assert ctx["capabilities"]["drop"] == ["ALL"]
         assert "add" not in ctx["capabilities"]
-        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-        assert set(mounts) == {"/tmp"}
-        assert "emptyDir" in volumes[mounts["/tmp"]]
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+        # Besides /tmp, only the TLS Secret, read-only.
+        assert set(mounts) == {"/tmp", TLS_MOUNT}
+        assert mounts[TLS_MOUNT]["readOnly"] is True
+        assert "secret" in volumes[mounts[TLS_MOUNT]["name"]]
+
+
+# -- TLS distribution ---------------------------------------------------------------------
+
+TLS_MOUNT = "/etc/houseparty/tls"
+CERT_MANAGER_KEYS = {"tls.crt", "tls.key", "ca.crt"}
+
+
+def test_both_containers_read_the_tls_secret_in_cert_managers_layout(
+    rendered: list[Manifest],
+) -> None:
+    volumes = {v["name"]: v for v in pod_spec(rendered)["volumes"]}
+    for c in containers(the(rendered, "Deployment")):
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["HP_TLS_DIR"] == TLS_MOUNT, c["name"]
+        [mount] = [m for m in c["volumeMounts"] if m["mountPath"] == TLS_MOUNT]
+        secret = volumes[mount["name"]]["secret"]
+        assert secret["secretName"] == "houseparty-tls"
+        assert {item["key"] for item in secret["items"]} == CERT_MANAGER_KEYS
+        assert all(item["key"] == item["path"] for item in secret["items"])
+        # The key is for the pods' own user and group (fsGroup), no one else.
+        assert secret["defaultMode"] & 0o007 == 0
+
+
+def test_the_cert_manager_example_makes_the_secret_the_pods_mount() -> None:
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "cert-manager.example.yaml").read_text()) if d]
+    certificates = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Certificate"}
+    leaf = certificates["houseparty-tls"]
+    assert leaf["secretName"] == "houseparty-tls"
+    assert {"server auth", "client auth"} <= set(leaf["usages"])
+    issuer = leaf["issuerRef"]["name"]
+    [ca_issuer] = [d for d in docs if d["kind"] == "Issuer" and d["metadata"]["name"] == issuer]
+    ca_secret = ca_issuer["spec"]["ca"]["secretName"]
+    assert any(
+        c["isCA"] and c["secretName"] == ca_secret for c in certificates.values() if "isCA" in c
+    )
+    assert all(d["metadata"]["namespace"] == "houseparty" for d in docs)
+    # Outside the base: it needs cert-manager's CRDs.
+    assert not (K8S / "cert-manager.example.yaml").exists()
+
+
+def test_the_drain_hook_asks_over_tls_without_erl_call() -> None:
+    drain = SCRIPTS["drain.sh"].read_text()
+    tls_branch = drain.split('if [ -n "${HP_TLS_DIR:-}" ]; then', 1)[1].split("\nfi\n", 1)[0]
+    code = [line for line in tls_branch.splitlines() if not line.lstrip().startswith("#")]
+    assert any("python -m houseparty.pod --drain" in line for line in code)
+    assert not any("erl_call" in line for line in code)
 
 
 def test_containers_request_and_limit_resources(rendered: list[Manifest]) -> None:

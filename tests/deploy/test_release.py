@@ -5,6 +5,7 @@ non-root user that cannot write to the release, stopped with SIGTERM as the kube
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -12,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -23,6 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from houseparty._certs import make_certificates
+from py_nodes import Atom, TlsConfig
+from py_nodes import Node as PyNode
 from tests.deploy._deploy import DEPLOY, REPO
 from tests.processes import command_lines
 
@@ -68,7 +73,9 @@ def release() -> Iterator[Path]:
 
 
 class Sidecar:
-    def __init__(self, release: Path, erl_call_dir: str, log_dir: Path) -> None:
+    def __init__(
+        self, release: Path, erl_call_dir: str, log_dir: Path, tls_dir: Path | None = None
+    ) -> None:
         self.name = f"sidecar{secrets.token_hex(4)}@127.0.0.1"
         self.cookie = secrets.token_hex(16)
         self.dist_port = free_port()
@@ -88,6 +95,8 @@ class Sidecar:
             # Distribution on loopback only, here.
             "ERL_AFLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
+        if tls_dir is not None:
+            env["HP_TLS_DIR"] = str(tls_dir)
         self.log = log_dir / "sidecar.log"
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
@@ -143,10 +152,10 @@ class Sidecar:
 
 
 @contextlib.contextmanager
-def started(release: Path, tmp: Path) -> Iterator[Sidecar]:
+def started(release: Path, tmp: Path, tls_dir: Path | None = None) -> Iterator[Sidecar]:
     from tests.deploy.test_entrypoints import erl_call_dir
 
-    node = Sidecar(release, erl_call_dir(tmp), tmp)
+    node = Sidecar(release, erl_call_dir(tmp), tmp, tls_dir)
     made: Path | None = None
     try:
         node.wait_healthy()
@@ -222,7 +231,7 @@ def test_the_pre_stop_hook_drains_the_running_sidecar(sidecar: Sidecar) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert f"{sidecar.name} drained: ok" in done.stdout
+    assert f"{sidecar.name} drained: #{{failed => 0" in done.stdout
 
 
 def test_sigterm_stops_the_sidecar_cleanly(own_sidecar: Sidecar) -> None:
@@ -240,3 +249,59 @@ def test_the_images_healthcheck_passes_on_a_healthy_sidecar_and_fails_without_on
     assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode == 0
     env["HP_HEALTH_PORT"] = str(free_port())  # nothing listens there
     assert subprocess.run(command, env=env, capture_output=True, timeout=30).returncode != 0
+
+
+@pytest.fixture
+def tls_secret() -> Iterator[Path]:
+    """A certificate folder as the Secret mounts it: the image's user may read it."""
+    root = Path(tempfile.mkdtemp(prefix="hp-tls-"))
+    try:
+        root.chmod(0o755)
+        folder = make_certificates(root / "tls", ["pod"])["pod"]
+        for path in [root / "tls", folder, *folder.iterdir()]:
+            os.chown(path, UID, UID)
+        yield folder
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_release_runs_tls_distribution_from_the_mounted_certificates(
+    release: Path, tmp_path: Path, tls_secret: Path
+) -> None:
+    with started(release, tmp_path, tls_secret) as node:
+        optfile = node.run_dir() / "ssl_dist.conf"
+        assert str(tls_secret / "tls.key") in optfile.read_text()
+
+        async def ask() -> object:
+            client = PyNode(
+                f"asker{secrets.token_hex(4)}@127.0.0.1",
+                node.cookie,
+                listen_host=None,
+                tls=TlsConfig.from_dir(tls_secret),
+            )
+            await client.start()
+            try:
+                request = (Atom("call"), Atom("init"), Atom("get_argument"), [Atom("proto_dist")])
+                return await client.call(
+                    (Atom("rex"), Atom(node.name)), (*request, Atom("user")), 10.0
+                )
+            finally:
+                await client.stop()
+
+        assert asyncio.run(ask()) == (Atom("ok"), [[list(b"inet_tls")]])
+        done = subprocess.run(
+            ["/bin/sh", str(DEPLOY / "drain.sh")],
+            env={
+                "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+                "PYTHONPATH": str(REPO),
+                "HOUSEPARTY_COOKIE": node.cookie,
+                "HP_SIDECAR_NODE": node.name,
+                "HP_TLS_DIR": str(tls_secret),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"{node.name} drained: " in done.stdout and " 0 failed" in done.stdout
+        assert "unencrypted" not in node.output()

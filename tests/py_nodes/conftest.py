@@ -186,8 +186,11 @@ def start_echo_process(name: str, cookie: str) -> subprocess.Popen[bytes]:
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline().decode()
-    assert "listening" in line, line
+    seen = ""
+    while "listening" not in seen:  # log lines (a plain node's warning) may come first
+        line = proc.stdout.readline().decode()
+        assert line, seen
+        seen += line
     return proc
 
 
