@@ -330,6 +330,12 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
+def _wide_when_piped() -> Console:
+    """The console for tables: piped, they keep their cells whole rather than fit the 80
+    columns a console without a terminal assumes."""
+    return console if console.is_terminal else Console(width=200, soft_wrap=True, emoji=False)
+
+
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     table = Table(title=title)
     for column in columns:
@@ -460,7 +466,7 @@ def status(
             if as_json:
                 _print_json(report)
                 return
-            console.print(_status_table(report))
+            _wide_when_piped().print(_status_table(report))
             if report["local_run_dir"]:
                 console.print(
                     f"local run folder: {local.run_dir} (logs in {local.run_dir / 'logs'})"
@@ -580,6 +586,13 @@ def _pod_status(hp: HouseParty, sidecar: str) -> dict[str, Any]:
     )
     if isinstance(status.get("version"), bytes):
         status["version"] = status["version"].decode()
+    # Kinds of one's own workers may be named by binaries: text, as for the others.
+    for counts in ("kinds", "workers"):
+        if isinstance(status.get(counts), dict):
+            status[counts] = {
+                key.decode(errors="replace") if isinstance(key, bytes) else key: n
+                for key, n in status[counts].items()
+            }
     return status
 
 
@@ -966,7 +979,7 @@ def bench(
     if settle is not None:
         settings.settle = settle
     # The tables are wide: give them room when the output is not a terminal (a log file).
-    out_console = console if console.is_terminal else Console(width=160, soft_wrap=True)
+    out_console = _wide_when_piped()
     reporter = report_mod.RichReporter(out_console)
 
     def show(name: str, result: dict[str, Any]) -> None:
