@@ -32,9 +32,9 @@
 %%           who_is_in -> {ok, [Person]}                           (sorted)
 %%   person: {walk_into, Room, RoomPid} -> ok | {error, ...}
 %%               enters the room at RoomPid (a call; by name when that pid has gone),
-%%               then leaves its old room at the pid it entered it by (the same), then
-%%               logs {Micros, Room}; the log keeps the newest ?LOG_MAX walks. A walk into
-%%               the room it stands in changes nothing.
+%%               then looks its old room up and leaves it (a call), then logs
+%%               {Micros, Room}; the log keeps the newest ?LOG_MAX walks. A walk into the
+%%               room it stands in changes nothing.
 %%           where_is -> Room | nil
 %%           room_log -> [{DateTime, Room}]
 %% Both take swarm's handoff messages ({swarm, begin_handoff} and the rest), so that a
@@ -77,7 +77,6 @@
 
 -record(room, {name :: name(), max :: pos_integer(), people = #{} :: #{name() => []}}).
 -record(person, {name :: name(), room = nil :: name() | nil,
-                 room_pid = undefined :: pid() | undefined,
                  log = queue:new() :: queue:queue({integer(), name()}),
                  logged = 0 :: non_neg_integer()}).
 
@@ -198,7 +197,7 @@ handle_info(_Message, State) ->
 %% The person's own move, as the Python person runs it: enter the new room, leave the
 %% old one, log. The time of the log entry is taken before the room is entered (the
 %% Python person's intent).
-walk(Room, RoomPid, P = #person{name = Me, room = Old, room_pid = OldPid}) ->
+walk(Room, RoomPid, P = #person{name = Me, room = Old}) ->
     Micros = os:system_time(microsecond),
     Entered = case call_found(RoomPid, {bench_room, Room}, {enter, Me}) of
                   {reply, Answer} -> Answer;
@@ -209,9 +208,9 @@ walk(Room, RoomPid, P = #person{name = Me, room = Old, room_pid = OldPid}) ->
         ok ->
             _ = case Old of
                     nil -> ok;
-                    _ -> call_found(OldPid, {bench_room, Old}, {leave, Me})
+                    _ -> call_name({bench_room, Old}, {leave, Me})
                 end,
-            {ok, log(Micros, Room, P#person{room = Room, room_pid = RoomPid})};
+            {ok, log(Micros, Room, P#person{room = Room})};
         {error, {unavailable, _}} = Unavailable ->
             %% The room may have taken the person in without saying so.
             _ = call_name({bench_room, Room}, {leave, Me}),
@@ -288,8 +287,6 @@ person_call(Person, Pid, Request) ->
 
 %% A call of the pid found a moment ago under Key, if any, and by name when it has gone
 %% (as hp_python:call_found/4).
-call_found(undefined, Key, Request) ->
-    call_name(Key, Request);
 call_found(Pid, Key, Request) ->
     try gen_server:call(Pid, Request, ?CALL_TIMEOUT) of
         Reply -> {reply, Reply}

@@ -240,7 +240,7 @@ class PersonWorker(Worker):
     dropped, held, before it answers.
     """
 
-    __slots__ = ("intent", "log", "room", "room_pid")
+    __slots__ = ("intent", "log", "room")
 
     kind = "person"
     log_max: ClassVar[int] = DEFAULT_PERSON_LOG_MAX
@@ -249,15 +249,11 @@ class PersonWorker(Worker):
     room: Atom | None
     log: list[tuple[int, Atom]] | tuple[()]
     intent: tuple[int, Atom] | None
-    # The pid of ``room``'s worker when this copy entered it: tried first when the person
-    # leaves it (a copy that moved on answers handed_off, and the name is looked up then).
-    room_pid: Pid | None
 
     def setup(self) -> None:
         self.room = None
         self.log = ()
         self.intent = None
-        self.room_pid = None
 
     def registry_key(self) -> tuple[Atom, Atom]:
         return (H.person, self.key)
@@ -326,10 +322,10 @@ class PersonWorker(Worker):
             self.intent = None
             self.changed()
             return Reply(entered)
-        await self._complete_walk(room_pid)
+        await self._complete_walk()
         return REPLY_OK
 
-    async def _complete_walk(self, room_pid: Pid | None = None) -> None:
+    async def _complete_walk(self) -> None:
         # Entered the intent's room: leave the old room and log the move. Nothing more is
         # held before the answer: the intent held already makes a copy restarted from it
         # finish this very walk (entering and leaving are idempotent, and the log entry
@@ -338,8 +334,10 @@ class PersonWorker(Worker):
         micros, room = self.intent
         old = self.room
         if old is not None and old is not room:
-            await self._tell_room(old, H.leave, self.room_pid)
-        self.room, self.room_pid = room, room_pid
+            # By name, not by the pid it entered: that copy may be an orphan of a dead
+            # sidecar, still answering, while the name lives on restarted elsewhere.
+            await self._tell_room(old, H.leave)
+        self.room = room
         if isinstance(self.log, list):
             if not self._logged((micros, room)):  # a walk finished again after a restart
                 self.log.append((micros, room))
@@ -382,9 +380,9 @@ class PersonWorker(Worker):
     async def _finish_later(self) -> None:
         self.send(self.pid, (H.finish_walk,))
 
-    async def _tell_room(self, room: Atom, what: Atom, pid: Pid | None = None) -> None:
+    async def _tell_room(self, room: Atom, what: Atom) -> None:
         try:
-            await self.call_name((H.room, room), (what, self.key), pid=pid)
+            await self.call_name((H.room, room), (what, self.key))
         except UnknownName:
             pass
         except ApiError as exc:
@@ -431,7 +429,6 @@ class PersonWorker(Worker):
         joined = sorted(set(self.log) | set(entries), key=lambda e: (e[0], str(e[1])))
         self.log = joined[-self.log_max :]
         self.room = self.log[-1][1] if self.log else None
-        self.room_pid = None
 
     def on_info(self, message: Any) -> Any:
         match message:
