@@ -126,8 +126,11 @@ async def test_spawn_given_up_before_the_reply_is_abandoned(erl: ErlNode, cookie
     async with running_node(cookie) as node:
         me, proc = collector(node)
         p = await give(erl, node, me)
+        # The exit may reach the new process before it traps exits, and kill it: the
+        # trace of the erl node's new processes tells that reason too.
         await erl.eval(
-            f"AbParent = self(), {p} ! fun() -> process_flag(trap_exit, true),"
+            f"AbParent = self(), erlang:trace(new_processes, true, [procs, {{tracer, AbParent}}]),"
+            f" {p} ! fun() -> process_flag(trap_exit, true),"
             " receive {'EXIT', _, AbR} -> AbParent ! {abandoned_with, AbR} end end"
         )
         fun = await proc.receive(5.0)
@@ -137,7 +140,11 @@ async def test_spawn_given_up_before_the_reply_is_abandoned(erl: ErlNode, cookie
             )
         # the reply still comes: the link is undone with the exit abandoned, the monitor
         # with a demonitor, and nothing of either stays here
-        got = await erl.eval("receive {abandoned_with, AbX} -> AbX after 5000 -> none end")
+        got = await erl.eval(
+            "receive {abandoned_with, AbX} -> AbX; {trace, _, exit, abandoned} -> abandoned"
+            " after 5000 -> none end"
+        )
+        await erl.eval("erlang:trace(all, false, [procs])")
         assert got == Atom("abandoned")
         await asyncio.sleep(0.2)
         assert node.monitor_count() == 0
