@@ -7,7 +7,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,22 +53,16 @@ def tls(folder: Path) -> TlsConfig:
 
 
 @pytest.fixture
-def tls_erl(cookie: str, certs: dict[str, Path]) -> Iterator[Callable[[str], ErlNode]]:
+def tls_erl(
+    certs: dict[str, Path], erl_factory: Callable[..., ErlNode]
+) -> Callable[[str], ErlNode]:
     """``make(folder)``: an erl node with TLS distribution and ``certs[folder]``'s optfile."""
-    nodes: list[ErlNode] = []
 
     def make(which: str) -> ErlNode:
         optfile = certs[which] / "dist.conf"
-        node = ErlNode(cookie, extra=("-proto_dist", "inet_tls", "-ssl_dist_optfile", str(optfile)))
-        node.eval_sync("ok")
-        nodes.append(node)
-        return node
+        return erl_factory("-proto_dist", "inet_tls", "-ssl_dist_optfile", str(optfile))
 
-    try:
-        yield make
-    finally:
-        for node in nodes:
-            node.stop()
+    return make
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> str:
