@@ -69,8 +69,8 @@
     rebalance_timer = undefined :: undefined | reference(),
     rebalancer = undefined :: undefined | pid(),
     rebalance_again = false :: boolean(),
-    %% A ring change left the replicas at our successors to be resent; that waits until
-    %% no peer is still handing names over (see maybe_resync/1).
+    %% A ring change left the registration replicas to resend to their holders; that waits
+    %% until no peer is still handing names over (see maybe_resync/1).
     resync_due = false :: boolean(),
     %% The pod's Python node went down: its names are being handed to the peers from
     %% their owner copies (python_lost/2) by this process, and the node joins again
@@ -529,7 +529,7 @@ commit(Name, Ref, Pid, MFA, Groups, State) ->
 drop_handed_off(Name, Pid) ->
     case hp_registry_store:holds(Name, Pid) of
         true ->
-            %% The replica at our successor is left alone: the new owner's replica_put
+            %% The name's registration replicas are left alone: the new owner's replica_put
             %% for the same name may be racing it, and a stale one is harmless (a
             %% restart from it finds the name taken) until the next replica_reset.
             hp_registry_store:delete_name(Name),
