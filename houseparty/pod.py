@@ -31,7 +31,7 @@ import os
 import secrets
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import uvloop
@@ -45,7 +45,7 @@ from houseparty.workers import Worker, worker_table
 from py_nodes import Node, PyNodesError, TlsConfig, TlsError
 from py_nodes._terms import Atom
 
-__all__ = ["PodConfig", "drain_sidecar", "main", "run_pod"]
+__all__ = ["DrainSummary", "PodConfig", "drain_sidecar", "main", "run_pod"]
 
 log = logging.getLogger("houseparty.pod")
 
@@ -67,6 +67,28 @@ class _Summary:
     moved = Atom("moved")
     failed = Atom("failed")
     seconds = Atom("seconds")
+
+
+@dataclass(frozen=True)
+class DrainSummary:
+    """What a pod's drain did, as its sidecar answers ``hp_registry:drain/0``: names
+    moved, names it could not move, seconds."""
+
+    moved: int
+    failed: int
+    seconds: float
+
+    @classmethod
+    def from_term(cls, term: Any) -> DrainSummary | None:
+        """The summary in the sidecar's answer; None for any other answer."""
+        match term:
+            case {
+                _Summary.moved: int(moved),
+                _Summary.failed: int(failed),
+                _Summary.seconds: float(seconds),
+            }:
+                return cls(moved, failed, seconds)
+        return None
 
 
 @dataclass(frozen=True)
@@ -184,32 +206,19 @@ async def _drain(node: Node, sidecar: str) -> None:
     except PyNodesError as exc:
         log.error("drain through %s failed: %s", sidecar, exc)
         return
-    summary = _summary(result)
+    summary = DrainSummary.from_term(result)
     if summary is None:
         log.warning("drain through %s answered %r", sidecar, result)
         return
-    moved, failed, seconds = summary
     log.log(
         NOTICE,
         "drain through %s done: %d names moved, %d failed, in %.2f s",
         sidecar,
-        moved,
-        failed,
-        seconds,
-        extra={"event": "drain", "moved": moved, "failed": failed, "seconds": seconds},
+        summary.moved,
+        summary.failed,
+        summary.seconds,
+        extra={"event": "drain", **asdict(summary)},
     )
-
-
-def _summary(result: Any) -> tuple[int, int, float] | None:
-    """The names moved and failed and the seconds of the sidecar's drain answer."""
-    match result:
-        case {
-            _Summary.moved: int(moved),
-            _Summary.failed: int(failed),
-            _Summary.seconds: float(seconds),
-        }:
-            return moved, failed, seconds
-    return None
 
 
 async def run_pod(config: PodConfig, stop: asyncio.Event) -> None:
@@ -277,15 +286,14 @@ async def drain_sidecar(config: PodConfig) -> bool:
         except PyNodesError as exc:
             print(f"{config.sidecar_node} did not drain: {exc}", file=sys.stderr)
             return False
-        summary = _summary(result)
+        summary = DrainSummary.from_term(result)
         if summary is None:
             print(f"{config.sidecar_node} did not drain: {result!r}", file=sys.stderr)
             return False
-        moved, failed, seconds = summary
-        drained = failed == 0
+        drained = summary.failed == 0
         print(
             f"{config.sidecar_node} {'drained' if drained else 'did not drain'}: "
-            f"{moved} names moved, {failed} failed, in {seconds:.2f} s",
+            f"{summary.moved} names moved, {summary.failed} failed, in {summary.seconds:.2f} s",
             file=sys.stdout if drained else sys.stderr,
         )
         return drained

@@ -45,12 +45,12 @@ from houseparty._errors import (
     PortInUse,
 )
 from houseparty._logsetup import LEVELS, LOG_FORMATS
+from houseparty.pod import DrainSummary
 from houseparty.workers import worker_table
 
 __all__ = [
     "CLIENT_CERTIFICATE",
     "DEFAULT_BASE_PORT",
-    "DrainSummary",
     "LocalCluster",
     "PodSpec",
     "SidecarRuntime",
@@ -67,16 +67,6 @@ _STATE_FILE = "cluster.json"
 _TLS_FOLDER = "tls"
 # The certificate every client of a local cluster (the CLI, HouseParty(...)) presents.
 CLIENT_CERTIFICATE = "client"
-
-
-@dataclass(frozen=True)
-class DrainSummary:
-    """What a pod's drain did, as its sidecar tells it: names moved, names it could not
-    move, seconds."""
-
-    moved: int
-    failed: int
-    seconds: float
 
 
 def default_run_dir() -> Path:
@@ -823,7 +813,4 @@ def _drain_summary(spec: PodSpec, cookie: str, tls: Path | None) -> DrainSummary
             answer = hp.rpc("hp_registry", "drain", [])
     except HousePartyError:
         return None
-    match {str(key): value for key, value in answer.items()} if isinstance(answer, dict) else {}:
-        case {"moved": int(moved), "failed": int(failed), "seconds": float(seconds)}:
-            return DrainSummary(moved, failed, seconds)
-    return None
+    return DrainSummary.from_term(answer)
