@@ -29,7 +29,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from houseparty._connection import CALL_TIMEOUT_S, AsyncClient, SyncClient, TlsSettings
-from houseparty._errors import ApiError, BadArgument, DestinationFull, Unavailable, UnknownRoom
+from houseparty._errors import (
+    ApiError,
+    BadArgument,
+    DestinationFull,
+    TooManyNames,
+    Unavailable,
+    UnknownRoom,
+)
 from py_nodes._terms import Atom
 
 __all__ = ["MAX_NAME", "ROOM_MAX_LIMIT", "AsyncHouseParty", "HouseParty", "from_term"]
@@ -59,7 +66,9 @@ def from_term(term: Any) -> Any:
     return term
 
 
-# Rooms and people are atoms at the API's edge, and an atom holds at most 255 characters.
+# Rooms and people are atoms in the cluster, and an atom holds at most 255 characters. They
+# go as UTF-8 binaries, which the sidecar makes atoms of only for names that exist or that
+# the call creates, so that no input of a client can fill its atom table.
 MAX_NAME = 255
 
 # The largest max a room takes (houseparty.erl's MAX_LIMIT): a room's people cross the
@@ -67,27 +76,20 @@ MAX_NAME = 255
 ROOM_MAX_LIMIT = 10_000
 
 
-def _name(value: Any, what: str) -> Atom:
+def _name(value: Any, what: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise BadArgument(value, f"{what} must be a non-empty str, not {value!r}")
     if len(value) > MAX_NAME:
         raise BadArgument(
             value, f"{what} has at most {MAX_NAME} characters, not {len(value)}: {value[:20]!r}..."
         )
-    if _unencodable(value):
-        raise BadArgument(value, f"{what} must be text UTF-8 can carry, not {value!r}")
-    return Atom(value)
-
-
-def _unencodable(value: str) -> bool:
     try:
-        value.encode()
+        return value.encode()
     except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for the wire
-        return True
-    return False
+        raise BadArgument(value, f"{what} must be text UTF-8 can carry, not {value!r}") from None
 
 
-def _names(values: str | Iterable[str], what: str) -> list[Atom]:
+def _names(values: str | Iterable[str], what: str) -> list[bytes]:
     if isinstance(values, str):
         return [_name(values, what)]
     if not isinstance(values, Iterable):
@@ -119,6 +121,7 @@ class _R:
     bad_max = Atom("bad_max")
     max_too_large = Atom("max_too_large")
     too_many_people = Atom("too_many_people")
+    too_many_names = Atom("too_many_names")
     unavailable = Atom("unavailable")
 
 
@@ -129,10 +132,12 @@ def _raise_for(reason: Any) -> None:
         case (_R.destination_full, {_R.room: room, _R.refused: refused, _R.walked_in: walked}):
             raise _full(reason, from_term(room), from_term(refused), from_term(walked))
         case (_R.unknown_room, room):
-            raise UnknownRoom(reason, f"unknown room: {from_term(room)}")
+            raise UnknownRoom(reason, f"unknown room: {_text(room)}")
         case (_R.bad_name, Atom() as name):
             # nil, undefined, true and false: atoms the API keeps for itself.
             raise BadArgument(reason, f"not a name: {name.name!r}")
+        case (_R.bad_name, bytes() as name):
+            raise BadArgument(reason, f"not a name: {_text(name)!r}")
         case (_R.bad_name, name):
             raise BadArgument(reason, f"not a name: {from_term(name)!r}")
         case (_R.bad_max, max_people):
@@ -141,9 +146,18 @@ def _raise_for(reason: Any) -> None:
             raise BadArgument(reason, _too_large(max_people, limit))
         case (_R.too_many_people, count):
             raise BadArgument(reason, f"the room holds {count} people, more than that max")
+        case _R.too_many_names:
+            raise TooManyNames(
+                reason, "the cluster holds as many names as it can: no new room or person"
+            )
         case (_R.unavailable, why):
             raise Unavailable(reason, f"the cluster could not answer in time: {from_term(why)!r}")
     raise ApiError(reason, f"the cluster refused: {from_term(reason)!r}")
+
+
+def _text(name: Any) -> Any:
+    """A name the API gave back as it came: a binary from this client, an atom otherwise."""
+    return name.decode(errors="replace") if isinstance(name, bytes) else from_term(name)
 
 
 def _full(reason: Any, room: str, refused: str, walked_in: list[str]) -> DestinationFull:

@@ -21,6 +21,7 @@
         ├── AlreadyRegistered        a worker is registered under that name already
         ├── UnknownKind              no pod knows a worker class of that kind
         ├── WorkerStartError         the worker class raised in ``setup``
+        ├── TooManyNames             the cluster takes no new room or person: its limit
         └── Unavailable              the worker did not answer in time (it may exist)
 """
 
@@ -43,6 +44,7 @@ __all__ = [
     "NotRunning",
     "PortInUse",
     "Timeout",
+    "TooManyNames",
     "Unavailable",
     "UnknownKind",
     "UnknownName",
@@ -147,6 +149,10 @@ class UnknownKind(ApiError):
 
 class WorkerStartError(ApiError):
     """The worker class raised while starting (in ``setup``); the pod stays up."""
+
+
+class TooManyNames(ApiError):
+    """The cluster refused a new room or person: a sidecar's atom table is nearly full."""
 
 
 class Unavailable(ApiError):

@@ -4,7 +4,9 @@ All of them are immutable (frozen), slotted and hashable, so that they can be ma
 
 * :class:`Atom` is interned: ``Atom("ok") is Atom("ok")``; equality and hashing are by
   identity, which is what makes comparing atoms cheap.  An atom is *not* a ``str``:
-  ``Atom("ok") != "ok"``.  Like Erlang's atom table, the intern table is never freed.
+  ``Atom("ok") != "ok"``.  Unlike Erlang's atom table, the intern table is bounded: it
+  drops the atoms nothing else holds whenever it has doubled, so a peer that sends ever new
+  atoms cannot grow it without end.
 * :class:`Pid`, :class:`Reference`, :class:`Port`: process identifiers, references, ports.
 * :class:`BitString`: a bitstring whose length is not a multiple of 8.
 * :class:`ImproperList`: a list whose tail is not ``[]``.
@@ -19,6 +21,8 @@ All of them are immutable (frozen), slotted and hashable, so that they can be ma
 from __future__ import annotations
 
 import struct
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, final, overload
@@ -79,6 +83,25 @@ __all__ = [
 MAX_ATOM_CHARS = 255
 
 _ATOMS: dict[str, Atom] = {}
+#: The table is swept once it holds this many atoms, or twice as many as the last sweep
+#: kept.
+_SWEEP_FROM = 1 << 16
+_sweep_at = _SWEEP_FROM
+#: Held to add an atom or sweep: never while a sweep runs, so no name gets two atoms.
+_adding = threading.Lock()
+
+
+def _sweep() -> None:
+    """Drops the atoms only the table holds. Nothing can compare with one of them, so a
+    later ``Atom(name)`` may be a new object."""
+    global _sweep_at
+    # A value's references while it is looked at: the table's, ``a`` and getrefcount's.
+    for name in [a.name for a in _ATOMS.values() if sys.getrefcount(a) <= 3]:
+        a = _ATOMS.pop(name)
+        if sys.getrefcount(a) > 2:  # another thread took it from the table meanwhile
+            _ATOMS[name] = a
+        del a
+    _sweep_at = max(_SWEEP_FROM, 2 * len(_ATOMS))
 
 
 @final
@@ -110,7 +133,10 @@ class Atom:
         self = untrack(object.__new__(cls))  # a str and bytes: never in a cycle
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "ext", ext)
-        return _ATOMS.setdefault(name, self)
+        with _adding:
+            if len(_ATOMS) >= _sweep_at:
+                _sweep()
+            return _ATOMS.setdefault(name, self)
 
     def __setattr__(self, key: str, value: Any) -> NoReturn:
         raise AttributeError("Atom is immutable")

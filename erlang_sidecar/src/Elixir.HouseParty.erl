@@ -13,11 +13,12 @@
 %% :kitchen
 %% '''
 %%
-%% Names are atoms. A person is created on first `walk_into', stands in one room at a
+%% Names are atoms (or their UTF-8 binaries: `"kitchen"'). A person is created on first `walk_into', stands in one room at a
 %% time, and a room holds at most `max' people (10 unless set; 10000 at most). Refusals
 %% come back as `{:error, reason}': `:destination_full', `{:unknown_room, room}',
 %% `{:bad_name, term}', `{:bad_max, term}', `{:max_too_large, max, limit}',
-%% `{:too_many_people, count}', or `{:unavailable, why}' when the cluster could not
+%% `{:too_many_people, count}', `:too_many_names' for a new name once the cluster holds
+%% as many as its atom tables allow, or `{:unavailable, why}' when the cluster could not
 %% answer in time. Bad input changes nothing.
 %%
 %% Every function has the same arguments and results as the one of the same name in the

@@ -7,6 +7,12 @@
 %% described in docs/worker-protocol.md. The person runs its own move (enter, leave,
 %% log); this module only finds or starts the person and asks it. Input is checked here,
 %% where it enters from erl and iex, before anything is changed; the workers trust it.
+%%
+%% Names are atoms, given as atoms by erl and iex users and as UTF-8 binaries by the
+%% Python client: hp_names turns a binary into an atom only for a name that exists, or
+%% that a call creates (a room added, a person walking in) within the cluster's limit
+%% ({error, too_many_names} beyond it). A name the call is refused for, or only reads, gets
+%% no atom, and answers give the name back as it came.
 -module(houseparty).
 
 -export([add_rooms/1, add_rooms/2, set_room_max/2, walk_into/2, walk_into/3, dump/0,
@@ -28,60 +34,69 @@
 -define(FIND_PAUSE_MS, 100).
 
 -type name() :: atom().
--type error() :: {error, destination_full | {unknown_room, name()} | {bad_name, term()}
+%% A name as given: an atom, or a UTF-8 binary of 1 to 255 characters.
+-type name_in() :: atom() | binary().
+-type error() :: {error, destination_full | {unknown_room, name_in()} | {bad_name, term()}
                          | {bad_max, term()} | {max_too_large, integer(), pos_integer()}
-                         | {too_many_people, non_neg_integer()}
+                         | {too_many_people, non_neg_integer()} | too_many_names
                          | {unavailable, term()}}.
 %% walk_into/3's refusal with #{detail => true}: the room, the person it refused, and
 %% those of the same call who walked in before, in order.
 -type refusal() :: {error, {destination_full, #{room := name(), refused := name(),
                                                  walked_in := [name()]}}}.
--export_type([name/0, error/0, refusal/0]).
+-export_type([name/0, name_in/0, error/0, refusal/0]).
 
 %% --- rooms ----------------------------------------------------------------------------
 
--spec add_rooms([name()]) -> ok | error().
+-spec add_rooms([name_in()]) -> ok | error().
 add_rooms(Rooms) ->
     add_rooms(Rooms, #{}).
 
 %% Opts: #{max => pos_integer()}, the max of rooms created by this call, at most
 %% ?MAX_LIMIT ({error, {max_too_large, Max, Limit}} beyond it).
--spec add_rooms([name()] | name(), #{max => pos_integer()}) -> ok | error().
+-spec add_rooms([name_in()] | name_in(), #{max => pos_integer()}) -> ok | error().
 add_rooms(Rooms, Opts) ->
     timed(add_rooms, fun() -> add_rooms_(Rooms, Opts) end).
 
-add_rooms_(Room, Opts) when is_atom(Room) ->
+add_rooms_(Room, Opts) when is_atom(Room); is_binary(Room) ->
     add_rooms_([Room], Opts);
 add_rooms_(Rooms, Opts) when is_list(Rooms), is_map(Opts) ->
     Max = maps:get(max, Opts, ?DEFAULT_MAX),
     maybe_all([fun() -> check_names(Rooms) end, fun() -> check_max(Max) end],
-              fun() -> ensure_rooms(Rooms, Max) end);
+              fun() ->
+                      case hp_names:new_many(Rooms) of
+                          {ok, Atoms} -> ensure_rooms(Atoms, Max);
+                          Error -> Error
+                      end
+              end);
 add_rooms_(Rooms, _Opts) ->
     {error, {bad_name, Rooms}}.
 
--spec set_room_max(name(), pos_integer()) -> ok | error().
+-spec set_room_max(name_in(), pos_integer()) -> ok | error().
 set_room_max(Room, Max) ->
     timed(set_room_max, fun() -> set_room_max_(Room, Max) end).
 
 set_room_max_(Room, Max) ->
     maybe_all([fun() -> check_name(Room) end, fun() -> check_max(Max) end],
-              fun() -> room_call(Room, {set_max, Max}) end).
+              fun() -> with_room(Room, fun(R) -> room_call(R, {set_max, Max}) end) end).
 
 -spec rooms() -> [name()].
 rooms() ->
     lists:sort(maps:keys(dump())).
 
--spec who_is_in(name()) -> [name()] | error().
+-spec who_is_in(name_in()) -> [name()] | error().
 who_is_in(Room) ->
     timed(who_is_in, fun() -> who_is_in_(Room) end).
 
 who_is_in_(Room) ->
     maybe_all([fun() -> check_name(Room) end],
               fun() ->
-                      case room_call(Room, who_is_in) of
-                          {ok, People} -> People;
-                          Error -> Error
-                      end
+                      with_room(Room, fun(R) ->
+                                              case room_call(R, who_is_in) of
+                                                  {ok, People} -> People;
+                                                  Error -> Error
+                                              end
+                                      end)
               end).
 
 %% The seed's dump, over the members of the room group. Rather than a call per room
@@ -115,58 +130,51 @@ dump_replies(ReqIds, Deadline) ->
 %% --- people ---------------------------------------------------------------------------
 
 %% Walks people in order into Room and stops at the first refusal.
--spec walk_into(name(), [name()] | name()) -> ok | error().
+-spec walk_into(name_in(), [name_in()] | name_in()) -> ok | error().
 walk_into(Room, People) ->
     walk_into(Room, People, #{}).
 
 %% Opts: #{detail => true} makes a full room's refusal say who it refused and who walked
 %% in before (refusal()), where the walk knows it, instead of a bare destination_full.
--spec walk_into(name(), [name()] | name(), #{detail => boolean()}) ->
+-spec walk_into(name_in(), [name_in()] | name_in(), #{detail => boolean()}) ->
           ok | error() | refusal().
 walk_into(Room, People, Opts) ->
     timed(walk_into, fun() -> walk_into_(Room, People, Opts) end).
 
-walk_into_(Room, Person, Opts) when is_atom(Person) ->
+walk_into_(Room, Person, Opts) when is_atom(Person); is_binary(Person) ->
     walk_into_(Room, [Person], Opts);
 walk_into_(Room, People, Opts) when is_list(People), is_map(Opts) ->
     Detail = maps:get(detail, Opts, false) =:= true,
     maybe_all([fun() -> check_name(Room) end, fun() -> check_names(People) end],
               fun() ->
-                      case room_pid(Room) of
-                          {ok, RoomPid} -> walk_each(Room, RoomPid, People, [], Detail);
-                          Error -> Error
-                      end
+                      with_room(Room, fun(R) ->
+                                              case room_pid(R) of
+                                                  {ok, RoomPid} ->
+                                                      walk_each(R, RoomPid, People, [],
+                                                                Detail);
+                                                  Error ->
+                                                      Error
+                                              end
+                                      end)
               end);
 walk_into_(_Room, People, _Opts) ->
     {error, {bad_name, People}}.
 
--spec where_is(name()) -> name() | nil | error().
+-spec where_is(name_in()) -> name() | nil | error().
 where_is(Person) ->
     timed(where_is, fun() -> where_is_(Person) end).
 
 where_is_(Person) ->
     maybe_all([fun() -> check_name(Person) end],
-              fun() ->
-                      case find({person, Person}) of
-                          undefined -> nil;
-                          {unavailable, _} = Unavailable -> {error, Unavailable};
-                          Pid -> person_call(Person, Pid, where_is)
-                      end
-              end).
+              fun() -> with_person(Person, nil, where_is) end).
 
--spec get_person_room_log(name()) -> [{term(), name()}] | error().
+-spec get_person_room_log(name_in()) -> [{term(), name()}] | error().
 get_person_room_log(Person) ->
     timed(get_person_room_log, fun() -> get_person_room_log_(Person) end).
 
 get_person_room_log_(Person) ->
     maybe_all([fun() -> check_name(Person) end],
-              fun() ->
-                      case find({person, Person}) of
-                          undefined -> [];
-                          {unavailable, _} = Unavailable -> {error, Unavailable};
-                          Pid -> person_call(Person, Pid, room_log)
-                      end
-              end).
+              fun() -> with_person(Person, [], room_log) end).
 
 %% --- inspection -----------------------------------------------------------------------
 
@@ -222,21 +230,52 @@ ask_python(Python, Request) ->
 timed(Call, Fun) ->
     hp_metrics:timed({api_call, Call}, Fun).
 
-%% hp_registry:lookup/1, asked again while the owner cannot be asked (it may be paused,
-%% just gone, or its names restarting from their replicas), for ?FIND_FOR_MS at most:
-%% then {unavailable, Reason}, never "absent".
 find(Key) ->
-    find(Key, erlang:monotonic_time(millisecond) + ?FIND_FOR_MS).
+    retrying(fun() -> hp_registry:lookup(Key) end).
 
-find(Key, Deadline) ->
-    case hp_registry:lookup(Key) of
+%% Ask() asked again while it answers {unavailable, _} (an owner or a sidecar that cannot
+%% be asked may be paused, just gone, or restarting its names from their replicas), for
+%% ?FIND_FOR_MS at most: then {unavailable, Reason}, never "absent".
+retrying(Ask) ->
+    retrying(Ask, erlang:monotonic_time(millisecond) + ?FIND_FOR_MS).
+
+retrying(Ask, Deadline) ->
+    case Ask() of
         {unavailable, _} = Unavailable ->
             case erlang:monotonic_time(millisecond) < Deadline of
-                true -> timer:sleep(?FIND_PAUSE_MS), find(Key, Deadline);
+                true -> timer:sleep(?FIND_PAUSE_MS), retrying(Ask, Deadline);
                 false -> Unavailable
             end;
         Found ->
             Found
+    end.
+
+%% Use(Atom) for the room of that name, if one can exist; an unknown room is named as it
+%% was given.
+with_room(Room, Use) ->
+    case retrying(fun() -> hp_names:existing(Room) end) of
+        {ok, Atom} ->
+            case Use(Atom) of
+                {error, {unknown_room, _}} -> {error, {unknown_room, Room}};
+                Answer -> Answer
+            end;
+        absent -> {error, {unknown_room, Room}};
+        {unavailable, _} = Unavailable -> {error, Unavailable}
+    end.
+
+%% The person's answer to Request, or Absent when there is no such person.
+with_person(Person, Absent, Request) ->
+    case retrying(fun() -> hp_names:existing(Person) end) of
+        {ok, Atom} ->
+            case find({person, Atom}) of
+                undefined -> Absent;
+                {unavailable, _} = Unavailable -> {error, Unavailable};
+                Pid -> person_call(Atom, Pid, Request)
+            end;
+        absent ->
+            Absent;
+        {unavailable, _} = Unavailable ->
+            {error, Unavailable}
     end.
 
 wait_settled(Deadline) ->
@@ -320,9 +359,18 @@ check_names(Names) ->
     {error, {bad_name, Names}}.
 
 %% nil marks "nowhere" in where_is, and booleans are not names in Python.
-check_name(Name) when is_atom(Name), Name =/= nil, Name =/= undefined,
-                      Name =/= true, Name =/= false ->
+check_name(Name) when Name =:= nil; Name =:= undefined; Name =:= true; Name =:= false;
+                      Name =:= <<"nil">>; Name =:= <<"undefined">>; Name =:= <<"true">>;
+                      Name =:= <<"false">> ->
+    {error, {bad_name, Name}};
+check_name(Name) when is_atom(Name) ->
     ok;
+%% What an atom can hold: 1 to 255 characters of UTF-8.
+check_name(Name) when is_binary(Name), byte_size(Name) > 0, byte_size(Name) =< 255 * 4 ->
+    case unicode:characters_to_list(Name) of
+        Chars when is_list(Chars), length(Chars) =< 255 -> ok;
+        _ -> {error, {bad_name, Name}}
+    end;
 check_name(Name) ->
     {error, {bad_name, Name}}.
 
@@ -343,7 +391,13 @@ maybe_all([Check | Rest], Action) ->
 %% Walked: those of this call who walked in, newest first.
 walk_each(_Room, _RoomPid, [], _Walked, _Detail) ->
     ok;
-walk_each(Room, RoomPid, [Person | Rest], Walked, Detail) ->
+walk_each(Room, RoomPid, [Name | Rest], Walked, Detail) ->
+    case hp_names:new(Name) of
+        {ok, Person} -> walk_person(Room, RoomPid, Person, Rest, Walked, Detail);
+        Error -> Error
+    end.
+
+walk_person(Room, RoomPid, Person, Rest, Walked, Detail) ->
     case walk_one(Room, RoomPid, Person) of
         ok ->
             walk_each(Room, RoomPid, Rest, [Person | Walked], Detail);

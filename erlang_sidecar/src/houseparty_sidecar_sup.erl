@@ -14,6 +14,7 @@ start_link() ->
 init([]) ->
     Children = [hp_registry:child_spec(),
                 hp_replica:child_spec(),
+                hp_names:child_spec(),
                 #{id => hp_cluster_sup, start => {hp_cluster_sup, start_link, []},
                   type => supervisor, shutdown => infinity},
                 #{id => hp_health, start => {hp_health, start_link, []},

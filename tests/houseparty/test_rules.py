@@ -69,9 +69,14 @@ def test_bad_input_from_erl(cluster: Cluster) -> None:
             return erl.eval_sync(f"rpc:call('{s}', houseparty, {expr})")
 
         assert str(call("add_rooms, [[kitchen]]")) == "ok"
-        bad = call('walk_into, [kitchen, [kid, <<"play">>]]')
-        assert bad == (Atom("error"), (Atom("bad_name"), b"play"))
+        bad = call("walk_into, [kitchen, [kid, 42]]")
+        assert bad == (Atom("error"), (Atom("bad_name"), 42))
         assert str(call("where_is, [kid]")) == "nil"
+        # A name is an atom or the UTF-8 binary of one; answers name people by their atoms.
+        assert str(call('walk_into, [<<"kitchen">>, [<<"play">>]]')) == "ok"
+        assert call("who_is_in, [kitchen]") == [Atom("play")]
+        for reserved in ("nil", '<<"nil">>', '<<"">>', "<<255>>", f'<<"{"x" * 256}">>'):
+            assert call(f"walk_into, [kitchen, [{reserved}]]")[1][0] == Atom("bad_name")
         bad_rooms = call('add_rooms, [[attic, "cellar"]]')
         assert str(bad_rooms[0]) == "error"
         assert sorted(str(r) for r in call("dump, []")) == ["kitchen"]

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import py_nodes
-from py_nodes import _codec, _decode, _encode
+from py_nodes import _codec, _decode, _encode, _terms
 from py_nodes._codec import decode, decode_prefix, encode
 from py_nodes._errors import DecodeError, EncodeError
 from py_nodes._terms import (
@@ -146,6 +146,18 @@ def test_atom_is_interned_and_distinct_from_str() -> None:
     assert copy.deepcopy(Atom("ok")) is Atom("ok")
     with pytest.raises(AttributeError):
         Atom("ok").name = "x"
+
+
+def test_the_atom_table_keeps_only_atoms_in_use() -> None:
+    """A peer that sends ever new atoms cannot grow the table without end; an atom that
+    something still holds stays the one ``Atom(name)`` gives."""
+    held = [decode(encode(Atom(f"held_{i}"))) for i in range(1_000)]
+    for i in range(500_000):
+        decode(encode(Atom(f"passing_{i}")))
+    assert len(_terms._ATOMS) < 4 * _terms._SWEEP_FROM
+    assert all(Atom(f"held_{i}") is a for i, a in enumerate(held))
+    assert decode(encode(Atom("held_7"))) is held[7]
+    assert Atom("ok") is Atom("ok")
 
 
 def test_atom_length_limit() -> None:
