@@ -5,6 +5,11 @@
 # (HOUSEPARTY_OTP27_ROOT, default /var/cache/houseparty/otp27-trixie), so every clone on the
 # machine shares it; a second run finds it in place and only rebuilds the sidecar.
 #
+# Beside the root, the root's Elixir is built from Debian's source of the same version on
+# this machine's OTP (25) into $cache/elixir-VERSION-otpN: iex 1.15 and later attach with
+# --remsh only to a node that has IEx 1.15 or later, and Elixir compiled by OTP 27 does not
+# load on OTP 25. The mixed clusters of tests/otp27 give it to an OTP 25 sidecar.
+#
 # Commands then run in the root through scripts/otp27/run (for example `scripts/otp27/run erl`).
 # Exits 0 with a "skip:" line where the root cannot be made (not root, no debootstrap, no
 # chroot or mount namespaces); the OTP 27 tests skip with the same reason.
@@ -74,6 +79,48 @@ versions=$("$repo/scripts/otp27/run" erl -noshell -eval \
     'io:format("OTP ~s, ", [erlang:system_info(otp_release)]), halt().')
 versions+=$("$repo/scripts/otp27/run" elixir -e 'IO.write("Elixir " <> System.version())')
 say "$versions"
+
+# The source's checksum comes from Debian's signed index, through apt in the root.
+elixir=$(chroot "$root" dpkg-query -W -f '${Version}' elixir)
+elixir=${elixir%-*}
+host_otp=$(erl -noshell -eval 'io:put_chars(erlang:system_info(otp_release)), halt().')
+elixir_host=$cache/elixir-$elixir-otp$host_otp
+if [[ ! -f $elixir_host/.houseparty-ready ]]; then
+    say "building Elixir $elixir on OTP $host_otp into $elixir_host"
+    tarball=elixir-lang_$elixir.orig.tar.xz
+    sha=$(unshare --mount --propagation private sh -c '
+        root=$1
+        mount -t proc proc "$root/proc"
+        echo "deb-src http://deb.debian.org/debian trixie main" \
+            >"$root/etc/apt/sources.list.d/houseparty-src.list"
+        chroot "$root" apt-get update -qq >&2
+        chroot "$root" apt-cache showsrc elixir-lang
+    ' sh "$root" 2>"$cache/elixir-src.log" \
+        | awk -v f="$tarball" '/^Checksums-Sha256:/ {s = 1; next} /^[^ ]/ {s = 0} s && $3 == f {print $1; exit}')
+    [[ -n $sha ]] || {
+        tail -20 "$cache/elixir-src.log" >&2
+        echo "Debian's index has no $tarball; apt's log is $cache/elixir-src.log" >&2
+        exit 1
+    }
+    rm -rf "$elixir_host" "$elixir_host.partial"
+    mkdir -p "$elixir_host.partial"
+    curl -fsS -o "$cache/$tarball" "http://deb.debian.org/debian/pool/main/e/elixir-lang/$tarball"
+    echo "$sha  $cache/$tarball" | sha256sum -c --quiet - || {
+        echo "$tarball does not match Debian's index" >&2
+        exit 1
+    }
+    mkdir -p "$elixir_host.partial"
+    tar -xJf "$cache/$tarball" -C "$elixir_host.partial" --strip-components=1
+    rm "$cache/$tarball"
+    make -C "$elixir_host.partial" -j"$(nproc)" compile >"$cache/elixir-build.log" 2>&1 || {
+        tail -20 "$cache/elixir-build.log" >&2
+        echo "building Elixir $elixir failed; its log is $cache/elixir-build.log" >&2
+        exit 1
+    }
+    touch "$elixir_host.partial/.houseparty-ready"
+    mv "$elixir_host.partial" "$elixir_host"
+fi
+say "$("$elixir_host/bin/elixir" -e 'IO.write("Elixir " <> System.version() <> " on OTP " <> System.otp_release())')"
 
 say "compiling the sidecar into _build/otp27"
 "$repo/scripts/otp27/run" rebar3 as otp27 compile >/dev/null

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from houseparty.cli._localcluster import LocalCluster, SidecarRuntime
+from houseparty.cli._localcluster import LocalCluster, SidecarRuntime, sidecar_ebin
 from tests.houseparty.conftest import ANSI, Cluster, free_base_port
 
 # The distribution tests' cookie and their runner of ``async def`` tests.
@@ -32,6 +32,7 @@ from tests.py_nodes.conftest import cookie, pytest_pyfunc_call
 __all__ = [
     "BIN",
     "EBIN27",
+    "OTP25_ELIXIR118",
     "OTP27",
     "REPO",
     "Iex27",
@@ -45,10 +46,20 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / "scripts" / "otp27" / "bin"
-ROOT = Path(os.environ.get("HOUSEPARTY_OTP27_ROOT", "/var/cache/houseparty/otp27-trixie")) / "root"
+CACHE = Path(os.environ.get("HOUSEPARTY_OTP27_ROOT", "/var/cache/houseparty/otp27-trixie"))
+ROOT = CACHE / "root"
 EBIN27 = REPO / "_build" / "otp27" / "lib" / "houseparty_sidecar" / "ebin"
 # Debian 13's Elixir, by its path inside the root, where an OTP 27 sidecar loads it.
 ELIXIR_LIB = Path("/usr/lib/elixir/lib")
+
+
+def _elixir_on_otp25() -> Path | None:
+    """The root's Elixir built on this machine's OTP 25 by scripts/setup-otp27.sh."""
+    built = sorted(CACHE.glob("elixir-*-otp25/.houseparty-ready"))
+    return built[-1].parent if built else None
+
+
+ELIXIR_ON_OTP25 = _elixir_on_otp25()
 
 
 def _why_not_ready() -> str | None:
@@ -59,6 +70,8 @@ def _why_not_ready() -> str | None:
         )
     if not (EBIN27 / "houseparty_sidecar.app").exists():
         return f"the sidecar is not built for OTP 27 ({EBIN27}): run scripts/setup-otp27.sh"
+    if ELIXIR_ON_OTP25 is None:
+        return f"Elixir is not built for OTP 25 in {CACHE}: run scripts/setup-otp27.sh"
     return None
 
 
@@ -72,6 +85,19 @@ OTP27 = SidecarRuntime(
     code_path=(
         str(EBIN27),
         *(str(ELIXIR_LIB / app / "ebin") for app in ("elixir", "iex", "logger")),
+    ),
+)
+
+
+#: A sidecar on this machine's OTP 25 carrying the root's Elixir built for it, which iex
+#: 1.18 can attach to with ``--remsh``.
+OTP25_ELIXIR118 = SidecarRuntime(
+    code_path=(
+        str(sidecar_ebin()),
+        *(
+            str((ELIXIR_ON_OTP25 or CACHE) / "lib" / app / "ebin")
+            for app in ("elixir", "iex", "logger")
+        ),
     ),
 )
 

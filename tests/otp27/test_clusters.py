@@ -16,7 +16,7 @@ from tests.houseparty import worker_classes
 from tests.houseparty.conftest import Cluster
 from tests.houseparty.test_readme import iex_session, layout_free
 from tests.houseparty.test_seed import SESSION_1
-from tests.otp27.conftest import OTP27, Iex27, needs_otp27, start_cluster
+from tests.otp27.conftest import OTP25_ELIXIR118, OTP27, Iex27, needs_otp27, start_cluster
 from tests.py_nodes.conftest import ErlNode
 
 pytestmark = needs_otp27
@@ -93,9 +93,12 @@ def test_three_otp27_sidecars_run_the_seed_and_keep_it_through_a_graceful_stop(
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Pods 1 and 2 on OTP 25, pod 3 on OTP 27, with the tests' worker classes."""
+    """Pods 1 and 2 on OTP 25 (pod 1 with Elixir 1.18 built for it, pod 2 with Debian 12's
+    Elixir 1.14), pod 3 on OTP 27, with the tests' worker classes."""
     cluster = start_cluster(
-        tmp_path_factory.mktemp("mixed") / "run", {3: OTP27}, workers=worker_classes.SETTING
+        tmp_path_factory.mktemp("mixed") / "run",
+        {1: OTP25_ELIXIR118, 3: OTP27},
+        workers=worker_classes.SETTING,
     )
     try:
         yield cluster
@@ -140,16 +143,27 @@ def test_registration_groups_and_multi_call_work_across_versions(mixed: Cluster)
 
 @pytest.mark.usefixtures("otp27_on_path")
 def test_iex_118_attaches_to_an_otp25_sidecar_and_runs_houseparty(mixed: Cluster) -> None:
-    """The OTP 25 sidecar carries Debian 12's Elixir 1.14: ``iex --remsh`` of Elixir 1.18
-    says it cannot load its ``iex`` module there, and the user switch command attaches."""
-    with pytest.raises(TimeoutError, match=r"Could not load .*\(nofile\)"):
-        Iex27(mixed.cookie, mixed.sidecars[0])
-    iex = Iex27(mixed.cookie, mixed.sidecars[0], remsh=False)
+    """iex 1.18 attaches with ``--remsh`` to an OTP 25 sidecar that carries Elixir 1.18 and
+    runs the seed session. To one that carries Debian 12's Elixir 1.14 it cannot (no
+    ``iex`` module there), and the user switch command attaches instead."""
+    iex = Iex27(mixed.cookie, mixed.sidecars[0])
     try:
-        assert iex.run("System.version()") == '"1.14.0"'
+        assert iex.run("{System.version(), System.otp_release()}") == '{"1.18.3", "25"}'
     finally:
         iex.close()
-    iex_seed_session(mixed, 1, remsh=False)
+    iex_seed_session(mixed, 1)
+
+    with pytest.raises(TimeoutError, match=r"Could not load .*\(nofile\)"):
+        Iex27(mixed.cookie, mixed.sidecars[1])
+    iex = Iex27(mixed.cookie, mixed.sidecars[1], remsh=False)
+    try:
+        assert iex.run("{System.version(), System.otp_release()}") == '{"1.14.0", "25"}'
+        with mixed.client(3) as hp:
+            room = hp.where_is("kid")
+        assert room is not None
+        assert iex.run("HouseParty.where_is(:kid)") == f":{room}"
+    finally:
+        iex.close()
 
 
 def test_a_rolling_upgrade_to_otp27_keeps_every_state(mixed: Cluster) -> None:
