@@ -31,6 +31,7 @@ from houseparty._errors import (
     DestinationFull,
     HousePartyError,
     NotRunning,
+    TooManyNames,
     Unavailable,
     UnknownKind,
     UnknownName,
@@ -66,15 +67,16 @@ class Exit(IntEnum):
     OK = 0
     OTHER = 1  # anything else
     USAGE = 2  # bad input: an option, an argument, a name (click's own usage errors too)
-    REFUSED = 3  # the cluster said no: a full room, a name taken, a cluster already running
+    REFUSED = 3  # the cluster said no: a full room, a name taken, no room for new names,
+    # a cluster already running
     NOT_FOUND = 4  # no such room, worker, kind, pod or cluster; a person in no room
     UNREACHABLE = 5  # the cluster, or the worker, could not be asked in time
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 other error, 2 usage (bad input), 3 refused (a full room, a taken "
-    "name), 4 not found (no such room, person, pod or cluster), 5 unreachable (the cluster "
-    "or a worker could not be asked in time)."
+    "name, too many names), 4 not found (no such room, person, pod or cluster), 5 unreachable "
+    "(the cluster or a worker could not be asked in time)."
 )
 
 
@@ -87,7 +89,7 @@ def _exit_code(exc: HousePartyError) -> Exit:
     match exc:
         case BadArgument():
             return Exit.USAGE
-        case DestinationFull() | AlreadyRegistered() | AlreadyRunning():
+        case DestinationFull() | AlreadyRegistered() | AlreadyRunning() | TooManyNames():
             return Exit.REFUSED
         case UnknownRoom() | UnknownName() | UnknownKind() | NotRunning():
             return Exit.NOT_FOUND

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from houseparty import (
     DestinationFull,
@@ -19,6 +20,7 @@ from houseparty import (
     Unavailable,
     UnknownRoom,
 )
+from houseparty.cli import main
 from tests.houseparty.conftest import Cluster, start_cluster
 from tests.py_nodes.conftest import ErlNode
 
@@ -149,6 +151,13 @@ def test_millions_of_names_leave_the_sidecar_standing(small: Cluster, erl: ErlNo
         with pytest.raises(TooManyNames):
             hp.walk_into("hall", ["someone_new"])
         assert sorted(hp.dump()) == ["closet", "hall"]
+    result = CliRunner().invoke(
+        main,
+        ["walk", "hall", "someone_else", "--node", small.sidecars[0]],
+        env={"HOUSEPARTY_COOKIE": small.cookie},
+    )
+    assert result.exit_code == 3, result.output
+    assert "as many names as it can" in result.output
     assert atoms(erl, small)[0] == count
 
 
