@@ -14,7 +14,8 @@ start_link() ->
 init([]) ->
     Children = [hp_registry:child_spec(),
                 hp_replica:child_spec(),
-                hp_names:child_spec(),
+                #{id => hp_names, start => {hp_names, start_link, []},
+                  type => worker, shutdown => 5000},
                 #{id => hp_cluster_sup, start => {hp_cluster_sup, start_link, []},
                   type => supervisor, shutdown => infinity},
                 #{id => hp_health, start => {hp_health, start_link, []},

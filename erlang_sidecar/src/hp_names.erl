@@ -22,7 +22,7 @@
 -module(hp_names).
 -behaviour(gen_server).
 
--export([start_link/0, child_spec/0]).
+-export([start_link/0]).
 -export([existing/1, new/1, new_many/1, known/1, atoms/0]).
 -export([headroom/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
@@ -32,11 +32,6 @@
 -define(FILL_PERCENT, 80).
 -define(REFRESH_MS, 1000).
 -define(ASK_TIMEOUT, 2000).
-
--spec child_spec() -> supervisor:child_spec().
-child_spec() ->
-    #{id => ?MODULE, start => {?MODULE, start_link, []}, restart => permanent,
-      shutdown => 5000, type => worker, modules => [?MODULE]}.
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->

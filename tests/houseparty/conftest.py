@@ -18,7 +18,8 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,27 @@ def start_cluster(tmp_path: Path, pods: int = 3, replica_copies: int | None = No
         replica_copies=replica_copies,
     )
     return Cluster(runner, cookie, [spec for spec, _ in runner.pods()])
+
+
+@contextmanager
+def cluster_with_env(run_dir: Path, env: Mapping[str, str], pods: int = 3) -> Iterator[Cluster]:
+    """A cluster whose nodes start with ``env`` over this process's environment, stopped
+    when the block ends."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        cluster = start_cluster(run_dir, pods=pods)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    try:
+        yield cluster
+    finally:
+        if cluster.runner.is_running():
+            cluster.runner.down(timeout=60)
 
 
 @pytest.fixture

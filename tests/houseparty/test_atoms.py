@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from houseparty import (
     UnknownRoom,
 )
 from houseparty.cli import main
-from tests.houseparty.conftest import Cluster, start_cluster
+from tests.houseparty.conftest import Cluster, cluster_with_env
 from tests.py_nodes.conftest import ErlNode
 
 #: The sidecar's atom table: small, so that names could fill it in seconds.
@@ -34,20 +35,10 @@ MILLION = 1_000_000
 def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One pod whose sidecar has an atom table of ATOM_LIMIT (ERL_FLAGS comes after the
     command line, so its +t is the one taken)."""
-    saved = os.environ.get("ERL_FLAGS")
-    os.environ["ERL_FLAGS"] = f"+t {ATOM_LIMIT}"
-    try:
-        cluster = start_cluster(tmp_path_factory.mktemp("atoms"), pods=1)
-    finally:
-        if saved is None:
-            os.environ.pop("ERL_FLAGS")
-        else:
-            os.environ["ERL_FLAGS"] = saved
-    try:
-        yield cluster
-    finally:
-        if cluster.runner.is_running():
-            cluster.runner.down(timeout=60)
+    with cluster_with_env(
+        tmp_path_factory.mktemp("atoms"), {"ERL_FLAGS": f"+t {ATOM_LIMIT}"}, 1
+    ) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +159,14 @@ def test_a_name_only_another_sidecar_knows_is_found(cluster: Cluster) -> None:
     erl = ErlNode(cluster.cookie, extra=("-hidden",))
     try:
         first, second, third = cluster.sidecars
+        # Names placed while the ring still settles move about and reach every sidecar.
+        deadline = time.monotonic() + 60
+        while any(
+            erl.eval_sync(f"rpc:call('{s}', hp_registry_server, unsettled, [])") is not False
+            for s in cluster.sidecars
+        ):
+            assert time.monotonic() < deadline, "the ring did not settle"
+            time.sleep(0.3)
         rooms = [f"atoms_room_{i}" for i in range(40)]
         with HouseParty(second, cookie=cluster.cookie) as hp:
             hp.add_rooms(rooms)

@@ -24,7 +24,7 @@ from houseparty import (
 )
 from houseparty.cli import main
 from py_nodes._terms import Atom
-from tests.houseparty.conftest import Cluster, start_cluster
+from tests.houseparty.conftest import Cluster, cluster_with_env
 from tests.py_nodes.conftest import ErlNode
 
 ERROR = Atom("error")
@@ -111,20 +111,10 @@ LOG_MAX = 5
 @pytest.fixture(scope="module")
 def capped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Three pods whose people keep LOG_MAX walks."""
-    saved = os.environ.get("HP_PERSON_LOG_MAX")
-    os.environ["HP_PERSON_LOG_MAX"] = str(LOG_MAX)
-    try:
-        cluster = start_cluster(tmp_path_factory.mktemp("capped"))
-    finally:
-        if saved is None:
-            os.environ.pop("HP_PERSON_LOG_MAX")
-        else:
-            os.environ["HP_PERSON_LOG_MAX"] = saved
-    try:
+    with cluster_with_env(
+        tmp_path_factory.mktemp("capped"), {"HP_PERSON_LOG_MAX": str(LOG_MAX)}
+    ) as cluster:
         yield cluster
-    finally:
-        if cluster.runner.is_running():
-            cluster.runner.down(timeout=60)
 
 
 def _owner_pod(cluster: Cluster, kind: str, name: str) -> int:
