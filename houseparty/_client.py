@@ -136,10 +136,8 @@ def _raise_for(reason: Any) -> None:
         case (_R.bad_name, Atom() as name):
             # nil, undefined, true and false: atoms the API keeps for itself.
             raise BadArgument(reason, f"not a name: {name.name!r}")
-        case (_R.bad_name, bytes() as name):
-            raise BadArgument(reason, f"not a name: {_text(name)!r}")
         case (_R.bad_name, name):
-            raise BadArgument(reason, f"not a name: {from_term(name)!r}")
+            raise BadArgument(reason, f"not a name: {_text(name)!r}")
         case (_R.bad_max, max_people):
             raise BadArgument(reason, f"max must be an integer >= 1, not {from_term(max_people)!r}")
         case (_R.max_too_large, max_people, limit):
