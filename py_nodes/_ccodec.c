@@ -84,7 +84,8 @@ rd16(const unsigned char *p)
 }
 
 /* Atoms by their raw bytes, direct-mapped, in front of the pure codec's atom caches: a hit
- * costs no bytes object.  Atoms are interned for good, so an entry never goes stale. */
+ * costs no bytes object.  A slot holds its atom, which keeps it in the intern table, so an
+ * entry never goes stale. */
 #define ATOM_SLOTS 4096
 static struct {
     PyObject *raw; /* bytes */
