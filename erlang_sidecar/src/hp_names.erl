@@ -6,9 +6,12 @@
 %% UTF-8 binaries, and the API (houseparty) turns them into atoms here:
 %%
 %%   existing(Bin) -> {ok, Atom} | absent | {unavailable, {names_not_asked, Node}}
+%%                                         | {unavailable, {owner_lost, Node}}
 %%       for a name that must exist (a room walked into, a read): the atom of this node,
 %%       else of any other sidecar (known/1 on each, by erpc). A name no sidecar has an
-%%       atom for exists nowhere. A sidecar that could not be asked makes it unavailable.
+%%       atom for exists nowhere. A sidecar that could not be asked makes it unavailable,
+%%       and so does a node lost on the far side of a netsplit while this node is on the
+%%       smaller side (hp_registry_store:lost_nodes/0): the name may live there.
 %%   new(Bin) / new_many(Bins) -> {ok, Atom(s)} | {error, too_many_names}
 %%                                | {error, {unavailable, {names_not_asked, Node}}}
 %%       for a name that may be created (a room added, a person walking in): an atom the
@@ -50,7 +53,7 @@ existing(Name) ->
         absent ->
             case elsewhere([Name]) of
                 {ok, [true]} -> {ok, binary_to_atom(Name, utf8)};
-                {ok, [false]} -> absent;
+                {ok, [false]} -> nowhere_in_reach();
                 {unavailable, _} = Unavailable -> Unavailable
             end
     end.
@@ -81,6 +84,12 @@ new_many(Names) ->
                 {unavailable, _} = Unavailable ->
                     {error, Unavailable}
             end
+    end.
+
+nowhere_in_reach() ->
+    case hp_registry_store:lost_nodes() of
+        [] -> absent;
+        [Node | _] -> {unavailable, {owner_lost, Node}}
     end.
 
 %% Which of these names this node has an atom for (asked by the other sidecars).

@@ -28,7 +28,7 @@
 -export([new/0, delete_ring/0]).
 %% Ring and settling.
 -export([ring/0, set_ring/1, settling/0, settling_deadlines/0, settle/2, settled/1,
-         unsettled/0, lost/3, found/1, lost_owner/1]).
+         unsettled/0, lost/3, found/1, lost_owner/1, lost_nodes/0]).
 %% Names.
 -export([lookup/1, holds/2, insert_name/4, delete_name/1, fold_names/2, names/0,
          registered/0, pending/1, set_pending/2, clear_pending/1, unsettled_names/0]).
@@ -157,14 +157,22 @@ found(Node) ->
 %% owner's or its replica's copy), the rest may be the other side of a netsplit.
 -spec lost_owner(term()) -> node() | none.
 lost_owner(Name) ->
+    first_lost_owner(Name, out_of_reach()).
+
+%% The lost nodes that may hold names out of reach, under the same terms.
+-spec lost_nodes() -> [node()].
+lost_nodes() ->
+    [Node || {Node, _Ring} <- out_of_reach()].
+
+out_of_reach() ->
     Now = erlang:monotonic_time(millisecond),
     Lost = [{Node, Ring}
             || {Node, {Ring, Deadline}} <- maps:to_list(ets:lookup_element(?META, lost, 2)),
                Deadline > Now],
     Here = length(hp_ring:nodes(ring())),
     case 2 * Here > Here + length(Lost) of
-        true -> none;
-        false -> first_lost_owner(Name, Lost)
+        true -> [];
+        false -> Lost
     end.
 
 first_lost_owner(_Name, []) ->

@@ -1,5 +1,6 @@
 %% EUnit tests of hp_names on a node alone: which names have atoms, how much room a table
-%% has, and that a name neither existing nor admitted gets no atom.
+%% has, and that a name neither existing nor admitted gets no atom. (What existing/1 says
+%% of a name with no atom anywhere in reach is in hp_registry_store_tests.)
 -module(hp_names_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -17,13 +18,6 @@ known_says_which_names_have_atoms_test() ->
     Unseen = unseen(),
     ?assertEqual([true, false, true], hp_names:known([<<"ok">>, Unseen, <<"hp_names_tests">>])),
     %% Asking made no atom of it.
-    ?assertEqual([false], hp_names:known([Unseen])).
-
-a_node_alone_finds_no_atom_elsewhere_test() ->
-    Unseen = unseen(),
-    ?assertEqual({ok, kitchen}, hp_names:existing(kitchen)),
-    ?assertEqual({ok, ok}, hp_names:existing(<<"ok">>)),
-    ?assertEqual(absent, hp_names:existing(Unseen)),
     ?assertEqual([false], hp_names:known([Unseen])).
 
 without_the_refresher_no_new_name_is_admitted_test() ->

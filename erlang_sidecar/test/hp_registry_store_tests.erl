@@ -29,7 +29,8 @@ the_majority_side_has_no_lost_owner_test() ->
               hp_registry_store:set_ring(Full),
               hp_registry_store:lost(?B, Full, erlang:monotonic_time(millisecond) + 60000),
               hp_registry_store:set_ring(hp_ring:new([node(), ?C])),
-              ?assertEqual([], [N || N <- names(), hp_registry_store:lost_owner(N) =/= none])
+              ?assertEqual([], [N || N <- names(), hp_registry_store:lost_owner(N) =/= none]),
+              ?assertEqual([], hp_registry_store:lost_nodes())
       end).
 
 %% The small side of a split names, for each name the others owned, the node that may
@@ -50,8 +51,28 @@ the_minority_side_names_the_lost_owners_test() ->
               ?assertEqual(owned_by(?C, Two) -- owned_by(?B, Full), Lost(?C)),
               ?assertEqual(owned_by(node(), Full),
                            [N || N <- names(), hp_registry_store:lost_owner(N) =:= none]),
+              ?assertEqual([?B, ?C], lists:sort(hp_registry_store:lost_nodes())),
               hp_registry_store:found(?B),
               ?assertEqual([], Lost(?B)),
+              ?assertEqual([?C], hp_registry_store:lost_nodes()),
               hp_registry_store:lost(?C, Two, erlang:monotonic_time(millisecond) - 1),
-              ?assertEqual([], [N || N <- names(), hp_registry_store:lost_owner(N) =/= none])
+              ?assertEqual([], [N || N <- names(), hp_registry_store:lost_owner(N) =/= none]),
+              ?assertEqual([], hp_registry_store:lost_nodes())
+      end).
+
+%% A name that no node in reach has an atom for does not exist, unless this node is on the
+%% small side of a split: then it may live on the far side, out of reach.
+a_name_with_no_atom_in_reach_is_absent_unless_owners_are_lost_test() ->
+    in_own_tables(
+      fun() ->
+              Unseen = <<"hp_registry_store_tests_",
+                         (integer_to_binary(erlang:unique_integer([positive])))/binary>>,
+              ?assertEqual({ok, ok}, hp_names:existing(<<"ok">>)),
+              ?assertEqual(absent, hp_names:existing(Unseen)),
+              Full = hp_ring:new([node(), ?B, ?C]),
+              hp_registry_store:lost(?B, Full, erlang:monotonic_time(millisecond) + 60000),
+              hp_registry_store:lost(?C, Full, erlang:monotonic_time(millisecond) + 60000),
+              {unavailable, {owner_lost, Node}} = hp_names:existing(Unseen),
+              ?assert(lists:member(Node, [?B, ?C])),
+              ?assertEqual([false], hp_names:known([Unseen]))
       end).
