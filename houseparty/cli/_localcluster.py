@@ -51,6 +51,7 @@ from houseparty.workers import worker_table
 __all__ = [
     "CLIENT_CERTIFICATE",
     "DEFAULT_BASE_PORT",
+    "ELIXIR_APPS",
     "LocalCluster",
     "PodSpec",
     "SidecarRuntime",
@@ -113,13 +114,17 @@ def sidecar_ebin() -> Path:
     return _CHECKOUT_EBIN
 
 
+#: The Elixir applications a sidecar loads, so that ``iex --remsh`` into it works.
+ELIXIR_APPS = ("elixir", "iex", "logger")
+
+
 def elixir_ebins() -> list[Path]:
     """Elixir's own code, which a sidecar needs on its path for ``iex --remsh`` into it."""
     elixir = shutil.which("elixir")
     if elixir is None:
         return []
     lib = Path(os.path.realpath(elixir)).parent.parent / "lib"
-    return [lib / app / "ebin" for app in ("elixir", "iex", "logger") if (lib / app).is_dir()]
+    return [lib / app / "ebin" for app in ELIXIR_APPS if (lib / app).is_dir()]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from houseparty.cli._localcluster import LocalCluster, SidecarRuntime, sidecar_ebin
+from houseparty.cli._localcluster import ELIXIR_APPS, LocalCluster, SidecarRuntime, sidecar_ebin
 from tests.houseparty.conftest import ANSI, Cluster, free_base_port
 
 # The distribution tests' cookie and their runner of ``async def`` tests.
@@ -79,12 +79,18 @@ def _why_not_ready() -> str | None:
 NOT_READY = _why_not_ready()
 needs_otp27 = pytest.mark.skipif(NOT_READY is not None, reason=NOT_READY or "")
 
+
+def _elixir_code(lib: Path) -> tuple[str, ...]:
+    """The ebin folders of an Elixir's ``lib`` that a sidecar loads for ``iex --remsh``."""
+    return tuple(str(lib / app / "ebin") for app in ELIXIR_APPS)
+
+
 #: A sidecar on OTP 27: its erl, its build of the sidecar and its Elixir (for ``iex --remsh``).
 OTP27 = SidecarRuntime(
     erl=str(BIN / "erl"),
     code_path=(
         str(EBIN27),
-        *(str(ELIXIR_LIB / app / "ebin") for app in ("elixir", "iex", "logger")),
+        *_elixir_code(ELIXIR_LIB),
     ),
 )
 
@@ -94,10 +100,7 @@ OTP27 = SidecarRuntime(
 OTP25_ELIXIR118 = SidecarRuntime(
     code_path=(
         str(sidecar_ebin()),
-        *(
-            str((ELIXIR_ON_OTP25 or CACHE) / "lib" / app / "ebin")
-            for app in ("elixir", "iex", "logger")
-        ),
+        *_elixir_code((ELIXIR_ON_OTP25 or CACHE) / "lib"),
     ),
 )
 
