@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import date
 from typing import Any, ClassVar
 
 from houseparty._errors import ApiError, Unavailable, UnknownName
@@ -71,26 +71,46 @@ REPLY_OK = Reply(H.ok)
 REPLY_FULL = Reply(DESTINATION_FULL)
 DUMP = (H.dump,)
 
-_DATETIME = Atom("Elixir.DateTime")
-_CALENDAR_ISO = Atom("Elixir.Calendar.ISO")
-_STRUCT = Atom("__struct__")
-_DT_FIELDS = tuple(Atom(n) for n in ("year", "month", "day", "hour", "minute", "second"))
+# The fields every DateTime in UTC shares; datetime_term adds the date and time.
+_DT_CONSTANT: dict[Atom, Any] = {
+    Atom("__struct__"): Atom("Elixir.DateTime"),
+    Atom("calendar"): Atom("Elixir.Calendar.ISO"),
+    Atom("std_offset"): 0,
+    Atom("utc_offset"): 0,
+    Atom("time_zone"): "Etc/UTC",
+    Atom("zone_abbr"): "UTC",
+}
+_YEAR, _MONTH, _DAY, _HOUR, _MINUTE, _SECOND, _MICROSECOND = (
+    Atom(n) for n in ("year", "month", "day", "hour", "minute", "second", "microsecond")
+)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# (year, month, day) per day since the epoch: a log's entries share few days. Emptied when
+# full, so that no input grows it without bound.
+_DATES: dict[int, tuple[int, int, int]] = {}
+_DATES_MAX = 4096
 
 
 def datetime_term(micros: int) -> dict[Atom, Any]:
-    """An Elixir ``%DateTime{}`` in UTC for ``micros`` since the epoch, as iex prints it."""
-    dt = datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
-    term: dict[Atom, Any] = {
-        _STRUCT: _DATETIME,
-        Atom("calendar"): _CALENDAR_ISO,
-        Atom("microsecond"): (micros % 1_000_000, 6),
-        Atom("std_offset"): 0,
-        Atom("utc_offset"): 0,
-        Atom("time_zone"): "Etc/UTC",
-        Atom("zone_abbr"): "UTC",
-    }
-    for key, value in zip(_DT_FIELDS, dt.timetuple()[:6], strict=True):
-        term[key] = value
+    """An Elixir ``%DateTime{}`` in UTC for ``micros`` since the epoch, as iex prints it.
+
+    In integers throughout (a float of the seconds could round into the next second), and
+    without a ``datetime`` per call: a room log read builds one per entry."""
+    seconds, micro = divmod(micros, 1_000_000)
+    days, second = divmod(seconds, 86_400)
+    ymd = _DATES.get(days)
+    if ymd is None:
+        day = date.fromordinal(_EPOCH_ORDINAL + days)
+        if len(_DATES) >= _DATES_MAX:
+            _DATES.clear()
+        ymd = _DATES[days] = (day.year, day.month, day.day)
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
+    term = _DT_CONSTANT.copy()
+    term[_YEAR], term[_MONTH], term[_DAY] = ymd
+    term[_HOUR] = hour
+    term[_MINUTE] = minute
+    term[_SECOND] = second
+    term[_MICROSECOND] = (micro, 6)
     return term
 
 
