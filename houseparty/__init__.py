@@ -30,6 +30,7 @@ from houseparty._errors import (
     UnknownKind,
     UnknownName,
     UnknownRoom,
+    WorkerCrashed,
     WorkerStartError,
 )
 from houseparty._workers_client import AsyncWorkers, Workers
@@ -66,6 +67,7 @@ __all__ = [
     "UnknownName",
     "UnknownRoom",
     "Worker",
+    "WorkerCrashed",
     "WorkerStartError",
     "Workers",
     "__version__",

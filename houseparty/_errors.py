@@ -22,6 +22,7 @@
         ├── UnknownKind              no pod knows a worker class of that kind
         ├── WorkerStartError         the worker class raised in ``setup``
         ├── TooManyNames             the cluster takes no new room or person: its limit
+        ├── WorkerCrashed            the worker crashed on the request (and restarts)
         └── Unavailable              the worker did not answer in time (it may exist)
 """
 
@@ -49,6 +50,7 @@ __all__ = [
     "UnknownKind",
     "UnknownName",
     "UnknownRoom",
+    "WorkerCrashed",
     "WorkerStartError",
 ]
 
@@ -153,6 +155,12 @@ class WorkerStartError(ApiError):
 
 class TooManyNames(ApiError):
     """The cluster refused a new room or person: a sidecar's atom table is nearly full."""
+
+
+class WorkerCrashed(ApiError):
+    """The worker crashed handling the request (``.reason`` is ``{crashed, Reason}``). It
+    starts again from the state of its last acknowledged change; the request is not
+    tried again, as it could crash it again."""
 
 
 class Unavailable(ApiError):

@@ -69,6 +69,9 @@ DESTINATION_FULL = (H.error, Atom("destination_full"))
 # Answers that never change, made once: a Reply is immutable.
 REPLY_OK = Reply(H.ok)
 REPLY_FULL = Reply(DESTINATION_FULL)
+# A request a room or person does not know is answered, not a crash: any erl or iex user
+# can send one, and the worker's state is the cluster's.
+REPLY_UNKNOWN = Reply((H.error, Atom("unknown_request")))
 DUMP = (H.dump,)
 
 # The fields every DateTime in UTC shares; datetime_term adds the date and time.
@@ -186,7 +189,7 @@ class RoomWorker(Worker):
                     self._add(person)
                     self.changed()
                 return REPLY_OK
-        return super().on_call(request, from_)
+        return REPLY_UNKNOWN
 
     def answer_in_place(self, request: Any) -> Any:
         # A dump asks every room at once: answered without a Reply each.
@@ -293,7 +296,7 @@ class PersonWorker(Worker):
                 return self._once_settled(self._where)
             case H.room_log:
                 return self._once_settled(self._room_log)
-        return super().on_call(request, from_)
+        return REPLY_UNKNOWN
 
     def _where(self) -> Reply:
         return Reply(self.room if self.room is not None else H.nil)

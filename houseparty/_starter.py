@@ -41,6 +41,8 @@ class S:
     swarm = Atom("swarm")
     die = Atom("die")
     noproc = Atom("noproc")
+    normal = Atom("normal")
+    shutdown = Atom("shutdown")
     restart = Atom("restart")
     gone = Atom("gone")
     busy = Atom("busy")
@@ -214,26 +216,35 @@ class WorkerStarter(GenServer):
         return counts
 
 
-class _ExitReport:
-    """``Registry ! {hp_exits, [Pid]}`` for the watched processes that exited during one
-    turn of the event loop."""
+# The exit reasons of a worker that ended as asked (or was never there); any other is a
+# crash, which the registry answers with a restart.
+_ENDED = (S.normal, S.shutdown, S.noproc)
 
-    __slots__ = ("pending", "registry", "starter")
+
+class _ExitReport:
+    """``Registry ! {hp_exits, [Pid], [{Pid, Reason}]}`` for the watched processes that
+    exited during one turn of the event loop, the second list those that crashed."""
+
+    __slots__ = ("crashes", "pending", "registry", "starter")
 
     def __init__(self, starter: WorkerStarter, registry: Pid) -> None:
         self.starter = starter
         self.registry = registry
         self.pending: list[Any] = []
+        self.crashes: list[tuple[Any, Any]] = []
 
     def __call__(self, pid: Any, reason: Any) -> None:
         if not self.pending:
             asyncio.get_running_loop().call_soon(self.flush)
         self.pending.append(pid)
+        if reason not in _ENDED and not (type(reason) is tuple and reason[:1] == (S.shutdown,)):
+            self.crashes.append((pid, reason))
 
     def flush(self) -> None:
         pids, self.pending = self.pending, []
+        crashes, self.crashes = self.crashes, []
         if self.starter.alive:  # not while the node stops
-            self.starter.send(self.registry, (S.hp_exits, pids))
+            self.starter.send(self.registry, (S.hp_exits, pids, crashes))
 
 
 def _describe(exc: Exception) -> bytes:

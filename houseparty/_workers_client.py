@@ -131,7 +131,9 @@ class AsyncWorkers(AsyncClient):
         handoff or a restart (for a few seconds, trying again each ``timeout``: a request
         may then reach the worker twice).
 
-        Raises :class:`UnknownName`, or :class:`Unavailable` when it does not answer."""
+        Raises :class:`UnknownName`, :class:`Unavailable` when it does not answer, or
+        :class:`WorkerCrashed` when it crashed on the request (it restarts from its last
+        acknowledged state; the request is not tried again)."""
         key = _name(name)
         options = {Atom("timeout"): _timeout_ms(timeout)}
         result = await self.rpc("hp_python", "call_name", [key, request, options])

@@ -50,6 +50,12 @@ When they do not hold it in time, the caller gets ``{error, {unavailable, Reason
 instead of the handler's answer. An ``async`` handler that must have a step held before
 it goes on (a person's intent before it enters a room) awaits :meth:`Worker.replicate`.
 
+A worker that crashes (a handler raised, it stopped with a reason other than ``normal``,
+``shutdown`` or ``{shutdown, _}``, or it was killed) starts again on the same pod, with
+the state of its last acknowledged change and the same name and groups, as a
+supervisor restarts a permanent child: at most 3 times in 10 s, after which the name
+ends and the sidecar logs an error. Callers by name wait for the restart meanwhile.
+
 A worker that has given its state away (its :meth:`Worker.begin_handoff` answered
 :class:`Resume` or :class:`Restart`) answers every call with ``{error, handed_off}`` and
 forwards its casts to the live copy, until it stops or the sidecar gives the handoff up
@@ -70,7 +76,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
 
-from houseparty._errors import BadArgument, Unavailable, UnknownName
+from houseparty._errors import BadArgument, Unavailable, UnknownName, WorkerCrashed
 from houseparty._rex import registry_whereis, rex_call
 from py_nodes import (
     CallExit,
@@ -117,6 +123,7 @@ class _T:
     handed_off = Atom("handed_off")
     reply = Atom("reply")
     absent = Atom("absent")
+    crashed = Atom("crashed")
     unavailable = Atom("unavailable")
     shutdown = Atom("shutdown")
     hp_replica = Atom("hp_replica")
@@ -269,7 +276,9 @@ class Worker(GenServer):
         """Set the worker's state from the args given at registration; raise to refuse."""
 
     def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
-        """A call that is not swarm's; the default answers ``{error, unexpected_call}``."""
+        """A call that is not swarm's; the default answers ``{error, unexpected_call}`` and
+        stops the worker, as a GenServer without the clause would crash (it then starts
+        again from its last acknowledged state)."""
         return Stop((_T.unexpected_call, request), reply=(_T.error, _T.unexpected_call))
 
     def on_cast(self, request: Any) -> Any:
@@ -517,6 +526,8 @@ def unwrap_call_result(name: Any, result: Any) -> Any:
             raise UnknownName(result, f"no worker is registered as {name!r}")
         case (_T.unavailable, reason):
             raise Unavailable(result, f"the worker {name!r} did not answer: {reason!r}")
+        case (_T.crashed, reason):
+            raise WorkerCrashed(result, f"the worker {name!r} crashed on the request: {reason!r}")
     raise Unavailable(result, f"calling {name!r} failed: {result!r}")
 
 

@@ -335,11 +335,14 @@ room_pid(Room) ->
         {unavailable, _} = Unavailable -> {error, Unavailable}
     end.
 
+%% A room or person that crashed on the request restarts from its last acknowledged
+%% state: the request may be tried again, as for one that could not be asked.
 room_call(Room, Request) ->
     case hp_python:call_name({room, Room}, Request) of
         {reply, Reply} -> Reply;
         absent -> {error, {unknown_room, Room}};
-        {unavailable, Reason} -> {error, {unavailable, Reason}}
+        {unavailable, Reason} -> {error, {unavailable, Reason}};
+        {crashed, Reason} -> {error, {unavailable, {crashed, Reason}}}
     end.
 
 %% Called only once the person is known to exist, as Pid a moment ago: a missing one is
@@ -347,7 +350,8 @@ room_call(Room, Request) ->
 person_call(Person, Pid, Request) ->
     case hp_python:call_found(Pid, {person, Person}, Request, #{absent => retry}) of
         {reply, Reply} -> Reply;
-        {unavailable, Reason} -> {error, {unavailable, Reason}}
+        {unavailable, Reason} -> {error, {unavailable, Reason}};
+        {crashed, Reason} -> {error, {unavailable, {crashed, Reason}}}
     end.
 
 check_names(Names) when is_list(Names) ->

@@ -30,11 +30,12 @@
 %% handed-over state as end_handoff would, and commits them all; the old processes get
 %% their {swarm, die} from one M:stop_handed_off(Pids) per node.
 %%
-%% The same workers restart names from their replicas when their owner went down.
+%% The same workers restart names from their replicas when their owner went down, and a
+%% Python worker that crashed from its owner copy (restart_crashed/4).
 -module(hp_handoff).
 
 -export([rebalance/0, drain/1, restart_replicas/2, accept/5, accept_many/1, accept_restart/4,
-         start_and_commit/5, start_and_commit_many/3, start_mfa/2, reserve/2, parallel/3]).
+         restart_crashed/4, start_and_commit/5, start_and_commit_many/3, start_mfa/2, reserve/2, parallel/3]).
 
 -define(BATCH, 256).
 -define(MOVE_BATCH, 1000).
@@ -314,7 +315,7 @@ batch_module(undefined, _Batch) ->
 %% Then) unless it is already here. A batch module (hp_python) gives the state to the
 %% worker before its first message, with its version.
 -spec accept_restart(term(), mfargs(), [term()], then()) -> {ok, pid()} | {error, term()}.
-accept_restart(Name, {M, _, _} = MFA, Groups, Then) ->
+accept_restart(Name, MFA, Groups, Then) ->
     case reserve(Name, force) of
         {already_registered, Existing} ->
             %% Handed over before its old owner went (a drain), or registered again: the
@@ -322,20 +323,34 @@ accept_restart(Name, {M, _, _} = MFA, Groups, Then) ->
             %% a name waits for its restart, so no caller registers it afresh then.)
             {ok, Existing};
         {reserved, Ref} ->
-            Result = case batch_module(MFA, batch_modules([MFA])) of
-                         {ok, M} when Then =/= none ->
-                             Items = [{Name, Ref, MFA, Groups, {MFA, Then}}],
-                             [Started] = start_and_commit_many(M, take_over, Items),
-                             hold_states(Items, [Started]),
-                             Started;
-                         _ ->
-                             start_and_commit(Name, Ref, MFA, Groups, Then)
-                     end,
-            _ = [hp_metrics:inc(restarts) || {ok, _} <- [Result]],
-            Result;
+            restart_reserved(Name, Ref, MFA, Groups, Then);
         {error, _} = Error ->
             Error
     end.
+
+%% Runs in the process the registry reserved Name for, on its owner, when its worker
+%% crashed: it starts again from its MFA with the newest state this sidecar holds of it,
+%% its owner copy, which every acknowledged change reached.
+-spec restart_crashed(term(), reference(), mfargs(), [term()]) -> {ok, pid()} | {error, term()}.
+restart_crashed(Name, Ref, MFA, Groups) ->
+    Then = case hp_replica:lookup(Name) of
+               {Version, State} -> {state, State, Version};
+               none -> none
+           end,
+    restart_reserved(Name, Ref, MFA, Groups, Then).
+
+restart_reserved(Name, Ref, {M, _, _} = MFA, Groups, Then) ->
+    Result = case batch_module(MFA, batch_modules([MFA])) of
+                 {ok, M} when Then =/= none ->
+                     Items = [{Name, Ref, MFA, Groups, {MFA, Then}}],
+                     [Started] = start_and_commit_many(M, take_over, Items),
+                     hold_states(Items, [Started]),
+                     Started;
+                 _ ->
+                     start_and_commit(Name, Ref, MFA, Groups, Then)
+             end,
+    _ = [hp_metrics:inc(restarts) || {ok, _} <- [Result]],
+    Result.
 
 %% Reserve Name at this node's registry; waits out a concurrent reservation.
 -spec reserve(term(), check | force) ->

@@ -26,7 +26,7 @@
 -define(CALL_TIMEOUT, 5000).
 
 -type kind() :: atom() | binary().
--type call_result() :: {reply, term()} | absent | {unavailable, term()}.
+-type call_result() :: {reply, term()} | absent | {unavailable, term()} | {crashed, term()}.
 -type name_opts() :: #{absent => stop | retry, timeout => timeout(), not_pid => pid()}.
 -export_type([kind/0, call_result/0, name_opts/0]).
 
@@ -97,7 +97,8 @@ stop_handed_off([Pid | _] = Pids) ->
 %% node, exits, many in one message, and at once for those already gone: a monitor each,
 %% without a MONITOR_P, a reference and a DOWN per process.
 %%
-%%   {hp_workers, node(Pid)} ! {watch, self(), [Pid]}   ->   self() ! {hp_exits, [Pid]}
+%%   {hp_workers, node(Pid)} ! {watch, self(), [Pid]}
+%%       ->   self() ! {hp_exits, [Pid], [{Pid, Reason}]}   (the second list: crashes)
 %%
 %% When that node goes down, nothing more comes: its nodedown stands for the exits.
 -spec watch([pid()]) -> ok.
@@ -129,7 +130,9 @@ whereis_name(Name) ->
 %% gen_server:call to the worker registered as Name, riding out a handoff or a restart:
 %% the name may point to nothing, to a process that exits under the call, or to a copy
 %% that has handed its state over ({error, handed_off}), for a short while. The one
-%% retry loop of calls by name, for the erl API and for the Python workers.
+%% retry loop of calls by name, for the erl API and for the Python workers. A worker
+%% that crashed under the call (an exit reason that is not a move's, see moved/1) gives
+%% {crashed, Reason}: the request is not tried again, as it may crash it again.
 %%   absent: stop (default) gives absent at once for a name that is not registered while
 %%           names are not moving; retry waits for it as for a moving one.
 %%   timeout: of each try (default ?CALL_TIMEOUT).
@@ -146,7 +149,11 @@ call_name(Name, Request, Opts) ->
                           {error, handed_off} -> {retry, handed_off};
                           Reply -> {done, {reply, Reply}}
                       catch
-                          exit:{Reason, {gen_server, call, _}} -> {retry, Reason}
+                          exit:{Reason, {gen_server, call, _}} ->
+                              case moved(Reason) of
+                                  true -> {retry, Reason};
+                                  false -> {done, {crashed, Reason}}
+                              end
                       end
               end).
 
@@ -159,8 +166,26 @@ call_found(Pid, Name, Request, Opts) ->
         {error, handed_off} -> call_name(Name, Request, Opts);
         Reply -> {reply, Reply}
     catch
-        exit:{_, {gen_server, call, _}} -> call_name(Name, Request, Opts)
+        exit:{Reason, {gen_server, call, _}} ->
+            case moved(Reason) of
+                true -> call_name(Name, Request, Opts);
+                false -> {crashed, Reason}
+            end
     end.
+
+%% Whether a call's exit reason says the process was not there to answer (gone, moved
+%% on, its node lost, too slow, killed from outside) rather than that it crashed on the
+%% request.
+-spec moved(term()) -> boolean().
+moved(noproc) -> true;
+moved(normal) -> true;
+moved(shutdown) -> true;
+moved({shutdown, _}) -> true;
+moved(killed) -> true;
+moved(noconnection) -> true;
+moved({nodedown, _}) -> true;
+moved(timeout) -> true;
+moved(_) -> false.
 
 %% gen_server:cast to the worker registered as Name, once a live one is found; with
 %% not_pid, to one other than that pid (a copy that has moved on forwards to the live

@@ -1,8 +1,9 @@
-%% Pure decisions of the registry: where a name's replicas go, who restarts it, which names move after a
-%% ring change, in which batches. No processes, no ETS.
+%% Pure decisions of the registry: where a name's replicas go, who restarts it (after its
+%% owner's loss or its own crash), which names move after a ring change, in which
+%% batches. No processes, no ETS.
 -module(hp_registry_plan).
 
--export([holders/4, restarter/4, moves/4, first_pid/1, pids/1]).
+-export([holders/4, restarter/4, crash_restart/4, moves/4, first_pid/1, pids/1]).
 -export_type([stream/1]).
 
 %% A lazy sequence: each call gives the next item and the rest, or done.
@@ -26,6 +27,19 @@ restarter(Owner, Holders, Alive, Me) ->
                     [Me | _] -> true;
                     _ -> false
                 end.
+
+%% Whether a worker that crashed at Now starts again, as a supervisor decides for a
+%% permanent child: at most Max restarts within Window (same unit as Now). Times are
+%% the restarts so far, newest first; the ones still inside the window come back, with
+%% Now when it restarts.
+-spec crash_restart(integer(), [integer()], pos_integer(), pos_integer()) ->
+          {boolean(), [integer()]}.
+crash_restart(Now, Times, Max, Window) ->
+    Recent = [T || T <- Times, Now - T < Window],
+    case length(Recent) < Max of
+        true -> {true, [Now | Recent]};
+        false -> {false, Recent}
+    end.
 
 %% The entries (tuples whose first element is the name) that Me holds but no longer
 %% owns, as {Owner, Entries} batches of at most Size per owner, made as the stream is

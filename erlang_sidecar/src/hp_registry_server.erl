@@ -26,6 +26,8 @@
 %%   cast {replica_put, Owner, [{Name, MFA, Groups, Holders}]} / {replica_del, Owner, Name}
 %%   cast {replica_reset, Owner, Entries}   the owner's full set for this node
 %%   cast {restarted, Dead, [Name]}         Dead's names restarted from their replicas
+%%   info {hp_exits, [Pid], [{Pid, Reason}]} exits the pod's Python node reports, the
+%%                                          second list those that crashed
 %%
 %% Mode is check (the caller routed by its ring: a node that does not own the name
 %% redirects) or force (a handoff, which checked already). A node that drains redirects
@@ -34,7 +36,11 @@
 %% A registration with an MFA is copied (name, MFA, groups, holders) to the nodes after
 %% the owner on the ring, as many as the state has copies (hp_replica:copies/0, at least
 %% one), so that when the owner dies the first of them still alive restarts it. Every pid
-%% (names and groups) is watched (hp_registry_watch); its exit drops what it held.
+%% (names and groups) is watched (hp_registry_watch); its exit drops what it held. A
+%% Python worker (hp_python's MFA) that crashed starts again here from its owner copy of
+%% the state, as a supervisor restarts a permanent child (at most ?CRASH_RESTARTS times
+%% in ?CRASH_WINDOW_MS per name); its name stays reserved meanwhile, so lookups wait and
+%% nobody registers it afresh. A BEAM worker's crash ends its name, as with swarm.
 %%
 %% The ring comes from the hello handshake between the registries, whose messages
 %% (hello, hello_ack, leaving, handoff_done, nodeup, nodedown) this process passes to
@@ -56,6 +62,8 @@
 
 -define(SERVER, ?MODULE).
 -define(REBALANCE_DELAY_MS, 100).
+-define(CRASH_RESTARTS, 3).
+-define(CRASH_WINDOW_MS, 10000).
 
 -record(state, {
     members :: hp_registry_membership:members(),
@@ -75,7 +83,9 @@
     %% The pod's Python node went down: its names are being handed to the peers from
     %% their owner copies (python_lost/2) by this process, and the node joins again
     %% only once that is done.
-    python_handoff = undefined :: undefined | pid()
+    python_handoff = undefined :: undefined | pid(),
+    %% The crash restarts of names, newest first, within the last ?CRASH_WINDOW_MS.
+    crash_restarts = #{} :: #{term() => [integer()]}
 }).
 
 -type state() :: #state{}.
@@ -361,9 +371,13 @@ handle_info({started, Name, Ref, MFA, Result}, State) ->
     end,
     gen_server:reply(From, Result),
     {noreply, release(Name, Mon, State#state{starts = Starts})};
-handle_info({hp_exits, Pids}, State) when is_list(Pids) ->
-    [pid_down(Pid) || Pid <- hp_registry_watch:reported_exits(Pids)],
-    {noreply, State};
+handle_info({hp_exits, Pids, Crashes}, State) when is_list(Pids), is_list(Crashes) ->
+    Exited = hp_registry_watch:reported_exits(Pids),
+    %% Reserved before their pids go down: a lookup in between would find neither the
+    %% name nor its pending restart, and answer absent.
+    State1 = restart_crashed(crashed_workers(Crashes, Exited), State),
+    [pid_down(Pid) || Pid <- Exited],
+    {noreply, State1};
 handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
     case maps:take(Mon, State#state.res_mons) of
         {Name, ResMons} ->
@@ -617,6 +631,55 @@ pid_down(Pid) ->
          ({group, _}) ->
               ok
       end, hp_registry_store:drop_pid(Pid)).
+
+%% The names of Python workers among Crashes ({Pid, Reason}) whose exit was Exited now:
+%% [{Name, MFA, Groups, Reason}], read before their pids go down.
+crashed_workers(Crashes, Exited) ->
+    [{Name, MFA, Groups, Reason}
+     || {Pid, Reason} <- Crashes, lists:member(Pid, Exited), Name <- names_of(Pid),
+        [{_, P, {hp_python, start_worker, _} = MFA, Groups}] <- [hp_registry_store:lookup(Name)],
+        P =:= Pid].
+
+restart_crashed([], State) ->
+    State;
+restart_crashed(Crashed, #state{crash_restarts = Restarts} = State) ->
+    Now = erlang:monotonic_time(millisecond),
+    Recent = maps:filter(fun(_, [Last | _]) -> Now - Last < ?CRASH_WINDOW_MS end, Restarts),
+    lists:foldl(fun(Crash, St) -> restart_crashed_one(Crash, Now, St) end,
+                State#state{crash_restarts = Recent}, Crashed).
+
+restart_crashed_one({Name, MFA, Groups, Reason}, Now, State) ->
+    Times = maps:get(Name, State#state.crash_restarts, []),
+    case route(Name, force, State) =:= here andalso
+        hp_registry_plan:crash_restart(Now, Times, ?CRASH_RESTARTS, ?CRASH_WINDOW_MS) of
+        {true, Times1} ->
+            Restarter = spawn(fun() -> crash_restarter(Name, MFA, Groups, Reason) end),
+            {{reserved, Ref}, State1} = new_reservation(Name, Restarter, State),
+            Restarter ! {restart, Ref},
+            State1#state{crash_restarts = (State1#state.crash_restarts)#{Name => Times1}};
+        {false, _} ->
+            logger:error("hp_registry: ~0tP crashed ~b times in ~b s, not restarted; its "
+                         "last reason: ~0tP",
+                         [Name, 10, ?CRASH_RESTARTS + 1, ?CRASH_WINDOW_MS div 1000, Reason, 10],
+                         #{event => crash_given_up}),
+            State;
+        false ->
+            %% Draining: the name would only have to move again; it is gone with its pod.
+            State
+    end.
+
+crash_restarter(Name, MFA, Groups, Reason) ->
+    receive
+        {restart, Ref} ->
+            case hp_handoff:restart_crashed(Name, Ref, MFA, Groups) of
+                {ok, Pid} ->
+                    logger:warning("hp_registry: ~0tP crashed (~0tP) and restarted as ~p",
+                                   [Name, 10, Reason, 10, Pid], #{event => crash_restart});
+                {error, Error} ->
+                    logger:error("hp_registry: ~0tP crashed (~0tP) and did not restart: ~0tP",
+                                 [Name, 10, Reason, 10, Error, 10], #{event => crash_restart})
+            end
+    end.
 
 %% The registration records [{Name, MFA, Groups}] to their holders, one cast per holder;
 %% names without an MFA are not restarted elsewhere, so they have none.

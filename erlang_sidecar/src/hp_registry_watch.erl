@@ -7,7 +7,7 @@
 %%
 %%   {hp_workers, PyNode} ! {watch, Registry, [Pid]}   one per watch/2 (hp_python:watch/1)
 %%   Registry ! {'DOWN', Mon, process, Pid, _}         -> exited(Pid, Mon)
-%%   Registry ! {hp_exits, [Pid]}                      -> reported_exits/1
+%%   Registry ! {hp_exits, [Pid], Crashes}             -> reported_exits/1
 %%   nodedown of PyNode                                -> node_down(PyNode): all of its pids
 %%
 %% Only while PyNode is connected: a monitor on a pid of a node that is gone gives its
@@ -71,7 +71,7 @@ exited(Pid, Watch) ->
             false
     end.
 
-%% The pids of an {hp_exits, Pids} report whose watch was still on (then gone).
+%% The pids of an {hp_exits, Pids, Crashes} report whose watch was still on (then gone).
 -spec reported_exits([term()]) -> [pid()].
 reported_exits(Pids) ->
     [Pid || Pid <- Pids, is_pid(Pid), exited(Pid, reported)].

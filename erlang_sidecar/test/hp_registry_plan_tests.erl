@@ -53,6 +53,19 @@ one_live_holder_restarts_test() ->
      end || K <- lists:seq(1, 300), Gone <- [[], ['a@h'], ['a@h', 'b@h'], ['b@h', 'c@h'],
                                               ['a@h', 'c@h', 'd@h']]].
 
+%% A crashed worker restarts at most Max times within the window, as a supervisor's
+%% permanent child; restarts that left the window count no more.
+crash_restarts_are_limited_per_window_test() ->
+    Crash = fun(Now, Times) -> hp_registry_plan:crash_restart(Now, Times, 3, 10000) end,
+    {true, T1} = Crash(0, []),
+    {true, T2} = Crash(100, T1),
+    {true, T3} = Crash(200, T2),
+    ?assertEqual([200, 100, 0], T3),
+    ?assertEqual({false, [200, 100, 0]}, Crash(300, T3)),
+    %% The first restart leaves the window at 10000: one more is allowed then.
+    ?assertEqual({true, [10000, 200, 100]}, Crash(10000, T3)),
+    ?assertEqual({true, [30000]}, Crash(30000, T3)).
+
 %% Every entry read out of a stream of moves, with its batch's owner.
 read_moves(Stream) ->
     case Stream() of

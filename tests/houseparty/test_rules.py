@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 from typing import Any
 
 import pytest
@@ -82,6 +83,15 @@ def test_bad_input_from_erl(cluster: Cluster) -> None:
         assert sorted(str(r) for r in call("dump, []")) == ["kitchen"]
         assert str(call("add_rooms, [[attic], #{max => 0}]")[1][0]) == "bad_max"
         assert str(call("who_is_in, [garage]")[1][0]) == "unknown_room"
+        # A request a room or person does not know, sent straight to it: answered, and
+        # the worker keeps its state (the same process answers).
+        for key in ("{room, kitchen}", "{person, play}"):
+            pid = erl.eval_sync(f"rpc:call('{s}', hp_registry, whereis_name, [{key}])")
+            asked = f"rpc:call('{s}', gen_server, call, [{{via, hp_registry, {key}}}, nonsense])"
+            assert erl.eval_sync(asked) == (Atom("error"), Atom("unknown_request"))
+            assert erl.eval_sync(f"rpc:call('{s}', hp_registry, whereis_name, [{key}])") == pid
+        assert call("who_is_in, [kitchen]") == [Atom("play")]
+        assert call("where_is, [play]") == Atom("kitchen")
     finally:
         erl.stop()
 
@@ -145,6 +155,7 @@ def test_dump_returns_while_a_room_dies(cluster: Cluster) -> None:
     rooms = [f"hall_{i}" for i in range(30)]
     with cluster.client() as hp:
         hp.add_rooms(rooms)
+        hp.walk_into("hall_7", ["ann", "bo"])
         victim = hp.rpc("hp_registry", "whereis_name", [(Atom("room"), Atom("hall_7"))])
 
         async def dumps_while_killing() -> list[dict[str, list[str]]]:
@@ -158,4 +169,10 @@ def test_dump_returns_while_a_room_dies(cluster: Cluster) -> None:
         for dump in asyncio.run(dumps_while_killing()):
             assert set(dump) <= set(rooms)
             assert len(dump) >= len(rooms) - 1
-        assert set(hp.dump()) == set(rooms) - {"hall_7"}
+        # The killed room started again, with its people, and is in the dump again.
+        assert hp.who_is_in("hall_7") == ["ann", "bo"]
+        assert hp.rpc("hp_registry", "whereis_name", [(Atom("room"), Atom("hall_7"))]) != victim
+        deadline = time.monotonic() + 10
+        while set(hp.dump()) != set(rooms):
+            assert time.monotonic() < deadline, "the restarted room is not in the dump"
+            time.sleep(0.1)

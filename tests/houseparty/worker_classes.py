@@ -19,7 +19,8 @@ SETTING = (
 
 class Counter(Worker):
     """A number: ``b"incr"`` and ``(b"add", N)`` (calls or casts), ``b"get"``; a message
-    ``(b"add", N)`` adds too. It keeps the larger of two copies after a netsplit."""
+    ``(b"add", N)`` adds too; ``b"crash"`` raises. It keeps the larger of two copies
+    after a netsplit."""
 
     n: int
 
@@ -33,6 +34,8 @@ class Counter(Worker):
             case b"incr" | (b"add", int()):
                 self._add(request)
                 return Reply(self.n)
+            case b"crash":
+                raise RuntimeError(f"asked to crash at {self.n}")
         return Reply((Atom("error"), Atom("unknown_request")))
 
     def on_cast(self, request: Any) -> None:
