@@ -323,7 +323,7 @@ accept_restart(Name, MFA, Groups, Then) ->
             %% a name waits for its restart, so no caller registers it afresh then.)
             {ok, Existing};
         {reserved, Ref} ->
-            restart_reserved(Name, Ref, MFA, Groups, Then);
+            counted(restarts, restart_reserved(Name, Ref, MFA, Groups, Then));
         {error, _} = Error ->
             Error
     end.
@@ -337,20 +337,24 @@ restart_crashed(Name, Ref, MFA, Groups) ->
                {Version, State} -> {state, State, Version};
                none -> none
            end,
-    restart_reserved(Name, Ref, MFA, Groups, Then).
+    counted(crash_restarts, restart_reserved(Name, Ref, MFA, Groups, Then)).
+
+counted(Counter, {ok, _} = Started) ->
+    hp_metrics:inc(Counter),
+    Started;
+counted(_Counter, Failed) ->
+    Failed.
 
 restart_reserved(Name, Ref, {M, _, _} = MFA, Groups, Then) ->
-    Result = case batch_module(MFA, batch_modules([MFA])) of
-                 {ok, M} when Then =/= none ->
-                     Items = [{Name, Ref, MFA, Groups, {MFA, Then}}],
-                     [Started] = start_and_commit_many(M, take_over, Items),
-                     hold_states(Items, [Started]),
-                     Started;
-                 _ ->
-                     start_and_commit(Name, Ref, MFA, Groups, Then)
-             end,
-    _ = [hp_metrics:inc(restarts) || {ok, _} <- [Result]],
-    Result.
+    case batch_module(MFA, batch_modules([MFA])) of
+        {ok, M} when Then =/= none ->
+            Items = [{Name, Ref, MFA, Groups, {MFA, Then}}],
+            [Started] = start_and_commit_many(M, take_over, Items),
+            hold_states(Items, [Started]),
+            Started;
+        _ ->
+            start_and_commit(Name, Ref, MFA, Groups, Then)
+    end.
 
 %% Reserve Name at this node's registry; waits out a concurrent reservation.
 -spec reserve(term(), check | force) ->

@@ -36,7 +36,7 @@
 -define(HANDOFF_REASONS, [drain, rebalance]).
 
 -type counter() :: registrations | handoff_moved | handoff_failed | handoff_received
-                 | restarts.
+                 | restarts | crash_restarts.
 -type api_call() :: add_rooms | set_room_max | walk_into | who_is_in | where_is
                   | get_person_room_log | dump.
 -type histogram() :: {api_call, api_call()} | {handoff, drain | rebalance}.
@@ -130,7 +130,8 @@ render(Families) ->
 
 -spec layout() -> {layout(), pos_integer()}.
 layout() ->
-    Counters = [registrations, handoff_moved, handoff_failed, handoff_received, restarts],
+    Counters = [registrations, handoff_moved, handoff_failed, handoff_received, restarts,
+                crash_restarts],
     Histograms = [{{api_call, C}, ?CALL_BUCKETS} || C <- ?API_CALLS]
         ++ [{{handoff, R}, ?HANDOFF_BUCKETS} || R <- ?HANDOFF_REASONS],
     {L1, Next} = lists:foldl(fun(C, {L, I}) -> {L#{C => I}, I + 1} end, {#{}, 1}, Counters),
@@ -174,6 +175,9 @@ counted() ->
      {<<"houseparty_restarts_total">>, counter,
       <<"Names restarted on this sidecar from their replicas after their owner was lost.">>,
       C(restarts)},
+     {<<"houseparty_crash_restarts_total">>, counter,
+      <<"Python workers started again on this sidecar, their owner, after they crashed.">>,
+      C(crash_restarts)},
      {<<"houseparty_handoff_duration_seconds">>, histogram,
       <<"Seconds of each handoff run of this sidecar: a drain (it leaves) or a rebalance (the ring changed).">>,
       [H({handoff, R}, [{<<"reason">>, atom_to_binary(R)}]) || R <- ?HANDOFF_REASONS]},

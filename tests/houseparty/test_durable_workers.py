@@ -12,6 +12,7 @@ from houseparty import UnknownName, WorkerCrashed, Workers
 from py_nodes._terms import Atom
 from tests.houseparty.conftest import Cluster
 from tests.houseparty.own_cluster import own_cluster
+from tests.houseparty.test_metrics import total
 from tests.py_nodes.conftest import ErlNode
 
 __all__ = ["own_cluster"]  # the module's cluster fixture
@@ -42,6 +43,8 @@ def test_a_crashed_worker_restarts_with_its_acknowledged_state(own_cluster: Clus
     try:
         with Workers(sidecar, cookie=own_cluster.cookie) as w:
             first = w.register("crashy", "counter", 0)
+            owner = next(p for p in own_cluster.pods if p.python_node == first.node.name)
+            restarts_before = total([owner], "houseparty_crash_restarts_total")
             w.join("crashers", "crashy")
             for _ in range(5):
                 w.call("crashy", "incr")
@@ -64,6 +67,7 @@ def test_a_crashed_worker_restarts_with_its_acknowledged_state(own_cluster: Clus
                 assert pid.node == first.node
                 assert w.members("crashers") == [pid]
                 pids.append(pid)
+            assert total([owner], "houseparty_crash_restarts_total") == restarts_before + 3
             with pytest.raises(WorkerCrashed, match="asked to crash at 5"):
                 w.call("crashy", "crash")
             # The fourth crash within 10 s: the name ends, and so does its group.
@@ -74,7 +78,6 @@ def test_a_crashed_worker_restarts_with_its_acknowledged_state(own_cluster: Clus
             with pytest.raises(UnknownName):
                 w.call("crashy", "get")
             assert w.members("crashers") == []
-        owner = next(p for p in own_cluster.pods if p.python_node == first.node.name)
         log = own_cluster.runner.log_path(owner.sidecar_node).read_text()
         assert log.count("crashy") >= 4, log[-2000:]
         assert "crashed 4 times in 10 s, not restarted" in log
