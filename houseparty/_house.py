@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
 from collections.abc import Callable, Iterable
 from datetime import date
@@ -117,6 +118,10 @@ def datetime_term(micros: int) -> dict[Atom, Any]:
     return term
 
 
+# An atom's text: its sort key, the order the BEAM sorts atoms in.
+_atom_name = operator.attrgetter("name")
+
+
 def _now_micros() -> int:
     return time.time_ns() // 1000
 
@@ -202,7 +207,7 @@ class RoomWorker(Worker):
         return {H.max: self.max, H.people: list(self.people)}
 
     def _listed(self) -> list[Atom]:
-        return sorted(self.people, key=str)
+        return sorted(self.people, key=_atom_name)
 
     def _add(self, person: Atom) -> None:
         if isinstance(self.people, dict):
