@@ -35,7 +35,8 @@
 -module(hp_handoff).
 
 -export([rebalance/0, drain/1, restart_replicas/2, accept/5, accept_many/1, accept_restart/4,
-         restart_crashed/4, start_and_commit/5, start_and_commit_many/3, start_mfa/2, reserve/2, parallel/3]).
+         restart_crashed/4, start_and_commit/5, start_and_commit_many/3, start_mfa/2,
+         reserve/2, parallel/3]).
 
 -define(BATCH, 256).
 -define(MOVE_BATCH, 1000).
