@@ -57,7 +57,6 @@
 -export([add_rooms/2, add_people/3, walk_into/2, who_is_in/1, where_is/1,
          get_person_room_log/1]).
 -export([start_room/2, start_person/1, start_many/1, run/7]).
--export([datetime_term/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(ROOMS, bench_house_rooms).
@@ -174,8 +173,8 @@ handle_call({walk_into, Room, RoomPid}, _From, P = #person{}) ->
 handle_call(where_is, _From, P = #person{room = Room}) ->
     {reply, Room, P};
 handle_call(room_log, _From, P = #person{log = Log}) ->
-    {reply, [{datetime_term(Micros), Room} || {Micros, Room} <- lists:reverse(queue:to_list(Log))],
-     P};
+    {reply, [{hp_time:from_micros(Micros), Room}
+             || {Micros, Room} <- lists:reverse(queue:to_list(Log))], P};
 handle_call({swarm, begin_handoff}, _From, State) ->
     {reply, {resume, State}, State};
 handle_call(Request, _From, State) ->
@@ -224,16 +223,6 @@ log(Micros, Room, P = #person{log = Log, logged = N}) when N >= ?LOG_MAX ->
     P#person{log = queue:in({Micros, Room}, Kept)};
 log(Micros, Room, P = #person{log = Log, logged = N}) ->
     P#person{log = queue:in({Micros, Room}, Log), logged = N + 1}.
-
-%% An Elixir %DateTime{} in UTC for Micros since the epoch, the term the Python person
-%% gives for the times of its log.
--spec datetime_term(integer()) -> map().
-datetime_term(Micros) ->
-    {{Y, Mo, D}, {H, Mi, S}} = calendar:system_time_to_universal_time(Micros, microsecond),
-    #{'__struct__' => 'Elixir.DateTime', calendar => 'Elixir.Calendar.ISO',
-      microsecond => {Micros rem 1000000, 6}, std_offset => 0, utc_offset => 0,
-      time_zone => <<"Etc/UTC">>, zone_abbr => <<"UTC">>,
-      year => Y, month => Mo, day => D, hour => H, minute => Mi, second => S}.
 
 %% --- internals --------------------------------------------------------------------------
 

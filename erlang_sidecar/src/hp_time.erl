@@ -15,7 +15,8 @@
 %% system time, RFC 3339 strings; `person_room_log/1' is the log in the plain form.
 -module(hp_time).
 
--export([person_room_log/1, plain_log/1, to_datetime/1, to_system_time/2, to_rfc3339/1]).
+-export([person_room_log/1, plain_log/1, from_micros/1, to_datetime/1, to_system_time/2,
+         to_rfc3339/1]).
 
 -type elixir_datetime() :: #{'__struct__' := 'Elixir.DateTime',
                              year := integer(), month := 1..12, day := 1..31,
@@ -40,6 +41,15 @@ person_room_log(Person) ->
 -spec plain_log([{elixir_datetime(), atom()}]) -> [{{calendar:datetime(), 0..999999}, atom()}].
 plain_log(Log) ->
     [{to_datetime(DateTime), Room} || {DateTime, Room} <- Log].
+
+%% @doc The DateTime map, in UTC, of `Micros' microseconds since the Unix epoch.
+-spec from_micros(integer()) -> elixir_datetime().
+from_micros(Micros) ->
+    {{Y, Mo, D}, {H, Mi, S}} = calendar:system_time_to_universal_time(Micros, microsecond),
+    #{'__struct__' => 'Elixir.DateTime', calendar => 'Elixir.Calendar.ISO',
+      year => Y, month => Mo, day => D, hour => H, minute => Mi, second => S,
+      microsecond => {(Micros rem 1000000 + 1000000) rem 1000000, 6}, time_zone => <<"Etc/UTC">>,
+      zone_abbr => <<"UTC">>, utc_offset => 0, std_offset => 0}.
 
 %% @doc `{{{Year, Month, Day}, {Hour, Minute, Second}}, Microsecond}', in UTC.
 -spec to_datetime(elixir_datetime()) -> {calendar:datetime(), 0..999999}.

@@ -30,3 +30,10 @@ plain_log_keeps_order_and_rooms_test() ->
 
 a_map_with_an_offset_is_not_taken_for_utc_test() ->
     ?assertError(function_clause, hp_time:to_datetime((dt())#{utc_offset => 3600})).
+
+from_micros_is_the_inverse_of_to_system_time_test() ->
+    ?assertEqual(dt(), hp_time:from_micros(hp_time:to_system_time(dt(), microsecond))).
+
+from_micros_before_the_epoch_test() ->
+    ?assertEqual({{{1969, 12, 31}, {23, 59, 59}}, 999999},
+                 hp_time:to_datetime(hp_time:from_micros(-1))).

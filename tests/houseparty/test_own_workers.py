@@ -160,7 +160,14 @@ def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
             )
             for kind, n in status[Atom("workers")].items():
                 counts[kind.name] = counts.get(kind.name, 0) + n
-        assert counts == {"room": 0, "person": 0, "counter": 6, "broken": 0, "fresh": 0}
+        assert counts == {
+            "room": 0,
+            "person": 0,
+            "counter": 6,
+            "broken": 0,
+            "fresh": 0,
+            "older_person": 0,
+        }
         for i in range(6):
             w.unregister(f"counted_{i}")
 
@@ -214,3 +221,23 @@ def test_a_drain_moves_counters_with_their_state_and_restarts_those_that_ask(
         assert [w.call(n, "get") for n in fresh] == [
             i if n in on_leaving else i + 1 for i, n in enumerate(fresh)
         ]
+
+
+def test_the_room_log_of_a_person_of_an_earlier_version(own_cluster: Cluster) -> None:
+    """The API asks a person for its log in microseconds and makes the DateTimes on the
+    sidecar; a person that does not know that request yet is asked for its room_log."""
+    erl = ErlNode(own_cluster.cookie)
+    s = own_cluster.sidecars[0]
+    try:
+        key = "{person, older}"
+        started = erl.eval_sync(
+            f"rpc:call('{s}', hp_registry, register_name, "
+            f"[{key}, hp_python, start_worker, [older_person, older, []]])"
+        )
+        assert started[0] == Atom("ok")
+        log = erl.eval_sync(f"rpc:call('{s}', houseparty, get_person_room_log, [older])")
+        assert [room for _, room in log] == [Atom("kitchen")]
+        assert log[0][0][Atom("year")] == 2026
+        erl.eval_sync(f"rpc:call('{s}', hp_registry, unregister_name, [{key}])")
+    finally:
+        erl.stop()

@@ -130,6 +130,7 @@ def check_replies(replies: list[Any], python_node: str) -> None:
         Atom("counter"): 3,
         Atom("broken"): 0,
         Atom("fresh"): 0,
+        Atom("older_person"): 0,
         Atom("room"): 0,
         Atom("person"): 0,
     }

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from houseparty._house import datetime_term
 from houseparty.workers import HandoffAnswer, Restart, Worker
 from py_nodes import Reply
 from py_nodes._terms import Atom
 
-__all__ = ["Broken", "Counter", "Fresh"]
+__all__ = ["Broken", "Counter", "Fresh", "OlderPerson"]
 
 SETTING = (
     "counter=tests.houseparty.worker_classes:Counter tests.houseparty.worker_classes:Broken,"
-    "tests.houseparty.worker_classes:Fresh"
+    "tests.houseparty.worker_classes:Fresh tests.houseparty.worker_classes:OlderPerson"
 )
 
 
@@ -77,3 +78,17 @@ class Fresh(Counter):
 
     def begin_handoff(self) -> HandoffAnswer:
         return Restart()
+
+
+class OlderPerson(Worker):
+    """A person of an earlier version (kind ``older_person``): it knows ``where_is`` and
+    ``room_log`` (one entry, in the kitchen) but not ``room_log_micros``."""
+
+    kind = "older_person"
+
+    def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        if request == Atom("where_is"):
+            return Reply(Atom("kitchen"))
+        if request == Atom("room_log"):
+            return Reply([(datetime_term(1_796_000_000_000_000), Atom("kitchen"))])
+        return Reply((Atom("error"), Atom("unknown_request")))
