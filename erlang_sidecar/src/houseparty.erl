@@ -346,24 +346,23 @@ room_pid(Room) ->
         {unavailable, _} = Unavailable -> {error, Unavailable}
     end.
 
-%% A room or person that crashed on the request restarts from its last acknowledged
-%% state: the request may be tried again, as for one that could not be asked.
 room_call(Room, Request) ->
     case hp_python:call_name({room, Room}, Request) of
-        {reply, Reply} -> Reply;
         absent -> {error, {unknown_room, Room}};
-        {unavailable, Reason} -> {error, {unavailable, Reason}};
-        {crashed, Reason} -> {error, {unavailable, {crashed, Reason}}}
+        Result -> answer(Result)
     end.
 
 %% Called only once the person is known to exist, as Pid a moment ago: a missing one is
 %% on its way.
 person_call(Person, Pid, Request) ->
-    case hp_python:call_found(Pid, {person, Person}, Request, #{absent => retry}) of
-        {reply, Reply} -> Reply;
-        {unavailable, Reason} -> {error, {unavailable, Reason}};
-        {crashed, Reason} -> {error, {unavailable, {crashed, Reason}}}
-    end.
+    answer(hp_python:call_found(Pid, {person, Person}, Request, #{absent => retry})).
+
+%% A room's or person's answer as the API gives it. One that crashed on the request
+%% restarts from its last acknowledged state: the request may be tried again, as for one
+%% that could not be asked.
+answer({reply, Reply}) -> Reply;
+answer({unavailable, Reason}) -> {error, {unavailable, Reason}};
+answer({crashed, Reason}) -> {error, {unavailable, {crashed, Reason}}}.
 
 check_names(Names) when is_list(Names) ->
     case [N || N <- Names, check_name(N) =/= ok] of

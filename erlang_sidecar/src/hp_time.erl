@@ -46,10 +46,13 @@ plain_log(Log) ->
 -spec from_micros(integer()) -> elixir_datetime().
 from_micros(Micros) ->
     {{Y, Mo, D}, {H, Mi, S}} = calendar:system_time_to_universal_time(Micros, microsecond),
+    %% rem keeps the sign of Micros: before the epoch, the microseconds count up to the next
+    %% second like after it.
+    Us = (Micros rem 1000000 + 1000000) rem 1000000,
     #{'__struct__' => 'Elixir.DateTime', calendar => 'Elixir.Calendar.ISO',
       year => Y, month => Mo, day => D, hour => H, minute => Mi, second => S,
-      microsecond => {(Micros rem 1000000 + 1000000) rem 1000000, 6}, time_zone => <<"Etc/UTC">>,
-      zone_abbr => <<"UTC">>, utc_offset => 0, std_offset => 0}.
+      microsecond => {Us, 6}, time_zone => <<"Etc/UTC">>, zone_abbr => <<"UTC">>,
+      utc_offset => 0, std_offset => 0}.
 
 %% @doc `{{{Year, Month, Day}, {Hour, Minute, Second}}, Microsecond}', in UTC.
 -spec to_datetime(elixir_datetime()) -> {calendar:datetime(), 0..999999}.
