@@ -85,11 +85,12 @@ from py_nodes import (
     NodeDown,
     NoProc,
     NoReply,
+    Process,
     PyNodesError,
     Reply,
     Stop,
 )
-from py_nodes._terms import Atom, Pid
+from py_nodes._terms import Atom, Pid, Reference
 
 __all__ = [
     "NO_ANSWER",
@@ -128,6 +129,8 @@ class _T:
     shutdown = Atom("shutdown")
     hp_replica = Atom("hp_replica")
     put_many = Atom("put_many")
+    down = Atom("DOWN")
+    gen_call = Atom("$gen_call")
     unexpected_call = Atom("unexpected_call")
 
 
@@ -168,17 +171,26 @@ NO_ANSWER: Any = object()
 _IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody waits on it
 
 
-class _Puts:
-    """The state puts of one node's workers, those of one turn of its event loop sent to
-    its sidecar as one ``{put_many, [{Name, Version, State}]}``: concurrent changes share
-    one round trip."""
+class _Puts(Process):
+    """The state puts of one node's workers: those of one turn of its event loop go to its
+    sidecar as one ``{put_many, [{Name, Version, State}]}``, so that concurrent changes
+    share one round trip. This process takes the sidecar's answers. It sends each batch
+    as a ``gen_server`` call of its own and watches the sidecar's ``hp_replica`` with one
+    monitor, not one per batch: a put costs the two messages of its request and answer."""
 
-    __slots__ = ("node", "pending", "sidecar")
+    __slots__ = ("batches", "pending", "sidecar", "watch")
 
-    def __init__(self, node: Any, sidecar: Atom) -> None:
-        self.node = node
+    sidecar: Atom
+    pending: list[tuple[tuple[Any, int, Any], asyncio.Future[Any]]]
+    # Per batch on its way, by its call's tag: its puts' answers and its timeout.
+    batches: dict[Reference, tuple[list[asyncio.Future[Any]], asyncio.TimerHandle]]
+    watch: Reference | None
+
+    def init(self, sidecar: Atom) -> None:
         self.sidecar = sidecar
-        self.pending: list[tuple[tuple[Any, int, Any], asyncio.Future[Any]]] = []
+        self.pending = []
+        self.batches = {}
+        self.watch = None
 
     def put(self, name: Any, version: int, state: Any) -> asyncio.Future[Any]:
         """The sidecar's answer for this put (a PyNodesError when it gave none)."""
@@ -191,21 +203,46 @@ class _Puts:
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        answers = [answer for _, answer in batch]
+        if not self.alive:
+            _settle(answers, NodeDown("the node is stopping"))
+            return
+        replica = (_T.hp_replica, self.sidecar)
+        if self.watch is None:
+            self.watch = self.monitor(replica)
+        tag = self.node.make_ref()
+        timeout = asyncio.get_running_loop().call_later(
+            REPLICA_TIMEOUT_S, self._answered, tag, CallTimeout("no answer from the sidecar")
+        )
+        self.batches[tag] = (answers, timeout)
+        self.send(replica, (_T.gen_call, (self.pid, tag), (_T.put_many, [put for put, _ in batch])))
 
-    async def _send(self, batch: list[tuple[tuple[Any, int, Any], asyncio.Future[Any]]]) -> None:
-        request = (_T.put_many, [put for put, _ in batch])
-        try:
-            result: Any = await self.node.call(
-                (_T.hp_replica, self.sidecar), request, REPLICA_TIMEOUT_S
-            )
-        except PyNodesError as exc:
-            result = exc
-        for _, answer in batch:
-            if not answer.done():
-                answer.set_result(result)
+    def _answered(self, tag: Reference, result: Any) -> None:
+        entry = self.batches.pop(tag, None)
+        if entry is not None:
+            answers, timeout = entry
+            timeout.cancel()
+            _settle(answers, result)
+
+    def handle_message(self, message: Any) -> None:
+        match message:
+            case (Reference() as tag, result):
+                self._answered(tag, result)
+            case (_T.down, ref, _, _, reason) if ref == self.watch:
+                # hp_replica or its node is gone: no batch on its way gets an answer.
+                self.watch = None
+                for tag in list(self.batches):
+                    self._answered(tag, NodeDown(f"the sidecar's hp_replica went: {reason!r}"))
+
+    def terminate(self, reason: Any) -> None:
+        for tag in list(self.batches):
+            self._answered(tag, NodeDown("the node is stopping"))
+
+
+def _settle(answers: list[asyncio.Future[Any]], result: Any) -> None:
+    for answer in answers:
+        if not answer.done():
+            answer.set_result(result)
 
 
 # The sidecar of each node's pod, whose registry finds workers by name and which holds
@@ -214,10 +251,12 @@ class _Puts:
 _sidecars: WeakKeyDictionary[object, tuple[Atom, int, _Puts]] = WeakKeyDictionary()
 
 
-def bind_sidecar(node: object, sidecar: Atom, copies: int = DEFAULT_REPLICA_COPIES) -> None:
+def bind_sidecar(node: Any, sidecar: Atom, copies: int = DEFAULT_REPLICA_COPIES) -> None:
     """Workers on ``node`` find other workers through ``sidecar``'s registry, and keep
     their state there and on ``copies`` other sidecars (0: replication is off)."""
-    _sidecars[node] = (sidecar, copies, _Puts(node, sidecar))
+    puts = node.process(node.spawn(_Puts, sidecar))
+    assert isinstance(puts, _Puts)
+    _sidecars[node] = (sidecar, copies, puts)
 
 
 def _version_after(version: int) -> int:

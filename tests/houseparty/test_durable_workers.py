@@ -4,7 +4,9 @@ their own."""
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -81,5 +83,42 @@ def test_a_crashed_worker_restarts_with_its_acknowledged_state(own_cluster: Clus
         log = own_cluster.runner.log_path(owner.sidecar_node).read_text()
         assert log.count("crashy") >= 4, log[-2000:]
         assert "crashed 4 times in 10 s, not restarted" in log
+    finally:
+        erl.stop()
+
+
+def test_a_change_whose_sidecar_replica_store_goes_is_answered_unavailable(
+    own_cluster: Cluster,
+) -> None:
+    """The Python node watches its sidecar's hp_replica: a change on its way when that
+    process goes is answered unavailable at once, by the monitor rather than a timeout,
+    and the next change is held again, carrying the one that was not acknowledged."""
+    erl = ErlNode(own_cluster.cookie)
+    try:
+        with Workers(own_cluster.sidecars[0], cookie=own_cluster.cookie) as w:
+            pid = w.register("held", "counter", 5)
+            owner = next(p for p in own_cluster.pods if p.python_node == pid.node.name)
+            replica = f"{{hp_replica, '{owner.sidecar_node}'}}"
+            erl.eval_sync(f"sys:suspend({replica})")
+            answers: list[Any] = []
+            calling = threading.Thread(target=lambda: answers.append(w.call("held", "incr")))
+            calling.start()
+            time.sleep(0.5)
+            assert not answers, "a change was acknowledged while no replica could hold it"
+            erl.eval_sync(
+                f"exit(rpc:call('{owner.sidecar_node}', erlang, whereis, [hp_replica]), kill)"
+            )
+            calling.join(timeout=30)
+            [answer] = answers
+            assert answer[0] == Atom("error") and answer[1][0] == Atom("unavailable"), answer
+            assert b"hp_replica went" in answer[1][1], answer
+            # The supervisor starts hp_replica again and the next change is held. A change
+            # that is not acknowledged stays in the worker and goes with the next one.
+            calls, deadline = 1, time.monotonic() + 10
+            while isinstance(got := w.call("held", "incr"), tuple):
+                calls += 1
+                assert time.monotonic() < deadline, f"no change was held again: {got!r}"
+                time.sleep(0.2)
+            assert got == 5 + calls + 1
     finally:
         erl.stop()
