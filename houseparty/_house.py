@@ -267,20 +267,31 @@ class PersonWorker(Worker):
     are idempotent, and the log entry is the intent's) or, when the room refuses it,
     stays where it was, in the room that still lists it. A refused walk has its intent
     dropped, held, before it answers.
+
+    ``room_pid`` is the pid the API gave for the room it stands in when it walked in: a
+    hint, tried first when it leaves that room, which spares a lookup. A copy that has
+    moved on answers ``handed_off`` or is gone, and the room is then looked up by name;
+    so is it when that copy answers anything but ``ok``. An orphan of a dead sidecar that
+    still answers cannot mislead it: a leave that changes the orphan's state waits for a
+    put its sidecar cannot hold, and one that does not change it leaves the name's live
+    copy, restarted from that same state, as it is too. The hint is dropped whenever the
+    person's room changes otherwise than by its own walk.
     """
 
-    __slots__ = ("intent", "log", "room")
+    __slots__ = ("intent", "log", "room", "room_pid")
 
     kind = "person"
     log_max: ClassVar[int] = DEFAULT_PERSON_LOG_MAX
 
     key: Atom
     room: Atom | None
+    room_pid: Pid | None
     log: list[tuple[int, Atom]] | tuple[()]
     intent: tuple[int, Atom] | None
 
     def setup(self) -> None:
         self.room = None
+        self.room_pid = None
         self.log = ()
         self.intent = None
 
@@ -359,22 +370,22 @@ class PersonWorker(Worker):
             self.intent = None
             self.changed()
             return Reply(entered)
-        await self._complete_walk()
+        await self._complete_walk(room_pid)
         return REPLY_OK
 
-    async def _complete_walk(self) -> None:
-        # Entered the intent's room: leave the old room and log the move. Nothing more is
-        # held before the answer: the intent held already makes a copy restarted from it
-        # finish this very walk (entering and leaving are idempotent, and the log entry
-        # is the intent's), and the person's next change carries the completed state.
+    async def _complete_walk(self, room_pid: Pid | None = None) -> None:
+        # Entered the intent's room (found at room_pid, when known): leave the old room
+        # and log the move. Nothing more is held before the answer: the intent held
+        # already makes a copy restarted from it finish this very walk (entering and
+        # leaving are idempotent, and the log entry is the intent's), and the person's
+        # next change carries the completed state.
         assert self.intent is not None
         micros, room = self.intent
         old = self.room
         if old is not None and old is not room:
-            # By name, not by the pid it entered: that copy may be an orphan of a dead
-            # sidecar, still answering, while the name lives on restarted elsewhere.
-            await self._tell_room(old, H.leave)
+            await self._tell_room(old, H.leave, self.room_pid)
         self.room = room
+        self.room_pid = room_pid
         if isinstance(self.log, list):
             if not self._logged((micros, room)):  # a walk finished again after a restart
                 self.log.append((micros, room))
@@ -417,8 +428,14 @@ class PersonWorker(Worker):
     async def _finish_later(self) -> None:
         self.send(self.pid, (H.finish_walk,))
 
-    async def _tell_room(self, room: Atom, what: Atom) -> None:
+    async def _tell_room(self, room: Atom, what: Atom, pid: Pid | None = None) -> None:
+        # pid: a hint, believed only when it answers ok (see the class docstring).
         try:
+            if (
+                pid is not None
+                and await self.call_name((H.room, room), (what, self.key), pid=pid) is H.ok
+            ):
+                return
             await self.call_name((H.room, room), (what, self.key))
         except UnknownName:
             pass
@@ -466,6 +483,7 @@ class PersonWorker(Worker):
         joined = sorted(set(self.log) | set(entries), key=lambda e: (e[0], str(e[1])))
         self.log = joined[-self.log_max :]
         self.room = self.log[-1][1] if self.log else None
+        self.room_pid = None
 
     def on_info(self, message: Any) -> Any:
         match message:

@@ -176,3 +176,23 @@ def test_dump_returns_while_a_room_dies(cluster: Cluster) -> None:
         while set(hp.dump()) != set(rooms):
             assert time.monotonic() < deadline, "the restarted room is not in the dump"
             time.sleep(0.1)
+
+
+def test_a_person_leaves_the_live_copy_of_a_room_that_restarted(cluster: Cluster) -> None:
+    """A person leaves its room by the pid it walked in by, a hint: once that copy has
+    crashed and the room runs again under a new pid, the leave reaches the new copy."""
+    key = (Atom("room"), Atom("porch"))
+    with cluster.client() as hp:
+        hp.add_rooms(["porch", "attic"])
+        hp.walk_into("porch", ["cy", "dee"])
+        first = hp.rpc("hp_registry", "whereis_name", [key])
+        hp.rpc("erlang", "exit", [first, Atom("kill")])
+        deadline = time.monotonic() + 10
+        while hp.rpc("hp_registry", "whereis_name", [key]) in (first, Atom("undefined")):
+            assert time.monotonic() < deadline, "the killed room did not start again"
+            time.sleep(0.05)
+        assert hp.who_is_in("porch") == ["cy", "dee"]
+        hp.walk_into("attic", "cy")
+        assert hp.who_is_in("porch") == ["dee"]
+        assert hp.who_is_in("attic") == ["cy"]
+        assert hp.where_is("cy") == "attic"
