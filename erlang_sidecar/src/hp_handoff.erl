@@ -544,7 +544,7 @@ all_groups(Pid, Groups) ->
 move(Name, Pid, MFA, Groups, Target) ->
     Mode = case MFA of
                undefined -> keep;
-               _ -> begin_handoff(Pid)
+               _ -> begin_handoff(Name, Pid)
            end,
     Result = try erpc:call(Target, ?MODULE, accept, [Name, Mode, Pid, MFA, Groups],
                            ?ACCEPT_TIMEOUT)
@@ -594,17 +594,20 @@ stop_handed_off(PidMFAs) ->
                     ({none, _Node}, Pids) -> [Pid ! {swarm, die} || Pid <- Pids]
                  end, Batches).
 
-begin_handoff(Pid) ->
-    begin_handoff(Pid, ?BEGIN_HANDOFF_TRIES).
+%% A process that cannot answer (it exited, crashed on the way, or stayed busy through
+%% every try) starts on the new owner from this sidecar's owner copy of its state, its
+%% last acknowledged change, if it has one.
+begin_handoff(Name, Pid) ->
+    begin_handoff(Name, Pid, ?BEGIN_HANDOFF_TRIES).
 
-begin_handoff(Pid, Tries) ->
+begin_handoff(Name, Pid, Tries) ->
     try gen_server:call(Pid, {swarm, begin_handoff}, ?CALL_TIMEOUT) of
         Reply -> handoff_mode(Reply)
     catch
         %% Race: the process is busy with a call of its own (a person waiting on a room
         %% that moves too). Starting an empty copy now would lose its state: wait.
-        exit:{timeout, _} when Tries > 1 -> begin_handoff(Pid, Tries - 1);
-        exit:_ -> {start, none}
+        exit:{timeout, _} when Tries > 1 -> begin_handoff(Name, Pid, Tries - 1);
+        exit:_ -> from_copy(Name)
     end.
 
 handoff_mode(restart) -> {start, none};

@@ -373,10 +373,21 @@ handle_info({started, Name, Ref, MFA, Result}, State) ->
     {noreply, release(Name, Mon, State#state{starts = Starts})};
 handle_info({hp_exits, Pids, Crashes}, State) when is_list(Pids), is_list(Crashes) ->
     Exited = hp_registry_watch:reported_exits(Pids),
-    %% Reserved before their pids go down: a lookup in between would find neither the
-    %% name nor its pending restart, and answer absent.
-    State1 = restart_crashed(crashed_workers(Crashes, Exited), State),
-    [pid_down(Pid) || Pid <- Exited],
+    Crashed = crashed_workers(Crashes, Exited),
+    {State1, Kept} =
+        case hp_registry_membership:draining(State#state.members) of
+            false ->
+                %% Reserved before their pids go down: a lookup in between would find
+                %% neither the name nor its pending restart, and answer absent.
+                {restart_crashed(Crashed, State), #{}};
+            true ->
+                %% Restarted here, they would only have to move again: their names stay,
+                %% and the drain finds their processes gone and starts them on their new
+                %% owners from their owner copies. Lookups meanwhile find a dead pid,
+                %% which callers by name ride out.
+                {State, maps:from_keys([Pid || {_, Pid, _, _, _} <- Crashed], kept)}
+        end,
+    [pid_down(Pid) || Pid <- Exited, not maps:is_key(Pid, Kept)],
     {noreply, State1};
 handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
     case maps:take(Mon, State#state.res_mons) of
@@ -633,9 +644,9 @@ pid_down(Pid) ->
       end, hp_registry_store:drop_pid(Pid)).
 
 %% The names of Python workers among Crashes ({Pid, Reason}) whose exit was Exited now:
-%% [{Name, MFA, Groups, Reason}], read before their pids go down.
+%% [{Name, Pid, MFA, Groups, Reason}], read before their pids go down.
 crashed_workers(Crashes, Exited) ->
-    [{Name, MFA, Groups, Reason}
+    [{Name, Pid, MFA, Groups, Reason}
      || {Pid, Reason} <- Crashes, lists:member(Pid, Exited), Name <- names_of(Pid),
         [{_, P, {hp_python, start_worker, _} = MFA, Groups}] <- [hp_registry_store:lookup(Name)],
         P =:= Pid].
@@ -648,10 +659,9 @@ restart_crashed(Crashed, #state{crash_restarts = Restarts} = State) ->
     lists:foldl(fun(Crash, St) -> restart_crashed_one(Crash, Now, St) end,
                 State#state{crash_restarts = Recent}, Crashed).
 
-restart_crashed_one({Name, MFA, Groups, Reason}, Now, State) ->
+restart_crashed_one({Name, _Pid, MFA, Groups, Reason}, Now, State) ->
     Times = maps:get(Name, State#state.crash_restarts, []),
-    case route(Name, force, State) =:= here andalso
-        hp_registry_plan:crash_restart(Now, Times, ?CRASH_RESTARTS, ?CRASH_WINDOW_MS) of
+    case hp_registry_plan:crash_restart(Now, Times, ?CRASH_RESTARTS, ?CRASH_WINDOW_MS) of
         {true, Times1} ->
             Restarter = spawn(fun() -> crash_restarter(Name, MFA, Groups, Reason) end),
             {{reserved, Ref}, State1} = new_reservation(Name, Restarter, State),
@@ -662,9 +672,6 @@ restart_crashed_one({Name, MFA, Groups, Reason}, Now, State) ->
                          "last reason: ~0tP",
                          [Name, 10, ?CRASH_RESTARTS + 1, ?CRASH_WINDOW_MS div 1000, Reason, 10],
                          #{event => crash_given_up}),
-            State;
-        false ->
-            %% Draining: the name would only have to move again; it is gone with its pod.
             State
     end.
 

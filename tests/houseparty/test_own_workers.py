@@ -167,6 +167,7 @@ def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
             "broken": 0,
             "fresh": 0,
             "older_person": 0,
+            "stubborn": 0,
         }
         for i in range(6):
             w.unregister(f"counted_{i}")
@@ -199,9 +200,12 @@ def test_register_and_call_from_iex_as_the_guide_shows(own_cluster: Cluster) -> 
 def test_a_drain_moves_counters_with_their_state_and_restarts_those_that_ask(
     own_cluster: Cluster,
 ) -> None:
+    """A drain moves each worker with its state, starts afresh those that answer Restart,
+    and starts one that crashes when asked for its state from its last acknowledged one."""
     # Last in this module: it stops pod 3.
     names = [f"kept_{i}" for i in range(60)]
     fresh = [f"fresh_{i}" for i in range(30)]
+    stubborn = [f"stubborn_{i}" for i in range(30)]
     leaving = Atom(own_cluster.pods[2].python_node)
     with workers(own_cluster) as w:
         for i, name in enumerate(names):
@@ -210,12 +214,17 @@ def test_a_drain_moves_counters_with_their_state_and_restarts_those_that_ask(
         for i, name in enumerate(fresh):
             w.register(name, "fresh", i)
             assert w.call(name, "incr") == i + 1
-        on_leaving = {n for n in names + fresh if w.whereis(n).node == leaving}  # type: ignore[union-attr]
-        assert on_leaving & set(names) and on_leaving & set(fresh)
+        for i, name in enumerate(stubborn):
+            w.register(name, "stubborn", i)
+            assert w.call(name, "incr") == i + 1
+        everyone = names + fresh + stubborn
+        on_leaving = {n for n in everyone if w.whereis(n).node == leaving}  # type: ignore[union-attr]
+        assert on_leaving & set(names) and on_leaving & set(fresh) and on_leaving & set(stubborn)
     own_cluster.runner.stop_pod(3)
     with workers(own_cluster) as w:
         assert [w.call(n, "get") for n in names] == list(range(60))
-        assert all(w.whereis(n).node != leaving for n in names + fresh)  # type: ignore[union-attr]
+        assert all(w.whereis(n).node != leaving for n in everyone)  # type: ignore[union-attr]
+        assert [w.call(n, "get") for n in stubborn] == [i + 1 for i in range(30)]
         assert sorted(w.multi_call("kept", "get")) == list(range(60))
         # Those that answered Restart started again from their args; the others kept on.
         assert [w.call(n, "get") for n in fresh] == [

@@ -10,11 +10,12 @@ from houseparty.workers import HandoffAnswer, Restart, Worker
 from py_nodes import Reply
 from py_nodes._terms import Atom
 
-__all__ = ["Broken", "Counter", "Fresh", "OlderPerson"]
+__all__ = ["Broken", "Counter", "Fresh", "OlderPerson", "Stubborn"]
 
 SETTING = (
     "counter=tests.houseparty.worker_classes:Counter tests.houseparty.worker_classes:Broken,"
-    "tests.houseparty.worker_classes:Fresh tests.houseparty.worker_classes:OlderPerson"
+    "tests.houseparty.worker_classes:Fresh tests.houseparty.worker_classes:OlderPerson "
+    "tests.houseparty.worker_classes:Stubborn"
 )
 
 
@@ -78,6 +79,16 @@ class Fresh(Counter):
 
     def begin_handoff(self) -> HandoffAnswer:
         return Restart()
+
+
+class Stubborn(Counter):
+    """A counter whose ``begin_handoff`` raises (kind ``stubborn``): asked to move, it
+    crashes instead of giving its state."""
+
+    kind = "stubborn"
+
+    def begin_handoff(self) -> HandoffAnswer:
+        raise RuntimeError(f"will not move from {self.n}")
 
 
 class OlderPerson(Worker):
