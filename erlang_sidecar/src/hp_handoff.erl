@@ -120,8 +120,38 @@ drain_names(Attempts, Moved) ->
 %% first live holder of, restart on their new owners, each with the newest state any
 %% sidecar holds for it (hp_replica) and that state's version. The other holders of each
 %% drop their replicas of it once it is done.
+%%
+%% After a graceful leave nearly all of them were handed over already: each new owner is
+%% first asked, in one call for all of its names, which it does not hold, and only those
+%% restart.
 -spec restart_replicas([{term(), node(), mfargs(), [term()], [node()]}], hp_ring:ring()) -> ok.
 restart_replicas(Replicas, Ring) ->
+    Missing = not_registered([N || {N, _, _, _, _} <- Replicas], Ring),
+    restart_missing([R || {N, _, _, _, _} = R <- Replicas, maps:is_key(N, Missing)], Ring),
+    Me = node(),
+    Done = maps:groups_from_list(fun({_, Owner, _, _, Holders}) -> {Owner, Holders} end,
+                                 fun({Name, _, _, _, _}) -> Name end, Replicas),
+    maps:foreach(fun({Owner, Holders}, Names) ->
+                         [gen_server:cast({?SERVER, H}, {restarted, Owner, Names})
+                          || H <- lists:usort([Me | Holders])]
+                 end, Done).
+
+%% #{Name => true} for those of Names their owner on Ring does not hold; an owner that
+%% cannot be asked counts as holding none of its names.
+not_registered(Names, Ring) ->
+    ByOwner = maps:groups_from_list(fun(Name) -> hp_ring:key_to_node(Name, Ring) end, Names),
+    Ask = fun({Owner, Of}) when Owner =:= node() ->
+                  hp_registry_store:unregistered(Of);
+             ({Owner, Of}) ->
+                  try erpc:call(Owner, hp_registry_store, unregistered, [Of], ?ACCEPT_TIMEOUT)
+                  catch _:_ -> Of
+                  end
+          end,
+    maps:from_keys(lists:append(parallel(Ask, maps:to_list(ByOwner), map_size(ByOwner))), true).
+
+restart_missing([], _Ring) ->
+    ok;
+restart_missing(Replicas, Ring) ->
     Me = node(),
     States = hp_replica:newest([N || {N, _, _, _, _} <- Replicas]),
     Restart = fun({Name, _Owner, MFA, Groups, _Holders}) ->
@@ -140,12 +170,7 @@ restart_replicas(Replicas, Ring) ->
                       end
               end,
     _ = parallel(Restart, Replicas, ?BATCH),
-    Done = maps:groups_from_list(fun({_, Owner, _, _, Holders}) -> {Owner, Holders} end,
-                                 fun({Name, _, _, _, _}) -> Name end, Replicas),
-    maps:foreach(fun({Owner, Holders}, Names) ->
-                         [gen_server:cast({?SERVER, H}, {restarted, Owner, Names})
-                          || H <- lists:usort([Me | Holders])]
-                 end, Done).
+    ok.
 
 %% Runs on the new owner: take over Name from a handoff.
 -spec accept(term(), mode(), pid(), mfargs() | undefined, [term()]) ->

@@ -30,7 +30,7 @@
 -export([ring/0, set_ring/1, settling/0, settling_deadlines/0, settle/2, settled/1,
          unsettled/0, lost/3, found/1, lost_owner/1, lost_nodes/0]).
 %% Names.
--export([lookup/1, holds/2, insert_name/4, delete_name/1, fold_names/2, names/0,
+-export([lookup/1, holds/2, unregistered/1, insert_name/4, delete_name/1, fold_names/2, names/0,
          registered/0, pending/1, set_pending/2, clear_pending/1, unsettled_names/0]).
 %% Pid index and groups.
 -export([index/2, unindex/2, tags/1, drop_pid/1, join/2, leave/2, members/1, groups_of/1]).
@@ -188,6 +188,11 @@ first_lost_owner(Name, [{Node, Ring} | Lost]) ->
 -spec lookup(term()) -> [entry()].
 lookup(Name) ->
     ets:lookup(?NAMES, Name).
+
+%% Those of Names that have no registration here.
+-spec unregistered([term()]) -> [term()].
+unregistered(Names) ->
+    [Name || Name <- Names, not ets:member(?NAMES, Name)].
 
 %% Whether Name is held here by Pid.
 -spec holds(term(), pid()) -> boolean().
