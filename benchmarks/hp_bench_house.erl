@@ -32,7 +32,8 @@
 %%           who_is_in -> {ok, [Person]}                           (sorted)
 %%   person: {walk_into, Room, RoomPid} -> ok | {error, ...}
 %%               enters the room at RoomPid (a call; by name when that pid has gone),
-%%               then looks its old room up and leaves it (a call), then logs
+%%               then leaves its old room at the pid it walked in by (a call; by name
+%%               when that pid has gone or answers anything but ok), then logs
 %%               {Micros, Room}; the log keeps the newest ?LOG_MAX walks. A walk into the
 %%               room it stands in changes nothing.
 %%           where_is -> Room | nil
@@ -76,6 +77,7 @@
 
 -record(room, {name :: name(), max :: pos_integer(), people = #{} :: #{name() => []}}).
 -record(person, {name :: name(), room = nil :: name() | nil,
+                 room_pid = undefined :: pid() | undefined,
                  log = queue:new() :: queue:queue({integer(), name()}),
                  logged = 0 :: non_neg_integer()}).
 
@@ -196,7 +198,7 @@ handle_info(_Message, State) ->
 %% The person's own move, as the Python person runs it: enter the new room, leave the
 %% old one, log. The time of the log entry is taken before the room is entered (the
 %% Python person's intent).
-walk(Room, RoomPid, P = #person{name = Me, room = Old}) ->
+walk(Room, RoomPid, P = #person{name = Me, room = Old, room_pid = OldPid}) ->
     Micros = os:system_time(microsecond),
     Entered = case call_found(RoomPid, {bench_room, Room}, {enter, Me}) of
                   {reply, Answer} -> Answer;
@@ -207,15 +209,25 @@ walk(Room, RoomPid, P = #person{name = Me, room = Old}) ->
         ok ->
             _ = case Old of
                     nil -> ok;
-                    _ -> call_name({bench_room, Old}, {leave, Me})
+                    _ -> leave(OldPid, Old, Me)
                 end,
-            {ok, log(Micros, Room, P#person{room = Room})};
+            {ok, log(Micros, Room, P#person{room = Room, room_pid = RoomPid})};
         {error, {unavailable, _}} = Unavailable ->
             %% The room may have taken the person in without saying so.
             _ = call_name({bench_room, Room}, {leave, Me}),
             {Unavailable, P};
         Refused ->
             {Refused, P}
+    end.
+
+%% As the Python person leaves: at the pid it walked in by, a hint believed only when
+%% it answers ok.
+leave(undefined, Room, Me) ->
+    call_name({bench_room, Room}, {leave, Me});
+leave(Pid, Room, Me) ->
+    case call_found(Pid, {bench_room, Room}, {leave, Me}) of
+        {reply, ok} = Left -> Left;
+        _ -> call_name({bench_room, Room}, {leave, Me})
     end.
 
 log(Micros, Room, P = #person{log = Log, logged = N}) when N >= ?LOG_MAX ->
