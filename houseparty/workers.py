@@ -231,12 +231,14 @@ class _Puts(Process):
             case (_T.down, ref, _, _, reason) if ref == self.watch:
                 # hp_replica or its node is gone: no batch on its way gets an answer.
                 self.watch = None
-                for tag in list(self.batches):
-                    self._answered(tag, NodeDown(f"the sidecar's hp_replica went: {reason!r}"))
+                self._fail_all(NodeDown(f"the sidecar's hp_replica went: {reason!r}"))
 
     def terminate(self, reason: Any) -> None:
+        self._fail_all(NodeDown("the node is stopping"))
+
+    def _fail_all(self, error: PyNodesError) -> None:
         for tag in list(self.batches):
-            self._answered(tag, NodeDown("the node is stopping"))
+            self._answered(tag, error)
 
 
 def _settle(answers: list[asyncio.Future[Any]], result: Any) -> None:
