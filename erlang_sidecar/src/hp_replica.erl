@@ -7,16 +7,26 @@
 %% the Python node sends the puts of all its workers that changed during one turn of its
 %% event loop as one request:
 %%
-%%   gen_server:call({hp_replica, Sidecar}, {put_many, [{Name, Version, State}]})
-%%       -> ok | {error, {unavailable, Reason}}      ({put, Name, Version, State}: one)
+%%   gen_server:call({hp_replica, Sidecar}, {put_many, [Put]})
+%%       -> ok | {stale, [Name]} | {error, {unavailable, Reason}}
+%%   Put = {Name, Version, State} | {Name, Version, Base, Changes}
+%%                                                   ({put, Name, Version, State}: one)
+%%
+%% A worker whose state is a map may send only its changes since its put at Base
+%% (hp_replica_changes). A holder whose copy is not at Base cannot apply them: the owner
+%% answers {stale, Names} for those names, held nowhere, and the worker sends its whole
+%% state; a successor answers {stored, Batch, Names}, and the owner sends it its own
+%% whole copies of those names before the batch counts as held.
+%% A successor is sent changes once its sidecar is known to apply them (one of an earlier
+%% release, in a rolling upgrade, would fail on them), whole states until then.
 %%
 %% The sidecar keeps the owner copy and sends the change to the name's Copies successors
 %% on the ring (targets/4; app env replica_copies, HP_REPLICA_COPIES, default 1), and
 %% answers ok once each of them holds it. The puts that arrive together go out together:
 %% one message per successor for all of them,
 %%
-%%   {hp_replica, Successor} ! {store, Self, Batch, [{Name, Version, State}]}
-%%   Self ! {stored, Batch}
+%%   {hp_replica, Successor} ! {store, Self, Batch, [Put]}
+%%   Self ! {stored, Batch} | {stored, Batch, [Name]}
 %%
 %% so that concurrent callers share their round trips. A successor whose node goes down
 %% or that does not answer within ?ACK_TIMEOUT fails the batch's puts with
@@ -51,6 +61,8 @@
 
 -type version() :: non_neg_integer().
 -type copy() :: {term(), version(), term()}.
+%% A put: a whole state, or the changes since the one at a base version.
+-type put() :: copy() | {term(), version(), version(), [hp_replica_changes:change()]}.
 -export_type([version/0, copy/0]).
 
 -record(batch, {
@@ -64,8 +76,12 @@
     queued = #{} :: #{node() => [{copy(), gen_server:from()}]},
     flush_due = false :: boolean(),
     batches = #{} :: #{reference() => #batch{}},
-    %% Per caller, how many successors have still to hold its put.
-    waiting = #{} :: #{gen_server:from() => pos_integer()}
+    %% Per successor, whether its sidecar applies changes: one of an earlier release,
+    %% met in a rolling upgrade, would fail on them, so it gets whole states.
+    applies = #{} :: #{node() => boolean() | asking},
+    %% Per caller, how many successors have still to hold its puts, and its answer then
+    %% (ok, or the names whose changes the owner copy could not take).
+    waiting = #{} :: #{gen_server:from() => {pos_integer(), ok | {stale, [term()]}}}
 }).
 
 -spec child_spec() -> supervisor:child_spec().
@@ -185,16 +201,20 @@ handle_cast({resend, Names}, State) ->
     send_copies(get_many(Names)),
     {noreply, State};
 handle_cast({hold, Copies}, State) ->
-    keep(Copies),
+    _ = take(Copies),
     send_copies(Copies),
     {noreply, State};
 handle_cast(_Other, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
-handle_info({store, From, Batch, Copies}, State) ->
-    keep(Copies),
-    Batch =/= noack andalso (From ! {stored, Batch}),
+handle_info({store, From, Batch, Puts}, State) ->
+    {_, Stale} = take(Puts),
+    case {Batch, Stale} of
+        {noack, _} -> ok;
+        {_, []} -> From ! {stored, Batch};
+        _ -> From ! {stored, Batch, Stale}
+    end,
     {noreply, State};
 handle_info(flush, State) ->
     {noreply, flush(State#state{flush_due = false})};
@@ -206,9 +226,28 @@ handle_info({stored, Ref}, State) ->
         error ->
             {noreply, State}
     end;
+handle_info({stored, Ref, Stale}, State) ->
+    %% The successor's copies of Stale could not take their changes: it gets this
+    %% sidecar's whole copies instead, and the batch is held once it holds those.
+    case maps:take(Ref, State#state.batches) of
+        {#batch{dest = Dest, timer = Timer} = Batch, Batches} ->
+            _ = erlang:cancel_timer(Timer),
+            Again = make_ref(),
+            send_store(Dest, Again, get_many(Stale)),
+            Timer1 = erlang:send_after(?ACK_TIMEOUT, self(), {ack_timeout, Again}),
+            {noreply, State#state{batches = Batches#{Again => Batch#batch{timer = Timer1}}}};
+        error ->
+            {noreply, State}
+    end;
 handle_info({ack_timeout, Ref}, State) ->
     {noreply, failed(Ref, replica_timeout, State)};
-handle_info({nodedown, Node}, State) ->
+handle_info({applies, Node, unknown}, State) ->
+    %% Not answered: asked again with its next batch.
+    {noreply, State#state{applies = maps:remove(Node, State#state.applies)}};
+handle_info({applies, Node, Applies}, State) ->
+    {noreply, State#state{applies = (State#state.applies)#{Node => Applies}}};
+handle_info({nodedown, Node}, State0) ->
+    State = State0#state{applies = maps:remove(Node, State0#state.applies)},
     Lost = [Ref || {Ref, #batch{dest = D}} <- maps:to_list(State#state.batches), D =:= Node],
     {noreply, lists:foldl(fun(Ref, S) -> failed(Ref, replica_down, S) end, State, Lost)};
 handle_info(_Other, State) ->
@@ -217,17 +256,24 @@ handle_info(_Other, State) ->
 %% --- internal --------------------------------------------------------------------------
 
 valid({_Name, Version, _S}) -> is_integer(Version) andalso Version >= 0;
+valid({_Name, Version, Base, Changes}) ->
+    is_integer(Version) andalso is_integer(Base) andalso Version > Base andalso Base >= 0
+        andalso hp_replica_changes:valid(Changes);
 valid(_) -> false.
 
-put_many(Copies, From, State) ->
-    keep(Copies),
+put_many(Puts, From, State) ->
+    {Held, Stale} = take(Puts),
+    Answer = case Stale of
+                 [] -> ok;
+                 _ -> {stale, Stale}
+             end,
     Ring = hp_registry_store:ring(),
     N = copies(),
     Me = node(),
-    Sends = [{D, C} || {Name, _, _} = C <- Copies, D <- targets(Name, N, Ring, Me)],
+    Sends = [{D, P} || P <- Held, D <- targets(element(1, P), N, Ring, Me)],
     case lists:usort([D || {D, _} <- Sends]) of
         [] ->
-            {reply, ok, State};
+            {reply, Answer, State};
         Dests ->
             %% The caller waits for each successor its copies go to, once.
             Queued = lists:foldl(fun({D, C}, Q) ->
@@ -235,18 +281,42 @@ put_many(Copies, From, State) ->
                                                           [{C, From}], Q)
                                  end, State#state.queued, Sends),
             State1 = State#state{queued = Queued,
-                                 waiting = (State#state.waiting)#{From => length(Dests)}},
+                                 waiting = (State#state.waiting)#{From => {length(Dests), Answer}}},
             {noreply, schedule_flush(State1)}
     end.
 
-keep(Copies) ->
-    lists:foreach(fun({Name, V, S}) ->
-                          Held = case ets:lookup(?TABLE, Name) of
-                                     [{_, H, _}] -> H;
-                                     [] -> none
-                                 end,
-                          newer(V, Held) andalso ets:insert(?TABLE, {Name, V, S})
-                  end, Copies).
+%% Holds Puts, in order: the puts this sidecar's copies took (whole states older than
+%% its copy are taken as done), and the names whose changes its copy could not take.
+-spec take([put()]) -> {[put()], [term()]}.
+take(Puts) ->
+    {Held, Stale} = lists:foldl(fun take/2, {[], []}, Puts),
+    {lists:reverse(Held), lists:usort(Stale)}.
+
+take({Name, V, S} = Put, {Held, Stale}) ->
+    case newer(V, held_version(Name)) of
+        true -> ets:insert(?TABLE, {Name, V, S});
+        false -> ok
+    end,
+    {[Put | Held], Stale};
+take({Name, V, Base, Changes} = Put, {Held, Stale}) ->
+    case ets:lookup(?TABLE, Name) of
+        [{_, Base, S}] ->
+            case hp_replica_changes:apply_to(Changes, S) of
+                {ok, S1} ->
+                    ets:insert(?TABLE, {Name, V, S1}),
+                    {[Put | Held], Stale};
+                stale ->
+                    {Held, [Name | Stale]}
+            end;
+        _ ->
+            {Held, [Name | Stale]}
+    end.
+
+held_version(Name) ->
+    case ets:lookup(?TABLE, Name) of
+        [{_, H, _}] -> H;
+        [] -> none
+    end.
 
 %% The puts already in the mailbox when the first one came go out with it.
 schedule_flush(#state{flush_due = true} = State) ->
@@ -255,16 +325,49 @@ schedule_flush(State) ->
     self() ! flush,
     State#state{flush_due = true}.
 
-flush(#state{queued = Queued} = State) ->
+flush(#state{queued = Queued} = State0) ->
+    State = ask_applies(maps:keys(Queued), State0),
     Batches = maps:fold(
                 fun(Dest, Entries, Acc) ->
                         Ref = make_ref(),
-                        send_store(Dest, Ref, lists:reverse([C || {C, _} <- Entries])),
+                        Puts = lists:reverse([C || {C, _} <- Entries]),
+                        send_store(Dest, Ref, case maps:get(Dest, State#state.applies) of
+                                                  true -> Puts;
+                                                  _ -> wholes(Puts)
+                                              end),
                         Timer = erlang:send_after(?ACK_TIMEOUT, self(), {ack_timeout, Ref}),
                         Acc#{Ref => #batch{dest = Dest, timer = Timer,
                                            froms = lists:usort([F || {_, F} <- Entries])}}
                 end, State#state.batches, Queued),
     State#state{queued = #{}, batches = Batches}.
+
+%% Asks each of Dests not asked yet whether it applies changes; the answer comes as
+%% {applies, Dest, true | false | unknown}, and until it is true Dest gets whole states.
+ask_applies(Dests, State) ->
+    Self = self(),
+    Applies = lists:foldl(
+                fun(Dest, Acc) when is_map_key(Dest, Acc) ->
+                        Acc;
+                   (Dest, Acc) ->
+                        _ = spawn(fun() -> Self ! {applies, Dest, applies(Dest)} end),
+                        Acc#{Dest => asking}
+                end, State#state.applies, Dests),
+    State#state{applies = Applies}.
+
+applies(Dest) ->
+    try erpc:call(Dest, code, ensure_loaded, [hp_replica_changes], ?ACK_TIMEOUT) of
+        {module, _} -> true;
+        {error, _} -> false
+    catch
+        _:_ -> unknown
+    end.
+
+%% Puts with the changes replaced by this sidecar's whole copies of those names.
+wholes(Puts) ->
+    lists:append([case P of
+                      {Name, _, _, _} -> ets:lookup(?TABLE, Name);
+                      Whole -> [Whole]
+                  end || P <- Puts]).
 
 %% Copies to their successors, no answer awaited.
 send_copies(Copies) ->
@@ -284,9 +387,13 @@ send_store(Dest, Batch, Copies) ->
 acked(Froms, State) ->
     Waiting = lists:foldl(fun(F, W) ->
                                   case maps:find(F, W) of
-                                      {ok, 1} -> gen_server:reply(F, ok), maps:remove(F, W);
-                                      {ok, N} -> W#{F => N - 1};
-                                      error -> W
+                                      {ok, {1, Answer}} ->
+                                          gen_server:reply(F, Answer),
+                                          maps:remove(F, W);
+                                      {ok, {N, Answer}} ->
+                                          W#{F => {N - 1, Answer}};
+                                      error ->
+                                          W
                                   end
                           end, State#state.waiting, Froms),
     State#state{waiting = Waiting}.

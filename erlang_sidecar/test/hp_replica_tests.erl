@@ -94,7 +94,7 @@ put_without_successor_test_() ->
              unlink(Pid),
              Pid
      end,
-     fun(Pid) -> exit(Pid, kill) end,
+     fun stop/1,
      fun() ->
              ?assertEqual(ok, gen_server:call(hp_replica, {put, k, 10, new})),
              ?assertEqual(ok, gen_server:call(hp_replica, {put, k, 9, old})),
@@ -102,3 +102,41 @@ put_without_successor_test_() ->
              ?assertEqual(#{k => {10, new}}, hp_replica:newest([k, missing])),
              ?assertEqual(none, hp_replica:lookup(missing))
      end}.
+
+%% Changes apply to the owner copy at their base only; the names whose copy is elsewhere
+%% (none, another version) come back as stale, held nowhere, while the batch's other puts
+%% are held.
+put_changes_test_() ->
+    {setup,
+     fun() ->
+             {ok, Pid} = hp_replica:start_link(),
+             unlink(Pid),
+             Pid
+     end,
+     fun stop/1,
+     fun() ->
+             ?assertEqual(ok, gen_server:call(hp_replica, {put_many, [{m, 1, #{log => [a]}}]})),
+             Walk = [{append, log, [b], 10}, {set, intent, x}],
+             ?assertEqual(ok, gen_server:call(hp_replica, {put_many, [{m, 2, 1, Walk}]})),
+             ?assertEqual({2, #{log => [a, b], intent => x}}, hp_replica:lookup(m)),
+             ?assertEqual({stale, [m]},
+                          gen_server:call(hp_replica, {put_many, [{m, 3, 1, [{remove, intent}]}]})),
+             ?assertEqual({2, #{log => [a, b], intent => x}}, hp_replica:lookup(m)),
+             Mixed = [{k2, 5, s}, {m, 3, 2, [{remove, intent}]}, {nope, 2, 1, []}],
+             ?assertEqual({stale, [nope]}, gen_server:call(hp_replica, {put_many, Mixed})),
+             ?assertEqual({3, #{log => [a, b]}}, hp_replica:lookup(m)),
+             ?assertEqual({5, s}, hp_replica:lookup(k2)),
+             ?assertEqual(none, hp_replica:lookup(nope)),
+             %% Not above its base, or changes that are not changes: refused whole.
+             ?assertMatch({error, {bad_copies, _}},
+                          gen_server:call(hp_replica, {put_many, [{m, 3, 3, []}]})),
+             ?assertMatch({error, {bad_copies, _}},
+                          gen_server:call(hp_replica, {put_many, [{m, 4, 3, [{grow, log}]}]})),
+             ?assertEqual({3, #{log => [a, b]}}, hp_replica:lookup(m))
+     end}.
+
+%% Kills hp_replica and waits until it is gone, with its table, for the next setup.
+stop(Pid) ->
+    Ref = monitor(process, Pid),
+    exit(Pid, kill),
+    receive {'DOWN', Ref, process, Pid, _} -> ok end.
