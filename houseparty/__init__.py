@@ -34,7 +34,7 @@ from houseparty._errors import (
     WorkerStartError,
 )
 from houseparty._workers_client import AsyncWorkers, Workers
-from houseparty.workers import Ignore, Restart, Resume, Worker
+from houseparty.workers import Ignore, Restart, Resume, StateChanges, Worker
 
 # The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
@@ -60,6 +60,7 @@ __all__ = [
     "PortInUse",
     "Restart",
     "Resume",
+    "StateChanges",
     "Timeout",
     "TooManyNames",
     "Unavailable",

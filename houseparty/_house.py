@@ -25,7 +25,7 @@ from datetime import date
 from typing import Any, ClassVar
 
 from houseparty._errors import ApiError, Unavailable, UnknownName
-from houseparty.workers import Worker, run_outside_mailbox
+from houseparty.workers import StateChanges, Worker, run_outside_mailbox
 from py_nodes import PyNodesError, Reply
 from py_nodes._terms import Atom, Pid
 
@@ -151,17 +151,20 @@ class RoomWorker(Worker):
     are empty, and a dict per room would cost its own object each.
     """
 
-    __slots__ = ("max", "people")
+    __slots__ = ("max", "people", "touched")
 
     kind = "room"
 
     key: Atom
     max: int
     people: dict[Atom, None] | tuple[()]
+    # The people who entered or left since the last put (the empty tuple: none).
+    touched: list[Atom] | tuple[()]
 
     def setup(self, max_people: int = DEFAULT_MAX) -> None:
         self.max = max_people
         self.people = ()
+        self.touched = ()
 
     def registry_key(self) -> tuple[Atom, Atom]:
         return (H.room, self.key)
@@ -207,10 +210,26 @@ class RoomWorker(Worker):
         # In the order they entered: a copy or a new owner takes them in any order.
         return {H.max: self.max, H.people: list(self.people)}
 
+    def state_changes(self) -> StateChanges:
+        # Those who came or went since the last put: dropped from the copy's list, then
+        # those of them who are here added again, whatever they did in between.
+        touched, self.touched = self.touched, ()
+        here = [person for person in dict.fromkeys(touched) if person in self.people]
+        return StateChanges(
+            set={H.max: self.max}, delete={H.people: touched}, append={H.people: (here, None)}
+        )
+
     def _listed(self) -> list[Atom]:
         return sorted(self.people, key=_atom_name)
 
+    def _touch(self, person: Atom) -> None:
+        if isinstance(self.touched, list):
+            self.touched.append(person)
+        elif self.replicated:  # else nobody asks for the changes
+            self.touched = [person]
+
     def _add(self, person: Atom) -> None:
+        self._touch(person)
         if isinstance(self.people, dict):
             self.people[person] = None
         else:
@@ -221,6 +240,7 @@ class RoomWorker(Worker):
 
     def _without(self, person: Atom) -> None:
         if isinstance(self.people, dict) and person in self.people:
+            self._touch(person)
             del self.people[person]
             if not self.people:
                 self.people = ()
@@ -278,7 +298,7 @@ class PersonWorker(Worker):
     person's room changes otherwise than by its own walk.
     """
 
-    __slots__ = ("intent", "log", "room", "room_pid")
+    __slots__ = ("intent", "log", "logged", "room", "room_pid")
 
     kind = "person"
     log_max: ClassVar[int] = DEFAULT_PERSON_LOG_MAX
@@ -288,12 +308,15 @@ class PersonWorker(Worker):
     room_pid: Pid | None
     log: list[tuple[int, Atom]] | tuple[()]
     intent: tuple[int, Atom] | None
+    # How many walks were logged since the last put.
+    logged: int
 
     def setup(self) -> None:
         self.room = None
         self.room_pid = None
         self.log = ()
         self.intent = None
+        self.logged = 0
 
     def registry_key(self) -> tuple[Atom, Atom]:
         return (H.person, self.key)
@@ -387,15 +410,17 @@ class PersonWorker(Worker):
         self.room = room
         self.room_pid = room_pid
         if isinstance(self.log, list):
-            if not self._logged((micros, room)):  # a walk finished again after a restart
+            if not self._in_log((micros, room)):  # a walk finished again after a restart
                 self.log.append((micros, room))
+                self.logged += 1
                 if len(self.log) > self.log_max:
                     del self.log[: len(self.log) - self.log_max]
         else:
             self.log = [(micros, room)]
+            self.logged += 1
         self.intent = None
 
-    def _logged(self, entry: tuple[int, Atom]) -> bool:
+    def _in_log(self, entry: tuple[int, Atom]) -> bool:
         # The log is in time order: only its entries from the entry's time on can match,
         # and those are at its end.
         assert isinstance(self.log, list)
@@ -446,6 +471,16 @@ class PersonWorker(Worker):
         if self.intent is None:
             return {H.log: list(self.log)}
         return {H.log: list(self.log), H.intent: self.intent}
+
+    def state_changes(self) -> StateChanges | None:
+        # The walks logged since the last put, and the walk under way.
+        logged, self.logged = self.logged, 0
+        if logged > self.log_max:
+            return None
+        append = {H.log: (self.log[-logged:], self.log_max)} if logged else {}
+        if self.intent is None:
+            return StateChanges(remove=(H.intent,), append=append)
+        return StateChanges(set={H.intent: self.intent}, append=append)
 
     def end_handoff(self, state: Any) -> None:
         # A walk may reach the new copy before its state does: keep both.

@@ -49,6 +49,8 @@ restarted after its pod died starts from the state of its last acknowledged chan
 When they do not hold it in time, the caller gets ``{error, {unavailable, Reason}}``
 instead of the handler's answer. An ``async`` handler that must have a step held before
 it goes on (a person's intent before it enters a room) awaits :meth:`Worker.replicate`.
+A worker whose state is a map and grows (a log) can say what changed since its last put
+with :meth:`Worker.state_changes`, so that a put costs the change and not the whole state.
 
 A worker that crashes (a handler raised, it stopped with a reason other than ``normal``,
 ``shutdown`` or ``{shutdown, _}``, or it was killed) starts again on the same pod, with
@@ -71,8 +73,8 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
 
@@ -98,6 +100,7 @@ __all__ = [
     "Ignore",
     "Restart",
     "Resume",
+    "StateChanges",
     "Worker",
     "load_worker_class",
     "parse_worker_specs",
@@ -129,6 +132,11 @@ class _T:
     shutdown = Atom("shutdown")
     hp_replica = Atom("hp_replica")
     put_many = Atom("put_many")
+    stale = Atom("stale")
+    set = Atom("set")
+    remove = Atom("remove")
+    append = Atom("append")
+    delete = Atom("delete")
     down = Atom("DOWN")
     gen_call = Atom("$gen_call")
     unexpected_call = Atom("unexpected_call")
@@ -166,9 +174,45 @@ class Ignore:
 
 HandoffAnswer = Resume | Restart | Ignore
 
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """What changed in a worker's state, a map, since its last put (see
+    :meth:`Worker.state_changes`), applied in this order by the sidecars holding its copies:
+
+    - ``set``: keys set to these values;
+    - ``remove``: keys removed;
+    - ``delete``: per key, items dropped from the list under it, wherever they are;
+    - ``append``: per key, items added at the end of the list under it (none: the empty
+      list) and, when given, how many of its last items it keeps (a bounded log).
+    """
+
+    set: Mapping[Any, Any] = field(default_factory=dict)
+    remove: Sequence[Any] = ()
+    delete: Mapping[Any, Sequence[Any]] = field(default_factory=dict)
+    append: Mapping[Any, tuple[Sequence[Any], int | None]] = field(default_factory=dict)
+
+    def term(self) -> list[Any]:
+        """The changes as hp_replica takes them (``hp_replica_changes``)."""
+        changes: list[Any] = [(_T.set, key, value) for key, value in self.set.items()]
+        changes += [(_T.remove, key) for key in self.remove]
+        changes += [(_T.delete, key, list(items)) for key, items in self.delete.items()]
+        for key, (items, keep) in self.append.items():
+            changes.append(
+                (_T.append, key, list(items))
+                if keep is None
+                else (_T.append, key, list(items), keep)
+            )
+        return changes
+
+
 # What Worker.answer_in_place gives for a request it cannot answer in place.
 NO_ANSWER: Any = object()
 _IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody waits on it
+
+
+# A worker's whole state as a put, asked for when the sidecar could not take its changes.
+_WholePut = Callable[[], tuple[Any, int, Any] | None]
 
 
 class _Puts(Process):
@@ -181,9 +225,12 @@ class _Puts(Process):
     __slots__ = ("batches", "pending", "sidecar", "watch")
 
     sidecar: Atom
-    pending: list[tuple[tuple[Any, int, Any], asyncio.Future[Any]]]
-    # Per batch on its way, by its call's tag: its puts' answers and its timeout.
-    batches: dict[Reference, tuple[list[asyncio.Future[Any]], asyncio.TimerHandle]]
+    pending: list[tuple[tuple[Any, ...], asyncio.Future[Any], _WholePut]]
+    # Per batch on its way, by its call's tag: its puts (name, answer, whole state on
+    # demand) and its timeout.
+    batches: dict[
+        Reference, tuple[list[tuple[Any, asyncio.Future[Any], _WholePut]], asyncio.TimerHandle]
+    ]
     watch: Reference | None
 
     def init(self, sidecar: Atom) -> None:
@@ -192,20 +239,23 @@ class _Puts(Process):
         self.batches = {}
         self.watch = None
 
-    def put(self, name: Any, version: int, state: Any) -> asyncio.Future[Any]:
-        """The sidecar's answer for this put (a PyNodesError when it gave none)."""
+    def put(self, put: tuple[Any, ...], whole: _WholePut) -> asyncio.Future[Any]:
+        """The sidecar's answer for ``put``, ``{Name, Version, State}`` or ``{Name,
+        Version, Base, Changes}`` (a PyNodesError when it gave none). ``whole`` gives the
+        worker's whole state as a new put, for when the sidecar's copy cannot take the
+        changes; None when the worker has moved on."""
         loop = asyncio.get_running_loop()
         if not self.pending:
             loop.call_soon(self._flush)
         answer = loop.create_future()
-        self.pending.append(((name, version, state), answer))
+        self.pending.append((put, answer, whole))
         return answer
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
-        answers = [answer for _, answer in batch]
+        entries = [(put[0], answer, whole) for put, answer, whole in batch]
         if not self.alive:
-            _settle(answers, NodeDown("the node is stopping"))
+            _settle([answer for _, answer, _ in entries], NodeDown("the node is stopping"))
             return
         replica = (_T.hp_replica, self.sidecar)
         if self.watch is None:
@@ -214,15 +264,35 @@ class _Puts(Process):
         timeout = asyncio.get_running_loop().call_later(
             REPLICA_TIMEOUT_S, self._answered, tag, CallTimeout("no answer from the sidecar")
         )
-        self.batches[tag] = (answers, timeout)
-        self.send(replica, (_T.gen_call, (self.pid, tag), (_T.put_many, [put for put, _ in batch])))
+        self.batches[tag] = (entries, timeout)
+        self.send(
+            replica, (_T.gen_call, (self.pid, tag), (_T.put_many, [put for put, _, _ in batch]))
+        )
 
     def _answered(self, tag: Reference, result: Any) -> None:
         entry = self.batches.pop(tag, None)
-        if entry is not None:
-            answers, timeout = entry
-            timeout.cancel()
-            _settle(answers, result)
+        if entry is None:
+            return
+        entries, timeout = entry
+        timeout.cancel()
+        match result:
+            case (_T.stale, list(names)):
+                # The sidecar's copies of these names were not at the changes' base: the
+                # rest are held, these go again as whole states.
+                for name, answer, whole in entries:
+                    if name in names:
+                        self._again(answer, whole)
+                    elif not answer.done():
+                        answer.set_result(_T.ok)
+            case _:
+                _settle([answer for _, answer, _ in entries], result)
+
+    def _again(self, answer: asyncio.Future[Any], whole: _WholePut) -> None:
+        put = whole()
+        if put is None:
+            _settle([answer], NodeDown("the worker moved on before its state was held"))
+            return
+        self.put(put, whole).add_done_callback(lambda again: _settle([answer], again.result()))
 
     def handle_message(self, message: Any) -> None:
         match message:
@@ -281,7 +351,7 @@ class Worker(GenServer):
     Python as ``str``). It calls other workers by name with :meth:`call_name`.
     """
 
-    __slots__ = ("handed_off", "key", "replica_due", "version")
+    __slots__ = ("handed_off", "key", "put_base", "replica_due", "version")
 
     kind: ClassVar[str | None] = None
 
@@ -289,6 +359,10 @@ class Worker(GenServer):
     handed_off: bool
     replica_due: bool
     version: int
+    # The version of this worker's last put, which its sidecar's copy holds unless a put
+    # was lost; None before the first and after a state taken whole (a handoff's, a
+    # merge's), whose next put carries the whole state.
+    put_base: int | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A worker's own helper named like one of GenServer's private methods would
@@ -309,6 +383,7 @@ class Worker(GenServer):
         self.handed_off = False
         self.replica_due = False
         self.version = 0
+        self.put_base = None
         self.setup(*args)
 
     # -- for subclasses ---------------------------------------------------------------
@@ -332,6 +407,15 @@ class Worker(GenServer):
 
     def state_term(self) -> Any:
         """The worker's state as a term: what a handoff carries. The default: None."""
+        return None
+
+    def state_changes(self) -> StateChanges | None:
+        """What changed in :meth:`state_term`, a map, since this was last asked: asked once
+        for each put, so that a put carries the changes rather than the whole state. The
+        default, None, sends the whole state each time. Changes made by
+        :meth:`end_handoff` and :meth:`resolve_conflict` need not be counted: the put
+        after them carries the whole state, as does any put whose base the sidecar's
+        copy has lost."""
         return None
 
     def begin_handoff(self) -> HandoffAnswer:
@@ -371,6 +455,13 @@ class Worker(GenServer):
         """This pod's sidecar node."""
         return _sidecars[self.node][0]
 
+    @property
+    def replicated(self) -> bool:
+        """Whether this pod copies its workers' states to others (``HP_REPLICA_COPIES``
+        above 0). When it does not, :meth:`state_changes` is never asked, and a worker
+        need not keep track of its changes."""
+        return _sidecars[self.node][1] > 0
+
     def changed(self) -> None:
         """Say that the request being handled changed the state: its answer waits until
         the new state is replicated (see the module's docstring). Cheap to call often:
@@ -385,8 +476,7 @@ class Worker(GenServer):
         _, copies, puts = _sidecars[self.node]
         if copies == 0:
             return
-        self.version = _version_after(self.version)
-        result = await puts.put(self.registry_key(), self.version, self.state_term())
+        result = await puts.put(self._next_put(), self._whole_put)
         if isinstance(result, PyNodesError):
             self.replica_due = True
             # The reason goes back to callers as a term: the error's text, not the error.
@@ -401,6 +491,25 @@ class Worker(GenServer):
         """The version of the state this worker started from (a restart, a handoff):
         its next changes are numbered above it."""
         self.version = max(self.version, version)
+
+    def _next_put(self) -> tuple[Any, ...]:
+        # The changes since the last put when the sidecar's copy should hold that one,
+        # else the whole state.
+        changes = self.state_changes()
+        base, self.version = self.put_base, _version_after(self.version)
+        self.put_base = self.version
+        if base is None or changes is None:
+            return (self.registry_key(), self.version, self.state_term())
+        return (self.registry_key(), self.version, base, changes.term())
+
+    def _whole_put(self) -> tuple[Any, int, Any] | None:
+        # Asked by _Puts when the sidecar's copy could not take this worker's changes.
+        if self.handed_off or not self.alive:
+            return None
+        self.state_changes()  # the whole state carries them
+        self.version = _version_after(self.version)
+        self.put_base = self.version
+        return (self.registry_key(), self.version, self.state_term())
 
     async def _answer_once_replicated(self, outcome: Any) -> Any:
         if inspect.iscoroutine(outcome):
@@ -481,8 +590,7 @@ class Worker(GenServer):
         if copies == 0:
             self.reply(from_, value)
             return
-        self.version = _version_after(self.version)
-        held = puts.put(self.registry_key(), self.version, self.state_term())
+        held = puts.put(self._next_put(), self._whole_put)
 
         def answer(done: asyncio.Future[Any]) -> None:
             result = done.result()
@@ -519,11 +627,13 @@ class Worker(GenServer):
         match request:
             case (_T.swarm, _T.end_handoff, state):
                 self.end_handoff(state)
+                self.put_base = None
                 self.changed()
                 return self._replicated(None)
             case (_T.swarm, _T.resolve_conflict, state) if not self.handed_off:
                 # The merged state supersedes both sides': its version is above both.
                 self.resolve_conflict(state)
+                self.put_base = None
                 self.changed()
                 return self._replicated(None)
             case _ if self.handed_off:

@@ -1,0 +1,120 @@
+"""A put carries a worker's changes, not its whole state: the sidecars' copies of rooms
+and people still equal what the API reads, also after a holder lost its copies and had
+to take the whole state again, and a killed pod's people come back with every walk."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+from houseparty import HouseParty, Unavailable
+from py_nodes._terms import Atom
+from tests.houseparty.conftest import Cluster
+
+ROOMS = [f"changes_hall_{i}" for i in range(6)]
+PEOPLE = [f"changes_visitor_{i}" for i in range(5)]
+H_LOG, H_INTENT, H_PEOPLE = Atom("log"), Atom("intent"), Atom("people")
+
+
+def copies(cluster: Cluster, hp: HouseParty, name: tuple[Atom, Atom]) -> dict[str, Any]:
+    """Each sidecar's copy of ``name``'s state, for the sidecars that hold one."""
+    held = {}
+    for sidecar in cluster.sidecars:
+        copy = hp.rpc("rpc", "call", [Atom(sidecar), Atom("hp_replica"), Atom("lookup"), [name]])
+        if copy != Atom("none"):
+            held[sidecar] = copy[1]
+    return held
+
+
+def logged_rooms(hp: HouseParty, person: str) -> list[str]:
+    return [room for _, room in reversed(hp.get_person_room_log(person))]
+
+
+def copy_rooms(state: dict[Atom, Any]) -> list[str]:
+    """The rooms a person's copy has it walk into: its log, then the walk under way (a
+    walk's log entry is held with the person's next change; until then its intent is)."""
+    walks = [*state[H_LOG], *([state[H_INTENT]] if H_INTENT in state else [])]
+    return [room.name for _, room in walks]
+
+
+def assert_copies_match(cluster: Cluster, hp: HouseParty) -> None:
+    """Owner and successor hold each name, and their copies read as the API does."""
+    for person in PEOPLE:
+        held = copies(cluster, hp, (Atom("person"), Atom(person)))
+        assert len(held) >= 2, (person, held)
+        for sidecar, state in held.items():
+            assert copy_rooms(state) == logged_rooms(hp, person), sidecar
+    for room in ROOMS:
+        held = copies(cluster, hp, (Atom("room"), Atom(room)))
+        assert len(held) >= 2, (room, held)
+        for sidecar, state in held.items():
+            assert sorted(p.name for p in state[H_PEOPLE]) == sorted(hp.who_is_in(room)), sidecar
+
+
+def restart_replica(hp: HouseParty, sidecar: str) -> None:
+    """Kills ``sidecar``'s hp_replica, and with it every copy it held; waits for its
+    supervisor to start it again."""
+    pid = hp.rpc(
+        "rpc", "call", [Atom(sidecar), Atom("erlang"), Atom("whereis"), [Atom("hp_replica")]]
+    )
+    hp.rpc("erlang", "exit", [pid, Atom("kill")])
+    deadline = time.monotonic() + 10
+    while hp.rpc(
+        "rpc", "call", [Atom(sidecar), Atom("erlang"), Atom("whereis"), [Atom("hp_replica")]]
+    ) in (pid, Atom("undefined")):
+        assert time.monotonic() < deadline, "hp_replica did not come back"
+        time.sleep(0.1)
+
+
+def owner_sidecar(cluster: Cluster, hp: HouseParty, person: str) -> str:
+    pid = hp.rpc("hp_registry", "whereis_name", [(Atom("person"), Atom(person))])
+    return next(p.sidecar_node for p in cluster.pods if p.python_node == pid.node.name)
+
+
+def test_copies_follow_the_changes_and_heal_when_a_holder_lost_them(cluster: Cluster) -> None:
+    with cluster.client(1) as hp:
+        hp.add_rooms(ROOMS, max=50)
+        rooms = itertools.cycle(ROOMS)
+        for _ in range(12):
+            for person in PEOPLE:
+                hp.walk_into(next(rooms), person)
+        assert_copies_match(cluster, hp)
+
+        person = PEOPLE[0]
+        owner = owner_sidecar(cluster, hp, person)
+        # The successors lose their copies: the owner's next changes cannot be applied
+        # there, and the owner sends them its whole copy instead.
+        for sidecar in cluster.sidecars:
+            if sidecar != owner:
+                restart_replica(hp, sidecar)
+        hp.walk_into(next(rooms), person)
+        successors = copies(cluster, hp, (Atom("person"), Atom(person)))
+        assert set(successors) - {owner}, "no successor holds the person again"
+        for state in successors.values():
+            assert copy_rooms(state) == logged_rooms(hp, person)
+            assert len(copy_rooms(state)) == 13
+
+        # The owner loses its copies: the Python node's next changes cannot be applied
+        # there, and the person puts its whole state; the walk is answered ok all the same.
+        restart_replica(hp, owner)
+        hp.walk_into(next(rooms), person)
+        for state in copies(cluster, hp, (Atom("person"), Atom(person))).values():
+            assert copy_rooms(state) == logged_rooms(hp, person)
+            assert len(copy_rooms(state)) == 14
+        expected = logged_rooms(hp, person)
+
+    # Every copy is whole: the person's pod killed, the person restarts from one.
+    pod = next(i for i, p in enumerate(cluster.pods, 1) if p.sidecar_node == owner)
+    cluster.runner.kill_pod(pod)
+    survivor = next(i for i in range(1, 4) if i != pod)
+    with cluster.client(survivor) as hp:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                logged = logged_rooms(hp, person)
+                break
+            except Unavailable:
+                assert time.monotonic() < deadline, "the person did not come back"
+                time.sleep(0.5)
+        assert logged == expected
