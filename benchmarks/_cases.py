@@ -333,6 +333,9 @@ async def _python_walks(
 SIDECAR_CALLERS = (3, 30)
 # The reads beside the BEAM baseline, by the name of their request in hp_bench_house:run/7.
 READS = {"who_is_in": "who_is_in", "where_is": "where_is", "get_person_room_log": "room_log"}
+# The people (w1..) whose logs grow in the walks as logs grow, and how many steps they take.
+LOG_PEOPLE = 300
+LOG_STEPS = 4
 
 
 def _loop(
@@ -368,6 +371,28 @@ def _loop(
         "p99_us": percentile(lats, 99),
         "errors": sum(int(a[3]) for a in answers),
     }
+
+
+def _growing_logs(
+    cluster: BenchCluster, report: Reporter, rooms: list[str], people: int, count: int
+) -> list[dict[str, Any]]:
+    """Walks of the first LOG_PEOPLE people (of ``people``) at 30 callers, measured as their
+    logs grow: at each step their mean log length, then ``count // 2`` walks; ``count * 4``
+    more walks between steps."""
+    callers = SIDECAR_CALLERS[-1]
+    people = min(people, LOG_PEOPLE)
+    rows = []
+    for step in range(LOG_STEPS):
+        if step:
+            report.step(f"walks: {count * 4:,} more walks of {people} people, logs growing")
+            _loop(cluster, "python", "walk", rooms, people, count * 4, callers)
+        length = statistics.mean(
+            len(cluster.hp.get_person_room_log(f"w{i}")) for i in range(1, people + 1)
+        )
+        report.step(f"walks: {count // 2:,} walks of people with logs of {length:,.0f} walks")
+        out = _loop(cluster, "python", "walk", rooms, people, count // 2, callers)
+        rows.append({"log_length": round(length), **out})
+    return rows
 
 
 def _beside(python: dict[str, Any], beam: dict[str, Any]) -> dict[str, float]:
@@ -435,34 +460,47 @@ def _without_replication(
     people: int,
     count: int,
     settle: bool,
-) -> list[dict[str, Any]]:
-    """The Python workers' walks on the sidecars on a cluster that replicates nothing."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Python workers' walks on the sidecars on a cluster that replicates nothing: at
+    each number of callers, and as logs grow."""
     report.step(f"walks: a second cluster with HP_REPLICA_COPIES=0, {people:,} people")
     with bench_cluster(workdir, driver, log=report.step, replica_copies=0) as cluster:
         _settle(cluster, report, settle)
         cluster.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
         _fill(cluster, report, "person", "w", people, len(rooms))
         report.step(f"walks: {count:,} walks on the sidecars without replication")
-        return [
+        rows = [
             {"callers": c, **_loop(cluster, "python", "walk", rooms, people, count, c)}
             for c in SIDECAR_CALLERS
         ]
+        return rows, _growing_logs(cluster, report, rooms, people, count)
+
+
+def _with_without(on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
+    return {"with": on, "without": off, "ratio": round(on["per_second"] / off["per_second"], 2)}
 
 
 def _replication(
-    with_copies: list[dict[str, Any]], without: list[dict[str, Any]]
+    people: int,
+    with_copies: list[dict[str, Any]],
+    without: list[dict[str, Any]],
+    logs_with: list[dict[str, Any]],
+    logs_without: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    rows = []
-    for on, off in zip(with_copies, without, strict=True):
-        rows.append(
-            {
-                "callers": on["callers"],
-                "with": on,
-                "without": off,
-                "ratio": round(on["per_second"] / off["per_second"], 2),
-            }
-        )
-    return {"copies": DEFAULT_REPLICA_COPIES, "rows": rows}
+    return {
+        "copies": DEFAULT_REPLICA_COPIES,
+        "rows": [
+            {"callers": on["callers"], **_with_without(on, off)}
+            for on, off in zip(with_copies, without, strict=True)
+        ],
+        "growing_logs": {
+            "people": min(people, LOG_PEOPLE),
+            "callers": SIDECAR_CALLERS[-1],
+            "rows": [
+                _with_without(on, off) for on, off in zip(logs_with, logs_without, strict=True)
+            ],
+        },
+    }
 
 
 def bench_walks(
@@ -479,9 +517,13 @@ def bench_walks(
     again over TLS under ``tls``, and TLS's rate over plain's under ``tls_vs_plain``."""
     rooms = [f"hall{i}" for i in range(1, 101)]
     result = _walks(workdir, driver, report, rooms, people, count, concurrency, settle, tls=False)
-    without = _without_replication(workdir, driver, report, rooms, people, count, settle)
+    without, logs_without = _without_replication(
+        workdir, driver, report, rooms, people, count, settle
+    )
     with_copies = [{"callers": row["callers"], **row["python"]} for row in result["sidecar_walks"]]
-    result["replication"] = _replication(with_copies, without)
+    result["replication"] = _replication(
+        people, with_copies, without, result.pop("growing_logs"), logs_without
+    )
     result["tls"] = _walks(
         workdir, driver, report, rooms, people, count, concurrency, settle, tls=True
     )
@@ -556,6 +598,9 @@ def _walks(
             "p50_us": percentile([float(x) for x in erl_lats], 50),
             "p99_us": percentile([float(x) for x in erl_lats], 99),
         }
+        if not tls:
+            # Last: it leaves some people with long logs.
+            result["growing_logs"] = _growing_logs(cluster, report, rooms, people, count)
     return result
 
 

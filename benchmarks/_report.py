@@ -239,6 +239,19 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
         ]
         for r in replication["rows"]
     ]
+    growing = replication["growing_logs"]
+    logs = [
+        [
+            _n(r["with"]["log_length"]),
+            _n(r["with"]["per_second"]),
+            _n(r["with"]["p50_us"]),
+            _n(r["without"]["log_length"]),
+            _n(r["without"]["per_second"]),
+            _n(r["without"]["p50_us"]),
+            f"{r['ratio']}x",
+        ]
+        for r in growing["rows"]
+    ]
     return [
         _table(
             f"walks on the sidecars: houseparty:walk_into/2 (Python workers) beside the BEAM "
@@ -285,6 +298,20 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
                 "with/without",
             ],
             copies,
+        ),
+        _table(
+            f"walks on the sidecars as people's logs grow: {growing['people']} people, "
+            f"{growing['callers']} callers, with replication and without",
+            [
+                "mean log (walks)",
+                f"copies {replication['copies']} walks/s",
+                "p50 us",
+                "mean log (walks)",
+                "copies 0 walks/s",
+                "p50 us",
+                "with/without",
+            ],
+            logs,
         ),
     ]
 

@@ -42,8 +42,18 @@ def test_bench_walks_runs_both_sides_and_reports_them(tmp_path: Path) -> None:
     assert replication["copies"] == 1
     for row in replication["rows"]:
         assert row["without"]["operations"] == 300 and row["without"]["errors"] == 0
+    # The same people walk on as their logs grow, every walk answered ok, on both sides.
+    growing = replication["growing_logs"]
+    assert growing["people"] == 300
+    for side in ("with", "without"):
+        steps = [row[side] for row in growing["rows"]]
+        assert len(steps) == 4
+        assert all(s["operations"] == 150 and s["errors"] == 0 for s in steps)
+        lengths = [s["log_length"] for s in steps]
+        assert lengths == sorted(set(lengths)), lengths
     text = console.export_text()
     assert "beside the BEAM baseline" in text
     assert "HP_REPLICA_COPIES=1" in text
+    assert "as people's logs grow" in text
     (plot,) = plot_results({"walks": figures}, tmp_path)
     assert plot.name == "walks.png" and plot.stat().st_size > 0
