@@ -134,7 +134,7 @@ def _walks(result: dict[str, Any], path: Path) -> None:
     rows = result["sidecar_walks"]
     callers = [str(r["callers"]) for r in rows]
     without = {r["callers"]: r["without"] for r in result["replication"]["rows"]}
-    fig, (rate, latency, clients) = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, (rate, latency, logs, clients) = plt.subplots(1, 4, figsize=(21, 4.5))
     width = 0.27
     xs = range(len(rows))
     sides = [
@@ -166,6 +166,24 @@ def _walks(result: dict[str, Any], path: Path) -> None:
     latency.set_ylabel("walk latency (us)")
     latency.set_title("walk latency next to the BEAM baseline")
     latency.legend()
+    growing = result["replication"]["growing_logs"]
+    for side, label, color in (
+        ("with", "Python workers", "tab:blue"),
+        ("without", "Python, no replication", "tab:cyan"),
+    ):
+        steps = [r[side] for r in growing["rows"]]
+        logs.plot(
+            [s["log_length"] for s in steps],
+            [s["per_second"] for s in steps],
+            "o-",
+            color=color,
+            label=label,
+        )
+    logs.set_ylim(bottom=0)
+    logs.set_xlabel("mean walks in a person's log")
+    logs.set_ylabel("walks / s")
+    logs.set_title(f"as logs grow: {growing['people']} people, {growing['callers']} callers")
+    logs.legend()
     whos = [("Python clients", "python"), ("erl client (rpc)", "erlang")]
     clients.bar(
         [w for w, _ in whos],

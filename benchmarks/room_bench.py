@@ -7,8 +7,9 @@ Starts a local cluster of three pods, fills the room ``crowd`` with ``--people``
 then walks each of a few walkers from the room ``porch`` into ``crowd`` or into the empty
 ``den`` and back, in alternating rounds, and prints the mean time of one walk (one enter,
 one leave) for each. The difference is what a room's size costs a walk: the room's own
-enter and leave cost the same at any size; each change is replicated with the room's
-whole state (``HP_REPLICA_COPIES``, ``--replica-copies 0`` for none), which grows with it.
+enter and leave cost the same at any size; each change sends the person who came or went
+to the sidecars holding the room's state (``HP_REPLICA_COPIES``, ``--replica-copies 0``
+for none), and each of them copies the room's list in its table, which grows with it.
 """
 
 from __future__ import annotations
