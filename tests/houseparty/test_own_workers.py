@@ -168,6 +168,7 @@ def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
             "fresh": 0,
             "older_person": 0,
             "stubborn": 0,
+            "journal": 0,
         }
         for i in range(6):
             w.unregister(f"counted_{i}")

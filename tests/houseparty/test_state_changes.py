@@ -1,6 +1,7 @@
-"""A put carries a worker's changes, not its whole state: the sidecars' copies of rooms
-and people still equal what the API reads, also after a holder lost its copies and had
-to take the whole state again, and a killed pod's people come back with every walk."""
+"""A put carries a worker's changes, not its whole state: the sidecars' copies of rooms,
+people and workers of your own still equal what their callers read, also after a holder
+lost its copies and had to take the whole state again, and a killed pod's workers come
+back with every acknowledged change."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import itertools
 import time
 from typing import Any
 
-from houseparty import HouseParty, Unavailable
+from houseparty import HouseParty, Unavailable, Workers
+from houseparty._connection import SyncClient
 from py_nodes._terms import Atom
 from tests.houseparty.conftest import Cluster
+from tests.houseparty.own_cluster import own_cluster
+
+__all__ = ["own_cluster"]  # the module's cluster fixture
 
 ROOMS = [f"changes_hall_{i}" for i in range(6)]
 PEOPLE = [f"changes_visitor_{i}" for i in range(5)]
 H_LOG, H_INTENT, H_PEOPLE = Atom("log"), Atom("intent"), Atom("people")
 
 
-def copies(cluster: Cluster, hp: HouseParty, name: tuple[Atom, Atom]) -> dict[str, Any]:
+def copies(cluster: Cluster, hp: SyncClient, name: Any) -> dict[str, Any]:
     """Each sidecar's copy of ``name``'s state, for the sidecars that hold one."""
     held = {}
     for sidecar in cluster.sidecars:
@@ -52,7 +57,7 @@ def assert_copies_match(cluster: Cluster, hp: HouseParty) -> None:
             assert sorted(p.name for p in state[H_PEOPLE]) == sorted(hp.who_is_in(room)), sidecar
 
 
-def restart_replica(hp: HouseParty, sidecar: str) -> None:
+def restart_replica(hp: SyncClient, sidecar: str) -> None:
     """Kills ``sidecar``'s hp_replica, and with it every copy it held; waits for its
     supervisor to start it again."""
     pid = hp.rpc(
@@ -67,8 +72,8 @@ def restart_replica(hp: HouseParty, sidecar: str) -> None:
         time.sleep(0.1)
 
 
-def owner_sidecar(cluster: Cluster, hp: HouseParty, person: str) -> str:
-    pid = hp.rpc("hp_registry", "whereis_name", [(Atom("person"), Atom(person))])
+def owner_sidecar(cluster: Cluster, hp: SyncClient, name: Any) -> str:
+    pid = hp.rpc("hp_registry", "whereis_name", [name])
     return next(p.sidecar_node for p in cluster.pods if p.python_node == pid.node.name)
 
 
@@ -82,7 +87,7 @@ def test_copies_follow_the_changes_and_heal_when_a_holder_lost_them(cluster: Clu
         assert_copies_match(cluster, hp)
 
         person = PEOPLE[0]
-        owner = owner_sidecar(cluster, hp, person)
+        owner = owner_sidecar(cluster, hp, (Atom("person"), Atom(person)))
         # The successors lose their copies: the owner's next changes cannot be applied
         # there, and the owner sends them its whole copy instead.
         for sidecar in cluster.sidecars:
@@ -118,3 +123,50 @@ def test_copies_follow_the_changes_and_heal_when_a_holder_lost_them(cluster: Clu
                 assert time.monotonic() < deadline, "the person did not come back"
                 time.sleep(0.5)
         assert logged == expected
+
+
+def test_a_worker_of_your_own_puts_its_changes(own_cluster: Cluster) -> None:
+    """The tests' journal keeps its newest 20 lines and puts only the lines written since
+    its last put (``Worker.state_changes``)."""
+    names = [f"journal_{i}" for i in range(12)]
+    with Workers(own_cluster.sidecars[0], cookie=own_cluster.cookie) as w:
+        for name in names:
+            w.register(name, "journal", 20)
+        for k in range(30):
+            for name in names:
+                assert w.call(name, ("write", f"{name} {k}".encode())) == k + 1
+
+        def assert_held(name: str, written: int) -> None:
+            held = copies(own_cluster, w, name.encode())
+            assert len(held) >= 2, held
+            lines = w.call(name, "read")
+            assert lines == [f"{name} {k}".encode() for k in range(written - 20, written)]
+            for state in held.values():
+                assert state == {b"keep": 20, b"lines": lines, b"written": written}
+
+        for name in names:
+            assert_held(name, 30)
+        # Its sidecar lost every copy: the next write puts the whole journal again.
+        first = names[0]
+        owner = owner_sidecar(own_cluster, w, first.encode())
+        restart_replica(w, owner)
+        assert w.call(first, ("write", f"{first} 30".encode())) == 31
+        assert_held(first, 31)
+
+    pod = next(i for i, p in enumerate(own_cluster.pods, 1) if p.sidecar_node == owner)
+    own_cluster.runner.kill_pod(pod)
+    survivor = next(i for i in range(3) if i != pod - 1)
+    with Workers(own_cluster.sidecars[survivor], cookie=own_cluster.cookie) as w:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                lines = [w.call(name, "read") for name in names]
+                break
+            except Unavailable:
+                assert time.monotonic() < deadline, "the journals did not come back"
+                time.sleep(0.5)
+        written = [31 if name == first else 30 for name in names]
+        assert lines == [
+            [f"{name} {k}".encode() for k in range(n - 20, n)]
+            for name, n in zip(names, written, strict=True)
+        ]

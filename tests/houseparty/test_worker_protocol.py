@@ -132,6 +132,7 @@ def check_replies(replies: list[Any], python_node: str) -> None:
         Atom("fresh"): 0,
         Atom("older_person"): 0,
         Atom("stubborn"): 0,
+        Atom("journal"): 0,
         Atom("room"): 0,
         Atom("person"): 0,
     }

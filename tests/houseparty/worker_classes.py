@@ -6,16 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from houseparty._house import datetime_term
-from houseparty.workers import HandoffAnswer, Restart, Worker
+from houseparty.workers import HandoffAnswer, Restart, StateChanges, Worker
 from py_nodes import Reply
 from py_nodes._terms import Atom
 
-__all__ = ["Broken", "Counter", "Fresh", "OlderPerson", "Stubborn"]
+__all__ = ["Broken", "Counter", "Fresh", "Journal", "OlderPerson", "Stubborn"]
 
 SETTING = (
     "counter=tests.houseparty.worker_classes:Counter tests.houseparty.worker_classes:Broken,"
     "tests.houseparty.worker_classes:Fresh tests.houseparty.worker_classes:OlderPerson "
-    "tests.houseparty.worker_classes:Stubborn"
+    "tests.houseparty.worker_classes:Stubborn tests.houseparty.worker_classes:Journal"
 )
 
 
@@ -89,6 +89,50 @@ class Stubborn(Counter):
 
     def begin_handoff(self) -> HandoffAnswer:
         raise RuntimeError(f"will not move from {self.n}")
+
+
+class Journal(Worker):
+    """The newest ``keep`` lines written to it (kind ``journal``): ``(b"write", Line)``
+    answers how many lines were ever written, ``b"read"`` the lines kept. Its puts carry
+    only the lines written since the last one."""
+
+    kind = "journal"
+
+    keep: int
+    lines: list[bytes]
+    written: int
+    unput: int
+
+    def setup(self, keep: int = 50) -> None:
+        self.keep = keep
+        self.lines = []
+        self.written = 0
+        self.unput = 0
+
+    def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        match request:
+            case (b"write", bytes(line)):
+                self.lines = [*self.lines, line][-self.keep :]
+                self.written += 1
+                self.unput += 1
+                self.changed()
+                return Reply(self.written)
+            case b"read":
+                return Reply(self.lines)
+        return Reply((Atom("error"), Atom("unknown_request")))
+
+    def state_term(self) -> Any:
+        return {b"keep": self.keep, b"lines": self.lines, b"written": self.written}
+
+    def state_changes(self) -> StateChanges | None:
+        new, self.unput = self.unput, 0
+        return StateChanges(
+            set={b"written": self.written},
+            append={b"lines": (self.lines[len(self.lines) - min(new, self.keep) :], self.keep)},
+        )
+
+    def end_handoff(self, state: Any) -> None:
+        self.keep, self.lines, self.written = state[b"keep"], state[b"lines"], state[b"written"]
 
 
 class OlderPerson(Worker):
