@@ -88,13 +88,7 @@ newer_test() ->
 %% On a sidecar alone (no successor), a put is held by its owner copy and answered at
 %% once; an older version does not replace it.
 put_without_successor_test_() ->
-    {setup,
-     fun() ->
-             {ok, Pid} = hp_replica:start_link(),
-             unlink(Pid),
-             Pid
-     end,
-     fun stop/1,
+    {setup, fun start/0, fun stop/1,
      fun() ->
              ?assertEqual(ok, gen_server:call(hp_replica, {put, k, 10, new})),
              ?assertEqual(ok, gen_server:call(hp_replica, {put, k, 9, old})),
@@ -107,13 +101,7 @@ put_without_successor_test_() ->
 %% (none, another version) come back as stale, held nowhere, while the batch's other puts
 %% are held.
 put_changes_test_() ->
-    {setup,
-     fun() ->
-             {ok, Pid} = hp_replica:start_link(),
-             unlink(Pid),
-             Pid
-     end,
-     fun stop/1,
+    {setup, fun start/0, fun stop/1,
      fun() ->
              ?assertEqual(ok, gen_server:call(hp_replica, {put_many, [{m, 1, #{log => [a]}}]})),
              Walk = [{append, log, [b], 10}, {set, intent, x}],
@@ -134,6 +122,12 @@ put_changes_test_() ->
                           gen_server:call(hp_replica, {put_many, [{m, 4, 3, [{grow, log}]}]})),
              ?assertEqual({3, #{log => [a, b]}}, hp_replica:lookup(m))
      end}.
+
+%% hp_replica alone, not linked to the test.
+start() ->
+    {ok, Pid} = hp_replica:start_link(),
+    unlink(Pid),
+    Pid.
 
 %% Kills hp_replica and waits until it is gone, with its table, for the next setup.
 stop(Pid) ->
