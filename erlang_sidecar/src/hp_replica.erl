@@ -73,7 +73,7 @@
 
 -record(state, {
     %% Puts not sent yet, per destination, newest first: [{Copy, From}].
-    queued = #{} :: #{node() => [{copy(), gen_server:from()}]},
+    queued = #{} :: #{node() => [{put(), gen_server:from()}]},
     flush_due = false :: boolean(),
     batches = #{} :: #{reference() => #batch{}},
     %% Per successor, whether its sidecar applies changes: one of an earlier release,
