@@ -226,6 +226,13 @@ def _rest(fd: int) -> bytes:
     return out
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    # Ctrl-C reaches a terminal's foreground process with SIGINT's default action. The
+    # tests may themselves run with SIGINT ignored (an asynchronous command of a shell
+    # without job control), which a child inherits, and Python then leaves it ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_status_watch_refreshes_until_ctrl_c(shared: Cluster) -> None:
     """In a terminal, as a person runs it: refreshes, then Ctrl-C leaves with exit 0."""
     master, slave = pty.openpty()
@@ -236,6 +243,7 @@ def test_status_watch_refreshes_until_ctrl_c(shared: Cluster) -> None:
         stdout=slave,
         stderr=slave,
         env={**os.environ, "TERM": "xterm"},
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     os.close(slave)
     try:
@@ -263,6 +271,7 @@ def test_status_watch_into_a_pipe_prints_each_refresh(shared: Cluster) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "COLUMNS": "250"},
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     assert proc.stdout is not None
     try:
