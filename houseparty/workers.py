@@ -212,7 +212,7 @@ _IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody wai
 
 
 # A worker's whole state as a put, asked for when the sidecar could not take its changes.
-_WholePut = Callable[[], tuple[Any, int, Any] | None]
+_WholePut = Callable[[], tuple[Any, ...] | None]
 
 
 class _Puts(Process):
@@ -502,14 +502,12 @@ class Worker(GenServer):
             return (self.registry_key(), self.version, self.state_term())
         return (self.registry_key(), self.version, base, changes.term())
 
-    def _whole_put(self) -> tuple[Any, int, Any] | None:
+    def _whole_put(self) -> tuple[Any, ...] | None:
         # Asked by _Puts when the sidecar's copy could not take this worker's changes.
         if self.handed_off or not self.alive:
             return None
-        self.state_changes()  # the whole state carries them
-        self.version = _version_after(self.version)
-        self.put_base = self.version
-        return (self.registry_key(), self.version, self.state_term())
+        self.put_base = None
+        return self._next_put()
 
     async def _answer_once_replicated(self, outcome: Any) -> Any:
         if inspect.iscoroutine(outcome):
