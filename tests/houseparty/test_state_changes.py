@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from houseparty import HouseParty, Unavailable, Workers
 from houseparty._connection import SyncClient
@@ -16,6 +17,8 @@ from tests.houseparty.conftest import Cluster
 from tests.houseparty.own_cluster import own_cluster
 
 __all__ = ["own_cluster"]  # the module's cluster fixture
+
+T = TypeVar("T")
 
 ROOMS = [f"changes_hall_{i}" for i in range(6)]
 PEOPLE = [f"changes_visitor_{i}" for i in range(5)]
@@ -72,6 +75,17 @@ def restart_replica(hp: SyncClient, sidecar: str) -> None:
         time.sleep(0.1)
 
 
+def once_back(read: Callable[[], T]) -> T:
+    """``read()`` once the names it reads answer again after their pod was killed."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return read()
+        except Unavailable:
+            assert time.monotonic() < deadline, "the names did not come back"
+            time.sleep(0.5)
+
+
 def owner_sidecar(cluster: Cluster, hp: SyncClient, name: Any) -> str:
     pid = hp.rpc("hp_registry", "whereis_name", [name])
     return next(p.sidecar_node for p in cluster.pods if p.python_node == pid.node.name)
@@ -114,15 +128,7 @@ def test_copies_follow_the_changes_and_heal_when_a_holder_lost_them(cluster: Clu
     cluster.runner.kill_pod(pod)
     survivor = next(i for i in range(1, 4) if i != pod)
     with cluster.client(survivor) as hp:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                logged = logged_rooms(hp, person)
-                break
-            except Unavailable:
-                assert time.monotonic() < deadline, "the person did not come back"
-                time.sleep(0.5)
-        assert logged == expected
+        assert once_back(lambda: logged_rooms(hp, person)) == expected
 
 
 def test_a_worker_of_your_own_puts_its_changes(own_cluster: Cluster) -> None:
@@ -157,14 +163,7 @@ def test_a_worker_of_your_own_puts_its_changes(own_cluster: Cluster) -> None:
     own_cluster.runner.kill_pod(pod)
     survivor = next(i for i in range(3) if i != pod - 1)
     with Workers(own_cluster.sidecars[survivor], cookie=own_cluster.cookie) as w:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                lines = [w.call(name, "read") for name in names]
-                break
-            except Unavailable:
-                assert time.monotonic() < deadline, "the journals did not come back"
-                time.sleep(0.5)
+        lines = once_back(lambda: [w.call(name, "read") for name in names])
         written = [31 if name == first else 30 for name in names]
         assert lines == [
             [f"{name} {k}".encode() for k in range(n - 20, n)]
