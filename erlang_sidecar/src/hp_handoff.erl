@@ -56,8 +56,8 @@
                      seconds := float()}.
 -export_type([summary/0]).
 
-%% Hands over every name this node holds but no longer owns.
--spec rebalance() -> ok.
+%% Hands over every name this node holds but no longer owns: whether it left none here.
+-spec rebalance() -> boolean().
 rebalance() ->
     hp_metrics:timed({handoff, rebalance}, fun() -> rebalance(?ATTEMPTS) end).
 
@@ -79,7 +79,7 @@ rebalance(Attempts) ->
             timer:sleep(?RETRY_MS),
             rebalance(Attempts - 1);
         false ->
-            ok
+            failed(Results) =:= 0
     end.
 
 failed(Results) ->
@@ -239,9 +239,11 @@ accept_many(Items) ->
                      _ ->
                          false
                  end || Item <- Items],
+    %% With the nodes of the ring they were found ours on: the registry checks that ring is
+    %% still its own.
     Reserved = gen_server:call(?SERVER, {reserve_many, [N || {{N, _, _, _, _}, true}
                                                                  <- lists:zip(Items, Batchable)],
-                                         force}, infinity),
+                                         force, hp_ring:nodes(Ring)}, infinity),
     Taken = take(Items, Batchable, Reserved),
     Started = maps:from_list(take_over([{Item, Ref} || {Item, {batch, Ref}} <- lists:zip(Items, Taken)])),
     received([case T of

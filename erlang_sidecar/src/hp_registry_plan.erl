@@ -3,8 +3,9 @@
 %% batches. No processes, no ETS.
 -module(hp_registry_plan).
 
--export([holders/4, restarter/4, crash_restart/4, moves/4, first_pid/1, pids/1]).
--export_type([stream/1]).
+-export([holders/4, restarter/4, crash_restart/4, still_placed/3, narrow/2, moves/4, first_pid/1,
+         pids/1]).
+-export_type([stream/1, placed/0]).
 
 %% A lazy sequence: each call gives the next item and the rest, or done.
 -type stream(T) :: fun(() -> {T, stream(T)} | done).
@@ -40,6 +41,30 @@ crash_restart(Now, Times, Max, Window) ->
         true -> {true, [Now | Recent]};
         false -> {false, Recent}
     end.
+
+%% What the registry knows of where its names are: undefined (nothing), or the nodes of
+%% every ring since its last clean rebalance, which each of its names is owned under by
+%% Me; {checking, Nodes} while a rebalance runs.
+-type placed() :: undefined | [node()] | {checking, [node()]}.
+
+%% Whether every name Me holds is still its own on Ring. A name Me owned on a ring stays
+%% Me's on that ring with other nodes taken off: their points go to the nodes after
+%% them, every other point stays where it was.
+-spec still_placed(placed(), hp_ring:ring(), node()) -> boolean().
+still_placed(Placed, Ring, Me) when is_list(Placed) ->
+    Nodes = hp_ring:nodes(Ring),
+    lists:member(Me, Nodes) andalso ordsets:is_subset(Nodes, Placed);
+still_placed(_Placed, _Ring, _Me) ->
+    false.
+
+%% Placed once Ring has been the ring: a name registered under it is owned under it.
+-spec narrow(placed(), hp_ring:ring()) -> placed().
+narrow(undefined, _Ring) ->
+    undefined;
+narrow({checking, Nodes}, Ring) ->
+    {checking, ordsets:intersection(Nodes, hp_ring:nodes(Ring))};
+narrow(Nodes, Ring) ->
+    ordsets:intersection(Nodes, hp_ring:nodes(Ring)).
 
 %% The entries (tuples whose first element is the name) that Me holds but no longer
 %% owns, as {Owner, Entries} batches of at most Size per owner, made as the stream is

@@ -14,6 +14,8 @@
 %%   call {abort, Name, Ref}             -> ok
 %%   call {reserve_many, [Name], Mode}  -> [{reserved, Ref} | {already_registered, Pid}
 %%                                           | single]   (single: reserve that one alone)
+%%   call {reserve_many, [Name], force, RingNodes}   the same, for names the caller found
+%%                                          owned here on a ring of RingNodes
 %%   call {commit_many, [{Name, Ref, Pid, MFA, Groups}]} -> ok
 %%   call {register_pid, Name, Pid}      -> yes | no | {redirect, Owner}
 %%   call {unregister, Name}             -> ok | {redirect, Owner}
@@ -77,6 +79,12 @@
     rebalance_timer = undefined :: undefined | reference(),
     rebalancer = undefined :: undefined | pid(),
     rebalance_again = false :: boolean(),
+    %% The nodes of every ring since the last rebalance that left no name here to move,
+    %% which every name held here is owned under (hp_registry_plan:still_placed/3);
+    %% {checking, Nodes} while a rebalance runs. A ring of no other nodes moves none of
+    %% them, and its rebalance need not read every name. A name placed here by force that
+    %% the ring gives to another node unsets it.
+    placed = undefined :: hp_registry_plan:placed(),
     %% A ring change left the registration replicas to resend to their holders; that waits
     %% until no peer is still handing names over (see maybe_resync/1).
     resync_due = false :: boolean(),
@@ -142,7 +150,7 @@ handle_call({reserve, Name, Mode}, {Caller, _} = From, State) ->
         here ->
             case claim(Name, From, State) of
                 free ->
-                    {Reserved, State1} = new_reservation(Name, Caller, State),
+                    {Reserved, State1} = new_reservation(Name, Caller, unplaced(Name, Mode, State)),
                     {reply, Reserved, State1};
                 Claimed ->
                     Claimed
@@ -169,6 +177,13 @@ handle_call({commit, Name, Ref, Pid, MFA, Groups}, _From, State) ->
         {Error, State1} ->
             {reply, Error, State1}
     end;
+handle_call({reserve_many, Names, force, Nodes}, From, State) ->
+    %% Race: the ring changed since the caller found these names ours on it.
+    State1 = case Nodes =:= hp_ring:nodes(hp_registry_store:ring()) of
+                 true -> State;
+                 false -> State#state{placed = undefined}
+             end,
+    handle_call({reserve_many, Names, force}, From, State1);
 handle_call({reserve_many, Names, Mode}, {Caller, _}, State) ->
     %% A batch takes only what is plain: for a name another caller is reserving, and in
     %% check mode while names may be moving, the answer is single and that name goes
@@ -267,7 +282,8 @@ handle_call(drain, From, #state{members = M} = State) ->
             M1 = hp_registry_membership:drain(M),
             Self = self(),
             spawn_link(fun() -> Self ! {drained, hp_handoff:drain(Peers)} end),
-            {noreply, cancel_rebalance(State#state{members = M1, drain_waiters = [From]})};
+            {noreply, cancel_rebalance(ring_changed(State#state{members = M1,
+                                                                drain_waiters = [From]}))};
         {true, Waiters} when is_list(Waiters) ->
             %% Race: a second drain (the Python node's, then prep_stop's) while the first
             %% runs: it returns when the names have moved, not before.
@@ -315,14 +331,15 @@ handle_info({nodeup, _Node, [{node_type, hidden}]}, #state{python_handoff = Pid}
 handle_info({nodeup, Node, [{node_type, hidden}]}, State) ->
     M = State#state.members,
     M1 = hp_registry_membership:nodeup(Node, hidden, M),
+    State1 = ring_changed(State#state{members = M1}),
     case hp_registry_membership:draining(M) andalso not hp_registry_membership:draining(M1) of
-        true -> {noreply, schedule_rebalance(State#state{members = M1})};  %% back in the ring
-        false -> {noreply, State#state{members = M1}}
+        true -> {noreply, schedule_rebalance(State1)};  %% back in the ring
+        false -> {noreply, State1}
     end;
 handle_info({nodedown, Node, [{node_type, hidden}]}, State) ->
     case hp_registry_membership:python_down(Node, State#state.members) of
         {true, M} ->
-            {noreply, python_lost(Node, State#state{members = M})};
+            {noreply, python_lost(Node, ring_changed(State#state{members = M}))};
         {false, _} ->
             %% A Python node that reported exits is gone: so is every process on it it
             %% watched.
@@ -412,7 +429,7 @@ handle_info({drained, #{moved := Moved, failed := Failed, seconds := Seconds} = 
     {noreply, State#state{drain_waiters = done, drained = Summary}};
 handle_info(rebalance, State) ->
     {noreply, start_rebalance(State#state{rebalance_timer = undefined})};
-handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->
+handle_info({rebalanced, Pid, Clean}, #state{rebalancer = Pid} = State) ->
     State1 = State#state{rebalancer = undefined},
     case State1#state.rebalance_again of
         true ->
@@ -420,8 +437,11 @@ handle_info({rebalanced, Pid}, #state{rebalancer = Pid} = State) ->
             %% or a peer would stop asking us while names are still on their way.
             {noreply, start_rebalance(State1#state{rebalance_again = false})};
         false ->
-            ok = hp_registry_membership:done(hp_registry_membership:peers(State#state.members)),
-            {noreply, maybe_resync(State1#state{resync_due = true})}
+            Placed = case State1#state.placed of
+                         {checking, Nodes} when Clean -> Nodes;
+                         _ -> undefined
+                     end,
+            {noreply, rebalanced(State1#state{placed = Placed})}
     end;
 handle_info(resync, State) ->
     {noreply, maybe_resync(State)};
@@ -503,9 +523,14 @@ start(Name, MFA, From, State) ->
 members({RingChanged, M}, State) ->
     State1 = State#state{members = M},
     case RingChanged of
-        true -> schedule_rebalance(State1);
+        true -> schedule_rebalance(ring_changed(State1));
         false -> State1
     end.
+
+%% After anything that may have set the ring: names registered under it are owned under
+%% it, so the rebalance may skip reading them only for rings within its nodes as well.
+ring_changed(State) ->
+    State#state{placed = hp_registry_plan:narrow(State#state.placed, hp_registry_store:ring())}.
 
 watch(Pids, State) ->
     hp_registry_watch:watch(Pids, hp_registry_membership:reporter(State#state.members)).
@@ -533,11 +558,33 @@ start_rebalance(State) ->
         {true, _} ->
             State;
         {false, undefined} ->
-            Self = self(),
-            Pid = spawn_link(fun() -> hp_handoff:rebalance(), Self ! {rebalanced, self()} end),
-            State#state{rebalancer = Pid};
+            Ring = hp_registry_store:ring(),
+            case hp_registry_plan:still_placed(State#state.placed, Ring, node()) of
+                true ->
+                    rebalanced(State);
+                false ->
+                    Self = self(),
+                    Pid = spawn_link(fun() -> Self ! {rebalanced, self(), hp_handoff:rebalance()} end),
+                    State#state{rebalancer = Pid, placed = {checking, hp_ring:nodes(Ring)}}
+            end;
         {false, _} ->
             State#state{rebalance_again = true}
+    end.
+
+%% The rebalance is done: the peers stop expecting names from this node, and the
+%% replicas follow the new ring.
+rebalanced(State) ->
+    ok = hp_registry_membership:done(hp_registry_membership:peers(State#state.members)),
+    maybe_resync(State#state{resync_due = true}).
+
+%% A reservation by force (a handoff or a restart, placed by the sender's ring) for a name
+%% this node's ring gives to another: the next rebalance reads every name again.
+unplaced(_Name, check, State) ->
+    State;
+unplaced(Name, force, State) ->
+    case owner(Name) =:= node() of
+        true -> State;
+        false -> State#state{placed = undefined}
     end.
 
 commit(Name, Ref, Pid, MFA, Groups, State) ->

@@ -194,6 +194,7 @@ graceful_stop_drains(Config) ->
     ok = call(B, ?W, join_many, [drained, s, 1, 300]),
     OnB = length([x || {_, _, Node} <- call(C, ?W, get_many, [s, 1, N]), Node =:= NodeB]),
     ?assert(OnB > 0),
+    Rebalances = [rebalances(P) || P <- [A, C]],
     %% Lookups keep finding every name while the node drains.
     Watcher = call(A, ?W, watch_lookups, [s, N]),
     %% As the pod does it: its Python node asks for the drain, then the pod gets SIGTERM
@@ -211,7 +212,16 @@ graceful_stop_drains(Config) ->
     ?assertEqual(call(A, ?W, lookup_many, [s, 1, N]), call(C, ?W, lookup_many, [s, 1, N])),
     ?assert(call(C, ?W, group_is, [drained, s, 1, 300])),
     ?assert(maps:get(end_handoff, call(A, ?W, events, []), 0)
-            + maps:get(end_handoff, call(C, ?W, events, []), 0) >= OnB).
+            + maps:get(end_handoff, call(C, ?W, events, []), 0) >= OnB),
+    %% A node that leaves moves none of the survivors' own names: they read none again.
+    ?assertEqual(Rebalances, [rebalances(P) || P <- [A, C]]).
+
+%% How many rebalance runs Peer's registry has made (each reads every name it holds).
+rebalances(Peer) ->
+    [Count] = [C || {<<"houseparty_handoff_duration_seconds">>, histogram, _, Series}
+                        <- call(Peer, hp_metrics, families, []),
+                    {[{<<"reason">>, <<"rebalance">>}], _, _, C} <- Series],
+    Count.
 
 %% A node killed: its names restart from their MFA on their new owners (state reset).
 kill_restarts_from_mfa(Config) ->

@@ -105,6 +105,37 @@ a_join_moves_names_only_to_the_new_node_test() ->
                                                            hp_ring:key_to_node(K1, Old) =:= Me],
                                                New, Me, 50))].
 
+%% A ring of no nodes but those of every ring since the names were placed moves none of
+%% them: the rebalance may skip reading them. Any other, or no known placement, reads them.
+still_placed_within_the_rings_since_test() ->
+    Nodes = ['a@h', 'b@h', 'c@h', 'd@h'],
+    Four = hp_ring:new(Nodes),
+    ?assert(hp_registry_plan:still_placed(Nodes, hp_ring:remove_node('d@h', Four), 'a@h')),
+    ?assert(hp_registry_plan:still_placed(Nodes, hp_ring:new(['a@h', 'b@h']), 'a@h')),
+    ?assert(hp_registry_plan:still_placed(Nodes, Four, 'a@h')),
+    ?assertNot(hp_registry_plan:still_placed(Nodes, hp_ring:remove_node('a@h', Four), 'a@h')),
+    ?assertNot(hp_registry_plan:still_placed(Nodes, hp_ring:add_node('e@h', Four), 'a@h')),
+    ?assertNot(hp_registry_plan:still_placed(undefined, Four, 'a@h')),
+    ?assertNot(hp_registry_plan:still_placed({checking, Nodes}, Four, 'a@h')),
+    %% What makes the skip right: after any such loss, a node keeps every key it owned.
+    [?assertEqual([], read_moves(hp_registry_plan:moves(
+                                   [{K, x} || K <- lists:seq(1, 2000),
+                                              hp_ring:key_to_node(K, Four) =:= Me],
+                                   Smaller, Me, 100)))
+     || Me <- ['a@h', 'b@h'],
+        Smaller <- [hp_ring:remove_node('c@h', Four), hp_ring:new(['a@h', 'b@h'])]].
+
+%% A netsplit: names registered on a side alone are its own on that side's ring only.
+%% Once that ring has been the ring, the whole ring back is not within the placement.
+narrowed_by_every_ring_test() ->
+    Nodes = ['a@h', 'b@h', 'c@h'],
+    Alone = hp_registry_plan:narrow(Nodes, hp_ring:new(['a@h'])),
+    ?assertEqual(['a@h'], Alone),
+    ?assertNot(hp_registry_plan:still_placed(Alone, hp_ring:new(Nodes), 'a@h')),
+    ?assertEqual({checking, ['a@h', 'b@h']},
+                 hp_registry_plan:narrow({checking, Nodes}, hp_ring:new(['a@h', 'b@h']))),
+    ?assertEqual(undefined, hp_registry_plan:narrow(undefined, hp_ring:new(Nodes))).
+
 first_pid_test() ->
     P = self(),
     ?assertEqual(P, hp_registry_plan:first_pid([{ok, undefined}, {error, {erpc, noconnection}},
