@@ -3,8 +3,8 @@
 %% batches. No processes, no ETS.
 -module(hp_registry_plan).
 
--export([holders/4, restarter/4, crash_restart/4, still_placed/3, narrow/2, moves/4, first_pid/1,
-         pids/1]).
+-export([holders/4, replica_move/6, restarter/4, crash_restart/4, still_placed/3, narrow/2,
+         moves/4, first_pid/1, pids/1]).
 -export_type([stream/1, placed/0]).
 
 %% A lazy sequence: each call gives the next item and the rest, or done.
@@ -17,6 +17,23 @@
 holders(Name, Copies, Ring, Me) ->
     N = max(1, Copies),
     lists:sublist([H || H <- hp_ring:key_to_nodes(Name, N + 1, Ring), H =/= Me], N).
+
+%% Where the replicas of Me's name Name must go now that the ring is Ring, when Before
+%% are the rings since they were last put in place (Me put them with the holders of one
+%% of those on which it owned the name) and Joined the nodes that joined meanwhile (one
+%% that comes back may have lost what it held): same, or {moved, Holders, Dropped}, its
+%% holders on Ring and the nodes that held it for Me on a ring of Before and no longer do.
+-spec replica_move(term(), non_neg_integer(), [hp_ring:ring()], [node()], hp_ring:ring(),
+                   node()) -> same | {moved, [node()], [node()]}.
+replica_move(Name, Copies, Before, Joined, Ring, Me) ->
+    Holders = holders(Name, Copies, Ring, Me),
+    Earlier = lists:usort(lists:append([holders(Name, Copies, R, Me)
+                                        || R <- Before, hp_ring:key_to_node(Name, R) =:= Me])),
+    case Earlier =:= lists:sort(Holders) andalso not lists:any(fun(H) -> lists:member(H, Joined) end,
+                                                               Holders) of
+        true -> same;
+        false -> {moved, Holders, Earlier -- Holders}
+    end.
 
 %% Whether Me restarts a name whose owner is gone, from its registration replica: the
 %% first of its holders still alive does, so that one node restarts it, and the next

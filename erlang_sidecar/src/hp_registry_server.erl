@@ -27,6 +27,7 @@
 %%   call info                           -> #{atom() => term()}
 %%   cast {replica_put, Owner, [{Name, MFA, Groups, Holders}]} / {replica_del, Owner, Name}
 %%   cast {replica_reset, Owner, Entries}   the owner's full set for this node
+%%   cast {replica_drop, Owner, [Name]}     this node no longer holds these replicas
 %%   cast {restarted, Dead, [Name]}         Dead's names restarted from their replicas
 %%   info {hp_exits, [Pid], [{Pid, Reason}]} exits the pod's Python node reports, the
 %%                                          second list those that crashed
@@ -88,6 +89,10 @@
     %% A ring change left the registration replicas to resend to their holders; that waits
     %% until no peer is still handing names over (see maybe_resync/1).
     resync_due = false :: boolean(),
+    %% The nodes of each ring since the last resync, newest first, and the nodes that
+    %% joined meanwhile: the resync sends only the replicas these moved. undefined until
+    %% the first resync, which sends them all.
+    synced = undefined :: undefined | {[[node()], ...], [node()]},
     %% The pod's Python node went down: its names are being handed to the peers from
     %% their owner copies (python_lost/2) by this process, and the node joins again
     %% only once that is done.
@@ -317,6 +322,9 @@ handle_cast({replica_del, Owner, Name}, State) ->
 handle_cast({replica_reset, Owner, Entries}, State) ->
     hp_registry_store:reset_replicas(Owner, Entries),
     {noreply, State};
+handle_cast({replica_drop, Owner, Names}, State) ->
+    hp_registry_store:delete_replicas(Owner, Names),
+    {noreply, State};
 handle_cast({restarted, Dead, Names}, State) ->
     hp_registry_store:delete_replicas(Dead, Names),
     {noreply, State};
@@ -530,7 +538,15 @@ members({RingChanged, M}, State) ->
 %% After anything that may have set the ring: names registered under it are owned under
 %% it, so the rebalance may skip reading them only for rings within its nodes as well.
 ring_changed(State) ->
-    State#state{placed = hp_registry_plan:narrow(State#state.placed, hp_registry_store:ring())}.
+    Nodes = hp_ring:nodes(hp_registry_store:ring()),
+    Synced = case State#state.synced of
+                 undefined -> undefined;
+                 {[Nodes | _], _} = Same -> Same;
+                 {[Last | _] = Rings, Joined} ->
+                     {[Nodes | Rings], ordsets:union(Joined, ordsets:subtract(Nodes, Last))}
+             end,
+    State#state{placed = hp_registry_plan:narrow(State#state.placed, hp_registry_store:ring()),
+                synced = Synced}.
 
 watch(Pids, State) ->
     hp_registry_watch:watch(Pids, hp_registry_membership:reporter(State#state.members)).
@@ -772,8 +788,10 @@ maybe_resync(#state{resync_due = false} = State) ->
 maybe_resync(State) ->
     case hp_registry_store:settling_deadlines() of
         [] ->
-            resync_replicas(hp_registry_membership:peers(State#state.members)),
-            State#state{resync_due = false};
+            resync_replicas(hp_registry_membership:peers(State#state.members),
+                            State#state.synced),
+            State#state{resync_due = false,
+                        synced = {[hp_ring:nodes(hp_registry_store:ring())], []}};
         Settling ->
             First = lists:min([Deadline || {_, Deadline} <- Settling]),
             Wait = max(0, First - erlang:monotonic_time(millisecond)) + 1,
@@ -781,11 +799,13 @@ maybe_resync(State) ->
             State
     end.
 
-%% After a ring change: each peer gets the full set of replicas it must hold for us, so
-%% replicas of moved or unregistered names disappear, and the names' new successors get
-%% their states (hp_replica:resend/1). Runs in this process so no
-%% replica_put of a concurrent commit can be overtaken by an older full set.
-resync_replicas(Peers) ->
+%% After a ring change, the first time: each peer gets the full set of replicas it must
+%% hold for us, so replicas of moved or unregistered names disappear, and the names' new
+%% successors get their states (hp_replica:resend/1). Then, only the names whose holders
+%% the rings since moved (hp_registry_plan:replica_move/6): their new holders get them,
+%% those that no longer hold them drop them. Runs in this process so no replica_put of a
+%% concurrent commit can be overtaken by an older one.
+resync_replicas(Peers, undefined) ->
     Ring = hp_registry_store:ring(),
     Me = node(),
     Copies = hp_replica:copies(),
@@ -798,4 +818,27 @@ resync_replicas(Peers) ->
     [gen_server:cast({?SERVER, P}, {replica_reset, Me, maps:get(P, BySucc, [])}) || P <- Peers],
     %% The states go with them: the names' new successors get this sidecar's copies.
     hp_replica:resend(hp_registry_store:fold_names(fun({Name, _, _, _}, Acc) -> [Name | Acc] end,
-                                                   [])).
+                                                   []));
+resync_replicas(Peers, {Before, Joined}) ->
+    Ring = hp_registry_store:ring(),
+    Me = node(),
+    Copies = hp_replica:copies(),
+    Rings = [hp_ring:new(Nodes) || Nodes <- Before],
+    {Puts, Drops, Moved} =
+        hp_registry_store:fold_names(
+          fun({_, _, undefined, _}, Acc) ->
+                  Acc;
+             ({Name, _Pid, MFA, Groups}, {P, D, M} = Acc) ->
+                  case hp_registry_plan:replica_move(Name, Copies, Rings, Joined, Ring, Me) of
+                      same ->
+                          Acc;
+                      {moved, Holders, Dropped} ->
+                          {add_to_holders(Holders, {Name, MFA, Groups, Holders}, P),
+                           add_to_holders(Dropped, Name, D), [Name | M]}
+                  end
+          end, {#{}, #{}, []}),
+    maps:foreach(fun(H, Replicas) -> gen_server:cast({?SERVER, H}, {replica_put, Me, Replicas}) end,
+                 Puts),
+    maps:foreach(fun(H, Names) -> gen_server:cast({?SERVER, H}, {replica_drop, Me, Names}) end,
+                 maps:with(Peers, Drops)),
+    hp_replica:resend(Moved).

@@ -34,6 +34,51 @@ first_holder_becomes_owner_when_owner_leaves_test() ->
          ?assertEqual(First, hp_ring:key_to_node(K, hp_ring:remove_node(Owner, Ring)))
      end || K <- lists:seq(1, 1000)].
 
+%% After a node leaves, only the names it held replicas of move them, to the node after
+%% it; the others stay where they are.
+replicas_move_only_off_a_node_that_left_test() ->
+    Four = hp_ring:new(['a@h', 'b@h', 'c@h', 'd@h']),
+    Three = hp_ring:remove_node('d@h', Four),
+    Moves = [{K, hp_registry_plan:replica_move(K, 1, [Four], [], Three, 'a@h')}
+             || K <- lists:seq(1, 2000), hp_ring:key_to_node(K, Four) =:= 'a@h'],
+    {Same, Moved} = lists:partition(fun({_, M}) -> M =:= same end, Moves),
+    ?assert(length(Same) > 0),
+    ?assert(length(Moved) > 0),
+    [?assertEqual(hp_registry_plan:holders(K, 1, Four, 'a@h'),
+                  hp_registry_plan:holders(K, 1, Three, 'a@h')) || {K, same} <- Same],
+    [begin
+         ?assertEqual(['d@h'], hp_registry_plan:holders(K, 1, Four, 'a@h')),
+         ?assertEqual({moved, hp_registry_plan:holders(K, 1, Three, 'a@h'), ['d@h']}, M)
+     end || {K, M} <- Moved].
+
+%% A node that joined may hold nothing (it restarted): the names it holds now go to it,
+%% even on a ring that looks as before; so do those that moved under any ring since.
+replicas_move_to_a_node_that_joined_or_on_any_ring_between_test() ->
+    Three = hp_ring:new(['a@h', 'b@h', 'c@h']),
+    Two = hp_ring:remove_node('c@h', Three),
+    Keys = [K || K <- lists:seq(1, 2000), hp_ring:key_to_node(K, Three) =:= 'a@h'],
+    Back = [K || K <- Keys, hp_registry_plan:holders(K, 1, Three, 'a@h') =:= ['c@h']],
+    ?assert(length(Back) > 0),
+    [?assertEqual({moved, ['c@h'], []},
+                  hp_registry_plan:replica_move(K, 1, [Three], ['c@h'], Three, 'a@h'))
+     || K <- Back],
+    [?assertEqual({moved, ['c@h'], ['b@h']},
+                  hp_registry_plan:replica_move(K, 1, [Three, Two], [], Three, 'a@h'))
+     || K <- Back],
+    [?assertEqual(same, hp_registry_plan:replica_move(K, 1, [Three], [], Three, 'a@h'))
+     || K <- Keys].
+
+%% A name handed over to Me when its owner left got its replicas then, on the new ring;
+%% on the ring before, another node owned it and put them: nothing moved for Me.
+replicas_of_a_name_taken_over_stay_test() ->
+    Three = hp_ring:new(['a@h', 'b@h', 'c@h']),
+    Two = hp_ring:remove_node('c@h', Three),
+    Taken = [K || K <- lists:seq(1, 2000), hp_ring:key_to_node(K, Three) =:= 'c@h',
+                  hp_ring:key_to_node(K, Two) =:= 'a@h'],
+    ?assert(length(Taken) > 0),
+    [?assertEqual(same, hp_registry_plan:replica_move(K, 1, [Two, Three], [], Two, 'a@h'))
+     || K <- Taken].
+
 %% Exactly one node restarts a name whose owner is gone: its first holder still alive,
 %% whichever holders are gone with the owner; none while the owner lives.
 one_live_holder_restarts_test() ->

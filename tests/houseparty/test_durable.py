@@ -270,6 +270,22 @@ def test_copies_follow_the_ring_through_a_restart_and_a_second_kill(cluster: Clu
     assert_agree(after[0], after[1])
 
 
+def test_copies_follow_the_ring_through_a_graceful_stop_and_a_kill(cluster: Cluster) -> None:
+    with cluster.client(1) as hp:
+        populate(hp)
+        before = state(hp)
+    # The names whose copies pod 3 held get new successors once it has left, and those
+    # it handed over take theirs with them: losing pod 2 now loses nothing either.
+    cluster.runner.stop_pod(3)
+    time.sleep(3.0)
+    cluster.runner.kill_pod(2)
+    with cluster.client(1) as hp:
+        wait_all_answer(hp)
+        after = state(hp)
+    assert after == before
+    assert_agree(after[0], after[1])
+
+
 def test_a_walk_left_under_way_is_finished_before_the_person_answers(cluster: Cluster) -> None:
     """A copy that takes over a walk under way (a merge here; a restart or a handoff alike)
     finishes it before the next request: a walk back into the room the person stood in
