@@ -538,15 +538,15 @@ members({RingChanged, M}, State) ->
 %% After anything that may have set the ring: names registered under it are owned under
 %% it, so the rebalance may skip reading them only for rings within its nodes as well.
 ring_changed(State) ->
-    Nodes = hp_ring:nodes(hp_registry_store:ring()),
+    Ring = hp_registry_store:ring(),
+    Nodes = hp_ring:nodes(Ring),
     Synced = case State#state.synced of
                  undefined -> undefined;
                  {[Nodes | _], _} = Same -> Same;
                  {[Last | _] = Rings, Joined} ->
                      {[Nodes | Rings], ordsets:union(Joined, ordsets:subtract(Nodes, Last))}
              end,
-    State#state{placed = hp_registry_plan:narrow(State#state.placed, hp_registry_store:ring()),
-                synced = Synced}.
+    State#state{placed = hp_registry_plan:narrow(State#state.placed, Ring), synced = Synced}.
 
 watch(Pids, State) ->
     hp_registry_watch:watch(Pids, hp_registry_membership:reporter(State#state.members)).
