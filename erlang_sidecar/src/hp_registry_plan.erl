@@ -15,8 +15,14 @@
 %% from its MFA), never Me, in the order they take the name over when the owner goes.
 -spec holders(term(), non_neg_integer(), hp_ring:ring(), node()) -> [node()].
 holders(Name, Copies, Ring, Me) ->
-    N = max(1, Copies),
-    lists:sublist([H || H <- hp_ring:key_to_nodes(Name, N + 1, Ring), H =/= Me], N).
+    holders_of(walk(Name, Copies, Ring), Copies, Me).
+
+%% The owner of Name on Ring and the nodes after it, as many as holders/4 chooses from.
+walk(Name, Copies, Ring) ->
+    hp_ring:key_to_nodes(Name, max(1, Copies) + 1, Ring).
+
+holders_of(Walk, Copies, Me) ->
+    lists:sublist([H || H <- Walk, H =/= Me], max(1, Copies)).
 
 %% Where the replicas of Me's name Name must go now that the ring is Ring, when Before
 %% are the rings since they were last put in place (Me put them with the holders of one
@@ -27,8 +33,9 @@ holders(Name, Copies, Ring, Me) ->
                    node()) -> same | {moved, [node()], [node()]}.
 replica_move(Name, Copies, Before, Joined, Ring, Me) ->
     Holders = holders(Name, Copies, Ring, Me),
-    Earlier = lists:usort(lists:append([holders(Name, Copies, R, Me)
-                                        || R <- Before, hp_ring:key_to_node(Name, R) =:= Me])),
+    Earlier = lists:usort(lists:append([holders_of(Walk, Copies, Me)
+                                        || R <- Before, [Owner | _] = Walk <- [walk(Name, Copies, R)],
+                                           Owner =:= Me])),
     case Earlier =:= lists:sort(Holders) andalso not lists:any(fun(H) -> lists:member(H, Joined) end,
                                                                Holders) of
         true -> same;
