@@ -106,7 +106,7 @@ hand_over_all(Peers) ->
       seconds => (erlang:monotonic_time(microsecond) - Started) / 1.0e6}.
 
 drain_names(Attempts, Moved) ->
-    Results = handoff_all(hp_registry_store:names()),
+    Results = hp_registry_store:with_names(fun handoff_all/1),
     MovedNow = Moved + length([x || moved <- Results]),
     %% Race: a registration that was starting when the drain began commits here after
     %% our snapshot; so we go again until nothing is left or pending.
@@ -447,14 +447,11 @@ start_mfa(Name, {M, F, A}) ->
 -spec parallel(fun((T) -> R), [T] | hp_registry_plan:stream(T), pos_integer()) ->
           [R | {error, term()}].
 parallel(Fun, Items, Width) when is_list(Items) ->
-    parallel(Fun, from_list(Items), Width);
+    parallel(Fun, hp_registry_plan:from_list(Items), Width);
 parallel(Fun, Stream, Width) when is_function(Stream, 0), is_integer(Width), Width > 0 ->
     pool(Fun, Stream, Width, 0, #{}, #{}).
 
 %% --- internal --------------------------------------------------------------------------
-
-from_list([]) -> fun() -> done end;
-from_list([Item | Items]) -> fun() -> {Item, from_list(Items)} end.
 
 %% Running: #{Monitor => Index}; Done: #{Index => Result}. Stream is done once read out.
 pool(Fun, Stream, Width, Started, Running, Done)
@@ -482,7 +479,8 @@ pool(Fun, Stream, Width, Started, Running, Done) ->
 abort(Name, Ref) ->
     gen_server:call(?SERVER, {abort, Name, Ref}).
 
-%% Hands Entries to their new owners: in batches per owner, a few batches at a time.
+%% Hands Entries (a list or a stream) to their new owners: in batches per owner, a few
+%% batches at a time.
 handoff_all(Entries) ->
     Moves = hp_registry_plan:moves(Entries, hp_registry_store:ring(), node(), ?MOVE_BATCH),
     Results = lists:append([case R of
@@ -543,9 +541,9 @@ from_copy(Name) ->
 %% A handed-over state carries the version of this sidecar's owner copy, so that the new
 %% owner's next changes are numbered above it.
 versioned(Name, {start, {state, S}}) ->
-    case hp_replica:lookup(Name) of
-        {V, _} -> {start, {state, S, V}};
-        none -> {start, {state, S}}
+    case hp_replica:version(Name) of
+        none -> {start, {state, S}};
+        V -> {start, {state, S, V}}
     end;
 versioned(_Name, Mode) ->
     Mode.

@@ -4,7 +4,7 @@
 -module(hp_registry_plan).
 
 -export([holders/4, replica_move/6, restarter/4, crash_restart/4, still_placed/3, narrow/2,
-         moves/4, first_pid/1, pids/1]).
+         moves/4, from_list/1, first_pid/1, pids/1]).
 -export_type([stream/1, placed/0]).
 
 %% A lazy sequence: each call gives the next item and the rest, or done.
@@ -91,31 +91,40 @@ narrow(Nodes, Ring) ->
     ordsets:intersection(Nodes, hp_ring:nodes(Ring)).
 
 %% The entries (tuples whose first element is the name) that Me holds but no longer
-%% owns, as {Owner, Entries} batches of at most Size per owner, made as the stream is
-%% read: a batch comes out as soon as its owner has Size entries, so the first ones can
-%% move before all the entries are sorted out. The partial batches come last.
--spec moves([tuple()], hp_ring:ring(), node(), pos_integer()) -> stream({node(), [tuple()]}).
-moves(Entries, Ring, Me, Size) when is_integer(Size), Size > 0 ->
-    fun() -> next_move(Entries, Ring, Me, Size, #{}) end.
+%% owns, as {Owner, Entries} batches of at most Size per owner, made as the entries are
+%% read (from a list, or a stream that reads them a chunk at a time): a batch comes out
+%% as soon as its owner has Size entries, so the first ones can move before all the
+%% entries are sorted out. The partial batches come last.
+-spec moves([tuple()] | stream(tuple()), hp_ring:ring(), node(), pos_integer()) ->
+          stream({node(), [tuple()]}).
+moves(Entries, Ring, Me, Size) when is_list(Entries) ->
+    moves(from_list(Entries), Ring, Me, Size);
+moves(Entries, Ring, Me, Size) when is_function(Entries, 0), is_integer(Size), Size > 0 ->
+    fun() -> next_move(Entries(), Ring, Me, Size, #{}) end.
 
-next_move([], Ring, Me, Size, Partial) ->
+%% The stream of a list's items.
+-spec from_list([T]) -> stream(T).
+from_list([]) -> fun() -> done end;
+from_list([Item | Items]) -> fun() -> {Item, from_list(Items)} end.
+
+next_move(done, Ring, Me, Size, Partial) ->
     case maps:to_list(Partial) of
         [] -> done;
         [{Owner, {_, Batch}} | _] ->
             Rest = maps:remove(Owner, Partial),
-            {{Owner, Batch}, fun() -> next_move([], Ring, Me, Size, Rest) end}
+            {{Owner, Batch}, fun() -> next_move(done, Ring, Me, Size, Rest) end}
     end;
-next_move([E | Entries], Ring, Me, Size, Partial) ->
+next_move({E, Entries}, Ring, Me, Size, Partial) ->
     case hp_ring:key_to_node(element(1, E), Ring) of
         Owner when Owner =:= Me; Owner =:= {error, no_nodes} ->
-            next_move(Entries, Ring, Me, Size, Partial);
+            next_move(Entries(), Ring, Me, Size, Partial);
         Owner ->
             case maps:get(Owner, Partial, {0, []}) of
                 {Count, Batch} when Count + 1 =:= Size ->
                     Rest = maps:remove(Owner, Partial),
-                    {{Owner, [E | Batch]}, fun() -> next_move(Entries, Ring, Me, Size, Rest) end};
+                    {{Owner, [E | Batch]}, fun() -> next_move(Entries(), Ring, Me, Size, Rest) end};
                 {Count, Batch} ->
-                    next_move(Entries, Ring, Me, Size, Partial#{Owner => {Count + 1, [E | Batch]}})
+                    next_move(Entries(), Ring, Me, Size, Partial#{Owner => {Count + 1, [E | Batch]}})
             end
     end.
 

@@ -624,9 +624,10 @@ drop_handed_off(Name, Pid) ->
             %% The pid's groups went along with the name: unless it holds another name
             %% here, this node keeps nothing of it and stops watching it (its exit would
             %% only clean up what is gone already).
-            case [N || {name, N} <- hp_registry_store:tags(Pid), N =/= Name] of
+            Tags = hp_registry_store:tags(Pid),
+            case [N || {name, N} <- Tags, N =/= Name] of
                 [] ->
-                    _ = hp_registry_store:drop_pid(Pid),
+                    hp_registry_store:drop_pid(Pid, Tags),
                     hp_registry_watch:unwatch(Pid);
                 _ ->
                     _ = hp_registry_store:unindex(Pid, {name, Name}),

@@ -31,9 +31,10 @@
          unsettled/0, lost/3, found/1, lost_owner/1, lost_nodes/0]).
 %% Names.
 -export([lookup/1, holds/2, unregistered/1, insert_name/4, delete_name/1, fold_names/2, names/0,
+         with_names/1,
          registered/0, pending/1, set_pending/2, clear_pending/1, unsettled_names/0]).
 %% Pid index and groups.
--export([index/2, unindex/2, tags/1, drop_pid/1, join/2, leave/2, members/1, groups_of/1]).
+-export([index/2, unindex/2, tags/1, drop_pid/1, drop_pid/2, join/2, leave/2, members/1, groups_of/1]).
 %% Watches.
 -export([watch_of/1, set_watch/2, delete_watch/1, reported_on/1]).
 %% Replicas.
@@ -52,6 +53,8 @@
 -define(META, hp_registry_meta).
 -define(KINDS, hp_registry_kinds).
 -define(RING_KEY, {?MODULE, ring}).
+%% How many names with_names/1 reads from the table at a time.
+-define(NAMES_CHUNK, 1000).
 %% How long after a ring change lookups keep asking every node (see unsettled/0).
 -define(RING_CHANGE_MS, 5000).
 
@@ -227,6 +230,24 @@ fold_names(Fun, Acc) ->
 names() ->
     ets:tab2list(?NAMES).
 
+%% Fun of the names held here as a stream, read from the table a chunk at a time: a
+%% drain of many names would otherwise copy the whole table into one heap, and copy it
+%% again at every garbage collection. The table is fixed while Fun runs, so that each
+%% name held throughout is read once; one registered or dropped meanwhile may be read
+%% or not.
+-spec with_names(fun((hp_registry_plan:stream(entry())) -> R)) -> R.
+with_names(Fun) ->
+    true = ets:safe_fixtable(?NAMES, true),
+    try Fun(chunk(ets:select(?NAMES, [{'_', [], ['$_']}], ?NAMES_CHUNK)))
+    after ets:safe_fixtable(?NAMES, false)
+    end.
+
+chunk('$end_of_table') -> fun() -> done end;
+chunk({Entries, Cont}) -> entries(Entries, Cont).
+
+entries([], Cont) -> fun() -> (chunk(ets:select(Cont)))() end;
+entries([E | Es], Cont) -> fun() -> {E, entries(Es, Cont)} end.
+
 -spec registered() -> [{term(), pid()}].
 registered() ->
     ets:select(?NAMES, [{{'$1', '$2', '_', '_'}, [], [{{'$1', '$2'}}]}]).
@@ -295,9 +316,15 @@ tags(Pid) ->
 -spec drop_pid(pid()) -> [tag()].
 drop_pid(Pid) ->
     Tags = tags(Pid),
+    drop_pid(Pid, Tags),
+    Tags.
+
+%% The same, for a caller that has just read Pid's tags (tags/1).
+-spec drop_pid(pid(), [tag()]) -> ok.
+drop_pid(Pid, Tags) ->
     ets:delete(?PIDX, Pid),
     [ets:delete(?GROUPS, {Group, Pid}) || {group, Group} <- Tags],
-    Tags.
+    ok.
 
 %% The group membership only; the pid is indexed by the caller.
 -spec join(term(), pid()) -> ok.

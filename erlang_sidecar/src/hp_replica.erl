@@ -48,7 +48,7 @@
 -behaviour(gen_server).
 
 -export([start_link/0, child_spec/0, copies/0]).
--export([lookup/1, get_many/1, newest/1, resend/1, hold/1, forget/1]).
+-export([lookup/1, version/1, get_many/1, newest/1, resend/1, hold/1, forget/1]).
 -export([newer/2, targets/4, pick_newest/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -107,6 +107,13 @@ lookup(Name) ->
     case ets:lookup(?TABLE, Name) of
         [{_, V, S}] -> {V, S};
         [] -> none
+    end.
+
+%% The version of this sidecar's newest copy of Name, without copying its state.
+-spec version(term()) -> version() | none.
+version(Name) ->
+    try ets:lookup_element(?TABLE, Name, 2)
+    catch error:badarg -> none
     end.
 
 %% The copies this sidecar holds of Names (run by erpc from newest/1).

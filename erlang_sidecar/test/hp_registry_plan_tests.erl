@@ -140,6 +140,15 @@ moves_give_a_full_batch_before_reading_on_test() ->
     {{'b@h', First}, _} = (hp_registry_plan:moves(Owned ++ [not_an_entry], Ring, 'a@h', 5))(),
     ?assertEqual(5, length(First)).
 
+%% Entries read from a stream (as a drain reads the registry's table, a chunk at a time)
+%% make the same batches as the same entries in a list.
+moves_from_a_stream_are_those_from_its_list_test() ->
+    Ring = hp_ring:new(nodes3()),
+    Entries = [{K, x} || K <- lists:seq(1, 300)],
+    ?assertEqual(read_moves(hp_registry_plan:moves(Entries, Ring, 'a@h', 40)),
+                 read_moves(hp_registry_plan:moves(hp_registry_plan:from_list(Entries), Ring,
+                                                   'a@h', 40))).
+
 a_join_moves_names_only_to_the_new_node_test() ->
     Old = hp_ring:new(nodes3()),
     New = hp_ring:add_node('d@h', Old),

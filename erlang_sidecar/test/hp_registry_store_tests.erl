@@ -76,3 +76,29 @@ a_name_with_no_atom_in_reach_is_absent_unless_owners_are_lost_test() ->
               ?assert(lists:member(Node, [?B, ?C])),
               ?assertEqual([false], hp_names:known([Unseen]))
       end).
+
+%% A drain reads the names a chunk at a time while they are handed over and dropped:
+%% every name held throughout is read exactly once, and one dropped meanwhile at most once.
+with_names_reads_each_name_once_while_names_are_dropped_test() ->
+    in_own_tables(
+      fun() ->
+              Names = [{room, I} || I <- lists:seq(1, 20000)],
+              [hp_registry_store:insert_name(N, self(), undefined, []) || N <- Names],
+              Dropped = [N || {room, I} = N <- Names, I rem 10 =/= 0],
+              Read = hp_registry_store:with_names(
+                       fun(Stream) ->
+                               {First, Rest} = Stream(),
+                               [hp_registry_store:delete_name(N) || N <- Dropped],
+                               [First | read_all(Rest)]
+                       end),
+              ReadNames = [N || {N, _, _, _} <- Read],
+              ?assertEqual(length(ReadNames), length(lists:usort(ReadNames))),
+              ?assertEqual(Names -- Dropped, lists:sort(ReadNames -- Dropped)),
+              ?assertEqual(false, ets:info(hp_registry_names, safe_fixed))
+      end).
+
+read_all(Stream) ->
+    case Stream() of
+        done -> [];
+        {Item, Rest} -> [Item | read_all(Rest)]
+    end.
