@@ -98,7 +98,8 @@ hand_over_all(Peers) ->
     Moved = case Peers of
                 [] -> 0;                       %% alone: there is nobody to hand names to
                 _ -> ok = hp_registry_membership:leave(Peers),
-                     N = drain_names(?ATTEMPTS, 0),
+                     N = hp_registry_membership:while_leaving(
+                           Peers, fun() -> drain_names(?ATTEMPTS, 0) end),
                      hp_registry_membership:done(Peers),
                      N
             end,

@@ -9,6 +9,7 @@
 %%   cast {hello, From}        ->  add From to the ring, reply {hello_ack, Me}
 %%   cast {hello_ack, From}    ->  add From to the ring
 %%   call {leaving, From}      ->  From drains: drop it from the ring, expect its handoffs
+%%                                 (said again while the drain lasts: while_leaving/2)
 %%   cast {handoff_done, From} ->  From finished handing names over after a ring change
 %%   nodedown(N)               ->  drop N
 %%
@@ -29,7 +30,7 @@
 
 -export([init/0, peers/1, draining/1, reporter/1]).
 -export([hello/2, hello_ack/2, leaving/2, handoff_done/1, nodeup/3, nodedown/2, drain/1]).
--export([leave/1, done/1, python_down/2, python/1]).
+-export([leave/1, while_leaving/2, done/1, python_down/2, python/1]).
 
 -define(SERVER, hp_registry_server).
 -define(SETTLE_MS, 30000).
@@ -182,6 +183,25 @@ leave(Peers) ->
                        ?CALL_TIMEOUT + 1000),
     ok.
 
+%% Runs Drain while telling Peers again, three times per settle time, that this node
+%% is still leaving: each peer counts it as handing names over for a settle time after
+%% it last heard so (settle/1), and a drain of many names outlasts one. A peer that
+%% stopped counting it would answer a lookup of a name not handed over yet as absent,
+%% and would resync its replicas over every name it holds while the names still pour in.
+-spec while_leaving([node()], fun(() -> R)) -> R.
+while_leaving(Peers, Drain) ->
+    Reminder = spawn_link(fun() -> remind(Peers) end),
+    try Drain()
+    after
+        unlink(Reminder),
+        exit(Reminder, kill)
+    end.
+
+remind(Peers) ->
+    timer:sleep(max(1, settle_ms() div 3)),
+    leave(Peers),
+    remind(Peers).
+
 %% This node handed over the names that moved away from it: Peers stop asking it.
 -spec done([node()]) -> ok.
 done(Peers) ->
@@ -239,4 +259,9 @@ lost_ms() ->
     application:get_env(houseparty_sidecar, lost_owner_ms, ?LOST_MS).
 
 settle(Node) ->
-    hp_registry_store:settle(Node, erlang:monotonic_time(millisecond) + ?SETTLE_MS).
+    hp_registry_store:settle(Node, erlang:monotonic_time(millisecond) + settle_ms()).
+
+%% How long a leaving peer counts as handing names over after it last said it leaves
+%% (app env settle_ms), unless it says it is done or goes down first.
+settle_ms() ->
+    application:get_env(houseparty_sidecar, settle_ms, ?SETTLE_MS).

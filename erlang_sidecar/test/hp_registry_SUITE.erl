@@ -10,6 +10,7 @@
 -export([all/0, suite/0, init_per_testcase/2, end_per_testcase/2]).
 -export([start_link_workers_live_with_the_registry/1, swarm_api/1, names_across_nodes/1, concurrent_register/1, via_callbacks/1,
          groups_and_multi_call/1, join_rebalances/1, graceful_stop_drains/1,
+         drain_longer_than_the_settle_time/1,
          kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1,
          workers_on_the_owners_hidden_node/1, failed_handoff_is_abandoned/1]).
 
@@ -20,7 +21,8 @@ suite() ->
 
 all() ->
     [names_across_nodes, concurrent_register, via_callbacks, groups_and_multi_call,
-     join_rebalances, graceful_stop_drains, kill_restarts_from_mfa,
+     join_rebalances, graceful_stop_drains, drain_longer_than_the_settle_time,
+     kill_restarts_from_mfa,
      netsplit_heals_to_one_copy, python_not_connected, workers_on_the_owners_hidden_node,
      failed_handoff_is_abandoned, start_link_workers_live_with_the_registry, swarm_api].
 
@@ -215,6 +217,29 @@ graceful_stop_drains(Config) ->
             + maps:get(end_handoff, call(C, ?W, events, []), 0) >= OnB),
     %% A node that leaves moves none of the survivors' own names: they read none again.
     ?assertEqual(Rebalances, [rebalances(P) || P <- [A, C]]).
+
+%% A drain that lasts longer than the time peers count a leaving node as handing names
+%% over: it keeps saying it is leaving, so they ask it for the names it still holds
+%% until it is done, and every name moves with its state.
+drain_longer_than_the_settle_time(Config) ->
+    [{A, _}, {B, NodeB}, {C, _}] = ?config(peers, Config),
+    SettleMs = 300,
+    [ok = call(P, application, set_env, [houseparty_sidecar, settle_ms, SettleMs])
+     || P <- [A, B, C]],
+    N = 300,
+    %% Each worker takes 5 settle times to give its state away.
+    [] = call(A, ?W, register_slow, [l, 1, N, 5 * SettleMs]),
+    ok = call(C, ?W, incr_many, [l, 1, N]),
+    peer:cast(B, hp_registry, drain, []),
+    timer:sleep(3 * SettleMs),
+    ?assertNotEqual([], call(B, hp_registry_store, registered, [])),
+    ?assertEqual([[NodeB], [NodeB]], [call(P, hp_registry_server, settling, []) || P <- [A, C]]),
+    wait_until(fun() -> [] =:= call(B, hp_registry_store, registered, []) end),
+    States = call(A, ?W, get_many, [l, 1, N]),
+    ?assertEqual([{{l, I}, I rem 5} || I <- lists:seq(1, N)],
+                 [{Name, Count} || {Name, Count, _} <- States]),
+    ?assertEqual([], [x || {_, _, Node} <- States, Node =:= NodeB]),
+    wait_until(fun() -> [[], []] =:= [call(P, hp_registry_server, settling, []) || P <- [A, C]] end).
 
 %% How many rebalance runs Peer's registry has made (each reads every name it holds).
 rebalances(Peer) ->

@@ -4,7 +4,7 @@
 %%   call get                     -> {Name, Count, node()}
 %%   call incr                    -> Count + 1
 %%   call {ping, Tag}             -> {pong, Tag, Name} after the worker's delay
-%%   call {swarm, begin_handoff}  -> {resume, Count}
+%%   call {swarm, begin_handoff}  -> {resume, Count} after the worker's handoff delay
 %%   cast {swarm, end_handoff, C} -> takes C
 %%   cast {swarm, resolve_conflict, C} -> keeps the larger count
 %%   info {swarm, die}            -> stops
@@ -16,7 +16,8 @@
 
 -export([start_link/1, start_link/2, start/2, start_via/1, start_workers_server/0,
          start_on/2]).
--export([init_node/0, events/0, copies/1, register_many/3, register_pinned/4, lookup_many/3, incr_many/3,
+-export([init_node/0, events/0, copies/1, register_many/3, register_pinned/4, register_slow/4,
+         lookup_many/3, incr_many/3,
          get_many/3, unique_pids/1, watch_lookups/2, watch_result/1, join_many/4,
          group_is/4]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
@@ -130,6 +131,12 @@ register_many(Prefix, From, To) ->
 register_pinned(Prefix, From, To, Nodes) ->
     register_with(fun(Name) -> {start_on, [Nodes, Name]} end, Prefix, From, To).
 
+%% As register_many/3, with workers that take Delay ms to answer begin_handoff.
+-spec register_slow(term(), integer(), integer(), non_neg_integer()) -> [term()].
+register_slow(Prefix, From, To, Delay) ->
+    register_with(fun(Name) -> {start_link, [Name, #{handoff_delay => Delay}]} end,
+                  Prefix, From, To).
+
 register_with(Start, Prefix, From, To) ->
     pmap(fun(I) ->
                  Name = {Prefix, I},
@@ -191,7 +198,8 @@ watch(Prefix, N, Rounds, Misses) ->
 -spec init({term(), map()}) -> {ok, map()}.
 init({Name, Opts}) ->
     catch ets:insert(hp_test_copies, {Name, self()}),
-    {ok, #{name => Name, count => 0, delay => maps:get(delay, Opts, 0)}}.
+    {ok, #{name => Name, count => 0, delay => maps:get(delay, Opts, 0),
+           handoff_delay => maps:get(handoff_delay, Opts, 0)}}.
 
 -spec handle_call(term(), gen_server:from(), map()) -> {reply, term(), map()}.
 handle_call(get, _From, #{name := Name, count := C} = S) ->
@@ -201,7 +209,8 @@ handle_call(incr, _From, #{count := C} = S) ->
 handle_call({ping, Tag}, _From, #{name := Name, delay := Delay} = S) ->
     timer:sleep(Delay),
     {reply, {pong, Tag, Name}, S};
-handle_call({swarm, begin_handoff}, _From, #{count := C} = S) ->
+handle_call({swarm, begin_handoff}, _From, #{count := C, handoff_delay := Delay} = S) ->
+    timer:sleep(Delay),
     note(begin_handoff),
     {reply, {resume, C}, S}.
 
