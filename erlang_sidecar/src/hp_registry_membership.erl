@@ -188,19 +188,25 @@ leave(Peers) ->
 %% it last heard so (settle/1), and a drain of many names outlasts one. A peer that
 %% stopped counting it would answer a lookup of a name not handed over yet as absent,
 %% and would resync its replicas over every name it holds while the names still pour in.
+%% The reminder ends between two of its calls, so that none reaches a peer after the
+%% drain's done/1 and has it count this node as handing names over again; linked, it
+%% ends with a drain that is killed.
 -spec while_leaving([node()], fun(() -> R)) -> R.
 while_leaving(Peers, Drain) ->
-    Reminder = spawn_link(fun() -> remind(Peers) end),
+    {Reminder, Mon} = spawn_opt(fun() -> remind(Peers) end, [link, monitor]),
     try Drain()
     after
-        unlink(Reminder),
-        exit(Reminder, kill)
+        Reminder ! stop,
+        receive {'DOWN', Mon, process, Reminder, _} -> ok end
     end.
 
 remind(Peers) ->
-    timer:sleep(max(1, settle_ms() div 3)),
-    leave(Peers),
-    remind(Peers).
+    receive
+        stop -> ok
+    after max(1, settle_ms() div 3) ->
+            leave(Peers),
+            remind(Peers)
+    end.
 
 %% This node handed over the names that moved away from it: Peers stop asking it.
 -spec done([node()]) -> ok.
