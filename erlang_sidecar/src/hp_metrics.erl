@@ -33,13 +33,13 @@
 -define(HANDOFF_BUCKETS, [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120]).
 -define(API_CALLS, [add_rooms, set_room_max, walk_into, who_is_in, where_is,
                     get_person_room_log, dump]).
--define(HANDOFF_REASONS, [drain, rebalance]).
+-define(HANDOFF_REASONS, [drain, rebalance, resync]).
 
 -type counter() :: registrations | handoff_moved | handoff_failed | handoff_received
                  | restarts | crash_restarts.
 -type api_call() :: add_rooms | set_room_max | walk_into | who_is_in | where_is
                   | get_person_room_log | dump.
--type histogram() :: {api_call, api_call()} | {handoff, drain | rebalance}.
+-type histogram() :: {api_call, api_call()} | {handoff, drain | rebalance | resync}.
 -type labels() :: [{binary(), binary()}].
 -type family() :: {Name :: binary(), counter | gauge, Help :: binary(),
                    [{labels(), number()}]}
@@ -179,7 +179,7 @@ counted() ->
       <<"Python workers started again on this sidecar, their owner, after they crashed.">>,
       C(crash_restarts)},
      {<<"houseparty_handoff_duration_seconds">>, histogram,
-      <<"Seconds of each handoff run of this sidecar: a drain (it leaves) or a rebalance (the ring changed).">>,
+      <<"Seconds of each handoff run of this sidecar: a drain (it leaves), a rebalance (the ring changed) or a resync (the replicas a ring change moved).">>,
       [H({handoff, R}, [{<<"reason">>, atom_to_binary(R)}]) || R <- ?HANDOFF_REASONS]},
      {<<"houseparty_api_call_duration_seconds">>, histogram,
       <<"Seconds of each call of the houseparty API served by this sidecar, by function.">>,

@@ -789,8 +789,9 @@ maybe_resync(#state{resync_due = false} = State) ->
 maybe_resync(State) ->
     case hp_registry_store:settling_deadlines() of
         [] ->
-            resync_replicas(hp_registry_membership:peers(State#state.members),
-                            State#state.synced),
+            Peers = hp_registry_membership:peers(State#state.members),
+            hp_metrics:timed({handoff, resync},
+                             fun() -> resync_replicas(Peers, State#state.synced) end),
             State#state{resync_due = false,
                         synced = {[hp_ring:nodes(hp_registry_store:ring())], []}};
         Settling ->

@@ -230,22 +230,30 @@ drain_longer_than_the_settle_time(Config) ->
     %% Each worker takes 5 settle times to give its state away.
     [] = call(A, ?W, register_slow, [l, 1, N, 5 * SettleMs]),
     ok = call(C, ?W, incr_many, [l, 1, N]),
+    Resyncs = [handoff_runs(P, <<"resync">>) || P <- [A, C]],
     peer:cast(B, hp_registry, drain, []),
     timer:sleep(3 * SettleMs),
     ?assertNotEqual([], call(B, hp_registry_store, registered, [])),
     ?assertEqual([[NodeB], [NodeB]], [call(P, hp_registry_server, settling, []) || P <- [A, C]]),
+    %% The peers resync their replicas once the drain is done, not while it pours names in.
+    ?assertEqual(Resyncs, [handoff_runs(P, <<"resync">>) || P <- [A, C]]),
     wait_until(fun() -> [] =:= call(B, hp_registry_store, registered, []) end),
     States = call(A, ?W, get_many, [l, 1, N]),
     ?assertEqual([{{l, I}, I rem 5} || I <- lists:seq(1, N)],
                  [{Name, Count} || {Name, Count, _} <- States]),
     ?assertEqual([], [x || {_, _, Node} <- States, Node =:= NodeB]),
-    wait_until(fun() -> [[], []] =:= [call(P, hp_registry_server, settling, []) || P <- [A, C]] end).
+    wait_until(fun() -> [[], []] =:= [call(P, hp_registry_server, settling, []) || P <- [A, C]] end),
+    wait_until(fun() -> [R + 1 || R <- Resyncs] =:= [handoff_runs(P, <<"resync">>) || P <- [A, C]] end).
 
 %% How many rebalance runs Peer's registry has made (each reads every name it holds).
 rebalances(Peer) ->
+    handoff_runs(Peer, <<"rebalance">>).
+
+%% How many handoff runs of the reason Reason Peer's registry has made.
+handoff_runs(Peer, Reason) ->
     [Count] = [C || {<<"houseparty_handoff_duration_seconds">>, histogram, _, Series}
                         <- call(Peer, hp_metrics, families, []),
-                    {[{<<"reason">>, <<"rebalance">>}], _, _, C} <- Series],
+                    {[{<<"reason">>, R}], _, _, C} <- Series, R =:= Reason],
     Count.
 
 %% A node killed: its names restart from their MFA on their new owners (state reset).
