@@ -103,7 +103,7 @@ hand_over_all(Peers) ->
                      hp_registry_membership:done(Peers),
                      N
             end,
-    #{moved => Moved, failed => length(hp_registry_store:names()),
+    #{moved => Moved, failed => maps:get(names, hp_registry_store:info()),
       seconds => (erlang:monotonic_time(microsecond) - Started) / 1.0e6}.
 
 drain_names(Attempts, Moved) ->

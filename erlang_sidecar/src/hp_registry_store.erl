@@ -30,9 +30,8 @@
 -export([ring/0, set_ring/1, settling/0, settling_deadlines/0, settle/2, settled/1,
          unsettled/0, lost/3, found/1, lost_owner/1, lost_nodes/0]).
 %% Names.
--export([lookup/1, holds/2, unregistered/1, insert_name/4, delete_name/1, fold_names/2, names/0,
-         with_names/1,
-         registered/0, pending/1, set_pending/2, clear_pending/1, unsettled_names/0]).
+-export([lookup/1, holds/2, unregistered/1, insert_name/4, delete_name/1, fold_names/2,
+         with_names/1, registered/0, pending/1, set_pending/2, clear_pending/1, unsettled_names/0]).
 %% Pid index and groups.
 -export([index/2, unindex/2, tags/1, drop_pid/1, drop_pid/2, join/2, leave/2, members/1, groups_of/1]).
 %% Watches.
@@ -225,10 +224,6 @@ delete_name(Name) ->
 -spec fold_names(fun((entry(), Acc) -> Acc), Acc) -> Acc.
 fold_names(Fun, Acc) ->
     ets:foldl(Fun, Acc, ?NAMES).
-
--spec names() -> [entry()].
-names() ->
-    ets:tab2list(?NAMES).
 
 %% Fun of the names held here as a stream, read from the table a chunk at a time: a
 %% drain of many names would otherwise copy the whole table into one heap, and copy it
