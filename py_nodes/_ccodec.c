@@ -1224,11 +1224,22 @@ c_make(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 /* ------------------------------------------------------------------------------------------ */
 /* Identifier: the base of Pid, Reference and Port.  Two of them are equal when they are of
  * the same class and their slots are equal, and hash by their slots, as a frozen dataclass
- * would; done here, a dict lookup by pid or reference runs no Python code. */
+ * would; done here, a dict lookup by pid or reference runs no Python code.  Each keeps its
+ * hash once computed: a node's tables are keyed by the pids of all of its processes, and
+ * a pid looked up there again (a process that exits leaves several of them) would
+ * otherwise read its slots from memory that is rarely in the cache any more. */
+
+typedef struct {
+    PyObject_HEAD
+    Py_hash_t hash; /* 0: not computed yet */
+} IdentifierObject;
 
 static Py_hash_t
 identifier_hash(PyObject *self)
 {
+    IdentifierObject *io = (IdentifierObject *)self;
+    if (io->hash != 0)
+        return io->hash;
     Py_ssize_t n = 0;
     const Py_ssize_t *off = slot_offsets(Py_TYPE(self), &n);
     if (off == NULL)
@@ -1236,13 +1247,16 @@ identifier_hash(PyObject *self)
     Py_uhash_t acc = (Py_uhash_t)0x9E3779B97F4A7C15ULL ^ (Py_uhash_t)n;
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *v = SLOT(self, off[k]);
-        Py_hash_t h = v == NULL ? 0 : PyObject_Hash(v);
+        if (v == NULL)
+            return 1; /* not built yet (no hash is asked for then): not kept */
+        Py_hash_t h = PyObject_Hash(v);
         if (h == -1)
             return -1;
         acc = (acc ^ (Py_uhash_t)h) * (Py_uhash_t)0x100000001B3ULL;
         acc ^= acc >> 29;
     }
-    return acc == (Py_uhash_t)-1 ? (Py_hash_t)1 : (Py_hash_t)acc;
+    io->hash = acc == (Py_uhash_t)-1 || acc == 0 ? (Py_hash_t)1 : (Py_hash_t)acc;
+    return io->hash;
 }
 
 static PyObject *
@@ -1270,7 +1284,7 @@ identifier_richcompare(PyObject *a, PyObject *b, int op)
 
 static PyTypeObject Identifier = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "py_nodes._ccodec.Identifier",
-    .tp_basicsize = sizeof(PyObject),
+    .tp_basicsize = sizeof(IdentifierObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Base of Pid, Reference and Port: equal and hashed by their slots.",
     .tp_hash = identifier_hash,

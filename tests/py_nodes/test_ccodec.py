@@ -6,7 +6,9 @@ dict / FrozenMap, ExactKey), the very same interned atoms, floats bit for bit.
 
 from __future__ import annotations
 
+import copy
 import enum
+import pickle
 import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
@@ -360,3 +362,23 @@ def test_identifiers_compare_as_the_pure_base(a: tuple[Any, ...], b: tuple[Any, 
     assert hash(c_a) == hash(Pid(*a)) and hash(py_a) == hash(_PurePid(*a))
     assert c_a != Reference(a[0], a[1], (a[2],)) and c_a != py_a and c_a != a
     assert {c_a: 1}.get(Pid(*a)) == 1 and {c_a: 1}.get(c_b) == (1 if a == b else None)
+
+
+def test_identifiers_keep_one_hash_however_made() -> None:
+    # An identifier keeps its hash once computed: every way of making the same pid or
+    # reference, asked before and after the others, gives the same one.
+    node = A("a@b")
+    pid, ref = Pid(node, 7, 1, 2**31), Reference(node, 2**31, (1, 2, 2**32 - 1))
+    for original in (pid, ref):
+        made = [
+            original,
+            type(original)(*(getattr(original, s) for s in type(original).__slots__)),
+            decode(encode(original)),
+            pure_decode(pure_encode(original)),
+            copy.copy(original),
+            pickle.loads(pickle.dumps(original)),
+        ]
+        first = [hash(m) for m in made]
+        assert first == [hash(m) for m in made] == [first[0]] * len(made)
+        assert len(set(made)) == 1 and all(m == original for m in made)
+    assert hash(pid) != hash(Pid(node, 8, 1, 2**31))
