@@ -230,8 +230,14 @@ drain_longer_than_the_settle_time(Config) ->
     %% Each worker takes 5 settle times to give its state away.
     [] = call(A, ?W, register_slow, [l, 1, N, 5 * SettleMs]),
     ok = call(C, ?W, incr_many, [l, 1, N]),
-    Resyncs = [handoff_runs(P, <<"resync">>) || P <- [A, C]],
     peer:cast(B, hp_registry, drain, []),
+    %% Counted once both peers expect B's names: a resync left from the cluster's forming
+    %% may still run before that.
+    wait_until(fun() ->
+                       [[NodeB], [NodeB]] =:= [call(P, hp_registry_server, settling, [])
+                                               || P <- [A, C]]
+               end),
+    Resyncs = [handoff_runs(P, <<"resync">>) || P <- [A, C]],
     timer:sleep(3 * SettleMs),
     ?assertNotEqual([], call(B, hp_registry_store, registered, [])),
     ?assertEqual([[NodeB], [NodeB]], [call(P, hp_registry_server, settling, []) || P <- [A, C]]),
