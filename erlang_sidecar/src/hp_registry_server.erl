@@ -607,7 +607,6 @@ commit(Name, Ref, Pid, MFA, Groups, State) ->
     case maps:find(Name, State#state.reservations) of
         {ok, {Ref, Mon, Waiters}} ->
             insert_name(Name, Pid, MFA, Groups),
-            [join_local(G, Pid) || G <- Groups],
             [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters],
             {ok, release(Name, Mon, State)};
         _ ->
@@ -624,11 +623,10 @@ drop_handed_off(Name, Pid) ->
             %% The pid's groups went along with the name: unless it holds another name
             %% here, this node keeps nothing of it and stops watching it (its exit would
             %% only clean up what is gone already).
-            Tags = hp_registry_store:tags(Pid),
-            case [N || {name, N} <- Tags, N =/= Name] of
+            case [N || {name, N} <- hp_registry_store:tags(Pid), N =/= Name] of
                 [] ->
-                    hp_registry_store:drop_pid(Pid, Tags),
-                    hp_registry_watch:unwatch(Pid);
+                    {_, Watch} = hp_registry_store:drop_pid(Pid),
+                    hp_registry_watch:dropped(Watch);
                 _ ->
                     _ = hp_registry_store:unindex(Pid, {name, Name}),
                     ok
@@ -656,15 +654,17 @@ release(Name, Mon, State) ->
     State#state{reservations = maps:remove(Name, State#state.reservations),
                 res_mons = maps:remove(Mon, State#state.res_mons)}.
 
-%% Name and group records index their pid; the caller then watches it (watch/2), once
-%% per operation, so that the pids of one batch go to their Python node together.
+%% Name's record, with its pid in each of Groups, and the pid indexed under all of them
+%% at once; the caller then watches it (watch/2), once per operation, so that the pids of
+%% one batch go to their Python node together.
 insert_name(Name, Pid, MFA, Groups) ->
     hp_registry_store:insert_name(Name, Pid, MFA, Groups),
-    hp_registry_store:index(Pid, {name, Name}).
+    [hp_registry_store:join(G, Pid) || G <- Groups],
+    hp_registry_store:index(Pid, [{name, Name} | [{group, G} || G <- Groups]]).
 
 join_local(Group, Pid) ->
     hp_registry_store:join(Group, Pid),
-    hp_registry_store:index(Pid, {group, Group}).
+    hp_registry_store:index(Pid, [{group, Group}]).
 
 delete_name(Name, Pid, MFA) ->
     hp_registry_store:delete_name(Name),
@@ -705,7 +705,7 @@ pid_down(Pid) ->
               end;
          ({group, _}) ->
               ok
-      end, hp_registry_store:drop_pid(Pid)).
+      end, element(1, hp_registry_store:drop_pid(Pid))).
 
 %% The names of Python workers among Crashes ({Pid, Reason}) whose exit was Exited now:
 %% [{Name, Pid, MFA, Groups, Reason}], read before their pids go down.

@@ -4,9 +4,9 @@
 %% writer (they are protected); any process of the node reads them. What lives where:
 %%
 %%   hp_registry_names     set          {Name, Pid, MFA | undefined, Groups}
-%%   hp_registry_pidx      bag          {Pid, {name, Name} | {group, Group}}
+%%   hp_registry_pidx      set          {Pid, [{name, Name} | {group, Group}],
+%%                                            MonitorRef | reported | none}
 %%   hp_registry_groups    ordered_set  {{Group, Pid}}
-%%   hp_registry_mons      set          {Pid, MonitorRef | reported}   (hp_registry_watch)
 %%   hp_registry_replicas  set          {Name, Owner, MFA, Groups, Holders}
 %%   hp_registry_pending   set          {Name, Ref}: being started or handed over
 %%   hp_registry_meta      set          {settling, #{Node => Deadline}}, {ring_changed, T},
@@ -17,12 +17,14 @@
 %% Why ETS and not the server's state: names, groups, pending starts, settling peers and
 %% the time of the last ring change are read on every lookup, by the caller's process or
 %% an erpc, without a message to the server; the names and the index by pid are read by
-%% the handoff workers too. The watches are read by the server alone; they are ETS all
-%% the same because they hold an entry per registered pid, and as a map in the server's
-%% heap every garbage collection of the server would copy them. The replicas, one per
-%% name of the predecessor, are kept out of that heap for the same reason. The ring is
-%% read on every call of the API, so it is a persistent term (no copy per read); it
-%% changes only when membership does.
+%% the handoff workers too. A pid's watch (hp_registry_watch) is read by the server alone,
+%% but as a map in the server's heap every garbage collection of the server would copy an
+%% entry per registered pid; the replicas, one per name of the predecessor, are kept out
+%% of that heap for the same reason. A pid's tags and its watch share one entry: a node
+%% that takes over many names at once (a drain) writes once per pid, where a bag of tags
+%% and a table of watches took three writes, into tables that each grew with them. The
+%% ring is read on every call of the API, so it is a persistent term (no copy per read);
+%% it changes only when membership does.
 -module(hp_registry_store).
 
 -export([new/0, delete_ring/0]).
@@ -33,7 +35,7 @@
 -export([lookup/1, holds/2, unregistered/1, insert_name/4, delete_name/1, fold_names/2,
          with_names/1, registered/0, pending/1, set_pending/2, clear_pending/1, unsettled_names/0]).
 %% Pid index and groups.
--export([index/2, unindex/2, tags/1, drop_pid/1, drop_pid/2, join/2, leave/2, members/1, groups_of/1]).
+-export([index/2, unindex/2, tags/1, drop_pid/1, join/2, leave/2, members/1, groups_of/1]).
 %% Watches.
 -export([watch_of/1, set_watch/2, delete_watch/1, reported_on/1]).
 %% Replicas.
@@ -41,12 +43,11 @@
          delete_replicas/2, restarting/2]).
 -export([info/0, kinds/0]).
 
--export_type([entry/0, replica/0, tag/0]).
+-export_type([entry/0, replica/0, tag/0, watch/0]).
 
 -define(NAMES, hp_registry_names).
 -define(PIDX, hp_registry_pidx).
 -define(GROUPS, hp_registry_groups).
--define(MONS, hp_registry_mons).
 -define(REPLICAS, hp_registry_replicas).
 -define(PENDING, hp_registry_pending).
 -define(META, hp_registry_meta).
@@ -61,17 +62,18 @@
 -type entry() :: {term(), pid(), mfargs() | undefined, [term()]}.
 -type replica() :: {term(), mfargs(), [term()], [node()]}.
 -type tag() :: {name, term()} | {group, term()}.
+%% How this node learns of a pid's exit: a monitor, or its node's exit reports.
+-type watch() :: reference() | reported | none.
 
 %% Creates the tables, owned by the calling process, and a ring of this node alone.
 -spec new() -> ok.
 new() ->
     Opts = [named_table, protected, {read_concurrency, true}],
     ets:new(?NAMES, [set | Opts]),
-    %% A bag keyed by the pid: the pids are mostly remote (the Python node's), and an
+    %% Keyed by the pid alone: the pids are mostly remote (the Python node's), and an
     %% ordered_set keyed by {Pid, Tag} compared remote pids at every level of its tree.
-    ets:new(?PIDX, [bag | Opts]),
+    ets:new(?PIDX, [set | Opts]),
     ets:new(?GROUPS, [ordered_set | Opts]),
-    ets:new(?MONS, [set | Opts]),
     ets:new(?REPLICAS, [set | Opts]),
     ets:new(?PENDING, [set | Opts]),
     ets:new(?META, [set | Opts]),
@@ -291,35 +293,57 @@ count(Kind, By) ->
 
 %% --- pid index and groups --------------------------------------------------------------
 
-%% Pid holds Tag here (hp_registry_watch then watches it).
--spec index(pid(), tag()) -> ok.
-index(Pid, Tag) ->
-    ets:insert(?PIDX, {Pid, Tag}),
-    ok.
+%% Pid holds Tags here (hp_registry_watch then watches it).
+-spec index(pid(), [tag()]) -> ok.
+index(Pid, Tags) ->
+    case ets:lookup(?PIDX, Pid) of
+        [{_, Held, Watch}] ->
+            case [T || T <- lists:usort(Tags), not lists:member(T, Held)] of
+                [] -> ok;
+                New -> ets:insert(?PIDX, {Pid, New ++ Held, Watch}), ok
+            end;
+        [] ->
+            ets:insert(?PIDX, {Pid, lists:usort(Tags), none}),
+            ok
+    end.
 
-%% Pid no longer holds Tag: whether it still holds anything here.
+%% Pid no longer holds Tag: whether it still holds anything here. Its watch stays until
+%% the caller ends it (hp_registry_watch:unwatch/1).
 -spec unindex(pid(), tag()) -> boolean().
 unindex(Pid, Tag) ->
-    ets:delete_object(?PIDX, {Pid, Tag}),
-    ets:member(?PIDX, Pid).
+    case ets:lookup(?PIDX, Pid) of
+        [{_, Tags, Watch}] ->
+            case lists:delete(Tag, Tags) of
+                [] when Watch =:= none ->
+                    ets:delete(?PIDX, Pid),
+                    false;
+                Left ->
+                    ets:insert(?PIDX, {Pid, Left, Watch}),
+                    Left =/= []
+            end;
+        [] ->
+            false
+    end.
 
 -spec tags(pid()) -> [tag()].
 tags(Pid) ->
-    [Tag || {_, Tag} <- ets:lookup(?PIDX, Pid)].
+    case ets:lookup(?PIDX, Pid) of
+        [{_, Tags, _}] -> Tags;
+        [] -> []
+    end.
 
-%% Forgets everything Pid held here (names are deleted by the caller): its tags.
--spec drop_pid(pid()) -> [tag()].
+%% Forgets everything Pid held here (names are deleted by the caller): its tags, its
+%% groups and its watch, which the caller ends if it is still on
+%% (hp_registry_watch:dropped/1).
+-spec drop_pid(pid()) -> {[tag()], watch()}.
 drop_pid(Pid) ->
-    Tags = tags(Pid),
-    drop_pid(Pid, Tags),
-    Tags.
-
-%% The same, for a caller that has just read Pid's tags (tags/1).
--spec drop_pid(pid(), [tag()]) -> ok.
-drop_pid(Pid, Tags) ->
-    ets:delete(?PIDX, Pid),
-    [ets:delete(?GROUPS, {Group, Pid}) || {group, Group} <- Tags],
-    ok.
+    case ets:take(?PIDX, Pid) of
+        [{_, Tags, Watch}] ->
+            [ets:delete(?GROUPS, {Group, Pid}) || {group, Group} <- Tags],
+            {Tags, Watch};
+        [] ->
+            {[], none}
+    end.
 
 %% The group membership only; the pid is indexed by the caller.
 -spec join(term(), pid()) -> ok.
@@ -339,31 +363,36 @@ members(Group) ->
 %% The groups Pid joined on this node.
 -spec groups_of(pid()) -> [term()].
 groups_of(Pid) ->
-    [G || {_, {group, G}} <- ets:lookup(?PIDX, Pid)].
+    [G || {group, G} <- tags(Pid)].
 
 %% --- watches (written by hp_registry_watch) --------------------------------------------
 
--spec watch_of(pid()) -> reference() | reported | none.
+-spec watch_of(pid()) -> watch().
 watch_of(Pid) ->
-    case ets:lookup(?MONS, Pid) of
-        [{_, Watch}] -> Watch;
+    case ets:lookup(?PIDX, Pid) of
+        [{_, _, Watch}] -> Watch;
         [] -> none
     end.
 
 -spec set_watch(pid(), reference() | reported) -> ok.
 set_watch(Pid, Watch) ->
-    ets:insert(?MONS, {Pid, Watch}),
+    _ = ets:update_element(?PIDX, Pid, {3, Watch})
+        orelse ets:insert(?PIDX, {Pid, [], Watch}),
     ok.
 
+%% The watch is off; a pid that holds nothing more here is forgotten with it.
 -spec delete_watch(pid()) -> ok.
 delete_watch(Pid) ->
-    ets:delete(?MONS, Pid),
-    ok.
+    case ets:lookup(?PIDX, Pid) of
+        [{_, [], _}] -> ets:delete(?PIDX, Pid), ok;
+        [_] -> _ = ets:update_element(?PIDX, Pid, {3, none}), ok;
+        [] -> ok
+    end.
 
 %% The pids of Node whose exits that node reports.
 -spec reported_on(node()) -> [pid()].
 reported_on(Node) ->
-    [Pid || [Pid] <- ets:match(?MONS, {'$1', reported}), node(Pid) =:= Node].
+    [Pid || [Pid] <- ets:match(?PIDX, {'$1', '_', reported}), node(Pid) =:= Node].
 
 %% --- replicas --------------------------------------------------------------------------
 
@@ -415,4 +444,4 @@ delete_replicas(Owner, Names) ->
                   memory_words := non_neg_integer()}.
 info() ->
     #{names => ets:info(?NAMES, size), replicas => ets:info(?REPLICAS, size),
-      memory_words => lists:sum([ets:info(T, memory) || T <- [?NAMES, ?PIDX, ?MONS, ?REPLICAS]])}.
+      memory_words => lists:sum([ets:info(T, memory) || T <- [?NAMES, ?PIDX, ?REPLICAS]])}.

@@ -19,7 +19,7 @@
 %% finds nothing there and is ignored.
 -module(hp_registry_watch).
 
--export([watch/2, unwatch/1, exited/2, reported_exits/1, node_down/1]).
+-export([watch/2, unwatch/1, dropped/1, exited/2, reported_exits/1, node_down/1]).
 
 -type reporter() :: node() | undefined.
 -export_type([reporter/0]).
@@ -58,6 +58,15 @@ unwatch(Pid) ->
             erlang:demonitor(Mon),
             hp_registry_store:delete_watch(Pid)
     end.
+
+%% The watch of a pid whose entry is gone (hp_registry_store:drop_pid/1) ends.
+-spec dropped(hp_registry_store:watch()) -> ok.
+dropped(Mon) when is_reference(Mon) ->
+    erlang:demonitor(Mon),
+    ok;
+dropped(_Reported) ->
+    %% Its exit report, when it comes, finds nothing here and is dropped.
+    ok.
 
 %% A DOWN for monitor Mon: whether it is Pid's current watch (then gone); false for a
 %% monitor dropped while its DOWN was already queued.

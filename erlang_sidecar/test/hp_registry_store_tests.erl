@@ -102,3 +102,44 @@ read_all(Stream) ->
         done -> [];
         {Item, Rest} -> [Item | read_all(Rest)]
     end.
+
+%% A pid's tags and its watch live in one entry: the watch outlives the last tag until it
+%% is ended, and a pid that holds nothing and is not watched leaves nothing behind.
+a_pid_entry_keeps_its_tags_and_its_watch_test() ->
+    in_own_tables(
+      fun() ->
+              P = list_to_pid("<0.1.0>"), Q = list_to_pid("<0.2.0>"),
+              Mon = make_ref(),
+              ok = hp_registry_store:index(P, [{name, a}]),
+              ok = hp_registry_store:join(g, P),
+              ok = hp_registry_store:index(P, [{group, g}, {name, a}, {group, g}]),
+              ok = hp_registry_store:set_watch(P, Mon),
+              ?assertEqual([{group, g}, {name, a}], lists:sort(hp_registry_store:tags(P))),
+              ?assertEqual([g], hp_registry_store:groups_of(P)),
+              ?assertEqual(Mon, hp_registry_store:watch_of(P)),
+              ?assert(hp_registry_store:unindex(P, {name, a})),
+              ?assertNot(hp_registry_store:unindex(P, {group, g})),
+              ?assertEqual({[], Mon},
+                           {hp_registry_store:tags(P), hp_registry_store:watch_of(P)}),
+              ok = hp_registry_store:delete_watch(P),
+              ?assertEqual(none, hp_registry_store:watch_of(P)),
+              ?assertEqual(0, ets:info(hp_registry_pidx, size)),
+              %% Dropped whole: tags, groups and the watch the caller then ends.
+              ok = hp_registry_store:join(h, Q),
+              ok = hp_registry_store:index(Q, [{name, b}, {group, h}]),
+              ok = hp_registry_store:set_watch(Q, reported),
+              ?assertEqual([Q], hp_registry_store:reported_on(node())),
+              ?assertEqual([], hp_registry_store:reported_on('other@host')),
+              {Tags, Watch} = hp_registry_store:drop_pid(Q),
+              ?assertEqual({[{group, h}, {name, b}], reported}, {lists:sort(Tags), Watch}),
+              ?assertEqual([], hp_registry_store:members(h)),
+              ?assertEqual({[], none}, hp_registry_store:drop_pid(Q)),
+              %% A watch that ends while the pid still holds a name keeps the entry.
+              ok = hp_registry_store:index(P, [{name, c}]),
+              ok = hp_registry_store:set_watch(P, reported),
+              ok = hp_registry_store:delete_watch(P),
+              ?assertEqual({[{name, c}], none},
+                           {hp_registry_store:tags(P), hp_registry_store:watch_of(P)}),
+              ?assertNot(hp_registry_store:unindex(P, {name, c})),
+              ?assertEqual(0, ets:info(hp_registry_pidx, size))
+      end).
