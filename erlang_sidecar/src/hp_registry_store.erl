@@ -209,11 +209,15 @@ holds(Name, Pid) ->
 %% The name's record; its pid is indexed by the caller (index/2).
 -spec insert_name(term(), pid(), mfargs() | undefined, [term()]) -> ok.
 insert_name(Name, Pid, MFA, Groups) ->
-    Old = ets:lookup(?NAMES, Name),
-    ets:insert(?NAMES, {Name, Pid, MFA, Groups}),
-    case Old of
-        [{_, _, OldMFA, _}] -> recount(kind(OldMFA), kind(MFA));
-        [] -> count(kind(MFA), 1)
+    Entry = {Name, Pid, MFA, Groups},
+    %% Nearly always a new name (a registration, a handoff): one write, no read first.
+    case ets:insert_new(?NAMES, Entry) of
+        true ->
+            count(kind(MFA), 1);
+        false ->
+            [{_, _, OldMFA, _}] = ets:lookup(?NAMES, Name),
+            ets:insert(?NAMES, Entry),
+            recount(kind(OldMFA), kind(MFA))
     end.
 
 -spec delete_name(term()) -> ok.

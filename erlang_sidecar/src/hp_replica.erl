@@ -300,10 +300,9 @@ take(Puts) ->
     {lists:reverse(Held), lists:usort(Stale)}.
 
 take({Name, V, S} = Put, {Held, Stale}) ->
-    case newer(V, held_version(Name)) of
-        true -> ets:insert(?TABLE, {Name, V, S});
-        false -> ok
-    end,
+    %% A copy this sidecar did not hold yet (a handoff, a new successor) takes one write.
+    _ = ets:insert_new(?TABLE, {Name, V, S})
+        orelse (newer(V, version(Name)) andalso ets:insert(?TABLE, {Name, V, S})),
     {[Put | Held], Stale};
 take({Name, V, Base, Changes} = Put, {Held, Stale}) ->
     case ets:lookup(?TABLE, Name) of
@@ -317,12 +316,6 @@ take({Name, V, Base, Changes} = Put, {Held, Stale}) ->
             end;
         _ ->
             {Held, [Name | Stale]}
-    end.
-
-held_version(Name) ->
-    case ets:lookup(?TABLE, Name) of
-        [{_, H, _}] -> H;
-        [] -> none
     end.
 
 %% The puts already in the mailbox when the first one came go out with it.

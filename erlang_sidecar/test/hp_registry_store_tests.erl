@@ -143,3 +143,25 @@ a_pid_entry_keeps_its_tags_and_its_watch_test() ->
               ?assertNot(hp_registry_store:unindex(P, {name, c})),
               ?assertEqual(0, ets:info(hp_registry_pidx, size))
       end).
+
+%% The names held per kind follow registrations, replacements and deletions.
+names_are_counted_per_kind_test() ->
+    in_own_tables(
+      fun() ->
+              Room = {hp_python, start_worker, [room, r, []]},
+              Person = {hp_python, start_worker, [person, p, []]},
+              ok = hp_registry_store:insert_name(a, self(), Room, []),
+              ok = hp_registry_store:insert_name(b, self(), Room, []),
+              ok = hp_registry_store:insert_name(c, self(), undefined, []),
+              ?assertEqual([{other, 1}, {room, 2}], lists:sort(hp_registry_store:kinds())),
+              %% Registered again under another kind, and again under the same one.
+              ok = hp_registry_store:insert_name(b, self(), Person, [g]),
+              ok = hp_registry_store:insert_name(b, self(), Person, []),
+              ?assertEqual([{other, 1}, {person, 1}, {room, 1}],
+                           lists:sort(hp_registry_store:kinds())),
+              ?assertEqual([{b, self(), Person, []}], hp_registry_store:lookup(b)),
+              ok = hp_registry_store:delete_name(a),
+              ok = hp_registry_store:delete_name(a),
+              ?assertEqual([{other, 1}, {person, 1}, {room, 0}],
+                           lists:sort(hp_registry_store:kinds()))
+      end).
