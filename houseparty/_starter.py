@@ -146,10 +146,21 @@ class WorkerStarter(GenServer):
     def handle_info(self, message: Any) -> None:
         match message:
             case (S.stop_handed_off, list(pids)):
-                for pid in pids:
-                    self.send(pid, (S.swarm, S.die))
+                self._stop_handed_off(pids)
             case (S.watch, Pid() as registry, list(pids)):
                 self._watch(registry, pids)
+
+    def _stop_handed_off(self, pids: list[Any]) -> None:
+        # What {swarm, die} does to each (it stops with reason shutdown), done in place
+        # for a worker between two messages, as a drain stops a pod's workers by the
+        # hundred thousand; one in the middle of a message gets the message after it.
+        process = self.node.process
+        for pid in pids:
+            worker = process(pid) if type(pid) is Pid else None
+            if isinstance(worker, Worker) and worker.alive and not worker.busy:
+                worker.exit(S.shutdown)
+            else:
+                self.send(pid, (S.swarm, S.die))
 
     def _watch(self, registry: Pid, pids: list[Any]) -> None:
         # The registry's monitor on each worker, without a MONITOR_P, a reference and a
