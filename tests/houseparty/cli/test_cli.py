@@ -235,6 +235,10 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
 def test_port_in_use(tmp_path: Path) -> None:
     base = free_base_port()
     with socket.socket() as taken:
+        # As the nodes bind theirs: a connection of an earlier test's cluster may still
+        # linger on that port (TIME_WAIT), which free_base_port, probing the same way,
+        # counts as free.
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", base + 4))  # pod 2's Python node port
         taken.listen()
         result = CliRunner().invoke(
