@@ -359,7 +359,9 @@ def _loop(
             calls.append(
                 (sidecar, "hp_bench_house", "run", [*args, max(1, count * mine // callers), mine])
             )
+    cpu_before = cluster.cpu_seconds()
     answers = cluster.on_each(calls)
+    cpu_after = cluster.cpu_seconds()
     done = sum(int(a[0]) for a in answers)
     # The callers of every sidecar start together; the slowest sidecar's time is the run's.
     seconds = max(int(a[1]) for a in answers) / 1e6
@@ -370,7 +372,21 @@ def _loop(
         "p50_us": percentile(lats, 50),
         "p99_us": percentile(lats, 99),
         "errors": sum(int(a[3]) for a in answers),
+        "cpu_us": _cpu_per_operation(cluster, cpu_before, cpu_after, done),
     }
+
+
+def _cpu_per_operation(
+    cluster: BenchCluster, before: dict[str, float], after: dict[str, float], done: int
+) -> dict[str, float]:
+    """The CPU time the sidecars and the Python nodes used, each all together, per
+    operation done (the callers' own on the sidecars included, on both sides)."""
+
+    def used(nodes: list[str]) -> float:
+        seconds = sum(after[n] - before[n] for n in nodes if n in before and n in after)
+        return round(seconds / max(done, 1) * 1e6, 1)
+
+    return {"sidecars": used(cluster.sidecars), "python": used(cluster.python_nodes)}
 
 
 def _growing_logs(

@@ -193,6 +193,18 @@ BASELINE_RATE_TARGET = 0.8
 BASELINE_P99_TARGET = 2.0
 
 
+# What _cpu shows: the CPU time of one operation over the cluster, and its two shares.
+CPU_HEADING = "CPU us/walk (sidecars + Python)"
+
+
+def _cpu(figures: dict[str, Any]) -> str:
+    """A loop's CPU time per operation, over the sidecars and over the Python nodes."""
+    cpu = figures.get("cpu_us")
+    if cpu is None:  # figures of a release that did not measure it
+        return "-"
+    return f"{cpu['sidecars'] + cpu['python']:,.0f} ({cpu['sidecars']:,.0f} + {cpu['python']:,.0f})"
+
+
 def _baseline_tables(result: dict[str, Any]) -> list[Table]:
     """The walks benchmark's side-by-side tables: walks and reads on the sidecars, the
     Python workers beside the BEAM baseline, and the walk rate without replication."""
@@ -208,6 +220,8 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
             _n(r["python"]["p99_us"]),
             f"{r['ratio']}x",
             f"{r['p99_ratio']}x",
+            _cpu(r["beam"]),
+            _cpu(r["python"]),
             _n(r["beam"]["errors"] + r["python"]["errors"]),
             _check(r["ratio"] >= BASELINE_RATE_TARGET and r["p99_ratio"] <= BASELINE_P99_TARGET),
         ]
@@ -236,6 +250,8 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
             _n(r["without"]["per_second"]),
             _n(r["without"]["p50_us"]),
             f"{r['ratio']}x",
+            _cpu(r["with"]),
+            _cpu(r["without"]),
         ]
         for r in replication["rows"]
     ]
@@ -266,6 +282,8 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
                 "Python p99 us",
                 "Python/BEAM",
                 "p99 Python/BEAM",
+                f"BEAM {CPU_HEADING}",
+                f"Python {CPU_HEADING}",
                 "errors",
                 f">= {BASELINE_RATE_TARGET}x, p99 <= {BASELINE_P99_TARGET}x",
             ],
@@ -296,6 +314,8 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
                 "copies 0 walks/s",
                 "p50 us",
                 "with/without",
+                f"with: {CPU_HEADING}",
+                f"without: {CPU_HEADING}",
             ],
             copies,
         ),

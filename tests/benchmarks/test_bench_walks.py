@@ -30,6 +30,10 @@ def test_bench_walks_runs_both_sides_and_reports_them(tmp_path: Path) -> None:
             assert row[side]["operations"] == 300
             assert row[side]["errors"] == 0
             assert row[side]["p50_us"] <= row[side]["p99_us"]
+            # The walks ran on the sidecars: they used CPU time, counted per walk.
+            assert row[side]["cpu_us"]["sidecars"] > 0
+        # The Python workers' walks run on the Python nodes too.
+        assert row["python"]["cpu_us"]["python"] > 0
         assert row["ratio"] > 0
     reads = {(r["read"], r["callers"]) for r in figures["reads"]}
     assert reads == {
@@ -42,6 +46,7 @@ def test_bench_walks_runs_both_sides_and_reports_them(tmp_path: Path) -> None:
     assert replication["copies"] == 1
     for row in replication["rows"]:
         assert row["without"]["operations"] == 300 and row["without"]["errors"] == 0
+        assert row["without"]["cpu_us"]["python"] > 0
     # The same people walk on as their logs grow, every walk answered ok, on both sides.
     growing = replication["growing_logs"]
     assert growing["people"] == 300
@@ -54,6 +59,7 @@ def test_bench_walks_runs_both_sides_and_reports_them(tmp_path: Path) -> None:
     text = console.export_text()
     assert "beside the BEAM baseline" in text
     assert "HP_REPLICA_COPIES=1" in text
+    assert "CPU us/walk (sidecars + Python)" in text
     assert "as people's logs grow" in text
     (plot,) = plot_results({"walks": figures}, tmp_path)
     assert plot.name == "walks.png" and plot.stat().st_size > 0
