@@ -142,6 +142,7 @@ class Process:
         "_mailbox",
         "_owner",
         "_task",
+        "exit_callback",
         "name",
         "node",
         "pid",
@@ -152,6 +153,10 @@ class Process:
     pid: Pid
     name: Atom | None
     trap_exit: bool
+    # Set by the table's notify_exit, called by it once when this process exits: kept
+    # here rather than in a table keyed by pid, which a node of many processes would
+    # look up and write in memory that is rarely in the cache.
+    exit_callback: Callable[[Pid, Any], None] | None
     _alive: bool
     _busy: bool
     _owner: Owner
@@ -165,6 +170,7 @@ class Process:
         self.pid = pid
         self.name = None
         self.trap_exit = False
+        self.exit_callback = None
         self._alive = True
         self._busy = False
         self._mailbox = None

@@ -17,8 +17,10 @@ lost connection is :meth:`ProcessTable.node_down`. Its indexes:
   ``_peer_monitors[node]``: ``ref -> local target`` for monitors that node holds (both
   sides of a monitor share one Reference);
 * ``_aliases[alias] = (owner pid, works once)``, ``_alias_owners[pid]`` for those made
-  by :meth:`ProcessTable.alias`, which die with their process;
-* ``_on_exit[pid]``: the callback of :meth:`ProcessTable.notify_exit`.
+  by :meth:`ProcessTable.alias`, which die with their process.
+
+The callback of :meth:`ProcessTable.notify_exit` is the process's own
+``exit_callback``.
 
 **Pending monitors.** ``gen_server:call`` from a BEAM node sends MONITOR_P, the request,
 then DEMONITOR_P. The table hands each connection a store (:meth:`pending_store`) that
@@ -121,7 +123,6 @@ class ProcessTable:
         self._last_watcher: Pid | None = None
         self._aliases: dict[Reference, tuple[Pid, bool]] = {}
         self._alias_owners: dict[Pid, set[Reference]] = {}
-        self._on_exit: dict[Pid, Callable[[Pid, Any], None]] = {}
 
     # -- identifiers ----------------------------------------------------------------------
 
@@ -166,9 +167,10 @@ class ProcessTable:
             proc.exit(reason)
 
     def notify_exit(self, pid: Pid, callback: Callable[[Pid, Any], None]) -> bool:
-        if pid not in self._procs:
+        proc = self._procs.get(pid)
+        if proc is None:
             return False
-        self._on_exit[pid] = callback
+        proc.exit_callback = callback
         return True
 
     def register(self, name: Atom | str, pid: Pid) -> None:
@@ -230,8 +232,9 @@ class ProcessTable:
         if self._alias_owners:
             for alias in self._alias_owners.pop(pid, ()):
                 del self._aliases[alias]
-        on_exit = self._on_exit.pop(pid, None) if self._on_exit else None
+        on_exit = proc.exit_callback
         if on_exit is not None:
+            proc.exit_callback = None
             try:
                 on_exit(pid, reason)
             except Exception:
