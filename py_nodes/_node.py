@@ -7,9 +7,9 @@
 event loop thread, synchronously, in the order the events arrive; nothing here awaits
 except connecting, :meth:`Node.call` and start/stop.
 
-A call from Python runs in a short-lived ``_Caller`` process. Its monitor ref doubles
-as its alias (``[alias | Ref]``, as ``gen:call`` does since OTP 24), and both go when
-the call ends, so a late reply finds no alias and is dropped.
+Calls from Python go through one ``_Calls`` process, the ``From`` of each. A call's
+monitor ref doubles as its alias (``[alias | Ref]``, as ``gen:call`` does since OTP 24),
+and both go when the call ends, so a late reply finds no alias and is dropped.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from py_nodes._control import (
 from py_nodes._errors import CallExit, CallTimeout, NodeDown, NoProc, PyNodesError
 from py_nodes._genserver import GEN_CALL, GEN_CAST, GenServer, NoReply, Reply
 from py_nodes._peers import Listener, Peers
-from py_nodes._process import NORMAL, P, Process
+from py_nodes._process import P, Process
 from py_nodes._rpc import IoServer, Spawner
 from py_nodes._table import DOWN, NOCONNECTION, NOPROC, ProcessTable, name_atom
 from py_nodes._terms import Atom, ImproperList, Pid, Reference
@@ -70,33 +70,36 @@ class _NetKernel(GenServer):
         return NoReply()
 
 
-class _Caller(Process):
-    """The short-lived process behind one :meth:`Node.call` from Python."""
+class _Calls(Process):
+    """The one process behind every :meth:`Node.call` from Python: it holds each call's
+    monitor and alias (one reference, ``[alias | Ref]`` as ``gen:call`` does since OTP 24)
+    and settles the call's future with the reply or the monitor's ``DOWN``."""
 
-    __slots__ = ("future", "ref", "tag")
+    __slots__ = ("waiting",)
 
-    future: asyncio.Future[Any]
-    ref: Reference | None
-    tag: ImproperList | None
+    # The future of each call under way, by its reference.
+    waiting: dict[Reference, asyncio.Future[Any]]
 
-    def init(self, future: asyncio.Future[Any]) -> None:
-        self.future = future
-        self.ref = self.tag = None
-
-    def finish(self) -> None:
-        """The call is over: the caller goes, quietly."""
-        self._terminate(NORMAL, run_terminate=False)
+    def init(self) -> None:
+        self.waiting = {}
 
     def terminate(self, reason: Any) -> None:
-        if not self.future.done():
-            self.future.set_exception(NodeDown(f"the node stopped during the call ({reason})"))
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(NodeDown(f"the node stopped during the call ({reason})"))
 
     def handle_message(self, message: Any) -> None:
-        if type(message) is not tuple or self.future.done():
+        if type(message) is not tuple:
             return
-        if len(message) == 2 and message[0] == self.tag:
-            self.future.set_result(message[1])
-        elif len(message) == 5 and message[0] is DOWN and message[1] == self.ref:
+        if len(message) == 2:
+            tag = message[0]
+            future = self.waiting.get(tag.tail) if type(tag) is ImproperList else None
+            if future is not None and not future.done():
+                future.set_result(message[1])
+        elif len(message) == 5 and message[0] is DOWN:
+            future = self.waiting.get(message[1])
+            if future is None or future.done():
+                return
             reason = message[4]
             exc: Exception
             if reason is NOPROC:
@@ -105,7 +108,12 @@ class _Caller(Process):
                 exc = NodeDown(f"no connection to the node of {message[3]!r}")
             else:
                 exc = CallExit(reason)
-            self.future.set_exception(exc)
+            future.set_exception(exc)
+
+
+def _time_out(future: asyncio.Future[Any], dest: Any, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(CallTimeout(f"no reply from {dest!r} within {timeout}s"))
 
 
 class Node:
@@ -168,6 +176,7 @@ class Node:
         self._registration: _epmd.EpmdRegistration | None = None
         self._system_pid: Pid | None = None
         self._group_leader: Pid | None = None
+        self._calls: _Calls | None = None
 
     @property
     def creation(self) -> int:
@@ -198,6 +207,8 @@ class Node:
         self.peers.started = True
         self._system_pid = self.spawn(_NetKernel, name=NET_KERNEL)
         self._group_leader = self.spawn(IoServer)
+        calls = self.table.spawn(_Calls, (), None)
+        self._calls = calls
         log.info(
             "node %s up on port %d (creation %d, %s distribution)",
             self.name,
@@ -358,26 +369,36 @@ class Node:
         unreachable or lost), :class:`CallTimeout`, or :class:`CallExit` (the callee
         exited; ``.reason`` is the exit reason).
         """
-        caller = self.table.spawn(_Caller, (asyncio.get_running_loop().create_future(),), None)
-        pid = caller.pid
+        calls = self._calls
+        if calls is None or not calls.alive:
+            raise PyNodesError("the node is not running")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        table = self.table
+        ref = table.make_ref()
+        # Waiting before the monitor is made: a local target that is missing answers DOWN
+        # at once.
+        calls.waiting[ref] = future
+        # As gen:call since OTP 24: the monitor ref is also an alias, and the tag
+        # [alias | Ref] tells the server to reply to it. The alias goes when the call
+        # ends, so a reply that comes after a timeout is dropped on arrival.
+        table.call_alias(calls.pid, ref)
         try:
-            ref = self.table.monitor(pid, dest)
-            # As gen:call since OTP 24: the monitor ref is also an alias, and the tag
-            # [alias | Ref] tells the server to reply to it. The alias dies with the
-            # caller, so a reply that comes after a timeout is dropped on arrival.
-            caller.ref = ref
-            caller.tag = ImproperList((ALIAS,), ref)
-            self.table.call_alias(pid, ref)
-            if not caller.future.done():
-                self.send(dest, (GEN_CALL, (pid, caller.tag), request), sender=pid)
+            table.monitor(calls.pid, dest, ref)
+            if not future.done():
+                tag = ImproperList((ALIAS,), ref)
+                self.send(dest, (GEN_CALL, (calls.pid, tag), request), sender=calls.pid)
+            if timeout is None:
+                return await future
+            timer = loop.call_later(timeout, _time_out, future, dest, timeout)
             try:
-                return await asyncio.wait_for(caller.future, timeout)
-            except TimeoutError:
-                raise CallTimeout(f"no reply from {dest!r} within {timeout}s") from None
+                return await future
+            finally:
+                timer.cancel()
         finally:
-            caller.finish()
-            if caller.ref is not None:
-                self.table.end_call_alias(caller.ref)
+            del calls.waiting[ref]
+            table.demonitor(calls.pid, ref)
+            table.end_call_alias(ref)
 
     async def listed_by_epmd(self, node_name: str) -> bool:
         """Whether the epmd of ``node_name``'s host lists that node: it is up, even when it

@@ -307,12 +307,15 @@ class ProcessTable:
 
     # -- monitors -------------------------------------------------------------------------
 
-    def monitor(self, watcher: Pid, target: Any) -> Reference:
-        """Monitor ``target`` (pid, local name, or ``(name, node)``) from local ``watcher``."""
+    def monitor(self, watcher: Pid, target: Any, ref: Reference | None = None) -> Reference:
+        """Monitor ``target`` (pid, local name, or ``(name, node)``) from local ``watcher``,
+        under ``ref`` when given (one of :meth:`make_ref`'s, known to the watcher before a
+        missing local target's ``DOWN`` reaches it)."""
         wproc = self._procs.get(watcher)
         if wproc is None:
             raise NoProc(f"no local process {watcher!r}")
-        ref = self.make_ref()
+        if ref is None:
+            ref = self.make_ref()
         kind = type(target)
         remote_node: str | None = None
         remote_target: Pid | Atom | None = None
