@@ -39,8 +39,9 @@ Processes (all synchronous unless marked ``await``)::
 
 ``node.call`` raises :class:`NoProc`, :class:`NodeDown`, :class:`CallTimeout` or
 :class:`CallExit` (``.reason`` is the callee's exit reason). As ``gen_server:call``
-since OTP 24, it tags the call ``[alias | Ref]``: the reply comes to an alias of the
-caller, and one that comes after the timeout is dropped on arrival.
+since OTP 24, it tags the call ``[alias | Ref]``: the reply comes to an alias, and one
+that comes after the timeout is dropped on arrival. The ``From`` of every call from Python
+is one process of the node, which holds each call's monitor and alias.
 
 ``spawn_remote`` starts ``M:F(Args...)`` on another node. ``link``/``monitor`` tie it
 to the local ``owner`` like ``link``/``monitor`` (exits, ``DOWN``, ``noconnection``).

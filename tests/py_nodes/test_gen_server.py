@@ -177,6 +177,35 @@ async def test_python_to_python_call(cookie: str) -> None:
             await a.call(("missing", b.name), 1)
 
 
+async def test_calls_leave_nothing_behind(cookie: str) -> None:
+    # Every call from Python goes through one process of the node: however many are
+    # made, to a local or a remote server, found or missing, answered, late or crashed,
+    # the node ends with the processes, monitors and aliases it had before.
+    async with running_node(cookie) as a, running_node(cookie) as b:
+        local = a.spawn(Store, name="store")
+        b.spawn(Store, name="store")
+        before = set(a.processes())
+        targets = [local, Atom("store"), (Atom("store"), b.name)]
+        answers = await asyncio.gather(*(a.call(t, i) for i in range(100) for t in targets))
+        assert answers == [(Atom("echo"), i) for i in range(100) for _ in targets]
+        with pytest.raises(NoProc):
+            await a.call("nobody", 1)  # a local name: its DOWN comes before the request
+        with pytest.raises(NoProc):
+            await a.call((Atom("nobody"), b.name), 1)
+        with pytest.raises(CallTimeout):
+            await a.call((Atom("store"), b.name), Atom("sleep"), timeout=0.1)
+        late = asyncio.ensure_future(a.call(local, (Atom("later"), 1), timeout=0.1))
+        with pytest.raises(CallTimeout):
+            await late
+        a.cast(local, Atom("release"))  # its reply finds no alias and is dropped
+        with pytest.raises(CallExit):
+            await a.call(local, Atom("crash"))
+        await asyncio.sleep(0.05)
+        assert set(a.processes()) == before - {local}
+        assert a.monitor_count() == 0 and a.table.alias_count() == 0
+        assert await a.call((Atom("store"), b.name), Atom("get")) == []
+
+
 class Relay(GenServer):
     """An async handler that calls another server before answering."""
 
