@@ -213,24 +213,25 @@ _IN_PLACE = (None, None)  # the from_ of a request answered in place: nobody wai
 
 # A worker's whole state as a put, asked for when the sidecar could not take its changes.
 _WholePut = Callable[[], tuple[Any, ...] | None]
+# What a put's owner does with the sidecar's answer: ok, another term, or a PyNodesError.
+_Held = Callable[[Any], None]
 
 
 class _Puts(Process):
     """The state puts of one node's workers: those of one turn of its event loop go to its
     sidecar as one ``{put_many, [{Name, Version, State}]}``, so that concurrent changes
-    share one round trip. This process takes the sidecar's answers. It sends each batch
-    as a ``gen_server`` call of its own and watches the sidecar's ``hp_replica`` with one
-    monitor, not one per batch: a put costs the two messages of its request and answer."""
+    share one round trip. This process takes the sidecar's answers and hands each put's
+    to its owner's callback at once. It sends each batch as a ``gen_server`` call of its
+    own and watches the sidecar's ``hp_replica`` with one monitor, not one per batch: a
+    put costs the two messages of its request and answer."""
 
     __slots__ = ("batches", "pending", "sidecar", "watch")
 
     sidecar: Atom
-    pending: list[tuple[tuple[Any, ...], asyncio.Future[Any], _WholePut]]
-    # Per batch on its way, by its call's tag: its puts (name, answer, whole state on
+    pending: list[tuple[tuple[Any, ...], _Held, _WholePut]]
+    # Per batch on its way, by its call's tag: its puts (name, callback, whole state on
     # demand) and its timeout.
-    batches: dict[
-        Reference, tuple[list[tuple[Any, asyncio.Future[Any], _WholePut]], asyncio.TimerHandle]
-    ]
+    batches: dict[Reference, tuple[list[tuple[Any, _Held, _WholePut]], asyncio.TimerHandle]]
     watch: Reference | None
 
     def init(self, sidecar: Atom) -> None:
@@ -239,23 +240,20 @@ class _Puts(Process):
         self.batches = {}
         self.watch = None
 
-    def put(self, put: tuple[Any, ...], whole: _WholePut) -> asyncio.Future[Any]:
-        """The sidecar's answer for ``put``, ``{Name, Version, State}`` or ``{Name,
-        Version, Base, Changes}`` (a PyNodesError when it gave none). ``whole`` gives the
-        worker's whole state as a new put, for when the sidecar's copy cannot take the
-        changes; None when the worker has moved on."""
-        loop = asyncio.get_running_loop()
+    def put(self, put: tuple[Any, ...], whole: _WholePut, held: _Held) -> None:
+        """Have ``put``, ``{Name, Version, State}`` or ``{Name, Version, Base, Changes}``,
+        held; ``held`` gets the sidecar's answer (a PyNodesError when it gave none).
+        ``whole`` gives the worker's whole state as a new put, for when the sidecar's copy
+        cannot take the changes; None when the worker has moved on."""
         if not self.pending:
-            loop.call_soon(self._flush)
-        answer = loop.create_future()
-        self.pending.append((put, answer, whole))
-        return answer
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.pending.append((put, held, whole))
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
-        entries = [(put[0], answer, whole) for put, answer, whole in batch]
+        entries = [(put[0], held, whole) for put, held, whole in batch]
         if not self.alive:
-            _settle([answer for _, answer, _ in entries], NodeDown("the node is stopping"))
+            _settle([held for _, held, _ in entries], NodeDown("the node is stopping"))
             return
         replica = (_T.hp_replica, self.sidecar)
         if self.watch is None:
@@ -279,20 +277,20 @@ class _Puts(Process):
             case (_T.stale, list(names)):
                 # The sidecar's copies of these names were not at the changes' base: the
                 # rest are held, these go again as whole states.
-                for name, answer, whole in entries:
+                for name, held, whole in entries:
                     if name in names:
-                        self._again(answer, whole)
-                    elif not answer.done():
-                        answer.set_result(_T.ok)
+                        self._again(held, whole)
+                    else:
+                        _settle([held], _T.ok)
             case _:
-                _settle([answer for _, answer, _ in entries], result)
+                _settle([held for _, held, _ in entries], result)
 
-    def _again(self, answer: asyncio.Future[Any], whole: _WholePut) -> None:
+    def _again(self, held: _Held, whole: _WholePut) -> None:
         put = whole()
         if put is None:
-            _settle([answer], NodeDown("the worker moved on before its state was held"))
+            _settle([held], NodeDown("the worker moved on before its state was held"))
             return
-        self.put(put, whole).add_done_callback(lambda again: _settle([answer], again.result()))
+        self.put(put, whole, held)
 
     def handle_message(self, message: Any) -> None:
         match message:
@@ -311,10 +309,14 @@ class _Puts(Process):
             self._answered(tag, error)
 
 
-def _settle(answers: list[asyncio.Future[Any]], result: Any) -> None:
-    for answer in answers:
-        if not answer.done():
-            answer.set_result(result)
+def _settle(helds: list[_Held], result: Any) -> None:
+    # One worker's callback failing must not keep the answer from the others, nor stop
+    # the process that takes every put's answer.
+    for held in helds:
+        try:
+            held(result)
+        except Exception:
+            log.exception("a state put's answer could not be handled")
 
 
 # The sidecar of each node's pod, whose registry finds workers by name and which holds
@@ -476,7 +478,14 @@ class Worker(GenServer):
         _, copies, puts = _sidecars[self.node]
         if copies == 0:
             return
-        result = await puts.put(self._next_put(), self._whole_put)
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def held(result: Any) -> None:
+            if not answer.done():  # cancelled when the worker stopped meanwhile
+                answer.set_result(result)
+
+        puts.put(self._next_put(), self._whole_put, held)
+        result = await answer
         if isinstance(result, PyNodesError):
             self.replica_due = True
             # The reason goes back to callers as a term: the error's text, not the error.
@@ -588,10 +597,8 @@ class Worker(GenServer):
         if copies == 0:
             self.reply(from_, value)
             return
-        held = puts.put(self._next_put(), self._whole_put)
 
-        def answer(done: asyncio.Future[Any]) -> None:
-            result = done.result()
+        def answer(result: Any) -> None:
             if result is _T.ok:
                 self.reply(from_, value)
                 return
@@ -600,7 +607,7 @@ class Worker(GenServer):
                 result = (_T.error, (_T.unavailable, str(result).encode()))
             self.reply(from_, result)
 
-        held.add_done_callback(answer)
+        puts.put(self._next_put(), self._whole_put, answer)
 
     def answer_begin_handoff(self) -> Any:
         """The term that answers ``{swarm, begin_handoff}``. Once given, the state must
