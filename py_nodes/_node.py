@@ -89,14 +89,18 @@ class _Calls(Process):
                 future.set_exception(NodeDown(f"the node stopped during the call ({reason})"))
 
     def handle_message(self, message: Any) -> None:
+        # Anyone may send to this pid, the From of every call: what is not a reply or a
+        # DOWN of a call under way is dropped, and nothing here can raise.
         if type(message) is not tuple:
             return
         if len(message) == 2:
             tag = message[0]
-            future = self.waiting.get(tag.tail) if type(tag) is ImproperList else None
+            if type(tag) is not ImproperList or type(tag.tail) is not Reference:
+                return
+            future = self.waiting.get(tag.tail)
             if future is not None and not future.done():
                 future.set_result(message[1])
-        elif len(message) == 5 and message[0] is DOWN:
+        elif len(message) == 5 and message[0] is DOWN and type(message[1]) is Reference:
             future = self.waiting.get(message[1])
             if future is None or future.done():
                 return

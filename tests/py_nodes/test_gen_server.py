@@ -12,6 +12,7 @@ from py_nodes import (
     CallExit,
     CallTimeout,
     GenServer,
+    ImproperList,
     NodeDown,
     NoProc,
     NoReply,
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.skipif(ERL is None, reason="erl is not on PATH")
 
 
 class Store(GenServer):
-    """Replies to {get}, stores casts, defers {later, X} until a {release} cast."""
+    """Replies to {get}, stores casts, defers {later, X} until a {release} cast, answers
+    {from} with the call's From."""
 
     def init(self, *values: Any) -> None:
         self.items: list[Any] = list(values)
@@ -42,6 +44,8 @@ class Store(GenServer):
             raise ValueError("boom")
         if request == Atom("sleep"):
             return NoReply()
+        if request == Atom("from"):
+            return Reply(from_)
         return Reply((Atom("echo"), request))
 
     def handle_cast(self, request: Any) -> None:
@@ -200,6 +204,11 @@ async def test_calls_leave_nothing_behind(cookie: str) -> None:
         a.cast(local, Atom("release"))  # its reply finds no alias and is dropped
         with pytest.raises(CallExit):
             await a.call(local, Atom("crash"))
+        # Anything else sent to the calls' pid, the From of them all, is dropped.
+        caller, _ = await a.call((Atom("store"), b.name), Atom("from"))
+        strays: list[Any] = [(ImproperList((Atom("alias"),), [1]), 1), (Atom("DOWN"), [], 1, 2, 3)]
+        for stray in strays:
+            b.send(caller, stray)
         await asyncio.sleep(0.05)
         assert set(a.processes()) == before - {local}
         assert a.monitor_count() == 0 and a.table.alias_count() == 0
