@@ -83,6 +83,13 @@ class _Calls(Process):
     def init(self) -> None:
         self.waiting = {}
 
+    def expect(self, ref: Reference, future: asyncio.Future[Any]) -> None:
+        """The call under ``ref`` is settled in ``future``, until :meth:`forget`."""
+        self.waiting[ref] = future
+
+    def forget(self, ref: Reference) -> None:
+        del self.waiting[ref]
+
     def terminate(self, reason: Any) -> None:
         for future in self.waiting.values():
             if not future.done():
@@ -382,7 +389,7 @@ class Node:
         ref = table.make_ref()
         # Waiting before the monitor is made: a local target that is missing answers DOWN
         # at once.
-        calls.waiting[ref] = future
+        calls.expect(ref, future)
         # As gen:call since OTP 24: the monitor ref is also an alias, and the tag
         # [alias | Ref] tells the server to reply to it. The alias goes when the call
         # ends, so a reply that comes after a timeout is dropped on arrival.
@@ -400,7 +407,7 @@ class Node:
             finally:
                 timer.cancel()
         finally:
-            del calls.waiting[ref]
+            calls.forget(ref)
             table.demonitor(calls.pid, ref)
             table.end_call_alias(ref)
 
