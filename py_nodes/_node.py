@@ -218,8 +218,7 @@ class Node:
         self.peers.started = True
         self._system_pid = self.spawn(_NetKernel, name=NET_KERNEL)
         self._group_leader = self.spawn(IoServer)
-        calls = self.table.spawn(_Calls, (), None)
-        self._calls = calls
+        self._calls = self.table.spawn(_Calls, (), None)
         log.info(
             "node %s up on port %d (creation %d, %s distribution)",
             self.name,
@@ -394,19 +393,18 @@ class Node:
         # [alias | Ref] tells the server to reply to it. The alias goes when the call
         # ends, so a reply that comes after a timeout is dropped on arrival.
         table.call_alias(calls.pid, ref)
+        timer: asyncio.TimerHandle | None = None
         try:
             table.monitor(calls.pid, dest, ref)
             if not future.done():
                 tag = ImproperList((ALIAS,), ref)
                 self.send(dest, (GEN_CALL, (calls.pid, tag), request), sender=calls.pid)
-            if timeout is None:
-                return await future
-            timer = loop.call_later(timeout, _time_out, future, dest, timeout)
-            try:
-                return await future
-            finally:
-                timer.cancel()
+            if timeout is not None:
+                timer = loop.call_later(timeout, _time_out, future, dest, timeout)
+            return await future
         finally:
+            if timer is not None:
+                timer.cancel()
             calls.forget(ref)
             table.demonitor(calls.pid, ref)
             table.end_call_alias(ref)
