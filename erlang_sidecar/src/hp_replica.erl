@@ -28,8 +28,11 @@
 %%   {hp_replica, Successor} ! {store, Self, Batch, [Put]}
 %%   Self ! {stored, Batch} | {stored, Batch, [Name]}
 %%
-%% so that concurrent callers share their round trips. A successor whose node goes down
-%% or that does not answer within ?ACK_TIMEOUT fails the batch's puts with
+%% so that concurrent callers share their round trips. When a successor's node goes down
+%% with a batch on its way, the batch goes to the sidecars that succeed its names once
+%% that node has left the ring (retargets/5): a pod lost while changes are on their way
+%% costs their callers one more round trip, not an answer of unavailable. A successor
+%% that does not answer within ?ACK_TIMEOUT fails the batch's puts with
 %% {unavailable, ...}; the copies it did reach keep the change, and the next put carries
 %% it anyway. With no successor (a cluster of one, or Copies = 0) a put is held by the
 %% owner's sidecar alone, which outlives a crash of the Python node but not of the pod.
@@ -49,7 +52,7 @@
 
 -export([start_link/0, child_spec/0, copies/0]).
 -export([lookup/1, version/1, get_many/1, newest/1, resend/1, hold/1, forget/1]).
--export([newer/2, targets/4, pick_newest/1]).
+-export([newer/2, targets/4, retargets/5, pick_newest/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(SERVER, ?MODULE).
@@ -63,17 +66,21 @@
 -type copy() :: {term(), version(), term()}.
 %% A put: a whole state, or the changes since the one at a base version.
 -type put() :: copy() | {term(), version(), version(), [hp_replica_changes:change()]}.
+%% A put on its way to a successor, with the caller waiting for it.
+-type entry() :: {put(), gen_server:from()}.
 -export_type([version/0, copy/0]).
 
 -record(batch, {
     dest :: node(),
     timer :: reference(),
-    froms :: [gen_server:from()]
+    froms :: [gen_server:from()],
+    %% What went: for a batch that has to go elsewhere.
+    entries :: [entry()]
 }).
 
 -record(state, {
     %% Puts not sent yet, per destination, newest first: [{Copy, From}].
-    queued = #{} :: #{node() => [{put(), gen_server:from()}]},
+    queued = #{} :: #{node() => [entry()]},
     flush_due = false :: boolean(),
     batches = #{} :: #{reference() => #batch{}},
     %% Per successor, whether its sidecar applies changes: one of an earlier release,
@@ -170,6 +177,24 @@ targets(_Name, 0, _Ring, _Me) ->
 targets(Name, Copies, Ring, Me) ->
     lists:sublist([N || N <- hp_ring:key_to_nodes(Name, Copies + 1, Ring), N =/= Me], Copies).
 
+%% Where the puts of a batch for Down go once Down is gone, as #{Node => [Entry]} for
+%% entries {Put, From}: each put to the nodes that hold its name's copies on Ring without
+%% Down and did not with it, so that no copy is sent twice. Ring may or may not have
+%% dropped Down yet. A put with no such node (fewer other nodes than copies) is held by
+%% those it reached.
+-spec retargets([entry()], non_neg_integer(), hp_ring:ring(), node(), node()) ->
+          #{node() => [entry()]}.
+retargets(Entries, Copies, Ring, Me, Down) ->
+    With = hp_ring:add_node(Down, Ring),
+    Without = hp_ring:remove_node(Down, Ring),
+    lists:foldr(
+      fun({Put, _} = Entry, Acc) ->
+              Name = element(1, Put),
+              New = targets(Name, Copies, Without, Me) -- targets(Name, Copies, With, Me),
+              lists:foldl(fun(D, A) -> maps:update_with(D, fun(L) -> [Entry | L] end, [Entry], A) end,
+                          Acc, New)
+      end, #{}, Entries).
+
 %% The newest copy of each name among Copies.
 -spec pick_newest([copy()]) -> #{term() => {version(), term()}}.
 pick_newest(Copies) ->
@@ -256,7 +281,7 @@ handle_info({applies, Node, Applies}, State) ->
 handle_info({nodedown, Node}, State0) ->
     State = State0#state{applies = maps:remove(Node, State0#state.applies)},
     Lost = [Ref || {Ref, #batch{dest = D}} <- maps:to_list(State#state.batches), D =:= Node],
-    {noreply, lists:foldl(fun(Ref, S) -> failed(Ref, replica_down, S) end, State, Lost)};
+    {noreply, lists:foldl(fun(Ref, S) -> handed_on(Ref, S) end, State, Lost)};
 handle_info(_Other, State) ->
     {noreply, State}.
 
@@ -327,19 +352,38 @@ schedule_flush(State) ->
 
 flush(#state{queued = Queued} = State0) ->
     State = ask_applies(maps:keys(Queued), State0),
-    Batches = maps:fold(
-                fun(Dest, Entries, Acc) ->
-                        Ref = make_ref(),
-                        Puts = lists:reverse([C || {C, _} <- Entries]),
-                        send_store(Dest, Ref, case maps:get(Dest, State#state.applies) of
-                                                  true -> Puts;
-                                                  _ -> wholes(Puts)
-                                              end),
-                        Timer = erlang:send_after(?ACK_TIMEOUT, self(), {ack_timeout, Ref}),
-                        Acc#{Ref => #batch{dest = Dest, timer = Timer,
-                                           froms = lists:usort([F || {_, F} <- Entries])}}
-                end, State#state.batches, Queued),
+    Batches = maps:fold(fun(Dest, Entries, Acc) ->
+                                send_batch(Dest, lists:reverse(Entries), State, Acc)
+                        end, State#state.batches, Queued),
     State#state{queued = #{}, batches = Batches}.
+
+%% Sends Entries ({Put, From}, in order) to Dest as one batch, added to Batches.
+send_batch(Dest, Entries, State, Batches) ->
+    Ref = make_ref(),
+    Puts = [P || {P, _} <- Entries],
+    send_store(Dest, Ref, case maps:get(Dest, State#state.applies) of
+                              true -> Puts;
+                              _ -> wholes(Puts)
+                          end),
+    Timer = erlang:send_after(?ACK_TIMEOUT, self(), {ack_timeout, Ref}),
+    Batches#{Ref => #batch{dest = Dest, timer = Timer, entries = Entries,
+                           froms = lists:usort([F || {_, F} <- Entries])}}.
+
+%% The batch Ref's successor went down: its puts go to the names' successors on the ring
+%% without it, and each caller waits for those batches instead of this one.
+handed_on(Ref, State0) ->
+    {#batch{dest = Down, timer = Timer, froms = Froms, entries = Entries}, Batches0} =
+        maps:take(Ref, State0#state.batches),
+    _ = erlang:cancel_timer(Timer),
+    Moves = retargets(Entries, copies(), hp_registry_store:ring(), node(), Down),
+    State = ask_applies(maps:keys(Moves), State0#state{batches = Batches0}),
+    Batches = maps:fold(fun(Dest, Es, Acc) -> send_batch(Dest, Es, State, Acc) end,
+                        State#state.batches, Moves),
+    %% A caller waited for this batch once; now for each new batch that has its puts.
+    Added = lists:append([lists:usort([F || {_, F} <- Es]) || Es <- maps:values(Moves)]),
+    More = lists:foldl(fun(F, W) -> waits(F, 1, W) end, State#state.waiting, Added),
+    Waiting = lists:foldl(fun(F, W) -> waits(F, -1, W) end, More, Froms),
+    State#state{batches = Batches, waiting = Waiting}.
 
 %% Asks each of Dests not asked yet whether it applies changes; the answer comes as
 %% {applies, Dest, true | false | unknown}, and until it is true Dest gets whole states.
@@ -385,18 +429,21 @@ send_store(Dest, Batch, Copies) ->
     ok.
 
 acked(Froms, State) ->
-    Waiting = lists:foldl(fun(F, W) ->
-                                  case maps:find(F, W) of
-                                      {ok, {1, Answer}} ->
-                                          gen_server:reply(F, Answer),
-                                          maps:remove(F, W);
-                                      {ok, {N, Answer}} ->
-                                          W#{F => {N - 1, Answer}};
-                                      error ->
-                                          W
-                                  end
-                          end, State#state.waiting, Froms),
+    Waiting = lists:foldl(fun(F, W) -> waits(F, -1, W) end, State#state.waiting, Froms),
     State#state{waiting = Waiting}.
+
+%% Caller From waits for Delta more batches: answered once it waits for none. A caller
+%% answered already (another of its batches failed) is not waited for any more.
+waits(From, Delta, Waiting) ->
+    case maps:find(From, Waiting) of
+        {ok, {N, Answer}} when N + Delta =< 0 ->
+            gen_server:reply(From, Answer),
+            maps:remove(From, Waiting);
+        {ok, {N, Answer}} ->
+            Waiting#{From => {N + Delta, Answer}};
+        error ->
+            Waiting
+    end.
 
 failed(Ref, What, State) ->
     case maps:take(Ref, State#state.batches) of

@@ -46,6 +46,42 @@ targets_are_the_successors_test() ->
                 end, names())
       end, lists:seq(1, 30)).
 
+%% When a successor goes down with a batch on its way, each of the batch's puts goes to the
+%% nodes that hold its name's copies once that node is gone and did not before: with the
+%% nodes it reached already, exactly its copies on the ring without the lost node. The
+%% same whether the ring has dropped that node yet or not, and in the batch's order.
+retargets_complete_the_copies_without_the_lost_node_test() ->
+    seed(3),
+    lists:foreach(
+      fun(_) ->
+              Nodes = random_nodes(2 + rand:uniform(7)),
+              Ring = hp_ring:new(Nodes),
+              Copies = rand:uniform(3),
+              Me = lists:nth(rand:uniform(length(Nodes)), Nodes),
+              Entries = [{{Name, 2, 1, []}, {self(), I}}
+                         || {I, Name} <- lists:zip(lists:seq(1, 500), names()),
+                            hp_ring:key_to_node(Name, Ring) =:= Me],
+              Sent = fun(Name) -> hp_replica:targets(Name, Copies, Ring, Me) end,
+              %% Only the batch that went to Down: the puts whose copies Down held.
+              Others = Nodes -- [Me],
+              Down = lists:nth(rand:uniform(length(Others)), Others),
+              Lost = [E || {{Name, _, _, _}, _} = E <- Entries, lists:member(Down, Sent(Name))],
+              Without = hp_ring:remove_node(Down, Ring),
+              Moves = hp_replica:retargets(Lost, Copies, Ring, Me, Down),
+              ?assertEqual(Moves, hp_replica:retargets(Lost, Copies, Without, Me, Down)),
+              ?assertNot(maps:is_key(Down, Moves)),
+              lists:foreach(
+                fun({{Name, _, _, _}, _} = E) ->
+                        Now = [D || {D, Es} <- maps:to_list(Moves), lists:member(E, Es)],
+                        ?assertEqual([], [D || D <- Now, lists:member(D, Sent(Name))]),
+                        ?assertEqual(lists:sort(hp_replica:targets(Name, Copies, Without, Me)),
+                                     lists:usort(Now ++ Sent(Name) -- [Down]))
+                end, Lost),
+              maps:foreach(fun(_, Es) ->
+                                   ?assertEqual(Es, [E || E <- Lost, lists:member(E, Es)])
+                           end, Moves)
+      end, lists:seq(1, 60)).
+
 %% Whatever order copies arrive in, the newest version wins, and a holder never takes an
 %% older or equal one over what it has.
 newest_copy_wins_in_any_order_test() ->

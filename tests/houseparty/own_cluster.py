@@ -12,15 +12,19 @@ import pytest
 from tests.houseparty import worker_classes
 from tests.houseparty.conftest import Cluster, cluster_with_env
 
-__all__ = ["own_cluster"]
+__all__ = ["own_cluster", "own_env"]
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def own_env() -> dict[str, str]:
+    """The environment of pods that know the tests' classes."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {"HOUSEPARTY_WORKERS": worker_classes.SETTING, "PYTHONPATH": path}
 
 
 @pytest.fixture(scope="module")
 def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Three pods with ``HOUSEPARTY_WORKERS`` set to the tests' classes."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {"HOUSEPARTY_WORKERS": worker_classes.SETTING, "PYTHONPATH": path}
-    with cluster_with_env(tmp_path_factory.mktemp("own"), env) as cluster:
+    with cluster_with_env(tmp_path_factory.mktemp("own"), own_env()) as cluster:
         yield cluster

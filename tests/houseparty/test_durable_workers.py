@@ -1,20 +1,24 @@
 """Durable state is the placement layer's, not rooms' and people's alone: workers of your
 own that say they changed keep their state through a killed pod, and through a crash of
-their own."""
+their own; a change whose copy was on its way to a killed pod is held elsewhere."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from houseparty import UnknownName, WorkerCrashed, Workers
 from py_nodes._terms import Atom
-from tests.houseparty.conftest import Cluster
-from tests.houseparty.own_cluster import own_cluster
+from tests.houseparty.conftest import Cluster, cluster_with_env
+from tests.houseparty.own_cluster import own_cluster, own_env
 from tests.houseparty.test_metrics import total
+from tests.houseparty.test_state_changes import copies
 from tests.py_nodes.conftest import ErlNode
 
 __all__ = ["own_cluster"]  # the module's cluster fixture
@@ -122,3 +126,52 @@ def test_a_change_whose_sidecar_replica_store_goes_is_answered_unavailable(
             assert got == 5 + calls + 1
     finally:
         erl.stop()
+
+
+def test_a_change_waiting_for_a_killed_pod_is_held_by_the_next_successor(
+    tmp_path: Path,
+) -> None:
+    """A change whose one copy is on its way to a pod that dies is not answered
+    unavailable: the owner's sidecar sends it on to the sidecar that succeeds the name
+    without that pod, and the caller gets its answer once that one holds it."""
+    names = [f"relay_{i}" for i in range(60)]
+    with cluster_with_env(tmp_path, own_env()) as cluster:
+        owner, holder, lost = cluster.sidecars
+        with Workers(owner, cookie=cluster.cookie) as w, cluster.client(1) as hp:
+            for name in names:
+                w.register(name, "counter", 0)
+                assert w.call(name, "incr") == 1
+            relayed = [n for n in names if set(copies(cluster, hp, n.encode())) == {owner, lost}]
+            assert relayed, "no counter of pod 1 has its copy on pod 3"
+            # Until its registry has settled the new ring, pod 1 looks names up on every
+            # pod, and the calls would wait for the paused one before they reached the
+            # counters.
+            deadline = time.monotonic() + 45
+            while hp.rpc("hp_registry_server", "unsettled", []) in (True, Atom("true")):
+                assert time.monotonic() < deadline, "pod 1's registry did not settle"
+                time.sleep(0.5)
+            sidecar_pid = cluster.runner.state().pod_states[3].sidecar_pid
+            assert sidecar_pid is not None
+            os.kill(sidecar_pid, signal.SIGSTOP)
+            answers: dict[str, Any] = {}
+
+            def incr(name: str) -> None:
+                answers[name] = w.call(name, "incr")
+
+            threads = [threading.Thread(target=incr, args=(name,)) for name in relayed]
+            for thread in threads:
+                thread.start()
+            time.sleep(1.0)
+            assert not answers, "a change was acknowledged while its one copy could not be held"
+            cluster.runner.kill_pod(3)
+            for thread in threads:
+                thread.join(timeout=30)
+            assert answers == dict.fromkeys(relayed, 2)
+            for name in relayed:
+                for sidecar in (owner, holder):
+                    held = hp.rpc(
+                        "rpc",
+                        "call",
+                        [Atom(sidecar), Atom("hp_replica"), Atom("lookup"), [name.encode()]],
+                    )
+                    assert held[1] == 2, (name, sidecar, held)
