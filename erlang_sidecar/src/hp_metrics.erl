@@ -21,7 +21,7 @@
 %% render/1 is pure: families in, text out.
 -module(hp_metrics).
 
--export([init/0, inc/1, observe/2, timed/2, families/0, render/1, content_type/0]).
+-export([init/0, inc/1, inc/2, observe/2, timed/2, families/0, render/1, content_type/0]).
 -export_type([counter/0, histogram/0, family/0]).
 
 -define(KEY, {?MODULE, counters}).
@@ -36,7 +36,8 @@
 -define(HANDOFF_REASONS, [drain, rebalance, resync]).
 
 -type counter() :: registrations | handoff_moved | handoff_failed | handoff_received
-                 | restarts | crash_restarts.
+                 | restarts | crash_restarts | replica_puts | replica_retargeted
+                 | replica_unavailable.
 -type api_call() :: add_rooms | set_room_max | walk_into | who_is_in | where_is
                   | get_person_room_log | dump.
 -type histogram() :: {api_call, api_call()} | {handoff, drain | rebalance | resync}.
@@ -63,9 +64,13 @@ init() ->
 
 -spec inc(counter()) -> ok.
 inc(Counter) ->
+    inc(Counter, 1).
+
+-spec inc(counter(), non_neg_integer()) -> ok.
+inc(Counter, N) ->
     case persistent_term:get(?KEY, undefined) of
         undefined -> ok;
-        {Ref, Layout} -> counters:add(Ref, maps:get(Counter, Layout), 1)
+        {Ref, Layout} -> counters:add(Ref, maps:get(Counter, Layout), N)
     end.
 
 %% One observation of Seconds in a histogram.
@@ -131,7 +136,7 @@ render(Families) ->
 -spec layout() -> {layout(), pos_integer()}.
 layout() ->
     Counters = [registrations, handoff_moved, handoff_failed, handoff_received, restarts,
-                crash_restarts],
+                crash_restarts, replica_puts, replica_retargeted, replica_unavailable],
     Histograms = [{{api_call, C}, ?CALL_BUCKETS} || C <- ?API_CALLS]
         ++ [{{handoff, R}, ?HANDOFF_BUCKETS} || R <- ?HANDOFF_REASONS],
     {L1, Next} = lists:foldl(fun(C, {L, I}) -> {L#{C => I}, I + 1} end, {#{}, 1}, Counters),
@@ -178,6 +183,15 @@ counted() ->
      {<<"houseparty_crash_restarts_total">>, counter,
       <<"Python workers started again on this sidecar, their owner, after they crashed.">>,
       C(crash_restarts)},
+     {<<"houseparty_replica_puts_total">>, counter,
+      <<"Changes of workers' states put to this sidecar by its Python node, to be held by the names' successors.">>,
+      C(replica_puts)},
+     {<<"houseparty_replica_retargeted_total">>, counter,
+      <<"Puts this sidecar sent on to a name's next successor, the one they were on their way to having gone down.">>,
+      C(replica_retargeted)},
+     {<<"houseparty_replica_unavailable_total">>, counter,
+      <<"Puts this sidecar answered unavailable: a successor did not hold them within 3 s.">>,
+      C(replica_unavailable)},
      {<<"houseparty_handoff_duration_seconds">>, histogram,
       <<"Seconds of each handoff run of this sidecar: a drain (it leaves), a rebalance (the ring changed) or a resync (the replicas a ring change moved).">>,
       [H({handoff, R}, [{<<"reason">>, atom_to_binary(R)}]) || R <- ?HANDOFF_REASONS]},

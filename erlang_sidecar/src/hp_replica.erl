@@ -222,7 +222,9 @@ handle_call({put, Name, Version, S}, From, State) ->
     handle_call({put_many, [{Name, Version, S}]}, From, State);
 handle_call({put_many, Copies}, From, State) when is_list(Copies) ->
     case lists:all(fun valid/1, Copies) of
-        true -> put_many(Copies, From, State);
+        true ->
+            hp_metrics:inc(replica_puts, length(Copies)),
+            put_many(Copies, From, State);
         false -> {reply, {error, {bad_copies, Copies}}, State}
     end;
 handle_call(_Other, _From, State) ->
@@ -272,7 +274,7 @@ handle_info({stored, Ref, Stale}, State) ->
             {noreply, State}
     end;
 handle_info({ack_timeout, Ref}, State) ->
-    {noreply, failed(Ref, replica_timeout, State)};
+    {noreply, timed_out(Ref, State)};
 handle_info({applies, Node, unknown}, State) ->
     %% Not answered: asked again with its next batch.
     {noreply, State#state{applies = maps:remove(Node, State#state.applies)}};
@@ -376,6 +378,7 @@ handed_on(Ref, State0) ->
         maps:take(Ref, State0#state.batches),
     _ = erlang:cancel_timer(Timer),
     Moves = retargets(Entries, copies(), hp_registry_store:ring(), node(), Down),
+    hp_metrics:inc(replica_retargeted, length(lists:append(maps:values(Moves)))),
     State = ask_applies(maps:keys(Moves), State0#state{batches = Batches0}),
     Batches = maps:fold(fun(Dest, Es, Acc) -> send_batch(Dest, Es, State, Acc) end,
                         State#state.batches, Moves),
@@ -445,11 +448,13 @@ waits(From, Delta, Waiting) ->
             Waiting
     end.
 
-failed(Ref, What, State) ->
+%% The batch Ref's successor did not answer in time: its callers are answered unavailable.
+timed_out(Ref, State) ->
     case maps:take(Ref, State#state.batches) of
-        {#batch{dest = Dest, timer = Timer, froms = Froms}, Batches} ->
+        {#batch{dest = Dest, timer = Timer, froms = Froms, entries = Entries}, Batches} ->
             _ = erlang:cancel_timer(Timer),
-            Reason = {What, Dest},
+            hp_metrics:inc(replica_unavailable, length(Entries)),
+            Reason = {replica_timeout, Dest},
             Waiting = lists:foldl(fun(F, W) ->
                                           case maps:is_key(F, W) of
                                               true ->

@@ -128,12 +128,14 @@ def test_a_change_whose_sidecar_replica_store_goes_is_answered_unavailable(
         erl.stop()
 
 
-def test_a_change_waiting_for_a_killed_pod_is_held_by_the_next_successor(
+def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_one_goes_on(
     tmp_path: Path,
 ) -> None:
-    """A change whose one copy is on its way to a pod that dies is not answered
-    unavailable: the owner's sidecar sends it on to the sidecar that succeeds the name
-    without that pod, and the caller gets its answer once that one holds it."""
+    """A change whose one copy is on its way to a sidecar that does not answer is answered
+    unavailable after 3 s. When that sidecar's pod dies, the changes still on their way
+    to it are not: the owner's sidecar sends them on to the sidecar that succeeds the
+    name without that pod, and the callers get their answers once that one holds them.
+    The owner's metrics count both."""
     names = [f"relay_{i}" for i in range(60)]
     with cluster_with_env(tmp_path, own_env()) as cluster:
         owner, holder, lost = cluster.sidecars
@@ -141,8 +143,14 @@ def test_a_change_waiting_for_a_killed_pod_is_held_by_the_next_successor(
             for name in names:
                 w.register(name, "counter", 0)
                 assert w.call(name, "incr") == 1
-            relayed = [n for n in names if set(copies(cluster, hp, n.encode())) == {owner, lost}]
-            assert relayed, "no counter of pod 1 has its copy on pod 3"
+            # Owned by pod 1, their one copy on pod 3.
+            relayed = [
+                n
+                for n in names
+                if w.whereis(n).node == Atom(cluster.pods[0].python_node)  # type: ignore[union-attr]
+                and set(copies(cluster, hp, n.encode())) == {owner, lost}
+            ]
+            assert len(relayed) >= 2, "pod 1 has too few counters with their copy on pod 3"
             # Until its registry has settled the new ring, pod 1 looks names up on every
             # pod, and the calls would wait for the paused one before they reached the
             # counters.
@@ -150,18 +158,34 @@ def test_a_change_waiting_for_a_killed_pod_is_held_by_the_next_successor(
             while hp.rpc("hp_registry_server", "unsettled", []) in (True, Atom("true")):
                 assert time.monotonic() < deadline, "pod 1's registry did not settle"
                 time.sleep(0.5)
+            pod_1 = [cluster.pods[0]]
+            retargeted = total(pod_1, "houseparty_replica_retargeted_total")
+            unavailable = total(pod_1, "houseparty_replica_unavailable_total")
             sidecar_pid = cluster.runner.state().pod_states[3].sidecar_pid
             assert sidecar_pid is not None
             os.kill(sidecar_pid, signal.SIGSTOP)
+
+            timed_out, *relayed = relayed
+            assert w.call(timed_out, "incr") == (
+                Atom("error"),
+                (Atom("unavailable"), (Atom("replica_timeout"), Atom(lost))),
+            )
+            assert total(pod_1, "houseparty_replica_unavailable_total") == unavailable + 1
+
             answers: dict[str, Any] = {}
 
             def incr(name: str) -> None:
                 answers[name] = w.call(name, "incr")
 
+            puts = total(pod_1, "houseparty_replica_puts_total")
             threads = [threading.Thread(target=incr, args=(name,)) for name in relayed]
             for thread in threads:
                 thread.start()
-            time.sleep(1.0)
+            # Every change on its way to the paused sidecar before its pod is killed.
+            deadline = time.monotonic() + 2.5
+            while total(pod_1, "houseparty_replica_puts_total") < puts + len(relayed):
+                assert time.monotonic() < deadline, "the changes did not reach pod 1's sidecar"
+                time.sleep(0.1)
             assert not answers, "a change was acknowledged while its one copy could not be held"
             cluster.runner.kill_pod(3)
             for thread in threads:
@@ -175,3 +199,5 @@ def test_a_change_waiting_for_a_killed_pod_is_held_by_the_next_successor(
                         [Atom(sidecar), Atom("hp_replica"), Atom("lookup"), [name.encode()]],
                     )
                     assert held[1] == 2, (name, sidecar, held)
+            assert total(pod_1, "houseparty_replica_retargeted_total") == retargeted + len(relayed)
+            assert total(pod_1, "houseparty_replica_unavailable_total") == unavailable + 1

@@ -69,6 +69,8 @@ def test_metrics_count_what_users_did(shared: Cluster) -> None:
     pods = shared.pods
     registrations_before = total(pods, "houseparty_registrations_total")
     walks_before = total(pods, 'houseparty_api_call_duration_seconds_count{call="walk_into"}')
+    puts_before = total(pods, "houseparty_replica_puts_total")
+    unavailable_before = total(pods, "houseparty_replica_unavailable_total")
     rooms = [f"m{secrets.token_hex(3)}_{i}" for i in range(30)]
     people = [f"p{secrets.token_hex(3)}_{i}" for i in range(7)]
     with shared.client() as hp:
@@ -84,6 +86,9 @@ def test_metrics_count_what_users_did(shared: Cluster) -> None:
     assert registrations == len(rooms) + len(people)
     walks = total(pods, 'houseparty_api_call_duration_seconds_count{call="walk_into"}')
     assert walks - walks_before == len(people)
+    # Each walk put the person's intent and the room's new people.
+    assert total(pods, "houseparty_replica_puts_total") - puts_before >= 2 * len(people)
+    assert total(pods, "houseparty_replica_unavailable_total") == unavailable_before
     for pod in pods:
         m = scrape(pod)
         assert m["houseparty_ring_nodes"] == 3
