@@ -579,6 +579,7 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
                     _n(run["p50_us_before_kill"]),
                     _n(run["p99_us_before_kill"]),
                     _n(run["acknowledged_walks"]),
+                    _n(run["walks"] - run["acknowledged_walks"]),
                     _n(run["acknowledged_walks_lost"]),
                     _n(run["people_not_where_last_acknowledged"]),
                     _n(back, 2) if back is not None else "never",
@@ -589,6 +590,7 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
             [
                 "with / without",
                 f"{ratio}x" if ratio is not None else "-",
+                "",
                 "",
                 "",
                 "",
@@ -608,6 +610,7 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
                     "p50 us",
                     "p99 us",
                     "acknowledged walks",
+                    "answered otherwise",
                     "acknowledged lost",
                     "people not where acked",
                     "every name answers after s",

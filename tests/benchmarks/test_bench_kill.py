@@ -49,6 +49,7 @@ def test_bench_kill_reports_lost_walks_recovery_and_rates_side_by_side(tmp_path:
     assert with_["acknowledged_walks_lost"] == 0
     assert with_["people_not_where_last_acknowledged"] == 0
     assert figures["rate_with_replicas_vs_without"] > 0
-    assert "kill: pod 3 of 3 SIGKILLed" in console.export_text()
+    text = console.export_text()
+    assert "kill: pod 3 of 3 SIGKILLed" in text and "answered otherwise" in text
     (plot,) = plot_results({"kill": figures}, tmp_path)
     assert plot.name == "kill.png" and plot.stat().st_size > 0
