@@ -192,12 +192,7 @@ def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_on
                 thread.join(timeout=30)
             assert answers == dict.fromkeys(relayed, 2)
             for name in relayed:
-                for sidecar in (owner, holder):
-                    held = hp.rpc(
-                        "rpc",
-                        "call",
-                        [Atom(sidecar), Atom("hp_replica"), Atom("lookup"), [name.encode()]],
-                    )
-                    assert held[1] == 2, (name, sidecar, held)
+                held = copies(cluster, hp, name.encode(), [owner, holder])
+                assert held == {owner: 2, holder: 2}, name
             assert total(pod_1, "houseparty_replica_retargeted_total") == retargeted + len(relayed)
             assert total(pod_1, "houseparty_replica_unavailable_total") == unavailable + 1

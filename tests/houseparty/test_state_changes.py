@@ -25,10 +25,13 @@ PEOPLE = [f"changes_visitor_{i}" for i in range(5)]
 H_LOG, H_INTENT, H_PEOPLE = Atom("log"), Atom("intent"), Atom("people")
 
 
-def copies(cluster: Cluster, hp: SyncClient, name: Any) -> dict[str, Any]:
-    """Each sidecar's copy of ``name``'s state, for the sidecars that hold one."""
+def copies(
+    cluster: Cluster, hp: SyncClient, name: Any, sidecars: list[str] | None = None
+) -> dict[str, Any]:
+    """Each sidecar's copy of ``name``'s state, for the sidecars (``sidecars``, else all of
+    the cluster's) that hold one."""
     held = {}
-    for sidecar in cluster.sidecars:
+    for sidecar in cluster.sidecars if sidecars is None else sidecars:
         copy = hp.rpc("rpc", "call", [Atom(sidecar), Atom("hp_replica"), Atom("lookup"), [name]])
         if copy != Atom("none"):
             held[sidecar] = copy[1]
