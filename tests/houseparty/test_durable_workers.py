@@ -17,6 +17,7 @@ from houseparty import UnknownName, WorkerCrashed, Workers
 from py_nodes._terms import Atom
 from tests.houseparty.conftest import Cluster, cluster_with_env
 from tests.houseparty.own_cluster import own_cluster, own_env
+from tests.houseparty.test_durable import wait_until
 from tests.houseparty.test_metrics import total
 from tests.houseparty.test_state_changes import copies
 from tests.py_nodes.conftest import ErlNode
@@ -154,10 +155,11 @@ def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_on
             # Until its registry has settled the new ring, pod 1 looks names up on every
             # pod, and the calls would wait for the paused one before they reached the
             # counters.
-            deadline = time.monotonic() + 45
-            while hp.rpc("hp_registry_server", "unsettled", []) in (True, Atom("true")):
-                assert time.monotonic() < deadline, "pod 1's registry did not settle"
-                time.sleep(0.5)
+            wait_until(
+                lambda: hp.rpc("hp_registry_server", "unsettled", []) not in (True, Atom("true")),
+                45,
+                "pod 1's registry settled",
+            )
             pod_1 = [cluster.pods[0]]
             retargeted = total(pod_1, "houseparty_replica_retargeted_total")
             unavailable = total(pod_1, "houseparty_replica_unavailable_total")
@@ -182,10 +184,11 @@ def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_on
             for thread in threads:
                 thread.start()
             # Every change on its way to the paused sidecar before its pod is killed.
-            deadline = time.monotonic() + 2.5
-            while total(pod_1, "houseparty_replica_puts_total") < puts + len(relayed):
-                assert time.monotonic() < deadline, "the changes did not reach pod 1's sidecar"
-                time.sleep(0.1)
+            wait_until(
+                lambda: total(pod_1, "houseparty_replica_puts_total") >= puts + len(relayed),
+                2.5,
+                "the changes reached pod 1's sidecar",
+            )
             assert not answers, "a change was acknowledged while its one copy could not be held"
             cluster.runner.kill_pod(3)
             for thread in threads:
