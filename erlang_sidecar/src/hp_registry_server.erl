@@ -155,6 +155,7 @@ handle_call({reserve, Name, Mode}, {Caller, _} = From, State) ->
         here ->
             case claim(Name, From, State) of
                 free ->
+                    afresh([Name], Mode),
                     {Reserved, State1} = new_reservation(Name, Caller, unplaced(Name, Mode, State)),
                     {reply, Reserved, State1};
                 Claimed ->
@@ -167,7 +168,9 @@ handle_call({register_mfa, Name, MFA}, From, State) ->
     case route(Name, check, State) of
         here ->
             case claim(Name, From, State) of
-                free -> {noreply, start(Name, MFA, From, State)};
+                free ->
+                    afresh([Name], check),
+                    {noreply, start(Name, MFA, From, State)};
                 Claimed -> Claimed
             end;
         Redirect ->
@@ -208,6 +211,7 @@ handle_call({reserve_many, Names, Mode}, {Caller, _}, State) ->
                           end
                   end
           end, State, Names),
+    afresh([N || {N, {reserved, _}} <- lists:zip(Names, Answers)], Mode),
     {reply, Answers, State1};
 handle_call({commit_many, Entries}, _From, State) ->
     {Committed, State1} =
@@ -236,6 +240,7 @@ handle_call({register_pid, Name, Pid}, _From, State) ->
                 true ->
                     {reply, no, State};
                 false ->
+                    afresh([Name], check),
                     insert_name(Name, Pid, undefined, []),
                     watch([Pid], State),
                     hp_metrics:inc(registrations),
@@ -248,6 +253,7 @@ handle_call({unregister, Name}, _From, State) ->
     case hp_registry_store:lookup(Name) of
         [{_, Pid, MFA, _}] ->
             delete_name(Name, Pid, MFA),
+            hp_replica:forget([Name]),
             {reply, ok, State};
         [] ->
             case route(Name, check, State) of
@@ -412,7 +418,13 @@ handle_info({hp_exits, Pids, Crashes}, State) when is_list(Pids), is_list(Crashe
                 %% which callers by name ride out.
                 {State, maps:from_keys([Pid || {_, Pid, _, _, _} <- Crashed], kept)}
         end,
+    %% A worker that stopped as asked ends its name for good, copies and all. One that
+    %% crashed keeps them: it restarts from them, here or on its name's new owner.
+    CrashedPids = maps:from_list(Crashes),
+    Ended = [Name || Pid <- Exited, not maps:is_key(Pid, CrashedPids), Name <- names_of(Pid),
+                     [{_, P, _, _}] <- [hp_registry_store:lookup(Name)], P =:= Pid],
     [pid_down(Pid) || Pid <- Exited, not maps:is_key(Pid, Kept)],
+    hp_replica:forget(Ended),
     {noreply, State1};
 handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
     case maps:take(Mon, State#state.res_mons) of
@@ -674,6 +686,14 @@ delete_name(Name, Pid, MFA) ->
         _ -> cast_holders(Name, {replica_del, node(), Name})
     end.
 
+%% A registration in check mode is a fresh one (a handoff or a restart forces): it
+%% starts from its args, and no copy of an earlier registration of the name may restart
+%% it later.
+afresh(Names, check) ->
+    hp_replica:fresh(Names);
+afresh(_Names, force) ->
+    ok.
+
 unindex(Pid, Tag) ->
     case hp_registry_store:unindex(Pid, Tag) of
         true -> ok;
@@ -736,6 +756,7 @@ restart_crashed_one({Name, _Pid, MFA, Groups, Reason}, Now, State) ->
                          "last reason: ~0tP",
                          [Name, 10, ?CRASH_RESTARTS + 1, ?CRASH_WINDOW_MS div 1000, Reason, 10],
                          #{event => crash_given_up}),
+            hp_replica:forget([Name]),
             State
     end.
 

@@ -46,12 +46,25 @@
 %% (resend/1); a restart asks every sidecar for the newest state of the names it starts
 %% (newest/1); the new owner of a handoff or a restart takes the states it started the
 %% names with as its owner copies and sends them on (hold/1), in one message per
-%% successor for a whole batch. The table is one ETS set, {Name, Version, State}, read without a message.
+%% successor for a whole batch. The table is one ETS set, {Name, Version, State}, read
+%% without a message.
+%%
+%% A name's copies last as long as its registration. When it ends for good (unregistered,
+%% its worker stopped, its crashes given up) and when it is registered afresh while this
+%% sidecar holds a copy of an earlier registration (forget/1, fresh/1), this sidecar
+%% sends the puts it has queued, drops its copies and tells every other sidecar on the
+%% ring to drop theirs:
+%%
+%%   {hp_replica, Peer} ! {forget, Names}
+%%
+%% after the batches it sent them, so that no earlier put brings a copy back. So no
+%% restart starts a name from the state of an earlier registration, and names that come
+%% and go leave no copies behind.
 -module(hp_replica).
 -behaviour(gen_server).
 
 -export([start_link/0, child_spec/0, copies/0]).
--export([lookup/1, version/1, get_many/1, newest/1, resend/1, hold/1, forget/1]).
+-export([lookup/1, version/1, get_many/1, newest/1, resend/1, hold/1, forget/1, fresh/1]).
 -export([newer/2, targets/4, retargets/5, pick_newest/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -155,11 +168,25 @@ hold([]) ->
 hold(Copies) ->
     gen_server:cast(?SERVER, {hold, Copies}).
 
-%% Drops this sidecar's copy of Names (unregistered).
+%% Names ended for good: their copies go, here and on the other sidecars.
 -spec forget([term()]) -> ok.
+forget([]) ->
+    ok;
 forget(Names) ->
-    [ets:delete(?TABLE, N) || N <- Names],
-    ok.
+    gen_server:cast(?SERVER, {forget, Names}).
+
+%% Names are being registered afresh: the copies of an earlier registration under any of
+%% them that this sidecar holds go, here and on the other sidecars.
+-spec fresh([term()]) -> ok.
+fresh(Names) ->
+    forget([N || N <- Names, held(N)]).
+
+%% Whether this sidecar holds a copy of Name (none while hp_replica restarts: its table
+%% went with it).
+held(Name) ->
+    try ets:member(?TABLE, Name)
+    catch error:badarg -> false
+    end.
 
 %% --- pure ------------------------------------------------------------------------------
 
@@ -238,6 +265,14 @@ handle_cast({hold, Copies}, State) ->
     _ = take(Copies),
     send_copies(Copies),
     {noreply, State};
+handle_cast({forget, Names}, State0) ->
+    %% The puts taken before reach their successors before the forget does.
+    State = flush(State0),
+    drop(Names),
+    [{?SERVER, Peer} ! {forget, Names}
+     || Peer <- hp_ring:nodes(hp_registry_store:ring()), Peer =/= node()],
+    hp_metrics:inc(replica_forgotten, length(Names)),
+    {noreply, State};
 handle_cast(_Other, State) ->
     {noreply, State}.
 
@@ -249,6 +284,9 @@ handle_info({store, From, Batch, Puts}, State) ->
         {_, []} -> From ! {stored, Batch};
         _ -> From ! {stored, Batch, Stale}
     end,
+    {noreply, State};
+handle_info({forget, Names}, State) when is_list(Names) ->
+    drop(Names),
     {noreply, State};
 handle_info(flush, State) ->
     {noreply, flush(State#state{flush_due = false})};
@@ -344,6 +382,10 @@ take({Name, V, Base, Changes} = Put, {Held, Stale}) ->
         _ ->
             {Held, [Name | Stale]}
     end.
+
+drop(Names) ->
+    [ets:delete(?TABLE, N) || N <- Names],
+    ok.
 
 %% The puts already in the mailbox when the first one came go out with it.
 schedule_flush(#state{flush_due = true} = State) ->

@@ -44,7 +44,7 @@ def test_counters_keep_every_acknowledged_increment_through_a_kill(own_cluster: 
 def test_a_crashed_worker_restarts_with_its_acknowledged_state(own_cluster: Cluster) -> None:
     """A handler that raises, or a kill, ends the worker's process: it starts again on the
     same pod with the state of its last acknowledged change, its name and its groups, at
-    most 3 times in 10 s; a fourth crash ends the name."""
+    most 3 times in 10 s; a fourth crash ends the name, and its state copies go."""
     erl = ErlNode(own_cluster.cookie)
     sidecar = own_cluster.sidecars[0]
     try:
@@ -85,6 +85,14 @@ def test_a_crashed_worker_restarts_with_its_acknowledged_state(own_cluster: Clus
             with pytest.raises(UnknownName):
                 w.call("crashy", "get")
             assert w.members("crashers") == []
+            # Pod 3 is gone since the first test of the module.
+            live = own_cluster.sidecars[:2]
+            with own_cluster.client(1) as hp:
+                wait_until(
+                    lambda: not copies(own_cluster, hp, b"crashy", live),
+                    10,
+                    "crashy's copies went",
+                )
         log = own_cluster.runner.log_path(owner.sidecar_node).read_text()
         assert log.count("crashy") >= 4, log[-2000:]
         assert "crashed 4 times in 10 s, not restarted" in log
@@ -199,3 +207,56 @@ def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_on
                 assert held == {owner: 2, holder: 2}, name
             assert total(pod_1, "houseparty_replica_retargeted_total") == retargeted + len(relayed)
             assert total(pod_1, "houseparty_replica_unavailable_total") == unavailable + 1
+
+
+def test_a_name_that_ends_leaves_no_copy_and_one_registered_afresh_starts_from_its_args(
+    tmp_path: Path,
+) -> None:
+    """A name's state copies last as long as its registration. Unregistered, or stopped as
+    asked, a counter's copies go from every sidecar. A counter left running unnamed
+    (``stop=False``) keeps putting under its name; registered afresh, the name drops those
+    copies first, so that when its owner is killed before its first change it starts again
+    from its args, not from the earlier registration's state."""
+    ended = [f"ended_{i}" for i in range(20)]
+    again = [f"again_{i}" for i in range(30)]
+    with (
+        cluster_with_env(tmp_path, own_env()) as cluster,
+        Workers(cluster.sidecars[0], cookie=cluster.cookie) as w,
+        cluster.client(1) as hp,
+    ):
+        forgotten = total(cluster.pods, "houseparty_replica_forgotten_total")
+        for name in ended + again:
+            w.register(name, "counter", 0)
+            for _ in range(5):
+                w.call(name, "incr")
+        assert all(len(copies(cluster, hp, n.encode())) == 2 for n in ended + again)
+        for name in ended[:10]:
+            w.unregister(name)
+        for name in ended[10:]:
+            assert w.call(name, "stop") == Atom("ok")
+        wait_until(
+            lambda: not any(copies(cluster, hp, n.encode()) for n in ended),
+            10,
+            "the ended names' copies went from every sidecar",
+        )
+        assert total(cluster.pods, "houseparty_replica_forgotten_total") == forgotten + 20
+
+        pids = {name: w.whereis(name) for name in again}
+        for name in again:
+            w.unregister(name, stop=False)
+            # Unnamed, it runs on and puts its state under its name.
+            assert hp.rpc("gen_server", "call", [pids[name], b"incr"]) == 6
+        assert all(set(copies(cluster, hp, n.encode()).values()) == {6} for n in again)
+        for name in again:
+            w.register(name, "counter", 100)
+        killed = Atom(cluster.pods[2].python_node)
+        on_killed = [n for n in again if w.whereis(n).node == killed]  # type: ignore[union-attr]
+        assert on_killed, "pod 3 owns none of the names registered afresh"
+        wait_until(
+            lambda: not any(copies(cluster, hp, n.encode()) for n in again),
+            10,
+            "the earlier registration's copies went from every sidecar",
+        )
+        cluster.runner.kill_pod(3)
+        assert [w.call(n, "get") for n in again] == [100] * len(again)
+        assert all(w.whereis(n).node != killed for n in on_killed)  # type: ignore[union-attr]

@@ -7,7 +7,7 @@ from typing import Any
 
 from houseparty._house import datetime_term
 from houseparty.workers import HandoffAnswer, Restart, StateChanges, Worker
-from py_nodes import Reply
+from py_nodes import Reply, Stop
 from py_nodes._terms import Atom
 
 __all__ = ["Broken", "Counter", "Fresh", "Journal", "OlderPerson", "Stubborn"]
@@ -21,8 +21,8 @@ SETTING = (
 
 class Counter(Worker):
     """A number: ``b"incr"`` and ``(b"add", N)`` (calls or casts), ``b"get"``; a message
-    ``(b"add", N)`` adds too; ``b"crash"`` raises. It keeps the larger of two copies
-    after a netsplit."""
+    ``(b"add", N)`` adds too; ``b"crash"`` raises; ``b"stop"`` stops it as asked. It
+    keeps the larger of two copies after a netsplit."""
 
     n: int
 
@@ -38,6 +38,8 @@ class Counter(Worker):
                 return Reply(self.n)
             case b"crash":
                 raise RuntimeError(f"asked to crash at {self.n}")
+            case b"stop":
+                return Stop(reply=Atom("ok"))
         return Reply((Atom("error"), Atom("unknown_request")))
 
     def on_cast(self, request: Any) -> None:
