@@ -150,7 +150,8 @@ CALL_TIMEOUT_S = 5.0
 # (hp_python:call_name/3), which answers {unavailable, Reason} when it gives up.
 _RIDE_OUT_S = 60.0
 # A put waits this long for the sidecar, longer than the sidecar waits for the
-# successors (hp_replica's ack timeout), so that its own answer comes first.
+# successors (a second for a silent one, then 3 s for the next: hp_replica), so that
+# its own answer comes first.
 REPLICA_TIMEOUT_S = 5.0
 DEFAULT_REPLICA_COPIES = 1
 

@@ -31,11 +31,17 @@
 %% so that concurrent callers share their round trips. When a successor's node goes down
 %% with a batch on its way, the batch goes to the sidecars that succeed its names once
 %% that node has left the ring (retargets/5): a pod lost while changes are on their way
-%% costs their callers one more round trip, not an answer of unavailable. A successor
-%% that does not answer within ?ACK_TIMEOUT fails the batch's puts with
-%% {unavailable, ...}; the copies it did reach keep the change, and the next put carries
-%% it anyway. With no successor (a cluster of one, or Copies = 0) a put is held by the
-%% owner's sidecar alone, which outlives a crash of the Python node but not of the pod.
+%% costs their callers one more round trip, not an answer of unavailable. So does a
+%% successor that leaves a batch unanswered for silent_ms (app env replica_silent_ms,
+%% default 1000; ?ACK_TIMEOUT or more turns this off), a paused or stalled sidecar that
+%% the ring keeps until the net tick time has passed: its batch goes on the same way,
+%% and for ?SILENT_FOR the puts that would go to it go to the next successors straight
+%% away. A batch sent on that is not answered within ?ACK_TIMEOUT fails its puts with
+%% {unavailable, ...}, as do the puts of a silent successor's batch whose names have no
+%% other one, ?ACK_TIMEOUT after it was sent; the copies it did reach keep the change,
+%% and the next put carries it anyway. With no successor (a cluster of one, or Copies =
+%% 0) a put is held by the owner's sidecar alone, which outlives a crash of the Python
+%% node but not of the pod.
 %%
 %% Versions grow per name across moves, restarts and merges (the worker takes
 %% max(last + 1, now in microseconds), and a handoff or restart carries the last one): a
@@ -63,15 +69,16 @@
 -module(hp_replica).
 -behaviour(gen_server).
 
--export([start_link/0, child_spec/0, copies/0]).
+-export([start_link/0, child_spec/0, copies/0, silent_ms/0]).
 -export([lookup/1, version/1, get_many/1, newest/1, resend/1, hold/1, forget/1, fresh/1]).
--export([newer/2, targets/4, retargets/5, pick_newest/1]).
+-export([newer/2, targets/4, targets/5, retargets/5, pick_newest/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(SERVER, ?MODULE).
 -define(TABLE, hp_replica_states).
 -define(APP, houseparty_sidecar).
 -define(ACK_TIMEOUT, 3000).
+-define(SILENT_FOR, 5000).
 -define(FANOUT_TIMEOUT, 3000).
 -define(RESEND_BATCH, 2000).
 
@@ -88,7 +95,9 @@
     timer :: reference(),
     froms :: [gen_server:from()],
     %% What went: for a batch that has to go elsewhere.
-    entries :: [entry()]
+    entries :: [entry()],
+    %% Whether it goes to the next successors when its own stays silent: only once.
+    may_move :: boolean()
 }).
 
 -record(state, {
@@ -101,7 +110,10 @@
     applies = #{} :: #{node() => boolean() | asking},
     %% Per caller, how many successors have still to hold its puts, and its answer then
     %% (ok, or the names whose changes the owner copy could not take).
-    waiting = #{} :: #{gen_server:from() => {pos_integer(), ok | {stale, [term()]}}}
+    waiting = #{} :: #{gen_server:from() => {pos_integer(), ok | {stale, [term()]}}},
+    %% Successors that left a batch unanswered, until when (monotonic ms) the puts that
+    %% would go to them go to the next ones.
+    silent = #{} :: #{node() => integer()}
 }).
 
 -spec child_spec() -> supervisor:child_spec().
@@ -112,6 +124,15 @@ child_spec() ->
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
     gen_server:start_link({local, ?SERVER}, ?MODULE, [], []).
+
+%% How long a successor may leave a batch unanswered before it goes to the next ones
+%% (app env replica_silent_ms).
+-spec silent_ms() -> non_neg_integer().
+silent_ms() ->
+    case application:get_env(?APP, replica_silent_ms, 1000) of
+        N when is_integer(N), N >= 0 -> N;
+        _ -> 1000
+    end.
 
 %% How many sidecars besides the owner's hold each change (app env replica_copies).
 -spec copies() -> non_neg_integer().
@@ -204,6 +225,17 @@ targets(_Name, 0, _Ring, _Me) ->
 targets(Name, Copies, Ring, Me) ->
     lists:sublist([N || N <- hp_ring:key_to_nodes(Name, Copies + 1, Ring), N =/= Me], Copies).
 
+%% targets/4 on Ring, avoiding the nodes Avoid (silent ones) when the name has other
+%% successors.
+-spec targets(term(), non_neg_integer(), hp_ring:ring(), [node()], node()) -> [node()].
+targets(Name, Copies, Ring, [], Me) ->
+    targets(Name, Copies, Ring, Me);
+targets(Name, Copies, Ring, Avoid, Me) ->
+    case targets(Name, Copies, lists:foldl(fun hp_ring:remove_node/2, Ring, Avoid), Me) of
+        [] -> targets(Name, Copies, Ring, Me);
+        Targets -> Targets
+    end.
+
 %% Where the puts of a batch for Down go once Down is gone, as #{Node => [Entry]} for
 %% entries {Put, From}: each put to the nodes that hold its name's copies on Ring without
 %% Down and did not with it, so that no copy is sent twice. Ring may or may not have
@@ -292,9 +324,10 @@ handle_info(flush, State) ->
     {noreply, flush(State#state{flush_due = false})};
 handle_info({stored, Ref}, State) ->
     case maps:take(Ref, State#state.batches) of
-        {#batch{timer = Timer, froms = Froms}, Batches} ->
+        {#batch{dest = Dest, timer = Timer, froms = Froms}, Batches} ->
             _ = erlang:cancel_timer(Timer),
-            {noreply, acked(Froms, State#state{batches = Batches})};
+            {noreply, acked(Froms, State#state{batches = Batches,
+                                               silent = maps:remove(Dest, State#state.silent)})};
         error ->
             {noreply, State}
     end;
@@ -307,21 +340,30 @@ handle_info({stored, Ref, Stale}, State) ->
             Again = make_ref(),
             send_store(Dest, Again, get_many(Stale)),
             Timer1 = erlang:send_after(?ACK_TIMEOUT, self(), {ack_timeout, Again}),
-            {noreply, State#state{batches = Batches#{Again => Batch#batch{timer = Timer1}}}};
+            {noreply, State#state{batches = Batches#{Again => Batch#batch{timer = Timer1,
+                                                                           may_move = false}}}};
         error ->
             {noreply, State}
     end;
 handle_info({ack_timeout, Ref}, State) ->
-    {noreply, timed_out(Ref, State)};
+    case maps:find(Ref, State#state.batches) of
+        {ok, #batch{may_move = true, dest = Dest}} ->
+            Until = erlang:monotonic_time(millisecond) + ?SILENT_FOR,
+            Silent = (State#state.silent)#{Dest => Until},
+            {noreply, move_on(Ref, wait, State#state{silent = Silent})};
+        _ ->
+            {noreply, timed_out(Ref, State)}
+    end;
 handle_info({applies, Node, unknown}, State) ->
     %% Not answered: asked again with its next batch.
     {noreply, State#state{applies = maps:remove(Node, State#state.applies)}};
 handle_info({applies, Node, Applies}, State) ->
     {noreply, State#state{applies = (State#state.applies)#{Node => Applies}}};
 handle_info({nodedown, Node}, State0) ->
-    State = State0#state{applies = maps:remove(Node, State0#state.applies)},
+    State = State0#state{applies = maps:remove(Node, State0#state.applies),
+                         silent = maps:remove(Node, State0#state.silent)},
     Lost = [Ref || {Ref, #batch{dest = D}} <- maps:to_list(State#state.batches), D =:= Node],
-    {noreply, lists:foldl(fun(Ref, S) -> handed_on(Ref, S) end, State, Lost)};
+    {noreply, lists:foldl(fun(Ref, S) -> move_on(Ref, done, S) end, State, Lost)};
 handle_info(_Other, State) ->
     {noreply, State}.
 
@@ -342,7 +384,8 @@ put_many(Puts, From, State) ->
     Ring = hp_registry_store:ring(),
     N = copies(),
     Me = node(),
-    Sends = [{D, P} || P <- Held, D <- targets(element(1, P), N, Ring, Me)],
+    Avoid = silent_now(State),
+    Sends = [{D, P} || P <- Held, D <- targets(element(1, P), N, Ring, Avoid, Me)],
     case lists:usort([D || {D, _} <- Sends]) of
         [] ->
             {reply, Answer, State};
@@ -397,37 +440,66 @@ schedule_flush(State) ->
 flush(#state{queued = Queued} = State0) ->
     State = ask_applies(maps:keys(Queued), State0),
     Batches = maps:fold(fun(Dest, Entries, Acc) ->
-                                send_batch(Dest, lists:reverse(Entries), State, Acc)
+                                send_batch(Dest, lists:reverse(Entries), first, State, Acc)
                         end, State#state.batches, Queued),
     State#state{queued = #{}, batches = Batches}.
 
-%% Sends Entries ({Put, From}, in order) to Dest as one batch, added to Batches.
-send_batch(Dest, Entries, State, Batches) ->
+%% The successors marked silent whose time is not up.
+silent_now(#state{silent = Silent}) ->
+    Now = erlang:monotonic_time(millisecond),
+    [Node || {Node, Until} <- maps:to_list(Silent), Until > Now].
+
+%% Sends Entries ({Put, From}, in order) to Dest as one batch, added to Batches: as its
+%% first try, which goes to the next successors if Dest stays silent, or as a batch sent
+%% on already, which fails once unanswered for ?ACK_TIMEOUT.
+send_batch(Dest, Entries, Try, State, Batches) ->
     Ref = make_ref(),
     Puts = [P || {P, _} <- Entries],
     send_store(Dest, Ref, case maps:get(Dest, State#state.applies) of
                               true -> Puts;
                               _ -> wholes(Puts)
                           end),
-    Timer = erlang:send_after(?ACK_TIMEOUT, self(), {ack_timeout, Ref}),
+    Silent = silent_ms(),
+    {Wait, MayMove} = case Try of
+                          first when Silent < ?ACK_TIMEOUT -> {Silent, true};
+                          _ -> {?ACK_TIMEOUT, false}
+                      end,
+    Timer = erlang:send_after(Wait, self(), {ack_timeout, Ref}),
     Batches#{Ref => #batch{dest = Dest, timer = Timer, entries = Entries,
-                           froms = lists:usort([F || {_, F} <- Entries])}}.
+                           froms = lists:usort([F || {_, F} <- Entries]),
+                           may_move = MayMove}}.
 
-%% The batch Ref's successor went down: its puts go to the names' successors on the ring
-%% without it, and each caller waits for those batches instead of this one.
-handed_on(Ref, State0) ->
+%% The batch Ref's successor went down (Left = done) or stayed silent (Left = wait): its
+%% puts go to the names' successors on the ring without it, and each caller waits for
+%% those batches instead of this one. The puts whose names have no other successor are
+%% held by those they reached when it went down; when it is silent they wait for it
+%% until the batch's ?ACK_TIMEOUT is up.
+move_on(Ref, Left, State0) ->
     {#batch{dest = Down, timer = Timer, froms = Froms, entries = Entries}, Batches0} =
         maps:take(Ref, State0#state.batches),
     _ = erlang:cancel_timer(Timer),
     Moves = retargets(Entries, copies(), hp_registry_store:ring(), node(), Down),
-    hp_metrics:inc(replica_retargeted, length(lists:append(maps:values(Moves)))),
+    Moved = maps:from_keys(lists:append(maps:values(Moves)), true),
+    hp_metrics:inc(replica_retargeted, map_size(Moved)),
     State = ask_applies(maps:keys(Moves), State0#state{batches = Batches0}),
-    Batches = maps:fold(fun(Dest, Es, Acc) -> send_batch(Dest, Es, State, Acc) end,
-                        State#state.batches, Moves),
+    Batches1 = maps:fold(fun(Dest, Es, Acc) -> send_batch(Dest, Es, again, State, Acc) end,
+                         State#state.batches, Moves),
+    Waits = [E || Left =:= wait, E <- Entries, not is_map_key(E, Moved)],
+    {Batches, Still} =
+        case Waits of
+            [] ->
+                {Batches1, []};
+            _ ->
+                Rest = erlang:send_after(max(?ACK_TIMEOUT - silent_ms(), 0), self(),
+                                         {ack_timeout, Ref}),
+                Fs = lists:usort([F || {_, F} <- Waits]),
+                {Batches1#{Ref => #batch{dest = Down, timer = Rest, entries = Waits, froms = Fs,
+                                         may_move = false}}, Fs}
+        end,
     %% A caller waited for this batch once; now for each new batch that has its puts.
     Added = lists:append([lists:usort([F || {_, F} <- Es]) || Es <- maps:values(Moves)]),
     More = lists:foldl(fun(F, W) -> waits(F, 1, W) end, State#state.waiting, Added),
-    Waiting = lists:foldl(fun(F, W) -> waits(F, -1, W) end, More, Froms),
+    Waiting = lists:foldl(fun(F, W) -> waits(F, -1, W) end, More, Froms -- Still),
     State#state{batches = Batches, waiting = Waiting}.
 
 %% Asks each of Dests not asked yet whether it applies changes; the answer comes as

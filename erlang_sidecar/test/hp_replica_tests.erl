@@ -82,6 +82,32 @@ retargets_complete_the_copies_without_the_lost_node_test() ->
                            end, Moves)
       end, lists:seq(1, 60)).
 
+%% While successors are silent, a name's copies go to its successors on the ring without
+%% them, as many as that ring has; a name whose every successor is silent keeps them.
+targets_avoid_silent_successors_test() ->
+    seed(4),
+    lists:foreach(
+      fun(_) ->
+              Nodes = random_nodes(2 + rand:uniform(7)),
+              Ring = hp_ring:new(Nodes),
+              Copies = rand:uniform(3),
+              Me = lists:nth(rand:uniform(length(Nodes)), Nodes),
+              Avoid = [N || N <- Nodes -- [Me], rand:uniform(3) =:= 1],
+              Without = lists:foldl(fun hp_ring:remove_node/2, Ring, Avoid),
+              lists:foreach(
+                fun(Name) ->
+                        Targets = hp_replica:targets(Name, Copies, Ring, Avoid, Me),
+                        ?assertNot(lists:member(Me, Targets)),
+                        case hp_replica:targets(Name, Copies, Without, Me) of
+                            [] ->
+                                ?assertEqual(hp_replica:targets(Name, Copies, Ring, Me), Targets);
+                            Elsewhere ->
+                                ?assertEqual(Elsewhere, Targets),
+                                ?assertEqual([], [T || T <- Targets, lists:member(T, Avoid)])
+                        end
+                end, [N || N <- names(), hp_ring:key_to_node(N, Ring) =:= Me])
+      end, lists:seq(1, 60)).
+
 %% Whatever order copies arrive in, the newest version wins, and a holder never takes an
 %% older or equal one over what it has.
 newest_copy_wins_in_any_order_test() ->

@@ -137,15 +137,16 @@ def test_a_change_whose_sidecar_replica_store_goes_is_answered_unavailable(
         erl.stop()
 
 
-def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_one_goes_on(
+def test_a_change_whose_successor_is_paused_or_dead_is_held_by_the_next_one(
     tmp_path: Path,
 ) -> None:
-    """A change whose one copy is on its way to a sidecar that does not answer is answered
-    unavailable after 3 s. When that sidecar's pod dies, the changes still on their way
-    to it are not: the owner's sidecar sends them on to the sidecar that succeeds the
-    name without that pod, and the callers get their answers once that one holds them.
-    The owner's metrics count both."""
-    names = [f"relay_{i}" for i in range(60)]
+    """A change whose one copy is on its way to a sidecar that stays silent for a second
+    (paused) goes to the sidecar that succeeds the name without it, and the changes after
+    it go there straight away; once the paused sidecar is back it gets them again. With
+    that turned off (``replica_silent_ms`` of 3 s or more) such a change is answered
+    unavailable after 3 s. When the silent sidecar's pod dies, the changes still on their
+    way to it go to the next one too. The owner's metrics count each."""
+    names = [f"relay_{i}" for i in range(90)]
     with cluster_with_env(tmp_path, own_env()) as cluster:
         owner, holder, lost = cluster.sidecars
         with Workers(owner, cookie=cluster.cookie) as w, cluster.client(1) as hp:
@@ -159,7 +160,7 @@ def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_on
                 if w.whereis(n).node == Atom(cluster.pods[0].python_node)  # type: ignore[union-attr]
                 and set(copies(cluster, hp, n.encode())) == {owner, lost}
             ]
-            assert len(relayed) >= 2, "pod 1 has too few counters with their copy on pod 3"
+            assert len(relayed) >= 6, "pod 1 has too few counters with their copy on pod 3"
             # Until its registry has settled the new ring, pod 1 looks names up on every
             # pod, and the calls would wait for the paused one before they reached the
             # counters.
@@ -173,9 +174,30 @@ def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_on
             unavailable = total(pod_1, "houseparty_replica_unavailable_total")
             sidecar_pid = cluster.runner.state().pod_states[3].sidecar_pid
             assert sidecar_pid is not None
-            os.kill(sidecar_pid, signal.SIGSTOP)
 
-            timed_out, *relayed = relayed
+            first, *straight = relayed[:3]
+            os.kill(sidecar_pid, signal.SIGSTOP)
+            assert w.call(first, "incr") == 2
+            assert copies(cluster, hp, first.encode(), [owner, holder]) == {owner: 2, holder: 2}
+            assert total(pod_1, "houseparty_replica_retargeted_total") == retargeted + 1
+            for name in straight:
+                assert w.call(name, "incr") == 2
+                assert copies(cluster, hp, name.encode(), [holder]) == {holder: 2}
+            # Those went to pod 2 at once, not after waiting for pod 3.
+            assert total(pod_1, "houseparty_replica_retargeted_total") == retargeted + 1
+            os.kill(sidecar_pid, signal.SIGCONT)
+            time.sleep(5)  # pod 1 sends pod 3 nothing for 5 s after it was silent
+            assert w.call(first, "incr") == 3
+            assert copies(cluster, hp, first.encode(), [lost]) == {lost: 3}
+            assert total(pod_1, "houseparty_replica_unavailable_total") == unavailable
+
+            hp.rpc(
+                "application",
+                "set_env",
+                [Atom("houseparty_sidecar"), Atom("replica_silent_ms"), 3000],
+            )
+            os.kill(sidecar_pid, signal.SIGSTOP)
+            timed_out, *in_flight = relayed[3:]
             assert w.call(timed_out, "incr") == (
                 Atom("error"),
                 (Atom("unavailable"), (Atom("replica_timeout"), Atom(lost))),
@@ -187,13 +209,14 @@ def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_on
             def incr(name: str) -> None:
                 answers[name] = w.call(name, "incr")
 
+            retargeted = total(pod_1, "houseparty_replica_retargeted_total")
             puts = total(pod_1, "houseparty_replica_puts_total")
-            threads = [threading.Thread(target=incr, args=(name,)) for name in relayed]
+            threads = [threading.Thread(target=incr, args=(name,)) for name in in_flight]
             for thread in threads:
                 thread.start()
             # Every change on its way to the paused sidecar before its pod is killed.
             wait_until(
-                lambda: total(pod_1, "houseparty_replica_puts_total") >= puts + len(relayed),
+                lambda: total(pod_1, "houseparty_replica_puts_total") >= puts + len(in_flight),
                 2.5,
                 "the changes reached pod 1's sidecar",
             )
@@ -201,11 +224,13 @@ def test_a_change_waiting_for_a_paused_successor_times_out_and_one_for_a_dead_on
             cluster.runner.kill_pod(3)
             for thread in threads:
                 thread.join(timeout=30)
-            assert answers == dict.fromkeys(relayed, 2)
-            for name in relayed:
+            assert answers == dict.fromkeys(in_flight, 2)
+            for name in in_flight:
                 held = copies(cluster, hp, name.encode(), [owner, holder])
                 assert held == {owner: 2, holder: 2}, name
-            assert total(pod_1, "houseparty_replica_retargeted_total") == retargeted + len(relayed)
+            assert total(pod_1, "houseparty_replica_retargeted_total") == retargeted + len(
+                in_flight
+            )
             assert total(pod_1, "houseparty_replica_unavailable_total") == unavailable + 1
 
 
