@@ -43,7 +43,10 @@
 %% Python worker (hp_python's MFA) that crashed starts again here from its owner copy of
 %% the state, as a supervisor restarts a permanent child (at most ?CRASH_RESTARTS times
 %% in ?CRASH_WINDOW_MS per name); its name stays reserved meanwhile, so lookups wait and
-%% nobody registers it afresh. A BEAM worker's crash ends its name, as with swarm.
+%% nobody registers it afresh. A BEAM worker's crash ends its name, as with swarm. A
+%% name that ends for good (unregistered, its worker stopped as asked, its crashes given
+%% up) takes its state copies with it (hp_replica:forget/1), and a fresh registration
+%% drops any left over (hp_replica:fresh/1).
 %%
 %% The ring comes from the hello handshake between the registries, whose messages
 %% (hello, hello_ack, leaving, handoff_done, nodeup, nodedown) this process passes to

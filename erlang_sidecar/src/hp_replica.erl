@@ -36,12 +36,15 @@
 %% default 1000; ?ACK_TIMEOUT or more turns this off), a paused or stalled sidecar that
 %% the ring keeps until the net tick time has passed: its batch goes on the same way,
 %% and for ?SILENT_FOR the puts that would go to it go to the next successors straight
-%% away. A batch sent on that is not answered within ?ACK_TIMEOUT fails its puts with
-%% {unavailable, ...}, as do the puts of a silent successor's batch whose names have no
-%% other one, ?ACK_TIMEOUT after it was sent; the copies it did reach keep the change,
-%% and the next put carries it anyway. With no successor (a cluster of one, or Copies =
-%% 0) a put is held by the owner's sidecar alone, which outlives a crash of the Python
-%% node but not of the pod.
+%% away; then, or once it answers, it gets this sidecar's copies of the names it missed,
+%% so that it holds their newest state again before a later put relies on it (a name
+%% whose owner died before then restarts from the newest copy anywhere). A batch sent
+%% on that is not answered within ?ACK_TIMEOUT fails its puts with {unavailable, ...},
+%% as do the puts of a silent successor's batch whose names have no other one,
+%% ?ACK_TIMEOUT after it was sent; the copies it did reach keep the change, and the next
+%% put carries it anyway. With no successor (a cluster of one, or Copies = 0) a put is
+%% held by the owner's sidecar alone, which outlives a crash of the Python node but not
+%% of the pod.
 %%
 %% Versions grow per name across moves, restarts and merges (the worker takes
 %% max(last + 1, now in microseconds), and a handoff or restart carries the last one): a
@@ -111,9 +114,10 @@
     %% Per caller, how many successors have still to hold its puts, and its answer then
     %% (ok, or the names whose changes the owner copy could not take).
     waiting = #{} :: #{gen_server:from() => {pos_integer(), ok | {stale, [term()]}}},
-    %% Successors that left a batch unanswered, until when (monotonic ms) the puts that
-    %% would go to them go to the next ones.
-    silent = #{} :: #{node() => integer()}
+    %% Successors that left a batch unanswered: until when (monotonic ms) the puts that
+    %% would go to them go to the next ones, and the names whose puts did, whose copies
+    %% they get once they are back.
+    silent = #{} :: #{node() => {integer(), #{term() => true}}}
 }).
 
 -spec child_spec() -> supervisor:child_spec().
@@ -129,17 +133,17 @@ start_link() ->
 %% (app env replica_silent_ms).
 -spec silent_ms() -> non_neg_integer().
 silent_ms() ->
-    case application:get_env(?APP, replica_silent_ms, 1000) of
-        N when is_integer(N), N >= 0 -> N;
-        _ -> 1000
-    end.
+    setting(replica_silent_ms, 1000).
 
 %% How many sidecars besides the owner's hold each change (app env replica_copies).
 -spec copies() -> non_neg_integer().
 copies() ->
-    case application:get_env(?APP, replica_copies, 1) of
+    setting(replica_copies, 1).
+
+setting(Key, Default) ->
+    case application:get_env(?APP, Key, Default) of
         N when is_integer(N), N >= 0 -> N;
-        _ -> 1
+        _ -> Default
     end.
 
 %% This sidecar's newest copy of Name.
@@ -326,8 +330,7 @@ handle_info({stored, Ref}, State) ->
     case maps:take(Ref, State#state.batches) of
         {#batch{dest = Dest, timer = Timer, froms = Froms}, Batches} ->
             _ = erlang:cancel_timer(Timer),
-            {noreply, acked(Froms, State#state{batches = Batches,
-                                               silent = maps:remove(Dest, State#state.silent)})};
+            {noreply, acked(Froms, back(Dest, State#state{batches = Batches}))};
         error ->
             {noreply, State}
     end;
@@ -347,12 +350,21 @@ handle_info({stored, Ref, Stale}, State) ->
     end;
 handle_info({ack_timeout, Ref}, State) ->
     case maps:find(Ref, State#state.batches) of
-        {ok, #batch{may_move = true, dest = Dest}} ->
-            Until = erlang:monotonic_time(millisecond) + ?SILENT_FOR,
-            Silent = (State#state.silent)#{Dest => Until},
-            {noreply, move_on(Ref, wait, State#state{silent = Silent})};
+        {ok, #batch{may_move = true, dest = Dest, entries = Entries}} ->
+            Names = [element(1, Put) || {Put, _} <- Entries],
+            {noreply, move_on(Ref, wait, passed_over(Dest, Names, silent(Dest, State)))};
         _ ->
             {noreply, timed_out(Ref, State)}
+    end;
+handle_info({silence_over, Node}, State) ->
+    case maps:find(Node, State#state.silent) of
+        {ok, {Until, _}} ->
+            case Until =< erlang:monotonic_time(millisecond) of
+                true -> {noreply, back(Node, State)};
+                false -> {noreply, State}  %% silent again since: a later message comes
+            end;
+        error ->
+            {noreply, State}
     end;
 handle_info({applies, Node, unknown}, State) ->
     %% Not answered: asked again with its next batch.
@@ -384,8 +396,27 @@ put_many(Puts, From, State) ->
     Ring = hp_registry_store:ring(),
     N = copies(),
     Me = node(),
-    Avoid = silent_now(State),
-    Sends = [{D, P} || P <- Held, D <- targets(element(1, P), N, Ring, Avoid, Me)],
+    {Sends, State0} = case silent_now(State) of
+                          [] ->
+                              {[{D, P} || P <- Held, D <- targets(element(1, P), N, Ring, Me)],
+                               State};
+                          Avoid ->
+                              avoiding(Held, N, Ring, Avoid, Me, State)
+                      end,
+    put_sends(Sends, Answer, From, State0).
+
+%% The sends of Puts with the silent nodes Avoid passed over, each noting the names it
+%% missed.
+avoiding(Puts, N, Ring, Avoid, Me, State) ->
+    lists:foldr(fun(P, {Sends, St}) ->
+                        Name = element(1, P),
+                        Targets = targets(Name, N, Ring, Avoid, Me),
+                        Missed = targets(Name, N, Ring, Me) -- Targets,
+                        {[{D, P} || D <- Targets] ++ Sends,
+                         lists:foldl(fun(D, S) -> passed_over(D, [Name], S) end, St, Missed)}
+                end, {[], State}, Puts).
+
+put_sends(Sends, Answer, From, State) ->
     case lists:usort([D || {D, _} <- Sends]) of
         [] ->
             {reply, Answer, State};
@@ -447,7 +478,36 @@ flush(#state{queued = Queued} = State0) ->
 %% The successors marked silent whose time is not up.
 silent_now(#state{silent = Silent}) ->
     Now = erlang:monotonic_time(millisecond),
-    [Node || {Node, Until} <- maps:to_list(Silent), Until > Now].
+    [Node || {Node, {Until, _}} <- maps:to_list(Silent), Until > Now].
+
+%% Node left a batch unanswered: passed over for ?SILENT_FOR from now.
+silent(Node, #state{silent = Silent} = State) ->
+    {_, Missed} = maps:get(Node, Silent, {0, #{}}),
+    _ = erlang:send_after(?SILENT_FOR, self(), {silence_over, Node}),
+    State#state{silent = Silent#{Node => {erlang:monotonic_time(millisecond) + ?SILENT_FOR,
+                                          Missed}}}.
+
+%% Names whose puts went past the silent Node.
+passed_over(Node, Names, #state{silent = Silent} = State) ->
+    case maps:find(Node, Silent) of
+        {ok, {Until, Missed}} ->
+            Missed1 = lists:foldl(fun(N, M) -> M#{N => true} end, Missed, Names),
+            State#state{silent = Silent#{Node => {Until, Missed1}}};
+        error ->
+            State
+    end.
+
+%% Node answers again, or its time is up: it gets this sidecar's copies of the names its
+%% puts went past meanwhile, before any later batch, and counts as their copy again.
+back(Node, #state{silent = Silent} = State) ->
+    case maps:take(Node, Silent) of
+        {{_, Missed}, Silent1} ->
+            [send_store(Node, noack, Chunk)
+             || Chunk <- chunks(get_many(maps:keys(Missed))), Chunk =/= []],
+            State#state{silent = Silent1};
+        error ->
+            State
+    end.
 
 %% Sends Entries ({Put, From}, in order) to Dest as one batch, added to Batches: as its
 %% first try, which goes to the next successors if Dest stays silent, or as a batch sent

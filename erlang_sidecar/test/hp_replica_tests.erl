@@ -17,6 +17,11 @@ names() ->
          1 -> <<"counter-", (integer_to_binary(I))/binary>>
      end || I <- lists:seq(1, 500)].
 
+%% A ring of 3 to 9 nodes, a number of copies from 1 to 3, and one of the nodes.
+random_owner() ->
+    Nodes = random_nodes(2 + rand:uniform(7)),
+    {Nodes, hp_ring:new(Nodes), rand:uniform(3), lists:nth(rand:uniform(length(Nodes)), Nodes)}.
+
 %% The copies of a name go to the nodes that take it over, in that order, when its owner
 %% goes: never the owner itself, as many as asked while the ring has them, and the first
 %% one is the node that keeps its registration replica (and restarts it).
@@ -54,10 +59,7 @@ retargets_complete_the_copies_without_the_lost_node_test() ->
     seed(3),
     lists:foreach(
       fun(_) ->
-              Nodes = random_nodes(2 + rand:uniform(7)),
-              Ring = hp_ring:new(Nodes),
-              Copies = rand:uniform(3),
-              Me = lists:nth(rand:uniform(length(Nodes)), Nodes),
+              {Nodes, Ring, Copies, Me} = random_owner(),
               Entries = [{{Name, 2, 1, []}, {self(), I}}
                          || {I, Name} <- lists:zip(lists:seq(1, 500), names()),
                             hp_ring:key_to_node(Name, Ring) =:= Me],
@@ -88,10 +90,7 @@ targets_avoid_silent_successors_test() ->
     seed(4),
     lists:foreach(
       fun(_) ->
-              Nodes = random_nodes(2 + rand:uniform(7)),
-              Ring = hp_ring:new(Nodes),
-              Copies = rand:uniform(3),
-              Me = lists:nth(rand:uniform(length(Nodes)), Nodes),
+              {Nodes, Ring, Copies, Me} = random_owner(),
               Avoid = [N || N <- Nodes -- [Me], rand:uniform(3) =:= 1],
               Without = lists:foldl(fun hp_ring:remove_node/2, Ring, Avoid),
               lists:foreach(
