@@ -502,8 +502,7 @@ passed_over(Node, Names, #state{silent = Silent} = State) ->
 back(Node, #state{silent = Silent} = State) ->
     case maps:take(Node, Silent) of
         {{_, Missed}, Silent1} ->
-            [send_store(Node, noack, Chunk)
-             || Chunk <- chunks(get_many(maps:keys(Missed))), Chunk =/= []],
+            send_unanswered(Node, get_many(maps:keys(Missed))),
             State#state{silent = Silent1};
         error ->
             State
@@ -598,8 +597,14 @@ send_copies(Copies) ->
                                  lists:foldl(fun(D, A) -> maps:update_with(D, fun(L) -> [C | L] end, [C], A) end,
                                              Acc, targets(Name, N, Ring, node()))
                          end, #{}, Copies),
-    maps:foreach(fun(Dest, Cs) -> [send_store(Dest, noack, Chunk) || Chunk <- chunks(Cs)] end,
-                 ByDest).
+    maps:foreach(fun send_unanswered/2, ByDest).
+
+%% Copies to Dest in chunks of ?RESEND_BATCH, no answer awaited.
+send_unanswered(_Dest, []) ->
+    ok;
+send_unanswered(Dest, Copies) ->
+    [send_store(Dest, noack, Chunk) || Chunk <- chunks(Copies)],
+    ok.
 
 send_store(Dest, Batch, Copies) ->
     {?SERVER, Dest} ! {store, self(), Batch, Copies},
