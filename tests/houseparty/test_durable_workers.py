@@ -143,10 +143,10 @@ def test_a_change_whose_successor_is_paused_or_dead_is_held_by_the_next_one(
     """A change whose one copy is on its way to a sidecar that stays silent for a second
     (paused) goes to the sidecar that succeeds the name without it, and the changes after
     it go there straight away; once the paused sidecar is back it gets the copies it
-    missed, and the changes after that again. With
-    that turned off (``replica_silent_ms`` of 3 s or more) such a change is answered
-    unavailable after 3 s. When the silent sidecar's pod dies, the changes still on their
-    way to it go to the next one too. The owner's metrics count each."""
+    missed, and the changes after that again. With that turned off (``replica_silent_ms``
+    of 3 s or more) such a change is answered unavailable after 3 s. When the silent
+    sidecar's pod dies, the changes still on their way to it go to the next one too. The
+    owner's metrics count each."""
     names = [f"relay_{i}" for i in range(90)]
     with cluster_with_env(tmp_path, own_env()) as cluster:
         owner, holder, lost = cluster.sidecars
