@@ -333,8 +333,9 @@ async def _python_walks(
 SIDECAR_CALLERS = (3, 30)
 # The reads beside the BEAM baseline, by the name of their request in hp_bench_house:run/7.
 READS = {"who_is_in": "who_is_in", "where_is": "where_is", "get_person_room_log": "room_log"}
-# The people (w1..) whose logs grow in the walks as logs grow, and how many steps they take.
-LOG_PEOPLE = 300
+# The people (w1..) whose logs grow in the walks as logs grow, and how many steps they take:
+# few enough that their logs reach thousands of walks (the default keeps 10,000).
+LOG_PEOPLE = 30
 LOG_STEPS = 4
 
 

@@ -55,8 +55,9 @@
 %% (resend/1); a restart asks every sidecar for the newest state of the names it starts
 %% (newest/1); the new owner of a handoff or a restart takes the states it started the
 %% names with as its owner copies and sends them on (hold/1), in one message per
-%% successor for a whole batch. The table is one ETS set, {Name, Version, State}, read
-%% without a message.
+%% successor for a whole batch. The copies are in ETS tables (hp_replica_table), read
+%% without a message; a long list in a state, a person's log, is kept in chunks there, so
+%% that a put appending to it costs what it appends wherever the list has grown to.
 %%
 %% A name's copies last as long as its registration. When it ends for good (unregistered,
 %% its worker stopped, its crashes given up) and when it is registered afresh while this
@@ -78,7 +79,6 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(SERVER, ?MODULE).
--define(TABLE, hp_replica_states).
 -define(APP, houseparty_sidecar).
 -define(ACK_TIMEOUT, 3000).
 -define(SILENT_FOR, 5000).
@@ -149,22 +149,17 @@ setting(Key, Default) ->
 %% This sidecar's newest copy of Name.
 -spec lookup(term()) -> {version(), term()} | none.
 lookup(Name) ->
-    case ets:lookup(?TABLE, Name) of
-        [{_, V, S}] -> {V, S};
-        [] -> none
-    end.
+    hp_replica_table:lookup(Name).
 
 %% The version of this sidecar's newest copy of Name, without copying its state.
 -spec version(term()) -> version() | none.
 version(Name) ->
-    try ets:lookup_element(?TABLE, Name, 2)
-    catch error:badarg -> none
-    end.
+    hp_replica_table:version(Name).
 
 %% The copies this sidecar holds of Names (run by erpc from newest/1).
 -spec get_many([term()]) -> [copy()].
 get_many(Names) ->
-    lists:append([ets:lookup(?TABLE, N) || N <- Names]).
+    hp_replica_table:get_many(Names).
 
 %% The newest copy of each of Names that any sidecar of the cluster holds: #{Name =>
 %% {Version, State}}. Sidecars that do not answer in time are left out.
@@ -204,14 +199,7 @@ forget(Names) ->
 %% them that this sidecar holds go, here and on the other sidecars.
 -spec fresh([term()]) -> ok.
 fresh(Names) ->
-    forget([N || N <- Names, held(N)]).
-
-%% Whether this sidecar holds a copy of Name (none while hp_replica restarts: its table
-%% went with it).
-held(Name) ->
-    try ets:member(?TABLE, Name)
-    catch error:badarg -> false
-    end.
+    forget([N || N <- Names, hp_replica_table:member(N)]).
 
 %% --- pure ------------------------------------------------------------------------------
 
@@ -272,7 +260,7 @@ pick_newest(Copies) ->
 
 -spec init([]) -> {ok, #state{}}.
 init([]) ->
-    _ = ets:new(?TABLE, [set, public, named_table, {read_concurrency, true}]),
+    ok = hp_replica_table:new(),
     %% A successor's node going down fails its batches at once: one subscription here
     %% rather than a monitor of the successor's process per batch, which cost two more
     %% messages over the distribution for every put.
@@ -439,27 +427,16 @@ take(Puts) ->
     {lists:reverse(Held), lists:usort(Stale)}.
 
 take({Name, V, S} = Put, {Held, Stale}) ->
-    %% A copy this sidecar did not hold yet (a handoff, a new successor) takes one write.
-    _ = ets:insert_new(?TABLE, {Name, V, S})
-        orelse (newer(V, version(Name)) andalso ets:insert(?TABLE, {Name, V, S})),
+    ok = hp_replica_table:put_whole(Name, V, S),
     {[Put | Held], Stale};
 take({Name, V, Base, Changes} = Put, {Held, Stale}) ->
-    case ets:lookup(?TABLE, Name) of
-        [{_, Base, S}] ->
-            case hp_replica_changes:apply_to(Changes, S) of
-                {ok, S1} ->
-                    ets:insert(?TABLE, {Name, V, S1}),
-                    {[Put | Held], Stale};
-                stale ->
-                    {Held, [Name | Stale]}
-            end;
-        _ ->
-            {Held, [Name | Stale]}
+    case hp_replica_table:put_changes(Name, V, Base, Changes) of
+        ok -> {[Put | Held], Stale};
+        stale -> {Held, [Name | Stale]}
     end.
 
 drop(Names) ->
-    [ets:delete(?TABLE, N) || N <- Names],
-    ok.
+    lists:foreach(fun hp_replica_table:delete/1, Names).
 
 %% The puts already in the mailbox when the first one came go out with it.
 schedule_flush(#state{flush_due = true} = State) ->
@@ -585,7 +562,7 @@ applies(Dest) ->
 %% Puts with the changes replaced by this sidecar's whole copies of those names.
 wholes(Puts) ->
     lists:append([case P of
-                      {Name, _, _, _} -> ets:lookup(?TABLE, Name);
+                      {Name, _, _, _} -> get_many([Name]);
                       Whole -> [Whole]
                   end || P <- Puts]).
 

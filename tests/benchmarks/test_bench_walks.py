@@ -49,7 +49,7 @@ def test_bench_walks_runs_both_sides_and_reports_them(tmp_path: Path) -> None:
         assert row["without"]["cpu_us"]["python"] > 0
     # The same people walk on as their logs grow, every walk answered ok, on both sides.
     growing = replication["growing_logs"]
-    assert growing["people"] == 300
+    assert growing["people"] == 30
     for side in ("with", "without"):
         steps = [row[side] for row in growing["rows"]]
         assert len(steps) == 4
