@@ -6,7 +6,8 @@
 %% of at most ?CHUNK items, so that a change that appends to it costs its last chunk and
 %% not the whole list:
 %%
-%%   hp_replica_states  {Name, Version, State, #{Key => [{Id, Length}]}}
+%%   hp_replica_states  {Name, Version, State}, or with lists in chunks:
+%%                      {Name, Version, State, #{Key => [{Id, Length}]}}
 %%                      (State without the chunked keys; their chunks, in order)
 %%   hp_replica_chunks  {{Name, Id}, Items}
 %%
@@ -74,9 +75,9 @@ get_many(Names) ->
 -spec put_whole(term(), hp_replica:version(), term()) -> ok.
 put_whole(Name, V, S) ->
     case chunked(S) of
-        {S1, Chunked, Written} = Work when map_size(Written) =:= 0 ->
+        {_, Chunked, _} = Work when map_size(Chunked) =:= 0 ->
             %% A copy not held yet (a handoff, a new successor) takes one write.
-            _ = ets:insert_new(?STATES, {Name, V, S1, Chunked}) orelse replace(Name, V, Work),
+            _ = ets:insert_new(?STATES, {Name, V, S}) orelse replace(Name, V, Work),
             ok;
         Work ->
             replace(Name, V, Work)
@@ -84,7 +85,7 @@ put_whole(Name, V, S) ->
 
 replace(Name, V, Work) ->
     case ets:lookup(?STATES, Name) of
-        [{_, Held, _, _}] when Held >= V -> ok;
+        [Row] when element(2, Row) >= V -> ok;
         Old -> commit(Name, V, Work, old_ids(Old))
     end.
 
@@ -94,9 +95,9 @@ replace(Name, V, Work) ->
                   [hp_replica_changes:change()]) -> ok | stale.
 put_changes(Name, V, Base, Changes) ->
     case ets:lookup(?STATES, Name) of
-        [{_, Base, S, Chunked} = Old] ->
-            case apply_each(Name, Changes, {S, Chunked, #{}}) of
-                {ok, Work} -> commit(Name, V, Work, old_ids([Old]));
+        [Row] when element(2, Row) =:= Base ->
+            case apply_each(Name, Changes, {element(3, Row), chunks_of(Row), #{}}) of
+                {ok, Work} -> commit(Name, V, Work, ids(chunks_of(Row)));
                 stale -> stale
             end;
         _ ->
@@ -117,8 +118,8 @@ read(Name) ->
     case ets:lookup(?STATES, Name) of
         [] ->
             none;
-        [{_, V, S, Chunked}] when map_size(Chunked) =:= 0 ->
-            {ok, {Name, V, S}};
+        [{_, _, _} = Copy] ->
+            {ok, Copy};
         [{_, V, S, Chunked}] ->
             case joined(Name, maps:to_list(Chunked), S) of
                 {ok, Whole} -> {ok, {Name, V, Whole}};
@@ -142,8 +143,11 @@ stored_items(Name, [{Id, _} | Rest], Acc) ->
         [] -> moved
     end.
 
-old_ids([{_, _, _, Chunked}]) -> ids(Chunked);
+old_ids([Row]) -> ids(chunks_of(Row));
 old_ids([]) -> [].
+
+chunks_of({_, _, _}) -> #{};
+chunks_of({_, _, _, Chunked}) -> Chunked.
 
 ids(Chunked) ->
     [Id || Chunks <- maps:values(Chunked), {Id, _} <- Chunks].
@@ -154,12 +158,27 @@ commit(Name, V, {S, Chunked, Written}, OldIds) ->
     Ids = ids(Chunked),
     ets:insert(?CHUNKS, [{{Name, Id}, maps:get(Id, Written)} || Id <- Ids,
                                                               is_map_key(Id, Written)]),
-    ets:insert(?STATES, {Name, V, S, Chunked}),
+    ets:insert(?STATES, case map_size(Chunked) of
+                            0 -> {Name, V, S};
+                            _ -> {Name, V, S, Chunked}
+                        end),
     [ets:delete(?CHUNKS, {Name, Id}) || Id <- OldIds -- Ids],
     ok.
 
-%% A whole state with its long lists taken out into chunks.
+%% A whole state with its long lists taken out into chunks. Most states have none, and
+%% a drain holds a state per moved name: those are found without building anything.
 chunked(S) when is_map(S) ->
+    case any_long(maps:next(maps:iterator(S))) of
+        true -> chunk_out(S);
+        false -> {S, #{}, #{}}
+    end;
+chunked(S) ->
+    {S, #{}, #{}}.
+
+any_long(none) -> false;
+any_long({_, Value, Next}) -> long(Value) orelse any_long(maps:next(Next)).
+
+chunk_out(S) ->
     maps:fold(fun(Key, Value, {S1, Chunked, Written} = Work) ->
                       case long(Value) of
                           true ->
@@ -168,9 +187,7 @@ chunked(S) when is_map(S) ->
                           false ->
                               Work
                       end
-              end, {S, #{}, #{}}, S);
-chunked(S) ->
-    {S, #{}, #{}}.
+              end, {S, #{}, #{}}, S).
 
 %% A change is applied to Work: {the state without its chunked keys, their chunks as
 %% [{Id, Length}], the chunks written by this change so far as #{Id => Items}}.
