@@ -37,7 +37,7 @@
 
 -type counter() :: registrations | handoff_moved | handoff_failed | handoff_received
                  | restarts | crash_restarts | replica_puts | replica_retargeted
-                 | replica_unavailable | replica_forgotten.
+                 | replica_unavailable | replica_forgotten | replica_swept.
 -type api_call() :: add_rooms | set_room_max | walk_into | who_is_in | where_is
                   | get_person_room_log | dump.
 -type histogram() :: {api_call, api_call()} | {handoff, drain | rebalance | resync}.
@@ -137,7 +137,7 @@ render(Families) ->
 layout() ->
     Counters = [registrations, handoff_moved, handoff_failed, handoff_received, restarts,
                 crash_restarts, replica_puts, replica_retargeted, replica_unavailable,
-                replica_forgotten],
+                replica_forgotten, replica_swept],
     Histograms = [{{api_call, C}, ?CALL_BUCKETS} || C <- ?API_CALLS]
         ++ [{{handoff, R}, ?HANDOFF_BUCKETS} || R <- ?HANDOFF_REASONS],
     {L1, Next} = lists:foldl(fun(C, {L, I}) -> {L#{C => I}, I + 1} end, {#{}, 1}, Counters),
@@ -196,6 +196,9 @@ counted() ->
      {<<"houseparty_replica_forgotten_total">>, counter,
       <<"Names whose state copies this sidecar had dropped on every sidecar: their registration ended, or they were registered afresh.">>,
       C(replica_forgotten)},
+     {<<"houseparty_replica_swept_total">>, counter,
+      <<"State copies this sidecar dropped because it neither owns nor succeeds their names any more: an old owner's after a handoff, an old successor's after a ring change.">>,
+      C(replica_swept)},
      {<<"houseparty_handoff_duration_seconds">>, histogram,
       <<"Seconds of each handoff run of this sidecar: a drain (it leaves), a rebalance (the ring changed) or a resync (the replicas a ring change moved).">>,
       [H({handoff, R}, [{<<"reason">>, atom_to_binary(R)}]) || R <- ?HANDOFF_REASONS]},

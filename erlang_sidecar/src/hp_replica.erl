@@ -70,10 +70,19 @@
 %% after the batches it sent them, so that no earlier put brings a copy back. So no
 %% restart starts a name from the state of an earlier registration, and names that come
 %% and go leave no copies behind.
+%%
+%% A sidecar that neither owns nor succeeds a name on the ring any more may still hold a
+%% copy of it: an old owner after a handoff, an old successor after a ring change, the
+%% stand-in for a silent successor. Every sweep_ms (app env replica_sweep_ms, default
+%% five minutes, 0 for never) it goes over its copies, ?SWEEP_BATCH names per message so
+%% that puts wait for none of it, and drops (here only) those it found so in the sweep
+%% before too, with the same ring: it sweeps only while nothing moves (no ring change for
+%% a while, no handoff expected, no node lost, no successor silent), so no copy goes while
+%% it may be the newest one on its way to the names' holders.
 -module(hp_replica).
 -behaviour(gen_server).
 
--export([start_link/0, child_spec/0, copies/0, silent_ms/0]).
+-export([start_link/0, child_spec/0, copies/0, silent_ms/0, sweep_ms/0]).
 -export([lookup/1, version/1, get_many/1, newest/1, resend/1, hold/1, forget/1, fresh/1]).
 -export([newer/2, targets/4, targets/5, retargets/5, pick_newest/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
@@ -84,6 +93,7 @@
 -define(SILENT_FOR, 5000).
 -define(FANOUT_TIMEOUT, 3000).
 -define(RESEND_BATCH, 2000).
+-define(SWEEP_BATCH, 2000).
 
 -type version() :: non_neg_integer().
 -type copy() :: {term(), version(), term()}.
@@ -117,7 +127,12 @@
     %% Successors that left a batch unanswered: until when (monotonic ms) the puts that
     %% would go to them go to the next ones, and the names whose puts did, whose copies
     %% they get once they are back.
-    silent = #{} :: #{node() => {integer(), #{term() => true}}}
+    silent = #{} :: #{node() => {integer(), #{term() => true}}},
+    %% The ring of the last sweep that went over every copy, and the names it found
+    %% stray; and the sweep under way, if any: its ring, the names it found stray so far
+    %% and how many it dropped.
+    swept = {none, #{}} :: {hp_ring:ring() | none, #{term() => true}},
+    sweeping = none :: none | {hp_ring:ring(), #{term() => true}, non_neg_integer()}
 }).
 
 -spec child_spec() -> supervisor:child_spec().
@@ -134,6 +149,12 @@ start_link() ->
 -spec silent_ms() -> non_neg_integer().
 silent_ms() ->
     setting(replica_silent_ms, 1000).
+
+%% How often a sidecar sweeps the copies it should not hold (app env replica_sweep_ms; 0:
+%% never).
+-spec sweep_ms() -> non_neg_integer().
+sweep_ms() ->
+    setting(replica_sweep_ms, 300000).
 
 %% How many sidecars besides the owner's hold each change (app env replica_copies).
 -spec copies() -> non_neg_integer().
@@ -246,6 +267,11 @@ retargets(Entries, Copies, Ring, Me, Down) ->
                           Acc, New)
       end, #{}, Entries).
 
+%% Whether this sidecar holds no copy of Name on Ring: it is neither its owner nor one of
+%% its Copies successors.
+stray(Name, Ring, Copies) ->
+    not lists:member(node(), hp_ring:key_to_nodes(Name, Copies + 1, Ring)).
+
 %% The newest copy of each name among Copies.
 -spec pick_newest([copy()]) -> #{term() => {version(), term()}}.
 pick_newest(Copies) ->
@@ -265,6 +291,7 @@ init([]) ->
     %% rather than a monitor of the successor's process per batch, which cost two more
     %% messages over the distribution for every put.
     ok = net_kernel:monitor_nodes(true),
+    schedule_sweep(),
     {ok, #state{}}.
 
 -spec handle_call(term(), gen_server:from(), #state{}) ->
@@ -354,6 +381,14 @@ handle_info({silence_over, Node}, State) ->
         error ->
             {noreply, State}
     end;
+handle_info(sweep, #state{sweeping = none} = State) ->
+    schedule_sweep(),
+    {noreply, sweep(start, State)};
+handle_info(sweep, State) ->
+    schedule_sweep(),
+    {noreply, State};
+handle_info({sweep, Continuation}, State) ->
+    {noreply, sweep(Continuation, State)};
 handle_info({applies, Node, unknown}, State) ->
     %% Not answered: asked again with its next batch.
     {noreply, State#state{applies = maps:remove(Node, State#state.applies)}};
@@ -624,6 +659,51 @@ timed_out(Ref, State) ->
         error ->
             State
     end.
+
+schedule_sweep() ->
+    case sweep_ms() of
+        0 -> ok;
+        Ms -> _ = erlang:send_after(Ms, self(), sweep), ok
+    end.
+
+%% One batch of a sweep (see the module's comment), from the start or from where the last
+%% one left off; the next goes as a message, after the puts that came meanwhile. A
+%% sweep that finds the cluster moving stops, and the next one only marks.
+sweep(From, #state{swept = {LastRing, Marked0}} = State) ->
+    Ring = hp_registry_store:ring(),
+    {SweepRing, Found, Dropped} = case State#state.sweeping of
+                                      none -> {Ring, #{}, 0};
+                                      Under -> Under
+                                  end,
+    case Ring =:= SweepRing andalso quiet(Ring, State) of
+        false ->
+            State#state{swept = {Ring, #{}}, sweeping = none};
+        true ->
+            Marked = case LastRing =:= Ring of
+                         true -> Marked0;
+                         false -> #{}
+                     end,
+            case hp_replica_table:names(From, ?SWEEP_BATCH) of
+                '$end_of_table' ->
+                    hp_metrics:inc(replica_swept, Dropped),
+                    State#state{swept = {Ring, Found}, sweeping = none};
+                {Names, Continuation} ->
+                    Copies = copies(),
+                    Strays = [N || N <- Names, stray(N, Ring, Copies)],
+                    {Drop, Keep} = lists:partition(fun(N) -> is_map_key(N, Marked) end, Strays),
+                    drop(Drop),
+                    self() ! {sweep, Continuation},
+                    State#state{sweeping = {Ring, maps:merge(Found, maps:from_keys(Keep, true)),
+                                            Dropped + length(Drop)}}
+            end
+    end.
+
+%% Nothing moves as far as this sidecar can tell: it is on the ring, the ring has not
+%% changed for a while, no node is expected to hand names over or lost, no successor is
+%% silent.
+quiet(Ring, #state{silent = Silent}) ->
+    lists:member(node(), hp_ring:nodes(Ring)) andalso map_size(Silent) =:= 0
+        andalso not hp_registry_store:unsettled() andalso hp_registry_store:lost_nodes() =:= [].
 
 chunks(List) when length(List) =< ?RESEND_BATCH ->
     [List];

@@ -20,8 +20,8 @@
 %% hp_replica_changes:apply_to/2 itself; the chunked keys follow the same rules here.
 -module(hp_replica_table).
 
--export([new/0, lookup/1, version/1, member/1, get_many/1, put_whole/3, put_changes/4,
-         delete/1, chunk_size/0, chunk_count/0]).
+-export([new/0, lookup/1, version/1, member/1, get_many/1, names/2, put_whole/3,
+         put_changes/4, delete/1, chunk_size/0, chunk_count/0]).
 
 -define(STATES, hp_replica_states).
 -define(CHUNKS, hp_replica_chunks).
@@ -70,6 +70,17 @@ member(Name) ->
 -spec get_many([term()]) -> [hp_replica:copy()].
 get_many(Names) ->
     [Copy || N <- Names, {ok, Copy} <- [read(N)]].
+
+%% The names of the copies held, Limit at a time: from the start, then from where the
+%% last call left off, until '$end_of_table'. Names written or dropped meanwhile may be
+%% met twice or missed.
+-spec names(start | ets:continuation(), pos_integer()) ->
+          {[term()], ets:continuation()} | '$end_of_table'.
+names(start, Limit) ->
+    ets:select(?STATES, [{{'$1', '_', '_'}, [], ['$1']}, {{'$1', '_', '_', '_'}, [], ['$1']}],
+               Limit);
+names(Continuation, _Limit) ->
+    ets:select(Continuation).
 
 %% Holds State at version V unless the copy held is as new.
 -spec put_whole(term(), hp_replica:version(), term()) -> ok.

@@ -19,6 +19,8 @@ import pytest
 from houseparty import DestinationFull, HouseParty, Unavailable
 from py_nodes._terms import Atom
 from tests.houseparty.conftest import Cluster, Iex, start_cluster
+from tests.houseparty.test_metrics import total
+from tests.houseparty.test_state_changes import copies
 
 ROOMS = [f"hall_{i}" for i in range(10)]
 PEOPLE = [f"visitor_{i}" for i in range(80)]
@@ -273,6 +275,54 @@ def test_copies_follow_the_ring_through_a_graceful_stop_and_a_kill(cluster: Clus
     # it handed over take theirs with them: losing pod 2 now loses nothing either.
     cluster.runner.stop_pod(3)
     assert_kill_loses_nothing(cluster, 2, before, asked=1)
+
+
+def test_copies_left_where_their_names_no_longer_belong_are_swept(cluster: Cluster) -> None:
+    """Pod 3 killed and started again: its names ran on pods 1 and 2 meanwhile and moved
+    back, and those sidecars kept copies of names they neither own nor succeed any more.
+    Two sweeps of a cluster where nothing moves drop those, and only those, and losing a
+    pod afterwards still loses nothing."""
+    with cluster.client(1) as hp:
+        populate(hp)
+    cluster.runner.kill_pod(3)
+    cluster.runner.start_pod(3)
+    wait_until(
+        lambda: cluster.pods[2].sidecar_node in ring_of(cluster, 1), 30, "pod 3 back in the ring"
+    )
+    with cluster.client(2) as hp:
+        wait_all_answer(hp)
+        before = state(hp)
+        # Rooms, and the people who walked (the others were never registered).
+        names = [(Atom("room"), Atom(r)) for r in ROOMS] + [
+            (Atom("person"), Atom(p)) for p, room in before[1].items() if room is not None
+        ]
+        ring = hp.rpc("hp_registry_store", "ring", [])
+        # The owner and the successor of each name on the ring.
+        holders = {
+            name: sorted(n.name for n in hp.rpc("hp_ring", "key_to_nodes", [name, 2, ring]))
+            for name in names
+        }
+
+        def held() -> dict[Any, list[str]]:
+            return {name: sorted(copies(cluster, hp, name)) for name in names}
+
+        wait_until(
+            lambda: all(set(holders[n]) <= set(h) for n, h in held().items()),
+            30,
+            "copies on the holders",
+        )
+        strays = sum(len(set(h) - set(holders[n])) for n, h in held().items())
+        assert strays > 0
+        swept = total(cluster.pods, "houseparty_replica_swept_total")
+
+        def swept_after_sweeping() -> bool:
+            for sidecar in cluster.sidecars:
+                hp.rpc("erlang", "send", [(Atom("hp_replica"), Atom(sidecar)), Atom("sweep")])
+            return held() == holders
+
+        wait_until(swept_after_sweeping, 60, "the stray copies swept")
+        assert total(cluster.pods, "houseparty_replica_swept_total") == swept + strays
+    assert_kill_loses_nothing(cluster, 1, before, asked=2)
 
 
 def assert_kill_loses_nothing(
