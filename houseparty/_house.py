@@ -141,6 +141,12 @@ def _is_unavailable(answer: Any) -> bool:
 # reconciling after a pause lets both sides merge first.
 MERGE_SETTLE_S = 2.0
 
+# Per room (by id) that asks the people it lists where they stand after a merge, one set
+# per check under way: the people who entered meanwhile. An answer may predate the walk
+# in that follows it, which the room can handle before the answer reaches the check.
+# Kept here rather than on each room: most rooms never check.
+_ENTERED_WHILE_ASKING: dict[int, list[set[Atom]]] = {}
+
 
 class RoomWorker(Worker):
     """A room (``self.key``): its people and its ``max``.
@@ -173,6 +179,8 @@ class RoomWorker(Worker):
         # The requests of walks and dumps first: they come by the thousand.
         match request:
             case (H.enter, person):
+                if _ENTERED_WHILE_ASKING:
+                    self._entered_while_asking(person)
                 if person in self.people:
                     return REPLY_OK
                 if len(self.people) >= self.max:
@@ -194,6 +202,8 @@ class RoomWorker(Worker):
                 self.changed()
                 return REPLY_OK
             case (H.enter_merged, person):
+                if _ENTERED_WHILE_ASKING:
+                    self._entered_while_asking(person)
                 if person not in self.people:
                     self._add(person)
                     self.changed()
@@ -255,22 +265,36 @@ class RoomWorker(Worker):
         self._set_people([*self.people, *state[H.people]])
         run_outside_mailbox(self._keep_only_those_here(), delay=MERGE_SETTLE_S)
 
+    def _entered_while_asking(self, person: Atom) -> None:
+        for entered in _ENTERED_WHILE_ASKING.get(id(self), ()):
+            entered.add(person)
+
     async def _keep_only_those_here(self) -> None:
         # Each side of a split may have moved people on: a person belongs here only if,
         # once persons have merged too, it says it stands here. A person's own merge may
-        # land after the first pass, hence a second one.
-        for pause in (0.0, 2 * MERGE_SETTLE_S):
-            await asyncio.sleep(pause)
-            for person in list(self.people):  # leaving changes the people
-                try:
-                    where = await self.call_name((H.person, person), H.where_is)
-                except UnknownName:
-                    continue
-                except (ApiError, PyNodesError) as exc:
-                    log.warning("%s: cannot ask %s where it stands: %s", self.key, person, exc)
-                    continue
-                if isinstance(where, Atom) and where is not self.key:
-                    self._without(person)
+        # land after the first pass, hence a second one. One who entered since it was
+        # asked stays: its answer may be older than its walk in.
+        entered: set[Atom] = set()
+        checks = _ENTERED_WHILE_ASKING.setdefault(id(self), [])
+        checks.append(entered)
+        try:
+            for pause in (0.0, 2 * MERGE_SETTLE_S):
+                await asyncio.sleep(pause)
+                for person in list(self.people):  # leaving changes the people
+                    entered.discard(person)
+                    try:
+                        where = await self.call_name((H.person, person), H.where_is)
+                    except UnknownName:
+                        continue
+                    except (ApiError, PyNodesError) as exc:
+                        log.warning("%s: cannot ask %s where it stands: %s", self.key, person, exc)
+                        continue
+                    if isinstance(where, Atom) and where is not self.key and person not in entered:
+                        self._without(person)
+        finally:
+            checks[:] = [check for check in checks if check is not entered]
+            if not checks:
+                del _ENTERED_WHILE_ASKING[id(self)]
 
 
 class PersonWorker(Worker):
