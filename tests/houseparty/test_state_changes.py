@@ -134,6 +134,46 @@ def test_copies_follow_the_changes_and_heal_when_a_holder_lost_them(cluster: Clu
         assert once_back(lambda: logged_rooms(hp, person)) == expected
 
 
+def test_a_long_log_is_held_in_chunks_through_a_lost_copy_and_a_kill(cluster: Cluster) -> None:
+    """A person's log grows past a chunk of the sidecars' tables (256 walks): the copies
+    still read as the log does, a successor that lost its copy takes the owner's whole
+    one again, and the person restarts from it with every walk when its pod is killed."""
+    person = PEOPLE[1]
+    name = (Atom("person"), Atom(person))
+    with cluster.client(1) as hp:
+        hp.add_rooms(ROOMS, max=50)
+        rooms = itertools.cycle(ROOMS)
+        for _ in range(700):
+            hp.walk_into(next(rooms), person)
+        owner = owner_sidecar(cluster, hp, name)
+        chunks = hp.rpc(
+            "rpc", "call", [Atom(owner), Atom("hp_replica_table"), Atom("chunk_count"), []]
+        )
+        assert chunks >= 700 // 256
+        held = copies(cluster, hp, name)
+        assert len(held) >= 2
+        for state in held.values():
+            assert copy_rooms(state) == logged_rooms(hp, person)
+        for sidecar in cluster.sidecars:
+            if sidecar != owner:
+                restart_replica(hp, sidecar)
+        hp.walk_into(next(rooms), person)
+        expected = logged_rooms(hp, person)
+        assert len(expected) == 701
+        held = copies(cluster, hp, name)
+        assert set(held) - {owner}, "no successor holds the person again"
+        for state in held.values():
+            assert copy_rooms(state) == expected
+
+    pod = next(i for i, p in enumerate(cluster.pods, 1) if p.sidecar_node == owner)
+    cluster.runner.kill_pod(pod)
+    survivor = next(i for i in range(1, 4) if i != pod)
+    with cluster.client(survivor) as hp:
+        assert once_back(lambda: logged_rooms(hp, person)) == expected
+        hp.walk_into(next(rooms), person)
+        assert len(logged_rooms(hp, person)) == 702
+
+
 def test_a_worker_of_your_own_puts_its_changes(own_cluster: Cluster) -> None:
     """The tests' journal keeps its newest 20 lines and puts only the lines written since
     its last put (``Worker.state_changes``)."""
