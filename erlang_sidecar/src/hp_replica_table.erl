@@ -190,13 +190,10 @@ any_long(none) -> false;
 any_long({_, Value, Next}) -> long(Value) orelse any_long(maps:next(Next)).
 
 chunk_out(S) ->
-    maps:fold(fun(Key, Value, {S1, Chunked, Written} = Work) ->
+    maps:fold(fun(Key, Value, Work) ->
                       case long(Value) of
-                          true ->
-                              {Chunks, Written1} = new_chunks(Value, Written),
-                              {maps:remove(Key, S1), Chunked#{Key => Chunks}, Written1};
-                          false ->
-                              Work
+                          true -> out_of_state(Key, Value, Work);
+                          false -> Work
                       end
               end, {S, #{}, #{}}, S).
 
@@ -221,9 +218,15 @@ change_inline(Change, S, Chunked, Written) ->
     case hp_replica_changes:apply_to([Change], S) of
         {ok, S1} ->
             Key = element(2, Change),
+            Work = {S1, Chunked, Written},
             case S1 of
-                #{Key := Value} -> {ok, settle(Key, Value, {S1, Chunked, Written})};
-                _ -> {ok, {S1, Chunked, Written}}
+                #{Key := Value} ->
+                    case long(Value) of
+                        true -> {ok, out_of_state(Key, Value, Work)};
+                        false -> {ok, Work}
+                    end;
+                _ ->
+                    {ok, Work}
             end;
         stale ->
             stale
@@ -272,14 +275,16 @@ drop_first(Name, [{Id, _} | Rest], Drop, Written) ->
     {First ++ Rest, Written1}.
 
 %% A value set under Key: in chunks if it is a long list, else inside the state.
-settle(Key, Value, {S, Chunked, Written}) ->
+settle(Key, Value, {S, Chunked, Written} = Work) ->
     case long(Value) of
-        true ->
-            {Chunks, Written1} = new_chunks(Value, Written),
-            {maps:remove(Key, S), Chunked#{Key => Chunks}, Written1};
-        false ->
-            {S#{Key => Value}, maps:remove(Key, Chunked), Written}
+        true -> out_of_state(Key, Value, Work);
+        false -> {S#{Key => Value}, maps:remove(Key, Chunked), Written}
     end.
+
+%% The long list Value, under Key, kept in chunks of its own.
+out_of_state(Key, Value, {S, Chunked, Written}) ->
+    {Chunks, Written1} = new_chunks(Value, Written),
+    {maps:remove(Key, S), Chunked#{Key => Chunks}, Written1}.
 
 %% A chunked list that became short goes back inside the state.
 resettle(Name, Key, {S, Chunked, Written} = Work) ->
