@@ -238,13 +238,11 @@ targets(_Name, 0, _Ring, _Me) ->
 targets(Name, Copies, Ring, Me) ->
     lists:sublist([N || N <- hp_ring:key_to_nodes(Name, Copies + 1, Ring), N =/= Me], Copies).
 
-%% targets/4 on Ring, avoiding the nodes Avoid (silent ones) when the name has other
-%% successors.
--spec targets(term(), non_neg_integer(), hp_ring:ring(), [node()], node()) -> [node()].
-targets(Name, Copies, Ring, [], Me) ->
-    targets(Name, Copies, Ring, Me);
-targets(Name, Copies, Ring, Avoid, Me) ->
-    case targets(Name, Copies, lists:foldl(fun hp_ring:remove_node/2, Ring, Avoid), Me) of
+%% targets/4 on Avoiding, the ring without the nodes to avoid (silent ones), when the
+%% name has successors there; else on Ring.
+-spec targets(term(), non_neg_integer(), hp_ring:ring(), hp_ring:ring(), node()) -> [node()].
+targets(Name, Copies, Ring, Avoiding, Me) ->
+    case targets(Name, Copies, Avoiding, Me) of
         [] -> targets(Name, Copies, Ring, Me);
         Targets -> Targets
     end.
@@ -429,11 +427,12 @@ put_many(Puts, From, State) ->
     put_sends(Sends, Answer, From, State0).
 
 %% The sends of Puts with the silent nodes Avoid passed over, each noting the names it
-%% missed.
+%% missed. The ring without them is built once for all of the puts.
 avoiding(Puts, N, Ring, Avoid, Me, State) ->
+    Avoiding = lists:foldl(fun hp_ring:remove_node/2, Ring, Avoid),
     lists:foldr(fun(P, {Sends, St}) ->
                         Name = element(1, P),
-                        Targets = targets(Name, N, Ring, Avoid, Me),
+                        Targets = targets(Name, N, Ring, Avoiding, Me),
                         Missed = targets(Name, N, Ring, Me) -- Targets,
                         {[{D, P} || D <- Targets] ++ Sends,
                          lists:foldl(fun(D, S) -> passed_over(D, [Name], S) end, St, Missed)}

@@ -95,7 +95,7 @@ targets_avoid_silent_successors_test() ->
               Without = lists:foldl(fun hp_ring:remove_node/2, Ring, Avoid),
               lists:foreach(
                 fun(Name) ->
-                        Targets = hp_replica:targets(Name, Copies, Ring, Avoid, Me),
+                        Targets = hp_replica:targets(Name, Copies, Ring, Without, Me),
                         ?assertNot(lists:member(Me, Targets)),
                         case hp_replica:targets(Name, Copies, Without, Me) of
                             [] ->
