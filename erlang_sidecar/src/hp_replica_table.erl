@@ -95,9 +95,10 @@ put_whole(Name, V, S) ->
     end.
 
 replace(Name, V, Work) ->
-    case ets:lookup(?STATES, Name) of
-        [Row] when element(2, Row) >= V -> ok;
-        Old -> commit(Name, V, Work, old_ids(Old))
+    Old = ets:lookup(?STATES, Name),
+    case hp_replica:newer(V, old_version(Old)) of
+        true -> commit(Name, V, Work, old_ids(Old));
+        false -> ok
     end.
 
 %% Holds the copy at Base with Changes applied, as version V; stale when the copy held
@@ -156,6 +157,9 @@ stored_items(Name, [{Id, _} | Rest], Acc) ->
 
 old_ids([Row]) -> ids(chunks_of(Row));
 old_ids([]) -> [].
+
+old_version([Row]) -> element(2, Row);
+old_version([]) -> none.
 
 chunks_of({_, _, _}) -> #{};
 chunks_of({_, _, _, Chunked}) -> Chunked.
