@@ -25,8 +25,8 @@ from datetime import date
 from typing import Any, ClassVar
 
 from houseparty._errors import ApiError, Unavailable, UnknownName
-from houseparty.workers import StateChanges, Worker, run_outside_mailbox
-from py_nodes import PyNodesError, Reply
+from houseparty.workers import NO_ANSWER, StateChanges, Worker, run_outside_mailbox
+from py_nodes import NoReply, PyNodesError, Reply
 from py_nodes._terms import Atom, Pid
 
 __all__ = ["DEFAULT_MAX", "DEFAULT_PERSON_LOG_MAX", "PersonWorker", "RoomWorker", "datetime_term"]
@@ -50,6 +50,8 @@ class H:
     enter_merged = Atom("enter_merged")
     walk_under_way = Atom("walk_under_way")
     leave = Atom("leave")
+    walked_out = Atom("walked_out")
+    unknown_request = Atom("unknown_request")
     who_is_in = Atom("who_is_in")
     dump = Atom("dump")
     set_max = Atom("set_max")
@@ -73,7 +75,7 @@ REPLY_OK = Reply(H.ok)
 REPLY_FULL = Reply(DESTINATION_FULL)
 # A request a room or person does not know is answered, not a crash: any erl or iex user
 # can send one, and the worker's state is the cluster's.
-REPLY_UNKNOWN = Reply((H.error, Atom("unknown_request")))
+REPLY_UNKNOWN = Reply((H.error, H.unknown_request))
 DUMP = (H.dump,)
 
 # The fields every DateTime in UTC shares; datetime_term adds the date and time.
@@ -140,12 +142,19 @@ def _is_unavailable(answer: Any) -> bool:
 # Persons and rooms of a healed split get their resolve_conflict casts in no set order;
 # reconciling after a pause lets both sides merge first.
 MERGE_SETTLE_S = 2.0
+# A room restored from a copy asks at once, then again those who could not answer (their
+# own pod may be restarting them), for about a minute.
+RESTORE_PAUSES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
 # Per room (by id) that asks the people it lists where they stand after a merge, one set
 # per check under way: the people who entered meanwhile. An answer may predate the walk
 # in that follows it, which the room can handle before the answer reaches the check.
 # Kept here rather than on each room: most rooms never check.
 _ENTERED_WHILE_ASKING: dict[int, list[set[Atom]]] = {}
+# Per room (by id) restored from a copy that still asks the people it lists where they
+# stand: the calls that wait for the check, taken again once it is done. Its list is what
+# a user reads and its max what it refuses by, and either may count people who have gone.
+_RESTORING: dict[int, list[tuple[Any, tuple[Any, Any]]]] = {}
 
 
 class RoomWorker(Worker):
@@ -184,7 +193,7 @@ class RoomWorker(Worker):
                 if person in self.people:
                     return REPLY_OK
                 if len(self.people) >= self.max:
-                    return REPLY_FULL
+                    return self._after_restore(request, from_, REPLY_FULL)
                 self._add(person)
                 self.changed()
                 return REPLY_OK
@@ -193,8 +202,13 @@ class RoomWorker(Worker):
             case (H.leave, person):
                 self._without(person)
                 return REPLY_OK
+            case (H.walked_out, person):
+                # The person holds the room it went to, which a room restarted from a
+                # copy that still lists it asks: this change need not be held first.
+                self._without(person, wait=False)
+                return REPLY_OK
             case H.who_is_in:
-                return Reply((H.ok, self._listed()))
+                return self._after_restore(request, from_, Reply((H.ok, self._listed())))
             case (H.set_max, max_people):
                 if len(self.people) > max_people:
                     return Reply((H.error, (Atom("too_many_people"), len(self.people))))
@@ -211,6 +225,8 @@ class RoomWorker(Worker):
         return REPLY_UNKNOWN
 
     def answer_in_place(self, request: Any) -> Any:
+        if _RESTORING and id(self) in _RESTORING:
+            return NO_ANSWER  # its answers wait for the check
         # A dump asks every room at once: answered without a Reply each.
         if request == DUMP:
             return (H.ok, (self.key, self._listed()))
@@ -248,13 +264,13 @@ class RoomWorker(Worker):
     def _set_people(self, people: Iterable[Atom]) -> None:
         self.people = dict.fromkeys(people) or ()
 
-    def _without(self, person: Atom) -> None:
+    def _without(self, person: Atom, wait: bool = True) -> None:
         if isinstance(self.people, dict) and person in self.people:
             self._touch(person)
             del self.people[person]
             if not self.people:
                 self.people = ()
-            self.changed()
+            self.changed(wait)
 
     def end_handoff(self, state: Any) -> None:
         self.max = state[H.max]
@@ -263,24 +279,61 @@ class RoomWorker(Worker):
     def resolve_conflict(self, state: Any) -> None:
         self.max = max(self.max, state[H.max])
         self._set_people([*self.people, *state[H.people]])
-        run_outside_mailbox(self._keep_only_those_here(), delay=MERGE_SETTLE_S)
+        run_outside_mailbox(
+            self._keep_only_those_here((0.0, 2 * MERGE_SETTLE_S)), delay=MERGE_SETTLE_S
+        )
+
+    def restored_from_copy(self) -> None:
+        # The copy may list people who have walked out since (walked_out is not held
+        # before it answers): each is asked until it answers.
+        if self.people:
+            _RESTORING[id(self)] = []
+            run_outside_mailbox(self._restore())
+
+    def _after_restore(self, request: Any, from_: tuple[Any, Any], answer: Reply) -> Any:
+        parked = _RESTORING.get(id(self)) if _RESTORING else None
+        if parked is None:
+            return answer
+        parked.append((request, from_))
+        return NoReply()
+
+    async def _restore(self) -> None:
+        try:
+            await self._keep_only_those_here(RESTORE_PAUSES, until_answered=True)
+        finally:
+            for request, from_ in _RESTORING.pop(id(self), ()):
+                self.call_again(request, from_)
+        # The old copy lives on until its Python node finds its sidecar silent, up to a
+        # net tick time after the peers that restarted this one did (a paused sidecar),
+        # and may meanwhile take a walked_out through a pid hint: asked once more then.
+        if self.people:
+            await self._keep_only_those_here((self.node.net_ticktime,))
 
     def _entered_while_asking(self, person: Atom) -> None:
         for entered in _ENTERED_WHILE_ASKING.get(id(self), ()):
             entered.add(person)
 
-    async def _keep_only_those_here(self) -> None:
-        # Each side of a split may have moved people on: a person belongs here only if,
-        # once persons have merged too, it says it stands here. A person's own merge may
-        # land after the first pass, hence a second one. One who entered since it was
-        # asked stays: its answer may be older than its walk in.
+    async def _keep_only_those_here(
+        self, pauses: tuple[float, ...], until_answered: bool = False
+    ) -> None:
+        # A person belongs here only if it says it stands here: after a merge (each side
+        # of a split may have moved people on), asked in every pass, as a person's own
+        # merge may land after the first one; after a restore from a copy, each asked
+        # until it answers. One who entered since it was asked stays: its answer may be
+        # older than its walk in.
         entered: set[Atom] = set()
         checks = _ENTERED_WHILE_ASKING.setdefault(id(self), [])
         checks.append(entered)
+        asking: Iterable[Atom] = ()
         try:
-            for pause in (0.0, 2 * MERGE_SETTLE_S):
+            for n, pause in enumerate(pauses):
                 await asyncio.sleep(pause)
-                for person in list(self.people):  # leaving changes the people
+                if self.handed_off or not self.alive:
+                    return  # the live copy is elsewhere now
+                if n == 0 or not until_answered:
+                    asking = list(self.people)  # leaving changes the people
+                unanswered = []
+                for person in asking:
                     entered.discard(person)
                     try:
                         where = await self.call_name((H.person, person), H.where_is)
@@ -288,9 +341,14 @@ class RoomWorker(Worker):
                         continue
                     except (ApiError, PyNodesError) as exc:
                         log.warning("%s: cannot ask %s where it stands: %s", self.key, person, exc)
+                        unanswered.append(person)
                         continue
                     if isinstance(where, Atom) and where is not self.key and person not in entered:
                         self._without(person)
+                if until_answered:
+                    asking = [person for person in unanswered if person in self.people]
+                    if not asking:
+                        return
         finally:
             checks[:] = [check for check in checks if check is not entered]
             if not checks:
@@ -430,7 +488,7 @@ class PersonWorker(Worker):
         micros, room = self.intent
         old = self.room
         if old is not None and old is not room:
-            await self._tell_room(old, H.leave, self.room_pid)
+            await self._tell_room(old, H.walked_out, self.room_pid)
         self.room = room
         self.room_pid = room_pid
         if isinstance(self.log, list):
@@ -485,7 +543,10 @@ class PersonWorker(Worker):
                 and await self.call_name((H.room, room), (what, self.key), pid=pid) is H.ok
             ):
                 return
-            await self.call_name((H.room, room), (what, self.key))
+            answer = await self.call_name((H.room, room), (what, self.key))
+            if what is H.walked_out and answer == REPLY_UNKNOWN.value:
+                # A room of an earlier release, in a rolling upgrade.
+                await self.call_name((H.room, room), (H.leave, self.key))
         except UnknownName:
             pass
         except ApiError as exc:

@@ -45,6 +45,7 @@ class S:
     shutdown = Atom("shutdown")
     restart = Atom("restart")
     gone = Atom("gone")
+    copy = Atom("copy")
     busy = Atom("busy")
     bad_request = Atom("bad_request")
     unknown_kind = Atom("unknown_kind")
@@ -78,7 +79,7 @@ class WorkerStarter(GenServer):
             case (S.start, kind, name, list(args)):
                 return Reply(self._start(kind, name, args))
             case (S.start_many, list(specs)) if all(
-                type(spec) is tuple and len(spec) in (3, 4, 5) and type(spec[2]) is list
+                type(spec) is tuple and len(spec) in (3, 4, 5, 6) and type(spec[2]) is list
                 for spec in specs
             ):
                 return Reply([self._start(*spec) for spec in specs])
@@ -114,9 +115,10 @@ class WorkerStarter(GenServer):
         return (S.error, (S.not_from_sidecar, node))
 
     def _start(self, kind: Any, name: Any, args: list[Any], *handed_over: Any) -> Any:
-        # With a handed-over state (and its version), the new worker takes it as
-        # {swarm, end_handoff, State} would, before its first message; the sidecar keeps
-        # that state as its owner copy and sends it to the successors itself.
+        # With a handed-over state (and its version, and `copy` when it is a replica's),
+        # the new worker takes it as {swarm, end_handoff, State} would, before its first
+        # message; the sidecar keeps that state as its owner copy and sends it to the
+        # successors itself.
         cls = self._class_of(kind)
         if cls is None:
             return (S.error, (S.unknown_kind, kind))
@@ -129,10 +131,12 @@ class WorkerStarter(GenServer):
             assert isinstance(worker, Worker)
             try:
                 worker.end_handoff(handed_over[0])
+                if handed_over[2:] == (S.copy,):
+                    worker.restored_from_copy()
             except Exception as exc:
                 self.node.exit(pid, Atom("kill"))
                 return (S.error, (S.bad_state, _describe(exc)))
-            if len(handed_over) == 2 and type(handed_over[1]) is int:
+            if len(handed_over) >= 2 and type(handed_over[1]) is int:
                 worker.take_version(handed_over[1])
         return (S.ok, pid)
 

@@ -51,6 +51,10 @@ instead of the handler's answer. An ``async`` handler that must have a step held
 it goes on (a person's intent before it enters a room) awaits :meth:`Worker.replicate`.
 A worker whose state is a map and grows (a log) can say what changed since its last put
 with :meth:`Worker.state_changes`, so that a put costs the change and not the whole state.
+A change that the worker can put right after a restart from a copy that lacks it (a room
+that a person walked out of: the person holds where it went) may go unheld, with
+``changed(wait=False)``: its answer does not wait, the change goes with the worker's next
+put, and a worker restarted from a copy is told so by :meth:`Worker.restored_from_copy`.
 
 A worker that crashes (a handler raised, it stopped with a reason other than ``normal``,
 ``shutdown`` or ``{shutdown, _}``, or it was killed) starts again on the same pod, with
@@ -68,6 +72,7 @@ forwards its casts to the live copy, until it stops or the sidecar gives the han
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
@@ -153,6 +158,9 @@ _RIDE_OUT_S = 60.0
 # successors (a second for a silent one, then 3 s for the next: hp_replica), so that
 # its own answer comes first.
 REPLICA_TIMEOUT_S = 5.0
+# A change let go unheld (changed(wait=False)) is put at the latest this long after it,
+# unless a put of the worker's carries it first: most ride along with the next change.
+UNHELD_PUT_S = 0.2
 DEFAULT_REPLICA_COPIES = 1
 
 
@@ -226,10 +234,13 @@ class _Puts(Process):
     own and watches the sidecar's ``hp_replica`` with one monitor, not one per batch: a
     put costs the two messages of its request and answer."""
 
-    __slots__ = ("batches", "pending", "sidecar", "watch")
+    __slots__ = ("batches", "pending", "sidecar", "unheld", "watch")
 
     sidecar: Atom
     pending: list[tuple[tuple[Any, ...], _Held, _WholePut]]
+    # Per worker (by id) with a change let go unheld: what puts it unless a put of its own
+    # came first.
+    unheld: dict[int, Callable[[], None]]
     # Per batch on its way, by its call's tag: its puts (name, callback, whole state on
     # demand) and its timeout.
     batches: dict[Reference, tuple[list[tuple[Any, _Held, _WholePut]], asyncio.TimerHandle]]
@@ -240,6 +251,7 @@ class _Puts(Process):
         self.pending = []
         self.batches = {}
         self.watch = None
+        self.unheld = {}
 
     def put(self, put: tuple[Any, ...], whole: _WholePut, held: _Held) -> None:
         """Have ``put``, ``{Name, Version, State}`` or ``{Name, Version, Base, Changes}``,
@@ -249,6 +261,18 @@ class _Puts(Process):
         if not self.pending:
             asyncio.get_running_loop().call_soon(self._flush)
         self.pending.append((put, held, whole))
+
+    def later(self, owner: object, put: Callable[[], None]) -> None:
+        """Have ``put`` called :data:`UNHELD_PUT_S` from now; a later one for the same
+        ``owner`` before then takes its place."""
+        if not self.unheld:
+            asyncio.get_running_loop().call_later(UNHELD_PUT_S, self._put_unheld)
+        self.unheld[id(owner)] = put
+
+    def _put_unheld(self) -> None:
+        due, self.unheld = self.unheld, {}
+        for put in due.values():
+            put()
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
@@ -308,6 +332,13 @@ class _Puts(Process):
     def _fail_all(self, error: PyNodesError) -> None:
         for tag in list(self.batches):
             self._answered(tag, error)
+
+
+def _unheld_answer(result: Any) -> None:
+    # Nobody waits on an unheld change: a copy that missed it is put right after a
+    # restart from it, and the worker's next put carries it.
+    if result is not _T.ok:
+        log.debug("an unheld change was not put: %r", result)
 
 
 def _settle(helds: list[_Held], result: Any) -> None:
@@ -465,11 +496,32 @@ class Worker(GenServer):
         need not keep track of its changes."""
         return _sidecars[self.node][1] > 0
 
-    def changed(self) -> None:
+    def changed(self, wait: bool = True) -> None:
         """Say that the request being handled changed the state: its answer waits until
         the new state is replicated (see the module's docstring). Cheap to call often:
-        the state is sent once, after the handler."""
-        self.replica_due = True
+        the state is sent once, after the handler.
+
+        With ``wait=False`` the answer does not wait: the change goes with the worker's
+        next put, and at the latest :data:`UNHELD_PUT_S` later. A copy may then lack it,
+        so a worker restarted from one must be able to put it right itself (see
+        :meth:`restored_from_copy`)."""
+        if wait:
+            self.replica_due = True
+            return
+        _, copies, puts = _sidecars[self.node]
+        if copies:
+            puts.later(self, functools.partial(self._put_if_not_since, self.version))
+
+    def restored_from_copy(self) -> None:
+        """Called after :meth:`end_handoff` when its state came from a copy (a restart
+        after a crash or a pod's loss) rather than from the live worker: the changes made
+        with ``changed(wait=False)`` since the copy's put may be missing. The default does
+        nothing."""
+
+    def _put_if_not_since(self, version: int) -> None:
+        # Unless a put since (its version moved on) carried the change, or one is due.
+        if self.version == version and self.alive and not self.handed_off and not self.replica_due:
+            _sidecars[self.node][2].put(self._next_put(), self._whole_put, _unheld_answer)
 
     async def replicate(self) -> None:
         """Have the current :meth:`state_term` held by this pod's sidecar and the name's

@@ -86,6 +86,11 @@ class GenServer(Process):
         """Answer a call taken with :class:`NoReply`."""
         self.node.reply(from_, value, sender=self.pid)
 
+    def call_again(self, request: Any, from_: tuple[Any, Any]) -> None:
+        """Put a call taken with :class:`NoReply` at the end of the mailbox, to be handled
+        again as if it had just come: its caller still waits for the answer."""
+        self.send(self.pid, (GEN_CALL, from_, request))
+
     # -- dispatch -----------------------------------------------------------------
 
     def _dispatch(self, message: Any) -> Coroutine[Any, Any, Any] | None:

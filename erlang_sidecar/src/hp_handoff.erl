@@ -50,7 +50,9 @@
 -define(RETRY_MS, 300).
 
 -type mfargs() :: {module(), atom(), list()}.
--type then() :: none | {state, term()} | {state, term(), hp_replica:version()}.
+%% {copy, S, Version}: a state from a replica (a restart) rather than from the live
+%% process, which may lack the changes a worker let go unheld (docs/worker-protocol.md).
+-type then() :: none | {state, term()} | {state | copy, term(), hp_replica:version()}.
 -type mode() :: keep | {start, then()}.
 -type summary() :: #{moved := non_neg_integer(), failed := non_neg_integer(),
                      seconds := float()}.
@@ -157,7 +159,7 @@ restart_missing(Replicas, Ring) ->
     States = hp_replica:newest([N || {N, _, _, _, _} <- Replicas]),
     Restart = fun({Name, _Owner, MFA, Groups, _Holders}) ->
                       Then = case maps:find(Name, States) of
-                                 {ok, {V, S}} -> {state, S, V};
+                                 {ok, {V, S}} -> {copy, S, V};
                                  error -> none
                              end,
                       case hp_ring:key_to_node(Name, Ring) of
@@ -209,7 +211,7 @@ accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
             %% the one already here wins and absorbs the other's state and groups.
             case Mode of
                 {start, {state, S}} -> gen_server:cast(Existing, {swarm, resolve_conflict, S});
-                {start, {state, S, _Version}} ->
+                {start, {_, S, _Version}} ->
                     gen_server:cast(Existing, {swarm, resolve_conflict, S});
                 _ -> ok
             end,
@@ -285,7 +287,7 @@ hold_states(Items, Results) ->
     hp_replica:hold([{Name, V, S}
                      || {{Name, _, _, _, {_, Then}}, {ok, _}} <- lists:zip(Items, Results),
                         {S, V} <- [case Then of
-                                       {state, S0, V0} -> {S0, V0};
+                                       {_, S0, V0} -> {S0, V0};
                                        {state, S0} -> {S0, Now}
                                    end || Then =/= none]]).
 
@@ -363,7 +365,7 @@ accept_restart(Name, MFA, Groups, Then) ->
 -spec restart_crashed(term(), reference(), mfargs(), [term()]) -> {ok, pid()} | {error, term()}.
 restart_crashed(Name, Ref, MFA, Groups) ->
     Then = case hp_replica:lookup(Name) of
-               {Version, State} -> {state, State, Version};
+               {Version, State} -> {copy, State, Version};
                none -> none
            end,
     counted(crash_restarts, restart_reserved(Name, Ref, MFA, Groups, Then)).
@@ -407,7 +409,7 @@ start_and_commit(Name, Ref, {M, F, A} = MFA, Groups, Then) ->
             ok = hp_mfa_links:keep(Pid),
             case Then of
                 {state, S} -> gen_server:cast(Pid, {swarm, end_handoff, S});
-                {state, S, _Version} -> gen_server:cast(Pid, {swarm, end_handoff, S});
+                {_, S, _Version} -> gen_server:cast(Pid, {swarm, end_handoff, S});
                 none -> ok
             end,
             ok = gen_server:call(?SERVER, {commit, Name, Ref, Pid, MFA, Groups}),
@@ -535,7 +537,7 @@ begin_handoffs(Entries) ->
 
 from_copy(Name) ->
     case hp_replica:lookup(Name) of
-        {V, S} -> {start, {state, S, V}};
+        {V, S} -> {start, {copy, S, V}};
         none -> {start, none}
     end.
 

@@ -13,7 +13,9 @@
 %%   M:take_over([{MFA, Then}]) on the new owner: starts each MFA, Then = {state, S}
 %%                              giving it S before any message (what
 %%                              {swarm, end_handoff, S} would), {state, S, Version} also
-%%                              the state's version (hp_replica), none giving nothing;
+%%                              the state's version (hp_replica), {copy, S, Version}
+%%                              the same for a state taken from a replica rather than
+%%                              from the live process, none giving nothing;
 %%                              one {ok, Pid} | {error, Reason} per item, in order
 %%   M:stop_handed_off(Pids)    {swarm, die} to each old process (Pids of one node)
 %%
@@ -25,7 +27,8 @@
 -type mfargs() :: {module(), atom(), list()}.
 
 -callback begin_handoffs(Pids :: [pid()]) -> [term()].
--callback take_over([{mfargs(), none | {state, term()} | {state, term(), non_neg_integer()}}]) ->
+-callback take_over([{mfargs(), none | {state, term()}
+                                | {state | copy, term(), non_neg_integer()}}]) ->
     [{ok, pid()} | {error, term()}].
 -callback stop_handed_off(Pids :: [pid()]) -> ok.
 

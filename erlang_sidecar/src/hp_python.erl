@@ -57,10 +57,11 @@ start_workers(MFAs) ->
 %% hp_handoff's batch take-over: start_workers/1, each worker given the state its old
 %% copy handed over ({state, S}, what {swarm, end_handoff, S} gives) before it takes any
 %% message, and with {state, S, Version} the version of that state (hp_replica), above
-%% which its next changes are numbered. A spec {Kind, Name, Args, State} or
-%% {Kind, Name, Args, State, Version} in the same start_many request.
+%% which its next changes are numbered; {copy, S, Version} when S is a replica's, which
+%% the worker is told. A spec {Kind, Name, Args, State}, {Kind, Name, Args, State,
+%% Version} or {Kind, Name, Args, State, Version, copy} in the same start_many request.
 -spec take_over([{{module(), atom(), list()},
-                  none | {state, term()} | {state, term(), non_neg_integer()}}]) ->
+                  none | {state, term()} | {state | copy, term(), non_neg_integer()}}]) ->
           [{ok, pid()} | {error, term()}].
 take_over(MFAStates) ->
     Specs = [case MFA of
@@ -69,7 +70,8 @@ take_over(MFAStates) ->
                      case Then of
                          none -> {Kind, Name, Args};
                          {state, S} -> {Kind, Name, Args, S};
-                         {state, S, V} -> {Kind, Name, Args, S, V}
+                         {state, S, V} -> {Kind, Name, Args, S, V};
+                         {copy, S, V} -> {Kind, Name, Args, S, V, copy}
                      end;
                  _ ->
                      bad

@@ -4,6 +4,7 @@ people agree afterwards; a lookup that cannot reach an owner answers unavailable
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import signal
@@ -20,7 +21,7 @@ from houseparty import DestinationFull, HouseParty, Unavailable
 from py_nodes._terms import Atom
 from tests.houseparty.conftest import Cluster, Iex, start_cluster
 from tests.houseparty.test_metrics import total
-from tests.houseparty.test_state_changes import copies
+from tests.houseparty.test_state_changes import copies, once_back, owner_sidecar
 
 ROOMS = [f"hall_{i}" for i in range(10)]
 PEOPLE = [f"visitor_{i}" for i in range(80)]
@@ -249,6 +250,41 @@ def test_a_lookup_against_a_paused_owner_answers_unavailable(cluster: Cluster) -
     with cluster.client(1) as hp:
         wait_all_answer(hp)
         assert hp.get_person_room_log(person)
+
+
+def test_a_room_restored_from_a_copy_that_missed_a_walk_out_lets_the_person_go(
+    cluster: Cluster,
+) -> None:
+    """A walk answers before the old room's copy drops the person (the person holds
+    where it went): restored from a copy that still lists the person, the room asks it
+    and lists only those who stand in it."""
+    lost = cluster.pods[2]
+    with cluster.client(1) as hp:
+        annex = [f"annex_{i}" for i in range(30)]
+        hp.add_rooms(annex)
+        on_lost = {
+            str(name)
+            for (kind, name), pid in hp.rpc("hp_registry", "registered", [])
+            if str(pid.node) == lost.python_node
+        }
+        old = next(room for room in annex if room in on_lost)
+        new = next(room for room in annex if room not in on_lost)
+        for i in itertools.count():
+            person = f"stroller_{i}"
+            hp.walk_into(old, person)
+            if owner_sidecar(cluster, hp, (Atom("person"), Atom(person))) != lost.sidecar_node:
+                break
+        hp.walk_into(new, person)
+        # Stopped before it puts the old room's change, which no other change carries.
+        python_pid = cluster.runner.state().pod_states[3].python_pid
+        assert python_pid is not None
+        os.kill(python_pid, signal.SIGSTOP)
+        successor = copies(cluster, hp, (Atom("room"), Atom(old)), cluster.sidecars[:2])
+        assert any(Atom(person) in copy[Atom("people")] for copy in successor.values())
+        cluster.runner.kill_pod(3)
+        assert person not in once_back(lambda: hp.who_is_in(old))
+        assert hp.where_is(person) == new
+        assert person in hp.who_is_in(new)
 
 
 def test_copies_follow_the_ring_through_a_graceful_stop_and_a_kill(cluster: Cluster) -> None:

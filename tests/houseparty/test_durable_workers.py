@@ -100,6 +100,32 @@ def test_a_crashed_worker_restarts_with_its_acknowledged_state(own_cluster: Clus
         erl.stop()
 
 
+def test_a_change_let_go_unheld_follows_later_and_a_restart_from_a_copy_says_so(
+    own_cluster: Cluster,
+) -> None:
+    """``changed(wait=False)`` answers before the copies hold the change: it reaches them
+    with the worker's next put, or on its own a moment later. A worker restarted from a
+    copy is told so; one that never was is not."""
+    live = own_cluster.sidecars[:2]  # pod 3 is gone since the first test of the module
+    with Workers(live[0], cookie=own_cluster.cookie) as w, own_cluster.client(1) as hp:
+        w.register("tally", "tally")
+
+        def copied() -> list[tuple[int, int, int]]:
+            return sorted(set(copies(own_cluster, hp, b"tally", live).values()))
+
+        assert w.call("tally", "incr") == (1, 0, 0)
+        assert copied() == [(1, 0, 0)]
+        assert w.call("tally", "note") == (1, 1, 0)
+        wait_until(lambda: copied() == [(1, 1, 0)], 5, "the unheld change put on its own")
+        w.call("tally", "note")
+        # A held change carries the unheld one before it.
+        assert w.call("tally", "incr") == (2, 2, 0)
+        assert copied() == [(2, 2, 0)]
+        with pytest.raises(WorkerCrashed):
+            w.call("tally", "crash")
+        assert w.call("tally", "get") == (2, 2, 1)
+
+
 def test_a_change_whose_sidecar_replica_store_goes_is_answered_unavailable(
     own_cluster: Cluster,
 ) -> None:

@@ -169,6 +169,7 @@ def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
             "older_person": 0,
             "stubborn": 0,
             "journal": 0,
+            "tally": 0,
         }
         for i in range(6):
             w.unregister(f"counted_{i}")

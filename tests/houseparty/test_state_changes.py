@@ -57,10 +57,17 @@ def assert_copies_match(cluster: Cluster, hp: HouseParty) -> None:
         for sidecar, state in held.items():
             assert copy_rooms(state) == logged_rooms(hp, person), sidecar
     for room in ROOMS:
-        held = copies(cluster, hp, (Atom("room"), Atom(room)))
-        assert len(held) >= 2, (room, held)
-        for sidecar, state in held.items():
-            assert sorted(p.name for p in state[H_PEOPLE]) == sorted(hp.who_is_in(room)), sidecar
+        # A walk's leave of its old room reaches the room's copies at most 0.2 s after it
+        # was answered (houseparty.workers.UNHELD_PUT_S).
+        deadline = time.monotonic() + 2
+        while True:
+            held = copies(cluster, hp, (Atom("room"), Atom(room)))
+            listed = sorted(hp.who_is_in(room))
+            held_lists = {s: sorted(p.name for p in st[H_PEOPLE]) for s, st in held.items()}
+            if len(held) >= 2 and all(people == listed for people in held_lists.values()):
+                break
+            assert time.monotonic() < deadline, (room, listed, held_lists)
+            time.sleep(0.1)
 
 
 def restart_replica(hp: SyncClient, sidecar: str) -> None:

@@ -133,6 +133,7 @@ def check_replies(replies: list[Any], python_node: str) -> None:
         Atom("older_person"): 0,
         Atom("stubborn"): 0,
         Atom("journal"): 0,
+        Atom("tally"): 0,
         Atom("room"): 0,
         Atom("person"): 0,
     }

@@ -10,12 +10,13 @@ from houseparty.workers import HandoffAnswer, Restart, StateChanges, Worker
 from py_nodes import Reply, Stop
 from py_nodes._terms import Atom
 
-__all__ = ["Broken", "Counter", "Fresh", "Journal", "OlderPerson", "Stubborn"]
+__all__ = ["Broken", "Counter", "Fresh", "Journal", "OlderPerson", "Stubborn", "Tally"]
 
 SETTING = (
     "counter=tests.houseparty.worker_classes:Counter tests.houseparty.worker_classes:Broken,"
     "tests.houseparty.worker_classes:Fresh tests.houseparty.worker_classes:OlderPerson "
-    "tests.houseparty.worker_classes:Stubborn tests.houseparty.worker_classes:Journal"
+    "tests.houseparty.worker_classes:Stubborn tests.houseparty.worker_classes:Journal "
+    "tests.houseparty.worker_classes:Tally"
 )
 
 
@@ -135,6 +136,42 @@ class Journal(Worker):
 
     def end_handoff(self, state: Any) -> None:
         self.keep, self.lines, self.written = state[b"keep"], state[b"lines"], state[b"written"]
+
+
+class Tally(Worker):
+    """Two counts (kind ``tally``): ``b"incr"`` adds to the held one, ``b"note"`` to the
+    one it lets go unheld (``changed(wait=False)``); ``b"get"`` answers both and how many
+    times it was restored from a copy; ``b"crash"`` raises."""
+
+    kind = "tally"
+
+    held: int
+    unheld: int
+    restored: int
+
+    def setup(self) -> None:
+        self.held = self.unheld = self.restored = 0
+
+    def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        match request:
+            case b"incr":
+                self.held += 1
+                self.changed()
+            case b"note":
+                self.unheld += 1
+                self.changed(wait=False)
+            case b"crash":
+                raise RuntimeError("asked to crash")
+        return Reply((self.held, self.unheld, self.restored))
+
+    def state_term(self) -> Any:
+        return (self.held, self.unheld, self.restored)
+
+    def end_handoff(self, state: Any) -> None:
+        self.held, self.unheld, self.restored = state
+
+    def restored_from_copy(self) -> None:
+        self.restored += 1
 
 
 class OlderPerson(Worker):
