@@ -142,9 +142,11 @@ def _is_unavailable(answer: Any) -> bool:
 # Persons and rooms of a healed split get their resolve_conflict casts in no set order;
 # reconciling after a pause lets both sides merge first.
 MERGE_SETTLE_S = 2.0
-# A room restored from a copy asks at once, then again those who could not answer (their
-# own pod may be restarting them), for about a minute.
-RESTORE_PAUSES = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# A room restored from a copy asks again those who could not answer at first (their own
+# pod may be restarting them), for about a minute.
+RESTORE_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# How long its first question waits for each person, the calls it holds waiting with it.
+RESTORE_FIRST_PASS_S = 2.0
 
 # Per room (by id) that asks the people it lists where they stand after a merge, one set
 # per check under way: the people who entered meanwhile. An answer may predate the walk
@@ -298,11 +300,16 @@ class RoomWorker(Worker):
         return NoReply()
 
     async def _restore(self) -> None:
+        # The calls it holds are taken again after the first pass, whoever answered: a
+        # person that cannot answer may be walking into this very room, its walk waiting
+        # on an enter held here. Those are asked again until they answer.
         try:
-            await self._keep_only_those_here(RESTORE_PAUSES, until_answered=True)
+            unanswered = await self._keep_only_those_here((0.0,), within=RESTORE_FIRST_PASS_S)
         finally:
             for request, from_ in _RESTORING.pop(id(self), ()):
                 self.call_again(request, from_)
+        if unanswered:
+            await self._keep_only_those_here(RESTORE_PAUSES, unanswered)
         # The old copy lives on until its Python node finds its sidecar silent, up to a
         # net tick time after the peers that restarted this one did (a paused sidecar),
         # and may meanwhile take a walked_out through a pid hint: asked once more then.
@@ -314,45 +321,60 @@ class RoomWorker(Worker):
             entered.add(person)
 
     async def _keep_only_those_here(
-        self, pauses: tuple[float, ...], until_answered: bool = False
-    ) -> None:
-        # A person belongs here only if it says it stands here: after a merge (each side
-        # of a split may have moved people on), asked in every pass, as a person's own
-        # merge may land after the first one; after a restore from a copy, each asked
-        # until it answers. One who entered since it was asked stays: its answer may be
-        # older than its walk in.
+        self,
+        pauses: tuple[float, ...],
+        asking: list[Atom] | None = None,
+        within: float | None = None,
+    ) -> list[Atom]:
+        """Lets go of the people who say they stand elsewhere, asked all at once after
+        each pause: every person it lists in every pass (after a merge, as a person's own
+        merge may land after the first one), or ``asking`` until each answered; each
+        given ``within`` seconds to answer, when set. Those who did not answer in the
+        last pass."""
+        # One who entered since it was asked stays: its answer may be older than its
+        # walk in.
         entered: set[Atom] = set()
         checks = _ENTERED_WHILE_ASKING.setdefault(id(self), [])
         checks.append(entered)
-        asking: Iterable[Atom] = ()
+        unanswered: list[Atom] = []
         try:
-            for n, pause in enumerate(pauses):
+            for pause in pauses:
                 await asyncio.sleep(pause)
                 if self.handed_off or not self.alive:
-                    return  # the live copy is elsewhere now
-                if n == 0 or not until_answered:
-                    asking = list(self.people)  # leaving changes the people
+                    return []  # the live copy is elsewhere now
+                people = list(self.people) if asking is None else asking
+                entered.difference_update(people)
+                wheres = await asyncio.gather(*(self._where(person, within) for person in people))
                 unanswered = []
-                for person in asking:
-                    entered.discard(person)
-                    try:
-                        where = await self.call_name((H.person, person), H.where_is)
-                    except UnknownName:
-                        continue
-                    except (ApiError, PyNodesError) as exc:
-                        log.warning("%s: cannot ask %s where it stands: %s", self.key, person, exc)
+                for person, where in zip(people, wheres, strict=True):
+                    if where is None:
                         unanswered.append(person)
-                        continue
-                    if isinstance(where, Atom) and where is not self.key and person not in entered:
+                    elif where is not self.key and person not in entered:
                         self._without(person)
-                if until_answered:
+                if asking is not None:
                     asking = [person for person in unanswered if person in self.people]
                     if not asking:
-                        return
+                        return []
+            return unanswered
         finally:
             checks[:] = [check for check in checks if check is not entered]
             if not checks:
                 del _ENTERED_WHILE_ASKING[id(self)]
+
+    async def _where(self, person: Atom, within: float | None) -> Any:
+        # Where the person says it stands (this room for one registered nowhere, which
+        # is left as it is); None when it could not be asked or could not say (a walk of
+        # its left under way).
+        try:
+            where = await asyncio.wait_for(self.call_name((H.person, person), H.where_is), within)
+            return where if isinstance(where, Atom) else None
+        except UnknownName:
+            return self.key
+        except TimeoutError:
+            return None
+        except (ApiError, PyNodesError) as exc:
+            log.warning("%s: cannot ask %s where it stands: %s", self.key, person, exc)
+            return None
 
 
 class PersonWorker(Worker):

@@ -743,7 +743,7 @@ def unwrap_call_result(name: Any, result: Any) -> Any:
 _background: set[asyncio.Task[None]] = set()
 
 
-def run_outside_mailbox(work: Coroutine[Any, Any, None], delay: float = 0.0) -> None:
+def run_outside_mailbox(work: Coroutine[Any, Any, object], delay: float = 0.0) -> None:
     """Run ``work`` (after ``delay`` seconds) apart from the worker's mailbox: it calls
     other workers, which may be calling this one."""
 

@@ -1,0 +1,110 @@
+"""A room restored from a copy that may predate walks out of it asks the people it lists
+where they stand, and holds what a user reads from it (who is in, and whether it is full)
+until they have answered, or for a bounded time when one cannot.
+
+The room runs on a real Python node; the people's answers come from the test."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import pytest
+
+from houseparty import _house
+from houseparty._house import RoomWorker
+from houseparty.workers import bind_sidecar
+from py_nodes import Node
+from py_nodes._terms import Atom
+from tests.py_nodes.conftest import running_node
+
+KID, GHOST, NEWCOMER = Atom("kid"), Atom("ghost"), Atom("newcomer")
+KITCHEN, HALL = Atom("kitchen"), Atom("hall")
+OK = Atom("ok")
+
+
+class RestoredRoom(RoomWorker):
+    """A room whose questions to people are answered by the test: each question is put
+    on ``asked`` as (person, future of the answer)."""
+
+    __slots__ = ()
+
+    asked: asyncio.Queue[tuple[Atom, asyncio.Future[Any]]]
+
+    async def call_name(
+        self, name: Any, request: Any, timeout: float = 5.0, pid: Any = None
+    ) -> Any:
+        assert request == Atom("where_is")
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await RestoredRoom.asked.put((name[1], answer))
+        return await answer
+
+
+@pytest.fixture(autouse=True)
+def short_first_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_house, "RESTORE_FIRST_PASS_S", 0.3)
+    monkeypatch.setattr(_house, "RESTORE_PAUSES", (0.1,))
+
+
+async def questions(count: int) -> dict[Atom, asyncio.Future[Any]]:
+    asked = {}
+    for _ in range(count):
+        person, answer = await asyncio.wait_for(RestoredRoom.asked.get(), 5)
+        asked[person] = answer
+    return asked
+
+
+async def restore(node: Node, people: list[Atom], max_people: int) -> Any:
+    """A room started as the registry restarts one from a copy listing ``people``."""
+    pid = node.spawn(RestoredRoom, KITCHEN, max_people)
+    room = node.process(pid)
+    assert isinstance(room, RestoredRoom)
+    room.end_handoff({_house.H.max: max_people, _house.H.people: people})
+    room.restored_from_copy()
+    return pid
+
+
+async def restored_room_reads() -> None:
+    RestoredRoom.asked = asyncio.Queue()
+    async with running_node("hp_" + secrets.token_hex(8)) as node:
+        bind_sidecar(node, Atom("no_sidecar@nowhere"), copies=0)
+        pid = await restore(node, [KID, GHOST], 2)
+        first = await questions(2)
+        # Asked while the people have not answered: the reads wait.
+        who = asyncio.ensure_future(node.call(pid, Atom("who_is_in")))
+        enter = asyncio.ensure_future(node.call(pid, (Atom("enter"), NEWCOMER)))
+        await asyncio.sleep(0.1)
+        assert not who.done() and not enter.done()
+        # The kid walked out since the copy was put; the ghost does not answer in time.
+        first[KID].set_result(HALL)
+        # Once the first pass is over, the room answers, in the order it was asked: it
+        # let the kid go and still lists the ghost, which it asks again; then it is not
+        # full any more.
+        assert await asyncio.wait_for(who, 5) == (OK, [GHOST])
+        assert await asyncio.wait_for(enter, 5) == OK
+        again = await questions(1)
+        again[GHOST].set_result(HALL)
+        await asyncio.sleep(0.1)
+        assert await node.call(pid, Atom("who_is_in")) == (OK, [NEWCOMER])
+
+
+def test_a_restored_room_lets_go_of_who_walked_out_before_it_answers() -> None:
+    asyncio.run(restored_room_reads())
+
+
+async def handed_over_room_reads() -> None:
+    RestoredRoom.asked = asyncio.Queue()
+    async with running_node("hp_" + secrets.token_hex(8)) as node:
+        bind_sidecar(node, Atom("no_sidecar@nowhere"), copies=0)
+        pid = node.spawn(RestoredRoom, KITCHEN, 2)
+        room = node.process(pid)
+        assert isinstance(room, RestoredRoom)
+        room.end_handoff({_house.H.max: 2, _house.H.people: [KID, GHOST]})
+        # A live copy's state, handed over in a drain: nobody is asked, nothing waits.
+        assert await node.call(pid, Atom("who_is_in")) == (OK, [GHOST, KID])
+        assert RestoredRoom.asked.empty()
+
+
+def test_a_room_handed_over_by_its_live_copy_asks_nobody() -> None:
+    asyncio.run(handed_over_room_reads())
