@@ -159,7 +159,7 @@ restart_missing(Replicas, Ring) ->
     States = hp_replica:newest([N || {N, _, _, _, _} <- Replicas]),
     Restart = fun({Name, _Owner, MFA, Groups, _Holders}) ->
                       Then = case maps:find(Name, States) of
-                                 {ok, {V, S}} -> {copy, S, V};
+                                 {ok, {V, S}} -> {state, S, V};
                                  error -> none
                              end,
                       case hp_ring:key_to_node(Name, Ring) of
@@ -344,8 +344,12 @@ batch_module(undefined, _Batch) ->
 
 %% Runs on the new owner: start Name from its replicated MFA (with its replicated state,
 %% Then) unless it is already here. A batch module (hp_python) gives the state to the
-%% worker before its first message, with its version.
+%% worker before its first message, with its version, as a replica's: a restart's state
+%% is one. (The sender says {state, S, V}, which a sidecar of an earlier release takes
+%% too.)
 -spec accept_restart(term(), mfargs(), [term()], then()) -> {ok, pid()} | {error, term()}.
+accept_restart(Name, MFA, Groups, {state, S, V}) ->
+    accept_restart(Name, MFA, Groups, {copy, S, V});
 accept_restart(Name, MFA, Groups, Then) ->
     case reserve(Name, force) of
         {already_registered, Existing} ->
