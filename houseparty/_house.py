@@ -363,8 +363,8 @@ class RoomWorker(Worker):
 
     async def _where(self, person: Atom, within: float | None) -> Any:
         # Where the person says it stands (this room for one registered nowhere, which
-        # is left as it is); None when it could not be asked or could not say (a walk of
-        # its left under way).
+        # is left as it is); None when it could not be asked, or could not say because a
+        # walk of its own is still under way.
         try:
             where = await asyncio.wait_for(self.call_name((H.person, person), H.where_is), within)
             return where if isinstance(where, Atom) else None
