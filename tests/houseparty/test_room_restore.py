@@ -108,3 +108,31 @@ async def handed_over_room_reads() -> None:
 
 def test_a_room_handed_over_by_its_live_copy_asks_nobody() -> None:
     asyncio.run(handed_over_room_reads())
+
+
+async def orphan_round_reads() -> None:
+    RestoredRoom.asked = asyncio.Queue()
+    async with running_node("hp_" + secrets.token_hex(8), net_ticktime=1.0) as node:
+        bind_sidecar(node, Atom("no_sidecar@nowhere"), copies=0)
+        pid = await restore(node, [KID], 2)
+        # The first round: the kid stands here, and stays.
+        (await questions(1))[KID].set_result(KITCHEN)
+        await asyncio.sleep(0.1)
+        assert await node.call(pid, Atom("who_is_in")) == (OK, [KID])
+        # The kid walks out through the old copy, an orphan of a paused sidecar that took
+        # its walked_out: this room is not told. It asks again a net tick time later.
+        assert RestoredRoom.asked.empty()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        again = await questions(1)
+        assert loop.time() - started >= 0.8
+        again[KID].set_result(HALL)
+        await asyncio.sleep(0.1)
+        assert await node.call(pid, Atom("who_is_in")) == (OK, [])
+        # Nobody is asked after that round.
+        await asyncio.sleep(1.5)
+        assert RestoredRoom.asked.empty()
+
+
+def test_a_restored_room_asks_once_more_a_net_tick_time_later() -> None:
+    asyncio.run(orphan_round_reads())
