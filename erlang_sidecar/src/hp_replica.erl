@@ -57,7 +57,10 @@
 %% names with as its owner copies and sends them on (hold/1), in one message per
 %% successor for a whole batch. The copies are in ETS tables (hp_replica_table), read
 %% without a message; a long list in a state, a person's log, is kept in chunks there, so
-%% that a put appending to it costs what it appends wherever the list has grown to.
+%% that a put appending to it costs what it appends wherever the list has grown to. The
+%% names a map state lists under hp_links are indexed there too: linked_from/1 asks every
+%% sidecar which copies link to a name, for a worker restored from a copy that may lack a
+%% change it let go unheld (a room, the walk in of a person whose copy links to it).
 %%
 %% A name's copies last as long as its registration. When it ends for good (unregistered,
 %% its worker stopped, its crashes given up) and when it is registered afresh while this
@@ -83,7 +86,8 @@
 -behaviour(gen_server).
 
 -export([start_link/0, child_spec/0, copies/0, silent_ms/0, sweep_ms/0]).
--export([lookup/1, version/1, get_many/1, newest/1, resend/1, hold/1, forget/1, fresh/1]).
+-export([lookup/1, version/1, get_many/1, newest/1, resend/1, hold/1, forget/1, fresh/1,
+         linked_from/1]).
 -export([newer/2, targets/4, targets/5, retargets/5, pick_newest/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -192,6 +196,30 @@ newest(Names) ->
     Remote = [Copies || {ok, Copies} <- erpc:multicall(Others, ?MODULE, get_many, [Names],
                                                        ?FANOUT_TIMEOUT)],
     pick_newest(lists:append([get_many(Names) | Remote])).
+
+%% The names whose copies, on any sidecar of the ring, link to each of Names (list them
+%% under hp_links, hp_replica_table), in the order of Names. A sidecar that does not
+%% answer may hold the only such copy: the answer is then that it could not be known.
+%% One of an earlier release keeps no links, and counts as holding none.
+-spec linked_from([term()]) -> {ok, [{term(), [term()]}]} | {error, {unavailable, term()}}.
+linked_from(Names) ->
+    Nodes = lists:usort([node() | hp_ring:nodes(hp_registry_store:ring())]),
+    Answers = lists:zip(Nodes, erpc:multicall(Nodes, hp_replica_table, linked_from, [Names],
+                                              ?FANOUT_TIMEOUT)),
+    case [Node || {Node, Answer} <- Answers, not answered(Answer)] of
+        [] ->
+            Merged = lists:foldl(fun({Name, Ls}, Acc) ->
+                                         maps:update_with(Name, fun(Held) -> Ls ++ Held end, Ls, Acc)
+                                 end, #{}, lists:append([Ls || {_, {ok, Ls}} <- Answers])),
+            {ok, [{Name, lists:usort(maps:get(Name, Merged, []))} || Name <- Names]};
+        Silent ->
+            {error, {unavailable, {no_answer_from, Silent}}}
+    end.
+
+%% An answer, or the undef of a sidecar of an earlier release, which keeps no links.
+answered({ok, _}) -> true;
+answered({error, {exception, undef, [{hp_replica_table, linked_from, _, _} | _]}}) -> true;
+answered(_) -> false.
 
 %% Sends this sidecar's copies of Names to their successors on the current ring (after a
 %% ring change, or once a name's new owner holds it). No answer is awaited: a later put

@@ -10,6 +10,7 @@
 %%                      {Name, Version, State, #{Key => [{Id, Length}]}}
 %%                      (State without the chunked keys; their chunks, in order)
 %%   hp_replica_chunks  {{Name, Id}, Items}
+%%   hp_replica_links   {{Link, Name}}: Name's copy lists Link under hp_links
 %%
 %% A chunk row never changes once written. A change writes the chunks it makes under new
 %% ids, then the name's row, then deletes the chunks that row no longer lists: a reader
@@ -18,20 +19,28 @@
 %%
 %% Changes (hp_replica_changes) to keys that are not chunked are applied by
 %% hp_replica_changes:apply_to/2 itself; the chunked keys follow the same rules here.
+%%
+%% A map state may list, under the key hp_links, the names of other workers whose state
+%% depends on it (a person, the room it stands in): those names find its copy here with
+%% linked_from/1, so that one restarted from an older copy of its own can ask the
+%% workers that link to it. That list is never chunked, and the index follows each row.
 -module(hp_replica_table).
 
 -export([new/0, lookup/1, version/1, member/1, get_many/1, names/2, put_whole/3,
-         put_changes/4, delete/1, chunk_size/0, chunk_count/0]).
+         put_changes/4, delete/1, chunk_size/0, chunk_count/0, linked_from/1]).
 
 -define(STATES, hp_replica_states).
 -define(CHUNKS, hp_replica_chunks).
+-define(LINKS, hp_replica_links).
+-define(LINKS_KEY, hp_links).
 -define(CHUNK, 256).
 
-%% Creates both tables, owned by the calling process.
+%% Creates the tables, owned by the calling process.
 -spec new() -> ok.
 new() ->
     _ = ets:new(?STATES, [set, public, named_table, {read_concurrency, true}]),
     _ = ets:new(?CHUNKS, [set, public, named_table, {read_concurrency, true}]),
+    _ = ets:new(?LINKS, [ordered_set, public, named_table, {read_concurrency, true}]),
     ok.
 
 %% The most items a chunk holds, and the longest list kept inside its state.
@@ -82,13 +91,21 @@ names(start, Limit) ->
 names(Continuation, _Limit) ->
     ets:select(Continuation).
 
+%% The names whose copies held here link to each of Names (list them under hp_links).
+-spec linked_from([term()]) -> [{term(), [term()]}].
+linked_from(Names) ->
+    [{Name, ets:select(?LINKS, [{{{Name, '$1'}}, [], ['$1']}])} || Name <- Names].
+
 %% Holds State at version V unless the copy held is as new.
 -spec put_whole(term(), hp_replica:version(), term()) -> ok.
 put_whole(Name, V, S) ->
     case chunked(S) of
         {_, Chunked, _} = Work when map_size(Chunked) =:= 0 ->
             %% A copy not held yet (a handoff, a new successor) takes one write.
-            _ = ets:insert_new(?STATES, {Name, V, S}) orelse replace(Name, V, Work),
+            case ets:insert_new(?STATES, {Name, V, S}) of
+                true -> relink(Name, [], links(S));
+                false -> replace(Name, V, Work)
+            end,
             ok;
         Work ->
             replace(Name, V, Work)
@@ -97,7 +114,7 @@ put_whole(Name, V, S) ->
 replace(Name, V, Work) ->
     Old = ets:lookup(?STATES, Name),
     case hp_replica:newer(V, old_version(Old)) of
-        true -> commit(Name, V, Work, old_ids(Old));
+        true -> commit(Name, V, Work, Old);
         false -> ok
     end.
 
@@ -109,7 +126,7 @@ put_changes(Name, V, Base, Changes) ->
     case ets:lookup(?STATES, Name) of
         [Row] when element(2, Row) =:= Base ->
             case apply_each(Name, Changes, {element(3, Row), chunks_of(Row), #{}}) of
-                {ok, Work} -> commit(Name, V, Work, ids(chunks_of(Row)));
+                {ok, Work} -> commit(Name, V, Work, [Row]);
                 stale -> stale
             end;
         _ ->
@@ -122,7 +139,7 @@ delete(Name) ->
     Old = ets:lookup(?STATES, Name),
     ets:delete(?STATES, Name),
     [ets:delete(?CHUNKS, {Name, Id}) || Id <- old_ids(Old)],
-    ok.
+    relink(Name, old_links(Old), []).
 
 %% --- internal --------------------------------------------------------------------------
 
@@ -161,6 +178,27 @@ old_ids([]) -> [].
 old_version([Row]) -> element(2, Row);
 old_version([]) -> none.
 
+old_links([Row]) -> links(element(3, Row));
+old_links([]) -> [].
+
+%% The names a state links to (none for a list that is not a proper one).
+links(#{?LINKS_KEY := Links}) when is_list(Links) ->
+    try length(Links) of
+        _ -> Links
+    catch
+        error:badarg -> []
+    end;
+links(_) ->
+    [].
+
+%% The index follows a row whose links went from Old to New.
+relink(_Name, Same, Same) ->
+    ok;
+relink(Name, Old, New) ->
+    [ets:delete(?LINKS, {Link, Name}) || Link <- Old -- New],
+    ets:insert(?LINKS, [{{Link, Name}} || Link <- New -- Old]),
+    ok.
+
 chunks_of({_, _, _}) -> #{};
 chunks_of({_, _, _, Chunked}) -> Chunked.
 
@@ -169,7 +207,9 @@ ids(Chunked) ->
 
 %% The chunks first, then the row that lists them, then the chunks no row lists: only
 %% those of the new row are written, not those a later change of the same put replaced.
-commit(Name, V, {S, Chunked, Written}, OldIds) ->
+%% Old is the row replaced, if any.
+commit(Name, V, {S, Chunked, Written}, Old) ->
+    OldIds = old_ids(Old),
     Ids = ids(Chunked),
     ets:insert(?CHUNKS, [{{Name, Id}, maps:get(Id, Written)} || Id <- Ids,
                                                               is_map_key(Id, Written)]),
@@ -178,7 +218,7 @@ commit(Name, V, {S, Chunked, Written}, OldIds) ->
                             _ -> {Name, V, S, Chunked}
                         end),
     [ets:delete(?CHUNKS, {Name, Id}) || Id <- OldIds -- Ids],
-    ok.
+    relink(Name, old_links(Old), links(S)).
 
 %% A whole state with its long lists taken out into chunks. Most states have none, and
 %% a drain holds a state per moved name: those are found without building anything.
@@ -191,10 +231,13 @@ chunked(S) ->
     {S, #{}, #{}}.
 
 any_long(none) -> false;
+any_long({?LINKS_KEY, _, Next}) -> any_long(maps:next(Next));
 any_long({_, Value, Next}) -> long(Value) orelse any_long(maps:next(Next)).
 
 chunk_out(S) ->
-    maps:fold(fun(Key, Value, Work) ->
+    maps:fold(fun(?LINKS_KEY, _, Work) ->
+                      Work;
+                 (Key, Value, Work) ->
                       case long(Value) of
                           true -> out_of_state(Key, Value, Work);
                           false -> Work
@@ -224,7 +267,7 @@ change_inline(Change, S, Chunked, Written) ->
             Key = element(2, Change),
             Work = {S1, Chunked, Written},
             case S1 of
-                #{Key := Value} ->
+                #{Key := Value} when Key =/= ?LINKS_KEY ->
                     case long(Value) of
                         true -> {ok, out_of_state(Key, Value, Work)};
                         false -> {ok, Work}

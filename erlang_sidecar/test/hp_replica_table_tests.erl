@@ -7,7 +7,8 @@ with_tables(Test) ->
     try Test()
     after
         ets:delete(hp_replica_states),
-        ets:delete(hp_replica_chunks)
+        ets:delete(hp_replica_chunks),
+        ets:delete(hp_replica_links)
     end.
 
 %% Random changes to states whose lists grow past a chunk and shrink back: the copy read
@@ -147,3 +148,31 @@ read_until_done(Parent, Keep, Reads) ->
             ?assertEqual(lists:seq(max(1, V - Keep + 1), V), Log),
             read_until_done(Parent, Keep, Reads + 1)
     end.
+
+%% The names a copy lists under hp_links find it, as long as the copy held here lists
+%% them: whole states, changes, an older put that does not replace the copy, a delete.
+%% The list is never chunked, however long.
+links_follow_the_copies_test() ->
+    with_tables(
+      fun() ->
+              Linked = fun(Names) -> hp_replica_table:linked_from(Names) end,
+              ok = hp_replica_table:put_whole(ann, 1, #{hp_links => [hall], log => items(300)}),
+              ok = hp_replica_table:put_whole(bob, 1, #{hp_links => [hall, den]}),
+              ?assertEqual([{hall, [ann, bob]}, {den, [bob]}, {attic, []}],
+                           Linked([hall, den, attic])),
+              ?assertEqual(ok, hp_replica_table:put_changes(ann, 2, 1, [{set, hp_links, [den]}])),
+              ?assertEqual([{hall, [bob]}, {den, [ann, bob]}], Linked([hall, den])),
+              ok = hp_replica_table:put_whole(ann, 1, #{hp_links => [attic]}),
+              ?assertEqual([{attic, []}, {den, [ann, bob]}], Linked([attic, den])),
+              ?assertEqual(ok, hp_replica_table:put_changes(bob, 2, 1, [{remove, hp_links}])),
+              ?assertEqual([{hall, []}, {den, [ann]}], Linked([hall, den])),
+              ok = hp_replica_table:delete(ann),
+              ?assertEqual([{den, []}], Linked([den])),
+              Many = [{room, I} || I <- lists:seq(1, 300)],
+              ok = hp_replica_table:put_whole(cat, 1, #{hp_links => Many}),
+              ?assertEqual([{{room, 300}, [cat]}], Linked([{room, 300}])),
+              ?assertMatch([{cat, 1, _}], ets:lookup(hp_replica_states, cat)),
+              %% Not a proper list: no links.
+              ok = hp_replica_table:put_whole(dan, 1, #{hp_links => [hall | den]}),
+              ?assertEqual([{hall, []}], Linked([hall]))
+      end).

@@ -184,6 +184,17 @@ put_changes_test_() ->
              ?assertEqual({3, #{log => [a, b]}}, hp_replica:lookup(m))
      end}.
 
+%% The names whose copies link to a name are found through every sidecar of the ring
+%% (this one alone here), in the order asked.
+linked_from_test_() ->
+    {setup, fun start/0, fun stop/1,
+     fun() ->
+             Puts = [{ann, 1, #{hp_links => [hall]}}, {bob, 1, #{hp_links => [hall, den]}}],
+             ?assertEqual(ok, gen_server:call(hp_replica, {put_many, Puts})),
+             ?assertEqual({ok, [{den, [bob]}, {hall, [ann, bob]}, {attic, []}]},
+                          hp_replica:linked_from([den, hall, attic]))
+     end}.
+
 %% hp_replica alone, not linked to the test.
 start() ->
     {ok, Pid} = hp_replica:start_link(),
