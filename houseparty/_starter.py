@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from houseparty.workers import NO_ANSWER, Worker, bind_sidecar
+from houseparty.workers import NO_ANSWER, Worker, bind_sidecar, without_links
 from py_nodes import GenServer, Reply
 from py_nodes._terms import Atom, Pid
 
@@ -130,7 +130,7 @@ class WorkerStarter(GenServer):
             worker = self.node.process(pid)
             assert isinstance(worker, Worker)
             try:
-                worker.end_handoff(handed_over[0])
+                worker.end_handoff(without_links(handed_over[0]))
                 if handed_over[2:] == (S.copy,):
                     worker.restored_from_copy()
             except Exception as exc:

@@ -52,9 +52,11 @@ it goes on (a person's intent before it enters a room) awaits :meth:`Worker.repl
 A worker whose state is a map and grows (a log) can say what changed since its last put
 with :meth:`Worker.state_changes`, so that a put costs the change and not the whole state.
 A change that the worker can put right after a restart from a copy that lacks it (a room
-that a person walked out of: the person holds where it went) may go unheld, with
+that a person walked into or out of: the person holds where it went) may go unheld, with
 ``changed(wait=False)``: its answer does not wait, the change goes with the worker's next
 put, and a worker restarted from a copy is told so by :meth:`Worker.restored_from_copy`.
+A worker can find the workers whose state depends on its own: they name it in
+:meth:`Worker.state_links`, and it asks :meth:`Worker.linked_from`.
 
 A worker that crashes (a handler raised, it stopped with a reason other than ``normal``,
 ``shutdown`` or ``{shutdown, _}``, or it was killed) starts again on the same pod, with
@@ -145,6 +147,7 @@ class _T:
     down = Atom("DOWN")
     gen_call = Atom("$gen_call")
     unexpected_call = Atom("unexpected_call")
+    hp_links = Atom("hp_links")
 
 
 HANDED_OFF = (_T.error, _T.handed_off)
@@ -162,6 +165,9 @@ REPLICA_TIMEOUT_S = 5.0
 # unless a put of the worker's carries it first: most ride along with the next change.
 UNHELD_PUT_S = 0.2
 DEFAULT_REPLICA_COPIES = 1
+# How long a restored worker's question of which copies link to it may take: the sidecar
+# asks every other one, each within 3 s (hp_replica:linked_from/1).
+LINKS_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +347,51 @@ def _unheld_answer(result: Any) -> None:
         log.debug("an unheld change was not put: %r", result)
 
 
+class _Links(Process):
+    """The questions of one node's workers of which names' copies link to them
+    (:meth:`Worker.linked_from`): those of one turn of its event loop go to the sidecar as
+    one ``hp_replica:linked_from(Names)``, as a pod's loss restores thousands at once."""
+
+    __slots__ = ("pending", "sidecar")
+
+    sidecar: Atom
+    pending: list[tuple[Any, asyncio.Future[list[Any]]]]
+
+    def init(self, sidecar: Atom) -> None:
+        self.sidecar = sidecar
+        self.pending = []
+
+    def ask(self, name: Any) -> asyncio.Future[list[Any]]:
+        """The names whose copies link to ``name``; :class:`~houseparty.Unavailable` when
+        a sidecar that may hold one did not answer."""
+        if not self.pending:
+            run_outside_mailbox(self._ask())  # runs once this turn's questions are in
+        answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.pending.append((name, answer))
+        return answer
+
+    async def _ask(self) -> None:
+        batch, self.pending = self.pending, []
+        names = [name for name, _ in batch]
+        try:
+            result = await rex_call(
+                self, self.sidecar, "hp_replica", "linked_from", [names], self.pid, LINKS_TIMEOUT_S
+            )
+        except PyNodesError as exc:
+            result = (_T.error, (_T.unavailable, str(exc).encode()))
+        match result:
+            case (_T.ok, list(found)) if len(found) == len(batch):
+                for (_, answer), (_, linkers) in zip(batch, found, strict=True):
+                    if not answer.done():
+                        answer.set_result(list(linkers))
+            case _:
+                for name, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(
+                            Unavailable(result, f"which copies link to {name!r}: {result!r}")
+                        )
+
+
 def _settle(helds: list[_Held], result: Any) -> None:
     # One worker's callback failing must not keep the answer from the others, nor stop
     # the process that takes every put's answer.
@@ -351,18 +402,37 @@ def _settle(helds: list[_Held], result: Any) -> None:
             log.exception("a state put's answer could not be handled")
 
 
-# The sidecar of each node's pod, whose registry finds workers by name and which holds
-# their state copies, with how many successors hold a copy too: one per node, so that no
-# worker carries it.
-_sidecars: WeakKeyDictionary[object, tuple[Atom, int, _Puts]] = WeakKeyDictionary()
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """The sidecar of a node's pod, whose registry finds workers by name and which holds
+    their state copies; how many successors hold a copy too; and the processes that put
+    the workers' states and ask which copies link to them."""
+
+    sidecar: Atom
+    copies: int
+    puts: _Puts
+    links: _Links
+
+
+# One per node, so that no worker carries it.
+_sidecars: WeakKeyDictionary[object, _Bound] = WeakKeyDictionary()
 
 
 def bind_sidecar(node: Any, sidecar: Atom, copies: int = DEFAULT_REPLICA_COPIES) -> None:
     """Workers on ``node`` find other workers through ``sidecar``'s registry, and keep
     their state there and on ``copies`` other sidecars (0: replication is off)."""
     puts = node.process(node.spawn(_Puts, sidecar))
-    assert isinstance(puts, _Puts)
-    _sidecars[node] = (sidecar, copies, puts)
+    links = node.process(node.spawn(_Links, sidecar))
+    assert isinstance(puts, _Puts) and isinstance(links, _Links)
+    _sidecars[node] = _Bound(sidecar, copies, puts, links)
+
+
+def without_links(state: Any) -> Any:
+    """A state from a copy without the links its put added (:meth:`Worker.state_links`):
+    the worker's own :meth:`Worker.state_term`."""
+    if type(state) is dict and _T.hp_links in state:
+        return {key: value for key, value in state.items() if key is not _T.hp_links}
+    return state
 
 
 def _version_after(version: int) -> int:
@@ -385,7 +455,7 @@ class Worker(GenServer):
     Python as ``str``). It calls other workers by name with :meth:`call_name`.
     """
 
-    __slots__ = ("handed_off", "key", "put_base", "replica_due", "version")
+    __slots__ = ("copy_held", "handed_off", "key", "put_base", "replica_due", "version")
 
     kind: ClassVar[str | None] = None
 
@@ -397,6 +467,9 @@ class Worker(GenServer):
     # was lost; None before the first and after a state taken whole (a handoff's, a
     # merge's), whose next put carries the whole state.
     put_base: int | None
+    # Whether a put of this worker was held since it started: until then a restart would
+    # start it afresh from its args, not from a copy, and no change may go unheld.
+    copy_held: bool
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A worker's own helper named like one of GenServer's private methods would
@@ -418,6 +491,7 @@ class Worker(GenServer):
         self.replica_due = False
         self.version = 0
         self.put_base = None
+        self.copy_held = False
         self.setup(*args)
 
     # -- for subclasses ---------------------------------------------------------------
@@ -451,6 +525,21 @@ class Worker(GenServer):
         after them carries the whole state, as does any put whose base the sidecar's
         copy has lost."""
         return None
+
+    def state_links(self) -> Sequence[Any]:
+        """The names of other workers (registry keys) whose state depends on this one's:
+        a person's, the room it stands in. Each put carries them, under ``hp_links`` in the
+        state, a map, so that one of those restarted from an older copy of its own finds
+        this worker with :meth:`linked_from` and can ask it. The default: none, and puts
+        carry nothing more."""
+        return ()
+
+    async def linked_from(self) -> list[Any]:
+        """The names of the workers whose state copies, on any sidecar, link to this one
+        (see :meth:`state_links`): those that may depend on a change its copy lacks.
+        Raises :class:`~houseparty.Unavailable` when a sidecar that may hold such a copy
+        did not answer."""
+        return await _sidecars[self.node].links.ask(self.registry_key())
 
     def begin_handoff(self) -> HandoffAnswer:
         """Asked when the worker's name moves to another pod (a drain, a new pod).
@@ -487,14 +576,14 @@ class Worker(GenServer):
     @property
     def sidecar(self) -> Atom:
         """This pod's sidecar node."""
-        return _sidecars[self.node][0]
+        return _sidecars[self.node].sidecar
 
     @property
     def replicated(self) -> bool:
         """Whether this pod copies its workers' states to others (``HP_REPLICA_COPIES``
         above 0). When it does not, :meth:`state_changes` is never asked, and a worker
         need not keep track of its changes."""
-        return _sidecars[self.node][1] > 0
+        return _sidecars[self.node].copies > 0
 
     def changed(self, wait: bool = True) -> None:
         """Say that the request being handled changed the state: its answer waits until
@@ -504,13 +593,15 @@ class Worker(GenServer):
         With ``wait=False`` the answer does not wait: the change goes with the worker's
         next put, and at the latest :data:`UNHELD_PUT_S` later. A copy may then lack it,
         so a worker restarted from one must be able to put it right itself (see
-        :meth:`restored_from_copy`)."""
-        if wait:
+        :meth:`restored_from_copy`). Until a put of the worker has been held since it
+        started, its changes wait all the same: a restart without any copy would start it
+        afresh, and not tell it so."""
+        if wait or not self.copy_held:
             self.replica_due = True
             return
-        _, copies, puts = _sidecars[self.node]
-        if copies:
-            puts.later(self, functools.partial(self._put_if_not_since, self.version))
+        bound = _sidecars[self.node]
+        if bound.copies:
+            bound.puts.later(self, functools.partial(self._put_if_not_since, self.version))
 
     def restored_from_copy(self) -> None:
         """Called after :meth:`end_handoff` when its state came from a copy (a restart
@@ -521,15 +612,15 @@ class Worker(GenServer):
     def _put_if_not_since(self, version: int) -> None:
         # Unless a put since (its version moved on) carried the change, or one is due.
         if self.version == version and self.alive and not self.handed_off and not self.replica_due:
-            _sidecars[self.node][2].put(self._next_put(), self._whole_put, _unheld_answer)
+            _sidecars[self.node].puts.put(self._next_put(), self._whole_put, _unheld_answer)
 
     async def replicate(self) -> None:
         """Have the current :meth:`state_term` held by this pod's sidecar and the name's
         successors now, under a new version. Raises :class:`~houseparty.Unavailable` when
         they do not hold it in time; the state stays here and goes with the next one."""
         self.replica_due = False
-        _, copies, puts = _sidecars[self.node]
-        if copies == 0:
+        bound = _sidecars[self.node]
+        if bound.copies == 0:
             return
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -537,7 +628,7 @@ class Worker(GenServer):
             if not answer.done():  # cancelled when the worker stopped meanwhile
                 answer.set_result(result)
 
-        puts.put(self._next_put(), self._whole_put, held)
+        bound.puts.put(self._next_put(), self._whole_put, held)
         result = await answer
         if isinstance(result, PyNodesError):
             self.replica_due = True
@@ -548,6 +639,7 @@ class Worker(GenServer):
         if result is not _T.ok:
             self.replica_due = True
             raise Unavailable(result, f"{self.registry_key()!r}: {result!r}")
+        self.copy_held = True
 
     def take_version(self, version: int) -> None:
         """The version of the state this worker started from (a restart, a handoff):
@@ -560,9 +652,22 @@ class Worker(GenServer):
         changes = self.state_changes()
         base, self.version = self.put_base, _version_after(self.version)
         self.put_base = self.version
+        if type(self).state_links is Worker.state_links:
+            if base is None or changes is None:
+                return (self.registry_key(), self.version, self.state_term())
+            return (self.registry_key(), self.version, base, changes.term())
+        links = list(self.state_links())
         if base is None or changes is None:
-            return (self.registry_key(), self.version, self.state_term())
-        return (self.registry_key(), self.version, base, changes.term())
+            state = self.state_term()
+            if type(state) is not dict:
+                raise TypeError(f"{type(self).__name__} has state_links: its state must be a map")
+            return (self.registry_key(), self.version, {**state, _T.hp_links: links})
+        return (
+            self.registry_key(),
+            self.version,
+            base,
+            [*changes.term(), (_T.set, _T.hp_links, links)],
+        )
 
     def _whole_put(self) -> tuple[Any, ...] | None:
         # Asked by _Puts when the sidecar's copy could not take this worker's changes.
@@ -646,13 +751,14 @@ class Worker(GenServer):
 
     def _reply_once_held(self, from_: tuple[Any, Any], value: Any) -> None:
         self.replica_due = False
-        _, copies, puts = _sidecars[self.node]
-        if copies == 0:
+        bound = _sidecars[self.node]
+        if bound.copies == 0:
             self.reply(from_, value)
             return
 
         def answer(result: Any) -> None:
             if result is _T.ok:
+                self.copy_held = True
                 self.reply(from_, value)
                 return
             self.replica_due = True  # goes with the next put
@@ -660,7 +766,7 @@ class Worker(GenServer):
                 result = (_T.error, (_T.unavailable, str(result).encode()))
             self.reply(from_, result)
 
-        puts.put(self._next_put(), self._whole_put, answer)
+        bound.puts.put(self._next_put(), self._whole_put, answer)
 
     def answer_begin_handoff(self) -> Any:
         """The term that answers ``{swarm, begin_handoff}``. Once given, the state must
@@ -684,13 +790,13 @@ class Worker(GenServer):
         :meth:`on_cast`, not this."""
         match request:
             case (_T.swarm, _T.end_handoff, state):
-                self.end_handoff(state)
+                self.end_handoff(without_links(state))
                 self.put_base = None
                 self.changed()
                 return self._replicated(None)
             case (_T.swarm, _T.resolve_conflict, state) if not self.handed_off:
                 # The merged state supersedes both sides': its version is above both.
-                self.resolve_conflict(state)
+                self.resolve_conflict(without_links(state))
                 self.put_base = None
                 self.changed()
                 return self._replicated(None)

@@ -126,6 +126,29 @@ def test_a_change_let_go_unheld_follows_later_and_a_restart_from_a_copy_says_so(
         assert w.call("tally", "get") == (2, 2, 1)
 
 
+def test_a_worker_finds_the_workers_whose_copies_link_to_it(own_cluster: Cluster) -> None:
+    """``state_links()`` go with every put; ``linked_from()`` finds, over every sidecar,
+    the workers whose copies link to a name, and only while they do. The state a copy
+    restores is the worker's own, without the links."""
+    live = own_cluster.sidecars[:2]  # pod 3 is gone since the first test of the module
+    with Workers(live[0], cookie=own_cluster.cookie) as w, own_cluster.client(1) as hp:
+        w.register("club", "member")
+        for name in ("ann", "bob", "cat"):
+            w.register(name, "member", "club")
+        assert w.call("ann", "join") is True
+        assert w.call("bob", "join") is True
+        assert w.call("club", "linked") == [b"ann", b"bob"]
+        assert w.call("bob", "leave") is False
+        assert w.call("club", "linked") == [b"ann"]
+        held = copies(own_cluster, hp, b"ann", live)
+        assert len(held) == 2
+        assert all(c == {Atom("hp_links"): [b"club"], b"joined": True} for c in held.values())
+        with pytest.raises(WorkerCrashed):
+            w.call("ann", "crash")
+        assert w.call("ann", "get") is True
+        assert w.call("club", "linked") == [b"ann"]
+
+
 def test_a_change_whose_sidecar_replica_store_goes_is_answered_unavailable(
     own_cluster: Cluster,
 ) -> None:

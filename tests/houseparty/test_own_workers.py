@@ -170,6 +170,7 @@ def test_status_counts_workers_per_kind(own_cluster: Cluster) -> None:
             "stubborn": 0,
             "journal": 0,
             "tally": 0,
+            "member": 0,
         }
         for i in range(6):
             w.unregister(f"counted_{i}")

@@ -134,6 +134,7 @@ def check_replies(replies: list[Any], python_node: str) -> None:
         Atom("stubborn"): 0,
         Atom("journal"): 0,
         Atom("tally"): 0,
+        Atom("member"): 0,
         Atom("room"): 0,
         Atom("person"): 0,
     }

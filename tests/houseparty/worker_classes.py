@@ -16,7 +16,7 @@ SETTING = (
     "counter=tests.houseparty.worker_classes:Counter tests.houseparty.worker_classes:Broken,"
     "tests.houseparty.worker_classes:Fresh tests.houseparty.worker_classes:OlderPerson "
     "tests.houseparty.worker_classes:Stubborn tests.houseparty.worker_classes:Journal "
-    "tests.houseparty.worker_classes:Tally"
+    "tests.houseparty.worker_classes:Tally tests.houseparty.worker_classes:Member"
 )
 
 
@@ -172,6 +172,47 @@ class Tally(Worker):
 
     def restored_from_copy(self) -> None:
         self.restored += 1
+
+
+class Member(Worker):
+    """A member of the group named at registration (kind ``member``): ``b"join"`` and
+    ``b"leave"`` make its state link to the group's name or not (held changes);
+    ``b"linked"`` answers the names whose copies link to this one, sorted; ``b"crash"``
+    raises. It takes only its own state back, without the links its puts carried."""
+
+    kind = "member"
+
+    group: bytes
+    joined: bool
+
+    def setup(self, group: bytes = b"") -> None:
+        self.group = group
+        self.joined = False
+
+    def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
+        match request:
+            case b"join" | b"leave":
+                self.joined = request == b"join"
+                self.changed()
+            case b"linked":
+                return self._linked()
+            case b"crash":
+                raise RuntimeError("asked to crash")
+        return Reply(self.joined)
+
+    async def _linked(self) -> Reply:
+        return Reply(sorted(await self.linked_from()))
+
+    def state_links(self) -> list[bytes]:
+        return [self.group] if self.joined else []
+
+    def state_term(self) -> Any:
+        return {b"joined": self.joined}
+
+    def end_handoff(self, state: Any) -> None:
+        if set(state) != {b"joined"}:
+            raise ValueError(f"not a member's own state: {state!r}")
+        self.joined = state[b"joined"]
 
 
 class OlderPerson(Worker):
