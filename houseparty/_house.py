@@ -51,6 +51,7 @@ class H:
     walk_under_way = Atom("walk_under_way")
     leave = Atom("leave")
     walked_out = Atom("walked_out")
+    walked_in = Atom("walked_in")
     unknown_request = Atom("unknown_request")
     who_is_in = Atom("who_is_in")
     dump = Atom("dump")
@@ -148,15 +149,24 @@ RESTORE_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # How long its first question waits for each person, the calls it holds waiting with it.
 RESTORE_FIRST_PASS_S = 2.0
 
-# Per room (by id) that asks the people it lists where they stand after a merge, one set
-# per check under way: the people who entered meanwhile. An answer may predate the walk
-# in that follows it, which the room can handle before the answer reaches the check.
-# Kept here rather than on each room: most rooms never check.
-_ENTERED_WHILE_ASKING: dict[int, list[set[Atom]]] = {}
-# Per room (by id) restored from a copy that still asks the people it lists where they
-# stand: the calls that wait for the check, taken again once it is done. Its list is what
-# a user reads and its max what it refuses by, and either may count people who have gone.
+# Per room (by id) that asks people where they stand (after a merge, or restored from a
+# copy), one set per check under way: the people who came or went meanwhile. An answer
+# may predate the walk that follows it, which the room handles before the answer reaches
+# the check: the room's own handling stands. Kept here rather than on each room: most
+# rooms never check.
+_MOVED_WHILE_ASKING: dict[int, list[set[Atom]]] = {}
+# Per room (by id) restored from a copy whose first round of questions is under way: the
+# calls that wait for it, taken again once it is done. Its list is what a user reads and
+# its max what it refuses by, and either may miss people who came or count people who
+# have gone.
 _RESTORING: dict[int, list[tuple[Any, tuple[Any, Any]]]] = {}
+# Per room (by id) restored from a copy: the people whose copies link to it, not listed,
+# who have not said yet where they stand. Each holds a seat: one who stands here is taken
+# in, and the room must not have let others fill its place meanwhile.
+_SEATS: dict[int, set[Atom]] = {}
+# Where a person registered nowhere stands, to a room that asks: neither let go nor
+# taken in. Not an atom, which a room may be named.
+_NOWHERE: Any = object()
 
 
 class RoomWorker(Worker):
@@ -166,6 +176,11 @@ class RoomWorker(Worker):
     same however many people the room holds; they are sorted only when listed. A room
     that holds nobody keeps the empty tuple instead, which costs no object: most rooms
     are empty, and a dict per room would cost its own object each.
+
+    A person's walk comes in with ``walked_in`` and goes out with ``walked_out``, neither
+    held before it answers: the person's own copy, held before the walk goes on, says
+    where it went and links to the room it walks into. A room restored from a copy that
+    missed either asks the people it lists and those whose copies link to it.
     """
 
     __slots__ = ("max", "people", "touched")
@@ -189,25 +204,26 @@ class RoomWorker(Worker):
     def on_call(self, request: Any, from_: tuple[Any, Any]) -> Any:
         # The requests of walks and dumps first: they come by the thousand.
         match request:
-            case (H.enter, person):
-                if _ENTERED_WHILE_ASKING:
-                    self._entered_while_asking(person)
+            case (H.walked_in | H.enter as how, person):
+                if _MOVED_WHILE_ASKING:
+                    self._moved_while_asking(person)
                 if person in self.people:
                     return REPLY_OK
-                if len(self.people) >= self.max:
+                if self._full_for(person):
                     return self._after_restore(request, from_, REPLY_FULL)
                 self._add(person)
-                self.changed()
+                # A walk's person links here in its own copy, held before it came: a
+                # room restored from a copy that missed this finds it.
+                self.changed(wait=how is H.enter)
                 return REPLY_OK
             case (H.dump,):
                 return Reply((H.ok, (self.key, self._listed())))
-            case (H.leave, person):
-                self._without(person)
-                return REPLY_OK
-            case (H.walked_out, person):
+            case (H.walked_out | H.leave as how, person):
+                if _MOVED_WHILE_ASKING:
+                    self._moved_while_asking(person)
                 # The person holds the room it went to, which a room restarted from a
-                # copy that still lists it asks: this change need not be held first.
-                self._without(person, wait=False)
+                # copy that still lists it asks: a walk's way out need not be held first.
+                self._without(person, wait=how is H.leave)
                 return REPLY_OK
             case H.who_is_in:
                 return self._after_restore(request, from_, Reply((H.ok, self._listed())))
@@ -218,8 +234,8 @@ class RoomWorker(Worker):
                 self.changed()
                 return REPLY_OK
             case (H.enter_merged, person):
-                if _ENTERED_WHILE_ASKING:
-                    self._entered_while_asking(person)
+                if _MOVED_WHILE_ASKING:
+                    self._moved_while_asking(person)
                 if person not in self.people:
                     self._add(person)
                     self.changed()
@@ -262,6 +278,8 @@ class RoomWorker(Worker):
             self.people[person] = None
         else:
             self.people = {person: None}
+        if _SEATS and id(self) in _SEATS:
+            _SEATS[id(self)].discard(person)
 
     def _set_people(self, people: Iterable[Atom]) -> None:
         self.people = dict.fromkeys(people) or ()
@@ -281,16 +299,13 @@ class RoomWorker(Worker):
     def resolve_conflict(self, state: Any) -> None:
         self.max = max(self.max, state[H.max])
         self._set_people([*self.people, *state[H.people]])
-        run_outside_mailbox(
-            self._keep_only_those_here((0.0, 2 * MERGE_SETTLE_S)), delay=MERGE_SETTLE_S
-        )
+        run_outside_mailbox(self._reconcile((0.0, 2 * MERGE_SETTLE_S)), delay=MERGE_SETTLE_S)
 
     def restored_from_copy(self) -> None:
-        # The copy may list people who have walked out since (walked_out is not held
-        # before it answers): each is asked until it answers.
-        if self.people:
-            _RESTORING[id(self)] = []
-            run_outside_mailbox(self._restore())
+        # The copy may miss walks in and out (neither is held before it answers): the
+        # people it lists and those whose copies link here are asked where they stand.
+        _RESTORING[id(self)] = []
+        run_outside_mailbox(self._restore())
 
     def _after_restore(self, request: Any, from_: tuple[Any, Any], answer: Reply) -> Any:
         parked = _RESTORING.get(id(self)) if _RESTORING else None
@@ -299,77 +314,131 @@ class RoomWorker(Worker):
         parked.append((request, from_))
         return NoReply()
 
+    def _full_for(self, person: Atom) -> bool:
+        # A restored room keeps a seat for each person whose copy links to it and who has
+        # not said where it stands: that person takes it however full the room looks (its
+        # walk in may have been acknowledged, and the list may still hold people who have
+        # gone), and nobody else does.
+        seats = _SEATS.get(id(self)) if _SEATS else None
+        if not seats:
+            return len(self.people) >= self.max
+        return person not in seats and len(self.people) + len(seats) >= self.max
+
     async def _restore(self) -> None:
-        # The calls it holds are taken again after the first pass, whoever answered: a
+        # The calls it holds are taken again after the first round, whoever answered: a
         # person that cannot answer may be walking into this very room, its walk waiting
-        # on an enter held here. Those are asked again until they answer.
+        # on an enter held here. Those are asked again until they answer, and the links
+        # read again until they can be.
+        seats = _SEATS[id(self)] = set()
         try:
-            unanswered = await self._keep_only_those_here((0.0,), within=RESTORE_FIRST_PASS_S)
+            try:
+                unanswered, linked = await self._reconcile(
+                    (0.0,), within=RESTORE_FIRST_PASS_S, seats=seats, read_links=True
+                )
+            finally:
+                for request, from_ in _RESTORING.pop(id(self), ()):
+                    self.call_again(request, from_)
+            if unanswered or not linked:
+                unanswered, _ = await self._reconcile(
+                    RESTORE_PAUSES, unanswered, seats=seats, read_links=not linked
+                )
+            if seats:
+                log.warning("%s: %s never said where they stand", self.key, sorted(seats))
+                seats.clear()
+            # The old copy lives on until its Python node finds its sidecar silent, up to
+            # a net tick time after the peers that restarted this one did (a paused
+            # sidecar), and may meanwhile take a walk in or out through a pid hint: all
+            # are asked once more then.
+            await self._reconcile((self.node.net_ticktime,), seats=seats, read_links=True)
         finally:
-            for request, from_ in _RESTORING.pop(id(self), ()):
-                self.call_again(request, from_)
-        if unanswered:
-            await self._keep_only_those_here(RESTORE_PAUSES, unanswered)
-        # The old copy lives on until its Python node finds its sidecar silent, up to a
-        # net tick time after the peers that restarted this one did (a paused sidecar),
-        # and may meanwhile take a walked_out through a pid hint: asked once more then.
-        if self.people:
-            await self._keep_only_those_here((self.node.net_ticktime,))
+            _SEATS.pop(id(self), None)
 
-    def _entered_while_asking(self, person: Atom) -> None:
-        for entered in _ENTERED_WHILE_ASKING.get(id(self), ()):
-            entered.add(person)
+    def _moved_while_asking(self, person: Atom) -> None:
+        for moved in _MOVED_WHILE_ASKING.get(id(self), ()):
+            moved.add(person)
 
-    async def _keep_only_those_here(
+    async def _reconcile(
         self,
         pauses: tuple[float, ...],
         asking: list[Atom] | None = None,
         within: float | None = None,
-    ) -> list[Atom]:
-        """Lets go of the people who say they stand elsewhere, asked all at once after
-        each pause: every person it lists in every pass (after a merge, as a person's own
-        merge may land after the first one), or ``asking`` until each answered; each
-        given ``within`` seconds to answer, when set. Those who did not answer in the
-        last pass."""
-        # One who entered since it was asked stays: its answer may be older than its
-        # walk in.
-        entered: set[Atom] = set()
-        checks = _ENTERED_WHILE_ASKING.setdefault(id(self), [])
-        checks.append(entered)
+        seats: set[Atom] | None = None,
+        read_links: bool = False,
+    ) -> tuple[list[Atom], bool]:
+        """Asks people where they stand, all at once after each pause: every person it
+        lists in every pass (after a merge, as a person's own merge may land after the
+        first one), or ``asking`` until each answered; each given ``within`` seconds to
+        answer, when set. Lets go of those who stand elsewhere and takes in those who
+        stand here. With ``read_links``, a pass also asks those whose copies link here
+        (a restored room), until the links could be read, each holding a seat in
+        ``seats`` until it answers. Those who did not answer in the last pass, and
+        whether the links were read."""
+        moved: set[Atom] = set()
+        checks = _MOVED_WHILE_ASKING.setdefault(id(self), [])
+        checks.append(moved)
         unanswered: list[Atom] = []
         try:
             for pause in pauses:
                 await asyncio.sleep(pause)
                 if self.handed_off or not self.alive:
-                    return []  # the live copy is elsewhere now
-                people = list(self.people) if asking is None else asking
-                entered.difference_update(people)
+                    return [], True  # the live copy is elsewhere now
+                people = list(self.people) if asking is None else list(asking)
+                if read_links and seats is not None:
+                    read_links = not await self._hold_seats(people, seats)
+                moved.difference_update(people)
                 wheres = await asyncio.gather(*(self._where(person, within) for person in people))
                 unanswered = []
                 for person, where in zip(people, wheres, strict=True):
-                    if where is None:
+                    if person in moved:
+                        pass  # what it asked of this room since stands
+                    elif where is None:
                         unanswered.append(person)
-                    elif where is not self.key and person not in entered:
-                        self._without(person)
+                        continue
+                    elif where is self.key:
+                        if person not in self.people:
+                            self._add(person)
+                            self.changed(wait=False)
+                    elif where is not _NOWHERE:
+                        self._without(person, wait=False)
+                    if seats:
+                        seats.discard(person)
                 if asking is not None:
-                    asking = [person for person in unanswered if person in self.people]
-                    if not asking:
-                        return []
-            return unanswered
+                    asking = unanswered
+                    if not asking and not read_links:
+                        return [], True
+            return unanswered, not read_links
         finally:
-            checks[:] = [check for check in checks if check is not entered]
+            checks[:] = [check for check in checks if check is not moved]
             if not checks:
-                del _ENTERED_WHILE_ASKING[id(self)]
+                del _MOVED_WHILE_ASKING[id(self)]
+
+    async def _hold_seats(self, people: list[Atom], seats: set[Atom]) -> bool:
+        # Adds to people those whose copies link here and whom it does not list, each
+        # holding a seat; whether the links could be read.
+        try:
+            linked = await self.linked_from()
+        except Unavailable as exc:
+            log.warning("%s: cannot learn who links to it yet: %s", self.key, exc)
+            return False
+        asked = set(people)
+        for name in linked:
+            match name:
+                case (H.person, Atom() as person) if person not in asked:
+                    asked.add(person)
+                    people.append(person)
+                    if person not in self.people:
+                        seats.add(person)
+        return True
 
     async def _where(self, person: Atom, within: float | None) -> Any:
-        # Where the person says it stands (this room for one registered nowhere, which
-        # is left as it is); None when it could not be asked, or could not say because a
-        # walk of its own is still under way.
+        # Where the person says it stands (_NOWHERE for one registered nowhere); None
+        # when it could not be asked, or could not say because a walk of its own is
+        # still under way.
         try:
             where = await asyncio.wait_for(self.call_name((H.person, person), H.where_is), within)
             return where if isinstance(where, Atom) else None
         except UnknownName:
-            return self.key
+            return _NOWHERE
         except TimeoutError:
             return None
         except (ApiError, PyNodesError) as exc:
@@ -386,11 +455,12 @@ class PersonWorker(Worker):
     from its ``HP_PERSON_LOG_MAX`` setting.
 
     Rooms and people agree after any crash: a walk has its intent held (replicated)
-    before it enters the new room, and the rooms hold each enter and leave before they
-    answer. A person restarted with an intent finishes that walk (entering and leaving
-    are idempotent, and the log entry is the intent's) or, when the room refuses it,
-    stays where it was, in the room that still lists it. A refused walk has its intent
-    dropped, held, before it answers.
+    before it enters the new room, and its put links the person to both rooms
+    (``state_links``), so that a room restored from a copy that missed the walk in or out
+    finds it and asks it. A person restarted with an intent finishes that walk (entering
+    and leaving are idempotent, and the log entry is the intent's) or, when the room
+    refuses it, stays where it was, in the room that still lists it. A refused walk has
+    its intent dropped, held, before it answers.
 
     ``room_pid`` is the pid the API gave for the room it stands in when it walked in: a
     hint, tried first when it leaves that room, which spares a lookup. A copy that has
@@ -485,7 +555,7 @@ class PersonWorker(Worker):
             self.intent = None
             return Reply((H.error, (H.unavailable, exc.reason)))
         try:
-            entered = await self.call_name((H.room, room), (H.enter, self.key), pid=room_pid)
+            entered = await self._walk_in(room, room_pid)
         except UnknownName:
             entered = (H.error, (H.unknown_room, room))
         except ApiError as exc:
@@ -499,6 +569,16 @@ class PersonWorker(Worker):
             return Reply(entered)
         await self._complete_walk(room_pid)
         return REPLY_OK
+
+    async def _walk_in(self, room: Atom, room_pid: Pid | None) -> Any:
+        # The room does not hold the walk in before it answers: the intent held already
+        # links this person to it (state_links), and a room restored from a copy that
+        # missed the walk in asks those who link to it.
+        entered = await self.call_name((H.room, room), (H.walked_in, self.key), pid=room_pid)
+        if entered == REPLY_UNKNOWN.value:
+            # A room of an earlier release, in a rolling upgrade.
+            entered = await self.call_name((H.room, room), (H.enter, self.key))
+        return entered
 
     async def _complete_walk(self, room_pid: Pid | None = None) -> None:
         # Entered the intent's room (found at room_pid, when known): leave the old room
@@ -578,6 +658,14 @@ class PersonWorker(Worker):
         if self.intent is None:
             return {H.log: list(self.log)}
         return {H.log: list(self.log), H.intent: self.intent}
+
+    def state_links(self) -> list[tuple[Atom, Atom]]:
+        # The room it stands in and the one it walks into: either may have taken it in
+        # without holding that first.
+        links = [] if self.room is None else [(H.room, self.room)]
+        if self.intent is not None and self.intent[1] is not self.room:
+            links.append((H.room, self.intent[1]))
+        return links
 
     def state_changes(self) -> StateChanges | None:
         # The walks logged since the last put, and the walk under way.

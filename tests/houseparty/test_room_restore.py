@@ -1,14 +1,16 @@
-"""A room restored from a copy that may predate walks out of it asks the people it lists
-where they stand, and holds what a user reads from it (who is in, and whether it is full)
-until they have answered, or for a bounded time when one cannot.
+"""A room restored from a copy that may predate walks into and out of it asks the people
+it lists, and those whose copies link to it, where they stand, and holds what a user
+reads from it (who is in, and whether it is full) until they have answered, or for a
+bounded time when one cannot.
 
-The room runs on a real Python node; the people's answers come from the test."""
+The room runs on a real Python node; the people's answers, and the links, come from the
+test."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -20,17 +22,23 @@ from py_nodes._terms import Atom
 from tests.py_nodes.conftest import running_node
 
 KID, GHOST, NEWCOMER = Atom("kid"), Atom("ghost"), Atom("newcomer")
+ANN, SUE, TOM, OLD = Atom("ann"), Atom("sue"), Atom("tom"), Atom("old")
 KITCHEN, HALL = Atom("kitchen"), Atom("hall")
 OK = Atom("ok")
 
 
 class RestoredRoom(RoomWorker):
     """A room whose questions to people are answered by the test: each question is put
-    on ``asked`` as (person, future of the answer)."""
+    on ``asked`` as (person, future of the answer); the people whose copies link to it
+    are ``linking``."""
 
     __slots__ = ()
 
     asked: asyncio.Queue[tuple[Atom, asyncio.Future[Any]]]
+    linking: ClassVar[list[Atom]] = []
+
+    async def linked_from(self) -> list[Any]:
+        return [(Atom("person"), person) for person in RestoredRoom.linking]
 
     async def call_name(
         self, name: Any, request: Any, timeout: float = 5.0, pid: Any = None
@@ -67,6 +75,7 @@ async def restore(node: Node, people: list[Atom], max_people: int) -> Any:
 
 async def restored_room_reads() -> None:
     RestoredRoom.asked = asyncio.Queue()
+    RestoredRoom.linking = [KID]
     async with running_node("hp_" + secrets.token_hex(8)) as node:
         bind_sidecar(node, Atom("no_sidecar@nowhere"), copies=0)
         pid = await restore(node, [KID, GHOST], 2)
@@ -95,6 +104,7 @@ def test_a_restored_room_lets_go_of_who_walked_out_before_it_answers() -> None:
 
 async def handed_over_room_reads() -> None:
     RestoredRoom.asked = asyncio.Queue()
+    RestoredRoom.linking = [NEWCOMER]
     async with running_node("hp_" + secrets.token_hex(8)) as node:
         bind_sidecar(node, Atom("no_sidecar@nowhere"), copies=0)
         pid = node.spawn(RestoredRoom, KITCHEN, 2)
@@ -112,6 +122,7 @@ def test_a_room_handed_over_by_its_live_copy_asks_nobody() -> None:
 
 async def orphan_round_reads() -> None:
     RestoredRoom.asked = asyncio.Queue()
+    RestoredRoom.linking = []
     async with running_node("hp_" + secrets.token_hex(8), net_ticktime=1.0) as node:
         bind_sidecar(node, Atom("no_sidecar@nowhere"), copies=0)
         pid = await restore(node, [KID], 2)
@@ -136,3 +147,36 @@ async def orphan_round_reads() -> None:
 
 def test_a_restored_room_asks_once_more_a_net_tick_time_later() -> None:
     asyncio.run(orphan_round_reads())
+
+
+async def linked_room_reads() -> None:
+    RestoredRoom.asked = asyncio.Queue()
+    # The copy lists ann, and the ghost, who has walked out since; it missed the walks in
+    # of sue, the kid and tom, whose copies link here; old's copy still links here from
+    # a walk it has finished elsewhere since.
+    RestoredRoom.linking = [KID, SUE, TOM, OLD]
+    async with running_node("hp_" + secrets.token_hex(8)) as node:
+        bind_sidecar(node, Atom("no_sidecar@nowhere"), copies=0)
+        pid = await restore(node, [ANN, GHOST], 4)
+        first = await questions(6)
+        who = asyncio.ensure_future(node.call(pid, Atom("who_is_in")))
+        await asyncio.sleep(0.1)
+        assert not who.done()
+        for person, where in ((ANN, KITCHEN), (SUE, KITCHEN), (OLD, HALL)):
+            first[person].set_result(where)
+        # The ghost, the kid and tom do not answer in time: the kid and tom hold a seat
+        # each, so the room of 4 is full to anyone else, but not to them.
+        assert await asyncio.wait_for(who, 5) == (OK, [ANN, GHOST, SUE])
+        full = (Atom("error"), Atom("destination_full"))
+        assert await node.call(pid, (Atom("walked_in"), NEWCOMER)) == full
+        assert await node.call(pid, (Atom("walked_in"), KID)) == OK
+        # Asked again, the ghost says it stands elsewhere, and tom here.
+        again = await questions(3)
+        for person, where in ((GHOST, HALL), (KID, KITCHEN), (TOM, KITCHEN)):
+            again[person].set_result(where)
+        await asyncio.sleep(0.1)
+        assert await node.call(pid, Atom("who_is_in")) == (OK, [ANN, KID, SUE, TOM])
+
+
+def test_a_restored_room_takes_in_who_walked_in_and_links_to_it() -> None:
+    asyncio.run(linked_room_reads())
