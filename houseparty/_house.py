@@ -164,6 +164,9 @@ _RESTORING: dict[int, list[tuple[Any, tuple[Any, Any]]]] = {}
 # who have not said yet where they stand. Each holds a seat: one who stands here is taken
 # in, and the room must not have let others fill its place meanwhile.
 _SEATS: dict[int, set[Atom]] = {}
+# Per room (by id) restored from a copy: the walks in of seat holders that its list, which
+# may still count people who have gone, does not fit yet. Taken again after each round.
+_SEAT_WAITS: dict[int, list[tuple[Any, tuple[Any, Any]]]] = {}
 # Where a person registered nowhere stands, to a room that asks: neither let go nor
 # taken in. Not an atom, which a room may be named.
 _NOWHERE: Any = object()
@@ -210,11 +213,12 @@ class RoomWorker(Worker):
                 if person in self.people:
                     return REPLY_OK
                 if self._full_for(person):
-                    return self._after_restore(request, from_, REPLY_FULL)
+                    return self._seat_or_refusal(person, request, from_)
                 self._add(person)
                 # A walk's person links here in its own copy, held before it came: a
-                # room restored from a copy that missed this finds it.
-                self.changed(wait=how is H.enter)
+                # room restored from a copy that missed this finds it. A walk that fills
+                # the room is held all the same (see _full_for).
+                self.changed(wait=how is H.enter or len(self.people) >= self.max)
                 return REPLY_OK
             case (H.dump,):
                 return Reply((H.ok, (self.key, self._listed())))
@@ -222,8 +226,9 @@ class RoomWorker(Worker):
                 if _MOVED_WHILE_ASKING:
                     self._moved_while_asking(person)
                 # The person holds the room it went to, which a room restarted from a
-                # copy that still lists it asks: a walk's way out need not be held first.
-                self._without(person, wait=how is H.leave)
+                # copy that still lists it asks: a walk's way out need not be held first,
+                # unless it leaves a full room (see _full_for).
+                self._without(person, wait=how is H.leave or len(self.people) >= self.max)
                 return REPLY_OK
             case H.who_is_in:
                 return self._after_restore(request, from_, Reply((H.ok, self._listed())))
@@ -314,15 +319,30 @@ class RoomWorker(Worker):
         parked.append((request, from_))
         return NoReply()
 
+    def _seat_or_refusal(self, person: Atom, request: Any, from_: tuple[Any, Any]) -> Any:
+        # A seat holder's walk in waits until the list is settled: refused then, its walk
+        # may have been an acknowledged one lost.
+        if _SEATS and person in _SEATS.get(id(self), ()):
+            _SEAT_WAITS.setdefault(id(self), []).append((request, from_))
+            return NoReply()
+        return self._after_restore(request, from_, REPLY_FULL)
+
+    def _seat_waits_again(self) -> None:
+        for request, from_ in _SEAT_WAITS.pop(id(self), ()):
+            self.call_again(request, from_)
+
     def _full_for(self, person: Atom) -> bool:
         # A restored room keeps a seat for each person whose copy links to it and who has
-        # not said where it stands: that person takes it however full the room looks (its
-        # walk in may have been acknowledged, and the list may still hold people who have
-        # gone), and nobody else does.
+        # not said where it stands, which nobody else takes. That person, whose walk in
+        # may have been acknowledged, gets in while the room lists fewer than its max,
+        # those who have gone and not said so yet included. Its walk in was not held only
+        # if the room stayed below its max (a walk that fills a room, or leaves a full
+        # one, is held): a copy is exact whenever its room was full, so the count is
+        # never short, and a person whose walk a full room refused is not let in.
         seats = _SEATS.get(id(self)) if _SEATS else None
-        if not seats:
+        if not seats or person in seats:
             return len(self.people) >= self.max
-        return person not in seats and len(self.people) + len(seats) >= self.max
+        return len(self.people) + len(seats) >= self.max
 
     async def _restore(self) -> None:
         # The calls it holds are taken again after the first round, whoever answered: a
@@ -345,6 +365,7 @@ class RoomWorker(Worker):
             if seats:
                 log.warning("%s: %s never said where they stand", self.key, sorted(seats))
                 seats.clear()
+            self._seat_waits_again()
             # The old copy lives on until its Python node finds its sidecar silent, up to
             # a net tick time after the peers that restarted this one did (a paused
             # sidecar), and may meanwhile take a walk in or out through a pid hint: all
@@ -352,6 +373,7 @@ class RoomWorker(Worker):
             await self._reconcile((self.node.net_ticktime,), seats=seats, read_links=True)
         finally:
             _SEATS.pop(id(self), None)
+            self._seat_waits_again()
 
     def _moved_while_asking(self, person: Atom) -> None:
         for moved in _MOVED_WHILE_ASKING.get(id(self), ()):
@@ -402,6 +424,8 @@ class RoomWorker(Worker):
                         self._without(person, wait=False)
                     if seats:
                         seats.discard(person)
+                if _SEAT_WAITS:
+                    self._seat_waits_again()
                 if asking is not None:
                     asking = unanswered
                     if not asking and not read_links:

@@ -252,28 +252,40 @@ def test_a_lookup_against_a_paused_owner_answers_unavailable(cluster: Cluster) -
         assert hp.get_person_room_log(person)
 
 
+def room_on_pod_3_and_another(cluster: Cluster, hp: Any, prefix: str) -> tuple[str, str]:
+    """Of 30 new rooms, one that pod 3's Python node runs and one it does not."""
+    rooms = [f"{prefix}_{i}" for i in range(30)]
+    hp.add_rooms(rooms)
+    on_pod_3 = {
+        str(name)
+        for (kind, name), pid in hp.rpc("hp_registry", "registered", [])
+        if str(pid.node) == cluster.pods[2].python_node
+    }
+    return (
+        next(room for room in rooms if room in on_pod_3),
+        next(room for room in rooms if room not in on_pod_3),
+    )
+
+
+def person_off_pod_3(cluster: Cluster, hp: Any, prefix: str, room: str) -> str:
+    """A new person, walked into ``room``, that pod 3 does not own."""
+    for i in itertools.count():
+        person = f"{prefix}_{i}"
+        hp.walk_into(room, person)
+        if owner_sidecar(cluster, hp, (Atom("person"), Atom(person))) != cluster.sidecars[2]:
+            return person
+    raise AssertionError("unreachable")
+
+
 def test_a_room_restored_from_a_copy_that_missed_a_walk_out_lets_the_person_go(
     cluster: Cluster,
 ) -> None:
     """A walk answers before the old room's copy drops the person (the person holds
     where it went): restored from a copy that still lists the person, the room asks it
     and lists only those who stand in it."""
-    lost = cluster.pods[2]
     with cluster.client(1) as hp:
-        annex = [f"annex_{i}" for i in range(30)]
-        hp.add_rooms(annex)
-        on_lost = {
-            str(name)
-            for (kind, name), pid in hp.rpc("hp_registry", "registered", [])
-            if str(pid.node) == lost.python_node
-        }
-        old = next(room for room in annex if room in on_lost)
-        new = next(room for room in annex if room not in on_lost)
-        for i in itertools.count():
-            person = f"stroller_{i}"
-            hp.walk_into(old, person)
-            if owner_sidecar(cluster, hp, (Atom("person"), Atom(person))) != lost.sidecar_node:
-                break
+        old, new = room_on_pod_3_and_another(cluster, hp, "annex")
+        person = person_off_pod_3(cluster, hp, "stroller", old)
 
         def old_copy_lists_person() -> bool:
             held = copies(cluster, hp, (Atom("room"), Atom(old)), cluster.sidecars[:2]).values()
@@ -299,22 +311,9 @@ def test_a_room_restored_from_a_copy_that_missed_a_walk_in_takes_the_person_in(
     """A walk answers before the new room's copies hold the person: the person's own copy,
     held before it walked in, links to the room. Restored from a copy without the person,
     the room finds it by that link, asks it, and lists it."""
-    lost = cluster.pods[2]
     with cluster.client(1) as hp:
-        wing = [f"wing_{i}" for i in range(30)]
-        hp.add_rooms(wing)
-        on_lost = {
-            str(name)
-            for (kind, name), pid in hp.rpc("hp_registry", "registered", [])
-            if str(pid.node) == lost.python_node
-        }
-        lobby = next(room for room in wing if room not in on_lost)
-        target = next(room for room in wing if room in on_lost)
-        for i in itertools.count():
-            person = f"visitor_{i}"
-            hp.walk_into(lobby, person)
-            if owner_sidecar(cluster, hp, (Atom("person"), Atom(person))) != lost.sidecar_node:
-                break
+        target, lobby = room_on_pod_3_and_another(cluster, hp, "wing")
+        person = person_off_pod_3(cluster, hp, "visitor", lobby)
         # The room's first change is held (a restart without any copy would not ask who
         # links to it); the person's walk in is not.
         hp.walk_into(target, "opener")
@@ -330,6 +329,26 @@ def test_a_room_restored_from_a_copy_that_missed_a_walk_in_takes_the_person_in(
         assert person in once_back(lambda: hp.who_is_in(target))
         assert hp.where_is(person) == target
         assert person not in hp.who_is_in(lobby)
+
+
+def test_a_walk_that_fills_a_room_or_leaves_a_full_one_is_held(cluster: Cluster) -> None:
+    """A room's copies hold the walk that fills it, and the one that leaves it full,
+    before the walk answers: a copy is exact whenever its room was full, so a room
+    restored from one never lets a person in beyond its max."""
+    with cluster.client(1) as hp:
+        hp.add_rooms(["snug", "porch"], max=2)
+
+        def copied(room: str) -> list[set[str]]:
+            held = copies(cluster, hp, (Atom("room"), Atom(room))).values()
+            return [{str(person) for person in copy[Atom("people")]} for copy in held]
+
+        hp.walk_into("snug", "first")
+        hp.walk_into("porch", "third")
+        hp.walk_into("snug", "second")
+        assert copied("snug") == [{"first", "second"}] * 2
+        hp.walk_into("porch", "second")
+        assert copied("snug") == [{"first"}] * 2
+        assert copied("porch") == [{"second", "third"}] * 2
 
 
 def test_copies_follow_the_ring_through_a_graceful_stop_and_a_kill(cluster: Cluster) -> None:

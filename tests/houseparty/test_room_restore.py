@@ -170,11 +170,16 @@ async def linked_room_reads() -> None:
         full = (Atom("error"), Atom("destination_full"))
         assert await node.call(pid, (Atom("walked_in"), NEWCOMER)) == full
         assert await node.call(pid, (Atom("walked_in"), KID)) == OK
-        # Asked again, the ghost says it stands elsewhere, and tom here.
+        # Tom's walk in does not fit the list, which still counts the ghost: it waits
+        # for the next round rather than lose a walk that may have been acknowledged.
+        tom = asyncio.ensure_future(node.call(pid, (Atom("walked_in"), TOM)))
         again = await questions(3)
-        for person, where in ((GHOST, HALL), (KID, KITCHEN), (TOM, KITCHEN)):
-            again[person].set_result(where)
-        await asyncio.sleep(0.1)
+        assert not tom.done()
+        # Asked again, the ghost says it stands elsewhere; tom, walking, cannot say.
+        again[GHOST].set_result(HALL)
+        again[KID].set_result(KITCHEN)
+        again[TOM].set_result(None)
+        assert await asyncio.wait_for(tom, 5) == OK
         assert await node.call(pid, Atom("who_is_in")) == (OK, [ANN, KID, SUE, TOM])
 
 
