@@ -94,7 +94,27 @@ names(Continuation, _Limit) ->
 %% The names whose copies held here link to each of Names (list them under hp_links).
 -spec linked_from([term()]) -> [{term(), [term()]}].
 linked_from(Names) ->
-    [{Name, ets:select(?LINKS, [{{{Name, '$1'}}, [], ['$1']}])} || Name <- Names].
+    [{Name, ets:select(?LINKS, linking(Name))} || Name <- Names].
+
+%% A match spec of the keys {Name, Linker}: with Name in the head, which keeps the select
+%% to those keys, unless Name holds an atom a match spec reads as a variable ('_', '$1');
+%% then compared in a guard, over the whole table.
+linking(Name) ->
+    case literal(Name) of
+        true -> [{{{Name, '$1'}}, [], ['$1']}];
+        false -> [{{{'$1', '$2'}}, [{'=:=', '$1', {const, Name}}], ['$2']}]
+    end.
+
+literal(A) when is_atom(A) ->
+    case atom_to_list(A) of
+        "_" -> false;
+        [$$ | _] -> false;
+        _ -> true
+    end;
+literal(T) when is_tuple(T) -> literal(tuple_to_list(T));
+literal([H | T]) -> literal(H) andalso literal(T);
+literal(M) when is_map(M) -> literal(maps:to_list(M));
+literal(_) -> true.
 
 %% Holds State at version V unless the copy held is as new.
 -spec put_whole(term(), hp_replica:version(), term()) -> ok.

@@ -174,5 +174,9 @@ links_follow_the_copies_test() ->
               ?assertMatch([{cat, 1, _}], ets:lookup(hp_replica_states, cat)),
               %% Not a proper list: no links.
               ok = hp_replica_table:put_whole(dan, 1, #{hp_links => [hall | den]}),
-              ?assertEqual([{hall, []}], Linked([hall]))
+              ?assertEqual([{hall, []}], Linked([hall])),
+              %% Names with atoms a match spec would read as variables are names too.
+              ok = hp_replica_table:put_whole(eve, 1, #{hp_links => [{room, '_'}, #{'$1' => x}]}),
+              ?assertEqual([{{room, '_'}, [eve]}, {#{'$1' => x}, [eve]}, {{room, '$1'}, []}],
+                           Linked([{room, '_'}, #{'$1' => x}, {room, '$1'}]))
       end).
