@@ -652,22 +652,21 @@ class Worker(GenServer):
         changes = self.state_changes()
         base, self.version = self.put_base, _version_after(self.version)
         self.put_base = self.version
-        if type(self).state_links is Worker.state_links:
-            if base is None or changes is None:
-                return (self.registry_key(), self.version, self.state_term())
-            return (self.registry_key(), self.version, base, changes.term())
-        links = list(self.state_links())
+        # A class without state_links puts nothing more: no links key, not even empty.
+        links = None if type(self).state_links is Worker.state_links else list(self.state_links())
         if base is None or changes is None:
             state = self.state_term()
-            if type(state) is not dict:
-                raise TypeError(f"{type(self).__name__} has state_links: its state must be a map")
-            return (self.registry_key(), self.version, {**state, _T.hp_links: links})
-        return (
-            self.registry_key(),
-            self.version,
-            base,
-            [*changes.term(), (_T.set, _T.hp_links, links)],
-        )
+            if links is not None:
+                if type(state) is not dict:
+                    raise TypeError(
+                        f"{type(self).__name__} has state_links: its state must be a map"
+                    )
+                state = {**state, _T.hp_links: links}
+            return (self.registry_key(), self.version, state)
+        terms = changes.term()
+        if links is not None:
+            terms.append((_T.set, _T.hp_links, links))
+        return (self.registry_key(), self.version, base, terms)
 
     def _whole_put(self) -> tuple[Any, ...] | None:
         # Asked by _Puts when the sidecar's copy could not take this worker's changes.
