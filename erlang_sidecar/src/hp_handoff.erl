@@ -30,11 +30,14 @@
 %% handed-over state as end_handoff would, and commits them all; the old processes get
 %% their {swarm, die} from one M:stop_handed_off(Pids) per node.
 %%
-%% The same workers restart names from their replicas when their owner went down, and a
-%% Python worker that crashed from its owner copy (restart_crashed/4).
+%% Names whose owner went down restart from their replicas the same way: in batches of
+%% ?MOVE_BATCH per new owner, one accept_restarts/1 each, which starts a batch module's
+%% names with one M:take_over. A Python worker that crashed restarts alone, from its
+%% owner copy (restart_crashed/4).
 -module(hp_handoff).
 
 -export([rebalance/0, drain/1, restart_replicas/2, accept/5, accept_many/1, accept_restart/4,
+         accept_restarts/1,
          restart_crashed/4, start_and_commit/5, start_and_commit_many/3, start_mfa/2,
          reserve/2, parallel/3]).
 
@@ -152,28 +155,41 @@ not_registered(Names, Ring) ->
           end,
     maps:from_keys(lists:append(parallel(Ask, maps:to_list(ByOwner), map_size(ByOwner))), true).
 
-restart_missing([], _Ring) ->
-    ok;
+%% In batches of ?MOVE_BATCH names per new owner, a few batches at a time, as a drain
+%% moves them: a pod's loss restarts its names about as fast as its drain would have
+%% handed them over. Each batch asks for the newest states of its own names only.
 restart_missing(Replicas, Ring) ->
-    Me = node(),
-    States = hp_replica:newest([N || {N, _, _, _, _} <- Replicas]),
-    Restart = fun({Name, _Owner, MFA, Groups, _Holders}) ->
-                      Then = case maps:find(Name, States) of
-                                 {ok, {V, S}} -> {state, S, V};
-                                 error -> none
-                             end,
-                      case hp_ring:key_to_node(Name, Ring) of
-                          {error, no_nodes} -> {error, no_nodes};
-                          Me -> accept_restart(Name, MFA, Groups, Then);
-                          Owner ->
-                              try erpc:call(Owner, ?MODULE, accept_restart,
-                                            [Name, MFA, Groups, Then], ?ACCEPT_TIMEOUT)
-                              catch Class:Reason -> {error, {Class, Reason}}
-                              end
-                      end
-              end,
-    _ = parallel(Restart, Replicas, ?BATCH),
+    ByOwner = maps:groups_from_list(fun({Name, _, _, _, _}) -> hp_ring:key_to_node(Name, Ring) end,
+                                    fun({Name, _, MFA, Groups, _}) -> {Name, MFA, Groups} end,
+                                    Replicas),
+    Batches = [{Owner, Batch} || {Owner, Names} <- maps:to_list(ByOwner), Owner =/= {error, no_nodes},
+                                 Batch <- hp_registry_plan:chunks(Names, ?MOVE_BATCH)],
+    _ = parallel(fun restart_batch/1, Batches, ?MOVES_AT_ONCE),
     ok.
+
+restart_batch({Owner, Names}) ->
+    States = hp_replica:newest([Name || {Name, _, _} <- Names]),
+    %% {state, S, V}, which a sidecar of an earlier release takes too.
+    Items = [{Name, MFA, Groups, case maps:find(Name, States) of
+                                     {ok, {V, S}} -> {state, S, V};
+                                     error -> none
+                                 end} || {Name, MFA, Groups} <- Names],
+    case Owner =:= node() of
+        true ->
+            accept_restarts(Items);
+        false ->
+            try erpc:call(Owner, ?MODULE, accept_restarts, [Items], 2 * ?ACCEPT_TIMEOUT)
+            catch
+                error:{exception, undef, [{?MODULE, accept_restarts, _, _} | _]} ->
+                    %% An owner of an earlier release: one name at a time.
+                    parallel(fun({Name, MFA, Groups, Then}) ->
+                                     erpc:call(Owner, ?MODULE, accept_restart,
+                                               [Name, MFA, Groups, Then], ?ACCEPT_TIMEOUT)
+                             end, Items, ?BATCH);
+                Class:Reason ->
+                    [{error, {Class, Reason}} || _ <- Items]
+            end
+    end.
 
 %% Runs on the new owner: take over Name from a handoff.
 -spec accept(term(), mode(), pid(), mfargs() | undefined, [term()]) ->
@@ -341,6 +357,44 @@ batch_module({M, _, _}, Batch) ->
     end;
 batch_module(undefined, _Batch) ->
     none.
+
+%% Runs on the new owner: accept_restart/4 for many names, those of a batch module
+%% reserved together and started with one take_over call per module, as accept_many/1
+%% does. One result per item, in order.
+-spec accept_restarts([{term(), mfargs(), [term()], then()}]) -> [{ok, pid()} | {error, term()}].
+accept_restarts(Items) ->
+    Batch = batch_modules([MFA || {_, MFA, _, _} <- Items]),
+    Batchable = [batch_module(MFA, Batch) =/= none || {_, MFA, _, _} <- Items],
+    Reserved = gen_server:call(?SERVER, {reserve_many, [Name || {{Name, _, _, _}, true}
+                                                                    <- lists:zip(Items, Batchable)],
+                                         force}, infinity),
+    Ways = restart_ways(Items, Batchable, Reserved),
+    Started = maps:from_list(take_over([{{Name, {start, as_copy(Then)}, undefined, MFA, Groups}, Ref}
+                                        || {{Name, MFA, Groups, Then}, {batch, Ref}}
+                                               <- lists:zip(Items, Ways)])),
+    [case Way of
+         {done, Result} -> Result;
+         {batch, Ref} -> counted(restarts, maps:get(Ref, Started))
+     end || Way <- Ways].
+
+%% Each item's way in accept_restarts/1, the batchable ones with their reservation answer:
+%% a name registered here already (handed over before its owner went, or registered
+%% again) is the live copy; one another caller is reserving goes alone.
+restart_ways([], [], []) ->
+    [];
+restart_ways([{Name, MFA, Groups, Then} | Items], [true | Batchable], [Answer | Reserved]) ->
+    Way = case Answer of
+              {reserved, Ref} -> {batch, Ref};
+              {already_registered, Existing} -> {done, {ok, Existing}};
+              single -> {done, accept_restart(Name, MFA, Groups, Then)}
+          end,
+    [Way | restart_ways(Items, Batchable, Reserved)];
+restart_ways([{Name, MFA, Groups, Then} | Items], [false | Batchable], Reserved) ->
+    [{done, accept_restart(Name, MFA, Groups, Then)} | restart_ways(Items, Batchable, Reserved)].
+
+%% A restart's state is a replica's.
+as_copy({state, S, V}) -> {copy, S, V};
+as_copy(Then) -> Then.
 
 %% Runs on the new owner: start Name from its replicated MFA (with its replicated state,
 %% Then) unless it is already here. A batch module (hp_python) gives the state to the

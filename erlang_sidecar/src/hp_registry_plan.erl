@@ -4,7 +4,7 @@
 -module(hp_registry_plan).
 
 -export([holders/4, replica_move/6, restarter/4, crash_restart/4, still_placed/3, narrow/2,
-         moves/4, from_list/1, first_pid/1, pids/1]).
+         moves/4, from_list/1, chunks/2, first_pid/1, pids/1]).
 -export_type([stream/1, placed/0]).
 
 %% A lazy sequence: each call gives the next item and the rest, or done.
@@ -101,6 +101,16 @@ moves(Entries, Ring, Me, Size) when is_list(Entries) ->
     moves(from_list(Entries), Ring, Me, Size);
 moves(Entries, Ring, Me, Size) when is_function(Entries, 0), is_integer(Size), Size > 0 ->
     fun() -> next_move(Entries(), Ring, Me, Size, #{}) end.
+
+%% List in order, in lists of Size items, the last one shorter.
+-spec chunks([T], pos_integer()) -> [[T]].
+chunks(List, Size) when is_integer(Size), Size > 0 ->
+    case length(List) =< Size of
+        true -> [List || List =/= []];
+        false ->
+            {Chunk, Rest} = lists:split(Size, List),
+            [Chunk | chunks(Rest, Size)]
+    end.
 
 %% The stream of a list's items.
 -spec from_list([T]) -> stream(T).

@@ -642,7 +642,7 @@ send_copies(Copies) ->
 send_unanswered(_Dest, []) ->
     ok;
 send_unanswered(Dest, Copies) ->
-    [send_store(Dest, noack, Chunk) || Chunk <- chunks(Copies)],
+    [send_store(Dest, noack, Chunk) || Chunk <- hp_registry_plan:chunks(Copies, ?RESEND_BATCH)],
     ok.
 
 send_store(Dest, Batch, Copies) ->
@@ -731,9 +731,3 @@ sweep(From, #state{swept = {LastRing, Marked0}} = State) ->
 quiet(Ring, #state{silent = Silent}) ->
     lists:member(node(), hp_ring:nodes(Ring)) andalso map_size(Silent) =:= 0
         andalso not hp_registry_store:unsettled() andalso hp_registry_store:lost_nodes() =:= [].
-
-chunks(List) when length(List) =< ?RESEND_BATCH ->
-    [List];
-chunks(List) ->
-    {Chunk, Rest} = lists:split(?RESEND_BATCH, List),
-    [Chunk | chunks(Rest)].

@@ -12,7 +12,8 @@
          groups_and_multi_call/1, join_rebalances/1, graceful_stop_drains/1,
          drain_longer_than_the_settle_time/1,
          kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1,
-         workers_on_the_owners_hidden_node/1, failed_handoff_is_abandoned/1]).
+         workers_on_the_owners_hidden_node/1, kill_restarts_python_workers_in_batches/1,
+         failed_handoff_is_abandoned/1]).
 
 -define(W, hp_test_worker).
 
@@ -24,7 +25,7 @@ all() ->
      join_rebalances, graceful_stop_drains, drain_longer_than_the_settle_time,
      kill_restarts_from_mfa,
      netsplit_heals_to_one_copy, python_not_connected, workers_on_the_owners_hidden_node,
-     failed_handoff_is_abandoned, start_link_workers_live_with_the_registry, swarm_api].
+     kill_restarts_python_workers_in_batches, failed_handoff_is_abandoned, start_link_workers_live_with_the_registry, swarm_api].
 
 init_per_testcase(Case, Config) ->
     Tag = atom_to_list(Case),
@@ -480,6 +481,64 @@ workers_on_the_owners_hidden_node(Config) ->
     wait_until(fun() -> lists:all(fun(R) -> call(A, hp_registry, whereis_name, [R]) =:= undefined end,
                                   Lost) end),
     ?assertEqual(length(Rooms) - length(Lost), length(call(A, hp_registry, registered, []))).
+
+%% A pod killed (its sidecar and its hidden node) whose Python workers have state copies:
+%% they restart on the other pods from those states, started in batches (one start_many
+%% request for many workers), and a name whose copy is missing starts afresh.
+kill_restarts_python_workers_in_batches(Config) ->
+    Peers = ?config(peers, Config),
+    [{A, _} | _] = Peers,
+    Pairs = [{P, Side, start_hidden(Side, Config)} || {P, Side} <- Peers],
+    put(extra_peers, [{H, HN} || {_, _, {H, HN}} <- Pairs]),
+    [begin
+         ok = call(P, application, set_env, [houseparty_sidecar, python_node, HN]),
+         true = call(P, net_kernel, connect_node, [HN])
+     end || {P, _, {_, HN}} <- Pairs],
+    N = 600,
+    Rooms = [{room, I} || I <- lists:seq(1, N)],
+    MFA = fun(R) -> {hp_python, start_worker, [room, R, []]} end,
+    Pids = [Pid || {ok, Pid} <- call(A, hp_registry, register_many,
+                                     [[{R, MFA(R)} || R <- Rooms], {hp_python, start_workers},
+                                      [batch_rooms]])],
+    ?assertEqual(N, length(Pids)),
+    wait_cluster(Peers),
+    %% Every room but the last has a state copy, put on its owner's sidecar as its worker
+    %% would put it, held there and on the room's successor: its count.
+    SideOf = maps:from_list([{HN, P} || {P, _, {_, HN}} <- Pairs]),
+    [ok = call(maps:get(node(Pid), SideOf), gen_server, call,
+               [hp_replica, {put_many, [{R, 1, I * 10}]}])
+     || {{room, I} = R, Pid} <- lists:droplast(lists:zip(Rooms, Pids))],
+    [{PB, SideB, {HiddenB, HNB}} | _] = tl(Pairs),
+    Lost = [R || {R, P} <- lists:zip(Rooms, Pids), node(P) =:= HNB],
+    ?assert(length(Lost) > 10),
+    Survivors = [H || {_, S, {H, _}} <- Pairs, S =/= SideB],
+    Requests = fun() -> [maps:get(batch_start_many, call(H, ?W, events, []), 0) || H <- Survivors] end,
+    Before = Requests(),
+    peer:cast(PB, erlang, halt, []),
+    peer:cast(HiddenB, erlang, halt, []),
+    wait_until(fun() -> not lists:member(SideB, call(A, erlang, nodes, [])) end),
+    wait_until(fun() ->
+                       lists:all(fun(R) -> is_pid(call(A, hp_registry, whereis_name, [R])) end, Lost)
+               end),
+    Expected = [{R, case R of
+                        {room, N} -> 0;
+                        {room, I} -> I * 10
+                    end} || R <- Lost],
+    wait_until(fun() ->
+                       Expected =:= [{R, C} || R <- Lost,
+                                               {_, C, _} <- [call(A, gen_server, call,
+                                                                  [{via, hp_registry, R}, get])]]
+               end),
+    FromCopies = lists:sum([maps:get(started_from_copy, call(H, ?W, events, []), 0)
+                            || H <- Survivors]),
+    Batches = lists:sum(Requests()) - lists:sum(Before),
+    ct:pal("~p workers restarted, ~p from copies, in ~p start_many requests",
+           [length(Lost), FromCopies, Batches]),
+    ?assertEqual(length(Lost -- [{room, N}]), FromCopies),
+    %% One request per new owner: fewer than ?MOVE_BATCH names each.
+    ?assert(Batches >= 1 andalso Batches =< 2),
+    ?assertEqual(lists:sort([call(A, hp_registry, whereis_name, [R]) || R <- Rooms]),
+                 call(A, hp_registry, members, [batch_rooms])).
 
 %% --- helpers ---------------------------------------------------------------------------
 

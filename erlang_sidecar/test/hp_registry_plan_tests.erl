@@ -232,3 +232,10 @@ pids_are_the_distinct_pids_answered_test() ->
     ?assertEqual([], hp_registry_plan:pids([{ok, undefined}, {error, {erpc, noconnection}}])),
     ?assertEqual([P], hp_registry_plan:pids([{ok, P}, {ok, undefined}, {ok, P}, {throw, x}])),
     ?assertEqual(lists:sort([P, Q]), hp_registry_plan:pids([{ok, Q}, {ok, P}, {ok, undefined}])).
+
+%% Chunks keep the order, hold Size items each but the last, and make none of nothing.
+chunks_split_in_order_test() ->
+    ?assertEqual([], hp_registry_plan:chunks([], 3)),
+    ?assertEqual([[1, 2]], hp_registry_plan:chunks([1, 2], 3)),
+    ?assertEqual([[1, 2, 3]], hp_registry_plan:chunks([1, 2, 3], 3)),
+    ?assertEqual([[1, 2, 3], [4, 5, 6], [7]], hp_registry_plan:chunks(lists:seq(1, 7), 3)).

@@ -63,7 +63,8 @@ start_via(Name) ->
 %% registered process that answers {start, Kind, Name, Args} with a new worker, and the
 %% batch requests {start_many, Specs}, {begin_handoffs, Pids} and {stop_handed_off, Pids}
 %% the way the Python one does, through the workers' own swarm messages. Each
-%% begin_handoffs request counts as the event batch_begin_handoffs.
+%% begin_handoffs request counts as the event batch_begin_handoffs, each start_many as
+%% batch_start_many, and each worker started from a replica's state as started_from_copy.
 -spec start_workers_server() -> ok.
 start_workers_server() ->
     init_node(),
@@ -81,6 +82,7 @@ workers_loop() ->
             gen_server:reply(From, start_link(Name)),
             workers_loop();
         {'$gen_call', From, {start_many, Specs}} ->
+            note(batch_start_many),
             gen_server:reply(From, [start_spec(Spec) || Spec <- Specs]),
             workers_loop();
         {'$gen_call', From, {begin_handoffs, Pids}} ->
@@ -99,7 +101,12 @@ start_spec({_Kind, Name, _Args}) ->
 start_spec({_Kind, Name, _Args, State}) ->
     {ok, Pid} = start_link(Name),
     gen_server:cast(Pid, {swarm, end_handoff, State}),
-    {ok, Pid}.
+    {ok, Pid};
+start_spec({Kind, Name, Args, State, _Version}) ->
+    start_spec({Kind, Name, Args, State});
+start_spec({Kind, Name, Args, State, _Version, copy}) ->
+    note(started_from_copy),
+    start_spec({Kind, Name, Args, State}).
 
 %% Tables that outlive the workers, owned by a process that waits forever.
 -spec init_node() -> ok.
