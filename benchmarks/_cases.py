@@ -50,6 +50,8 @@ __all__ = [
     "bench_registry",
     "bench_scale",
     "bench_walks",
+    "fill_workers",
+    "run_loop",
 ]
 
 CALLERS_PER_SIDECAR = 64
@@ -99,7 +101,7 @@ def _start_everywhere(
     return time.perf_counter() - t0, sum(int(r[1]) for r in results)
 
 
-def _fill(
+def fill_workers(
     cluster: BenchCluster,
     report: Reporter,
     kind: str,
@@ -148,8 +150,8 @@ def bench_scale(
             cpu_before = cluster.cpu_seconds()
             rooms = size // 2
             people = size - rooms
-            room_s, room_failed = _fill(cluster, report, "room", "r", rooms)
-            person_s, person_failed = _fill(cluster, report, "person", "p", people, rooms)
+            room_s, room_failed = fill_workers(cluster, report, "room", "r", rooms)
+            person_s, person_failed = fill_workers(cluster, report, "person", "p", people, rooms)
             after = cluster.rss()
             cpu_after = cluster.cpu_seconds()
             held = cluster.names_held()
@@ -339,7 +341,7 @@ LOG_PEOPLE = 30
 LOG_STEPS = 4
 
 
-def _loop(
+def run_loop(
     cluster: BenchCluster,
     impl: str,
     op: str,
@@ -402,12 +404,12 @@ def _growing_logs(
     for step in range(LOG_STEPS):
         if step:
             report.step(f"walks: {count * 4:,} more walks of {people} people, logs growing")
-            _loop(cluster, "python", "walk", rooms, people, count * 4, callers)
+            run_loop(cluster, "python", "walk", rooms, people, count * 4, callers)
         length = statistics.mean(
             len(cluster.hp.get_person_room_log(f"w{i}")) for i in range(1, people + 1)
         )
         report.step(f"walks: {count // 2:,} walks of people with logs of {length:,.0f} walks")
-        out = _loop(cluster, "python", "walk", rooms, people, count // 2, callers)
+        out = run_loop(cluster, "python", "walk", rooms, people, count // 2, callers)
         rows.append({"log_length": round(length), **out})
     return rows
 
@@ -453,15 +455,15 @@ def _beam_side_by_side(
     walks = []
     for callers in SIDECAR_CALLERS:
         report.step(f"walks: {count:,} walks on the sidecars, {callers} callers, BEAM and Python")
-        beam = _loop(cluster, "beam", "walk", rooms, people, count, callers)
-        python = _loop(cluster, "python", "walk", rooms, people, count, callers)
+        beam = run_loop(cluster, "beam", "walk", rooms, people, count, callers)
+        python = run_loop(cluster, "python", "walk", rooms, people, count, callers)
         walks.append({"callers": callers, "beam": beam, "python": python, **_beside(python, beam)})
     reads = []
     for callers in SIDECAR_CALLERS:
         report.step(f"walks: {count:,} of each read on the sidecars, {callers} callers")
         for read, op in READS.items():
-            beam = _loop(cluster, "beam", op, rooms, people, count, callers)
-            python = _loop(cluster, "python", op, rooms, people, count, callers)
+            beam = run_loop(cluster, "beam", op, rooms, people, count, callers)
+            python = run_loop(cluster, "python", op, rooms, people, count, callers)
             reads.append(
                 {"read": read, "callers": callers, "beam": beam, "python": python}
                 | _beside(python, beam)
@@ -484,10 +486,10 @@ def _without_replication(
     with bench_cluster(workdir, driver, log=report.step, replica_copies=0) as cluster:
         _settle(cluster, report, settle)
         cluster.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
-        _fill(cluster, report, "person", "w", people, len(rooms))
+        fill_workers(cluster, report, "person", "w", people, len(rooms))
         report.step(f"walks: {count:,} walks on the sidecars without replication")
         rows = [
-            {"callers": c, **_loop(cluster, "python", "walk", rooms, people, count, c)}
+            {"callers": c, **run_loop(cluster, "python", "walk", rooms, people, count, c)}
             for c in SIDECAR_CALLERS
         ]
         return rows, _growing_logs(cluster, report, rooms, people, count)
@@ -572,7 +574,7 @@ def _walks(
     ) as cluster:
         _settle(cluster, report, settle)
         cluster.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
-        _fill(cluster, report, "person", "w", people, len(rooms))
+        fill_workers(cluster, report, "person", "w", people, len(rooms))
         result: dict[str, Any] = {"people": people, "rooms": len(rooms), "concurrency": concurrency}
         if not tls:
             # Before the client walks below, so that both sides' people have walked as
@@ -630,7 +632,7 @@ def bench_handoff(
     report.step(f"handoff: {size:,} rooms on 3 pods, then pod 3 stops gracefully")
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         _settle(cluster, report, settle)
-        fill_s, failed = _fill(cluster, report, "room", "h", size)
+        fill_s, failed = fill_workers(cluster, report, "room", "h", size)
         dead_python = Atom(cluster.python_nodes[2])
         _, on_pod3 = cluster.on(
             cluster.sidecars[0], "hp_bench_driver", "count_names", [dead_python]
@@ -741,7 +743,7 @@ def bench_dump(
         for size in sizes:
             report.step(f"dump: {size:,} rooms")
             # Rooms d1..d<size>; the earlier sizes' rooms are kept.
-            _fill(cluster, report, "room", "d", size - held, base=held, offset=held)
+            fill_workers(cluster, report, "room", "d", size - held, base=held, offset=held)
             held = size
             python_s = []
             rooms = 0

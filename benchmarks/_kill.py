@@ -9,6 +9,11 @@ the seconds from the kill until every name answers again (every room its ``who_i
 every person a room from ``where_is``), and the walks answered ``ok`` that are not in
 their person's log afterwards (acknowledged walks lost: 0 is the goal); then the rate
 with replicas against the rate without.
+
+Then, per size, the same kill on a cluster of that many rooms (and a tenth as many people,
+30,000 at most, walked into the first thousand rooms), with the default copies: how long
+until the survivors hold every name again and until ``dump`` lists every room with every
+person it listed before, sampled as the names come back.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks._cases import Reporter
-from benchmarks._harness import DriverBuild, bench_cluster, percentile
+from benchmarks._cases import Reporter, fill_workers, run_loop
+from benchmarks._harness import BenchCluster, DriverBuild, bench_cluster, percentile
 from houseparty._client import ROOM_MAX_LIMIT, AsyncHouseParty
 from houseparty.workers import DEFAULT_REPLICA_COPIES
+from py_nodes import Atom
 
 __all__ = ["RATE_TARGET", "bench_kill", "lost_walks"]
 
@@ -34,6 +40,11 @@ COPIES_SETTING = "HP_REPLICA_COPIES"
 RATE_TARGET = 0.7  # walks/s with replicas, at least this share of the rate without
 KILLED_POD = 3
 NAMES_BACK_WITHIN_S = 60.0
+RESTART_WITHIN_S = 300.0
+PEOPLE_PER_ROOM = 0.1
+MAX_PEOPLE = 30_000
+PEOPLE_ROOMS = 1_000  # the rooms the people walk into
+ADD_BATCH = 20_000
 
 
 @contextmanager
@@ -251,6 +262,81 @@ def _figures(
     }
 
 
+def _names_held(cluster: BenchCluster, sidecars: list[str]) -> int:
+    return sum(
+        int(cluster.on(sidecar, "hp_registry_store", "info", [])[Atom("names")])
+        for sidecar in sidecars
+    )
+
+
+def _dumped(cluster: BenchCluster, sidecar: str) -> tuple[int, int]:
+    """Rooms and people that ``dump`` lists."""
+    dump = cluster.on(sidecar, "houseparty", "dump", [])
+    return len(dump), sum(len(people) for people in dump.values())
+
+
+def _restart_run(
+    workdir: Path, driver: DriverBuild, report: Reporter, rooms: int, settle: bool
+) -> dict[str, Any]:
+    people = min(MAX_PEOPLE, int(rooms * PEOPLE_PER_ROOM))
+    report.step(f"restart: {rooms:,} rooms, {people:,} people, pod {KILLED_POD} killed")
+    with bench_cluster(workdir, driver, log=report.step) as cluster:
+        if settle:
+            cluster.wait_settled()
+        names = [f"r{i}" for i in range(1, rooms + 1)]
+        bar = report.progress(f"adding {rooms:,} rooms", rooms)
+        for i in range(0, rooms, ADD_BATCH):
+            cluster.hp.add_rooms(names[i : i + ADD_BATCH], max=ROOM_MAX_LIMIT)
+            bar(i + ADD_BATCH)
+        fill_workers(cluster, report, "person", "w", people, base=rooms)
+        report.step(f"restart: walking the people into {min(rooms, PEOPLE_ROOMS):,} rooms")
+        run_loop(cluster, "python", "walk", names[:PEOPLE_ROOMS], people, 2 * people, 30)
+        survivors = [s for i, s in enumerate(cluster.sidecars, 1) if i != KILLED_POD]
+        killed = cluster.sidecars[KILLED_POD - 1]
+        listed_before = _dumped(cluster, survivors[0])
+        on_killed = _names_held(cluster, [killed])
+        total = _names_held(cluster, cluster.sidecars)
+        t_kill = time.monotonic()
+        cluster.runner.kill_pod(KILLED_POD)
+        bar = report.progress(f"names of pod {KILLED_POD} back", on_killed)
+        samples: list[tuple[float, int]] = []
+        names_back_s = None
+        while time.monotonic() - t_kill < RESTART_WITHIN_S:
+            held = _names_held(cluster, survivors)
+            samples.append((round(time.monotonic() - t_kill, 2), held - (total - on_killed)))
+            bar(samples[-1][1])
+            if held >= total:
+                names_back_s = samples[-1][0]
+                break
+            time.sleep(0.25)
+        report.done()
+        dump_back_s = None
+        listed = (0, 0)
+        while time.monotonic() - t_kill < RESTART_WITHIN_S:
+            listed = _dumped(cluster, survivors[0])
+            if listed[0] >= listed_before[0] and listed[1] >= listed_before[1]:
+                dump_back_s = round(time.monotonic() - t_kill, 2)
+                break
+            time.sleep(0.25)
+        held = _names_held(cluster, survivors)
+    report.step(
+        f"restart: {on_killed:,} names of pod {KILLED_POD} back after "
+        + ("never" if names_back_s is None else f"{names_back_s:.2f} s")
+    )
+    return {
+        "rooms": rooms,
+        "people": people,
+        "names_on_killed_pod": on_killed,
+        "names_back_after_s": names_back_s,
+        "names_per_second": round(on_killed / names_back_s) if names_back_s else None,
+        "dump_lists_all_after_s": dump_back_s,
+        "names_lost": total - held,
+        "people_in_rooms_before": listed_before[1],
+        "people_in_rooms_after": listed[1],
+        "samples": samples,
+    }
+
+
 def bench_kill(
     workdir: Path,
     driver: DriverBuild,
@@ -259,6 +345,7 @@ def bench_kill(
     rooms: int,
     concurrency: int,
     seconds: float,
+    restart_sizes: list[int],
     settle: bool = True,
 ) -> dict[str, Any]:
     runs = [
@@ -273,4 +360,5 @@ def bench_kill(
         "seconds": seconds,
         "runs": runs,
         "rate_with_replicas_vs_without": round(with_ / without, 2) if without else None,
+        "restarts": [_restart_run(workdir, driver, report, n, settle) for n in restart_sizes],
     }

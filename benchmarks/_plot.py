@@ -204,7 +204,9 @@ def _kill(result: dict[str, Any], path: Path) -> None:
     runs = result["runs"]
     labels = [f"replica copies: {r['replica_copies']}" for r in runs]
     colors = ["tab:gray", "tab:blue"][: len(runs)]
-    fig, (rate, lost, back) = plt.subplots(1, 3, figsize=(12, 4))
+    restarts = result.get("restarts", [])
+    fig, axes = plt.subplots(1, 4 if restarts else 3, figsize=(16 if restarts else 12, 4))
+    rate, lost, back = axes[:3]
     rate.bar(labels, [r["walks_per_second_before_kill"] for r in runs], color=colors)
     without = runs[0]["walks_per_second_before_kill"]
     rate.axhline(0.7 * without, color="tab:red", linestyle="--", label="target 0.7x without")
@@ -217,6 +219,15 @@ def _kill(result: dict[str, Any], path: Path) -> None:
     back.bar(labels, [r["every_name_answers_after_s"] or 0.0 for r in runs], color=colors)
     back.set_ylabel("seconds after SIGKILL")
     back.set_title("until every name answers again")
+    if restarts:
+        restarted = axes[3]
+        for r in restarts:
+            times, counts = zip(*r["samples"], strict=True) if r["samples"] else ((), ())
+            restarted.plot(times, counts, marker=".", label=f"{r['rooms']:,} rooms")
+        restarted.set_xlabel("seconds after SIGKILL")
+        restarted.set_ylabel("names of pod 3 held again")
+        restarted.set_title("restart at scale")
+        restarted.legend()
     fig.suptitle(f"pod 3 of 3 killed, {result['people']:,} people, {result['rooms']} rooms")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

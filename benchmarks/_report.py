@@ -49,6 +49,8 @@ class BenchSettings:
     kill_rooms: int = 100
     kill_concurrency: int = 20
     kill_seconds: float = 20.0
+    # kill: rooms of the clusters whose pod 3 is killed to time the restart of its names
+    kill_sizes: list[int] = field(default_factory=lambda: [333_000])
     # Create names only once the registries settled the new cluster's ring: the steady
     # state, rather than a cluster's first seconds.
     settle: bool = True
@@ -69,6 +71,7 @@ class BenchSettings:
             kill_rooms=30,
             kill_concurrency=8,
             kill_seconds=10.0,
+            kill_sizes=[3_000],
             settle=False,
         )
 
@@ -147,6 +150,7 @@ def run_benchmarks(
                     settings.kill_rooms,
                     settings.kill_concurrency,
                     settings.kill_seconds,
+                    settings.kill_sizes,
                     settings.settle,
                 )
             else:
@@ -617,7 +621,34 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
                     f"0 lost, >= {RATE_TARGET}x the rate without",
                 ],
                 rows,
-            )
+            ),
+            _table(
+                "kill at scale: pod 3 of 3 SIGKILLed, its names restarted on pods 1-2 from "
+                "their copies",
+                [
+                    "rooms",
+                    "people",
+                    "names on pod 3",
+                    "all held again after s",
+                    "names/s",
+                    "dump lists all after s",
+                    "names lost",
+                    "people in rooms before / after",
+                ],
+                [
+                    [
+                        _n(r["rooms"]),
+                        _n(r["people"]),
+                        _n(r["names_on_killed_pod"]),
+                        _n(r["names_back_after_s"], 2),
+                        _n(r["names_per_second"]),
+                        _n(r["dump_lists_all_after_s"], 2),
+                        _n(r["names_lost"]),
+                        f"{r['people_in_rooms_before']:,} / {r['people_in_rooms_after']:,}",
+                    ]
+                    for r in result.get("restarts", [])
+                ],
+            ),
         ]
     return []
 

@@ -921,6 +921,11 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--handoff-size", type=click.IntRange(3), help="handoff: rooms on the 3 pods.")
 @click.option("--dump-sizes", callback=_int_list, help="dump: room counts, e.g. 10000,100000.")
 @click.option(
+    "--kill-sizes",
+    callback=_int_list,
+    help="kill: room counts of the clusters whose killed pod's names restart, e.g. 333000.",
+)
+@click.option(
     "--registry-names",
     type=click.IntRange(min=1),
     default=None,
@@ -945,6 +950,7 @@ def bench(
     people: int | None,
     handoff_size: int | None,
     dump_sizes: list[int] | None,
+    kill_sizes: list[int] | None,
     registry_names: int | None,
     settle: bool | None,
     out: Path | None,
@@ -976,6 +982,8 @@ def bench(
         settings.handoff = handoff_size
     if dump_sizes:
         settings.dump_sizes = dump_sizes
+    if kill_sizes:
+        settings.kill_sizes = kill_sizes
     if registry_names:
         settings.registry_names = registry_names
     if settle is not None:
