@@ -229,7 +229,9 @@ class AsyncHouseParty(AsyncClient):
         )
 
     async def dump(self) -> dict[str, list[str]]:
-        """Every room with the people in it: ``{"den": [], "kitchen": ["bilal"]}``."""
+        """Every room with the people in it: ``{"den": [], "kitchen": ["bilal"]}``. Raises
+        :class:`Unavailable` when a room could not be asked in time (its pod lost a moment
+        ago, say), rather than answer without it."""
         result: dict[str, list[str]] = from_term(await self._api("dump"))
         return result
 

@@ -73,8 +73,9 @@ walk_into(Room, People, Opts) when is_list(Opts) ->
 walk_into(Room, People, Opts) -> houseparty:walk_into(Room, People, Opts).
 
 %% @doc Every room and the people in it: `%{den: [], kitchen: [:bilal]}'. Rooms that are
-%% moving between pods are waited for, briefly.
--spec dump() -> #{atom() => [atom()]}.
+%% moving between pods, or restarting after a pod's loss, are waited for, briefly; then
+%% `{:error, {:unavailable, reason}}' rather than a map without them.
+-spec dump() -> #{atom() => [atom()]} | houseparty:error().
 dump() -> houseparty:dump().
 
 %% @doc The people in `Room', sorted.
@@ -92,8 +93,8 @@ where_is(Person) -> houseparty:where_is(Person).
 -spec get_person_room_log(atom()) -> [{hp_time:elixir_datetime(), atom()}] | houseparty:error().
 get_person_room_log(Person) -> houseparty:get_person_room_log(Person).
 
-%% @doc The names of every room, sorted.
--spec rooms() -> [atom()].
+%% @doc The names of every room, sorted (an error as `dump/0' gives it).
+-spec rooms() -> [atom()] | houseparty:error().
 rooms() -> houseparty:rooms().
 
 %% @doc What an Elixir module answers to `__info__/1', for iex's completion and `h':

@@ -29,6 +29,8 @@
 %% While names move, rooms may be in no node's group for a moment: dump/0 waits this long
 %% at most for them to settle.
 -define(SETTLE_WAIT_MS, 15000).
+%% A dump that could not ask every room asks again after this long.
+-define(DUMP_AGAIN_MS, 100).
 %% A lookup whose owner cannot be asked is asked again this long, this often.
 -define(FIND_FOR_MS, 10000).
 -define(FIND_PAUSE_MS, 100).
@@ -80,9 +82,12 @@ set_room_max_(Room, Max) ->
     maybe_all([fun() -> check_name(Room) end, fun() -> check_max(Max) end],
               fun() -> with_room(Room, fun(R) -> room_call(R, {set_max, Max}) end) end).
 
--spec rooms() -> [name()].
+-spec rooms() -> [name()] | error().
 rooms() ->
-    lists:sort(maps:keys(dump())).
+    case dump() of
+        #{} = Dump -> lists:sort(maps:keys(Dump));
+        Error -> Error
+    end.
 
 -spec who_is_in(name_in()) -> [name()] | error().
 who_is_in(Room) ->
@@ -101,30 +106,69 @@ who_is_in_(Room) ->
 
 %% The seed's dump, over the members of the room group. Rather than a call per room
 %% (the seed's multi_call), each Python node holding rooms is asked once for the {dump}
-%% of all of its own ({call_many, Pids, {dump}}), all nodes at once: a dying room costs
-%% its own entry, and a node that does not answer in time costs its rooms, never the
-%% whole answer.
--spec dump() -> #{name() => [name()]}.
+%% of all of its own ({call_many, Pids, {dump}}), all nodes at once. A room that cannot
+%% answer in place (restoring from a copy, in the middle of a message) is left out of its
+%% node's answer, and that node is asked again a moment later, as are the members when a
+%% sidecar did not give its own or still restarts names: until ?CALL_TIMEOUT has passed,
+%% then {error, {unavailable, Reason}}. A room that could not be asked is never left out
+%% as if it did not exist.
+-spec dump() -> #{name() => [name()]} | error().
 dump() ->
     timed(dump, fun dump_/0).
 
 dump_() ->
     %% Rooms on their way to a new owner are in no node's group for a moment.
     wait_settled(erlang:monotonic_time(millisecond) + ?SETTLE_WAIT_MS),
-    ByNode = maps:groups_from_list(fun erlang:node/1, hp_registry:members(?ROOMS)),
+    dump_until(erlang:monotonic_time(millisecond) + ?CALL_TIMEOUT, #{}).
+
+%% Done: #{Node => {Pids, Dumps}} for the nodes whose every room answered, kept as long as
+%% the members on that node stay the same.
+dump_until(Deadline, Done) ->
+    case hp_registry:members_answered(?ROOMS) of
+        {ok, Members} ->
+            ByNode = maps:groups_from_list(fun erlang:node/1, Members),
+            Ask = maps:filter(fun(Node, Pids) -> not same_pids(maps:find(Node, Done), Pids) end,
+                              ByNode),
+            Answered = [{Node, {Pids, Dumps}} || {Node, Dumps} <- ask_dumps(Ask, Deadline),
+                                                 Pids <- [maps:get(Node, Ask)],
+                                                 length(Dumps) =:= length(Pids)],
+            Done1 = maps:merge(maps:with(maps:keys(ByNode), Done), maps:from_list(Answered)),
+            case map_size(Done1) =:= map_size(ByNode) of
+                true ->
+                    maps:from_list(lists:append([Dumps || {_, Dumps} <- maps:values(Done1)]));
+                false ->
+                    Left = lists:sum([length(Pids) || {Node, Pids} <- maps:to_list(ByNode),
+                                                      not is_map_key(Node, Done1)]),
+                    again(Deadline, {not_answering, Left}, fun() -> dump_until(Deadline, Done1) end)
+            end;
+        {error, {unavailable, Reason}} ->
+            again(Deadline, Reason, fun() -> dump_until(Deadline, Done) end)
+    end.
+
+same_pids({ok, {Pids, _}}, Pids) -> true;
+same_pids(_, _) -> false.
+
+%% [{Node, Dumps}] for the nodes of Ask (#{Node => Pids}) that answered by Deadline.
+ask_dumps(Ask, Deadline) ->
     ReqIds = maps:fold(fun(Node, Pids, Acc) ->
                                gen_server:send_request({hp_workers, Node},
                                                        {call_many, Pids, {dump}}, Node, Acc)
-                       end, gen_server:reqids_new(), ByNode),
-    Deadline = {abs, erlang:monotonic_time(millisecond) + ?CALL_TIMEOUT},
-    maps:from_list(lists:append(dump_replies(ReqIds, Deadline))).
+                       end, gen_server:reqids_new(), Ask),
+    dump_replies(ReqIds, {abs, Deadline}).
 
 dump_replies(ReqIds, Deadline) ->
     case gen_server:receive_response(ReqIds, Deadline, true) of
-        {{reply, Answers}, _Node, Rest} when is_list(Answers) ->
-            [[Dump || {ok, Dump} <- Answers] | dump_replies(Rest, Deadline)];
+        {{reply, Answers}, Node, Rest} when is_list(Answers) ->
+            [{Node, [Dump || {ok, Dump} <- Answers]} | dump_replies(Rest, Deadline)];
         {_Error, _Node, Rest} -> dump_replies(Rest, Deadline);
         _NoMoreOrTimeout -> []
+    end.
+
+%% Fun again after a pause, or {error, {unavailable, Reason}} when the deadline is near.
+again(Deadline, Reason, Fun) ->
+    case erlang:monotonic_time(millisecond) + ?DUMP_AGAIN_MS < Deadline of
+        true -> timer:sleep(?DUMP_AGAIN_MS), Fun();
+        false -> {error, {unavailable, Reason}}
     end.
 
 %% --- people ---------------------------------------------------------------------------

@@ -41,11 +41,11 @@
 -export([register_name/2, register_name/4, register_many/3, whereis_name/1, lookup/1,
          whereis_or_register_name/4,
          unregister_name/1, registered/0, send/2,
-         join/2, leave/2, members/1, publish/2, multi_call/2, multi_call/3,
+         join/2, leave/2, members/1, members_answered/1, publish/2, multi_call/2, multi_call/3,
          drain/0, start_link/0, child_spec/0]).
 %% Run by erpc on the node that holds the name.
 -export([local_lookup/2, peek/1, held_by_settling_peer/1, local_members/1,
-         local_registered/0, register_here/3]).
+         local_members_restarting/1, local_registered/0, register_here/3]).
 
 -define(SERVER, hp_registry_server).
 -define(MAX_HOPS, 3).
@@ -184,6 +184,31 @@ members(Group) ->
                              ?FANOUT_TIMEOUT),
     lists:usort(lists:append([L || {ok, L} <- Replies])).
 
+%% The members of Group, known to be all of them: every placement node answered, and
+%% none is restarting names from their replicas (such a name exists, in no group yet).
+%% Otherwise {unavailable, Reason}, for a caller that must not take part of the members
+%% for all of them (houseparty:dump/0). A node of an earlier release is asked for its
+%% members alone.
+-spec members_answered(term()) -> {ok, [pid()]} | {error, {unavailable, term()}}.
+members_answered(Group) ->
+    Nodes = placement_nodes(),
+    Answers = [case Answer of
+                   {error, {exception, undef, [{?MODULE, local_members_restarting, _, _} | _]}} ->
+                       try {ok, {erpc:call(Node, ?MODULE, local_members, [Group], ?FANOUT_TIMEOUT), 0}}
+                       catch Class:Reason -> {Class, Reason}
+                       end;
+                   _ ->
+                       Answer
+               end || {Node, Answer} <- lists:zip(Nodes, erpc:multicall(
+                                                            Nodes, ?MODULE, local_members_restarting,
+                                                            [Group], ?FANOUT_TIMEOUT))],
+    case {[N || {N, A} <- lists:zip(Nodes, Answers), element(1, A) =/= ok],
+          lists:sum([R || {ok, {_, R}} <- Answers])} of
+        {[], 0} -> {ok, lists:usort(lists:append([Ps || {ok, {Ps, _}} <- Answers]))};
+        {[], Restarting} -> {error, {unavailable, {restarting, Restarting}}};
+        {Silent, _} -> {error, {unavailable, {no_answer_from, Silent}}}
+    end.
+
 -spec publish(term(), term()) -> ok.
 publish(Group, Msg) ->
     [Pid ! Msg || Pid <- members(Group)],
@@ -265,6 +290,13 @@ peek(Name) ->
 -spec local_members(term()) -> [pid()].
 local_members(Group) ->
     hp_registry_store:members(Group).
+
+%% This node's members of Group, and how many names it holds registration replicas of
+%% whose restart is due or under way.
+-spec local_members_restarting(term()) -> {[pid()], non_neg_integer()}.
+local_members_restarting(Group) ->
+    {hp_registry_store:members(Group),
+     hp_registry_store:restarting_count(hp_registry_store:ring())}.
 
 -spec local_registered() -> [{term(), pid()}].
 local_registered() ->

@@ -40,7 +40,7 @@
 -export([watch_of/1, set_watch/2, delete_watch/1, reported_on/1]).
 %% Replicas.
 -export([put_replicas/2, delete_replica/2, reset_replicas/2, replicas_after_loss/1,
-         delete_replicas/2, restarting/2]).
+         delete_replicas/2, restarting/2, restarting_count/1]).
 -export([info/0, kinds/0]).
 
 -export_type([entry/0, replica/0, tag/0, watch/0]).
@@ -405,6 +405,13 @@ put_replicas(Owner, Replicas) ->
     ets:insert(?REPLICAS, [{Name, Owner, MFA, Groups, Holders}
                            || {Name, MFA, Groups, Holders} <- Replicas]),
     ok.
+
+%% How many registration replicas held here belong to owners no longer on Ring: names
+%% whose restart from them is due or under way, which exist though nobody holds them.
+-spec restarting_count(hp_ring:ring()) -> non_neg_integer().
+restarting_count(Ring) ->
+    Gone = [{'=/=', '$1', Node} || Node <- hp_ring:nodes(Ring)],
+    ets:select_count(?REPLICAS, [{{'_', '$1', '_', '_', '_'}, Gone, [true]}]).
 
 -spec delete_replica(node(), term()) -> ok.
 delete_replica(Owner, Name) ->

@@ -165,3 +165,20 @@ names_are_counted_per_kind_test() ->
               ?assertEqual([{other, 1}, {person, 1}, {room, 0}],
                            lists:sort(hp_registry_store:kinds()))
       end).
+
+%% The registration replicas of owners that left the ring are the names restarting: as
+%% many as there are, until they are dropped once restarted.
+restarting_counts_the_replicas_of_owners_gone_test() ->
+    in_own_tables(
+      fun() ->
+              MFA = {hp_python, start_worker, [room, r, []]},
+              Replicas = fun(Names) -> [{N, MFA, [], [node()]} || N <- Names] end,
+              ok = hp_registry_store:put_replicas(?B, Replicas([b1, b2, b3])),
+              ok = hp_registry_store:put_replicas(?C, Replicas([c1])),
+              Both = hp_ring:new([node(), ?B, ?C]),
+              ?assertEqual(0, hp_registry_store:restarting_count(Both)),
+              ?assertEqual(3, hp_registry_store:restarting_count(hp_ring:new([node(), ?C]))),
+              ?assertEqual(4, hp_registry_store:restarting_count(hp_ring:new([node()]))),
+              ok = hp_registry_store:delete_replicas(?B, [b1, b2]),
+              ?assertEqual(1, hp_registry_store:restarting_count(hp_ring:new([node(), ?C])))
+      end).

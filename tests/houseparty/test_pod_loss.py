@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
 import time
 from typing import Any
 
-from houseparty import DestinationFull, HouseParty
+import pytest
+
+from houseparty import DestinationFull, HouseParty, Unavailable
 from tests.houseparty.conftest import Cluster
 
 ROOMS = [f"room_{i}" for i in range(12)]
@@ -83,3 +87,24 @@ def test_killed_pod_names_come_back(cluster: Cluster) -> None:
         for person in PEOPLE:
             hp.get_person_room_log(person)
         assert sorted(hp.dump()) == sorted(ROOMS)
+
+
+@pytest.mark.parametrize("which", ["python", "sidecar"])
+def test_dump_never_leaves_out_a_room_it_could_not_ask(cluster: Cluster, which: str) -> None:
+    """A pod that cannot answer (paused with SIGSTOP) makes dump answer Unavailable, not a
+    listing without its rooms; once it answers again, dump lists every room again."""
+    with cluster.client(1) as hp:
+        populate(hp, walks=150)
+        before = hp.dump()
+        assert sorted(before) == sorted(ROOMS)
+        assert any(node == cluster.pods[2].python_node for node in placement(hp).values())
+        state = cluster.runner.state().pod_states[3]
+        pid = state.python_pid if which == "python" else state.sidecar_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(Unavailable):
+                hp.dump()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert hp.dump() == before
