@@ -157,15 +157,34 @@ not_registered(Names, Ring) ->
 
 %% In batches of ?MOVE_BATCH names per new owner, a few batches at a time, as a drain
 %% moves them: a pod's loss restarts its names about as fast as its drain would have
-%% handed them over. Each batch asks for the newest states of its own names only.
+%% handed them over. Each batch asks for the newest states of its own names only. Names
+%% that did not start (their new owner's Python node down too, or a batch not answered)
+%% are tried again on the ring of then, ?ATTEMPTS times in all: a name whose replicas
+%% are dropped without a restart is gone.
 restart_missing(Replicas, Ring) ->
+    restart_missing(Replicas, Ring, ?ATTEMPTS).
+
+restart_missing([], _Ring, _Attempts) ->
+    ok;
+restart_missing(Replicas, Ring, Attempts) ->
     ByOwner = maps:groups_from_list(fun({Name, _, _, _, _}) -> hp_ring:key_to_node(Name, Ring) end,
                                     fun({Name, _, MFA, Groups, _}) -> {Name, MFA, Groups} end,
                                     Replicas),
     Batches = [{Owner, Batch} || {Owner, Names} <- maps:to_list(ByOwner), Owner =/= {error, no_nodes},
                                  Batch <- hp_registry_plan:chunks(Names, ?MOVE_BATCH)],
-    _ = parallel(fun restart_batch/1, Batches, ?MOVES_AT_ONCE),
-    ok.
+    Results = parallel(fun restart_batch/1, Batches, ?MOVES_AT_ONCE),
+    Started = maps:from_keys([Name || {{_, Names}, Rs} <- lists:zip(Batches, Results), is_list(Rs),
+                                      {{Name, _, _}, {ok, _}} <- lists:zip(Names, Rs)], true),
+    case [R || {Name, _, _, _, _} = R <- Replicas, not is_map_key(Name, Started)] of
+        [] ->
+            ok;
+        Failed when Attempts > 1 ->
+            timer:sleep(?RETRY_MS),
+            restart_missing(Failed, hp_registry_store:ring(), Attempts - 1);
+        Failed ->
+            logger:error("hp_registry: ~b names of lost owners did not restart, ~0p among them",
+                         [length(Failed), [N || {N, _, _, _, _} <- lists:sublist(Failed, 10)]])
+    end.
 
 restart_batch({Owner, Names}) ->
     States = hp_replica:newest([Name || {Name, _, _} <- Names]),

@@ -15,7 +15,7 @@
 -behaviour(gen_server).
 
 -export([start_link/1, start_link/2, start/2, start_via/1, start_workers_server/0,
-         start_on/2]).
+         refuse_starts/1, start_on/2]).
 -export([init_node/0, events/0, copies/1, register_many/3, register_pinned/4, register_slow/4,
          lookup_many/3, incr_many/3,
          get_many/3, unique_pids/1, watch_lookups/2, watch_result/1, join_many/4,
@@ -83,7 +83,10 @@ workers_loop() ->
             workers_loop();
         {'$gen_call', From, {start_many, Specs}} ->
             note(batch_start_many),
-            gen_server:reply(From, [start_spec(Spec) || Spec <- Specs]),
+            gen_server:reply(From, case refuse_start() of
+                                       true -> [{error, refused} || _ <- Specs];
+                                       false -> [start_spec(Spec) || Spec <- Specs]
+                                   end),
             workers_loop();
         {'$gen_call', From, {begin_handoffs, Pids}} ->
             note(batch_begin_handoffs),
@@ -94,6 +97,19 @@ workers_loop() ->
             workers_loop();
         _ ->
             workers_loop()
+    end.
+
+%% The next N start_many requests of this node's stand-in answer {error, refused} for
+%% every worker.
+-spec refuse_starts(non_neg_integer()) -> ok.
+refuse_starts(N) ->
+    true = ets:insert(hp_test_events, {refuse_start_many, N}),
+    ok.
+
+refuse_start() ->
+    case ets:lookup(hp_test_events, refuse_start_many) of
+        [{_, N}] when N > 0 -> ets:insert(hp_test_events, {refuse_start_many, N - 1});
+        _ -> false
     end.
 
 start_spec({_Kind, Name, _Args}) ->
