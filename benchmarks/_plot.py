@@ -202,7 +202,7 @@ def _kill(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = result["runs"]
-    labels = [f"replica copies: {r['replica_copies']}" for r in runs]
+    labels = [f"replica copies:\n{r['replica_copies']}" for r in runs]
     colors = ["tab:gray", "tab:blue"][: len(runs)]
     restarts = result.get("restarts", [])
     fig, axes = plt.subplots(1, 4 if restarts else 3, figsize=(16 if restarts else 12, 4))
