@@ -270,8 +270,10 @@ def _names_held(cluster: BenchCluster, sidecars: list[str]) -> int:
 
 
 def _dumped(cluster: BenchCluster, sidecar: str) -> tuple[int, int]:
-    """Rooms and people that ``dump`` lists."""
+    """Rooms and people that ``dump`` lists; none while it answers unavailable."""
     dump = cluster.on(sidecar, "houseparty", "dump", [])
+    if not isinstance(dump, dict):
+        return 0, 0
     return len(dump), sum(len(people) for people in dump.values())
 
 
@@ -294,6 +296,10 @@ def _restart_run(
         survivors = [s for i, s in enumerate(cluster.sidecars, 1) if i != KILLED_POD]
         killed = cluster.sidecars[KILLED_POD - 1]
         listed_before = _dumped(cluster, survivors[0])
+        asked = time.monotonic()
+        while listed_before[0] < rooms and time.monotonic() - asked < NAMES_BACK_WITHIN_S:
+            time.sleep(0.25)  # every room answers before the kill
+            listed_before = _dumped(cluster, survivors[0])
         on_killed = _names_held(cluster, [killed])
         total = _names_held(cluster, cluster.sidecars)
         t_kill = time.monotonic()

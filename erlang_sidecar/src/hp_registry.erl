@@ -35,7 +35,9 @@
 %%
 %% Groups are kept per node: a pid that has a name joins on the name's owner (and moves
 %% with the name); any other pid joins on the caller's node. members/1 asks every
-%% placement node in parallel and skips those that do not answer in time.
+%% placement node in parallel and skips those that do not answer in time, as swarm's
+%% members gives what it knows; members_answered/1 (not in swarm) answers unavailable
+%% instead, and while names restart from their replicas.
 -module(hp_registry).
 
 -export([register_name/2, register_name/4, register_many/3, whereis_name/1, lookup/1,

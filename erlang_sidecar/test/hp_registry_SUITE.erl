@@ -422,12 +422,7 @@ python_not_connected(Config) ->
 %% takes its names with it.
 workers_on_the_owners_hidden_node(Config) ->
     [{A, _} | _] = Peers = ?config(peers, Config),
-    Pairs = [{P, Side, start_hidden(Side, Config)} || {P, Side} <- Peers],
-    put(extra_peers, [{H, HN} || {_, _, {H, HN}} <- Pairs]),
-    [begin
-         ok = call(P, application, set_env, [houseparty_sidecar, python_node, HN]),
-         true = call(P, net_kernel, connect_node, [HN])
-     end || {P, _, {_, HN}} <- Pairs],
+    Pairs = hidden_python_nodes(Peers, Config),
     PyOf = maps:from_list([{Side, HN} || {_, Side, {_, HN}} <- Pairs]),
     %% Half one by one, half in one register_many/3 batch (twice the same name in it).
     Rooms = [{room, I} || I <- lists:seq(1, 60)],
@@ -489,12 +484,7 @@ workers_on_the_owners_hidden_node(Config) ->
 kill_restarts_python_workers_in_batches(Config) ->
     Peers = ?config(peers, Config),
     [{A, _} | _] = Peers,
-    Pairs = [{P, Side, start_hidden(Side, Config)} || {P, Side} <- Peers],
-    put(extra_peers, [{H, HN} || {_, _, {H, HN}} <- Pairs]),
-    [begin
-         ok = call(P, application, set_env, [houseparty_sidecar, python_node, HN]),
-         true = call(P, net_kernel, connect_node, [HN])
-     end || {P, _, {_, HN}} <- Pairs],
+    Pairs = hidden_python_nodes(Peers, Config),
     N = 600,
     Rooms = [{room, I} || I <- lists:seq(1, N)],
     MFA = fun(R) -> {hp_python, start_worker, [room, R, []]} end,
@@ -576,6 +566,17 @@ start_sidecar(Node, Hosts, Config) ->
     %% Join by hand as well: the cluster strategy may poll later than we want to wait.
     [peer:call(Peer, net_kernel, connect_node, [H]) || H <- Hosts, H =/= Node],
     {Peer, Node}.
+
+%% A hidden node per sidecar that stands in for its pod's Python node: [{Peer, Side,
+%% {HiddenPeer, HiddenNode}}].
+hidden_python_nodes(Peers, Config) ->
+    Pairs = [{P, Side, start_hidden(Side, Config)} || {P, Side} <- Peers],
+    put(extra_peers, [{H, HN} || {_, _, {H, HN}} <- Pairs]),
+    [begin
+         ok = call(P, application, set_env, [houseparty_sidecar, python_node, HN]),
+         true = call(P, net_kernel, connect_node, [HN])
+     end || {P, _, {_, HN}} <- Pairs],
+    Pairs.
 
 start_hidden(Side, Config) ->
     [Name, Host] = string:split(atom_to_list(Side), "@"),
