@@ -297,8 +297,7 @@ local_members(Group) ->
 %% whose restart is due or under way.
 -spec local_members_restarting(term()) -> {[pid()], non_neg_integer()}.
 local_members_restarting(Group) ->
-    {hp_registry_store:members(Group),
-     hp_registry_store:restarting_count(hp_registry_store:ring())}.
+    {hp_registry_store:members(Group), hp_registry_store:restarting_count([node() | nodes()])}.
 
 -spec local_registered() -> [{term(), pid()}].
 local_registered() ->

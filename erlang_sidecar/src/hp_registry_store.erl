@@ -406,11 +406,13 @@ put_replicas(Owner, Replicas) ->
                            || {Name, MFA, Groups, Holders} <- Replicas]),
     ok.
 
-%% How many registration replicas held here belong to owners no longer on Ring: names
-%% whose restart from them is due or under way, which exist though nobody holds them.
--spec restarting_count(hp_ring:ring()) -> non_neg_integer().
-restarting_count(Ring) ->
-    Gone = [{'=/=', '$1', Node} || Node <- hp_ring:nodes(Ring)],
+%% How many registration replicas held here belong to owners out of Reach (the nodes
+%% this one is connected to): names whose restart from them is due or under way, which
+%% exist though nobody holds them. They go once restarted. (An owner that left the ring
+%% but not the cluster, a sidecar whose Python node died, handed its names over.)
+-spec restarting_count([node()]) -> non_neg_integer().
+restarting_count(Reach) ->
+    Gone = [{'=/=', '$1', Node} || Node <- Reach],
     ets:select_count(?REPLICAS, [{{'_', '$1', '_', '_', '_'}, Gone, [true]}]).
 
 -spec delete_replica(node(), term()) -> ok.
