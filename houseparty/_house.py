@@ -148,6 +148,11 @@ MERGE_SETTLE_S = 2.0
 RESTORE_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 # How long its first question waits for each person, the calls it holds waiting with it.
 RESTORE_FIRST_PASS_S = 2.0
+# A walk done, the person's copies hold its intent, not the walk, until its next put: one
+# comes this long after, unless the next walk's came first. A person restored from a copy
+# that still holds an intent walks again (the same walk, to the same end), which a pod's
+# loss would otherwise ask of nearly every person it held.
+WALKED_PUT_S = 2.0
 
 # Per room (by id) that asks people where they stand (after a merge, or restored from a
 # copy), one set per check under way: the people who came or went meanwhile. An answer
@@ -627,6 +632,7 @@ class PersonWorker(Worker):
             self.log = [(micros, room)]
             self.logged += 1
         self.intent = None
+        self.changed(wait=False, within=WALKED_PUT_S)
 
     def _in_log(self, entry: tuple[int, Atom]) -> bool:
         # The log is in time order: only its entries from the entry's time on can match,

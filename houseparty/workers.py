@@ -244,9 +244,9 @@ class _Puts(Process):
 
     sidecar: Atom
     pending: list[tuple[tuple[Any, ...], _Held, _WholePut]]
-    # Per worker (by id) with a change let go unheld: what puts it unless a put of its own
-    # came first.
-    unheld: dict[int, Callable[[], None]]
+    # Per delay, per worker (by id) with a change let go unheld: what puts it then unless a
+    # put of its own came first.
+    unheld: dict[float, dict[int, Callable[[], None]]]
     # Per batch on its way, by its call's tag: its puts (name, callback, whole state on
     # demand) and its timeout.
     batches: dict[Reference, tuple[list[tuple[Any, _Held, _WholePut]], asyncio.TimerHandle]]
@@ -268,16 +268,17 @@ class _Puts(Process):
             asyncio.get_running_loop().call_soon(self._flush)
         self.pending.append((put, held, whole))
 
-    def later(self, owner: object, put: Callable[[], None]) -> None:
-        """Have ``put`` called :data:`UNHELD_PUT_S` from now; a later one for the same
-        ``owner`` before then takes its place."""
-        if not self.unheld:
-            asyncio.get_running_loop().call_later(UNHELD_PUT_S, self._put_unheld)
-        self.unheld[id(owner)] = put
+    def later(self, owner: object, put: Callable[[], None], within: float = UNHELD_PUT_S) -> None:
+        """Have ``put`` called ``within`` seconds from now; a later one for the same
+        ``owner`` and delay before then takes its place."""
+        due = self.unheld.get(within)
+        if due is None:
+            due = self.unheld[within] = {}
+            asyncio.get_running_loop().call_later(within, self._put_unheld, within)
+        due[id(owner)] = put
 
-    def _put_unheld(self) -> None:
-        due, self.unheld = self.unheld, {}
-        for put in due.values():
+    def _put_unheld(self, within: float) -> None:
+        for put in self.unheld.pop(within, {}).values():
             put()
 
     def _flush(self) -> None:
@@ -585,23 +586,23 @@ class Worker(GenServer):
         need not keep track of its changes."""
         return _sidecars[self.node].copies > 0
 
-    def changed(self, wait: bool = True) -> None:
+    def changed(self, wait: bool = True, within: float = UNHELD_PUT_S) -> None:
         """Say that the request being handled changed the state: its answer waits until
         the new state is replicated (see the module's docstring). Cheap to call often:
         the state is sent once, after the handler.
 
         With ``wait=False`` the answer does not wait: the change goes with the worker's
-        next put, and at the latest :data:`UNHELD_PUT_S` later. A copy may then lack it,
-        so a worker restarted from one must be able to put it right itself (see
-        :meth:`restored_from_copy`). Until a put of the worker has been held since it
-        started, its changes wait all the same: a restart without any copy would start it
-        afresh, and not tell it so."""
+        next put, and at the latest ``within`` seconds later (:data:`UNHELD_PUT_S` by
+        default). A copy may then lack it, so a worker restarted from one must be able to
+        put it right itself (see :meth:`restored_from_copy`). Until a put of the worker has
+        been held since it started, its changes wait all the same: a restart without any
+        copy would start it afresh, and not tell it so."""
         if wait or not self.copy_held:
             self.replica_due = True
             return
         bound = _sidecars[self.node]
         if bound.copies:
-            bound.puts.later(self, functools.partial(self._put_if_not_since, self.version))
+            bound.puts.later(self, functools.partial(self._put_if_not_since, self.version), within)
 
     def restored_from_copy(self) -> None:
         """Called after :meth:`end_handoff` when its state came from a copy (a restart

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from houseparty import HouseParty, Unavailable, Workers
 from houseparty._connection import SyncClient
+from houseparty._house import WALKED_PUT_S
 from py_nodes._terms import Atom
 from tests.houseparty.conftest import Cluster
 from tests.houseparty.own_cluster import own_cluster
@@ -23,6 +24,7 @@ T = TypeVar("T")
 ROOMS = [f"changes_hall_{i}" for i in range(6)]
 PEOPLE = [f"changes_visitor_{i}" for i in range(5)]
 H_LOG, H_INTENT, H_PEOPLE = Atom("log"), Atom("intent"), Atom("people")
+H_LINKS = Atom("hp_links")
 
 
 def copies(
@@ -139,6 +141,31 @@ def test_copies_follow_the_changes_and_heal_when_a_holder_lost_them(cluster: Clu
     survivor = next(i for i in range(1, 4) if i != pod)
     with cluster.client(survivor) as hp:
         assert once_back(lambda: logged_rooms(hp, person)) == expected
+
+
+def test_a_walk_done_reaches_the_copies_without_its_intent(cluster: Cluster) -> None:
+    """A walk's put holds its intent; the walk itself reaches the copies soon after on its
+    own, so that a person restored from one after a quiet spell does not walk again, nor
+    link to the room it left."""
+    person, first, second = "settled_walker", ROOMS[0], ROOMS[1]
+    key = (Atom("person"), Atom(person))
+    with cluster.client(1) as hp:
+        hp.add_rooms(ROOMS, max=50)
+        hp.walk_into(first, person)
+        hp.walk_into(second, person)
+        deadline = time.monotonic() + WALKED_PUT_S + 5
+        while True:
+            held = copies(cluster, hp, key)
+            settled = [
+                H_INTENT not in state
+                and copy_rooms(state) == [first, second]
+                and state[H_LINKS] == [(Atom("room"), Atom(second))]
+                for state in held.values()
+            ]
+            if len(held) >= 2 and all(settled):
+                break
+            assert time.monotonic() < deadline, held
+            time.sleep(0.2)
 
 
 def test_a_long_log_is_held_in_chunks_through_a_lost_copy_and_a_kill(cluster: Cluster) -> None:
