@@ -11,9 +11,10 @@ their person's log afterwards (acknowledged walks lost: 0 is the goal); then the
 with replicas against the rate without.
 
 Then, per size, the same kill on a cluster of that many rooms (and a tenth as many people,
-30,000 at most, walked into the first thousand rooms), with the default copies: how long
-until the survivors hold every name again and until ``dump`` lists every room with every
-person it listed before, sampled as the names come back.
+30,000 at most, walked into the first thousand rooms), with the default copies, and the
+kill of pod 3's Python node alone on another: how long until the survivors hold every
+name again and until ``dump`` lists every room with every person it listed before,
+sampled as the names come back.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ PEOPLE_PER_ROOM = 0.1
 MAX_PEOPLE = 30_000
 PEOPLE_ROOMS = 1_000  # the rooms the people walk into
 ADD_BATCH = 20_000
+# What the restart at scale kills of pod 3, each on a cluster of its own: the whole pod,
+# then its Python node alone (an OOM-killed container), whose sidecar hands its names over
+# from its copies.
+RESTART_KILLS = {"both": "pod", "python": "Python node"}
 
 
 @contextmanager
@@ -278,10 +283,11 @@ def _dumped(cluster: BenchCluster, sidecar: str) -> tuple[int, int]:
 
 
 def _restart_run(
-    workdir: Path, driver: DriverBuild, report: Reporter, rooms: int, settle: bool
+    workdir: Path, driver: DriverBuild, report: Reporter, rooms: int, killed_node: str, settle: bool
 ) -> dict[str, Any]:
     people = min(MAX_PEOPLE, int(rooms * PEOPLE_PER_ROOM))
-    report.step(f"restart: {rooms:,} rooms, {people:,} people, pod {KILLED_POD} killed")
+    what = RESTART_KILLS[killed_node]
+    report.step(f"restart: {rooms:,} rooms, {people:,} people, {what} of pod {KILLED_POD} killed")
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         if settle:
             cluster.wait_settled()
@@ -303,7 +309,10 @@ def _restart_run(
         on_killed = _names_held(cluster, [killed])
         total = _names_held(cluster, cluster.sidecars)
         t_kill = time.monotonic()
-        cluster.runner.kill_pod(KILLED_POD)
+        if killed_node == "both":
+            cluster.runner.kill_pod(KILLED_POD)
+        else:
+            cluster.runner.kill_node(KILLED_POD, killed_node)
         bar = report.progress(f"names of pod {KILLED_POD} back", on_killed)
         samples: list[tuple[float, int]] = []
         names_back_s = None
@@ -332,6 +341,7 @@ def _restart_run(
     return {
         "rooms": rooms,
         "people": people,
+        "killed": what,
         "names_on_killed_pod": on_killed,
         "names_back_after_s": names_back_s,
         "names_per_second": round(on_killed / names_back_s) if names_back_s else None,
@@ -366,5 +376,9 @@ def bench_kill(
         "seconds": seconds,
         "runs": runs,
         "rate_with_replicas_vs_without": round(with_ / without, 2) if without else None,
-        "restarts": [_restart_run(workdir, driver, report, n, settle) for n in restart_sizes],
+        "restarts": [
+            _restart_run(workdir, driver, report, n, killed_node, settle)
+            for n in restart_sizes
+            for killed_node in RESTART_KILLS
+        ],
     }

@@ -223,7 +223,7 @@ def _kill(result: dict[str, Any], path: Path) -> None:
         restarted = axes[3]
         for r in restarts:
             times, counts = zip(*r["samples"], strict=True) if r["samples"] else ((), ())
-            restarted.plot(times, counts, marker=".", label=f"{r['rooms']:,} rooms")
+            restarted.plot(times, counts, marker=".", label=f"{r['rooms']:,} rooms, {r['killed']}")
         restarted.set_xlabel("seconds after SIGKILL")
         restarted.set_ylabel("names of pod 3 held again")
         restarted.set_title("restart at scale")

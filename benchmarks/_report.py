@@ -623,9 +623,10 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
                 rows,
             ),
             _table(
-                "kill at scale: pod 3 of 3 SIGKILLed, its names restarted on pods 1-2 from "
-                "their copies",
+                "kill at scale: pod 3 of 3, or its Python node alone, SIGKILLed; its names "
+                "restarted on pods 1-2 from their copies",
                 [
+                    "killed",
                     "rooms",
                     "people",
                     "names on pod 3",
@@ -637,6 +638,7 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
                 ],
                 [
                     [
+                        r["killed"],
                         _n(r["rooms"]),
                         _n(r["people"]),
                         _n(r["names_on_killed_pod"]),
