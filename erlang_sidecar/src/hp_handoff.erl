@@ -36,7 +36,7 @@
 %% owner copy (restart_crashed/4).
 -module(hp_handoff).
 
--export([rebalance/0, drain/1, restart_replicas/2, accept/5, accept_many/1, accept_restart/4,
+-export([rebalance/0, drain/1, restart_lost/3, accept/5, accept_many/1, accept_restart/4,
          accept_restarts/1,
          restart_crashed/4, start_and_commit/5, start_and_commit_many/3, start_mfa/2,
          reserve/2, parallel/3]).
@@ -122,19 +122,31 @@ drain_names(Attempts, Moved) ->
         false -> MovedNow
     end.
 
-%% The names of owners gone, from the registration replicas this node kept and is the
-%% first live holder of, restart on their new owners, each with the newest state any
-%% sidecar holds for it (hp_replica) and that state's version. The other holders of each
-%% drop their replicas of it once it is done.
+%% The names of Lost, an owner gone, from the registration replicas this node kept and is
+%% the first live holder of, restart on their new owners on Ring, each with the newest
+%% state any sidecar holds for it (hp_replica) and that state's version. The other
+%% holders of each drop their replicas of it once it is done. Runs in a process of its
+%% own: at a million names, reading the replicas takes a while.
 %%
-%% After a graceful leave nearly all of them were handed over already: each new owner is
-%% first asked, in one call for all of its names, which it does not hold, and only those
-%% restart.
--spec restart_replicas([{term(), node(), mfargs(), [term()], [node()]}], hp_ring:ring()) -> ok.
-restart_replicas(Replicas, Ring) ->
-    Missing = not_registered([N || {N, _, _, _, _} <- Replicas], Ring),
-    restart_missing([R || {N, _, _, _, _} = R <- Replicas, maps:is_key(N, Missing)], Ring),
+%% After a graceful leave (Left) nearly all of them were handed over already: each new
+%% owner is first asked, in one call for all of its names, which it does not hold, and
+%% only those restart. An owner lost without leaving handed nothing over, and the names
+%% restart at once; one that a new owner holds all the same (a registration since) is
+%% left as it is (accept_restarts/1).
+-spec restart_lost(node(), hp_ring:ring(), boolean()) -> ok.
+restart_lost(Lost, Ring, Left) ->
+    Alive = hp_ring:nodes(Ring),
     Me = node(),
+    Replicas = [R || {_, Owner, _, _, Holders} = R <- hp_registry_store:replicas_after_loss(Lost),
+                     hp_registry_plan:restarter(Owner, Holders, Alive, Me)],
+    Missing = case Left of
+                  true ->
+                      Unheld = not_registered([N || {N, _, _, _, _} <- Replicas], Ring),
+                      [R || {N, _, _, _, _} = R <- Replicas, maps:is_key(N, Unheld)];
+                  false ->
+                      Replicas
+              end,
+    restart_missing(Missing, Ring),
     Done = maps:groups_from_list(fun({_, Owner, _, _, Holders}) -> {Owner, Holders} end,
                                  fun({Name, _, _, _, _}) -> Name end, Replicas),
     maps:foreach(fun({Owner, Holders}, Names) ->

@@ -70,6 +70,7 @@
 -define(REBALANCE_DELAY_MS, 100).
 -define(CRASH_RESTARTS, 3).
 -define(CRASH_WINDOW_MS, 10000).
+-define(RESTART_RESYNC_WAIT_MS, 30000).
 
 -record(state, {
     members :: hp_registry_membership:members(),
@@ -101,7 +102,10 @@
     %% only once that is done.
     python_handoff = undefined :: undefined | pid(),
     %% The crash restarts of names, newest first, within the last ?CRASH_WINDOW_MS.
-    crash_restarts = #{} :: #{term() => [integer()]}
+    crash_restarts = #{} :: #{term() => [integer()]},
+    %% The processes restarting the names of owners lost (hp_handoff:restart_lost/3),
+    %% with how long the resync waits for each (monotonic ms).
+    restarters = #{} :: #{pid() => integer()}
 }).
 
 -type state() :: #state{}.
@@ -376,18 +380,16 @@ handle_info({nodeup, Node, _}, State) ->
     {noreply, State#state{members = hp_registry_membership:nodeup(Node, visible,
                                                                   State#state.members)}};
 handle_info({nodedown, Node, _}, State) ->
+    %% A peer that said it leaves is no peer any more.
+    Left = not lists:member(Node, hp_registry_membership:peers(State#state.members)),
     State1 = members(hp_registry_membership:nodedown(Node, State#state.members), State),
     %% Also after a graceful leave: whatever its drain could not hand over restarts
     %% here. Names it did hand over are registered already and are skipped.
     Ring = hp_registry_store:ring(),
-    Alive = hp_ring:nodes(Ring),
-    Me = node(),
-    case [R || {_, Owner, _, _, Holders} = R <- hp_registry_store:replicas_after_loss(Node),
-               hp_registry_plan:restarter(Owner, Holders, Alive, Me)] of
-        [] -> ok;
-        Replicas -> spawn_link(fun() -> hp_handoff:restart_replicas(Replicas, Ring) end)
-    end,
-    {noreply, maybe_resync(State1)};
+    Restarter = spawn_link(fun() -> hp_handoff:restart_lost(Node, Ring, Left) end),
+    Until = erlang:monotonic_time(millisecond) + ?RESTART_RESYNC_WAIT_MS,
+    Restarters = (State1#state.restarters)#{Restarter => Until},
+    {noreply, maybe_resync(State1#state{restarters = Restarters})};
 handle_info({started, Name, Ref, MFA, Result}, State) ->
     %% The starter's report comes before its DOWN (one sender, in order), so the
     %% reservation is still there.
@@ -470,6 +472,9 @@ handle_info(resync, State) ->
     {noreply, maybe_resync(State)};
 handle_info({'EXIT', Pid, Reason}, #state{links = Pid} = State) ->
     {stop, {hp_mfa_links, Reason}, State};
+handle_info({'EXIT', Pid, _Reason}, #state{restarters = Restarters} = State)
+  when is_map_key(Pid, Restarters) ->
+    {noreply, maybe_resync(State#state{restarters = maps:remove(Pid, Restarters)})};
 handle_info({'EXIT', Pid, Reason}, #state{rebalancer = Pid} = State) when Reason =/= normal ->
     logger:warning("hp_registry: rebalance failed: ~p", [Reason]),
     {noreply, schedule_rebalance(State#state{rebalancer = undefined, rebalance_again = false})};
@@ -803,25 +808,27 @@ cast_holders(Name, Msg) ->
                                       node())],
     ok.
 
-%% The resync after a ring change waits until no peer is handing names over to us (or
-%% until its deadline passed). It reads every name held here, and run while a drain pours
-%% names in it held up their commits for as long, to send replicas that the names still
-%% arriving change anyway. Until it runs, a name whose replica lived on a node that left
-%% has none: a crash of its owner in that window restarts nothing.
+%% The resync after a ring change waits until no peer is handing names over to us, and
+%% until the names of owners lost have restarted here (or until their deadlines passed).
+%% It reads every name held here, and run while a drain pours names in, or while a lost
+%% pod's names restart, it held up their commits for as long (two seconds at a million
+%% names), to send replicas that the names still arriving change anyway. Until it runs, a
+%% name whose replica lived on a node that left has none: a crash of its owner in that
+%% window restarts nothing.
 maybe_resync(#state{resync_due = false} = State) ->
     State;
 maybe_resync(State) ->
-    case hp_registry_store:settling_deadlines() of
+    Now = erlang:monotonic_time(millisecond),
+    case [Deadline || {_, Deadline} <- hp_registry_store:settling_deadlines()]
+         ++ [Until || Until <- maps:values(State#state.restarters), Until > Now] of
         [] ->
             Peers = hp_registry_membership:peers(State#state.members),
             hp_metrics:timed({handoff, resync},
                              fun() -> resync_replicas(Peers, State#state.synced) end),
             State#state{resync_due = false,
                         synced = {[hp_ring:nodes(hp_registry_store:ring())], []}};
-        Settling ->
-            First = lists:min([Deadline || {_, Deadline} <- Settling]),
-            Wait = max(0, First - erlang:monotonic_time(millisecond)) + 1,
-            erlang:send_after(Wait, self(), resync),
+        Deadlines ->
+            erlang:send_after(max(0, lists:min(Deadlines) - Now) + 1, self(), resync),
             State
     end.
 
