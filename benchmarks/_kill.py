@@ -287,7 +287,8 @@ def _restart_run(
 ) -> dict[str, Any]:
     people = min(MAX_PEOPLE, int(rooms * PEOPLE_PER_ROOM))
     what = RESTART_KILLS[killed_node]
-    report.step(f"restart: {rooms:,} rooms, {people:,} people, {what} of pod {KILLED_POD} killed")
+    victim = f"pod {KILLED_POD}" if killed_node == "both" else f"the {what} of pod {KILLED_POD}"
+    report.step(f"restart: {rooms:,} rooms, {people:,} people, {victim} killed")
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         if settle:
             cluster.wait_settled()
