@@ -20,9 +20,12 @@
 -define(CONNECT_TIMEOUT, 2000).
 -define(START_TIMEOUT, 15000).
 %% A name may be between owners for a moment (handoff, restart after a node loss): calls
-%% by name retry for this long, this often.
+%% by name retry for this long, first after this pause, then after twice the last one up
+%% to the longest: while a pod's loss restarts a million names, thousands of callers wait
+%% for names still on their way, and each try asks every sidecar while names move.
 -define(RETRY_FOR_MS, 15000).
 -define(RETRY_PAUSE_MS, 50).
+-define(RETRY_PAUSE_MAX_MS, 400).
 -define(CALL_TIMEOUT, 5000).
 
 -type kind() :: atom() | binary().
@@ -201,14 +204,15 @@ cast_name(Name, Request, Opts) ->
 
 with_name(Name, Opts, Try) ->
     with_name(Name, maps:get(absent, Opts, stop), Try,
-              erlang:monotonic_time(millisecond) + ?RETRY_FOR_MS).
+              erlang:monotonic_time(millisecond) + ?RETRY_FOR_MS, ?RETRY_PAUSE_MS).
 
-with_name(Name, Absent, Try, Deadline) ->
+with_name(Name, Absent, Try, Deadline, Pause) ->
     Retry = fun(Reason) ->
                     case erlang:monotonic_time(millisecond) < Deadline of
                         true ->
-                            timer:sleep(?RETRY_PAUSE_MS),
-                            with_name(Name, Absent, Try, Deadline);
+                            timer:sleep(Pause),
+                            Next = min(2 * Pause, ?RETRY_PAUSE_MAX_MS),
+                            with_name(Name, Absent, Try, Deadline, Next);
                         false ->
                             {unavailable, Reason}
                     end
