@@ -49,7 +49,7 @@ ADD_BATCH = 20_000
 # What the restart at scale kills of pod 3, each on a cluster of its own: the whole pod,
 # then its Python node alone (an OOM-killed container), whose sidecar hands its names over
 # from its copies.
-RESTART_KILLS = {"both": "pod", "python": "Python node"}
+RESTART_KILLS = {"pod": "pod", "python": "Python node"}
 
 
 @contextmanager
@@ -283,11 +283,11 @@ def _dumped(cluster: BenchCluster, sidecar: str) -> tuple[int, int]:
 
 
 def _restart_run(
-    workdir: Path, driver: DriverBuild, report: Reporter, rooms: int, killed_node: str, settle: bool
+    workdir: Path, driver: DriverBuild, report: Reporter, rooms: int, kill: str, settle: bool
 ) -> dict[str, Any]:
     people = min(MAX_PEOPLE, int(rooms * PEOPLE_PER_ROOM))
-    what = RESTART_KILLS[killed_node]
-    victim = f"pod {KILLED_POD}" if killed_node == "both" else f"the {what} of pod {KILLED_POD}"
+    what = RESTART_KILLS[kill]
+    victim = f"pod {KILLED_POD}" if kill == "pod" else f"the {what} of pod {KILLED_POD}"
     report.step(f"restart: {rooms:,} rooms, {people:,} people, {victim} killed")
     with bench_cluster(workdir, driver, log=report.step) as cluster:
         if settle:
@@ -310,10 +310,10 @@ def _restart_run(
         on_killed = _names_held(cluster, [killed])
         total = _names_held(cluster, cluster.sidecars)
         t_kill = time.monotonic()
-        if killed_node == "both":
+        if kill == "pod":
             cluster.runner.kill_pod(KILLED_POD)
         else:
-            cluster.runner.kill_node(KILLED_POD, killed_node)
+            cluster.runner.kill_node(KILLED_POD, kill)
         bar = report.progress(f"names of pod {KILLED_POD} back", on_killed)
         samples: list[tuple[float, int]] = []
         names_back_s = None
@@ -378,8 +378,8 @@ def bench_kill(
         "runs": runs,
         "rate_with_replicas_vs_without": round(with_ / without, 2) if without else None,
         "restarts": [
-            _restart_run(workdir, driver, report, n, killed_node, settle)
+            _restart_run(workdir, driver, report, n, kill, settle)
             for n in restart_sizes
-            for killed_node in RESTART_KILLS
+            for kill in RESTART_KILLS
         ],
     }

@@ -1,7 +1,8 @@
 """``houseparty bench kill`` at its ``--quick`` size: two real 3-pod clusters, one without
 replicas and one with the default copies, pod 3 SIGKILLed in each while walkers walk, then
 two more at a larger size, whose pod 3, or its Python node alone, is killed and whose names
-restart; the figures, the tables and the plot. Its count of lost walks sees a lost walk; and the command line offers it."""
+restart; the figures, the tables and the plot. Its count of lost walks sees a lost walk;
+and the command line offers it."""
 
 from __future__ import annotations
 
