@@ -1,14 +1,19 @@
 """``houseparty bench kill``: a pod SIGKILLed while clients walk, with and without replicas.
 
-The same benchmark runs twice, each on a fresh 3-pod cluster: once with ``HP_REPLICA_COPIES=0``
-(no replicas: a killed pod's workers restart empty) and once with the product's default
-copies. Each time an erl caller node walks the people through sidecars 1 and 2, each
-walker owning its people and walking them one walk at a time; halfway through, pod 3 is
-killed (SIGKILL to both of its nodes). Reported per run: the walk rate before the kill,
-the seconds from the kill until every name answers again (every room its ``who_is_in``,
-every person a room from ``where_is``), and the walks answered ``ok`` that are not in
-their person's log afterwards (acknowledged walks lost: 0 is the goal); then the rate
-with replicas against the rate without.
+First the walk rates: two fresh 3-pod clusters up at once, one with ``HP_REPLICA_COPIES=0``
+(no replicas: a killed pod's workers restart empty) and one with the product's default
+copies. An erl caller node walks the people of both through their sidecars 1 and 2, each
+walker owning its people and walking them one walk at a time, the two clusters in turns
+of a second: so both meet the same slow and fast moments of a shared machine, which two
+runs one after the other do not. Reported: each cluster's rate over its turns, and the
+rate with replicas against the rate without.
+
+Then the kill, once per setting, each on a fresh cluster: the same walkers walk the people
+and, halfway through, pod 3 is killed (SIGKILL to both of its nodes). Reported per run: the
+walk rate before the kill, the seconds from the kill until every name answers again (every
+room its ``who_is_in``, every person a room from ``where_is``), and the walks answered
+``ok`` that are not in their person's log afterwards (acknowledged walks lost: 0 is the
+goal).
 
 Then, per size, the same kill on a cluster of that many rooms (and a tenth as many people,
 30,000 at most, walked into the first thousand rooms), with the default copies, and the
@@ -25,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,7 @@ RESTART_WITHIN_S = 300.0
 PEOPLE_PER_ROOM = 0.1
 MAX_PEOPLE = 30_000
 PEOPLE_ROOMS = 1_000  # the rooms the people walk into
+TURN_S = 1.0  # the rates: how long each cluster walks while the other waits
 ADD_BATCH = 20_000
 # What the restart at scale kills of pod 3, each on a cluster of its own: the whole pod,
 # then its Python node alone (an OOM-killed container), whose sidecar hands its names over
@@ -161,6 +167,84 @@ async def _read_house(
 
         await asyncio.gather(*(one(p) for p in people))
     return logs, where
+
+
+def _rates(
+    workdir: Path,
+    driver: DriverBuild,
+    report: Reporter,
+    people: int,
+    rooms: int,
+    concurrency: int,
+    seconds: float,
+    settle: bool,
+) -> dict[str, Any]:
+    """The walk rates without replicas and with the default copies, on two clusters up at
+    once that walk in turns (``seconds`` of walking in all)."""
+    turns = max(1, round(seconds / (2 * TURN_S)))
+    report.step(
+        f"rates: {people:,} people, {rooms} rooms on two clusters, {COPIES_SETTING}=0 and "
+        f"the default; {concurrency} walkers each, in {turns} turns of {TURN_S:.0f} s each"
+    )
+    with ExitStack() as stack:
+        clusters = []
+        for copies in (0, None):
+            with _copies_setting(copies):
+                clusters.append(
+                    stack.enter_context(bench_cluster(workdir, driver, log=report.step))
+                )
+        room_names = [f"k{i}" for i in range(1, rooms + 1)]
+        for cluster in clusters:
+            if settle:
+                cluster.wait_settled()
+            cluster.hp.add_rooms(room_names, max=ROOM_MAX_LIMIT)
+        without, with_ = clusters
+        out = without.runner.run_dir / "paired_walks.out"
+        without.caller_node(
+            f'hp_bench_driver:paired_walks_main(["{out}", "{",".join(without.sidecars[:2])}", '
+            f'"{",".join(with_.sidecars[:2])}", "{with_.cookie}", "{",".join(room_names)}", '
+            f'"kw", "{people}", "{concurrency}", "{int(TURN_S * 1000)}", "{turns}"]).',
+            timeout=2 * turns * TURN_S + 300,
+        )
+        text = out.read_text()
+    return _turn_figures(text)
+
+
+def _turn_figures(text: str) -> dict[str, Any]:
+    """The rates of ``paired_walks_main``'s output: cluster a without replicas, b with."""
+    turns: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}
+    walks: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}
+    for line in text.splitlines():
+        match line.split():
+            case ["turn", cluster, t0, t1]:
+                turns[cluster].append((int(t0), int(t1)))
+            case ["walk", cluster, _person, _room, "ok", t0, t1]:
+                walks[cluster].append((int(t0), int(t1)))
+
+    def rate(cluster: str, t0: int, t1: int) -> float:
+        done = sum(1 for w0, _ in walks[cluster] if t0 <= w0 <= t1)
+        return done / ((t1 - t0) / 1e6)
+
+    figures: dict[str, Any] = {"turns": len(turns["a"]), "turn_seconds": TURN_S}
+    for cluster, label in (("a", "without"), ("b", "with")):
+        # A turn's walks are those it started: it ends once they are answered.
+        lats = [
+            float(w1 - w0)
+            for w0, w1 in walks[cluster]
+            if any(t0 <= w0 <= t1 for t0, t1 in turns[cluster])
+        ]
+        walked = sum(t1 - t0 for t0, t1 in turns[cluster]) / 1e6
+        figures[label] = {
+            "walks": len(lats),
+            "walks_per_second": round(len(lats) / walked, 1) if walked else 0.0,
+            "p50_us": round(percentile(lats, 50)),
+            "p99_us": round(percentile(lats, 99)),
+        }
+    figures["with_vs_without_per_turn"] = [
+        round(rate("b", *b) / rate("a", *a), 2) if rate("a", *a) else None
+        for a, b in zip(turns["a"], turns["b"], strict=True)
+    ]
+    return figures
 
 
 def _kill_run(
@@ -365,16 +449,18 @@ def bench_kill(
     restart_sizes: list[int],
     settle: bool = True,
 ) -> dict[str, Any]:
+    rates = _rates(workdir, driver, report, people, rooms, concurrency, seconds, settle)
+    without, with_ = (rates[k]["walks_per_second"] for k in ("without", "with"))
     runs = [
         _kill_run(workdir, driver, report, copies, people, rooms, concurrency, seconds, settle)
         for copies in (0, None)
     ]
-    without, with_ = (r["walks_per_second_before_kill"] for r in runs)
     return {
         "people": people,
         "rooms": rooms,
         "concurrency": concurrency,
         "seconds": seconds,
+        "rates": rates,
         "runs": runs,
         "rate_with_replicas_vs_without": round(with_ / without, 2) if without else None,
         "restarts": [

@@ -207,11 +207,15 @@ def _kill(result: dict[str, Any], path: Path) -> None:
     restarts = result.get("restarts", [])
     fig, axes = plt.subplots(1, 4 if restarts else 3, figsize=(16 if restarts else 12, 4))
     rate, lost, back = axes[:3]
-    rate.bar(labels, [r["walks_per_second_before_kill"] for r in runs], color=colors)
-    without = runs[0]["walks_per_second_before_kill"]
+    rates = result["rates"]
+    rate.bar(labels, [rates[k]["walks_per_second"] for k in ("without", "with")], color=colors)
+    without = rates["without"]["walks_per_second"]
     rate.axhline(0.7 * without, color="tab:red", linestyle="--", label="target 0.7x without")
-    rate.set_ylabel("walk_into / s before the kill")
-    rate.set_title(f"walk rate, {result['concurrency']} walkers")
+    rate.set_ylabel("walk_into / s")
+    rate.set_title(
+        f"walk rate, {result['concurrency']} walkers,\nclusters in turns of "
+        f"{rates['turn_seconds']:.0f} s"
+    )
     rate.legend()
     lost.bar(labels, [r["acknowledged_walks_lost"] for r in runs], color=colors)
     lost.set_ylabel("walks answered ok, missing from the log")

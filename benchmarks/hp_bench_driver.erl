@@ -44,12 +44,22 @@
 %%       since the start. OutFile gets one line per walk: Person Room Answer StartUs EndUs
 %%       (system time; Answer: ok, destination_full, unknown_room, unavailable, timeout,
 %%       nodedown or other).
+%%   paired_walks_main([OutFile, SidecarsA, SidecarsB, CookieB, Rooms, Prefix, People,
+%%                      Concurrency, SliceMillis, Slices])
+%%       the walkers of kill_walks_main on two clusters at once (B's nodes reached with
+%%       CookieB), in turns: once each of a cluster's walkers has walked each of its
+%%       people once, A's walkers walk for SliceMillis ms while B's wait, then B's while
+%%       A's wait, Slices times each; a turn ends once its walkers have finished their
+%%       walks under way. So the two clusters share the machine's every slow and fast
+%%       moment. OutFile gets "walk C Person Room Answer StartUs EndUs" per walk of a
+%%       turn and "turn C StartUs EndUs" per turn (C: a or b).
 -module(hp_bench_driver).
 -behaviour(gen_server).
 
 -export([start_names/5, check_names/6, registry_rate/4, start_echo/0, memory/0,
          count_names/1, count_local/1, count_held/1, names_held/0]).
--export([calls_main/1, walks_main/1, kill_walks_main/1, snapshot/0, stages/4, stage_ops/5, start_idle/0]).
+-export([calls_main/1, walks_main/1, kill_walks_main/1, paired_walks_main/1]).
+-export([snapshot/0, stages/4, stage_ops/5, start_idle/0]).
 
 -define(START_BATCH, 1000).
 -define(BATCHES_AT_ONCE, 4).
@@ -248,6 +258,72 @@ kill_walks_main([OutFile, SidecarsText, RoomsText, Prefix, PeopleText, ConcText,
     Lines = [io_lib:format("~s ~s ~s ~b ~b~n", [P, R, A, T0, T1]) || {P, R, A, T0, T1} <- Walks],
     ok = file:write_file(OutFile, Lines),
     halt(0).
+
+-spec paired_walks_main([string()]) -> no_return().
+paired_walks_main([OutFile, SidecarsAText, SidecarsBText, CookieB, RoomsText, Prefix, PeopleText,
+                   ConcText, SliceText, SlicesText]) ->
+    Nodes = fun(Text) -> [list_to_atom(S) || S <- string:lexemes(Text, ",")] end,
+    {SidecarsA, SidecarsB} = {Nodes(SidecarsAText), Nodes(SidecarsBText)},
+    [true = erlang:set_cookie(S, list_to_atom(CookieB)) || S <- SidecarsB],
+    [pong = net_adm:ping(S) || S <- SidecarsA ++ SidecarsB],
+    Rooms = list_to_tuple([list_to_atom(R) || R <- string:lexemes(RoomsText, ",")]),
+    People = list_to_integer(PeopleText),
+    Conc = list_to_integer(ConcText),
+    Walkers = maps:from_list([{C, paired_walkers(Sidecars, Rooms, Prefix, People, Conc)}
+                              || {C, Sidecars} <- [{a, SidecarsA}, {b, SidecarsB}]]),
+    %% Every walker has walked each of its people once, and waits for its first turn.
+    [receive {W, ready} -> ok end || Ws <- maps:values(Walkers), W <- Ws],
+    Slice = list_to_integer(SliceText),
+    Turns = [paired_turn(C, maps:get(C, Walkers), Slice)
+             || _ <- lists:seq(1, list_to_integer(SlicesText)), C <- [a, b]],
+    Walks = [{C, receive {W, done, Acc} -> Acc end}
+             || {C, Ws} <- maps:to_list(Walkers), W <- Ws, _ <- [W ! stop]],
+    Lines = [io_lib:format("turn ~s ~b ~b~n", [C, T0, T1]) || {C, T0, T1} <- Turns]
+        ++ [io_lib:format("walk ~s ~s ~s ~s ~b ~b~n", [C, P, R, A, T0, T1])
+            || {C, Acc} <- Walks, {P, R, A, T0, T1} <- Acc],
+    ok = file:write_file(OutFile, Lines),
+    halt(0).
+
+%% Conc walkers on Sidecars, each owning its share of the people as in kill_walks_main.
+paired_walkers(Sidecars, Rooms, Prefix, People, Conc) ->
+    Parent = self(),
+    [spawn_link(fun() ->
+                        rand:seed(exsss, {K, 7, 11}),
+                        Mine = [name(Prefix, I) || I <- lists:seq(K + 1, People, Conc)],
+                        Order = rotate(K rem length(Sidecars), Sidecars),
+                        {Order1, _} = lists:foldl(
+                                        fun(P, {Sc, Acc}) -> kill_walk(P, Rooms, Sc, Acc) end,
+                                        {Order, []}, Mine),
+                        Parent ! {self(), ready},
+                        paired_walk_loop(Parent, list_to_tuple(Mine), Rooms, Order1, [])
+                end) || K <- lists:seq(0, Conc - 1), K < People].
+
+%% One turn of cluster C's walkers: {C, StartUs, EndUs}.
+paired_turn(C, Walkers, Millis) ->
+    T0 = os:system_time(microsecond),
+    [W ! go || W <- Walkers],
+    timer:sleep(Millis),
+    [W ! pause || W <- Walkers],
+    [receive {W, paused} -> ok end || W <- Walkers],
+    {C, T0, os:system_time(microsecond)}.
+
+%% Waits for a turn (go), walks until paused, and so on until stopped.
+paired_walk_loop(Parent, Mine, Rooms, Sidecars, Acc) ->
+    receive
+        go -> paired_walk_turn(Parent, Mine, Rooms, Sidecars, Acc);
+        stop -> Parent ! {self(), done, Acc}
+    end.
+
+paired_walk_turn(Parent, Mine, Rooms, Sidecars, Acc) ->
+    receive
+        pause ->
+            Parent ! {self(), paused},
+            paired_walk_loop(Parent, Mine, Rooms, Sidecars, Acc)
+    after 0 ->
+            Person = element(rand:uniform(tuple_size(Mine)), Mine),
+            {Sidecars1, Acc1} = kill_walk(Person, Rooms, Sidecars, Acc),
+            paired_walk_turn(Parent, Mine, Rooms, Sidecars1, Acc1)
+    end.
 
 kill_walk_loop(Mine, Rooms, Sidecars, End, Acc) ->
     case erlang:monotonic_time(millisecond) > End of
