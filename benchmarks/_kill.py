@@ -4,9 +4,9 @@ First the walk rates: two fresh 3-pod clusters up at once, one with ``HP_REPLICA
 (no replicas: a killed pod's workers restart empty) and one with the product's default
 copies. An erl caller node walks the people of both through their sidecars 1 and 2, each
 walker owning its people and walking them one walk at a time, the two clusters in turns
-of a second: so both meet the same slow and fast moments of a shared machine, which two
-runs one after the other do not. Reported: each cluster's rate over its turns, and the
-rate with replicas against the rate without.
+of two seconds: so both meet the same slow and fast moments of a shared machine, which
+two runs one after the other do not. Reported: each cluster's rate over its turns, and
+the rate with replicas against the rate without.
 
 Then the kill, once per setting, each on a fresh cluster: the same walkers walk the people
 and, halfway through, pod 3 is killed (SIGKILL to both of its nodes). Reported per run: the
@@ -37,6 +37,7 @@ from typing import Any
 from benchmarks._cases import Reporter, fill_workers, run_loop
 from benchmarks._harness import BenchCluster, DriverBuild, bench_cluster, percentile
 from houseparty._client import ROOM_MAX_LIMIT, AsyncHouseParty
+from houseparty._house import WALKED_PUT_S
 from houseparty.workers import DEFAULT_REPLICA_COPIES
 from py_nodes import Atom
 
@@ -50,7 +51,11 @@ RESTART_WITHIN_S = 300.0
 PEOPLE_PER_ROOM = 0.1
 MAX_PEOPLE = 30_000
 PEOPLE_ROOMS = 1_000  # the rooms the people walk into
-TURN_S = 1.0  # the rates: how long each cluster walks while the other waits
+# The rates: how long each cluster walks while the other waits, and the pause after each
+# turn. A turn's walks let changes go unheld, put up to WALKED_PUT_S later (a person's walk
+# done): the next turn starts once they are, so that neither cluster's turn pays for them.
+TURN_S = 2.0
+TURN_GAP_S = WALKED_PUT_S + 0.5
 ADD_BATCH = 20_000
 # What the restart at scale kills of pod 3, each on a cluster of its own: the whole pod,
 # then its Python node alone (an OOM-killed container), whose sidecar hands its names over
@@ -180,8 +185,8 @@ def _rates(
     settle: bool,
 ) -> dict[str, Any]:
     """The walk rates without replicas and with the default copies, on two clusters up at
-    once that walk in turns (``seconds`` of walking in all)."""
-    turns = max(1, round(seconds / (2 * TURN_S)))
+    once that walk in turns (``seconds`` of walking in all, two turns at least each)."""
+    turns = max(2, round(seconds / (2 * TURN_S)))
     report.step(
         f"rates: {people:,} people, {rooms} rooms on two clusters, {COPIES_SETTING}=0 and "
         f"the default; {concurrency} walkers each, in {turns} turns of {TURN_S:.0f} s each"
@@ -203,11 +208,12 @@ def _rates(
         without.caller_node(
             f'hp_bench_driver:paired_walks_main(["{out}", "{",".join(without.sidecars[:2])}", '
             f'"{",".join(with_.sidecars[:2])}", "{with_.cookie}", "{",".join(room_names)}", '
-            f'"kw", "{people}", "{concurrency}", "{int(TURN_S * 1000)}", "{turns}"]).',
-            timeout=2 * turns * TURN_S + 300,
+            f'"kw", "{people}", "{concurrency}", "{int(TURN_S * 1000)}", "{turns}", '
+            f'"{int(TURN_GAP_S * 1000)}"]).',
+            timeout=2 * turns * (TURN_S + TURN_GAP_S) + 300,
         )
         text = out.read_text()
-    return _turn_figures(text)
+    return {**_turn_figures(text), "turn_gap_seconds": TURN_GAP_S}
 
 
 def _turn_figures(text: str) -> dict[str, Any]:

@@ -45,14 +45,15 @@
 %%       (system time; Answer: ok, destination_full, unknown_room, unavailable, timeout,
 %%       nodedown or other).
 %%   paired_walks_main([OutFile, SidecarsA, SidecarsB, CookieB, Rooms, Prefix, People,
-%%                      Concurrency, SliceMillis, Slices])
+%%                      Concurrency, TurnMillis, Turns, GapMillis])
 %%       the walkers of kill_walks_main on two clusters at once (B's nodes reached with
 %%       CookieB), in turns: once each of a cluster's walkers has walked each of its
-%%       people once, A's walkers walk for SliceMillis ms while B's wait, then B's while
-%%       A's wait, Slices times each; a turn ends once its walkers have finished their
-%%       walks under way. So the two clusters share the machine's every slow and fast
-%%       moment. OutFile gets "walk C Person Room Answer StartUs EndUs" per walk of a
-%%       turn and "turn C StartUs EndUs" per turn (C: a or b).
+%%       people once, A's walkers walk for TurnMillis ms while B's wait, then B's while
+%%       A's wait, Turns times each; a turn ends once its walkers have finished their
+%%       walks under way, and the next one starts GapMillis ms later. So the two clusters
+%%       share the machine's every slow and fast moment. OutFile gets "walk C Person Room
+%%       Answer StartUs EndUs" per walk of a turn and "turn C StartUs EndUs" per turn (C:
+%%       a or b).
 -module(hp_bench_driver).
 -behaviour(gen_server).
 
@@ -261,7 +262,7 @@ kill_walks_main([OutFile, SidecarsText, RoomsText, Prefix, PeopleText, ConcText,
 
 -spec paired_walks_main([string()]) -> no_return().
 paired_walks_main([OutFile, SidecarsAText, SidecarsBText, CookieB, RoomsText, Prefix, PeopleText,
-                   ConcText, SliceText, SlicesText]) ->
+                   ConcText, TurnText, TurnsText, GapText]) ->
     Nodes = fun(Text) -> [list_to_atom(S) || S <- string:lexemes(Text, ",")] end,
     {SidecarsA, SidecarsB} = {Nodes(SidecarsAText), Nodes(SidecarsBText)},
     [true = erlang:set_cookie(S, list_to_atom(CookieB)) || S <- SidecarsB],
@@ -273,9 +274,9 @@ paired_walks_main([OutFile, SidecarsAText, SidecarsBText, CookieB, RoomsText, Pr
                               || {C, Sidecars} <- [{a, SidecarsA}, {b, SidecarsB}]]),
     %% Every walker has walked each of its people once, and waits for its first turn.
     [receive {W, ready} -> ok end || Ws <- maps:values(Walkers), W <- Ws],
-    Slice = list_to_integer(SliceText),
-    Turns = [paired_turn(C, maps:get(C, Walkers), Slice)
-             || _ <- lists:seq(1, list_to_integer(SlicesText)), C <- [a, b]],
+    {Turn, Gap} = {list_to_integer(TurnText), list_to_integer(GapText)},
+    Turns = [paired_turn(C, maps:get(C, Walkers), Turn, Gap)
+             || _ <- lists:seq(1, list_to_integer(TurnsText)), C <- [a, b]],
     Walks = [{C, receive {W, done, Acc} -> Acc end}
              || {C, Ws} <- maps:to_list(Walkers), W <- Ws, _ <- [W ! stop]],
     Lines = [io_lib:format("turn ~s ~b ~b~n", [C, T0, T1]) || {C, T0, T1} <- Turns]
@@ -298,14 +299,16 @@ paired_walkers(Sidecars, Rooms, Prefix, People, Conc) ->
                         paired_walk_loop(Parent, list_to_tuple(Mine), Rooms, Order1, [])
                 end) || K <- lists:seq(0, Conc - 1), K < People].
 
-%% One turn of cluster C's walkers: {C, StartUs, EndUs}.
-paired_turn(C, Walkers, Millis) ->
+%% One turn of cluster C's walkers, then the gap after it: {C, StartUs, EndUs}.
+paired_turn(C, Walkers, Millis, Gap) ->
     T0 = os:system_time(microsecond),
     [W ! go || W <- Walkers],
     timer:sleep(Millis),
     [W ! pause || W <- Walkers],
     [receive {W, paused} -> ok end || W <- Walkers],
-    {C, T0, os:system_time(microsecond)}.
+    T1 = os:system_time(microsecond),
+    timer:sleep(Gap),
+    {C, T0, T1}.
 
 %% Waits for a turn (go), walks until paused, and so on until stopped.
 paired_walk_loop(Parent, Mine, Rooms, Sidecars, Acc) ->

@@ -82,7 +82,7 @@ def test_bench_kill_reports_lost_walks_recovery_and_rates_side_by_side(tmp_path:
     rates = figures["rates"]
     for side in ("without", "with"):
         assert rates[side]["walks"] > 0 and rates[side]["walks_per_second"] > 0
-    assert rates["turns"] == 5 and len(rates["with_vs_without_per_turn"]) == 5
+    assert rates["turns"] == 2 and len(rates["with_vs_without_per_turn"]) == 2
     assert figures["rate_with_replicas_vs_without"] == round(
         rates["with"]["walks_per_second"] / rates["without"]["walks_per_second"], 2
     )
