@@ -41,7 +41,7 @@ from houseparty._house import WALKED_PUT_S
 from houseparty.workers import DEFAULT_REPLICA_COPIES
 from py_nodes import Atom
 
-__all__ = ["RATE_TARGET", "bench_kill", "lost_walks"]
+__all__ = ["RATE_TARGET", "bench_kill", "lost_walks", "turn_figures"]
 
 COPIES_SETTING = "HP_REPLICA_COPIES"
 RATE_TARGET = 0.7  # walks/s with replicas, at least this share of the rate without
@@ -51,16 +51,16 @@ RESTART_WITHIN_S = 300.0
 PEOPLE_PER_ROOM = 0.1
 MAX_PEOPLE = 30_000
 PEOPLE_ROOMS = 1_000  # the rooms the people walk into
-# The rates: how long each cluster walks while the other waits, and the pause after each
-# turn. A turn's walks let changes go unheld, put up to WALKED_PUT_S later (a person's walk
-# done): the next turn starts once they are, so that neither cluster's turn pays for them.
-TURN_S = 2.0
-TURN_GAP_S = WALKED_PUT_S + 0.5
 ADD_BATCH = 20_000
 # What the restart at scale kills of pod 3, each on a cluster of its own: the whole pod,
 # then its Python node alone (an OOM-killed container), whose sidecar hands its names over
 # from its copies.
 RESTART_KILLS = {"pod": "pod", "python": "Python node"}
+# The rates: how long each cluster walks while the other waits, and the pause after each
+# turn. A turn's walks let changes go unheld, put up to WALKED_PUT_S later (a person's walk
+# done): the next turn starts once they are, so that neither cluster's turn pays for them.
+TURN_S = 2.0
+TURN_GAP_S = WALKED_PUT_S + 0.5
 
 
 @contextmanager
@@ -213,10 +213,10 @@ def _rates(
             timeout=2 * turns * (TURN_S + TURN_GAP_S) + 300,
         )
         text = out.read_text()
-    return {**_turn_figures(text), "turn_gap_seconds": TURN_GAP_S}
+    return {**turn_figures(text), "turn_gap_seconds": TURN_GAP_S}
 
 
-def _turn_figures(text: str) -> dict[str, Any]:
+def turn_figures(text: str) -> dict[str, Any]:
     """The rates of ``paired_walks_main``'s output: cluster a without replicas, b with."""
     turns: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}
     walks: dict[str, list[tuple[int, int]]] = {"a": [], "b": []}

@@ -246,14 +246,8 @@ kill_walks_main([OutFile, SidecarsText, RoomsText, Prefix, PeopleText, ConcText,
     Parent = self(),
     Pids = [spawn_link(
               fun() ->
-                      rand:seed(exsss, {K, 7, 11}),
-                      Mine = [name(Prefix, I) || I <- lists:seq(K + 1, People, Conc)],
-                      Order = rotate(K rem length(Sidecars), Sidecars),
-                      {Order1, First} = lists:foldl(
-                                          fun(P, {Sc, Acc}) -> kill_walk(P, Rooms, Sc, Acc) end,
-                                          {Order, []}, Mine),
-                      Parent ! {self(), kill_walk_loop(list_to_tuple(Mine), Rooms, Order1, End,
-                                                       First)}
+                      {Mine, Order, First} = first_walks(K, Sidecars, Rooms, Prefix, People, Conc),
+                      Parent ! {self(), kill_walk_loop(Mine, Rooms, Order, End, First)}
               end) || K <- lists:seq(0, Conc - 1), K < People],
     Walks = lists:append([receive {P, W} -> W end || P <- Pids]),
     Lines = [io_lib:format("~s ~s ~s ~b ~b~n", [P, R, A, T0, T1]) || {P, R, A, T0, T1} <- Walks],
@@ -289,15 +283,20 @@ paired_walks_main([OutFile, SidecarsAText, SidecarsBText, CookieB, RoomsText, Pr
 paired_walkers(Sidecars, Rooms, Prefix, People, Conc) ->
     Parent = self(),
     [spawn_link(fun() ->
-                        rand:seed(exsss, {K, 7, 11}),
-                        Mine = [name(Prefix, I) || I <- lists:seq(K + 1, People, Conc)],
-                        Order = rotate(K rem length(Sidecars), Sidecars),
-                        {Order1, _} = lists:foldl(
-                                        fun(P, {Sc, Acc}) -> kill_walk(P, Rooms, Sc, Acc) end,
-                                        {Order, []}, Mine),
+                        {Mine, Order, _} = first_walks(K, Sidecars, Rooms, Prefix, People, Conc),
                         Parent ! {self(), ready},
-                        paired_walk_loop(Parent, list_to_tuple(Mine), Rooms, Order1, [])
+                        paired_walk_loop(Parent, Mine, Rooms, Order, [])
                 end) || K <- lists:seq(0, Conc - 1), K < People].
+
+%% Walker K of Conc: its people, each walked once, through Sidecars from the K-th on.
+%% {Mine, Sidecars in the order the walker tries them now, the walks}.
+first_walks(K, Sidecars, Rooms, Prefix, People, Conc) ->
+    rand:seed(exsss, {K, 7, 11}),
+    Mine = [name(Prefix, I) || I <- lists:seq(K + 1, People, Conc)],
+    Order = rotate(K rem length(Sidecars), Sidecars),
+    {Order1, Walks} = lists:foldl(fun(P, {Sc, Acc}) -> kill_walk(P, Rooms, Sc, Acc) end,
+                                  {Order, []}, Mine),
+    {list_to_tuple(Mine), Order1, Walks}.
 
 %% One turn of cluster C's walkers, then the gap after it: {C, StartUs, EndUs}.
 paired_turn(C, Walkers, Millis, Gap) ->

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from benchmarks._kill import _turn_figures, lost_walks
+from benchmarks._kill import lost_walks, turn_figures
 from benchmarks._plot import plot_results
 from benchmarks._report import BenchSettings, RichReporter, run_benchmarks, tables
 from houseparty.cli import main
@@ -48,7 +48,7 @@ def test_the_rates_count_each_clusters_walks_over_its_own_turns() -> None:
             "walk b p2 r1 ok 5500000 5600000",
         ]
     )
-    figures = _turn_figures(text)
+    figures = turn_figures(text)
     assert figures["turns"] == 2
     assert figures["without"]["walks"] == 4 and figures["with"]["walks"] == 4
     assert figures["without"]["walks_per_second"] == 2.0
