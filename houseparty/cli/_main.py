@@ -957,7 +957,7 @@ def bench(
     plots: Path | None,
 ) -> None:
     """Benchmarks on fresh local 3-pod clusters of their own: scale, calls, walks, handoff,
-    dump, registry (all by default). Prints a table per benchmark against its target.
+    dump, registry, kill (all by default). Prints a table per benchmark against its target.
 
     The benchmarks are not installed with houseparty: they are the benchmarks/ package of a
     checkout, found beside the houseparty/ package that runs, so this command needs a
