@@ -246,10 +246,8 @@ def turn_figures(text: str) -> dict[str, Any]:
             "p50_us": round(percentile(lats, 50)),
             "p99_us": round(percentile(lats, 99)),
         }
-    figures["with_vs_without_per_turn"] = [
-        round(rate("b", *b) / rate("a", *a), 2) if rate("a", *a) else None
-        for a, b in zip(turns["a"], turns["b"], strict=True)
-    ]
+    pairs = [(rate("a", *a), rate("b", *b)) for a, b in zip(turns["a"], turns["b"], strict=True)]
+    figures["with_vs_without_per_turn"] = [round(rb / ra, 2) if ra else None for ra, rb in pairs]
     return figures
 
 
