@@ -9,7 +9,7 @@ calls      gen_server:call from a separate erl node to a Python room versus a BE
 walks      walk_into: the Python workers beside a BEAM baseline (``hp_bench_house.erl``), callers
            looping on the sidecars; the reads beside it; the walk rate without replication;
            and walk_into from Python clients and from an Erlang client, over plain TCP and
-           over TLS distribution
+           over TLS distribution; each comparison's sides in turns, on clusters up at once
 handoff    graceful stop of one of three pods: time until every name is held again by a
            surviving pod, and how many rooms no longer answer
 dump       dump() over 10k and 100k rooms
@@ -20,11 +20,14 @@ registry   hp_registry:register_name/2 against global:register_name/2, same run
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +42,12 @@ from benchmarks._harness import (
 )
 from houseparty._client import ROOM_MAX_LIMIT, AsyncHouseParty
 from houseparty._errors import ClusterError
+from houseparty._house import WALKED_PUT_S
 from houseparty.workers import DEFAULT_REPLICA_COPIES
 from py_nodes._terms import Atom
 
 __all__ = [
+    "Loop",
     "Reporter",
     "bench_calls",
     "bench_dump",
@@ -51,11 +56,18 @@ __all__ = [
     "bench_scale",
     "bench_walks",
     "fill_workers",
+    "in_turns",
     "run_loop",
 ]
 
 CALLERS_PER_SIDECAR = 64
 CPUS = os.cpu_count() or 1
+COPIES_SETTING = "HP_REPLICA_COPIES"
+# The sides of a comparison run in turns. A turn's walks on a cluster that replicates let
+# changes go unheld, put up to WALKED_PUT_S later (a person's walk done): the next turn
+# starts once they are, so that no side's turn pays for them.
+TURNS = 4
+TURN_GAP_S = WALKED_PUT_S + 0.5
 
 
 class Reporter:
@@ -341,6 +353,43 @@ LOG_PEOPLE = 30
 LOG_STEPS = 4
 
 
+@dataclass
+class Loop:
+    """What callers looping on a cluster did, over one run or added up over turns."""
+
+    done: int = 0
+    seconds: float = 0.0
+    errors: int = 0
+    lats: list[float] = field(default_factory=list)
+    # The CPU seconds the sidecars and the Python nodes used, when they were measured.
+    cpu: dict[str, float] | None = None
+
+    def add(self, other: Loop) -> None:
+        self.done += other.done
+        self.seconds += other.seconds
+        self.errors += other.errors
+        self.lats += other.lats
+        if other.cpu is not None:
+            mine = self.cpu or dict.fromkeys(other.cpu, 0.0)
+            self.cpu = {key: mine[key] + used for key, used in other.cpu.items()}
+
+    def figures(self) -> dict[str, Any]:
+        """The rate, the latencies and the errors; with the CPU time per operation, the
+        callers' own on the sidecars included, when it was measured."""
+        figures: dict[str, Any] = {
+            "operations": self.done,
+            "per_second": round(self.done / self.seconds, 1) if self.seconds else 0.0,
+            "p50_us": percentile(self.lats, 50),
+            "p99_us": percentile(self.lats, 99),
+            "errors": self.errors,
+        }
+        if self.cpu is not None:
+            figures["cpu_us"] = {
+                key: round(used / max(self.done, 1) * 1e6, 1) for key, used in self.cpu.items()
+            }
+        return figures
+
+
 def run_loop(
     cluster: BenchCluster,
     impl: str,
@@ -353,6 +402,18 @@ def run_loop(
     """``count`` operations ``op`` through ``impl`` (beam: the baseline, python: the
     houseparty API), from ``callers`` processes spread over the sidecars, on random rooms
     and people w1..w<people>."""
+    return _loop(cluster, impl, op, rooms, people, count, callers).figures()
+
+
+def _loop(
+    cluster: BenchCluster,
+    impl: str,
+    op: str,
+    rooms: list[str],
+    people: int,
+    count: int,
+    callers: int,
+) -> Loop:
     sidecars = cluster.sidecars
     calls = []
     for i, sidecar in enumerate(sidecars):
@@ -365,52 +426,97 @@ def run_loop(
     cpu_before = cluster.cpu_seconds()
     answers = cluster.on_each(calls)
     cpu_after = cluster.cpu_seconds()
-    done = sum(int(a[0]) for a in answers)
-    # The callers of every sidecar start together; the slowest sidecar's time is the run's.
-    seconds = max(int(a[1]) for a in answers) / 1e6
-    lats = [float(x) for a in answers for x in a[2]]
-    return {
-        "operations": done,
-        "per_second": round(done / seconds, 1),
-        "p50_us": percentile(lats, 50),
-        "p99_us": percentile(lats, 99),
-        "errors": sum(int(a[3]) for a in answers),
-        "cpu_us": _cpu_per_operation(cluster, cpu_before, cpu_after, done),
-    }
-
-
-def _cpu_per_operation(
-    cluster: BenchCluster, before: dict[str, float], after: dict[str, float], done: int
-) -> dict[str, float]:
-    """The CPU time the sidecars and the Python nodes used, each all together, per
-    operation done (the callers' own on the sidecars included, on both sides)."""
 
     def used(nodes: list[str]) -> float:
-        seconds = sum(after[n] - before[n] for n in nodes if n in before and n in after)
-        return round(seconds / max(done, 1) * 1e6, 1)
+        return sum(
+            cpu_after[n] - cpu_before[n] for n in nodes if n in cpu_before and n in cpu_after
+        )
 
-    return {"sidecars": used(cluster.sidecars), "python": used(cluster.python_nodes)}
+    return Loop(
+        done=sum(int(a[0]) for a in answers),
+        # The callers of every sidecar start together; the slowest sidecar's time is the run's.
+        seconds=max(int(a[1]) for a in answers) / 1e6,
+        errors=sum(int(a[3]) for a in answers),
+        lats=[float(x) for a in answers for x in a[2]],
+        cpu={"sidecars": used(cluster.sidecars), "python": used(cluster.python_nodes)},
+    )
+
+
+def in_turns(
+    sides: dict[str, Callable[[int], Loop]],
+    count: int,
+    callers: int,
+    turns: int,
+    pause_after: Collection[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """``count`` operations of each side, run in ``turns`` turns of a share of them each:
+    in each turn every side runs its share while the others wait, so that all sides meet
+    the same slow and fast moments of a shared machine, which runs one after the other
+    do not. A share is a whole number of operations per caller. After a turn of a side
+    in ``pause_after`` (a cluster that puts changes it let go unheld) the next waits
+    TURN_GAP_S, so that no side's turn pays for another's. Each side's figures over all
+    of its turns."""
+    per_caller = count // callers
+    turns = max(1, min(turns, per_caller))
+    totals = {side: Loop() for side in sides}
+    for turn in range(turns):
+        share = (per_caller // turns + (1 if turn < per_caller % turns else 0)) * callers
+        for side, run in sides.items():
+            totals[side].add(run(share))
+            if side in pause_after:
+                time.sleep(TURN_GAP_S)
+    return {side: loop.figures() for side, loop in totals.items()}
 
 
 def _growing_logs(
-    cluster: BenchCluster, report: Reporter, rooms: list[str], people: int, count: int
+    with_: BenchCluster,
+    without: BenchCluster,
+    report: Reporter,
+    rooms: list[str],
+    people: int,
+    count: int,
+    turns: int,
 ) -> list[dict[str, Any]]:
-    """Walks of the first LOG_PEOPLE people (of ``people``) at 30 callers, measured as their
-    logs grow: at each step their mean log length, then ``count // 2`` walks; ``count * 4``
-    more walks between steps."""
+    """Walks of the first LOG_PEOPLE people (of ``people``) at 30 callers, with replication
+    and without, measured as their logs grow: at each step their mean log length, then
+    ``count // 2`` walks on each cluster in turns; ``count * 4`` more walks between steps."""
     callers = SIDECAR_CALLERS[-1]
     people = min(people, LOG_PEOPLE)
+    clusters = {"with": with_, "without": without}
     rows = []
     for step in range(LOG_STEPS):
         if step:
             report.step(f"walks: {count * 4:,} more walks of {people} people, logs growing")
-            run_loop(cluster, "python", "walk", rooms, people, count * 4, callers)
-        length = statistics.mean(
-            len(cluster.hp.get_person_room_log(f"w{i}")) for i in range(1, people + 1)
+            for cluster in clusters.values():
+                _loop(cluster, "python", "walk", rooms, people, count * 4, callers)
+            time.sleep(TURN_GAP_S)
+        lengths = {
+            side: statistics.mean(
+                len(cluster.hp.get_person_room_log(f"w{i}")) for i in range(1, people + 1)
+            )
+            for side, cluster in clusters.items()
+        }
+        report.step(
+            f"walks: {count // 2:,} walks of people with logs of {lengths['with']:,.0f} walks, "
+            f"with replication and without, in turns"
         )
-        report.step(f"walks: {count // 2:,} walks of people with logs of {length:,.0f} walks")
-        out = run_loop(cluster, "python", "walk", rooms, people, count // 2, callers)
-        rows.append({"log_length": round(length), **out})
+        figures = in_turns(
+            {
+                side: functools.partial(
+                    _loop, cluster, "python", "walk", rooms, people, callers=callers
+                )
+                for side, cluster in clusters.items()
+            },
+            count // 2,
+            callers,
+            turns,
+            pause_after=("with",),
+        )
+        rows.append(
+            _with_without(
+                *({"log_length": round(lengths[side]), **figures[side]} for side in clusters)
+            )
+        )
     return rows
 
 
@@ -446,80 +552,132 @@ def _start_baseline(cluster: BenchCluster, rooms: list[str], people: int) -> Non
 
 
 def _beam_side_by_side(
-    cluster: BenchCluster, report: Reporter, rooms: list[str], people: int, count: int
-) -> dict[str, Any]:
-    """Walks and reads of the Python workers and of the BEAM baseline, in turn, at each
-    number of callers."""
-    report.step(f"walks: the BEAM baseline's {len(rooms)} rooms and {people:,} people")
-    _start_baseline(cluster, rooms, people)
-    walks = []
-    for callers in SIDECAR_CALLERS:
-        report.step(f"walks: {count:,} walks on the sidecars, {callers} callers, BEAM and Python")
-        beam = run_loop(cluster, "beam", "walk", rooms, people, count, callers)
-        python = run_loop(cluster, "python", "walk", rooms, people, count, callers)
-        walks.append({"callers": callers, "beam": beam, "python": python, **_beside(python, beam)})
-    reads = []
-    for callers in SIDECAR_CALLERS:
-        report.step(f"walks: {count:,} of each read on the sidecars, {callers} callers")
-        for read, op in READS.items():
-            beam = run_loop(cluster, "beam", op, rooms, people, count, callers)
-            python = run_loop(cluster, "python", op, rooms, people, count, callers)
-            reads.append(
-                {"read": read, "callers": callers, "beam": beam, "python": python}
-                | _beside(python, beam)
-            )
-    return {"sidecar_walks": walks, "reads": reads}
-
-
-def _without_replication(
-    workdir: Path,
-    driver: DriverBuild,
+    with_: BenchCluster,
+    without: BenchCluster,
     report: Reporter,
     rooms: list[str],
     people: int,
     count: int,
-    settle: bool,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The Python workers' walks on the sidecars on a cluster that replicates nothing: at
-    each number of callers, and as logs grow."""
-    report.step(f"walks: a second cluster with HP_REPLICA_COPIES=0, {people:,} people")
-    with bench_cluster(workdir, driver, log=report.step, replica_copies=0) as cluster:
-        _settle(cluster, report, settle)
-        cluster.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
-        fill_workers(cluster, report, "person", "w", people, len(rooms))
-        report.step(f"walks: {count:,} walks on the sidecars without replication")
-        rows = [
-            {"callers": c, **run_loop(cluster, "python", "walk", rooms, people, count, c)}
-            for c in SIDECAR_CALLERS
-        ]
-        return rows, _growing_logs(cluster, report, rooms, people, count)
+    turns: int,
+) -> dict[str, Any]:
+    """At each number of callers, in turns: the walks of the BEAM baseline, of the Python
+    workers and of the Python workers of the cluster without replication; then the reads
+    of the baseline and of the Python workers."""
+    report.step(f"walks: the BEAM baseline's {len(rooms)} rooms and {people:,} people")
+    _start_baseline(with_, rooms, people)
+    walks, replication = [], []
+    for callers in SIDECAR_CALLERS:
+        report.step(
+            f"walks: {count:,} walks on the sidecars, {callers} callers, BEAM, Python and "
+            f"Python without replication, in {turns} turns"
+        )
+        sides = {
+            "beam": (with_, "beam"),
+            "python": (with_, "python"),
+            "without": (without, "python"),
+        }
+        figures = in_turns(
+            {
+                side: functools.partial(
+                    _loop, cluster, impl, "walk", rooms, people, callers=callers
+                )
+                for side, (cluster, impl) in sides.items()
+            },
+            count,
+            callers,
+            turns,
+            pause_after=("python",),
+        )
+        beam, python = figures["beam"], figures["python"]
+        walks.append({"callers": callers, "beam": beam, "python": python, **_beside(python, beam)})
+        replication.append({"callers": callers, **_with_without(python, figures["without"])})
+    reads = []
+    for callers in SIDECAR_CALLERS:
+        report.step(f"walks: {count:,} of each read on the sidecars, {callers} callers, in turns")
+        for read, op in READS.items():
+            figures = in_turns(
+                {
+                    impl: functools.partial(_loop, with_, impl, op, rooms, people, callers=callers)
+                    for impl in ("beam", "python")
+                },
+                count,
+                callers,
+                turns,
+            )
+            beam, python = figures["beam"], figures["python"]
+            reads.append(
+                {"read": read, "callers": callers, "beam": beam, "python": python}
+                | _beside(python, beam)
+            )
+    return {"sidecar_walks": walks, "reads": reads, "replication": replication}
 
 
 def _with_without(on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
     return {"with": on, "without": off, "ratio": round(on["per_second"] / off["per_second"], 2)}
 
 
-def _replication(
+def _python_clients_loop(
+    cluster: BenchCluster, rooms: list[str], people: int, concurrency: int, count: int
+) -> Loop:
+    seconds, lats = asyncio.run(
+        _python_walks(
+            cluster.sidecars[0], cluster.cookie, cluster.tls_dir, rooms, people, count, concurrency
+        )
+    )
+    return Loop(done=len(lats), seconds=seconds, lats=lats)
+
+
+def _erlang_client_loop(
+    cluster: BenchCluster, rooms: list[str], people: int, concurrency: int, count: int
+) -> Loop:
+    out = cluster.runner.run_dir / "walks.out"
+    cluster.caller_node(
+        f'hp_bench_driver:walks_main(["{out}", "{cluster.sidecars[0]}", '
+        f'"{",".join(rooms)}", "w", "{people}", "{count}", "{concurrency}"]).',
+        timeout=1200,
+    )
+    n, micros, lats = parse_erlang_term(out.read_text())
+    return Loop(done=n, seconds=micros / 1e6, lats=[float(x) for x in lats])
+
+
+def _client_walks(
+    plain: BenchCluster,
+    tls: BenchCluster,
+    report: Reporter,
+    rooms: list[str],
     people: int,
-    with_copies: list[dict[str, Any]],
-    without: list[dict[str, Any]],
-    logs_with: list[dict[str, Any]],
-    logs_without: list[dict[str, Any]],
-) -> dict[str, Any]:
-    return {
-        "copies": DEFAULT_REPLICA_COPIES,
-        "rows": [
-            {"callers": on["callers"], **_with_without(on, off)}
-            for on, off in zip(with_copies, without, strict=True)
-        ],
-        "growing_logs": {
-            "people": min(people, LOG_PEOPLE),
-            "callers": SIDECAR_CALLERS[-1],
-            "rows": [
-                _with_without(on, off) for on, off in zip(logs_with, logs_without, strict=True)
-            ],
-        },
+    count: int,
+    concurrency: int,
+    turns: int,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """walk_into from Python clients and from an erl client (rpc), ``concurrency`` at once,
+    on plain distribution and over TLS in turns; per transport, per client."""
+    clients = {
+        "python": ("Python clients", _python_clients_loop),
+        "erlang": ("an erl client (rpc)", _erlang_client_loop),
     }
+    result: dict[str, dict[str, dict[str, Any]]] = {"plain": {}, "tls": {}}
+    for client, (label, loop) in clients.items():
+        report.step(
+            f"walks: {count:,} walk_into from {label}, {concurrency} at once, "
+            f"plain and TLS in {turns} turns"
+        )
+        figures = in_turns(
+            {
+                transport: functools.partial(loop, cluster, rooms, people, concurrency)
+                for transport, cluster in (("plain", plain), ("tls", tls))
+            },
+            count,
+            1,
+            turns,
+            pause_after=("plain", "tls"),
+        )
+        for transport, walked in figures.items():
+            result[transport][client] = {
+                "walks": walked["operations"],
+                **{key: walked[key] for key in ("per_second", "p50_us", "p99_us")},
+            }
+    return result
 
 
 def bench_walks(
@@ -530,97 +688,59 @@ def bench_walks(
     count: int,
     concurrency: int,
     settle: bool = True,
+    turns: int = TURNS,
 ) -> dict[str, Any]:
-    """With plain distribution: the Python workers beside the BEAM baseline and their
-    reads, the walk rate without replication, and the walks of clients. The clients' walks
-    again over TLS under ``tls``, and TLS's rate over plain's under ``tls_vs_plain``."""
+    """Three clusters of the same people, up at once: the default replication on plain
+    distribution, none, and the default over TLS. The Python workers beside the BEAM
+    baseline and their reads, the walk rate without replication, the walks of clients and
+    those over TLS (under ``tls``, TLS's rate over plain's under ``tls_vs_plain``), each
+    comparison in turns."""
     rooms = [f"hall{i}" for i in range(1, 101)]
-    result = _walks(workdir, driver, report, rooms, people, count, concurrency, settle, tls=False)
-    without, logs_without = _without_replication(
-        workdir, driver, report, rooms, people, count, settle
-    )
-    with_copies = [{"callers": row["callers"], **row["python"]} for row in result["sidecar_walks"]]
-    result["replication"] = _replication(
-        people, with_copies, without, result.pop("growing_logs"), logs_without
-    )
-    result["tls"] = _walks(
-        workdir, driver, report, rooms, people, count, concurrency, settle, tls=True
-    )
-    result["tls_vs_plain"] = {
-        side: round(result["tls"][side]["per_second"] / result[side]["per_second"], 2)
-        for side in ("python", "erlang")
-    }
-    return result
+    with ExitStack() as stack:
 
-
-def _walks(
-    workdir: Path,
-    driver: DriverBuild,
-    report: Reporter,
-    rooms: list[str],
-    people: int,
-    count: int,
-    concurrency: int,
-    settle: bool,
-    *,
-    tls: bool,
-) -> dict[str, Any]:
-    """One cluster's walks: on plain distribution, the BEAM baseline beside the Python
-    workers first; then walk_into from Python clients and from an erl client."""
-    transport = "TLS" if tls else "plain"
-    report.step(f"walks ({transport}): a cluster holding {people:,} people")
-    with bench_cluster(
-        workdir, driver, log=report.step, replica_copies=DEFAULT_REPLICA_COPIES, tls=tls
-    ) as cluster:
-        _settle(cluster, report, settle)
-        cluster.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
-        fill_workers(cluster, report, "person", "w", people, len(rooms))
-        result: dict[str, Any] = {"people": people, "rooms": len(rooms), "concurrency": concurrency}
-        if not tls:
-            # Before the client walks below, so that both sides' people have walked as
-            # often when their logs are read.
-            result |= _beam_side_by_side(cluster, report, rooms, people, count)
-        report.step(
-            f"walks ({transport}): {count:,} walk_into from Python clients, {concurrency} at once"
-        )
-        seconds, lats = asyncio.run(
-            _python_walks(
-                cluster.sidecars[0],
-                cluster.cookie,
-                cluster.tls_dir,
-                rooms,
-                people,
-                count,
-                concurrency,
+        def cluster(copies: int, tls: bool, label: str) -> BenchCluster:
+            report.step(f"walks: a cluster holding {people:,} people, {label}")
+            started = stack.enter_context(
+                bench_cluster(workdir, driver, log=report.step, replica_copies=copies, tls=tls)
             )
-        )
-        result["python"] = {
-            "walks": len(lats),
-            "per_second": round(len(lats) / seconds, 1),
-            "p50_us": percentile(lats, 50),
-            "p99_us": percentile(lats, 99),
-        }
-        report.step(
-            f"walks ({transport}): {count:,} walk_into from an erl client (rpc), "
-            f"{concurrency} at once"
-        )
-        out = cluster.runner.run_dir / "walks.out"
-        cluster.caller_node(
-            f'hp_bench_driver:walks_main(["{out}", "{cluster.sidecars[0]}", '
-            f'"{",".join(rooms)}", "w", "{people}", "{count}", "{concurrency}"]).',
-            timeout=1200,
-        )
-        n, micros, erl_lats = parse_erlang_term(out.read_text())
-        result["erlang"] = {
-            "walks": n,
-            "per_second": round(n / (micros / 1e6), 1),
-            "p50_us": percentile([float(x) for x in erl_lats], 50),
-            "p99_us": percentile([float(x) for x in erl_lats], 99),
-        }
-        if not tls:
-            # Last: it leaves some people with long logs.
-            result["growing_logs"] = _growing_logs(cluster, report, rooms, people, count)
-    return result
+            _settle(started, report, settle)
+            started.hp.add_rooms(rooms, max=ROOM_MAX_LIMIT)
+            fill_workers(started, report, "person", "w", people, len(rooms))
+            return started
+
+        main = cluster(DEFAULT_REPLICA_COPIES, False, f"{COPIES_SETTING}={DEFAULT_REPLICA_COPIES}")
+        bare = cluster(0, False, f"{COPIES_SETTING}=0")
+        tls = cluster(DEFAULT_REPLICA_COPIES, True, "over TLS")
+        sizes = {"people": people, "rooms": len(rooms), "concurrency": concurrency}
+        # The reads come before the client walks, so that both sides' people have walked
+        # as often when their logs are read; the growing logs last, as they leave some
+        # people with long logs.
+        side_by_side = _beam_side_by_side(main, bare, report, rooms, people, count, turns)
+        clients = _client_walks(main, tls, report, rooms, people, count, concurrency, turns)
+        growing = _growing_logs(main, bare, report, rooms, people, count, turns)
+    return {
+        **sizes,
+        "turns": turns,
+        "sidecar_walks": side_by_side["sidecar_walks"],
+        "reads": side_by_side["reads"],
+        **clients["plain"],
+        "replication": {
+            "copies": DEFAULT_REPLICA_COPIES,
+            "rows": side_by_side["replication"],
+            "growing_logs": {
+                "people": min(people, LOG_PEOPLE),
+                "callers": SIDECAR_CALLERS[-1],
+                "rows": growing,
+            },
+        },
+        "tls": {**sizes, **clients["tls"]},
+        "tls_vs_plain": {
+            client: round(
+                clients["tls"][client]["per_second"] / clients["plain"][client]["per_second"], 2
+            )
+            for client in ("python", "erlang")
+        },
+    }
 
 
 # -- 4. handoff -------------------------------------------------------------------------------

@@ -34,16 +34,14 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks._cases import Reporter, fill_workers, run_loop
+from benchmarks._cases import COPIES_SETTING, TURN_GAP_S, Reporter, fill_workers, run_loop
 from benchmarks._harness import BenchCluster, DriverBuild, bench_cluster, percentile
 from houseparty._client import ROOM_MAX_LIMIT, AsyncHouseParty
-from houseparty._house import WALKED_PUT_S
 from houseparty.workers import DEFAULT_REPLICA_COPIES
 from py_nodes import Atom
 
 __all__ = ["RATE_TARGET", "bench_kill", "lost_walks", "turn_figures"]
 
-COPIES_SETTING = "HP_REPLICA_COPIES"
 RATE_TARGET = 0.7  # walks/s with replicas, at least this share of the rate without
 KILLED_POD = 3
 NAMES_BACK_WITHIN_S = 60.0
@@ -56,11 +54,8 @@ ADD_BATCH = 20_000
 # then its Python node alone (an OOM-killed container), whose sidecar hands its names over
 # from its copies.
 RESTART_KILLS = {"pod": "pod", "python": "Python node"}
-# The rates: how long each cluster walks while the other waits, and the pause after each
-# turn. A turn's walks let changes go unheld, put up to WALKED_PUT_S later (a person's walk
-# done): the next turn starts once they are, so that neither cluster's turn pays for them.
+# The rates: how long each cluster walks while the other waits (then TURN_GAP_S's pause).
 TURN_S = 2.0
-TURN_GAP_S = WALKED_PUT_S + 0.5
 
 
 @contextmanager

@@ -40,6 +40,9 @@ class BenchSettings:
     concurrency: int = 100
     people: int = 3_000
     walks: int = 20_000
+    # walks: each comparison's sides (with replication and without, BEAM and Python, TLS
+    # and plain) take turns, this many each
+    walk_turns: int = 4
     handoff: int = 100_000
     dump_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
     registry_names: int = 30_000
@@ -63,6 +66,7 @@ class BenchSettings:
             concurrency=100,
             people=3_000,
             walks=2_000,
+            walk_turns=2,
             handoff=2_000,
             dump_sizes=[1_000],
             registry_names=3_000,
@@ -132,6 +136,7 @@ def run_benchmarks(
                     settings.walks,
                     settings.concurrency,
                     settings.settle,
+                    settings.walk_turns,
                 )
             elif name == "handoff":
                 result = bench_handoff(workdir, driver, report, settings.handoff, settings.settle)
@@ -213,6 +218,8 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
     """The walks benchmark's side-by-side tables: walks and reads on the sidecars, the
     Python workers beside the BEAM baseline, and the walk rate without replication."""
     size = f"{result['rooms']} rooms, {result['people']:,} people"
+    if "turns" in result:  # figures of a release that ran each side once
+        size += f", the sides in {result['turns']} turns"
     walks = [
         [
             _n(r["callers"]),
@@ -310,7 +317,8 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
         ),
         _table(
             "walks on the sidecars, Python workers: with replication "
-            f"(HP_REPLICA_COPIES={replication['copies']}) and without (0, a second cluster)",
+            f"(HP_REPLICA_COPIES={replication['copies']}) and without (0, a second cluster), "
+            f"{size}",
             [
                 "callers",
                 f"copies {replication['copies']} walks/s",
@@ -325,7 +333,7 @@ def _baseline_tables(result: dict[str, Any]) -> list[Table]:
         ),
         _table(
             f"walks on the sidecars as people's logs grow: {growing['people']} people, "
-            f"{growing['callers']} callers, with replication and without",
+            f"{growing['callers']} callers, with replication and without, {size}",
             [
                 "mean log (walks)",
                 f"copies {replication['copies']} walks/s",
@@ -484,7 +492,8 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
             *_baseline_tables(result),
             _table(
                 f"walks: walk_into with {result['people']:,} people, "
-                f"{result['concurrency']} at once, plain TCP and TLS distribution",
+                f"{result['concurrency']} at once, plain TCP and TLS distribution"
+                + (f", in {result['turns']} turns" if "turns" in result else ""),
                 ["distribution", "from", "walks", "walks/s", "p50 us", "p99 us", "TLS/plain"],
                 rows,
             ),

@@ -5,13 +5,40 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from benchmarks._cases import Loop, in_turns
 from benchmarks._plot import plot_results
 from benchmarks._report import BenchSettings, RichReporter, run_benchmarks, tables
+
+
+def test_in_turns_alternates_the_sides_and_adds_up_their_turns() -> None:
+    order: list[tuple[str, int]] = []
+
+    def side(name: str, seconds_per_op: float) -> Callable[[int], Loop]:
+        def run(count: int) -> Loop:
+            order.append((name, count))
+            lats = [seconds_per_op * 1e6] * count
+            cpu = {"sidecars": count * 1e-4, "python": count * 2e-4}
+            return Loop(done=count, seconds=count * seconds_per_op, lats=lats, cpu=cpu)
+
+        return run
+
+    # 70 operations from 3 callers: 23 each, 69 in all, in turns of 8, 8 and 7 each.
+    figures = in_turns({"a": side("a", 0.001), "b": side("b", 0.004)}, 70, 3, 3)
+    assert order == [("a", 24), ("b", 24), ("a", 24), ("b", 24), ("a", 21), ("b", 21)]
+    assert figures["a"]["operations"] == figures["b"]["operations"] == 69
+    assert figures["a"]["per_second"] == 1000.0 and figures["b"]["per_second"] == 250.0
+    assert figures["b"]["p50_us"] == figures["b"]["p99_us"] == 4000.0
+    assert figures["a"]["cpu_us"] == {"sidecars": 100.0, "python": 200.0}
+    # No more turns than operations per caller; a loop without CPU figures reports none.
+    order.clear()
+    few = in_turns({"a": lambda n: Loop(done=n, seconds=1.0, lats=[1.0] * n)}, 2, 1, 4)
+    assert few["a"]["operations"] == 2 and "cpu_us" not in few["a"]
 
 
 @pytest.mark.timeout(240)
@@ -56,6 +83,8 @@ def test_bench_walks_runs_both_sides_and_reports_them(tmp_path: Path) -> None:
         assert all(s["operations"] == 150 and s["errors"] == 0 for s in steps)
         lengths = [s["log_length"] for s in steps]
         assert lengths == sorted(set(lengths)), lengths
+    # Each comparison ran in turns: the quick settings' two.
+    assert figures["turns"] == 2
     text = console.export_text()
     assert "beside the BEAM baseline" in text
     assert "HP_REPLICA_COPIES=1" in text
