@@ -5,7 +5,7 @@ scale      start and register N processes (half rooms, half people) from every s
            once: processes/s, RSS of every node, bytes per process on each kind of node
 calls      gen_server:call from a separate erl node to a Python room versus a BEAM
            gen_server, sequential and concurrent; plain TCP and TLS distribution, one
-           cluster each
+           cluster each, up at once and called in turns
 walks      walk_into: the Python workers beside a BEAM baseline (``hp_bench_house.erl``), callers
            looping on the sidecars; the reads beside it; the walk rate without replication;
            and walk_into from Python clients and from an Erlang client, over plain TCP and
@@ -239,67 +239,89 @@ def _stages(cluster: BenchCluster, count: int) -> dict[str, dict[str, float]]:
 # -- 2. calls ---------------------------------------------------------------------------------
 
 
-def _latency_stats(count: int, micros: int, lats: list[int]) -> dict[str, float]:
-    return {
-        "calls": count,
-        "calls_per_second": round(count / (micros / 1e6), 1),
-        "p50_us": percentile([float(x) for x in lats], 50),
-        "p99_us": percentile([float(x) for x in lats], 99),
-    }
-
-
 def bench_calls(
-    workdir: Path, driver: DriverBuild, report: Reporter, count: int, concurrency: int
+    workdir: Path,
+    driver: DriverBuild,
+    report: Reporter,
+    count: int,
+    concurrency: int,
+    turns: int = TURNS,
 ) -> dict[str, Any]:
     """The plain figures at the top level, the TLS ones under ``tls``, and TLS's rate over
-    plain's under ``tls_vs_plain``."""
-    result: dict[str, Any] = {}
-    for tls in (False, True):
-        figures = _calls(workdir, driver, report, count, concurrency, tls)
-        if tls:
-            result["tls"] = figures
-        else:
-            result.update(figures)
-    result["tls_vs_plain"] = {
-        f"{side}_{mode}": round(
-            result["tls"][side][mode]["calls_per_second"] / result[side][mode]["calls_per_second"],
-            2,
-        )
-        for side in ("python", "beam")
-        for mode in ("sequential", "concurrent")
-    }
-    return result
-
-
-def _calls(
-    workdir: Path, driver: DriverBuild, report: Reporter, count: int, concurrency: int, tls: bool
-) -> dict[str, Any]:
-    transport = "TLS" if tls else "plain"
-    report.step(
-        f"calls ({transport}): a Python room and a BEAM gen_server, called from a separate erl node"
-    )
-    with bench_cluster(workdir, driver, log=report.step, tls=tls) as cluster:
-        cluster.hp.add_rooms(["bench_room"])
-        # The BEAM worker on the sidecar of the room's own pod, so that both calls cross
-        # one distribution hop of the same kind.
-        pid = cluster.hp.rpc("hp_registry", "whereis_name", [(Atom("room"), Atom("bench_room"))])
-        pod = cluster.python_nodes.index(pid.node.name)
-        sidecar = cluster.sidecars[pod]
-        cluster.on(sidecar, "hp_bench_driver", "start_echo", [])
-        out = cluster.runner.run_dir / "calls.out"
+    plain's under ``tls_vs_plain``: two clusters up at once, called in turns."""
+    with ExitStack() as stack:
+        targets = {tls: _calls_target(stack, workdir, driver, report, tls) for tls in (False, True)}
         report.step(
-            f"calls ({transport}): {count:,} sequential, then {count:,} from {concurrency} "
-            "callers, to each worker"
+            f"calls: {count:,} sequential, then {count:,} from {concurrency} callers, to each "
+            f"worker, plain and TLS in {turns} turns"
         )
-        cluster.caller_node(
-            f'hp_bench_driver:calls_main(["{out}", "{sidecar}", "bench_room", '
-            f'"{count}", "{concurrency}"]).',
-            timeout=1200,
-        )
-        (py_seq, py_conc), (beam_seq, beam_conc) = parse_erlang_term(out.read_text())
+        totals: dict[tuple[bool, str, str], Loop] = {}
+        for share in _shares(count, concurrency, turns):
+            for tls, (cluster, sidecar) in targets.items():
+                out = cluster.runner.run_dir / "calls.out"
+                cluster.caller_node(
+                    f'hp_bench_driver:calls_main(["{out}", "{sidecar}", "bench_room", '
+                    f'"{share}", "{concurrency}"]).',
+                    timeout=1200,
+                )
+                (py_seq, py_conc), (beam_seq, beam_conc) = parse_erlang_term(out.read_text())
+                for key, (n, micros, lats) in {
+                    (tls, "python", "sequential"): py_seq,
+                    (tls, "python", "concurrent"): py_conc,
+                    (tls, "beam", "sequential"): beam_seq,
+                    (tls, "beam", "concurrent"): beam_conc,
+                }.items():
+                    totals.setdefault(key, Loop()).add(
+                        Loop(done=n, seconds=micros / 1e6, lats=[float(x) for x in lats])
+                    )
+    plain, tls_figures = (_calls_figures(totals, tls, concurrency) for tls in (False, True))
+    return {
+        **plain,
+        "turns": turns,
+        "tls": tls_figures,
+        "tls_vs_plain": {
+            f"{side}_{mode}": round(
+                tls_figures[side][mode]["calls_per_second"] / plain[side][mode]["calls_per_second"],
+                2,
+            )
+            for side in ("python", "beam")
+            for mode in ("sequential", "concurrent")
+        },
+    }
+
+
+def _calls_target(
+    stack: ExitStack, workdir: Path, driver: DriverBuild, report: Reporter, tls: bool
+) -> tuple[BenchCluster, str]:
+    """A cluster with a Python room and, on the sidecar of the room's own pod, a BEAM
+    gen_server, so that both calls cross one distribution hop of the same kind; and that
+    sidecar."""
+    report.step(
+        f"calls ({'TLS' if tls else 'plain'}): a Python room and a BEAM gen_server, called "
+        "from a separate erl node"
+    )
+    cluster = stack.enter_context(bench_cluster(workdir, driver, log=report.step, tls=tls))
+    cluster.hp.add_rooms(["bench_room"])
+    pid = cluster.hp.rpc("hp_registry", "whereis_name", [(Atom("room"), Atom("bench_room"))])
+    sidecar = cluster.sidecars[cluster.python_nodes.index(pid.node.name)]
+    cluster.on(sidecar, "hp_bench_driver", "start_echo", [])
+    return cluster, sidecar
+
+
+def _calls_figures(
+    totals: dict[tuple[bool, str, str], Loop], tls: bool, concurrency: int
+) -> dict[str, Any]:
     result: dict[str, Any] = {"concurrency": concurrency}
-    for label, (seq, conc) in (("python", (py_seq, py_conc)), ("beam", (beam_seq, beam_conc))):
-        result[label] = {"sequential": _latency_stats(*seq), "concurrent": _latency_stats(*conc)}
+    for side in ("python", "beam"):
+        result[side] = {}
+        for mode in ("sequential", "concurrent"):
+            loop = totals[(tls, side, mode)].figures()
+            result[side][mode] = {
+                "calls": loop["operations"],
+                "calls_per_second": loop["per_second"],
+                "p50_us": loop["p50_us"],
+                "p99_us": loop["p99_us"],
+            }
     for mode in ("sequential", "concurrent"):
         result[f"ratio_{mode}"] = round(
             result["beam"][mode]["calls_per_second"] / result["python"][mode]["calls_per_second"],
@@ -442,6 +464,17 @@ def _loop(
     )
 
 
+def _shares(count: int, callers: int, turns: int) -> list[int]:
+    """``count`` operations from ``callers`` in ``turns`` shares (fewer when there are
+    fewer operations per caller), each a whole number of operations per caller."""
+    per_caller = count // callers
+    turns = max(1, min(turns, per_caller))
+    return [
+        (per_caller // turns + (1 if turn < per_caller % turns else 0)) * callers
+        for turn in range(turns)
+    ]
+
+
 def in_turns(
     sides: dict[str, Callable[[int], Loop]],
     count: int,
@@ -456,11 +489,8 @@ def in_turns(
     in ``pause_after`` (a cluster that puts changes it let go unheld) the next waits
     TURN_GAP_S, so that no side's turn pays for another's. Each side's figures over all
     of its turns."""
-    per_caller = count // callers
-    turns = max(1, min(turns, per_caller))
     totals = {side: Loop() for side in sides}
-    for turn in range(turns):
-        share = (per_caller // turns + (1 if turn < per_caller % turns else 0)) * callers
+    for share in _shares(count, callers, turns):
         for side, run in sides.items():
             totals[side].add(run(share))
             if side in pause_after:
@@ -668,7 +698,7 @@ def _client_walks(
                 for transport, cluster in (("plain", plain), ("tls", tls))
             },
             count,
-            1,
+            concurrency,
             turns,
             pause_after=("plain", "tls"),
         )

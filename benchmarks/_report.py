@@ -40,9 +40,9 @@ class BenchSettings:
     concurrency: int = 100
     people: int = 3_000
     walks: int = 20_000
-    # walks: each comparison's sides (with replication and without, BEAM and Python, TLS
-    # and plain) take turns, this many each
-    walk_turns: int = 4
+    # calls, walks: each comparison's sides (BEAM and Python, TLS and plain, with
+    # replication and without) take turns, this many each
+    turns: int = 4
     handoff: int = 100_000
     dump_sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
     registry_names: int = 30_000
@@ -66,7 +66,7 @@ class BenchSettings:
             concurrency=100,
             people=3_000,
             walks=2_000,
-            walk_turns=2,
+            turns=2,
             handoff=2_000,
             dump_sizes=[1_000],
             registry_names=3_000,
@@ -126,7 +126,9 @@ def run_benchmarks(
             if name == "scale":
                 result = bench_scale(workdir, driver, report, settings.scale_sizes, settings.settle)
             elif name == "calls":
-                result = bench_calls(workdir, driver, report, settings.calls, settings.concurrency)
+                result = bench_calls(
+                    workdir, driver, report, settings.calls, settings.concurrency, settings.turns
+                )
             elif name == "walks":
                 result = bench_walks(
                     workdir,
@@ -136,7 +138,7 @@ def run_benchmarks(
                     settings.walks,
                     settings.concurrency,
                     settings.settle,
-                    settings.walk_turns,
+                    settings.turns,
                 )
             elif name == "handoff":
                 result = bench_handoff(workdir, driver, report, settings.handoff, settings.settle)
@@ -457,7 +459,8 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
         return [
             _table(
                 "calls: gen_server:call from an erl node, Python worker vs BEAM worker, "
-                "plain TCP and TLS distribution",
+                "plain TCP and TLS distribution"
+                + (f", in {result['turns']} turns" if "turns" in result else ""),
                 [
                     "distribution",
                     "callers",

@@ -74,4 +74,6 @@ def test_bench_calls_reports_tls_beside_plain(tmp_path: Path) -> None:
         f"{side}_{mode}" for side in ("python", "beam") for mode in ("sequential", "concurrent")
     }
     assert all(ratio > 0 for ratio in calls["tls_vs_plain"].values())
-    assert "plain TCP and TLS distribution" in result.output
+    # Both clusters were called in turns, the quick settings' two.
+    assert calls["turns"] == 2
+    assert "plain TCP and TLS distribution, in 2 turns" in result.output
