@@ -420,22 +420,10 @@ def run_loop(
     people: int,
     count: int,
     callers: int,
-) -> dict[str, Any]:
+) -> Loop:
     """``count`` operations ``op`` through ``impl`` (beam: the baseline, python: the
     houseparty API), from ``callers`` processes spread over the sidecars, on random rooms
     and people w1..w<people>."""
-    return _loop(cluster, impl, op, rooms, people, count, callers).figures()
-
-
-def _loop(
-    cluster: BenchCluster,
-    impl: str,
-    op: str,
-    rooms: list[str],
-    people: int,
-    count: int,
-    callers: int,
-) -> Loop:
     sidecars = cluster.sidecars
     calls = []
     for i, sidecar in enumerate(sidecars):
@@ -498,27 +486,35 @@ def in_turns(
     return {side: loop.figures() for side, loop in totals.items()}
 
 
-def _growing_logs(
-    with_: BenchCluster,
-    without: BenchCluster,
-    report: Reporter,
-    rooms: list[str],
-    people: int,
-    count: int,
-    turns: int,
-) -> list[dict[str, Any]]:
-    """Walks of the first LOG_PEOPLE people (of ``people``) at 30 callers, with replication
-    and without, measured as their logs grow: at each step their mean log length, then
-    ``count // 2`` walks on each cluster in turns; ``count * 4`` more walks between steps."""
+@dataclass(frozen=True)
+class _WalksRun:
+    """The clusters of one run of the walks benchmark, up at once, and its sizes."""
+
+    with_: BenchCluster  # the default replication
+    without: BenchCluster  # no replication
+    tls: BenchCluster  # the default replication, over TLS
+    report: Reporter
+    rooms: list[str]
+    people: int
+    count: int  # of each kind of walk and read
+    concurrency: int  # of the clients
+    turns: int
+
+
+def _growing_logs(run: _WalksRun) -> list[dict[str, Any]]:
+    """Walks of the first LOG_PEOPLE people at 30 callers, with replication and without,
+    measured as their logs grow: at each step their mean log length, then ``count // 2``
+    walks on each cluster in turns; ``count * 4`` more walks between steps."""
+    report, rooms, count = run.report, run.rooms, run.count
     callers = SIDECAR_CALLERS[-1]
-    people = min(people, LOG_PEOPLE)
-    clusters = {"with": with_, "without": without}
+    people = min(run.people, LOG_PEOPLE)
+    clusters = {"with": run.with_, "without": run.without}
     rows = []
     for step in range(LOG_STEPS):
         if step:
             report.step(f"walks: {count * 4:,} more walks of {people} people, logs growing")
             for cluster in clusters.values():
-                _loop(cluster, "python", "walk", rooms, people, count * 4, callers)
+                run_loop(cluster, "python", "walk", rooms, people, count * 4, callers)
             time.sleep(TURN_GAP_S)
         lengths = {
             side: statistics.mean(
@@ -533,13 +529,13 @@ def _growing_logs(
         figures = in_turns(
             {
                 side: functools.partial(
-                    _loop, cluster, "python", "walk", rooms, people, callers=callers
+                    run_loop, cluster, "python", "walk", rooms, people, callers=callers
                 )
                 for side, cluster in clusters.items()
             },
             count // 2,
             callers,
-            turns,
+            run.turns,
             pause_after=("with",),
         )
         rows.append(
@@ -581,18 +577,12 @@ def _start_baseline(cluster: BenchCluster, rooms: list[str], people: int) -> Non
             raise ClusterError(f"the BEAM baseline's rooms and people did not start: {answer!r}")
 
 
-def _beam_side_by_side(
-    with_: BenchCluster,
-    without: BenchCluster,
-    report: Reporter,
-    rooms: list[str],
-    people: int,
-    count: int,
-    turns: int,
-) -> dict[str, Any]:
+def _beam_side_by_side(run: _WalksRun) -> dict[str, Any]:
     """At each number of callers, in turns: the walks of the BEAM baseline, of the Python
     workers and of the Python workers of the cluster without replication; then the reads
     of the baseline and of the Python workers."""
+    report, rooms, people, count, turns = run.report, run.rooms, run.people, run.count, run.turns
+    with_ = run.with_
     report.step(f"walks: the BEAM baseline's {len(rooms)} rooms and {people:,} people")
     _start_baseline(with_, rooms, people)
     walks, replication = [], []
@@ -604,12 +594,12 @@ def _beam_side_by_side(
         sides = {
             "beam": (with_, "beam"),
             "python": (with_, "python"),
-            "without": (without, "python"),
+            "without": (run.without, "python"),
         }
         figures = in_turns(
             {
                 side: functools.partial(
-                    _loop, cluster, impl, "walk", rooms, people, callers=callers
+                    run_loop, cluster, impl, "walk", rooms, people, callers=callers
                 )
                 for side, (cluster, impl) in sides.items()
             },
@@ -627,7 +617,9 @@ def _beam_side_by_side(
         for read, op in READS.items():
             figures = in_turns(
                 {
-                    impl: functools.partial(_loop, with_, impl, op, rooms, people, callers=callers)
+                    impl: functools.partial(
+                        run_loop, with_, impl, op, rooms, people, callers=callers
+                    )
                     for impl in ("beam", "python")
                 },
                 count,
@@ -670,32 +662,24 @@ def _erlang_client_loop(
     return Loop(done=n, seconds=micros / 1e6, lats=[float(x) for x in lats])
 
 
-def _client_walks(
-    plain: BenchCluster,
-    tls: BenchCluster,
-    report: Reporter,
-    rooms: list[str],
-    people: int,
-    count: int,
-    concurrency: int,
-    turns: int,
-) -> dict[str, dict[str, dict[str, Any]]]:
+def _client_walks(run: _WalksRun) -> dict[str, dict[str, dict[str, Any]]]:
     """walk_into from Python clients and from an erl client (rpc), ``concurrency`` at once,
     on plain distribution and over TLS in turns; per transport, per client."""
+    count, concurrency, turns = run.count, run.concurrency, run.turns
     clients = {
         "python": ("Python clients", _python_clients_loop),
         "erlang": ("an erl client (rpc)", _erlang_client_loop),
     }
     result: dict[str, dict[str, dict[str, Any]]] = {"plain": {}, "tls": {}}
     for client, (label, loop) in clients.items():
-        report.step(
+        run.report.step(
             f"walks: {count:,} walk_into from {label}, {concurrency} at once, "
             f"plain and TLS in {turns} turns"
         )
         figures = in_turns(
             {
-                transport: functools.partial(loop, cluster, rooms, people, concurrency)
-                for transport, cluster in (("plain", plain), ("tls", tls))
+                transport: functools.partial(loop, cluster, run.rooms, run.people, concurrency)
+                for transport, cluster in (("plain", run.with_), ("tls", run.tls))
             },
             count,
             concurrency,
@@ -738,16 +722,26 @@ def bench_walks(
             fill_workers(started, report, "person", "w", people, len(rooms))
             return started
 
-        main = cluster(DEFAULT_REPLICA_COPIES, False, f"{COPIES_SETTING}={DEFAULT_REPLICA_COPIES}")
-        bare = cluster(0, False, f"{COPIES_SETTING}=0")
-        tls = cluster(DEFAULT_REPLICA_COPIES, True, "over TLS")
-        sizes = {"people": people, "rooms": len(rooms), "concurrency": concurrency}
+        run = _WalksRun(
+            with_=cluster(
+                DEFAULT_REPLICA_COPIES, False, f"{COPIES_SETTING}={DEFAULT_REPLICA_COPIES}"
+            ),
+            without=cluster(0, False, f"{COPIES_SETTING}=0"),
+            tls=cluster(DEFAULT_REPLICA_COPIES, True, "over TLS"),
+            report=report,
+            rooms=rooms,
+            people=people,
+            count=count,
+            concurrency=concurrency,
+            turns=turns,
+        )
         # The reads come before the client walks, so that both sides' people have walked
         # as often when their logs are read; the growing logs last, as they leave some
         # people with long logs.
-        side_by_side = _beam_side_by_side(main, bare, report, rooms, people, count, turns)
-        clients = _client_walks(main, tls, report, rooms, people, count, concurrency, turns)
-        growing = _growing_logs(main, bare, report, rooms, people, count, turns)
+        side_by_side = _beam_side_by_side(run)
+        clients = _client_walks(run)
+        growing = _growing_logs(run)
+    sizes = {"people": people, "rooms": len(rooms), "concurrency": concurrency}
     return {
         **sizes,
         "turns": turns,
