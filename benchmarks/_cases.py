@@ -641,6 +641,8 @@ def _with_without(on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
 def _python_clients_loop(
     cluster: BenchCluster, rooms: list[str], people: int, concurrency: int, count: int
 ) -> Loop:
+    """``count`` walk_into from Python clients (``AsyncHouseParty``), ``concurrency`` at
+    once, through the cluster's first sidecar."""
     seconds, lats = asyncio.run(
         _python_walks(
             cluster.sidecars[0], cluster.cookie, cluster.tls_dir, rooms, people, count, concurrency
@@ -652,6 +654,8 @@ def _python_clients_loop(
 def _erlang_client_loop(
     cluster: BenchCluster, rooms: list[str], people: int, concurrency: int, count: int
 ) -> Loop:
+    """``count`` walk_into from an erl node with ``rpc:call``, ``concurrency`` at once,
+    through the cluster's first sidecar."""
     out = cluster.runner.run_dir / "walks.out"
     cluster.caller_node(
         f'hp_bench_driver:walks_main(["{out}", "{cluster.sidecars[0]}", '
