@@ -182,6 +182,12 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     return table
 
 
+def _in_turns(result: dict[str, Any]) -> str:
+    """How many turns a comparison's sides took, for a table's title; nothing for the
+    figures of a release that ran each side once."""
+    return f", in {result['turns']} turns" if "turns" in result else ""
+
+
 def _n(value: Any, digits: int = 0) -> str:
     if value is None:
         return "-"
@@ -219,9 +225,7 @@ def _cpu(figures: dict[str, Any]) -> str:
 def _baseline_tables(result: dict[str, Any]) -> list[Table]:
     """The walks benchmark's side-by-side tables: walks and reads on the sidecars, the
     Python workers beside the BEAM baseline, and the walk rate without replication."""
-    size = f"{result['rooms']} rooms, {result['people']:,} people"
-    if "turns" in result:  # figures of a release that ran each side once
-        size += f", the sides in {result['turns']} turns"
+    size = f"{result['rooms']} rooms, {result['people']:,} people{_in_turns(result)}"
     walks = [
         [
             _n(r["callers"]),
@@ -459,8 +463,7 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
         return [
             _table(
                 "calls: gen_server:call from an erl node, Python worker vs BEAM worker, "
-                "plain TCP and TLS distribution"
-                + (f", in {result['turns']} turns" if "turns" in result else ""),
+                "plain TCP and TLS distribution" + _in_turns(result),
                 [
                     "distribution",
                     "callers",
@@ -496,7 +499,7 @@ def tables(name: str, result: dict[str, Any]) -> list[Table]:
             _table(
                 f"walks: walk_into with {result['people']:,} people, "
                 f"{result['concurrency']} at once, plain TCP and TLS distribution"
-                + (f", in {result['turns']} turns" if "turns" in result else ""),
+                + _in_turns(result),
                 ["distribution", "from", "walks", "walks/s", "p50 us", "p99 us", "TLS/plain"],
                 rows,
             ),
