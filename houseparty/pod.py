@@ -17,14 +17,14 @@ drain and exits: the preStop hook's way on a pod with TLS distribution.
 
 When the connection to its sidecar goes (the sidecar crashed), its workers are orphans:
 their names restart on other pods from their replicas, and these copies could only
-answer with a state nobody can acknowledge any more. It stops them all and connects
-again, so that the restarted sidecar joins with an empty Python node.
+answer with a state nobody can acknowledge any more. It stops them all the moment the
+connection goes, before it reads another message, and connects again, so that the
+restarted sidecar joins with an empty Python node.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -42,8 +42,8 @@ from houseparty._logsetup import NOTICE, configure_logging
 from houseparty._rex import rex_call
 from houseparty._starter import WorkerStarter
 from houseparty.workers import Worker, worker_table
-from py_nodes import Node, PyNodesError, TlsConfig, TlsError
-from py_nodes._terms import Atom
+from py_nodes import Node, Process, PyNodesError, TlsConfig, TlsError
+from py_nodes._terms import Atom, Reference
 
 __all__ = ["DrainSummary", "PodConfig", "drain_sidecar", "main", "run_pod"]
 
@@ -56,8 +56,6 @@ DRAIN_TIMEOUT_S = 300.0
 # bring on full collections, which walk every worker of the pod while it waits.
 GC_YOUNG_THRESHOLD = 20_000
 BUILTIN_WORKERS: dict[str, type[Worker]] = {"room": RoomWorker, "person": PersonWorker}
-# How often the node checks that its sidecar is still connected.
-SIDECAR_CHECK_S = 0.2
 KILL = Atom("kill")
 
 
@@ -178,23 +176,67 @@ async def _connect(node: Node, sidecar: str, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.5)
 
 
+class _Watched:
+    """The atoms of the sidecar watch's monitor."""
+
+    net_kernel = Atom("net_kernel")
+    down = Atom("DOWN")
+
+
+class _SidecarWatch(Process):
+    """Stops the pod's workers the moment the connection to its sidecar goes, unless the
+    pod is stopping, then sets ``lost`` and exits.
+
+    It monitors the sidecar's ``net_kernel``, which lives as long as the sidecar's node,
+    so its ``DOWN`` comes with the lost connection itself, before the node reads another
+    message. Stopped any later, a worker could answer a caller that found its pid earlier
+    with a change nobody holds, after the name's copy restarted elsewhere had already
+    asked everyone where they stand."""
+
+    __slots__ = ("lost", "ref", "sidecar", "stop")
+
+    sidecar: Atom
+    stop: asyncio.Event
+    lost: asyncio.Event
+    ref: Reference
+
+    def init(self, sidecar: Atom, stop: asyncio.Event, lost: asyncio.Event) -> None:
+        self.sidecar = sidecar
+        self.stop = stop
+        self.lost = lost
+        self.ref = self.monitor((_Watched.net_kernel, sidecar))
+
+    def handle_message(self, message: Any) -> None:
+        match message:
+            case (_Watched.down, ref, _, _, _) if ref == self.ref:
+                if not self.stop.is_set():
+                    stopped = self._stop_workers()
+                    log.warning(
+                        "lost sidecar %s: stopped its %d orphan workers", self.sidecar, stopped
+                    )
+                self.lost.set()
+                self.exit()
+
+    def _stop_workers(self) -> int:
+        node = self.node
+        workers = [pid for pid in node.processes() if isinstance(node.process(pid), Worker)]
+        for pid in workers:
+            node.exit(pid, KILL)
+        return len(workers)
+
+
 async def _serve(node: Node, sidecar: str, stop: asyncio.Event) -> None:
     """Stay connected to the sidecar until ``stop``; stop the workers each time it goes."""
     while not stop.is_set():
         await _connect(node, sidecar, stop)
-        while not stop.is_set() and sidecar in node.nodes():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), SIDECAR_CHECK_S)
-        if not stop.is_set():
-            stopped = _stop_workers(node)
-            log.warning("lost sidecar %s: stopped its %d orphan workers", sidecar, stopped)
-
-
-def _stop_workers(node: Node) -> int:
-    workers = [pid for pid in node.processes() if isinstance(node.process(pid), Worker)]
-    for pid in workers:
-        node.exit(pid, KILL)
-    return len(workers)
+        lost = asyncio.Event()
+        node.spawn(_SidecarWatch, Atom(sidecar), stop, lost)
+        waits = [asyncio.ensure_future(event.wait()) for event in (stop, lost)]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
 
 async def _drain(node: Node, sidecar: str) -> None:
