@@ -506,9 +506,13 @@ kill_restarts_python_workers_in_batches(Config) ->
     Requests = fun() -> [maps:get(batch_start_many, call(H, ?W, events, []), 0) || H <- Survivors] end,
     Before = Requests(),
     [ok = call(H, ?W, refuse_starts, [1]) || H <- Survivors],
+    %% The sidecar goes first, its stand-in once the sidecar is gone. These sidecars
+    %% have no pod Python node to wait for: one that outlived its stand-in for a moment
+    %% would take the stand-in's exit for its workers' (as in the case above) and drop
+    %% their names, replicas and all, before it halted.
     peer:cast(PB, erlang, halt, []),
-    peer:cast(HiddenB, erlang, halt, []),
     wait_until(fun() -> not lists:member(SideB, call(A, erlang, nodes, [])) end),
+    peer:cast(HiddenB, erlang, halt, []),
     wait_until(fun() ->
                        lists:all(fun(R) -> is_pid(call(A, hp_registry, whereis_name, [R])) end, Lost)
                end),

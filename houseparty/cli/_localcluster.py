@@ -677,8 +677,6 @@ class LocalCluster:
         NotRunning when neither runs."""
         with self._locked():
             state, pod = self._running_pod(index)
-            # The sidecar first: were the Python node to die first, the sidecar could see
-            # its workers go down one by one and drop their names instead of restarting them.
             for pid in (pod.sidecar_pid, pod.python_pid):
                 _signal(pid, signal.SIGKILL)
             for pid in (pod.python_pid, pod.sidecar_pid):

@@ -164,6 +164,20 @@ def test_a_killed_pod_loses_no_acknowledged_walk(cluster: Cluster) -> None:
     run_kill_scenario(cluster, lambda: cluster.runner.kill_pod(3))
 
 
+def test_a_pod_whose_python_node_dies_a_moment_first_loses_no_acknowledged_walk(
+    cluster: Cluster,
+) -> None:
+    """A lost machine takes a pod's two nodes in no set order: here the Python node goes
+    first, and its sidecar, which has begun to hand the names over, a moment later."""
+
+    def kill() -> None:
+        cluster.runner.kill_node(3, "python")
+        time.sleep(0.01)
+        cluster.runner.kill_node(3, "sidecar")
+
+    run_kill_scenario(cluster, kill)
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
