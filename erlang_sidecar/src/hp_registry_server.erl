@@ -357,14 +357,23 @@ handle_info({nodeup, Node, [{node_type, hidden}]}, State) ->
         true -> {noreply, schedule_rebalance(State1)};  %% back in the ring
         false -> {noreply, State1}
     end;
-handle_info({nodedown, Node, [{node_type, hidden}]}, State) ->
-    case hp_registry_membership:python_down(Node, State#state.members) of
-        {true, M} ->
-            {noreply, python_lost(Node, ring_changed(State#state{members = M}))};
+handle_info({nodedown, Node, [{node_type, hidden}]}, #state{members = M} = State) ->
+    case hp_registry_membership:python_down(Node, M) of
+        {true, M1} ->
+            {noreply, python_lost(Node, ring_changed(State#state{members = M1}))};
         {false, _} ->
-            %% A Python node that reported exits is gone: so is every process on it it
-            %% watched.
-            [pid_down(Pid) || Pid <- hp_registry_watch:node_down(Node)],
+            case hp_registry_membership:draining(M)
+                andalso Node =:= hp_registry_membership:reporter(M) of
+                true ->
+                    %% The pod's Python node died while its names are being handed over:
+                    %% they stay, and the drain starts them on their new owners from
+                    %% their owner copies, as it does for one worker that crashed then.
+                    ok;
+                false ->
+                    %% A Python node that reported exits is gone: so is every process on
+                    %% it it watched.
+                    [pid_down(Pid) || Pid <- hp_registry_watch:node_down(Node)]
+            end,
             {noreply, State}
     end;
 handle_info({python_handed_off, Node, Pid}, #state{python_handoff = Pid} = State) ->
