@@ -265,8 +265,10 @@ accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
             [gen_server:call(?SERVER, {join, G, Existing, always}) || G <- Groups],
             {ok, Existing};
         {reserved, Ref} when Mode =:= keep ->
-            ok = gen_server:call(?SERVER, {commit, Name, Ref, OldPid, MFA, Groups}),
-            {ok, OldPid};
+            case gen_server:call(?SERVER, {commit, Name, Ref, OldPid, MFA, Groups}) of
+                ok -> {ok, OldPid};
+                {error, _} = Error -> Error
+            end;
         {reserved, Ref} ->
             {start, Then} = Mode,
             start_and_commit(Name, Ref, MFA, Groups, Then);
@@ -349,11 +351,12 @@ hold_states(Items, Results) ->
 start_and_commit_many(M, F, Items) ->
     Results = start_batch(M, F, [Arg || {_, _, _, _, Arg} <- Items]),
     Started = lists:zip(Items, Results),
-    ok = gen_server:call(?SERVER, {commit_many, [{Name, Ref, Pid, MFA, Groups}
-                                                 || {{Name, Ref, MFA, Groups, _}, {ok, Pid}}
-                                                        <- Started]}, ?COMMIT_MANY_TIMEOUT),
+    {not_committed, Failed} =
+        gen_server:call(?SERVER, {commit_many, [{Name, Ref, Pid, MFA, Groups}
+                                                || {{Name, Ref, MFA, Groups, _}, {ok, Pid}}
+                                                       <- Started]}, ?COMMIT_MANY_TIMEOUT),
     [abort(Name, Ref) || {{Name, Ref, _, _, _}, {error, _}} <- Started],
-    Results.
+    [maps:get(Name, Failed, Result) || {{Name, _, _, _, _}, Result} <- Started].
 
 %% M:F(Args) for a batch start, which gives one {ok, Pid} | {error, Reason} per argument,
 %% in order; anything else is an error for each.
@@ -501,8 +504,10 @@ start_and_commit(Name, Ref, {M, F, A} = MFA, Groups, Then) ->
                 {_, S, _Version} -> gen_server:cast(Pid, {swarm, end_handoff, S});
                 none -> ok
             end,
-            ok = gen_server:call(?SERVER, {commit, Name, Ref, Pid, MFA, Groups}),
-            {ok, Pid};
+            case gen_server:call(?SERVER, {commit, Name, Ref, Pid, MFA, Groups}) of
+                ok -> {ok, Pid};
+                {error, _} = Error -> Error
+            end;
         {error, Reason} ->
             abort(Name, Ref),
             {error, Reason};

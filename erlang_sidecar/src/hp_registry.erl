@@ -343,6 +343,10 @@ register_alone(Name, M, F, A, Groups) ->
 %% The reservations' answers with the start results put in, in order.
 answers([], _Started) ->
     [];
+answers([{reserved, _} | Rest], [{error, python_node_down} | Started]) ->
+    %% Started on this pod's Python node as it went down: the caller goes again, to the
+    %% name's owner on the ring of then.
+    [single | answers(Rest, Started)];
 answers([{reserved, _} | Rest], [Result | Started]) ->
     [Result | answers(Rest, Started)];
 answers([{already_registered, Pid} | Rest], Started) ->

@@ -7,7 +7,9 @@
 %%
 %%   call {reserve, Name, Mode}          -> {reserved, Ref} | {already_registered, Pid}
 %%                                          | {redirect, Owner} | {error, Reason}
-%%   call {commit, Name, Ref, Pid, MFA, Groups} -> ok
+%%   call {commit, Name, Ref, Pid, MFA, Groups} -> ok | {error, Reason}
+%%                                          (python_node_down: Pid was started on this
+%%                                          pod's Python node, gone since; not taken)
 %%   call {register_mfa, Name, MFA}      -> {ok, Pid} | {already_registered, Pid} | retry
 %%                                          | {redirect, Owner} | {error, Reason}
 %%                                          (reserves, starts the MFA here, commits)
@@ -16,7 +18,7 @@
 %%                                           | single]   (single: reserve that one alone)
 %%   call {reserve_many, [Name], force, RingNodes}   the same, for names the caller found
 %%                                          owned here on a ring of RingNodes
-%%   call {commit_many, [{Name, Ref, Pid, MFA, Groups}]} -> ok
+%%   call {commit_many, [{Name, Ref, Pid, MFA, Groups}]} -> {not_committed, #{Name => Error}}
 %%   call {register_pid, Name, Pid}      -> yes | no | {redirect, Owner}
 %%   call {unregister, Name}             -> ok | {redirect, Owner}
 %%   call {handed_off, Name, Pid}        -> ok      (the new owner holds it now)
@@ -221,16 +223,16 @@ handle_call({reserve_many, Names, Mode}, {Caller, _}, State) ->
     afresh([N || {N, {reserved, _}} <- lists:zip(Names, Answers)], Mode),
     {reply, Answers, State1};
 handle_call({commit_many, Entries}, _From, State) ->
-    {Committed, State1} =
-        lists:foldl(fun({Name, Ref, Pid, MFA, Groups}, {Acc, St}) ->
+    {Committed, Failed, State1} =
+        lists:foldl(fun({Name, Ref, Pid, MFA, Groups}, {Acc, Errors, St}) ->
                             case commit(Name, Ref, Pid, MFA, Groups, St) of
-                                {ok, St1} -> {[{Name, Pid, MFA, Groups} | Acc], St1};
-                                {_, St1} -> {Acc, St1}
+                                {ok, St1} -> {[{Name, Pid, MFA, Groups} | Acc], Errors, St1};
+                                {Error, St1} -> {Acc, Errors#{Name => Error}, St1}
                             end
-                    end, {[], State}, Entries),
+                    end, {[], #{}, State}, Entries),
     replicate([{Name, MFA, Groups} || {Name, _, MFA, Groups} <- Committed]),
     watch([Pid || {_, Pid, _, _} <- Committed], State1),
-    {reply, ok, State1};
+    {reply, {not_committed, Failed}, State1};
 handle_call({abort, Name, Ref}, _From, State) ->
     case maps:find(Name, State#state.reservations) of
         {ok, {Ref, Mon, Waiters}} ->
@@ -406,15 +408,22 @@ handle_info({started, Name, Ref, MFA, Result}, State) ->
     {From, Starts} = maps:take(Ref, State#state.starts),
     case Result of
         {ok, Pid} ->
-            insert_name(Name, Pid, MFA, []),
-            watch([Pid], State),
-            replicate([{Name, MFA, []}]),
-            hp_metrics:inc(registrations),
-            [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters];
+            case lost_with_python(Pid, State) of
+                false ->
+                    insert_name(Name, Pid, MFA, []),
+                    watch([Pid], State),
+                    replicate([{Name, MFA, []}]),
+                    hp_metrics:inc(registrations),
+                    [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters],
+                    gen_server:reply(From, Result);
+                true ->
+                    %% The caller goes again, to the name's owner on the ring of then.
+                    [gen_server:reply(W, retry) || W <- [From | Waiters]]
+            end;
         _ ->
-            [gen_server:reply(W, retry) || W <- Waiters]
+            [gen_server:reply(W, retry) || W <- Waiters],
+            gen_server:reply(From, Result)
     end,
-    gen_server:reply(From, Result),
     {noreply, release(Name, Mon, State#state{starts = Starts})};
 handle_info({hp_exits, Pids, Crashes}, State) when is_list(Pids), is_list(Crashes) ->
     Exited = hp_registry_watch:reported_exits(Pids),
@@ -452,7 +461,11 @@ handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
                      end,
             {noreply, release(Name, Mon, State#state{res_mons = ResMons, starts = Starts})};
         error ->
-            hp_registry_watch:exited(Pid, Mon) andalso pid_down(Pid),
+            case hp_registry_watch:down(Pid, Mon, Reason,
+                                        hp_registry_membership:reporter(State#state.members)) of
+                gone -> pid_down(Pid);
+                _ -> ok
+            end,
             {noreply, State}
     end;
 handle_info({drained, #{moved := Moved, failed := Failed, seconds := Seconds} = Summary},
@@ -635,12 +648,27 @@ unplaced(Name, force, State) ->
 commit(Name, Ref, Pid, MFA, Groups, State) ->
     case maps:find(Name, State#state.reservations) of
         {ok, {Ref, Mon, Waiters}} ->
-            insert_name(Name, Pid, MFA, Groups),
-            [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters],
-            {ok, release(Name, Mon, State)};
+            case lost_with_python(Pid, State) of
+                false ->
+                    insert_name(Name, Pid, MFA, Groups),
+                    [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters],
+                    {ok, release(Name, Mon, State)};
+                true ->
+                    [gen_server:reply(W, retry) || W <- Waiters],
+                    {{error, python_node_down}, release(Name, Mon, State)}
+            end;
         _ ->
             {{error, not_reserved}, State}
     end.
+
+%% Whether Pid was started on this pod's Python node, which has gone down since (killed
+%% while names moved to it). Such a name is not taken: its worker is gone already, and
+%% the sender of a handoff keeps its copy, the caller of a registration goes again. One
+%% taken while the node was still connected goes the way of the node's other names
+%% (hp_registry_watch:down/4): this sidecar hands it over from its copies.
+lost_with_python(Pid, #state{members = M}) ->
+    Python = hp_registry_membership:reporter(M),
+    node(Pid) =:= Python andalso not lists:member(Python, nodes(hidden)).
 
 drop_handed_off(Name, Pid) ->
     case hp_registry_store:holds(Name, Pid) of

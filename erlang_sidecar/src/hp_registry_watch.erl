@@ -6,7 +6,7 @@
 %% pids of one registry operation in one request:
 %%
 %%   {hp_workers, PyNode} ! {watch, Registry, [Pid]}   one per watch/2 (hp_python:watch/1)
-%%   Registry ! {'DOWN', Mon, process, Pid, _}         -> exited(Pid, Mon)
+%%   Registry ! {'DOWN', Mon, process, Pid, Reason}    -> down(Pid, Mon, Reason, PyNode)
 %%   Registry ! {hp_exits, [Pid], Crashes}             -> reported_exits/1
 %%   nodedown of PyNode                                -> node_down(PyNode): all of its pids
 %%
@@ -19,7 +19,7 @@
 %% finds nothing there and is ignored.
 -module(hp_registry_watch).
 
--export([watch/2, unwatch/1, dropped/1, exited/2, reported_exits/1, node_down/1]).
+-export([watch/2, unwatch/1, dropped/1, down/4, reported_exits/1, node_down/1]).
 
 -type reporter() :: node() | undefined.
 -export_type([reporter/0]).
@@ -78,6 +78,26 @@ exited(Pid, Watch) ->
             true;
         _ ->
             false
+    end.
+
+%% A DOWN for monitor Mon with Reason: gone (Pid's watch ends), stale (a monitor dropped
+%% while its DOWN was queued), or kept for a pid of the reporting node Reporter whose
+%% connection was lost (it was monitored because that node dropped as it was watched):
+%% the node's nodedown stands for its exit, as for the pids it reports, so that its
+%% names go the way of the node's other names.
+-spec down(pid(), reference(), term(), reporter()) -> gone | kept | stale.
+down(Pid, Mon, noconnection, Reporter) when node(Pid) =:= Reporter ->
+    case exited(Pid, Mon) of
+        true ->
+            hp_registry_store:set_watch(Pid, reported),
+            kept;
+        false ->
+            stale
+    end;
+down(Pid, Mon, _Reason, _Reporter) ->
+    case exited(Pid, Mon) of
+        true -> gone;
+        false -> stale
     end.
 
 %% The pids of an {hp_exits, Pids, Crashes} report whose watch was still on (then gone).

@@ -229,7 +229,7 @@ def test_a_python_node_killed_while_its_pod_drains_loses_nothing(cluster: Cluste
     """The Python node is killed (out of memory, or past the grace period) in the middle
     of its pod's graceful stop: the names not handed over yet move all the same, from
     their owner copies on the sidecar."""
-    # Enough names that the drain takes a while (as do others in the run).
+    # Enough names that the kill lands while the drain is under way.
     annex = sorted(f"annex_{i}" for i in range(30_000))
     with cluster.client(1) as hp:
         for start in range(0, len(annex), 5_000):
