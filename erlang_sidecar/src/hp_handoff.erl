@@ -604,8 +604,9 @@ move_many({Target, Entries}) ->
               end,
     %% Busy processes (a person waiting on a room that moves too) and those of other
     %% modules go one by one, side by side, so that none waits for another.
-    Outcomes = [{moved(Name, Pid, MFA, Mode, Target, Result), Name, Pid, MFA}
+    Outcomes = [{moved(Pid, MFA, Mode, Result), Name, Pid, MFA}
                 || {{Name, Mode, Pid, MFA, _}, Result} <- lists:zip(Items, Results)],
+    warn_failed(Target, [{Name, Why} || {{error, Why}, Name, _, _} <- Outcomes]),
     gen_server:call(?SERVER, {handed_off_many, [{Name, Pid} || {{moved, _}, Name, Pid, _} <- Outcomes]}),
     stop_handed_off([{Pid, MFA} || {{moved, true}, _, Pid, MFA} <- Outcomes]),
     [case Outcome of {moved, _} -> moved; Error -> Error end || {Outcome, _, _, _} <- Outcomes]
@@ -672,32 +673,43 @@ move(Name, Pid, MFA, Groups, Target) ->
                            ?ACCEPT_TIMEOUT)
              catch Class:Reason -> {error, {Class, Reason}}
              end,
-    case moved(Name, Pid, MFA, Mode, Target, Result) of
+    case moved(Pid, MFA, Mode, Result) of
         {moved, Stop} ->
             gen_server:call(?SERVER, {handed_off, Name, Pid}),
             Stop andalso stop_handed_off([{Pid, MFA}]),
             moved;
-        Error ->
+        {error, Why} = Error ->
+            warn_failed(Target, [{Name, Why}]),
             Error
     end.
 
 %% The old holder's side once Target answered: {moved, Stop} where Stop says whether the
 %% old process must stop (a new one took its place), or the error. The caller then drops
 %% the moved names from this node's registry.
-moved(Name, Pid, MFA, Mode, Target, Result) ->
+moved(Pid, MFA, Mode, Result) ->
     case Result of
         {ok, New} ->
             {moved, New =/= Pid andalso MFA =/= undefined};
-        {error, {not_owner, _}} = Refused ->
-            %% Expected while a ring change spreads; the caller tries again.
-            abandon(Pid, Mode),
-            Refused;
-        {error, Why} ->
+        {error, _} = Error ->
             %% The name stays here, still pointing to a live process.
-            logger:warning("hp_registry: handoff of ~0p to ~s failed: ~0p", [Name, Target, Why]),
             abandon(Pid, Mode),
-            {error, Why}
+            Error
     end.
+
+%% One warning per reason for the names [{Name, Why}] whose handoff to Target failed,
+%% not one per name: a batch refused whole is one line. A refusal while a ring change
+%% spreads (not_owner) is expected, and the caller tries again.
+warn_failed(Target, Failed) ->
+    ByWhy = maps:groups_from_list(fun({_, Why}) -> Why end, fun({Name, _}) -> Name end,
+                                  [F || {_, Why} = F <- Failed, not is_refusal(Why)]),
+    maps:foreach(fun(Why, Names) ->
+                         logger:warning("hp_registry: handoff of ~b names to ~s failed: ~0p "
+                                        "(~0p among them)",
+                                        [length(Names), Target, Why, lists:sublist(Names, 3)])
+                 end, ByWhy).
+
+is_refusal({not_owner, _}) -> true;
+is_refusal(_) -> false.
 
 %% A process that gave its state away (or was asked to, and may yet answer) serves again.
 abandon(_Pid, keep) ->
