@@ -324,13 +324,15 @@ take_over([{{_, _, _, {M, _, _}, _}, _} | _] = Batch) ->
     {Mine, Others} = lists:partition(fun({{_, _, _, {M1, _, _}, _}, _}) -> M1 =:= M end, Batch),
     Items = [{Name, Ref, MFA1, Groups, {MFA1, Then}}
              || {{Name, {start, Then}, _, MFA1, Groups}, Ref} <- Mine],
-    Results = start_and_commit_many(M, take_over, Items),
-    hold_states(Items, Results),
+    Results = start_and_commit_many(M, take_over, Items, fun hold_states/2),
     [{Ref, Result} || {{_, Ref}, Result} <- lists:zip(Mine, Results)] ++ take_over(Others).
 
 %% The states the new workers started from become this sidecar's owner copies, sent on to
-%% their successors (hp_replica:hold/1). A state handed over without a version (the old
-%% owner held no copy) gets one from the clock, as the worker's own would.
+%% their successors (hp_replica:hold/1), before their names are committed: a name held
+%% here always has its copy, which a drain after this pod's Python node died starts it
+%% from. A state handed over without a version (the old owner held no copy) gets one from
+%% the clock, as the worker's own would. A copy held for a name then refused stays behind
+%% as an old owner's does, older than the owner's next change.
 hold_states(Items, Results) ->
     Now = erlang:system_time(microsecond),
     hp_replica:hold([{Name, V, S}
@@ -349,7 +351,12 @@ hold_states(Items, Results) ->
                             [{term(), reference(), mfargs(), [term()], term()}]) ->
           [{ok, pid()} | {error, term()}].
 start_and_commit_many(M, F, Items) ->
+    start_and_commit_many(M, F, Items, fun(_, _) -> ok end).
+
+%% BeforeCommit(Items, Results) runs once they started, before any of their names is.
+start_and_commit_many(M, F, Items, BeforeCommit) ->
     Results = start_batch(M, F, [Arg || {_, _, _, _, Arg} <- Items]),
+    ok = BeforeCommit(Items, Results),
     Started = lists:zip(Items, Results),
     {not_committed, Failed} =
         gen_server:call(?SERVER, {commit_many, [{Name, Ref, Pid, MFA, Groups}
@@ -472,8 +479,7 @@ restart_reserved(Name, Ref, {M, _, _} = MFA, Groups, Then) ->
     case batch_module(MFA, batch_modules([MFA])) of
         {ok, M} when Then =/= none ->
             Items = [{Name, Ref, MFA, Groups, {MFA, Then}}],
-            [Started] = start_and_commit_many(M, take_over, Items),
-            hold_states(Items, [Started]),
+            [Started] = start_and_commit_many(M, take_over, Items, fun hold_states/2),
             Started;
         _ ->
             start_and_commit(Name, Ref, MFA, Groups, Then)

@@ -404,27 +404,28 @@ handle_info({nodedown, Node, _}, State) ->
 handle_info({started, Name, Ref, MFA, Result}, State) ->
     %% The starter's report comes before its DOWN (one sender, in order), so the
     %% reservation is still there.
-    {ok, {Ref, Mon, Waiters}} = maps:find(Name, State#state.reservations),
     {From, Starts} = maps:take(Ref, State#state.starts),
+    State1 = State#state{starts = Starts},
     case Result of
         {ok, Pid} ->
-            case lost_with_python(Pid, State) of
-                false ->
-                    insert_name(Name, Pid, MFA, []),
-                    watch([Pid], State),
+            case commit(Name, Ref, Pid, MFA, [], State1) of
+                {ok, State2} ->
+                    watch([Pid], State2),
                     replicate([{Name, MFA, []}]),
                     hp_metrics:inc(registrations),
-                    [gen_server:reply(W, {already_registered, Pid}) || W <- Waiters],
-                    gen_server:reply(From, Result);
-                true ->
+                    gen_server:reply(From, Result),
+                    {noreply, State2};
+                {{error, python_node_down}, State2} ->
                     %% The caller goes again, to the name's owner on the ring of then.
-                    [gen_server:reply(W, retry) || W <- [From | Waiters]]
+                    gen_server:reply(From, retry),
+                    {noreply, State2}
             end;
         _ ->
+            {ok, {Ref, Mon, Waiters}} = maps:find(Name, State1#state.reservations),
             [gen_server:reply(W, retry) || W <- Waiters],
-            gen_server:reply(From, Result)
-    end,
-    {noreply, release(Name, Mon, State#state{starts = Starts})};
+            gen_server:reply(From, Result),
+            {noreply, release(Name, Mon, State1)}
+    end;
 handle_info({hp_exits, Pids, Crashes}, State) when is_list(Pids), is_list(Crashes) ->
     Exited = hp_registry_watch:reported_exits(Pids),
     Crashed = crashed_workers(Crashes, Exited),

@@ -96,6 +96,7 @@
 -define(ACK_TIMEOUT, 3000).
 -define(SILENT_FOR, 5000).
 -define(FANOUT_TIMEOUT, 3000).
+-define(HOLD_TIMEOUT, 30000).
 -define(RESEND_BATCH, 2000).
 -define(SWEEP_BATCH, 2000).
 
@@ -230,12 +231,13 @@ resend(Names) ->
 
 %% This sidecar becomes the owner of Copies (a handoff or a restart started them here
 %% with these states): it keeps them as its owner copies and sends them to their
-%% successors, all in one message per successor, without waiting for an answer.
+%% successors, all in one message per successor, without waiting for their answers.
+%% Returns once this sidecar holds them.
 -spec hold([copy()]) -> ok.
 hold([]) ->
     ok;
 hold(Copies) ->
-    gen_server:cast(?SERVER, {hold, Copies}).
+    gen_server:call(?SERVER, {hold, Copies}, ?HOLD_TIMEOUT).
 
 %% Names ended for good: their copies go, here and on the other sidecars.
 -spec forget([term()]) -> ok.
@@ -331,16 +333,16 @@ handle_call({put_many, Copies}, From, State) when is_list(Copies) ->
             put_many(Copies, From, State);
         false -> {reply, {error, {bad_copies, Copies}}, State}
     end;
+handle_call({hold, Copies}, _From, State) ->
+    _ = take(Copies),
+    send_copies(Copies),
+    {reply, ok, State};
 handle_call(_Other, _From, State) ->
     {reply, {error, bad_request}, State}.
 
 -spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
 handle_cast({resend, Names}, State) ->
     send_copies(get_many(Names)),
-    {noreply, State};
-handle_cast({hold, Copies}, State) ->
-    _ = take(Copies),
-    send_copies(Copies),
     {noreply, State};
 handle_cast({forget, Names}, State0) ->
     %% The puts taken before reach their successors before the forget does.

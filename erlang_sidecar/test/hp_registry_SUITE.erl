@@ -13,7 +13,7 @@
          drain_longer_than_the_settle_time/1,
          kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1,
          workers_on_the_owners_hidden_node/1, kill_restarts_python_workers_in_batches/1,
-         failed_handoff_is_abandoned/1]).
+         failed_handoff_is_abandoned/1, handed_over_names_hold_their_copies_first/1]).
 
 -define(W, hp_test_worker).
 
@@ -25,7 +25,9 @@ all() ->
      join_rebalances, graceful_stop_drains, drain_longer_than_the_settle_time,
      kill_restarts_from_mfa,
      netsplit_heals_to_one_copy, python_not_connected, workers_on_the_owners_hidden_node,
-     kill_restarts_python_workers_in_batches, failed_handoff_is_abandoned, start_link_workers_live_with_the_registry, swarm_api].
+     kill_restarts_python_workers_in_batches, failed_handoff_is_abandoned,
+     handed_over_names_hold_their_copies_first, start_link_workers_live_with_the_registry,
+     swarm_api].
 
 init_per_testcase(Case, Config) ->
     Tag = atom_to_list(Case),
@@ -535,6 +537,45 @@ kill_restarts_python_workers_in_batches(Config) ->
     ?assert(Batches >= 2 andalso Batches =< 4),
     ?assertEqual(lists:sort([call(A, hp_registry, whereis_name, [R]) || R <- Rooms]),
                  call(A, hp_registry, members, [batch_rooms])).
+
+%% A name handed over in a batch is committed on its new owner only once that sidecar
+%% holds the state the new worker started from as its owner copy. A drain of that pod,
+%% after its Python node died, starts each of its names from that copy: one committed
+%% before would start afresh.
+handed_over_names_hold_their_copies_first(Config) ->
+    Peers = ?config(peers, Config),
+    [{A, _} | _] = Peers,
+    Pairs = hidden_python_nodes(Peers, Config),
+    Rooms = [{room, I} || I <- lists:seq(1, 90)],
+    MFA = fun(R) -> {hp_python, start_worker, [room, R, []]} end,
+    Pids = [Pid || {ok, Pid} <- call(A, hp_registry, register_many,
+                                     [[{R, MFA(R)} || R <- Rooms], {hp_python, start_workers},
+                                      []])],
+    ?assertEqual(length(Rooms), length(Pids)),
+    wait_cluster(Peers),
+    [{I, _} = {I, call(A, gen_server, call, [{via, hp_registry, R}, incr])}
+     || {room, I} = R <- Rooms, _ <- lists:seq(1, I)],
+    [{PC, SideC, {_, HNC}} | _] = lists:reverse(Pairs),
+    OnC = [R || {R, P} <- lists:zip(Rooms, Pids), node(P) =:= HNC],
+    ?assert(OnC =/= []),
+    Survivors = [{P, H} || {P, Side, {H, _}} <- Pairs, Side =/= SideC],
+    Starts = fun() -> [maps:get(batch_start_many, call(H, ?W, events, []), 0)
+                       || {_, H} <- Survivors] end,
+    Before = Starts(),
+    [ok = call(P, sys, suspend, [hp_replica]) || {P, _} <- Survivors],
+    peer:cast(PC, init, stop, []),
+    %% The new owners' stand-ins started the workers; no name is taken while the copies
+    %% wait.
+    wait_until(fun() -> lists:sum(Starts()) > lists:sum(Before) end),
+    timer:sleep(500),
+    Taken = fun() -> [R || {P, _} <- Survivors, {R, _} <- call(P, hp_registry, local_registered, []),
+                           lists:member(R, OnC)] end,
+    ?assertEqual([], Taken()),
+    [ok = call(P, sys, resume, [hp_replica]) || {P, _} <- Survivors],
+    wait_until(fun() -> lists:sort(Taken()) =:= lists:sort(OnC) end),
+    Copies = [{R, Copy} || {P, _} <- Survivors, {R, _} <- call(P, hp_registry, local_registered, []),
+                           lists:member(R, OnC), {_, Copy} <- [call(P, hp_replica, lookup, [R])]],
+    ?assertEqual([{R, I} || {room, I} = R <- OnC], lists:sort(Copies)).
 
 %% --- helpers ---------------------------------------------------------------------------
 
