@@ -231,8 +231,10 @@ ids(Chunked) ->
 commit(Name, V, {S, Chunked, Written}, Old) ->
     OldIds = old_ids(Old),
     Ids = ids(Chunked),
-    ets:insert(?CHUNKS, [{{Name, Id}, maps:get(Id, Written)} || Id <- Ids,
-                                                              is_map_key(Id, Written)]),
+    case [{{Name, Id}, maps:get(Id, Written)} || Id <- Ids, is_map_key(Id, Written)] of
+        [] -> ok;  %% most changes write no chunk
+        New -> ets:insert(?CHUNKS, New)
+    end,
     ets:insert(?STATES, case map_size(Chunked) of
                             0 -> {Name, V, S};
                             _ -> {Name, V, S, Chunked}
@@ -393,15 +395,7 @@ split(N, [X | Rest], Acc) -> split(N - 1, Rest, [X | Acc]).
 length_of(Chunks) ->
     lists:sum([Len || {_, Len} <- Chunks]).
 
-%% Whether Value is a proper list of more than ?CHUNK items.
+%% Whether Value is a proper list of more than ?CHUNK items. length/1 walks it in C:
+%% every change to a list kept inside a state asks this.
 long(Value) ->
-    longer(Value, ?CHUNK).
-
-longer([], _) -> false;
-longer([_ | Rest], 0) -> proper(Rest);
-longer([_ | Rest], N) -> longer(Rest, N - 1);
-longer(_, _) -> false.
-
-proper([]) -> true;
-proper([_ | T]) -> proper(T);
-proper(_) -> false.
+    is_list(Value) andalso hp_replica_changes:proper_length(Value) > ?CHUNK.

@@ -34,6 +34,12 @@ stale_test() ->
     ?assertEqual(stale, hp_replica_changes:apply_to([{set, a, 1}, {append, k, [1], 3}],
                                                     #{k => atom})).
 
+proper_length_test() ->
+    ?assertEqual(0, hp_replica_changes:proper_length([])),
+    ?assertEqual(3, hp_replica_changes:proper_length([a, b, c])),
+    ?assertEqual(-1, hp_replica_changes:proper_length([a, b | c])),
+    ?assertEqual(-1, hp_replica_changes:proper_length(#{})).
+
 valid_test() ->
     ?assert(hp_replica_changes:valid([])),
     ?assert(hp_replica_changes:valid([{set, k, v}, {remove, k}, {append, k, [1]},

@@ -122,6 +122,22 @@ stale_puts_change_nothing_test() ->
               ?assertEqual({1, 41}, hp_replica_table:lookup(c))
       end).
 
+%% Only a proper list goes into chunks: an improper one, however long, stays inside its
+%% state, and changes to it are refused as stale.
+improper_lists_stay_inline_test() ->
+    with_tables(
+      fun() ->
+              Improper = lists:foldr(fun(X, Acc) -> [X | Acc] end, tail, items(1000)),
+              ok = hp_replica_table:put_whole(p, 1, #{log => Improper}),
+              ?assertEqual([{p, 1, #{log => Improper}}], ets:lookup(hp_replica_states, p)),
+              ?assertEqual(0, hp_replica_table:chunk_count()),
+              ?assertEqual(stale, hp_replica_table:put_changes(p, 2, 1, [{append, log, [a]}])),
+              ok = hp_replica_table:put_whole(q, 1, #{}),
+              ok = hp_replica_table:put_changes(q, 2, 1, [{set, log, Improper}]),
+              ?assertEqual({2, #{log => Improper}}, hp_replica_table:lookup(q)),
+              ?assertEqual(0, hp_replica_table:chunk_count())
+      end).
+
 %% A reader running beside the writer only ever reads a state the writer held: a log of
 %% the last 1,000 appended items, at the version of the last one.
 readers_see_whole_states_test() ->
