@@ -203,10 +203,9 @@ old_links([]) -> [].
 
 %% The names a state links to (none for a list that is not a proper one).
 links(#{?LINKS_KEY := Links}) when is_list(Links) ->
-    try length(Links) of
+    case hp_replica_changes:proper_length(Links) of
+        -1 -> [];
         _ -> Links
-    catch
-        error:badarg -> []
     end;
 links(_) ->
     [].
