@@ -20,7 +20,9 @@
 %% When the new owner already holds the name (a healed netsplit), its copy wins: it gets
 %% {swarm, resolve_conflict, S} with the state the loser gave up, joins the loser's
 %% groups, and the loser gets {swarm, die}. When neither copy sits on the owner, the
-%% first one handed over wins.
+%% first one handed over wins. A new owner handing that very process over itself (the
+%% name is on its way back to the sender, whose Python node died since) answers
+%% {error, handing_off}: the sender keeps the name until it is free there.
 %%
 %% Names whose MFA module M declares the behaviour hp_handoff_batch (hp_python: the
 %% Python workers) move in batches of ?MOVE_BATCH per new owner instead, with the same
@@ -251,19 +253,15 @@ accept_owned(Name, Mode, OldPid, MFA, Groups) ->
 
 accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
     case Reserved of
-        {already_registered, OldPid} ->
-            {ok, OldPid};
         {already_registered, Existing} ->
-            %% Two copies met (a healed netsplit, or a register during the handoff):
-            %% the one already here wins and absorbs the other's state and groups.
-            case Mode of
-                {start, {state, S}} -> gen_server:cast(Existing, {swarm, resolve_conflict, S});
-                {start, {_, S, _Version}} ->
-                    gen_server:cast(Existing, {swarm, resolve_conflict, S});
-                _ -> ok
-            end,
-            [gen_server:call(?SERVER, {join, G, Existing, always}) || G <- Groups],
-            {ok, Existing};
+            %% Race: this node may be handing Existing over itself, to the very node that
+            %% hands the name back (its Python node died since). The sender keeps the
+            %% name until that handoff is done, and then finds it free here.
+            case gen_server:call(?SERVER, {absorb, Name, Existing}) of
+                ok -> absorb(Existing, Mode, OldPid, Groups);
+                handing_off -> {error, handing_off};
+                moved -> accept_owned(Name, Mode, OldPid, MFA, Groups)
+            end;
         {reserved, Ref} when Mode =:= keep ->
             case gen_server:call(?SERVER, {commit, Name, Ref, OldPid, MFA, Groups}) of
                 ok -> {ok, OldPid};
@@ -275,6 +273,19 @@ accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
         {error, _} = Error ->
             Error
     end.
+
+absorb(OldPid, _Mode, OldPid, _Groups) ->
+    {ok, OldPid};
+absorb(Existing, Mode, _OldPid, Groups) ->
+    %% Two copies met (a healed netsplit, or a register during the handoff): the one
+    %% already here wins and absorbs the other's state and groups.
+    case Mode of
+        {start, {state, S}} -> gen_server:cast(Existing, {swarm, resolve_conflict, S});
+        {start, {_, S, _Version}} -> gen_server:cast(Existing, {swarm, resolve_conflict, S});
+        _ -> ok
+    end,
+    [gen_server:call(?SERVER, {join, G, Existing, always}) || G <- Groups],
+    {ok, Existing}.
 
 %% Runs on the new owner: accept/5 for many names, those of a batch module started
 %% together. One result per item, in order.
@@ -601,6 +612,7 @@ move_many({Target, Entries}) ->
             || {Name, Pid, MFA, Groups} <- Entries,
                hp_ring:key_to_node(Name, Ring) =:= Target,
                hp_registry_store:holds(Name, Pid)],
+    ok = gen_server:call(?SERVER, {handing_off, [Pid || {_, Pid, _, _} <- Held]}),
     Modes = begin_handoffs(Held),
     {Ready, Others} = lists:partition(fun({_, Pid, _, _}) -> maps:is_key(Pid, Modes) end, Held),
     Items = [{Name, versioned(Name, maps:get(Pid, Modes)), Pid, MFA, Groups}
@@ -613,7 +625,8 @@ move_many({Target, Entries}) ->
     Outcomes = [{moved(Pid, MFA, Mode, Result), Name, Pid, MFA}
                 || {{Name, Mode, Pid, MFA, _}, Result} <- lists:zip(Items, Results)],
     warn_failed(Target, [{Name, Why} || {{error, Why}, Name, _, _} <- Outcomes]),
-    gen_server:call(?SERVER, {handed_off_many, [{Name, Pid} || {{moved, _}, Name, Pid, _} <- Outcomes]}),
+    gen_server:call(?SERVER, {handed_off_many, [{Name, Pid} || {{moved, _}, Name, Pid, _} <- Outcomes],
+                              [Pid || {_, Pid, _, _} <- Ready]}),
     stop_handed_off([{Pid, MFA} || {{moved, true}, _, Pid, MFA} <- Outcomes]),
     [case Outcome of {moved, _} -> moved; Error -> Error end || {Outcome, _, _, _} <- Outcomes]
         ++ parallel(fun({Name, Pid, MFA, Groups}) -> move(Name, Pid, MFA, Groups, Target) end,
@@ -681,10 +694,11 @@ move(Name, Pid, MFA, Groups, Target) ->
              end,
     case moved(Pid, MFA, Mode, Result) of
         {moved, Stop} ->
-            gen_server:call(?SERVER, {handed_off, Name, Pid}),
+            gen_server:call(?SERVER, {handed_off_many, [{Name, Pid}], [Pid]}),
             Stop andalso stop_handed_off([{Pid, MFA}]),
             moved;
         {error, Why} = Error ->
+            gen_server:call(?SERVER, {handed_off_many, [], [Pid]}),
             warn_failed(Target, [{Name, Why}]),
             Error
     end.

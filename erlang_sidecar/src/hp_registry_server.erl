@@ -21,8 +21,14 @@
 %%   call {commit_many, [{Name, Ref, Pid, MFA, Groups}]} -> {not_committed, #{Name => Error}}
 %%   call {register_pid, Name, Pid}      -> yes | no | {redirect, Owner}
 %%   call {unregister, Name}             -> ok | {redirect, Owner}
-%%   call {handed_off, Name, Pid}        -> ok      (the new owner holds it now)
-%%   call {handed_off_many, [{Name, Pid}]} -> ok
+%%   call {handing_off, [Pid]}           -> ok      (the caller, a mover, asks them for
+%%                                          their states next)
+%%   call {handed_off_many, [{Name, Pid}], [Pid]} -> ok   (the new owners hold these
+%%                                          names now; the mover is done with those pids)
+%%   call {absorb, Name, Pid}            -> ok | handing_off | moved   (whether a copy of
+%%                                          Name handed here may merge into Pid, which
+%%                                          holds it: not while a mover of this node hands
+%%                                          Pid over, as the name leaves with it)
 %%   call {join, Group, Pid, IfNamed}    -> ok | not_named
 %%   call {leave, Group, Pid}            -> ok
 %%   call drain                          -> hp_handoff:summary() (once every name has moved)
@@ -60,8 +66,8 @@
 %% a message to this one (names, groups, pending starts, settling peers, the ring), and
 %% the per-pid watches and index, too big for this process's heap (see its opening
 %% comment); in the record, what only this process reads: the reservations under way,
-%% the membership (hp_registry_membership:members()) and the rebalance, resync and drain
-%% under way. Nothing in the process dictionary.
+%% the membership (hp_registry_membership:members()), the rebalance, resync and drain
+%% under way, and the processes being handed over. Nothing in the process dictionary.
 -module(hp_registry_server).
 -behaviour(gen_server).
 
@@ -107,7 +113,11 @@
     crash_restarts = #{} :: #{term() => [integer()]},
     %% The processes restarting the names of owners lost (hp_handoff:restart_lost/3),
     %% with how long the resync waits for each (monotonic ms).
-    restarters = #{} :: #{pid() => integer()}
+    restarters = #{} :: #{pid() => integer()},
+    %% The processes this node's movers are handing over, with their mover: a copy of one
+    %% of their names handed here meanwhile (by the very node they go to, whose Python
+    %% node died since) must not merge into them, or it would leave with them.
+    handing = #{} :: #{pid() => pid()}
 }).
 
 -type state() :: #state{}.
@@ -270,12 +280,13 @@ handle_call({unregister, Name}, _From, State) ->
                 _ -> {reply, ok, State}
             end
     end;
-handle_call({handed_off, Name, Pid}, _From, State) ->
-    drop_handed_off(Name, Pid),
-    {reply, ok, State};
-handle_call({handed_off_many, NamePids}, _From, State) ->
+handle_call({handing_off, Pids}, {Mover, _}, #state{handing = Handing} = State) ->
+    {reply, ok, State#state{handing = maps:merge(Handing, maps:from_keys(Pids, Mover))}};
+handle_call({handed_off_many, NamePids, Done}, _From, #state{handing = Handing} = State) ->
     [drop_handed_off(Name, Pid) || {Name, Pid} <- NamePids],
-    {reply, ok, State};
+    {reply, ok, State#state{handing = maps:without(Done, Handing)}};
+handle_call({absorb, Name, Pid}, _From, State) ->
+    {reply, absorb(Name, Pid, State), State};
 handle_call({join, Group, Pid, IfNamed}, _From, State) ->
     Named = names_of(Pid),
     case {Named, IfNamed} of
@@ -670,6 +681,23 @@ commit(Name, Ref, Pid, MFA, Groups, State) ->
 lost_with_python(Pid, #state{members = M}) ->
     Python = hp_registry_membership:reporter(M),
     node(Pid) =:= Python andalso not lists:member(Python, nodes(hidden)).
+
+absorb(Name, Pid, #state{handing = Handing}) ->
+    case hp_registry_store:holds(Name, Pid) of
+        false ->
+            moved;
+        true ->
+            case Handing of
+                #{Pid := Mover} ->
+                    %% A mover that died left its marks: its handoffs are over.
+                    case is_process_alive(Mover) of
+                        true -> handing_off;
+                        false -> ok
+                    end;
+                _ ->
+                    ok
+            end
+    end.
 
 drop_handed_off(Name, Pid) ->
     case hp_registry_store:holds(Name, Pid) of

@@ -13,7 +13,8 @@
          drain_longer_than_the_settle_time/1,
          kill_restarts_from_mfa/1, netsplit_heals_to_one_copy/1, python_not_connected/1,
          workers_on_the_owners_hidden_node/1, kill_restarts_python_workers_in_batches/1,
-         failed_handoff_is_abandoned/1, handed_over_names_hold_their_copies_first/1]).
+         failed_handoff_is_abandoned/1, handed_over_names_hold_their_copies_first/1,
+         no_copy_merges_into_a_leaving_process/1]).
 
 -define(W, hp_test_worker).
 
@@ -26,7 +27,8 @@ all() ->
      kill_restarts_from_mfa,
      netsplit_heals_to_one_copy, python_not_connected, workers_on_the_owners_hidden_node,
      kill_restarts_python_workers_in_batches, failed_handoff_is_abandoned,
-     handed_over_names_hold_their_copies_first, start_link_workers_live_with_the_registry,
+     handed_over_names_hold_their_copies_first, no_copy_merges_into_a_leaving_process,
+     start_link_workers_live_with_the_registry,
      swarm_api].
 
 init_per_testcase(Case, Config) ->
@@ -576,6 +578,36 @@ handed_over_names_hold_their_copies_first(Config) ->
     Copies = [{R, Copy} || {P, _} <- Survivors, {R, _} <- call(P, hp_registry, local_registered, []),
                            lists:member(R, OnC), {_, Copy} <- [call(P, hp_replica, lookup, [R])]],
     ?assertEqual([{R, I} || {room, I} = R <- OnC], lists:sort(Copies)).
+
+%% A copy handed to a node for a name whose process that node is handing over itself
+%% (by the very node it goes to, whose Python node died meanwhile) is refused, not merged
+%% into the leaving process, with which the name would have left for a node that dropped
+%% it: the sender keeps the name and finds it free once that handoff is over. Once the
+%% mover is gone, its marks are too.
+no_copy_merges_into_a_leaving_process(Config) ->
+    [{A, _}, {B, NodeB} | _] = Peers = ?config(peers, Config),
+    [] = call(A, ?W, register_many, [h, 1, 30]),
+    wait_cluster(Peers),
+    [{Name, Pid}, {Name2, Pid2} | _] = call(B, hp_registry, local_registered, []),
+    Sender = call(A, erlang, whereis, [hp_registry_server]),
+    Handed = fun(N, Count) -> {N, {start, {state, Count, 1}}, Sender, {?W, start_link, [N]}, []} end,
+    Mover = call(B, ?W, mover, [[Pid, Pid2]]),
+    ?assertEqual([{error, handing_off}], call(B, hp_handoff, accept_many, [[Handed(Name, 7)]])),
+    ?assertEqual(Pid, call(A, hp_registry, whereis_name, [Name])),
+    %% The handoff of Name is over (its new owner holds it), that of Name2 failed.
+    ok = call(B, ?W, mover_done, [Mover, [{Name, Pid}]]),
+    [{ok, New}] = call(B, hp_handoff, accept_many, [[Handed(Name, 7)]]),
+    ?assertNotEqual(Pid, New),
+    ?assertEqual(NodeB, node(New)),
+    ?assertMatch({Name, 7, _}, call(A, gen_server, call, [{via, hp_registry, Name}, get])),
+    ?assertEqual([{ok, Pid2}], call(B, hp_handoff, accept_many, [[Handed(Name2, 5)]])),
+    ?assertMatch({Name2, 5, _}, call(A, gen_server, call, [{via, hp_registry, Name2}, get])),
+    %% A mover that died leaves no mark behind.
+    [{Name3, Pid3} | _] = [E || {N, _} = E <- call(B, hp_registry, local_registered, []),
+                                not lists:member(N, [Name, Name2])],
+    Mover2 = call(B, ?W, mover, [[Pid3]]),
+    true = call(B, erlang, exit, [Mover2, kill]),
+    ?assertEqual([{ok, Pid3}], call(B, hp_handoff, accept_many, [[Handed(Name3, 4)]])).
 
 %% --- helpers ---------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@
 -export([init_node/0, events/0, copies/1, register_many/3, register_pinned/4, register_slow/4,
          lookup_many/3, incr_many/3,
          get_many/3, unique_pids/1, watch_lookups/2, watch_result/1, join_many/4,
-         group_is/4]).
+         group_is/4, mover/1, mover_done/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -spec start_link(term()) -> {ok, pid()}.
@@ -145,6 +145,30 @@ copies(Name) ->
     [P || {_, P} <- ets:lookup(hp_test_copies, Name), is_process_alive(P)].
 
 %% Registers Prefix-I for I in From..To with 32 concurrent callers; returns the failures.
+%% A stand-in for one of this node's handoff movers: it tells the registry it hands Pids
+%% over (as hp_handoff does before it asks them for their states) and lives on until
+%% mover_done/2.
+-spec mover([pid()]) -> pid().
+mover(Pids) ->
+    Self = self(),
+    Mover = spawn(fun() ->
+                          ok = gen_server:call(hp_registry_server, {handing_off, Pids}),
+                          Self ! {marked, self()},
+                          receive
+                              {done, NamePids, From} ->
+                                  ok = gen_server:call(hp_registry_server,
+                                                       {handed_off_many, NamePids, Pids}),
+                                  From ! {done, self()}
+                          end
+                  end),
+    receive {marked, Mover} -> Mover end.
+
+%% The mover's handoff is over: the new owners hold NamePids' names now.
+-spec mover_done(pid(), [{term(), pid()}]) -> ok.
+mover_done(Mover, NamePids) ->
+    Mover ! {done, NamePids, self()},
+    receive {done, Mover} -> ok end.
+
 -spec register_many(term(), integer(), integer()) -> [term()].
 register_many(Prefix, From, To) ->
     register_with(fun(Name) -> {start_link, [Name]} end, Prefix, From, To).

@@ -250,6 +250,32 @@ def test_a_python_node_killed_while_its_pod_drains_loses_nothing(cluster: Cluste
     run_kill_scenario(cluster, kill, frozenset(annex))
 
 
+def test_a_python_node_killed_again_while_names_move_back_loses_nothing(
+    cluster: Cluster,
+) -> None:
+    """The Python node is killed, comes back, and is killed again while the other pods
+    hand its pod's share of the names back: those it took go on from its sidecar's
+    copies, and those on their way stay with their senders."""
+    annex = sorted(f"annex_{i}" for i in range(30_000))
+    with cluster.client(1) as hp:
+        for start in range(0, len(annex), 5_000):
+            hp.add_rooms(annex[start : start + 5_000])
+    lost = cluster.pods[2]
+
+    def kill() -> None:
+        cluster.runner.kill_node(3, "python")
+        wait_until(lambda: not cluster.runner.ready(lost), 30, "pod 3 not ready")
+        cluster.runner.start_node(3, "python")
+        with cluster.client(3) as hp:
+            deadline = time.monotonic() + 60
+            while hp.rpc("hp_registry_server", "info", [])[Atom("names")] < 500:
+                assert time.monotonic() < deadline, "no name moved back to pod 3"
+                time.sleep(0.005)
+        cluster.runner.kill_node(3, "python")
+
+    run_kill_scenario(cluster, kill, frozenset(annex))
+
+
 def test_a_killed_sidecar_leaves_no_orphan_and_its_pod_recovers(cluster: Cluster) -> None:
     run_kill_scenario(cluster, lambda: cluster.runner.kill_node(3, "sidecar"))
     lost = cluster.pods[2]
