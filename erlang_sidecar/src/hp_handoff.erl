@@ -339,11 +339,11 @@ take_over([{{_, _, _, {M, _, _}, _}, _} | _] = Batch) ->
     [{Ref, Result} || {{_, Ref}, Result} <- lists:zip(Mine, Results)] ++ take_over(Others).
 
 %% The states the new workers started from become this sidecar's owner copies, sent on to
-%% their successors (hp_replica:hold/1), before their names are committed: a name held
-%% here always has its copy, which a drain after this pod's Python node died starts it
-%% from. A state handed over without a version (the old owner held no copy) gets one from
-%% the clock, as the worker's own would. A copy held for a name then refused stays behind
-%% as an old owner's does, older than the owner's next change.
+%% their successors (hp_replica:hold/1), before their names are committed: a drain after
+%% this pod's Python node died starts each name taken over from that copy, so it must be
+%% here as soon as the name is. A state handed over without a version (the old owner held
+%% no copy) gets one from the clock, as the worker's own would. A copy held for a name
+%% then refused stays behind as an old owner's does, older than the owner's next change.
 hold_states(Items, Results) ->
     Now = erlang:system_time(microsecond),
     hp_replica:hold([{Name, V, S}
