@@ -144,7 +144,6 @@ events() ->
 copies(Name) ->
     [P || {_, P} <- ets:lookup(hp_test_copies, Name), is_process_alive(P)].
 
-%% Registers Prefix-I for I in From..To with 32 concurrent callers; returns the failures.
 %% A stand-in for one of this node's handoff movers: it tells the registry it hands Pids
 %% over (as hp_handoff does before it asks them for their states) and lives on until
 %% mover_done/2.
@@ -169,6 +168,7 @@ mover_done(Mover, NamePids) ->
     Mover ! {done, NamePids, self()},
     receive {done, Mover} -> ok end.
 
+%% Registers Prefix-I for I in From..To with 32 concurrent callers; returns the failures.
 -spec register_many(term(), integer(), integer()) -> [term()].
 register_many(Prefix, From, To) ->
     register_with(fun(Name) -> {start_link, [Name]} end, Prefix, From, To).

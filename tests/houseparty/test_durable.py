@@ -225,15 +225,22 @@ def test_a_killed_python_node_loses_nothing_and_its_pod_leaves_then_rejoins(
         assert state(hp) == before
 
 
+def add_annex(cluster: Cluster) -> frozenset[str]:
+    """Adds 30,000 rooms nobody walks into, so that names are still moving a moment
+    after a Python node goes; returns their names."""
+    annex = sorted(f"annex_{i}" for i in range(30_000))
+    with cluster.client(1) as hp:
+        for start in range(0, len(annex), 5_000):
+            hp.add_rooms(annex[start : start + 5_000])
+    return frozenset(annex)
+
+
 def test_a_python_node_killed_while_its_pod_drains_loses_nothing(cluster: Cluster) -> None:
     """The Python node is killed (out of memory, or past the grace period) in the middle
     of its pod's graceful stop: the names not handed over yet move all the same, from
     their owner copies on the sidecar."""
     # Enough names that the kill lands while the drain is under way.
-    annex = sorted(f"annex_{i}" for i in range(30_000))
-    with cluster.client(1) as hp:
-        for start in range(0, len(annex), 5_000):
-            hp.add_rooms(annex[start : start + 5_000])
+    annex = add_annex(cluster)
     python_pid = next(pod.python_pid for spec, pod in cluster.runner.pods() if spec.index == 3)
     assert python_pid
 
@@ -247,7 +254,7 @@ def test_a_python_node_killed_while_its_pod_drains_loses_nothing(cluster: Cluste
         cluster.runner.kill_node(3, "python")
         assert info[Atom("names")] > 1_000, "the drain was nearly over before the kill"
 
-    run_kill_scenario(cluster, kill, frozenset(annex))
+    run_kill_scenario(cluster, kill, annex)
 
 
 def test_a_python_node_killed_again_while_names_move_back_loses_nothing(
@@ -256,10 +263,7 @@ def test_a_python_node_killed_again_while_names_move_back_loses_nothing(
     """The Python node is killed, comes back, and is killed again while the other pods
     hand its pod's share of the names back: those it took go on from its sidecar's
     copies, and those on their way stay with their senders."""
-    annex = sorted(f"annex_{i}" for i in range(30_000))
-    with cluster.client(1) as hp:
-        for start in range(0, len(annex), 5_000):
-            hp.add_rooms(annex[start : start + 5_000])
+    annex = add_annex(cluster)
     lost = cluster.pods[2]
 
     def kill() -> None:
@@ -273,7 +277,7 @@ def test_a_python_node_killed_again_while_names_move_back_loses_nothing(
                 time.sleep(0.005)
         cluster.runner.kill_node(3, "python")
 
-    run_kill_scenario(cluster, kill, frozenset(annex))
+    run_kill_scenario(cluster, kill, annex)
 
 
 def test_a_killed_sidecar_leaves_no_orphan_and_its_pod_recovers(cluster: Cluster) -> None:
