@@ -117,7 +117,10 @@
     %% The processes this node's movers are handing over, with their mover: a copy of one
     %% of their names handed here meanwhile (by the very node they go to, whose Python
     %% node died since) must not merge into them, or it would leave with them.
-    handing = #{} :: #{pid() => pid()}
+    handing = #{} :: #{pid() => pid()},
+    %% The movers that marked processes, monitored: the marks of one that ends go with
+    %% it, whether or not it said it was done with them.
+    movers = #{} :: #{pid() => reference()}
 }).
 
 -type state() :: #state{}.
@@ -280,8 +283,14 @@ handle_call({unregister, Name}, _From, State) ->
                 _ -> {reply, ok, State}
             end
     end;
-handle_call({handing_off, Pids}, {Mover, _}, #state{handing = Handing} = State) ->
-    {reply, ok, State#state{handing = maps:merge(Handing, maps:from_keys(Pids, Mover))}};
+handle_call({handing_off, Pids}, {Mover, _},
+            #state{handing = Handing, movers = Movers} = State) ->
+    Watched = case Movers of
+                  #{Mover := _} -> Movers;
+                  _ -> Movers#{Mover => erlang:monitor(process, Mover)}
+              end,
+    {reply, ok, State#state{handing = maps:merge(Handing, maps:from_keys(Pids, Mover)),
+                            movers = Watched}};
 handle_call({handed_off_many, NamePids, Done}, _From, #state{handing = Handing} = State) ->
     [drop_handed_off(Name, Pid) || {Name, Pid} <- NamePids],
     {reply, ok, State#state{handing = maps:without(Done, Handing)}};
@@ -326,7 +335,8 @@ handle_call(info, _From, #state{members = M} = State) ->
     {reply, maps:merge(hp_registry_store:info(),
                        #{peers => hp_registry_membership:peers(M),
                          draining => hp_registry_membership:draining(M),
-                         settling => hp_registry_store:settling()}),
+                         settling => hp_registry_store:settling(),
+                         handing_off => map_size(State#state.handing)}),
      State};
 handle_call(_Other, _From, State) ->
     {reply, {error, bad_request}, State}.
@@ -472,6 +482,8 @@ handle_info({'DOWN', Mon, process, Pid, Reason}, State) ->
                          error -> State#state.starts
                      end,
             {noreply, release(Name, Mon, State#state{res_mons = ResMons, starts = Starts})};
+        error when map_get(Pid, State#state.movers) =:= Mon ->
+            {noreply, mover_down(Pid, State)};
         error ->
             case hp_registry_watch:down(Pid, Mon, Reason,
                                         hp_registry_membership:reporter(State#state.members)) of
@@ -682,6 +694,11 @@ lost_with_python(Pid, #state{members = M}) ->
     Python = hp_registry_membership:reporter(M),
     node(Pid) =:= Python andalso not lists:member(Python, nodes(hidden)).
 
+%% A mover ended: what it marked is no longer on its way anywhere.
+mover_down(Mover, #state{handing = Handing, movers = Movers} = State) ->
+    State#state{handing = maps:filter(fun(_, M) -> M =/= Mover end, Handing),
+                movers = maps:remove(Mover, Movers)}.
+
 absorb(Name, Pid, #state{handing = Handing}) ->
     case hp_registry_store:holds(Name, Pid) of
         false ->
@@ -689,7 +706,7 @@ absorb(Name, Pid, #state{handing = Handing}) ->
         true ->
             case Handing of
                 #{Pid := Mover} ->
-                    %% A mover that died left its marks: its handoffs are over.
+                    %% A mover that died before its DOWN came: its handoffs are over.
                     case is_process_alive(Mover) of
                         true -> handing_off;
                         false -> ok

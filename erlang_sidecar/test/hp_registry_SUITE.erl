@@ -606,8 +606,10 @@ no_copy_merges_into_a_leaving_process(Config) ->
     [{Name3, Pid3} | _] = [E || {N, _} = E <- call(B, hp_registry, local_registered, []),
                                 not lists:member(N, [Name, Name2])],
     Mover2 = call(B, ?W, mover, [[Pid3]]),
+    ?assert(maps:get(handing_off, call(B, hp_registry_server, info, [])) >= 1),
     true = call(B, erlang, exit, [Mover2, kill]),
-    ?assertEqual([{ok, Pid3}], call(B, hp_handoff, accept_many, [[Handed(Name3, 4)]])).
+    ?assertEqual([{ok, Pid3}], call(B, hp_handoff, accept_many, [[Handed(Name3, 4)]])),
+    wait_until(fun() -> maps:get(handing_off, call(B, hp_registry_server, info, [])) =:= 0 end).
 
 %% --- helpers ---------------------------------------------------------------------------
 
