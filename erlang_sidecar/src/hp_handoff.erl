@@ -30,7 +30,9 @@
 %% trip per node (a busy one is left to the call above), then one accept_many/1 on the
 %% new owner starts them with one M:take_over([{MFA, Then}]), which gives each its
 %% handed-over state as end_handoff would, and commits them all; the old processes get
-%% their {swarm, die} from one M:stop_handed_off(Pids) per node.
+%% their {swarm, die} from one M:stop_handed_off(Pids) per node. A name of M's that is
+%% taken over on its own (accept/5, or one the batch's reservation left out) starts with
+%% M:take_over too, its state copy held before its name is committed.
 %%
 %% Names whose owner went down restart from their replicas the same way: in batches of
 %% ?MOVE_BATCH per new owner, one accept_restarts/1 each, which starts a batch module's
@@ -268,8 +270,16 @@ accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
                 {error, _} = Error -> Error
             end;
         {reserved, Ref} ->
-            {start, Then} = Mode,
-            start_and_commit(Name, Ref, MFA, Groups, Then);
+            %% A batch module's name taken over on its own (it was not reserved with its
+            %% batch) starts as the batch's do, its copy held before it is committed.
+            case batch_module(MFA, batch_modules([MFA])) of
+                {ok, _} ->
+                    [{Ref, Result}] = take_over([{{Name, Mode, OldPid, MFA, Groups}, Ref}]),
+                    Result;
+                none ->
+                    {start, Then} = Mode,
+                    start_and_commit(Name, Ref, MFA, Groups, Then)
+            end;
         {error, _} = Error ->
             Error
     end.

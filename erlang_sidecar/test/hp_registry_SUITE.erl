@@ -577,7 +577,16 @@ handed_over_names_hold_their_copies_first(Config) ->
     wait_until(fun() -> lists:sort(Taken()) =:= lists:sort(OnC) end),
     Copies = [{R, Copy} || {P, _} <- Survivors, {R, _} <- call(P, hp_registry, local_registered, []),
                            lists:member(R, OnC), {_, Copy} <- [call(P, hp_replica, lookup, [R])]],
-    ?assertEqual([{R, I} || {room, I} = R <- OnC], lists:sort(Copies)).
+    ?assertEqual([{R, I} || {room, I} = R <- OnC], lists:sort(Copies)),
+    %% A name taken over on its own, outside a batch, holds its copy all the same.
+    [{P1, _} | _] = Survivors,
+    Node1 = call(P1, erlang, node, []),
+    Ring1 = call(P1, hp_registry_server, ring, []),
+    [Single | _] = [{room, I} || I <- lists:seq(1000, 1100),
+                                 call(P1, hp_ring, key_to_node, [{room, I}, Ring1]) =:= Node1],
+    {ok, _} = call(P1, hp_handoff, accept, [Single, {start, {state, 4242, 17}}, self(),
+                                            MFA(Single), []]),
+    ?assertEqual({17, 4242}, call(P1, hp_replica, lookup, [Single])).
 
 %% A copy handed to a node for a name whose process that node is handing over itself
 %% (by the very node it goes to, whose Python node died meanwhile) is refused, not merged
