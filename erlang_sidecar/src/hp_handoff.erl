@@ -270,16 +270,8 @@ accept_reserved(Reserved, Name, Mode, OldPid, MFA, Groups) ->
                 {error, _} = Error -> Error
             end;
         {reserved, Ref} ->
-            %% A batch module's name taken over on its own (it was not reserved with its
-            %% batch) starts as the batch's do, its copy held before it is committed.
-            case batch_module(MFA, batch_modules([MFA])) of
-                {ok, _} ->
-                    [{Ref, Result}] = take_over([{{Name, Mode, OldPid, MFA, Groups}, Ref}]),
-                    Result;
-                none ->
-                    {start, Then} = Mode,
-                    start_and_commit(Name, Ref, MFA, Groups, Then)
-            end;
+            {start, Then} = Mode,
+            start_reserved(Name, Ref, MFA, Groups, Then);
         {error, _} = Error ->
             Error
     end.
@@ -474,7 +466,7 @@ accept_restart(Name, MFA, Groups, Then) ->
             %% a name waits for its restart, so no caller registers it afresh then.)
             {ok, Existing};
         {reserved, Ref} ->
-            counted(restarts, restart_reserved(Name, Ref, MFA, Groups, Then));
+            counted(restarts, start_reserved(Name, Ref, MFA, Groups, Then));
         {error, _} = Error ->
             Error
     end.
@@ -488,7 +480,7 @@ restart_crashed(Name, Ref, MFA, Groups) ->
                {Version, State} -> {copy, State, Version};
                none -> none
            end,
-    counted(crash_restarts, restart_reserved(Name, Ref, MFA, Groups, Then)).
+    counted(crash_restarts, start_reserved(Name, Ref, MFA, Groups, Then)).
 
 counted(Counter, {ok, _} = Started) ->
     hp_metrics:inc(Counter),
@@ -496,7 +488,9 @@ counted(Counter, {ok, _} = Started) ->
 counted(_Counter, Failed) ->
     Failed.
 
-restart_reserved(Name, Ref, {M, _, _} = MFA, Groups, Then) ->
+%% Starts one reserved name from Then and commits it: a batch module's with a state as
+%% a batch's are (M:take_over, its copy held before the commit), any other as swarm does.
+start_reserved(Name, Ref, {M, _, _} = MFA, Groups, Then) ->
     case batch_module(MFA, batch_modules([MFA])) of
         {ok, M} when Then =/= none ->
             Items = [{Name, Ref, MFA, Groups, {MFA, Then}}],
